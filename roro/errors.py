@@ -1,0 +1,69 @@
+"""Every error a user can cause is a subclass of :class:`RoroError`.
+
+Errors carry attributes (``repository``, ``version``, ``digest``, ``expected``, ``actual``) as well as a
+message that says what happened and what to do next. This module imports nothing from roro, so every
+layer may raise these.
+"""
+
+from __future__ import annotations
+
+
+class RoroError(Exception):
+    """Root of every error a user of roro can cause."""
+
+
+class NotFoundError(RoroError, LookupError):
+    """A repository, version, tag, object or store that does not exist."""
+
+    def __init__(self, message: str, *, repository: str | None = None,
+                 version: int | None = None, tag: str | None = None, digest: str | None = None):
+        super().__init__(message)
+        self.repository = repository
+        self.version = version
+        self.tag = tag
+        self.digest = digest
+
+
+class IntegrityError(RoroError):
+    """Stored bytes do not hash to their name, or a ref log is broken."""
+
+    def __init__(self, message: str, *, digest: str | None = None, expected: str | None = None,
+                 actual: str | None = None, repository: str | None = None, seq: int | None = None):
+        super().__init__(message)
+        self.digest = digest
+        self.expected = expected
+        self.actual = actual
+        self.repository = repository
+        self.seq = seq
+
+
+class ConflictError(RoroError):
+    """Lost a race that cannot be retried, an existing name, or a diverged history."""
+
+    def __init__(self, message: str, *, repository: str | None = None):
+        super().__init__(message)
+        self.repository = repository
+
+
+class InvalidNameError(RoroError, ValueError):
+    """A repository, tag, project or attachment name that breaks the naming rule."""
+
+    def __init__(self, message: str, *, name: object = None):
+        super().__init__(message)
+        self.name = name
+
+
+class InvalidMetadataError(RoroError, ValueError):
+    """A metadata key or value that is not allowed (not JSON, NaN, too large, too deep...)."""
+
+
+class ImmutableError(RoroError, TypeError):
+    """Attempt to change a model image that has already been saved."""
+
+
+class StoreError(RoroError):
+    """A store that cannot be used: unknown format, unreachable, unsafe, misconfigured."""
+
+
+class ConfigError(RoroError):
+    """A roro.yml that cannot be read or holds invalid values."""

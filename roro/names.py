@@ -1,0 +1,99 @@
+"""The naming rules, in one place, applied before any name becomes a path, a key or a SQL value.
+
+Repository, project and tag names: 1 to 100 characters from lowercase ``a-z``, digits, ``.``, ``_`` and
+``-``; the first character a letter or digit; never containing ``..``. A tag is additionally never all
+digits (``name:3`` always means version 3) and never ``latest`` (which always means the highest
+version).
+
+Attachment names: a relative POSIX path (``log.txt``, ``plots/roc.png``) of at most 255 characters,
+each part 1 to 100 characters, no part ``.`` or ``..``, no leading ``/``, no backslash, no drive
+letter or ``:``, no control characters (NUL included), none of ``<>:"|?*`` and no leading or
+trailing spaces or dots in a part. Such a name can be written below any directory on Linux, macOS or
+Windows without escaping it.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from .errors import InvalidNameError
+
+NAME_RULE = ("lowercase letters, digits, '.', '_' and '-', starting with a letter or digit, "
+             "at most 100 characters, no '..'")
+_NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,99}")
+LATEST = "latest"
+MAX_ATTACHMENT_NAME = 255
+_BAD_ATTACHMENT_CHARS = set('\\:<>"|?*')
+
+
+def validate_name(name: object, kind: str = "repository") -> str:
+    """Return ``name`` if it is a valid repository or project name, else raise InvalidNameError."""
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or ".." in name:
+        raise InvalidNameError(f"invalid {kind} name {name!r}: use {NAME_RULE}", name=name)
+    return name
+
+
+def validate_tag(tag: object) -> str:
+    """Return ``tag`` if it is a valid tag name (not all digits, not 'latest')."""
+    validate_name(tag, "tag")
+    assert isinstance(tag, str)
+    if tag.isdigit():
+        raise InvalidNameError(f"invalid tag name {tag!r}: a tag may not be all digits "
+                               f"('name:{tag}' means version {tag})", name=tag)
+    if tag == LATEST:
+        raise InvalidNameError("invalid tag name 'latest': it always means the highest version "
+                               "and cannot be set", name=tag)
+    return tag
+
+
+def validate_version(version: object) -> int:
+    """Return ``version`` as a positive int (accepts ints and digit strings)."""
+    if isinstance(version, bool):
+        raise InvalidNameError(f"invalid version {version!r}: expected a positive integer", name=version)
+    if isinstance(version, str) and version.isdigit() and version.isascii():
+        version = int(version)
+    if not isinstance(version, int) or version < 1:
+        raise InvalidNameError(f"invalid version {version!r}: expected a positive integer", name=version)
+    return version
+
+
+def validate_attachment_name(name: object) -> str:
+    """Return ``name`` if it is a safe relative attachment path, else raise InvalidNameError."""
+    def bad(why: str) -> InvalidNameError:
+        return InvalidNameError(f"invalid attachment name {name!r}: {why}", name=name)
+
+    if not isinstance(name, str):
+        raise bad("expected a string")
+    if not name:
+        raise bad("it is empty")
+    if len(name) > MAX_ATTACHMENT_NAME:
+        raise bad(f"longer than {MAX_ATTACHMENT_NAME} characters")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise bad("not valid Unicode text") from None
+    if name.startswith("/"):
+        raise bad("absolute paths are not allowed")
+    for ch in name:
+        if ch in _BAD_ATTACHMENT_CHARS or unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn"):
+            raise bad(f"character {ch!r} is not allowed")
+    for part in name.split("/"):
+        if part in ("", ".", ".."):
+            raise bad("empty, '.' and '..' path parts are not allowed")
+        if len(part) > 100:
+            raise bad("a path part is longer than 100 characters")
+        if part != part.strip(" ") or part.endswith("."):
+            raise bad("a path part may not start or end with a space or end with a dot")
+    return name
+
+
+def parse_refspec(spec: str) -> tuple[str, int | None, str | None]:
+    """Parse ``NAME[:VERSION|TAG]`` into ``(name, version, tag)``; ``latest`` gives (name, None, None)."""
+    name, sep, ref = spec.partition(":")
+    validate_name(name)
+    if not sep or ref == LATEST:
+        return name, None, None
+    if ref.isdigit():
+        return name, validate_version(ref), None
+    return name, None, validate_tag(ref)

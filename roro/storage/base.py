@@ -1,0 +1,122 @@
+"""The raw-key contract every storage backend implements.
+
+Backends only move bytes under keys. Hashing, verification, retries of ref writes and error mapping
+live once, above them (``roro.objects`` and ``roro.refs``). Every write is atomic: a reader sees a key
+whole or not at all. Keys are ``/``-separated relative paths made by :mod:`roro.storage.layout`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from ..errors import InvalidNameError, NotFoundError
+
+
+class KeyNotFoundError(NotFoundError):
+    """A key that is not in the store."""
+
+    def __init__(self, key: str, url: str = ""):
+        super().__init__(f"{key!r} not found in store {url}".rstrip())
+        self.key = key
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    key: str
+    size: int
+    mtime: float  # seconds since the epoch, UTC
+
+
+def check_key(key: str) -> str:
+    """Refuse keys that could escape the store: absolute, empty parts, '.', '..', backslashes, NUL."""
+    if (not isinstance(key, str) or not key or key.startswith("/") or "\\" in key or "\x00" in key
+            or any(part in ("", ".", "..") for part in key.split("/"))):
+        raise InvalidNameError(f"invalid storage key {key!r}", name=key)
+    return key
+
+
+class Backend(ABC):
+    """A flat namespace of immutable keys. Subclasses implement the abstract hooks."""
+
+    url: str = ""
+
+    @abstractmethod
+    def get(self, key: str) -> bytes:
+        """The bytes under ``key``; raises :class:`KeyNotFoundError`."""
+
+    @abstractmethod
+    def open(self, key: str) -> BinaryIO:
+        """A readable binary stream of ``key``; raises :class:`KeyNotFoundError`."""
+
+    def download(self, key: str, path: str) -> None:
+        """Write the bytes of ``key`` to the local file ``path`` (replaced if present)."""
+        with self.open(key) as src, open(path, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+
+    @abstractmethod
+    def put(self, key: str, data: bytes) -> None:
+        """Store ``data`` under ``key`` atomically. Only for content-addressed keys, where a second
+        write of the same key writes the same bytes."""
+
+    @abstractmethod
+    def put_file(self, key: str, path: str) -> None:
+        """Store the content of the local file ``path`` under ``key`` atomically (as :meth:`put`).
+        The backend may take ownership of ``path`` by hard-linking it; the caller must not modify
+        the file afterwards, and may delete it."""
+
+    @abstractmethod
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        """Create ``key`` with ``data`` only if it does not exist: True if this call created it,
+        False if it was already there (someone else won)."""
+
+    @abstractmethod
+    def exists(self, key: str) -> bool: ...
+
+    @abstractmethod
+    def stat(self, key: str) -> KeyInfo:
+        """Size and modification time of ``key``; raises :class:`KeyNotFoundError`."""
+
+    @abstractmethod
+    def list(self, prefix: str, start_after: str | None = None) -> Iterator[str]:
+        """Every key starting with ``prefix``, sorted, optionally only those after ``start_after``."""
+
+    @abstractmethod
+    def list_dirs(self, prefix: str) -> list[str]:
+        """The sorted names of the immediate 'directories' under ``prefix`` (which ends with '/')."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove ``key``; removing a missing key is not an error."""
+
+    def touch(self, key: str) -> None:  # noqa: B027 - optional hook
+        """Refresh the modification time of ``key`` (protects a re-used object from gc)."""
+
+    def tempdir(self) -> str | None:
+        """A local directory where callers should spool files meant for :meth:`put_file`, so the
+        backend can link them instead of copying; None means anywhere."""
+        return None
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections and handles."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.url}>"
+
+
+def fsync_dir(path: str) -> None:
+    """fsync a directory so that a new entry in it survives a power cut (no-op where unsupported)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,167 @@
+"""A store in a local folder: the default, with no set-up.
+
+Every write goes to a temporary file in ``<root>/tmp/``, is fsynced, then hard-linked into place
+(``os.link`` fails if the target exists, which is exactly create-if-absent), and the directory is
+fsynced. Objects are made read-only (0444) before they are linked.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from ..errors import StoreError
+from .base import Backend, KeyInfo, KeyNotFoundError, check_key, fsync_dir
+
+TMP_DIR = "tmp"
+
+
+class FolderBackend(Backend):
+    def __init__(self, root: str | os.PathLike):
+        self.root = os.path.abspath(os.fspath(root))
+        self.url = self.root
+
+    # -- paths -----------------------------------------------------------------------------------
+    def _path(self, key: str) -> str:
+        return os.path.join(self.root, *check_key(key).split("/"))
+
+    def tempdir(self) -> str:
+        path = os.path.join(self.root, TMP_DIR)
+        try:
+            os.makedirs(path, exist_ok=True)
+        except OSError as e:
+            raise StoreError(f"cannot write to store {self.root}: {e.strerror}") from e
+        return path
+
+    # -- reads -----------------------------------------------------------------------------------
+    def get(self, key: str) -> bytes:
+        with self.open(key) as f:
+            return f.read()
+
+    def open(self, key: str) -> BinaryIO:
+        try:
+            return open(self._path(key), "rb")
+        except (FileNotFoundError, NotADirectoryError):
+            raise KeyNotFoundError(key, self.url) from None
+        except IsADirectoryError:
+            raise KeyNotFoundError(key, self.url) from None
+
+    def download(self, key: str, path: str) -> None:
+        try:
+            shutil.copyfile(self._path(key), path)
+        except (FileNotFoundError, NotADirectoryError):
+            raise KeyNotFoundError(key, self.url) from None
+
+    def exists(self, key: str) -> bool:
+        return os.path.isfile(self._path(key))
+
+    def stat(self, key: str) -> KeyInfo:
+        try:
+            st = os.stat(self._path(key))
+        except (FileNotFoundError, NotADirectoryError):
+            raise KeyNotFoundError(key, self.url) from None
+        return KeyInfo(key, st.st_size, st.st_mtime)
+
+    def list(self, prefix: str, start_after: str | None = None) -> Iterator[str]:
+        base, _, _ = prefix.rpartition("/")
+        top = os.path.join(self.root, *base.split("/")) if base else self.root
+        keys = []
+        for dirpath, dirnames, filenames in os.walk(top):
+            rel = os.path.relpath(dirpath, self.root).replace(os.sep, "/")
+            rel = "" if rel == "." else rel + "/"
+            if rel == "":
+                dirnames[:] = [d for d in dirnames if d != TMP_DIR]
+            for name in filenames:
+                key = rel + name
+                if key.startswith(prefix) and (start_after is None or key > start_after):
+                    keys.append(key)
+        keys.sort()
+        return iter(keys)
+
+    def list_dirs(self, prefix: str) -> list[str]:
+        top = os.path.join(self.root, *prefix.rstrip("/").split("/")) if prefix.strip("/") else self.root
+        try:
+            with os.scandir(top) as it:
+                return sorted(e.name for e in it if e.is_dir() and e.name != TMP_DIR)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    # -- writes ----------------------------------------------------------------------------------
+    def _spool(self, data: bytes) -> str:
+        fd, tmp = tempfile.mkstemp(dir=self.tempdir(), prefix="put-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        except BaseException:
+            _unlink(tmp)
+            raise
+        return tmp
+
+    def _link(self, tmp: str, key: str) -> bool:
+        """Link ``tmp`` at ``key``: True if created, False if the key existed. Removes ``tmp``."""
+        target = self._path(key)
+        parent = os.path.dirname(target)
+        try:
+            os.makedirs(parent, exist_ok=True)
+            os.chmod(tmp, 0o444)
+            try:
+                os.link(tmp, target)
+            except FileExistsError:
+                return False
+            fsync_dir(parent)
+            return True
+        finally:
+            _unlink(tmp)
+
+    def put(self, key: str, data: bytes) -> None:
+        self._link(self._spool(data), key)
+
+    def put_file(self, key: str, path: str) -> None:
+        src = os.path.abspath(path)
+        if os.path.dirname(src) != self.tempdir():
+            fd, tmp = tempfile.mkstemp(dir=self.tempdir(), prefix="put-")
+            os.close(fd)
+            shutil.copyfile(src, tmp)
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            self._link(tmp, key)
+            return
+        # The caller spooled into our tempdir: link it directly (no copy). Take our own name for it
+        # first so that the caller may delete its name at any time.
+        fd, tmp = tempfile.mkstemp(dir=self.tempdir(), prefix="put-")
+        os.close(fd)
+        os.unlink(tmp)
+        try:
+            os.link(src, tmp)
+        except OSError as e:
+            if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+                raise
+            shutil.copyfile(src, tmp)
+        self._link(tmp, key)
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        return self._link(self._spool(data), key)
+
+    def delete(self, key: str) -> None:
+        _unlink(self._path(key))
+
+    def touch(self, key: str) -> None:
+        try:
+            now = time.time()
+            os.utime(self._path(key), (now, now))
+        except OSError:
+            pass
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,60 @@
+"""The key layout of a store: one pure function per kind of key, shared by every backend.
+
+```
+roro.json                                          format marker
+objects/sha256/<2 hex>/<62 hex>                    immutable objects (blobs and manifests)
+refs/<project>/<repo>/log/<seq, 10 digits>.json    ref events, create-only
+```
+"""
+
+from __future__ import annotations
+
+from ..digests import ALGORITHM, hex_of, parse_digest
+from ..names import validate_name
+
+FORMAT_KEY = "roro.json"
+FORMAT_VERSION = 1
+OBJECTS_PREFIX = f"objects/{ALGORITHM}/"
+REFS_PREFIX = "refs/"
+SEQ_DIGITS = 10
+
+
+def object_key(digest: str) -> str:
+    h = hex_of(digest)
+    return f"{OBJECTS_PREFIX}{h[:2]}/{h[2:]}"
+
+
+def digest_from_object_key(key: str) -> str | None:
+    """The digest an object key names, or None if ``key`` is not a well-formed object key."""
+    if not key.startswith(OBJECTS_PREFIX):
+        return None
+    rest = key[len(OBJECTS_PREFIX):]
+    if len(rest) != 65 or rest[2] != "/":
+        return None
+    try:
+        return parse_digest(f"{ALGORITHM}:{rest[:2]}{rest[3:]}")
+    except ValueError:
+        return None
+
+
+def project_prefix(project: str) -> str:
+    return f"{REFS_PREFIX}{validate_name(project, 'project')}/"
+
+
+def log_prefix(project: str, repo: str) -> str:
+    return f"{project_prefix(project)}{validate_name(repo)}/log/"
+
+
+def log_key(project: str, repo: str, seq: int) -> str:
+    if not isinstance(seq, int) or seq < 1 or seq >= 10**SEQ_DIGITS:
+        raise ValueError(f"invalid sequence number {seq!r}")
+    return f"{log_prefix(project, repo)}{seq:0{SEQ_DIGITS}d}.json"
+
+
+def seq_from_log_key(key: str) -> int | None:
+    """The sequence number in a log key, or None if the file name is not ``<10 digits>.json``."""
+    name = key.rsplit("/", 1)[-1]
+    stem, dot, ext = name.partition(".")
+    if ext != "json" or len(stem) != SEQ_DIGITS or not stem.isdigit() or not stem.isascii():
+        return None
+    return int(stem)
