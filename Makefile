@@ -1,0 +1,26 @@
+PYTHON ?= python3
+PIP ?= $(PYTHON) -m pip
+# The demo uses the default local folder store, kept in this checkout so it never touches ~/.roro.
+DEMO_HOME ?= $(CURDIR)/.demo
+
+.PHONY: install install-test demo test lint bench clean
+
+install:
+	$(PIP) install --quiet --disable-pip-version-check -e .
+
+install-test:
+	$(PIP) install --quiet --disable-pip-version-check -e '.[test]'
+
+demo: install
+	rm -rf $(DEMO_HOME) && mkdir -p $(DEMO_HOME)/work
+	cd $(DEMO_HOME)/work && RORO_HOME=$(DEMO_HOME)/store $(PYTHON) $(CURDIR)/examples/quickstart.py
+
+test: install-test
+	$(PYTHON) -m ruff check roro tests
+	$(PYTHON) -m pytest -q -p no:cacheprovider
+
+lint: install-test
+	$(PYTHON) -m ruff check roro tests
+
+clean:
+	rm -rf $(DEMO_HOME) build dist *.egg-info .pytest_cache .hypothesis

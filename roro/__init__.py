@@ -1,0 +1,55 @@
+"""roro: a git-like, content-addressed model registry for Python.
+
+>>> import roro
+>>> project = roro.get_current_project()
+>>> repo = project.get_model_repository("credit-risk")
+>>> image = repo.new_image(model); image["Accuracy"] = 0.89; image.save(comment="June data")
+"""
+
+from __future__ import annotations
+
+from .errors import (
+    ConfigError,
+    ConflictError,
+    ImmutableError,
+    IntegrityError,
+    InvalidMetadataError,
+    InvalidNameError,
+    NotFoundError,
+    RoroError,
+    StoreError,
+)
+from .image import Attachment, ModelImage, RoroWarning
+from .project import Project
+from .repository import ModelRepository
+from .store import Store
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Attachment",
+    "ConfigError",
+    "ConflictError",
+    "ImmutableError",
+    "IntegrityError",
+    "InvalidMetadataError",
+    "InvalidNameError",
+    "ModelImage",
+    "ModelRepository",
+    "NotFoundError",
+    "Project",
+    "RoroError",
+    "RoroWarning",
+    "Store",
+    "StoreError",
+    "get_current_project",
+    "__version__",
+]
+
+
+def get_current_project(project: str | None = None, store: str | None = None) -> Project:
+    """The project named by ``RORO_PROJECT``/``RORO_STORE``, the nearest ``roro.yml``, or the
+    ``default`` project in ``$RORO_HOME`` (default ``~/.roro``)."""
+    from .config import current_settings
+    settings = current_settings(project, store)
+    return Project(settings.project, settings.store, **settings.options)

@@ -1,0 +1,95 @@
+"""Finding the current project: ``roro.yml``, environment variables, defaults.
+
+Resolution, first match wins, separately for the project name and the store:
+
+1. ``RORO_PROJECT`` / ``RORO_STORE`` environment variables;
+2. ``project:`` / ``store:`` in the nearest ``roro.yml`` in the current directory or a parent (a
+   relative ``store`` is relative to the file; ``endpoint_url`` is passed to an S3 store);
+3. the project ``default`` in the user store ``$RORO_HOME`` (default ``~/.roro``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigError
+from .names import validate_name
+
+CONFIG_FILE = "roro.yml"
+DEFAULT_PROJECT = "default"
+
+
+@dataclass
+class Settings:
+    project: str
+    store: str
+    options: dict[str, Any] = field(default_factory=dict)
+    config_path: str | None = None
+    remotes: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def find_config(start: str | None = None) -> str | None:
+    """The nearest ``roro.yml`` in ``start`` (default: the current directory) or a parent."""
+    d = os.path.abspath(start or os.getcwd())
+    while True:
+        path = os.path.join(d, CONFIG_FILE)
+        if os.path.isfile(path):
+            return path
+        parent = os.path.dirname(d)
+        if parent == d:
+            return None
+        d = parent
+
+
+def load_config(path: str) -> dict[str, Any]:
+    import yaml
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise ConfigError(f"cannot read {path}: {str(e).splitlines()[0]}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must be a mapping with keys 'project' and 'store'")
+    for key in ("project", "store", "endpoint_url"):
+        if key in data and not isinstance(data[key], str):
+            raise ConfigError(f"{path}: '{key}' must be a string")
+    if "remotes" in data and not isinstance(data["remotes"], dict):
+        raise ConfigError(f"{path}: 'remotes' must be a mapping of name to {{store: …}}")
+    return data
+
+
+def resolve_store_path(store: str, base_dir: str) -> str:
+    if "://" in store:
+        return store
+    return os.path.normpath(os.path.join(base_dir, os.path.expanduser(store)))
+
+
+def current_settings(project: str | None = None, store: str | None = None) -> Settings:
+    """Resolve project and store from arguments, environment, ``roro.yml`` and defaults."""
+    from .environment import roro_home
+    path = find_config()
+    data = load_config(path) if path else {}
+    base = os.path.dirname(path) if path else os.getcwd()
+    options: dict[str, Any] = {}
+    if data.get("endpoint_url"):
+        options["endpoint_url"] = data["endpoint_url"]
+    name = project or os.environ.get("RORO_PROJECT") or data.get("project") or DEFAULT_PROJECT
+    if store or os.environ.get("RORO_STORE"):
+        url = store or os.environ["RORO_STORE"]
+        url = resolve_store_path(url, os.getcwd())
+    elif data.get("store"):
+        url = resolve_store_path(data["store"], base)
+    else:
+        url = roro_home()
+    remotes = {}
+    for rname, spec in (data.get("remotes") or {}).items():
+        if isinstance(spec, str):
+            spec = {"store": spec}
+        if not isinstance(spec, dict) or not isinstance(spec.get("store"), str):
+            raise ConfigError(f"{path}: remote {rname!r} needs a 'store'")
+        remotes[str(rname)] = {**spec, "store": resolve_store_path(spec["store"], base)}
+    return Settings(validate_name(name, "project"), url, options, path, remotes)

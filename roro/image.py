@@ -1,0 +1,300 @@
+"""ModelImage: one version of a model, with metadata and attachments; Attachment: one attached file."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import warnings
+import weakref
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from .errors import ImmutableError, InvalidMetadataError, RoroError
+from .metadata import AUTOMATIC_KEYS, check_total, normalize_metadata, normalize_value, validate_key
+from .names import validate_attachment_name
+from .objects import SpooledObject
+
+if TYPE_CHECKING:
+    from .repository import ModelRepository
+
+CHUNK = 1 << 20
+
+
+class RoroWarning(UserWarning):
+    """A model was saved with a different Python or cloudpickle version than is loading it."""
+
+
+class Attachment:
+    """A file attached to a model image."""
+
+    def __init__(self, image: ModelImage, name: str, digest: str, size: int,
+                 spooled: SpooledObject | None = None):
+        self._image = image
+        self.name = name
+        self.digest = digest
+        self.size = size
+        self._spooled = spooled
+
+    def open(self) -> BinaryIO:
+        """A binary file of the attachment's (verified) bytes; close it when done."""
+        if self._spooled is not None:
+            return open(self._spooled.path, "rb")
+        return self._image._repository.project.store.objects.open_verified(self.digest)
+
+    def read(self) -> bytes:
+        """The attachment's bytes, verified against its digest."""
+        with self.open() as f:
+            return f.read()
+
+    def __repr__(self) -> str:
+        return f"<Attachment {self.name!r} {self.size} bytes {self.digest[:19]}>"
+
+
+class ModelImage:
+    """One version of a model: the model object, metadata (dict- and attribute-style) and files.
+
+    A new image (from :meth:`ModelRepository.new_image`) can be changed until :meth:`save`; a saved
+    image is immutable and raises :class:`~roro.errors.ImmutableError` on any change.
+    """
+
+    def __init__(self, repository: ModelRepository, model: Any = None, *,
+                 manifest: dict[str, Any] | None = None, digest: str | None = None,
+                 version: int | None = None):
+        s = object.__setattr__
+        s(self, "_repository", repository)
+        s(self, "_model", model)
+        s(self, "_manifest", manifest)
+        s(self, "_digest", digest)
+        s(self, "_version", version)
+        s(self, "_metadata", dict(manifest["metadata"]) if manifest else {})
+        s(self, "_attachments", {})  # name -> Attachment (drafts only)
+        s(self, "_finalizer", weakref.finalize(self, _discard_all, self._attachments))
+
+    # -- identity --------------------------------------------------------------------------------
+    @property
+    def repository(self) -> ModelRepository:
+        return self._repository
+
+    @property
+    def version(self) -> int | None:
+        """The version number, or None before the image is saved."""
+        return self._version
+
+    @property
+    def digest(self) -> str | None:
+        """``sha256:…`` of the image's manifest (its id), or None before it is saved."""
+        return self._digest
+
+    @property
+    def comment(self) -> str | None:
+        return self._manifest["comment"] if self._manifest else None
+
+    @property
+    def saved(self) -> bool:
+        return self._manifest is not None
+
+    @property
+    def manifest(self) -> dict[str, Any] | None:
+        """The manifest (a copy) of a saved image."""
+        return json.loads(json.dumps(self._manifest)) if self._manifest else None
+
+    @property
+    def model_type(self) -> str | None:
+        return self._manifest["model"]["type"] if self._manifest else None
+
+    @property
+    def model_size(self) -> int | None:
+        return self._manifest["model"]["size"] if self._manifest else None
+
+    def __repr__(self) -> str:
+        where = f"v{self._version}" if self._version else "unsaved"
+        return f"<ModelImage {self._repository.name}:{where}>"
+
+    # -- metadata --------------------------------------------------------------------------------
+    def _check_mutable(self) -> None:
+        if self.saved:
+            raise ImmutableError(f"model image {self._repository.name}:{self._version} is saved and "
+                                 f"cannot be changed; create a new image with new_image()")
+
+    def get_metadata(self) -> dict[str, Any]:
+        """User metadata plus the automatic ``timestamp`` (ISO 8601 UTC) and ``author``."""
+        out = json.loads(json.dumps(self._metadata))
+        if self._manifest:
+            out.update({k: self._manifest[k] for k in AUTOMATIC_KEYS})
+        else:
+            out.update({"timestamp": None, "author": None})
+        return out
+
+    def set_metadata(self, metadata: dict[str, Any]) -> None:
+        """Replace all user metadata."""
+        self._check_mutable()
+        object.__setattr__(self, "_metadata", normalize_metadata(metadata))
+
+    def __getitem__(self, key: str) -> Any:
+        if key in AUTOMATIC_KEYS:
+            return self.get_metadata()[key]
+        return json.loads(json.dumps(self._metadata[key]))
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._check_mutable()
+        validate_key(key)
+        new = dict(self._metadata)
+        new[key] = normalize_value(key, value)
+        check_total(new)
+        object.__setattr__(self, "_metadata", new)
+
+    def __delitem__(self, key: str) -> None:
+        self._check_mutable()
+        del self._metadata[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._metadata or (key in AUTOMATIC_KEYS and self.saved)
+
+    def keys(self):
+        return self.get_metadata().keys()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"model image has no metadata {name!r}") from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name.startswith("_") or hasattr(type(self), name):
+            raise AttributeError(f"{name!r} is not metadata and cannot be set; "
+                                 f"use image[{name!r}] = … for metadata with that name")
+        self[name] = value
+
+    def __delattr__(self, name: str) -> None:
+        try:
+            del self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    # -- attachments -----------------------------------------------------------------------------
+    def attach(self, filename: str, fileobj: Any) -> Attachment:
+        """Attach a file: a binary or text file object (text is stored UTF-8), ``bytes``, or a path.
+
+        The content is copied (and hashed) now; later changes to the source do not affect the image.
+        Attaching the same name again replaces the earlier attachment.
+        """
+        self._check_mutable()
+        name = validate_attachment_name(filename)
+        folded = name.casefold()
+        for other in list(self._attachments):
+            if other != name and other.casefold() == folded:
+                from .errors import InvalidNameError
+                raise InvalidNameError(f"attachment name {name!r} differs from {other!r} only in "
+                                       f"case; that would collide on case-insensitive filesystems",
+                                       name=name)
+        spooled = self._spool(fileobj)
+        old = self._attachments.pop(name, None)
+        if old is not None and old._spooled is not None:
+            old._spooled.discard()
+        att = Attachment(self, name, spooled.digest, spooled.size, spooled)
+        self._attachments[name] = att
+        return att
+
+    def _spool(self, source: Any) -> SpooledObject:
+        objects = self._repository.project.store.objects
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            return objects.spool_stream(io.BytesIO(bytes(source)))
+        if isinstance(source, (str, os.PathLike)):
+            try:
+                with open(source, "rb") as f:
+                    return objects.spool_stream(f)
+            except OSError as e:
+                raise RoroError(f"cannot read attachment {os.fspath(source)!r}: {e.strerror}") from None
+        if hasattr(source, "read"):
+            def fill(w):
+                while True:
+                    chunk = source.read(CHUNK)
+                    if not chunk:
+                        break
+                    if isinstance(chunk, str):
+                        try:
+                            chunk = chunk.encode("utf-8")
+                        except UnicodeEncodeError as e:
+                            raise InvalidMetadataError(f"attachment text is not valid Unicode: {e}") from None
+                    w.write(chunk)
+            return objects.spool_writer(fill)
+        raise TypeError(f"cannot attach a {type(source).__name__}: pass a file object, bytes or a path")
+
+    def get_attachments(self) -> list[Attachment]:
+        """The attachments, sorted by name."""
+        if self._manifest is None:
+            return [self._attachments[n] for n in sorted(self._attachments)]
+        return [Attachment(self, a["name"], a["digest"], a["size"])
+                for a in self._manifest["attachments"]]
+
+    def get_attachment(self, name: str) -> Attachment:
+        for a in self.get_attachments():
+            if a.name == name:
+                return a
+        from .errors import NotFoundError
+        raise NotFoundError(f"{self!r} has no attachment {name!r}", repository=self._repository.name)
+
+    # -- model -----------------------------------------------------------------------------------
+    def get_model(self) -> Any:
+        """The model object. For a saved image, its bytes are verified before they are unpickled."""
+        if self._manifest is None:
+            return self._model
+        import cloudpickle
+
+        from .environment import cloudpickle_version, python_version
+        model = self._manifest["model"]
+        mine = {"python": python_version(), "cloudpickle": cloudpickle_version()}
+        for what, theirs in (("python", model["python"]), ("cloudpickle", model["cloudpickle"])):
+            if ".".join(theirs.split(".")[:2]) != ".".join(mine[what].split(".")[:2]):
+                warnings.warn(f"{self!r} was saved with {what} {theirs} and is loaded with "
+                              f"{mine[what]}; the model may not load or behave the same",
+                              RoroWarning, stacklevel=2)
+        with self._repository.project.store.objects.open_verified(model["digest"]) as f:
+            return cloudpickle.load(f)
+
+    # -- save ------------------------------------------------------------------------------------
+    def save(self, comment: str = "") -> ModelImage:
+        """Save this image as the next version of its repository; returns the image."""
+        self._check_mutable()
+        if not isinstance(comment, str):
+            raise InvalidMetadataError("comment must be a string")
+        if len(comment.encode("utf-8", "surrogatepass")) > 64 * 1024:
+            raise InvalidMetadataError("comment is longer than 64 KiB")
+        normalize_value("comment", comment)
+        self._repository._save_image(self, comment)
+        return self
+
+    def _mark_saved(self, manifest: dict[str, Any], digest: str, version: int) -> None:
+        s = object.__setattr__
+        s(self, "_manifest", manifest)
+        s(self, "_digest", digest)
+        s(self, "_version", version)
+        s(self, "_model", None)
+        _discard_all(self._attachments)
+        self._attachments.clear()
+
+    # -- comparison --------------------------------------------------------------------------------
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ModelImage):
+            return NotImplemented
+        if not (self.saved and other.saved):
+            return self is other
+        return (self._digest, self._version, self._repository.name) == (
+            other._digest, other._version, other._repository.name)
+
+    def __hash__(self) -> int:
+        return hash((self._digest, self._version)) if self.saved else id(self)
+
+
+def _discard_all(attachments: dict[str, Attachment]) -> None:
+    for a in attachments.values():
+        if a._spooled is not None:
+            a._spooled.discard()

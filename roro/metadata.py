@@ -1,0 +1,118 @@
+"""Validation of user metadata: JSON values within documented limits, refused when set.
+
+Limits (each refused with :class:`~roro.errors.InvalidMetadataError`):
+
+- a key is a non-empty string of at most 256 characters, with no control characters;
+  ``timestamp`` and ``author`` are set automatically and cannot be set by hand;
+- a value is JSON: null, true/false, an integer within ±2**63, a finite float, a string, a list
+  (tuples are stored as lists) or an object with string keys; nesting at most 32 deep;
+- one value encodes to at most 1 MiB of JSON, all metadata of an image to at most 4 MiB and
+  10,000 keys.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import unicodedata
+from typing import Any
+
+from .errors import InvalidMetadataError
+
+AUTOMATIC_KEYS = ("timestamp", "author")
+MAX_KEY_LENGTH = 256
+MAX_DEPTH = 32
+MAX_VALUE_BYTES = 1 << 20
+MAX_TOTAL_BYTES = 4 << 20
+MAX_KEYS = 10_000
+_INT_LIMIT = 2**63
+
+
+def validate_key(key: object) -> str:
+    if not isinstance(key, str) or not key:
+        raise InvalidMetadataError(f"invalid metadata key {key!r}: expected a non-empty string")
+    if len(key) > MAX_KEY_LENGTH:
+        raise InvalidMetadataError(f"invalid metadata key {key[:40]!r}…: longer than "
+                                   f"{MAX_KEY_LENGTH} characters")
+    _check_text(key, "metadata key")
+    if any(unicodedata.category(c) == "Cc" for c in key):
+        raise InvalidMetadataError(f"invalid metadata key {key!r}: control characters are not allowed")
+    if key in AUTOMATIC_KEYS:
+        raise InvalidMetadataError(f"metadata key {key!r} is set automatically when the image is "
+                                   f"saved; choose another name")
+    return key
+
+
+def normalize_value(key: str, value: Any) -> Any:
+    """Validate ``value`` and return an independent JSON copy of it (tuples become lists)."""
+    _check_value(key, value)
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+    except (ValueError, TypeError) as e:
+        raise InvalidMetadataError(f"metadata value for {key!r} is not a JSON value: {e}") from None
+    if len(text.encode("utf-8")) > MAX_VALUE_BYTES:
+        raise InvalidMetadataError(f"metadata value for {key!r} is larger than 1 MiB of JSON")
+    return json.loads(text)
+
+
+def check_total(metadata: dict[str, Any]) -> None:
+    if len(metadata) > MAX_KEYS:
+        raise InvalidMetadataError(f"too many metadata keys ({len(metadata)}): at most {MAX_KEYS}")
+    size = len(json.dumps(metadata, ensure_ascii=False).encode("utf-8"))
+    if size > MAX_TOTAL_BYTES:
+        raise InvalidMetadataError(f"metadata is {size} bytes of JSON: at most {MAX_TOTAL_BYTES}")
+
+
+def normalize_metadata(metadata: Any) -> dict[str, Any]:
+    if not isinstance(metadata, dict):
+        raise InvalidMetadataError(f"metadata must be a dict, not {type(metadata).__name__}")
+    if len(metadata) > MAX_KEYS:
+        raise InvalidMetadataError(f"too many metadata keys ({len(metadata)}): at most {MAX_KEYS}")
+    out = {validate_key(k): normalize_value(k, v) for k, v in metadata.items()}
+    check_total(out)
+    return out
+
+
+def _check_text(s: str, what: str) -> None:
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidMetadataError(f"{what} {s[:40]!r} is not valid Unicode text "
+                                   f"(lone surrogate)") from None
+
+
+def _check_value(key: str, value: Any) -> None:
+    """Walk ``value`` without recursion, so hostile nesting cannot exhaust the stack."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    seen = 0
+    while stack:
+        v, depth = stack.pop()
+        seen += 1
+        if seen > MAX_VALUE_BYTES:
+            raise InvalidMetadataError(f"metadata value for {key!r} is larger than 1 MiB of JSON")
+        if depth > MAX_DEPTH:
+            raise InvalidMetadataError(f"metadata value for {key!r} is nested deeper than {MAX_DEPTH}")
+        if v is None or isinstance(v, bool):
+            continue
+        if isinstance(v, int):
+            if not -_INT_LIMIT <= v < _INT_LIMIT:
+                raise InvalidMetadataError(f"metadata value for {key!r}: integer out of the 64-bit range")
+        elif isinstance(v, float):
+            if not math.isfinite(v):
+                raise InvalidMetadataError(f"metadata value for {key!r} is {v}: NaN and infinity "
+                                           f"are not JSON")
+        elif isinstance(v, str):
+            _check_text(v, f"metadata value for {key!r}:")
+        elif isinstance(v, (list, tuple)):
+            stack.extend((item, depth + 1) for item in v)
+        elif isinstance(v, dict):
+            for k, item in v.items():
+                if not isinstance(k, str):
+                    raise InvalidMetadataError(f"metadata value for {key!r}: object keys must be "
+                                               f"strings, not {type(k).__name__}")
+                _check_text(k, f"metadata value for {key!r}: key")
+                stack.append((item, depth + 1))
+        else:
+            raise InvalidMetadataError(f"metadata value for {key!r} is a {type(v).__name__}, "
+                                       f"not a JSON value (use numbers, strings, booleans, None, "
+                                       f"lists or dicts)")

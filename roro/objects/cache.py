@@ -1,0 +1,76 @@
+"""A local content-addressed cache of verified objects, for remote stores.
+
+Layout: ``<cache>/objects/sha256/<2 hex>/<62 hex>``, the same as a store. Entries are written
+atomically (temp file + rename) only after they were verified, and re-hashed whenever they are
+used: a corrupted entry is deleted and fetched again.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from typing import BinaryIO
+
+from ..digests import digest_bytes, digest_of_hasher, new_hasher
+from ..storage.layout import object_key
+
+CHUNK = 1 << 20
+
+
+class ObjectCache:
+    def __init__(self, root: str):
+        self.root = root
+
+    def path(self, digest: str) -> str:
+        return os.path.join(self.root, *object_key(digest).split("/"))
+
+    def _valid(self, path: str, digest: str) -> bool:
+        try:
+            with open(path, "rb") as f:
+                h = new_hasher()
+                while chunk := f.read(CHUNK):
+                    h.update(chunk)
+        except FileNotFoundError:
+            return False
+        if digest_of_hasher(h) == digest:
+            return True
+        os.unlink(path)  # corrupted entry: drop it, fetch again
+        return False
+
+    def read(self, digest: str) -> bytes | None:
+        path = self.path(digest)
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return None
+        if digest_bytes(data) == digest:
+            return data
+        os.unlink(path)
+        return None
+
+    def write(self, digest: str, data: bytes) -> None:
+        path = self.path(digest)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+
+    def open(self, digest: str, download: Callable[[str, str], None]) -> BinaryIO:
+        """Open the cached, verified object, calling ``download(digest, path)`` (which must verify)
+        to fill the cache on a miss."""
+        path = self.path(digest)
+        if not self._valid(path, digest):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
+            os.close(fd)
+            try:
+                download(digest, tmp)
+                os.replace(tmp, path)
+            except BaseException:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+                raise
+        return open(path, "rb")

@@ -1,0 +1,59 @@
+"""The manifest: the canonical JSON object that describes one model image. Its digest is the image id.
+
+```
+{"format": "roro.image/1",
+ "model": {"digest": "sha256:…", "size": 1234, "serializer": "cloudpickle", "type": "sklearn.linear_model.LogisticRegression",
+           "python": "3.11.7", "cloudpickle": "3.0.0"},
+ "attachments": [{"name": "log.txt", "digest": "sha256:…", "size": 42}],
+ "metadata": {"Accuracy": 0.89},
+ "timestamp": "2026-11-26T15:13:29.123456Z", "author": "ana", "comment": "…",
+ "lineage": {…}}                                                        (optional)
+```
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..digests import parse_digest
+from ..errors import IntegrityError
+from ..names import validate_attachment_name
+
+FORMAT = "roro.image/1"
+_REQUIRED = {"format": str, "model": dict, "attachments": list, "metadata": dict, "timestamp": str,
+             "author": str, "comment": str}
+_MODEL = {"digest": str, "size": int, "serializer": str, "type": str, "python": str,
+          "cloudpickle": str}
+
+
+def check_manifest(manifest: Any, digest: str) -> dict[str, Any]:
+    """Return ``manifest`` if it has the manifest shape, else raise IntegrityError naming it."""
+    def bad(why: str) -> IntegrityError:
+        return IntegrityError(f"object {digest} is not a valid image manifest: {why}", digest=digest)
+
+    if not isinstance(manifest, dict):
+        raise bad("not a JSON object")
+    if manifest.get("format") != FORMAT:
+        raise bad(f"unknown format {manifest.get('format')!r}")
+    for key, typ in _REQUIRED.items():
+        if not isinstance(manifest.get(key), typ):
+            raise bad(f"field {key!r} is missing or has the wrong type")
+    for key, typ in _MODEL.items():
+        if not isinstance(manifest["model"].get(key), typ):
+            raise bad(f"field 'model.{key}' is missing or has the wrong type")
+    try:
+        parse_digest(manifest["model"]["digest"])
+        for a in manifest["attachments"]:
+            if not (isinstance(a, dict) and isinstance(a.get("name"), str)
+                    and isinstance(a.get("size"), int)):
+                raise bad("malformed attachment entry")
+            parse_digest(a.get("digest"))
+            validate_attachment_name(a["name"])
+    except ValueError as e:
+        raise bad(str(e)) from None
+    return manifest
+
+
+def referenced_digests(manifest: dict[str, Any]) -> list[str]:
+    """The digests of the blobs a manifest names (model first, then attachments)."""
+    return [manifest["model"]["digest"], *(a["digest"] for a in manifest["attachments"])]

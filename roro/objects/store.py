@@ -1,0 +1,254 @@
+"""Content-addressed objects over a storage backend: streaming writes, verified reads.
+
+Every object is stored under the key of its sha256 digest; every read re-hashes the bytes and raises
+:class:`~roro.errors.IntegrityError` naming the object before any byte is returned to the caller.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, BinaryIO
+
+from ..digests import digest_bytes, digest_of_hasher, new_hasher, parse_digest
+from ..errors import IntegrityError, NotFoundError
+from ..storage import Backend, KeyNotFoundError
+from ..storage.layout import OBJECTS_PREFIX, digest_from_object_key, object_key
+from .canonical import canonical_json, loads
+
+CHUNK = 1 << 20
+
+
+class HashingWriter:
+    """A binary file-like sink that hashes bytes while writing them to a temporary file."""
+
+    def __init__(self, directory: str | None):
+        fd, self.path = tempfile.mkstemp(dir=directory, prefix="obj-", suffix=".tmp")
+        self._file = os.fdopen(fd, "wb")
+        self._hasher = new_hasher()
+        self.size = 0
+
+    def write(self, data) -> int:
+        self._hasher.update(data)
+        n = self._file.write(data)
+        self.size += len(data) if n is None else n
+        return len(data)
+
+    def writable(self) -> bool:
+        return True
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def finish(self) -> str:
+        """Flush and fsync the file; return the digest of everything written."""
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        return digest_of_hasher(self._hasher)
+
+    def discard(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+
+class SpooledObject:
+    """Bytes hashed into a local temporary file, ready to be put (possibly later)."""
+
+    def __init__(self, path: str, digest: str, size: int):
+        self.path, self.digest, self.size = path, digest, size
+
+    def discard(self) -> None:
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+
+class ObjectStore:
+    """Immutable, verified objects named by their digest."""
+
+    def __init__(self, backend: Backend, cache: Any = None):
+        self.backend = backend
+        self.cache = cache  # an optional local cache of verified objects (remote stores)
+
+    # -- writing ---------------------------------------------------------------------------------
+    def spool_dir(self) -> str | None:
+        return self.backend.tempdir()
+
+    @contextmanager
+    def spool(self) -> Iterator[HashingWriter]:
+        """Write bytes into a hashing temp file; yields the writer. Use :meth:`finish_spool` after."""
+        writer = HashingWriter(self.spool_dir())
+        try:
+            yield writer
+        except BaseException:
+            writer.discard()
+            raise
+
+    def spool_stream(self, stream: BinaryIO) -> SpooledObject:
+        """Copy a readable binary stream into a hashing temp file."""
+        with self.spool() as w:
+            shutil.copyfileobj(stream, w, CHUNK)
+        return SpooledObject(w.path, w.finish(), w.size)
+
+    def spool_writer(self, fill) -> SpooledObject:
+        """Call ``fill(writer)`` to stream bytes (e.g. ``cloudpickle.dump``) into a hashing temp file."""
+        with self.spool() as w:
+            fill(w)
+        return SpooledObject(w.path, w.finish(), w.size)
+
+    def put_spooled(self, obj: SpooledObject) -> bool:
+        """Store a spooled object unless present (dedup); True if its bytes were uploaded.
+        The spool file is left for the caller to discard."""
+        if self.has(obj.digest):
+            self.backend.touch(object_key(obj.digest))
+            return False
+        self.backend.put_file(object_key(obj.digest), obj.path)
+        return True
+
+    def put_bytes(self, data: bytes) -> str:
+        """Store small bytes (a manifest); returns the digest. Present objects are not rewritten."""
+        digest = digest_bytes(data)
+        key = object_key(digest)
+        if self.backend.exists(key):
+            self.backend.touch(key)
+        else:
+            self.backend.put(key, data)
+        return digest
+
+    def put_json(self, value: Any) -> str:
+        return self.put_bytes(canonical_json(value))
+
+    # -- reading ---------------------------------------------------------------------------------
+    def has(self, digest: str) -> bool:
+        return self.backend.exists(object_key(digest))
+
+    def size(self, digest: str) -> int:
+        try:
+            return self.backend.stat(object_key(digest)).size
+        except KeyNotFoundError:
+            raise _missing(digest) from None
+
+    def read(self, digest: str) -> bytes:
+        """The verified bytes of a (small) object."""
+        parse_digest(digest)
+        if self.cache is not None:
+            data = self.cache.read(digest)
+            if data is not None:
+                return data
+        try:
+            data = self.backend.get(object_key(digest))
+        except KeyNotFoundError:
+            raise _missing(digest) from None
+        actual = digest_bytes(data)
+        if actual != digest:
+            raise _mismatch(digest, actual)
+        if self.cache is not None:
+            self.cache.write(digest, data)
+        return data
+
+    def read_json(self, digest: str) -> Any:
+        data = self.read(digest)
+        try:
+            return loads(data)
+        except ValueError as e:
+            raise IntegrityError(f"object {digest} is not valid JSON: {e}", digest=digest) from None
+
+    def open_verified(self, digest: str) -> BinaryIO:
+        """A binary file of the object's bytes, fully re-hashed before it is handed out.
+
+        A folder store hands out its own (read-only) file; a remote store downloads into the local
+        cache (or an anonymous temporary file) first. Either way the caller only sees verified bytes.
+        """
+        parse_digest(digest)
+        local = self._local_path(digest)
+        if local is not None:
+            f = _open_missing_as_not_found(local, digest)
+            try:
+                _verify_file(f, digest)
+                f.seek(0)
+            except BaseException:
+                f.close()
+                raise
+            return f
+        if self.cache is not None:
+            return self.cache.open(digest, self._download_verified)
+        fd, tmp = tempfile.mkstemp(prefix="roro-get-")
+        os.close(fd)
+        try:
+            self._download_verified(digest, tmp)
+            return open(tmp, "rb")
+        finally:
+            os.unlink(tmp)  # the open file lives on until closed
+
+    def _download_verified(self, digest: str, path: str) -> None:
+        try:
+            self.backend.download(object_key(digest), path)
+        except KeyNotFoundError:
+            raise _missing(digest) from None
+        with open(path, "rb") as f:
+            _verify_file(f, digest)
+
+    def _local_path(self, digest: str) -> str | None:
+        root = getattr(self.backend, "root", None)
+        if root is None:
+            return None
+        return os.path.join(root, *object_key(digest).split("/"))
+
+    def verify(self, digest: str) -> None:
+        """Re-hash an object in the store itself (never the cache); IntegrityError or NotFoundError."""
+        local = self._local_path(digest)
+        if local is not None:
+            with _open_missing_as_not_found(local, digest) as f:
+                _verify_file(f, digest)
+            return
+        fd, tmp = tempfile.mkstemp(prefix="roro-verify-")
+        os.close(fd)
+        try:
+            self._download_verified(digest, tmp)
+        finally:
+            os.unlink(tmp)
+
+    def list_digests(self) -> Iterator[str]:
+        for key in self.backend.list(OBJECTS_PREFIX):
+            d = digest_from_object_key(key)
+            if d is not None:
+                yield d
+
+    def delete(self, digest: str) -> None:
+        self.backend.delete(object_key(digest))
+
+
+def _open_missing_as_not_found(path: str, digest: str) -> BinaryIO:
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        raise _missing(digest) from None
+
+
+def _verify_file(f: BinaryIO, digest: str) -> None:
+    h = new_hasher()
+    while chunk := f.read(CHUNK):
+        h.update(chunk)
+    actual = digest_of_hasher(h)
+    if actual != digest:
+        raise _mismatch(digest, actual)
+
+
+def _missing(digest: str) -> NotFoundError:
+    return NotFoundError(f"object {digest} is missing from the store; run 'roro fsck' to check it",
+                         digest=digest)
+
+
+def _mismatch(digest: str, actual: str) -> IntegrityError:
+    return IntegrityError(f"object {digest} is corrupted: its bytes hash to {actual}; "
+                          f"run 'roro fsck --read-data' to check the store",
+                          digest=digest, expected=digest, actual=actual)

@@ -1,0 +1,48 @@
+"""Project: a namespace of model repositories inside a store."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .names import validate_name
+from .repository import ModelRepository
+from .store import Store
+
+
+class Project:
+    """A project in a store. Constructing one touches no network and creates no file."""
+
+    def __init__(self, name: str = "default", store: Store | str | os.PathLike | None = None,
+                 **store_options: Any):
+        from .environment import roro_home
+        self.name = validate_name(name, "project")
+        if store is None:
+            store = roro_home()
+        self.store = store if isinstance(store, Store) else Store(store, **store_options)
+
+    def __repr__(self) -> str:
+        return f"<Project {self.name!r} in {self.store.url}>"
+
+    def get_model_repository(self, name: str) -> ModelRepository:
+        """The repository called ``name`` (it need not exist yet)."""
+        return ModelRepository(self, name)
+
+    def list_model_repositories(self) -> list[ModelRepository]:
+        """Every repository of this project, sorted by name."""
+        from .refs.log import list_repositories
+        if not self.store.is_initialized():
+            return []
+        out = []
+        for name in list_repositories(self.store.backend, self.name):
+            try:
+                out.append(ModelRepository(self, name))
+            except ValueError:
+                continue  # not a repository directory roro could have written
+        return out
+
+    def create_model_repository(self, name: str) -> ModelRepository:
+        """Create an empty repository; :class:`~roro.errors.ConflictError` if it exists."""
+        repo = ModelRepository(self, name)
+        repo._create()
+        return repo

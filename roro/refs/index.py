@@ -1,0 +1,321 @@
+"""The SQLite index: derived data, refreshed incrementally from the ref logs, rebuildable at will.
+
+Tables (one row per …): ``repositories`` (repository, with its log position), ``versions`` (saved
+version, with the manifest's metadata as JSON), ``tags`` (current tag), ``tag_events`` (tag move).
+Each refresh reads only the log entries after the last indexed one (one listing), fetches their
+manifests outside any lock, then applies them in one ``BEGIN IMMEDIATE`` transaction, re-checking
+the position so concurrent refreshers never apply an event twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import sqlite_utils
+
+from ..errors import IntegrityError, NotFoundError, StoreError
+from ..objects import ObjectStore
+from ..objects.canonical import loads
+from ..objects.manifest import check_manifest
+from .events import Event
+from .log import RefLog
+from .state import check_event
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 60_000
+
+
+class Index:
+    def __init__(self, path: str):
+        self.path = path
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        try:
+            conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot open the index {path}: {e}") from e
+        self.db = sqlite_utils.Database(conn)
+        self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            self.db.enable_wal()
+        self.db.execute("PRAGMA synchronous = NORMAL")
+        self._create_schema()
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+    # -- schema ----------------------------------------------------------------------------------
+    def _create_schema(self) -> None:
+        db = self.db
+        if "meta" in db.table_names() and self._meta("schema") == str(SCHEMA_VERSION):
+            return
+        self._begin()
+        try:
+            for name in ("meta", "repositories", "versions", "tags", "tag_events"):
+                db.execute(f"DROP TABLE IF EXISTS [{name}]")
+            db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+            db.execute("""CREATE TABLE repositories (
+                project TEXT NOT NULL, name TEXT NOT NULL, last_seq INTEGER NOT NULL,
+                last_hash TEXT, max_version INTEGER NOT NULL, created TEXT, updated TEXT,
+                PRIMARY KEY (project, name))""")
+            db.execute("""CREATE TABLE versions (
+                project TEXT NOT NULL, repository TEXT NOT NULL, version INTEGER NOT NULL,
+                image TEXT NOT NULL, seq INTEGER NOT NULL, author TEXT, time TEXT, comment TEXT,
+                deleted INTEGER NOT NULL DEFAULT 0, metadata TEXT, model_type TEXT,
+                model_size INTEGER, size INTEGER, attachments TEXT, manifest TEXT,
+                PRIMARY KEY (project, repository, version))""")
+            db.execute("CREATE INDEX versions_by_time ON versions (project, time)")
+            db.execute("""CREATE TABLE tags (
+                project TEXT NOT NULL, repository TEXT NOT NULL, tag TEXT NOT NULL,
+                version INTEGER NOT NULL, PRIMARY KEY (project, repository, tag))""")
+            db.execute("CREATE INDEX tags_by_version ON tags (project, repository, version)")
+            db.execute("""CREATE TABLE tag_events (
+                project TEXT NOT NULL, repository TEXT NOT NULL, seq INTEGER NOT NULL,
+                tag TEXT NOT NULL, version INTEGER, previous INTEGER, author TEXT, time TEXT,
+                PRIMARY KEY (project, repository, seq))""")
+            db.execute("CREATE INDEX tag_events_by_tag ON tag_events (project, repository, tag, seq)")
+            db.execute("INSERT INTO meta VALUES ('schema', ?)", [str(SCHEMA_VERSION)])
+            self._commit()
+        except BaseException:
+            self._rollback()
+            raise
+
+    def _meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        return row[0] if row else None
+
+    # -- transactions ----------------------------------------------------------------------------
+    def _begin(self) -> None:
+        if self.db.conn.in_transaction:
+            self.db.conn.commit()
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def _commit(self) -> None:
+        self.db.conn.commit()
+
+    def _rollback(self) -> None:
+        self.db.conn.rollback()
+
+    def bind_store(self, store_id: str) -> None:
+        """Forget everything indexed if it came from another store (one recreated at the same URL)."""
+        if self._meta("store_id") == store_id:
+            return
+        self._begin()
+        try:
+            if self._meta("store_id") != store_id:
+                for t in ("repositories", "versions", "tags", "tag_events"):
+                    self.db.execute(f"DELETE FROM [{t}]")
+                self.db.execute("INSERT OR REPLACE INTO meta VALUES ('store_id', ?)", [store_id])
+            self._commit()
+        except BaseException:
+            self._rollback()
+            raise
+
+    def reset(self) -> None:
+        """Delete every indexed row (``roro index --rebuild`` then refreshes from the store)."""
+        self._begin()
+        try:
+            for t in ("repositories", "versions", "tags", "tag_events"):
+                self.db.execute(f"DELETE FROM [{t}]")
+            self._commit()
+        except BaseException:
+            self._rollback()
+            raise
+
+    # -- refresh ---------------------------------------------------------------------------------
+    def repository(self, project: str, name: str) -> dict[str, Any] | None:
+        rows = list(self.db.query("SELECT * FROM repositories WHERE project = ? AND name = ?",
+                                  [project, name]))
+        return rows[0] if rows else None
+
+    def refresh(self, log: RefLog, objects: ObjectStore,
+                known_manifests: dict[str, bytes] | None = None) -> dict[str, Any] | None:
+        """Apply the events of ``log`` that are not indexed yet; return the repository row."""
+        project, name = log.project, log.repository
+        row = self.repository(project, name)
+        seq = row["last_seq"] if row else 0
+        events = log.read_after(seq)
+        if not events:
+            return row
+        manifests = self._fetch_manifests(events, objects, known_manifests or {})
+        self._begin()
+        try:
+            view = _SqlView(self.db, project, name)
+            for event in events:
+                if event.seq <= view.last_seq:
+                    continue  # applied meanwhile by another process
+                check_event(view, event, name)
+                view.apply(event, manifests.get(event.payload.get("image")))
+            self._commit()
+        except BaseException:
+            self._rollback()
+            raise
+        return self.repository(project, name)
+
+    @staticmethod
+    def _fetch_manifests(events: list[Event], objects: ObjectStore,
+                         known: dict[str, bytes]) -> dict[str, tuple[dict, str]]:
+        digests = sorted({e["image"] for e in events if e.type == "version"})
+
+        def fetch(digest: str) -> tuple[str, tuple[dict, str]]:
+            data = known.get(digest)
+            if data is None:
+                try:
+                    data = objects.read(digest)
+                except NotFoundError:
+                    raise IntegrityError(f"manifest {digest} named by the ref log is missing from "
+                                         f"the store; run 'roro fsck'", digest=digest) from None
+            try:
+                manifest, text = loads(data), data.decode("utf-8")
+            except ValueError as e:
+                raise IntegrityError(f"object {digest} is not valid JSON: {e}", digest=digest) from None
+            return digest, (check_manifest(manifest, digest), text)
+
+        if len(digests) <= 4:
+            return dict(map(fetch, digests))
+        with ThreadPoolExecutor(16) as pool:
+            return dict(pool.map(fetch, digests))
+
+    # -- queries ---------------------------------------------------------------------------------
+    def repositories(self, project: str) -> list[dict[str, Any]]:
+        return list(self.db.query(
+            "SELECT * FROM repositories WHERE project = ? ORDER BY name", [project]))
+
+    def versions(self, project: str, repository: str, limit: int | None = None,
+                 before: int | None = None) -> list[dict[str, Any]]:
+        """Live versions, newest first; ``before`` pages by version number (keyset pagination)."""
+        sql = "SELECT * FROM versions WHERE project = ? AND repository = ? AND deleted = 0"
+        params: list[Any] = [project, repository]
+        if before is not None:
+            sql += " AND version < ?"
+            params.append(before)
+        sql += " ORDER BY version DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return list(self.db.query(sql, params))
+
+    def project_versions(self, project: str, limit: int | None = None) -> list[dict[str, Any]]:
+        """Live versions of every repository of ``project``, newest save first."""
+        sql = ("SELECT * FROM versions WHERE project = ? AND deleted = 0 "
+               "ORDER BY time DESC, repository, version DESC")
+        params: list[Any] = [project]
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return list(self.db.query(sql, params))
+
+    def version(self, project: str, repository: str, version: int) -> dict[str, Any] | None:
+        rows = list(self.db.query(
+            "SELECT * FROM versions WHERE project = ? AND repository = ? AND version = ?",
+            [project, repository, version]))
+        return rows[0] if rows else None
+
+    def latest_version(self, project: str, repository: str) -> int | None:
+        row = self.db.execute(
+            "SELECT max(version) FROM versions WHERE project = ? AND repository = ? AND deleted = 0",
+            [project, repository]).fetchone()
+        return row[0]
+
+    def count_versions(self, project: str, repository: str) -> int:
+        return self.db.execute(
+            "SELECT count(*) FROM versions WHERE project = ? AND repository = ? AND deleted = 0",
+            [project, repository]).fetchone()[0]
+
+    def tags(self, project: str, repository: str) -> dict[str, int]:
+        return {r["tag"]: r["version"] for r in self.db.query(
+            "SELECT tag, version FROM tags WHERE project = ? AND repository = ? ORDER BY tag",
+            [project, repository])}
+
+    def tags_by_version(self, project: str, repository: str,
+                        versions: list[int]) -> dict[int, list[str]]:
+        out: dict[int, list[str]] = {}
+        if not versions:
+            return out
+        marks = ",".join("?" * len(versions))
+        for r in self.db.query(
+                f"SELECT tag, version FROM tags WHERE project = ? AND repository = ? "
+                f"AND version IN ({marks}) ORDER BY tag", [project, repository, *versions]):
+            out.setdefault(r["version"], []).append(r["tag"])
+        return out
+
+    def tag_history(self, project: str, repository: str,
+                    tag: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM tag_events WHERE project = ? AND repository = ?"
+        params: list[Any] = [project, repository]
+        if tag is not None:
+            sql += " AND tag = ?"
+            params.append(tag)
+        return list(self.db.query(sql + " ORDER BY seq", params))
+
+    def dump(self) -> dict[str, list[dict[str, Any]]]:
+        """Every indexed row, in a stable order (tests compare rebuilt and incremental indexes)."""
+        order = {"repositories": "project, name", "versions": "project, repository, version",
+                 "tags": "project, repository, tag", "tag_events": "project, repository, seq"}
+        return {t: list(self.db.query(f"SELECT * FROM [{t}] ORDER BY {o}")) for t, o in order.items()}
+
+
+class _SqlView:
+    """A :class:`~roro.refs.state.RepoView` over the index rows, applying events with SQL."""
+
+    def __init__(self, db: sqlite_utils.Database, project: str, name: str):
+        self.db, self.project, self.name = db, project, name
+        row = db.execute("SELECT last_seq, last_hash, max_version FROM repositories "
+                         "WHERE project = ? AND name = ?", [project, name]).fetchone()
+        self.exists = row is not None
+        self.last_seq, self.last_hash, self.max_version = row if row else (0, None, 0)
+
+    def is_live(self, version: int) -> bool:
+        return self.db.execute(
+            "SELECT 1 FROM versions WHERE project = ? AND repository = ? AND version = ? "
+            "AND deleted = 0", [self.project, self.name, version]).fetchone() is not None
+
+    def tag_target(self, tag: str) -> int | None:
+        row = self.db.execute("SELECT version FROM tags WHERE project = ? AND repository = ? "
+                              "AND tag = ?", [self.project, self.name, tag]).fetchone()
+        return row[0] if row else None
+
+    def tags_of(self, version: int) -> list[str]:
+        return [r[0] for r in self.db.execute(
+            "SELECT tag FROM tags WHERE project = ? AND repository = ? AND version = ? ORDER BY tag",
+            [self.project, self.name, version])]
+
+    def apply(self, event: Event, manifest: tuple[dict, str] | None) -> None:
+        p, n, ex = self.project, self.name, self.db.execute
+        if event.type == "version":
+            assert manifest is not None
+            m, text = manifest
+            size = m["model"]["size"] + sum(a["size"] for a in m["attachments"])
+            ex("INSERT INTO versions (project, repository, version, image, seq, author, time, "
+               "comment, deleted, metadata, model_type, model_size, size, attachments, manifest) "
+               "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?)",
+               [p, n, event["version"], event["image"], event.seq, event.author, event.time,
+                event["comment"], json.dumps(m["metadata"], ensure_ascii=False),
+                m["model"]["type"], m["model"]["size"], size,
+                json.dumps(m["attachments"], ensure_ascii=False), text])
+            self.max_version = event["version"]
+        elif event.type == "tag":
+            if event["version"] is None:
+                ex("DELETE FROM tags WHERE project = ? AND repository = ? AND tag = ?",
+                   [p, n, event["tag"]])
+            else:
+                ex("INSERT OR REPLACE INTO tags VALUES (?, ?, ?, ?)",
+                   [p, n, event["tag"], event["version"]])
+            ex("INSERT INTO tag_events VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+               [p, n, event.seq, event["tag"], event["version"], event["previous"], event.author,
+                event.time])
+        elif event.type == "delete":
+            ex("UPDATE versions SET deleted = 1 WHERE project = ? AND repository = ? AND version = ?",
+               [p, n, event["version"]])
+        self.last_seq, self.last_hash = event.seq, event.hash
+        if self.exists:
+            ex("UPDATE repositories SET last_seq = ?, last_hash = ?, max_version = ?, updated = ? "
+               "WHERE project = ? AND name = ?",
+               [self.last_seq, self.last_hash, self.max_version, event.time, p, n])
+        else:
+            ex("INSERT INTO repositories VALUES (?, ?, ?, ?, ?, ?, ?)",
+               [p, n, self.last_seq, self.last_hash, self.max_version, event.time, event.time])
+            self.exists = True

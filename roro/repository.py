@@ -1,0 +1,258 @@
+"""ModelRepository: a named, ordered history of model images, and the write path of a save."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .environment import cloudpickle_version, current_author, now_utc, python_version
+from .errors import ConflictError, NotFoundError
+from .image import ModelImage
+from .metadata import check_total
+from .names import LATEST, validate_name, validate_tag, validate_version
+from .objects.canonical import canonical_json
+from .objects.manifest import FORMAT
+from .refs import Event
+
+if TYPE_CHECKING:
+    from .project import Project
+
+MAX_APPEND_ATTEMPTS = 10_000
+
+
+class ModelRepository:
+    """A model repository of a project. A handle for a name with no history yet is fine: reading
+    raises :class:`~roro.errors.NotFoundError`, and the first ``save()`` creates it."""
+
+    def __init__(self, project: Project, name: str):
+        self.project = project
+        self.name = validate_name(name)
+
+    def __repr__(self) -> str:
+        return f"<ModelRepository {self.project.name}/{self.name}>"
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, ModelRepository) and other.name == self.name
+                and other.project.name == self.project.name
+                and other.project.store.url == self.project.store.url)
+
+    def __hash__(self) -> int:
+        return hash((self.project.name, self.name))
+
+    # -- state -----------------------------------------------------------------------------------
+    @property
+    def _store(self):
+        return self.project.store
+
+    def _refresh(self) -> dict[str, Any] | None:
+        return self._store.refresh(self.project.name, self.name)
+
+    def _require(self) -> dict[str, Any]:
+        row = self._refresh()
+        if row is None:
+            raise NotFoundError(f"model repository {self.name!r} does not exist in project "
+                                f"{self.project.name!r}; save an image to create it",
+                                repository=self.name)
+        return row
+
+    def exists(self) -> bool:
+        return self._refresh() is not None
+
+    # -- images ----------------------------------------------------------------------------------
+    def new_model_image(self, model: Any) -> ModelImage:
+        """A new, unsaved image of ``model``: add metadata and attachments, then ``save()``."""
+        return ModelImage(self, model)
+
+    new_image = new_model_image
+
+    def resolve(self, version: int | str | None = None, tag: str | None = None) -> int:
+        """The version number that ``version`` or ``tag`` (neither: latest) names."""
+        self._require()
+        index = self._store.index
+        if version is not None and tag is not None:
+            raise ValueError("give a version or a tag, not both")
+        if version is None and (tag is None or tag == LATEST):
+            latest = index.latest_version(self.project.name, self.name)
+            if latest is None:
+                raise NotFoundError(f"model repository {self.name!r} has no versions yet",
+                                    repository=self.name, tag=LATEST)
+            return latest
+        if version is None:
+            validate_tag(tag)
+            target = index.tags(self.project.name, self.name).get(tag)
+            if target is None:
+                raise NotFoundError(f"model repository {self.name!r} has no tag {tag!r}",
+                                    repository=self.name, tag=tag)
+            return target
+        v = validate_version(version)
+        row = index.version(self.project.name, self.name, v)
+        if row is None or row["deleted"]:
+            what = "was deleted" if row else "does not exist"
+            raise NotFoundError(f"version {v} of model repository {self.name!r} {what}",
+                                repository=self.name, version=v)
+        return v
+
+    def get_model_image(self, version: int | str | None = None,
+                        tag: str | None = None) -> ModelImage:
+        """The image with ``version`` or ``tag`` (neither, or tag ``latest``: the highest version).
+        Its manifest is fetched and verified; the model itself is only fetched by ``get_model()``."""
+        v = self.resolve(version, tag)
+        row = self._store.index.version(self.project.name, self.name, v)
+        manifest = self._store.objects.read_json(row["image"])
+        return ModelImage(self, manifest=manifest, digest=row["image"], version=v)
+
+    def get_model(self, version: int | str | None = None, tag: str | None = None) -> Any:
+        """The model object of ``version`` or ``tag`` (default latest), verified before unpickling."""
+        return self.get_model_image(version, tag).get_model()
+
+    def list_model_images(self, limit: int | None = None,
+                          before: int | None = None) -> list[ModelImage]:
+        """Images newest first, from the index (no model is downloaded). ``before`` pages."""
+        self._require()
+        rows = self._store.index.versions(self.project.name, self.name, limit=limit, before=before)
+        return [self._image_from_row(r) for r in rows]
+
+    def _image_from_row(self, row: dict[str, Any]) -> ModelImage:
+        return ModelImage(self, manifest=json.loads(row["manifest"]), digest=row["image"],
+                          version=row["version"])
+
+    def count(self) -> int:
+        """Number of live versions."""
+        self._require()
+        return self._store.index.count_versions(self.project.name, self.name)
+
+    # -- tags ------------------------------------------------------------------------------------
+    def get_tags(self) -> dict[str, int]:
+        """``{tag: version}`` including ``latest`` (when the repository has a version)."""
+        self._require()
+        tags = self._store.index.tags(self.project.name, self.name)
+        latest = self._store.index.latest_version(self.project.name, self.name)
+        if latest is not None:
+            tags[LATEST] = latest
+        return tags
+
+    def add_tag(self, tag: str, version: int | str) -> None:
+        """Point ``tag`` at ``version``, creating or moving it; every move is recorded."""
+        validate_tag(tag)
+        v = validate_version(version)
+        idx = self._store.index
+
+        def decide(row):
+            if row is None:
+                raise NotFoundError(f"model repository {self.name!r} does not exist",
+                                    repository=self.name)
+            current = idx.tags(self.project.name, self.name).get(tag)
+            vr = idx.version(self.project.name, self.name, v)
+            if vr is None or vr["deleted"]:
+                raise NotFoundError(f"version {v} of model repository {self.name!r} does not "
+                                    f"exist", repository=self.name, version=v)
+            if current == v:
+                return None
+            return "tag", {"tag": tag, "version": v, "previous": current}
+
+        self._append(decide)
+
+    def remove_tag(self, tag: str) -> None:
+        """Remove ``tag`` (recorded in the tag history)."""
+        validate_tag(tag)
+        idx = self._store.index
+
+        def decide(row):
+            current = idx.tags(self.project.name, self.name).get(tag) if row else None
+            if current is None:
+                raise NotFoundError(f"model repository {self.name!r} has no tag {tag!r}",
+                                    repository=self.name, tag=tag)
+            return "tag", {"tag": tag, "version": None, "previous": current}
+
+        self._append(decide)
+
+    def get_tag_history(self, tag: str | None = None) -> list[dict[str, Any]]:
+        """Every tag move, oldest first: ``{seq, tag, version, previous, author, time}``."""
+        self._require()
+        if tag is not None:
+            validate_tag(tag)
+        rows = self._store.index.tag_history(self.project.name, self.name, tag)
+        return [{k: r[k] for k in ("seq", "tag", "version", "previous", "author", "time")}
+                for r in rows]
+
+    # -- the write path --------------------------------------------------------------------------
+    def _create(self) -> None:
+        def decide(row):
+            if row is not None:
+                raise ConflictError(f"model repository {self.name!r} already exists",
+                                    repository=self.name)
+            return "create", {}
+
+        self._append(decide)
+
+    def _append(self, decide: Callable[[dict | None], tuple[str, dict] | None]) -> Event | None:
+        """Append one event at the tail of the log, re-deciding after every lost race.
+
+        ``decide(row)`` sees the freshly refreshed state and returns ``(type, payload)``, or None
+        for nothing to do; it raises for a request the current state refuses.
+        """
+        store = self._store
+        store.ensure_initialized()
+        log = store.reflog(self.project.name, self.name)
+        for attempt in range(MAX_APPEND_ATTEMPTS):
+            row = self._refresh()
+            decision = decide(row)
+            if decision is None:
+                return None
+            type_, payload = decision
+            seq = row["last_seq"] + 1 if row else 1
+            event = log.append(seq, row["last_hash"] if row else None, type_, current_author(),
+                               now_utc(), **payload)
+            if event is not None:
+                self._refresh()
+                return event
+            time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 25)))
+        raise ConflictError(f"gave up writing to {self.name!r} after {MAX_APPEND_ATTEMPTS} lost "
+                            f"races with other writers; try again", repository=self.name)
+
+    def _save_image(self, image: ModelImage, comment: str) -> None:
+        import cloudpickle
+        store = self._store
+        store.ensure_initialized()
+        objects = store.objects
+        metadata = image._metadata
+        check_total(metadata)
+        model = image._model
+        spooled = objects.spool_writer(lambda w: cloudpickle.dump(model, w))
+        try:
+            objects.put_spooled(spooled)
+        finally:
+            spooled.discard()
+        attachments = image.get_attachments()
+        for att in attachments:
+            objects.put_spooled(att._spooled)
+        mtype = type(model)
+        manifest = {
+            "format": FORMAT,
+            "model": {"digest": spooled.digest, "size": spooled.size, "serializer": "cloudpickle",
+                      "type": f"{mtype.__module__}.{mtype.__qualname__}",
+                      "python": python_version(), "cloudpickle": cloudpickle_version()},
+            "attachments": [{"name": a.name, "digest": a.digest, "size": a.size}
+                            for a in attachments],
+            "metadata": metadata,
+            "timestamp": now_utc(),
+            "author": current_author(),
+            "comment": comment,
+        }
+        extra = getattr(image, "_lineage", None)
+        if extra:
+            manifest["lineage"] = extra
+        data = canonical_json(manifest)
+        digest = objects.put_bytes(data)
+        store.remember_manifest(digest, data)
+
+        def decide(row):
+            return "version", {"version": (row["max_version"] if row else 0) + 1, "image": digest,
+                               "comment": comment}
+
+        event = self._append(decide)
+        assert event is not None
+        image._mark_saved(json.loads(data), digest, event["version"])

@@ -1,0 +1,149 @@
+"""A store: a backend, its objects, its ref logs and the local index, opened lazily.
+
+Constructing a :class:`Store` touches no network and creates no file. Reading an empty or
+nonexistent store answers "nothing here"; the first write creates the format marker ``roro.json``
+(and, on S3, first probes that the bucket honours conditional writes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import uuid
+from typing import Any
+
+from .errors import StoreError
+from .objects import ObjectStore
+from .objects.cache import ObjectCache
+from .refs import Index, RefLog
+from .storage import Backend, KeyNotFoundError, is_remote_url, open_backend
+from .storage.layout import FORMAT_KEY, FORMAT_VERSION
+
+INDEX_FILE = "index.sqlite3"
+_MANIFEST_MEMO = 256
+
+
+class Store:
+    """One store URL: a folder path or ``s3://bucket/prefix`` (``memory://NAME`` in tests)."""
+
+    def __init__(self, url: str | os.PathLike, **options: Any):
+        url = os.fspath(url)
+        self.remote = is_remote_url(url)
+        self.url = url if self.remote or url.startswith("memory://") else os.path.abspath(
+            os.path.expanduser(url))
+        self.options = {k: v for k, v in options.items() if v is not None}
+        self._backend: Backend | None = None
+        self._objects: ObjectStore | None = None
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._store_id: str | None = None
+        self.recent_manifests: dict[str, bytes] = {}
+
+    def __repr__(self) -> str:
+        return f"Store({self.url!r})"
+
+    # -- lazily opened parts ---------------------------------------------------------------------
+    @property
+    def backend(self) -> Backend:
+        if self._backend is None:
+            with self._lock:
+                if self._backend is None:
+                    self._backend = open_backend(self.url, **self.options)
+        return self._backend
+
+    @property
+    def objects(self) -> ObjectStore:
+        if self._objects is None:
+            cache = ObjectCache(os.path.join(self.cache_root(), "cache")) if self.remote else None
+            self._objects = ObjectStore(self.backend, cache=cache)
+        return self._objects
+
+    def cache_root(self) -> str:
+        from .environment import cache_dir
+        key = json.dumps([self.url, self.options.get("endpoint_url")])
+        return os.path.join(cache_dir(), "stores", hashlib.sha256(key.encode()).hexdigest()[:16])
+
+    def index_path(self) -> str:
+        if self.url.startswith("memory://") or self.remote:
+            return os.path.join(self.cache_root(), INDEX_FILE)
+        return os.path.join(self.url, INDEX_FILE)
+
+    @property
+    def index(self) -> Index:
+        """This thread's connection to the index (SQLite connections are not shared by threads)."""
+        index = getattr(self._local, "index", None)
+        if index is None:
+            index = self._local.index = Index(self.index_path())
+            index.bind_store(self.store_id())
+        return index
+
+    def reflog(self, project: str, repository: str) -> RefLog:
+        return RefLog(self.backend, project, repository)
+
+    # -- format marker ---------------------------------------------------------------------------
+    def _read_marker(self) -> dict | None:
+        try:
+            raw = self.backend.get(FORMAT_KEY)
+        except KeyNotFoundError:
+            return None
+        try:
+            marker = json.loads(raw)
+        except ValueError:
+            raise StoreError(f"store {self.url} has an unreadable {FORMAT_KEY}; is it a roro "
+                             f"store?") from None
+        if not isinstance(marker, dict) or marker.get("format") != FORMAT_VERSION \
+                or not isinstance(marker.get("id"), str):
+            raise StoreError(f"store {self.url} has format {marker.get('format') if isinstance(marker, dict) else marker!r}, "
+                             f"which this roro does not know (it reads format {FORMAT_VERSION}); "
+                             f"upgrade roro")
+        return marker
+
+    def is_initialized(self) -> bool:
+        """True if the store has a valid format marker (raises StoreError for an unknown one)."""
+        if self._store_id is None:
+            marker = self._read_marker()
+            if marker is None:
+                return False
+            self._store_id = marker["id"]
+        return True
+
+    def store_id(self) -> str:
+        return self._store_id if self.is_initialized() else "uninitialized"
+
+    def ensure_initialized(self) -> None:
+        """Before the first write: write the format marker (and probe S3's conditional writes)."""
+        if self.is_initialized():
+            return
+        probe = getattr(self.backend, "probe_conditional_writes", None)
+        if probe is not None:
+            probe()
+        marker = {"format": FORMAT_VERSION, "id": str(uuid.uuid4())}
+        self.backend.put_if_absent(FORMAT_KEY, json.dumps(marker).encode())
+        if not self.is_initialized():
+            raise StoreError(f"cannot initialize store {self.url}")
+        idx = getattr(self._local, "index", None)
+        if idx is not None:
+            idx.bind_store(self._store_id)
+
+    # -- refresh ---------------------------------------------------------------------------------
+    def refresh(self, project: str, repository: str) -> dict[str, Any] | None:
+        """Bring the index up to date for one repository; its row, or None if it has no log."""
+        if not self.is_initialized():
+            return None
+        return self.index.refresh(self.reflog(project, repository), self.objects,
+                                  self.recent_manifests)
+
+    def remember_manifest(self, digest: str, data: bytes) -> None:
+        if len(self.recent_manifests) >= _MANIFEST_MEMO:
+            self.recent_manifests.clear()
+        self.recent_manifests[digest] = data
+
+    def close(self) -> None:
+        idx = getattr(self._local, "index", None)
+        if idx is not None:
+            idx.close()
+            self._local.index = None
+        if self._backend is not None:
+            self._backend.close()
