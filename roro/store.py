@@ -17,7 +17,7 @@ from typing import Any
 from .errors import StoreError
 from .objects import ObjectStore
 from .objects.cache import ObjectCache
-from .refs import Index, RefLog
+from .refs import RefLog
 from .storage import Backend, KeyNotFoundError, is_remote_url, open_backend
 from .storage.layout import FORMAT_KEY, FORMAT_VERSION
 
@@ -71,10 +71,11 @@ class Store:
         return os.path.join(self.url, INDEX_FILE)
 
     @property
-    def index(self) -> Index:
+    def index(self):
         """This thread's connection to the index (SQLite connections are not shared by threads)."""
         index = getattr(self._local, "index", None)
         if index is None:
+            from .refs.index import Index
             index = self._local.index = Index(self.index_path())
             index.bind_store(self.store_id())
         return index
