@@ -22,7 +22,18 @@ class RefLog:
         self.prefix = log_prefix(project, repository)
 
     def keys_after(self, seq: int = 0) -> list[tuple[int, str]]:
-        """(seq, key) of every event after ``seq``, in order; IntegrityError on a stray file name."""
+        """(seq, key) of every event after ``seq``, in order; IntegrityError on a stray file name.
+
+        Where ``exists`` is cheap and ``seq > 0``, probes ``seq + 1, seq + 2, …`` until one is
+        missing: O(new events) instead of a listing of the whole log (fsck reads with seq 0, which
+        lists, so it still sees stray files and gaps).
+        """
+        if seq > 0 and self.backend.cheap_exists:
+            out = []
+            while self.backend.exists(key := log_key(self.project, self.repository, seq + 1)):
+                seq += 1
+                out.append((seq, key))
+            return out
         start = log_key(self.project, self.repository, seq) if seq > 0 else None
         out = []
         for key in self.backend.list(self.prefix, start_after=start):

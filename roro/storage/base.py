@@ -44,6 +44,9 @@ class Backend(ABC):
     """A flat namespace of immutable keys. Subclasses implement the abstract hooks."""
 
     url: str = ""
+    #: True where ``exists`` is a local call (folder, memory): the ref log then finds new events
+    #: by probing the next sequence numbers instead of listing a directory of every event.
+    cheap_exists: bool = False
 
     @abstractmethod
     def get(self, key: str) -> bytes:

@@ -22,6 +22,8 @@ TMP_DIR = "tmp"
 
 
 class FolderBackend(Backend):
+    cheap_exists = True
+
     def __init__(self, root: str | os.PathLike):
         self.root = os.path.abspath(os.fspath(root))
         self.url = self.root

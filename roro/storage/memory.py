@@ -15,6 +15,8 @@ _SHARED_LOCK = threading.Lock()
 
 
 class MemoryBackend(Backend):
+    cheap_exists = True
+
     def __init__(self, name: str = ""):
         self.url = f"memory://{name}"
         self._data: dict[str, tuple[bytes, float]] = {}
