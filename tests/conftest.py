@@ -1,4 +1,9 @@
-"""Shared fixtures. Every contract suite runs against every backend through ``backend_url``."""
+"""Shared fixtures. Every contract suite runs against every backend through ``store_url``.
+
+S3 backends: ``moto`` (moto's server in a thread) and ``seaweedfs`` (a real S3 server in a
+subprocess), both started once per session by :mod:`s3servers` and only when a test needs them.
+Each test gets a fresh bucket; its environment points ``AWS_ENDPOINT_URL`` at the server.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,17 @@ import itertools
 import os
 
 import pytest
+from s3servers import (  # noqa: F401 - fixtures are registered by importing them here
+    S3_KINDS,
+    create_bucket,
+    moto_endpoint,
+    seaweedfs_endpoint,
+    use_endpoint,
+)
 
 _counter = itertools.count()
 
-BACKENDS = ["memory", "folder"]
+BACKENDS = ["memory", "folder", "moto", "seaweedfs"]
 
 
 @pytest.fixture(autouse=True)
@@ -17,22 +29,42 @@ def _isolated_home(tmp_path, monkeypatch):
     """No test reads or writes the user's ~/.roro or cache, or picks up a roro.yml above tmp."""
     monkeypatch.setenv("RORO_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("RORO_CACHE_DIR", str(tmp_path / "cache"))
-    for var in ("RORO_STORE", "RORO_PROJECT", "AWS_ENDPOINT_URL"):
+    for var in ("RORO_STORE", "RORO_PROJECT", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.chdir(tmp_path)
 
 
-def make_store_url(kind: str, tmp_path) -> str:
-    """A fresh, empty store URL of the given backend kind."""
+def make_store_url(kind: str, tmp_path, endpoint: str | None = None) -> str:
+    """A fresh, empty store URL of the given backend kind. S3 kinds need the ``endpoint`` of a
+    running server (a fixture's value); they get a new bucket and a prefix in it."""
     n = next(_counter)
     if kind == "memory":
         return f"memory://test-{os.getpid()}-{n}"
     if kind == "folder":
         return str(tmp_path / f"store-{n}")
+    if kind in S3_KINDS:
+        if endpoint is None:
+            raise ValueError(f"a {kind} store needs the endpoint of a running server")
+        return f"s3://{create_bucket(endpoint)}/store-{n}"
     raise ValueError(kind)
 
 
+def _start_s3(request, monkeypatch, kind: str) -> str:
+    """Start (once per session) the server of ``kind`` and point this test's environment at it.
+    Runs after ``_isolated_home`` (autouse fixtures come first), so its AWS_ENDPOINT_URL stays."""
+    endpoint = request.getfixturevalue(f"{kind}_endpoint")
+    return use_endpoint(monkeypatch, endpoint)
+
+
 @pytest.fixture(params=BACKENDS)
-def store_url(request, tmp_path) -> str:
+def store_url(request, tmp_path, monkeypatch) -> str:
     """A fresh, empty store of every backend kind."""
-    return make_store_url(request.param, tmp_path)
+    kind = request.param
+    endpoint = _start_s3(request, monkeypatch, kind) if kind in S3_KINDS else None
+    return make_store_url(kind, tmp_path, endpoint)
+
+
+@pytest.fixture(params=S3_KINDS)
+def s3_endpoint(request, monkeypatch) -> str:
+    """The endpoint URL of each S3 test server, with this test's environment pointed at it."""
+    return _start_s3(request, monkeypatch, request.param)

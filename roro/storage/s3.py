@@ -1,0 +1,441 @@
+"""A store in an S3-compatible bucket: ``s3://bucket/prefix``.
+
+Keys live at ``<prefix>/<key>`` in the bucket. Create-if-absent is ``PutObject`` with
+``If-None-Match: *`` (412 means someone else won); :meth:`S3Backend.probe_conditional_writes` checks
+that a store really honours it before the refs layer relies on it.
+
+boto3 is imported only when the first request is made (it costs ~0.2 s to import). Every botocore
+and boto3 exception is translated to a :class:`roro.RoroError` in exactly one place,
+:meth:`S3Backend._translate`, through the :meth:`S3Backend._boto` context manager that wraps every
+client call; no botocore type escapes this module.
+
+Retries of transient faults (5xx, throttling, dropped connections) are botocore's ``standard`` mode,
+set explicitly because the default mode has changed across releases.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import re
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, BinaryIO
+
+from ..errors import ConflictError, RoroError, StoreError
+from .base import Backend, KeyInfo, KeyNotFoundError, check_key
+
+MiB = 1 << 20
+MULTIPART_THRESHOLD = 64 * MiB
+MULTIPART_CHUNKSIZE = 32 * MiB
+MAX_CONCURRENCY = 8
+MAX_COPY_SIZE = 5 * 1024 * MiB  # the largest object a single CopyObject may copy
+CONFLICT_RETRIES = 5  # attempts of a conditional put answered 409 ConditionalRequestConflict
+PROBE_PREFIX = "roro-probe/"
+
+_BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_ACCESS_DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
+                  "InvalidToken", "TokenRefreshRequired", "AllAccessDisabled", "Forbidden", "403"}
+_AMBIGUOUS_404 = {"404", "NotFound"}  # HEAD responses have no body: missing key or missing bucket
+
+
+class _Expected(Exception):
+    """An S3 error code the caller asked to handle itself (e.g. 412 in put_if_absent)."""
+
+    def __init__(self, code: str, retry_attempts: int):
+        super().__init__(code)
+        self.code = code
+        self.retry_attempts = retry_attempts
+
+
+def parse_s3_url(url: str) -> tuple[str, str]:
+    """Split ``s3://bucket/prefix`` into ``(bucket, prefix)``; the prefix has no leading or
+    trailing ``/`` and may be empty."""
+    if not url.startswith("s3://"):
+        raise StoreError(f"not an S3 URL: {url!r}; use s3://bucket/prefix")
+    bucket, _, prefix = url[len("s3://"):].partition("/")
+    prefix = prefix.strip("/")
+    if not _BUCKET_RE.fullmatch(bucket) or ".." in bucket:
+        raise StoreError(f"invalid bucket name {bucket!r} in store URL {url!r}: use 3 to 63 "
+                         "lowercase letters, digits, '.' and '-'")
+    if prefix:
+        try:
+            check_key(prefix)
+        except RoroError:
+            raise StoreError(f"invalid prefix {prefix!r} in store URL {url!r}") from None
+    return bucket, prefix
+
+
+class S3Backend(Backend):
+    """Raw keys in an S3 bucket, under an optional prefix.
+
+    Args:
+        url: ``s3://bucket`` or ``s3://bucket/prefix``.
+        endpoint_url: an S3-compatible endpoint (SeaweedFS, MinIO, ...); defaults to the
+            ``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL`` environment variable, else AWS.
+        region: the bucket's region; defaults to boto3's resolution (``AWS_DEFAULT_REGION``...).
+        max_retries: retries of a failed request after the first attempt, in botocore's standard
+            retry mode (botocore calls it ``max_attempts``: 5 means up to 6 attempts).
+        connect_timeout, read_timeout: seconds.
+        multipart_threshold, multipart_chunksize: bytes, for :meth:`put_file` and :meth:`download`.
+
+    Credentials come from the standard chain (environment, profile, instance role...).
+    """
+
+    def __init__(self, url: str, endpoint_url: str | None = None, region: str | None = None, *,
+                 max_retries: int = 5, connect_timeout: float = 5, read_timeout: float = 60,
+                 multipart_threshold: int = MULTIPART_THRESHOLD,
+                 multipart_chunksize: int = MULTIPART_CHUNKSIZE, **ignored: Any):
+        self.bucket, self.prefix = parse_s3_url(url)
+        self.url = f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
+        self.endpoint_url = (endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3")
+                             or os.environ.get("AWS_ENDPOINT_URL") or None)
+        self.region = region
+        self.max_retries = max_retries
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.multipart_threshold = multipart_threshold
+        self.multipart_chunksize = multipart_chunksize
+        self._client: Any = None
+        self._client_lock = threading.Lock()
+        self._bucket_seen = False  # set once the bucket is known to exist
+
+    # -- client ----------------------------------------------------------------------------------
+    @property
+    def client(self) -> Any:
+        """The boto3 S3 client, created on first use (tests register botocore event hooks on it)."""
+        if self._client is None:
+            with self._client_lock:
+                if self._client is None:
+                    with self._boto("connect"):
+                        self._client = self._make_client()
+        return self._client
+
+    def _make_client(self) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        config = Config(
+            retries={"mode": "standard", "max_attempts": self.max_retries},
+            connect_timeout=self.connect_timeout, read_timeout=self.read_timeout,
+            max_pool_connections=32,
+            # We keep our own sha256 of every object; CRC trailers only break older S3 clones.
+            request_checksum_calculation="when_required",
+            # Custom endpoints (SeaweedFS, MinIO, an IP address) rarely have wildcard DNS.
+            s3={"addressing_style": "path"} if self.endpoint_url else None,
+        )
+        try:
+            session = boto3.session.Session()
+            return session.client("s3", endpoint_url=self.endpoint_url, region_name=self.region,
+                                  config=config)
+        except ValueError as e:  # botocore says "Invalid endpoint: ..."
+            raise StoreError(f"cannot use endpoint {self.endpoint_url!r} for store {self.url}: "
+                             f"{e}") from e
+
+    def _transfer_config(self) -> Any:
+        from boto3.s3.transfer import TransferConfig
+        return TransferConfig(multipart_threshold=self.multipart_threshold,
+                              multipart_chunksize=self.multipart_chunksize,
+                              max_concurrency=MAX_CONCURRENCY, use_threads=True)
+
+    def _endpoint(self) -> str:
+        if self._client is not None:
+            return self._client.meta.endpoint_url
+        return self.endpoint_url or "the default AWS endpoint"
+
+    # -- error mapping: the one place where botocore exceptions become roro errors ----------------
+    @contextmanager
+    def _boto(self, op: str, key: str | None = None, expect: frozenset[str] = frozenset()):
+        """Run a block of client calls; translate what it raises. ClientErrors whose code is in
+        ``expect`` are raised as :class:`_Expected` for the caller to handle."""
+        try:
+            yield
+        except RoroError:
+            raise
+        except Exception as e:
+            code = _error_code(e)
+            if code is not None and code in expect:
+                raise _Expected(code, _retry_attempts(e)) from e
+            err = self._translate(e, op, key)
+            if err is None:
+                raise
+            raise err from e
+
+    def _translate(self, exc: BaseException, op: str, key: str | None) -> RoroError | None:
+        from boto3.exceptions import Boto3Error, S3UploadFailedError
+        from botocore import exceptions as bex
+
+        if isinstance(exc, S3UploadFailedError) and isinstance(exc.__context__, bex.ClientError):
+            exc = exc.__context__  # s3transfer hides the real error behind a message
+        what = f"{op} {key!r}" if key is not None else op
+        if isinstance(exc, bex.ClientError):
+            code = _error_code(exc) or ""
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            message = exc.response.get("Error", {}).get("Message", "")
+            if code == "NoSuchBucket":
+                return self._no_bucket()
+            if code == "NoSuchKey" and key is not None:
+                return KeyNotFoundError(key, self.url)
+            if code in _AMBIGUOUS_404 and key is not None:
+                self._check_bucket()  # raises if the bucket is what is missing
+                return KeyNotFoundError(key, self.url)
+            if code in _ACCESS_DENIED or status == 403:
+                return StoreError(f"access denied to store {self.url} at endpoint "
+                                  f"{self._endpoint()} ({code} on {what}): check credentials "
+                                  "(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE) "
+                                  "and the bucket's permissions")
+            return StoreError(f"S3 error on store {self.url} at endpoint {self._endpoint()}: "
+                              f"{code or status} {message} (during {what})".rstrip())
+        if isinstance(exc, (bex.NoCredentialsError, bex.PartialCredentialsError,
+                            bex.CredentialRetrievalError)):
+            return StoreError(f"no usable AWS credentials for store {self.url} ({exc}): set "
+                              "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE")
+        if isinstance(exc, (bex.EndpointConnectionError, bex.ConnectTimeoutError,
+                            bex.ConnectionClosedError, bex.ProxyConnectionError)):
+            return StoreError(f"cannot reach endpoint {self._endpoint()} for store {self.url}: "
+                              "check the endpoint URL (AWS_ENDPOINT_URL) and the network")
+        if isinstance(exc, bex.ReadTimeoutError):
+            return StoreError(f"endpoint {self._endpoint()} timed out during {what} on store "
+                              f"{self.url}; try again")
+        if isinstance(exc, (bex.BotoCoreError, Boto3Error)):
+            return StoreError(f"S3 failure during {what} on store {self.url} at endpoint "
+                              f"{self._endpoint()}: {exc}")
+        return None
+
+    def _no_bucket(self) -> StoreError:
+        return StoreError(f"bucket {self.bucket} does not exist at endpoint {self._endpoint()}: "
+                          "create it, or check the store URL and endpoint")
+
+    def _check_bucket(self) -> None:
+        """After an ambiguous 404 (HEAD has no error body): raise if the bucket is missing."""
+        if self._bucket_seen:
+            return
+        from botocore.exceptions import ClientError
+        try:
+            with self._boto("HeadBucket", expect=frozenset(_AMBIGUOUS_404 | {"NoSuchBucket"})):
+                try:
+                    self.client.head_bucket(Bucket=self.bucket)
+                except ClientError as e:
+                    # Allowed to read objects but not to HEAD the bucket: assume it exists.
+                    if _error_code(e) not in _ACCESS_DENIED:
+                        raise
+        except _Expected:
+            raise self._no_bucket() from None
+        self._bucket_seen = True
+
+    # -- keys ------------------------------------------------------------------------------------
+    def _full(self, key: str) -> str:
+        check_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _full_prefix(self, prefix: str) -> str:
+        check_key(prefix + "x")  # a prefix is a key without its last characters
+        return f"{self.prefix}/{prefix}" if self.prefix else prefix
+
+    def _strip(self, full: str) -> str:
+        return full[len(self.prefix) + 1:] if self.prefix else full
+
+    # -- reads -----------------------------------------------------------------------------------
+    def get(self, key: str) -> bytes:
+        with self.open(key) as f:
+            return f.read()
+
+    def open(self, key: str) -> BinaryIO:
+        full = self._full(key)
+        with self._boto("GetObject", key):
+            body = self.client.get_object(Bucket=self.bucket, Key=full)["Body"]
+        return io.BufferedReader(_BodyReader(self, body, key), buffer_size=MiB)  # type: ignore[return-value]
+
+    def download(self, key: str, path: str) -> None:
+        """Parallel ranged GETs for large objects; the file appears at ``path`` only when whole."""
+        full = self._full(key)
+        with self._boto("GetObject", key):
+            self.client.download_file(self.bucket, full, os.fspath(path),
+                                      Config=self._transfer_config())
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.stat(key)
+        except KeyNotFoundError:
+            return False
+        return True
+
+    def stat(self, key: str) -> KeyInfo:
+        full = self._full(key)
+        with self._boto("HeadObject", key):
+            head = self.client.head_object(Bucket=self.bucket, Key=full)
+        return KeyInfo(key, int(head["ContentLength"]), head["LastModified"].timestamp())
+
+    def list(self, prefix: str, start_after: str | None = None) -> Iterator[str]:
+        """Keys in the order the server lists them: UTF-8 byte order on AWS S3 and moto.
+
+        SeaweedFS lists directory by directory, so a key under ``a/`` comes before a sibling
+        ``a-b`` or ``a.b``; and its ``StartAfter`` skips in that order. The key layout never puts
+        such siblings under one listed prefix where order matters (log keys are fixed-width file
+        names in one directory; object keys are hex).
+        """
+        full_prefix = self._full_prefix(prefix)
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": full_prefix}
+        if start_after is not None:
+            kwargs["StartAfter"] = self._full(start_after)
+        return self._list(kwargs, prefix, start_after)
+
+    def _list(self, kwargs: dict[str, Any], prefix: str, start_after: str | None) -> Iterator[str]:
+        with self._boto(f"ListObjectsV2 {prefix!r}"):
+            for page in self.client.get_paginator("list_objects_v2").paginate(**kwargs):
+                for item in page.get("Contents", ()):
+                    key = self._strip(item["Key"])
+                    if start_after is None or key > start_after:
+                        yield key
+
+    def list_dirs(self, prefix: str) -> list[str]:
+        full_prefix = self._full_prefix(prefix)
+        names = set()
+        with self._boto(f"ListObjectsV2 {prefix!r}"):
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=full_prefix, Delimiter="/"):
+                for item in page.get("CommonPrefixes", ()):
+                    name = item["Prefix"][len(full_prefix):].rstrip("/")
+                    if name:
+                        names.add(name)
+        return sorted(names)
+
+    # -- writes ----------------------------------------------------------------------------------
+    def put(self, key: str, data: bytes) -> None:
+        full = self._full(key)
+        with self._boto("PutObject", key):
+            self.client.put_object(Bucket=self.bucket, Key=full, Body=bytes(data))
+
+    def put_file(self, key: str, path: str) -> None:
+        """Multipart above the threshold, parts in parallel; a failed upload is aborted."""
+        full = self._full(key)
+        with self._boto("PutObject", key):
+            self.client.upload_file(os.fspath(path), self.bucket, full,
+                                    Config=self._transfer_config())
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        full = self._full(key)
+        data = bytes(data)
+        for attempt in range(CONFLICT_RETRIES):
+            try:
+                with self._boto("PutObject", key, expect=frozenset({
+                        "PreconditionFailed", "ConditionalRequestConflict"})):
+                    self.client.put_object(Bucket=self.bucket, Key=full, Body=data, IfNoneMatch="*")
+                return True
+            except _Expected as e:
+                if e.code == "PreconditionFailed":
+                    # After a retried attempt our own first try may have landed and only its
+                    # answer was lost: then the key holds exactly our bytes, and we created it.
+                    return e.retry_attempts > 0 and self.get(key) == data
+                # 409: a concurrent conditional write to this key is in flight; try again.
+                time.sleep(random.uniform(0, min(2.0, 0.05 * 2 ** attempt)))
+        raise ConflictError(f"conditional writes to {key!r} on store {self.url} kept conflicting "
+                            f"(409 ConditionalRequestConflict, {CONFLICT_RETRIES} attempts); "
+                            "try again")
+
+    def delete(self, key: str) -> None:
+        full = self._full(key)
+        with self._boto("DeleteObject", key):
+            self.client.delete_object(Bucket=self.bucket, Key=full)
+
+    def touch(self, key: str) -> None:
+        """Refresh LastModified by copying the object onto itself (a server-side copy, with
+        ``MetadataDirective=REPLACE`` since S3 refuses a copy that changes nothing). S3 has no
+        other way to change an object's mtime, and gc's grace period relies on it."""
+        full = self._full(key)
+        try:
+            with self._boto("CopyObject", key):
+                size = self.stat(key).size
+                if size <= MAX_COPY_SIZE:
+                    self.client.copy_object(Bucket=self.bucket, Key=full,
+                                            CopySource={"Bucket": self.bucket, "Key": full},
+                                            MetadataDirective="REPLACE")
+                else:  # multipart server-side copy
+                    self.client.copy({"Bucket": self.bucket, "Key": full}, self.bucket, full,
+                                     Config=self._transfer_config())
+        except KeyNotFoundError:
+            pass
+
+    def probe_conditional_writes(self) -> None:
+        """Check that the store refuses a second ``If-None-Match: *`` write of one key.
+
+        Raises:
+            StoreError: the store overwrote the key (or rejected the header): using it would let
+                two writers both believe they published the same ref.
+        """
+        key = f"{PROBE_PREFIX}{uuid.uuid4().hex}"
+        full = self._full(key)
+        unsafe = StoreError(f"store {self.url} at endpoint {self._endpoint()} does not honour "
+                            "conditional writes (If-None-Match); refusing to use it unsafely")
+        try:
+            with self._boto("PutObject", key):
+                self.client.put_object(Bucket=self.bucket, Key=full, Body=b"first",
+                                       IfNoneMatch="*")
+            try:
+                with self._boto("PutObject", key, expect=frozenset({"PreconditionFailed"})):
+                    self.client.put_object(Bucket=self.bucket, Key=full, Body=b"second",
+                                           IfNoneMatch="*")
+            except _Expected:
+                pass  # 412: refused, as it must be
+            except StoreError as e:
+                raise StoreError(f"{unsafe} (the second write failed otherwise: {e})") from e
+            else:
+                raise unsafe
+            if self.get(key) != b"first":
+                raise unsafe
+        finally:
+            try:
+                self.delete(key)
+            except RoroError:
+                pass
+
+    def close(self) -> None:
+        with self._client_lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+
+class _BodyReader(io.RawIOBase):
+    """A GetObject body as a raw binary stream whose read errors are roro errors."""
+
+    def __init__(self, backend: S3Backend, body: Any, key: str):
+        self._backend = backend
+        self._body = body
+        self._key = key
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        with self._backend._boto("GetObject", self._key):
+            data = self._body.read(len(buffer))
+        n = len(data)
+        buffer[:n] = data
+        return n
+
+    def close(self) -> None:
+        if not self.closed:
+            try:
+                self._body.close()
+            finally:
+                super().close()
+
+
+def _error_code(exc: BaseException) -> str | None:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        code = response.get("Error", {}).get("Code")
+        return str(code) if code is not None else None
+    return None
+
+
+def _retry_attempts(exc: BaseException) -> int:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        return int(response.get("ResponseMetadata", {}).get("RetryAttempts", 0) or 0)
+    return 0
