@@ -173,7 +173,7 @@ def test_log_json_matches_the_api(project, store_url):
     assert doc["project"] == "default" and doc["repository"] == "credit-risk"
     repo = project.get_model_repository("credit-risk")
     assert [v["version"] for v in doc["versions"]] == [3, 2, 1]
-    for entry, image in zip(doc["versions"], repo.list_model_images()):
+    for entry, image in zip(doc["versions"], repo.list_model_images(), strict=True):
         assert entry["image"] == image.digest and entry["comment"] == image.comment
         assert entry["author"] == image["author"] and entry["timestamp"] == image["timestamp"]
         assert entry["metadata"] == {"Accuracy": image["Accuracy"], "params": image["params"]}
@@ -199,6 +199,23 @@ def test_log_paging_with_before(project, store_url):
     assert [v["version"] for v in doc["versions"]] == [2]
     result = run("models:log", "--before", "3", store=store_url, ok=False)
     assert result.exit_code == 2 and "NAME" in result.stderr
+    for spec in ("credit-risk:prod", "credit-risk:2"):  # like 'git log REV': from there down
+        doc = json.loads(run("models:log", spec, "--json", store=store_url).stdout)
+        assert [v["version"] for v in doc["versions"]] == [2, 1]
+    assert run("models:log", "credit-risk:2", "--before", "2", store=store_url,
+               ok=False).exit_code == 2
+    assert run("models:log", "credit-risk:9", store=store_url, ok=False).exit_code == 3
+
+
+def test_console_script_is_declared():
+    import configparser
+    import importlib
+    cfg = configparser.ConfigParser()
+    cfg.read(os.path.join(ROOT, "setup.cfg"))
+    target = cfg["options.entry_points"]["console_scripts"].strip()
+    assert target == "roro = roro.cli:main"
+    module, attr = target.split("=")[1].strip().split(":")
+    assert getattr(importlib.import_module(module), attr) is main
 
 
 def test_log_of_an_empty_repository_and_project(project, store_url):

@@ -36,7 +36,7 @@ class CliState:
         return self._project
 
 
-@click.group(cls=RoroGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group("roro", cls=RoroGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--store", metavar="PATH|URL", envvar="RORO_STORE", show_envvar=True,
               help="The store: a folder or s3://bucket/prefix. Default: 'store' in the nearest "
                    "roro.yml, else $RORO_HOME (~/.roro).")

@@ -46,8 +46,10 @@ def image_document(image: ModelImage, tags: list[str]) -> dict[str, Any]:
         "timestamp": metadata["timestamp"],
         "comment": image.comment,
         "metadata": {k: v for k, v in metadata.items() if k not in AUTOMATIC_KEYS},
-        "model": manifest["model"],
-        "attachments": manifest["attachments"],
+        "model": {k: manifest["model"][k]
+                  for k in ("type", "size", "digest", "serializer", "python", "cloudpickle")},
+        "attachments": [{"name": a["name"], "size": a["size"], "digest": a["digest"]}
+                        for a in manifest["attachments"]],
     }
 
 
@@ -108,7 +110,7 @@ def models_create(state, name: str) -> None:
 
 # -- models:log ------------------------------------------------------------------------------------
 @click.command("models:log")
-@click.argument("name", required=False)
+@click.argument("name", metavar="[NAME[:VERSION|TAG]]", required=False)
 @click.option("-n", "--max-count", "limit", type=click.IntRange(min=0), metavar="N",
               help="Show only the N newest versions.")
 @click.option("--before", type=click.IntRange(min=1), metavar="VERSION",
@@ -119,12 +121,18 @@ def models_log(state, name: str | None, limit: int | None, before: int | None,
                as_json: bool) -> None:
     """Show the history of saves, newest first, like 'git log'.
 
-    With NAME, that repository's versions; without, every repository's, interleaved by time.
-    Reads only the index: '-n 20' is as fast at 100,000 versions as at 20.
+    With NAME, that repository's versions (NAME:VERSION or NAME:TAG: from that version down);
+    without, every repository's, interleaved by time. Reads only the index: '-n 20' is as fast
+    at 100,000 versions as at 20.
     """
     project = state.project
     if name is not None:
-        repo = project.get_model_repository(validate_name(name))
+        name, version, tag = parse_refspec(name)
+        repo = project.get_model_repository(name)
+        if version is not None or tag is not None:
+            if before is not None:
+                raise click.UsageError("give NAME:VERSION or --before, not both")
+            before = repo.resolve(version, tag) + 1
         images = repo.list_model_images(limit=limit, before=before)
         tags = {name: repo.get_tags_by_version([i.version for i in images])} if images else {}
     else:
@@ -270,21 +278,27 @@ def models_download(state, spec: str, output: str | None, attachments_dir: str |
 
     total = manifest["model"]["size"] + sum(a.size for a in attachments)
     status = render.console(stderr=to_stdout)
-    with _progress(total, render.ref(repo_name, version)) as advance:
+    with _progress(total, render.ref(repo_name, version)) as progress:
+        progress.phase("model: fetching and verifying")
         with image.open_model() as src:
+            progress.phase("model: writing")
             if to_stdout:
                 _copy_verified(src, click.get_binary_stream("stdout"), manifest["model"]["digest"],
-                               "the model", advance)
+                               "the model", progress.advance)
             else:
                 assert target is not None
-                _write_file(src, target, manifest["model"]["digest"], "the model", force, advance)
+                _write_file(src, target, manifest["model"]["digest"], "the model", force,
+                            progress.advance)
         for att, path in planned:
             assert attachments_dir is not None
             _check_inside(attachments_dir, path, att.name)
             os.makedirs(os.path.dirname(path), exist_ok=True)
             _check_inside(attachments_dir, path, att.name)
+            progress.phase(f"{att.name}: fetching and verifying")
             with att.open() as src:
-                _write_file(src, path, att.digest, f"attachment {att.name!r}", force, advance)
+                progress.phase(f"{att.name}: writing")
+                _write_file(src, path, att.digest, f"attachment {att.name!r}", force,
+                            progress.advance)
     where = "stdout" if to_stdout else target
     status.print(render.text("Wrote ", (render.ref(repo_name, version), "bold yellow"), " (",
                              render.safe_line(image.model_type), ", ",
@@ -371,25 +385,47 @@ def _copy_verified(src: BinaryIO, dst: BinaryIO, digest: str, what: str, advance
                              expected=digest, actual=actual)
 
 
+class _Quiet:
+    """Progress reporting that shows nothing (small transfers, or stdout is not a terminal)."""
+
+    def phase(self, description: str) -> None:
+        pass
+
+    def advance(self, n: int) -> None:
+        pass
+
+
 @contextlib.contextmanager
-def _progress(total: int, label: str) -> Iterator:
-    """``advance(n)``: a rich progress bar for large downloads on a terminal, else a no-op."""
+def _progress(total: int, label: str) -> Iterator[_Quiet]:
+    """A rich progress bar for downloads of ``total`` bytes on a terminal: ``phase(text)`` names
+    the step (fetching and verifying an object, then writing it), ``advance(n)`` counts bytes
+    written. Anything small, or not on a terminal, gets a no-op."""
     if total < PROGRESS_MIN_BYTES or not render.stdout_is_terminal():
-        yield lambda n: None
+        yield _Quiet()
         return
     from rich.progress import (
         BarColumn,
         DownloadColumn,
         Progress,
+        SpinnerColumn,
         TextColumn,
         TimeRemainingColumn,
         TransferSpeedColumn,
     )
-    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(binary_units=True),
-               TransferSpeedColumn(), TimeRemainingColumn())
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+               DownloadColumn(binary_units=True), TransferSpeedColumn(), TimeRemainingColumn())
+    label = render.safe_line(label)
+
+    class Bar(_Quiet):
+        def phase(self, description: str) -> None:
+            progress.update(task, description=f"{label} {render.safe_line(description)}")
+
+        def advance(self, n: int) -> None:
+            progress.advance(task, n)
+
     with Progress(*columns, console=render.console().console, transient=True) as progress:
-        task = progress.add_task(render.safe_line(label), total=total)
-        yield lambda n: progress.advance(task, n)
+        task = progress.add_task(label, total=total)
+        yield Bar()
 
 
 # -- models:tag, models:untag, models:history ------------------------------------------------------
