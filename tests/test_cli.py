@@ -328,6 +328,20 @@ def test_download_refuses_to_overwrite_without_force(project, store_url, tmp_pat
     assert cloudpickle.loads((tmp_path / "credit-risk-v3.pkl").read_bytes()) == Scorer(3)
 
 
+def test_download_to_a_filesystem_without_hard_links(project, store_url, tmp_path, monkeypatch):
+    """Some filesystems (FAT, some network mounts) refuse os.link: fall back to a checked rename."""
+    import errno
+
+    def no_links(src, dst):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    run("models:download", "credit-risk", "--attachments", "files", store=store_url)
+    assert cloudpickle.loads((tmp_path / "credit-risk-v3.pkl").read_bytes()) == Scorer(3)
+    assert (tmp_path / "files" / "log.txt").read_bytes() == b"epoch 3\n"
+    assert not list(tmp_path.rglob(".roro-download-*"))
+
+
 def test_download_never_follows_a_link_out_of_the_directory(project, store_url, tmp_path):
     outside = tmp_path / "outside"
     outside.mkdir()

@@ -361,6 +361,10 @@ def _write_file(src: BinaryIO, path: str, digest: str, what: str, force: bool, a
                 os.link(tmp, path)  # never replaces: an existing file is refused, even in a race
             except FileExistsError:
                 raise click.ClickException(f"{path} exists; pass --force to overwrite it") from None
+            except OSError:  # a filesystem without hard links: check, then rename
+                if os.path.lexists(path):
+                    raise click.ClickException(f"{path} exists; pass --force to overwrite it") from None
+                os.replace(tmp, path)
     except OSError as e:
         raise click.ClickException(f"cannot write {path}: {e.strerror or e}") from None
     finally:
