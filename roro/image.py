@@ -260,7 +260,16 @@ class ModelImage:
         with self._repository.project.store.objects.open_verified(model["digest"]) as f:
             return cloudpickle.load(f)
 
-    # -- save ------------------------------------------------------------------------------------
+    def open_model(self) -> BinaryIO:
+        """A binary file of the saved model's pickled bytes, verified against the manifest's digest
+        before it is handed out (nothing is unpickled); close it when done. For copying a model
+        without loading it, e.g. ``roro models:download``."""
+        if self._manifest is None:
+            raise RoroError(f"{self!r} is not saved yet: it has no stored bytes to open; "
+                            f"use get_model() for the object")
+        return self._repository.project.store.objects.open_verified(self._manifest["model"]["digest"])
+
+    # -- save --------------------------------------------------------------------------------------
     def save(self, comment: str = "") -> ModelImage:
         """Save this image as the next version of its repository; returns the image."""
         self._check_mutable()

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .names import validate_name
 from .repository import ModelRepository
 from .store import Store
+
+if TYPE_CHECKING:
+    from .image import ModelImage
 
 
 class Project:
@@ -46,3 +49,17 @@ class Project:
         repo = ModelRepository(self, name)
         repo._create()
         return repo
+
+    def log(self, limit: int | None = None) -> list[ModelImage]:
+        """Saved images of every repository, newest save first (interleaved by time), like
+        ``git log`` over all branches. Reads the index only (after refreshing each repository):
+        ``limit`` costs O(limit), not O(history), and no manifest or model is downloaded."""
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
+                                  or limit < 0):
+            raise ValueError(f"limit must be a non-negative integer, not {limit!r}")
+        repos = {r.name: r for r in self.list_model_repositories()}
+        for repo in repos.values():
+            repo._refresh()
+        rows = self.store.index.project_versions(self.name, limit) if repos else []
+        return [(repos.get(r["repository"]) or self.get_model_repository(r["repository"]))
+                ._image_from_row(r) for r in rows]

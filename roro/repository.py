@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from .environment import cloudpickle_version, current_author, now_utc, python_version
@@ -125,6 +125,19 @@ class ModelRepository:
         return self._store.index.count_versions(self.project.name, self.name)
 
     # -- tags ------------------------------------------------------------------------------------
+    def get_tags_by_version(self, versions: Iterable[int]) -> dict[int, list[str]]:
+        """The tags pointing at each of ``versions`` (``latest`` first where it applies, then by
+        name); versions without tags are left out. One index query, whatever the history's length:
+        for labelling a page of :meth:`list_model_images`."""
+        self._require()
+        wanted = sorted({validate_version(v) for v in versions})
+        index = self._store.index
+        out = index.tags_by_version(self.project.name, self.name, wanted)
+        latest = index.latest_version(self.project.name, self.name)
+        if latest is not None and latest in wanted:
+            out[latest] = [LATEST, *out.get(latest, [])]
+        return out
+
     def get_tags(self) -> dict[str, int]:
         """``{tag: version}`` including ``latest`` (when the repository has a version)."""
         self._require()

@@ -30,7 +30,13 @@ class Store:
 
     def __init__(self, url: str | os.PathLike, **options: Any):
         url = os.fspath(url)
+        if url.startswith("file://"):
+            url = url[len("file://"):]
         self.remote = is_remote_url(url)
+        if "://" in url and not (self.remote or url.startswith("memory://")):
+            # Refused here, before the URL could be taken for a relative folder ("gs:/bucket").
+            raise StoreError(f"unsupported store URL {url!r}: use a folder path or "
+                             f"s3://bucket/prefix")
         self.url = url if self.remote or url.startswith("memory://") else os.path.abspath(
             os.path.expanduser(url))
         self.options = {k: v for k, v in options.items() if v is not None}

@@ -13,9 +13,7 @@ import json
 import os
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
-
-import sqlite_utils
+from typing import TYPE_CHECKING, Any
 
 from ..errors import IntegrityError, NotFoundError, StoreError
 from ..objects import ObjectStore
@@ -25,12 +23,17 @@ from .events import Event
 from .log import RefLog
 from .state import check_event
 
+if TYPE_CHECKING:
+    import sqlite_utils
+
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 60_000
 
 
 class Index:
     def __init__(self, path: str):
+        import sqlite_utils  # imported on first use: it costs ~0.1 s, too much for `roro --help`
+
         self.path = path
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         try:

@@ -1,0 +1,139 @@
+"""Rendering: rich output for people, exact JSON for scripts, and the small formatters both use.
+
+rich is imported only when something is rendered, so ``roro --help`` stays fast. Text that comes
+from a store (comments, metadata, author, attachment names) is never read as rich markup and has its
+control characters made visible, so a hostile store cannot move the cursor or recolour a terminal.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import sys
+import unicodedata
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ..digests import short
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.text import Text
+
+
+class Output:
+    """Prints rich renderables to stdout (or stderr): colour and the terminal's width on a
+    terminal (``NO_COLOR`` honoured); elsewhere plain text, tables 80 columns wide (or
+    ``$COLUMNS``), and no trailing blanks on any line, so files and pipes get clean text."""
+
+    def __init__(self, stderr: bool = False):
+        from rich.console import Console
+        self.stderr = stderr
+        self.console: Console = Console(stderr=stderr, highlight=False, emoji=False, markup=False)
+
+    def print(self, *objects: Any, **options: Any) -> None:
+        """Print like rich's ``Console.print``; lines of text are never wrapped (tables are)."""
+        from rich.text import Text
+        options.setdefault("soft_wrap", all(isinstance(o, (str, Text)) for o in objects))
+        c = self.console
+        if c.is_terminal:
+            c.print(*objects, **options)
+            return
+        with c.capture() as captured:
+            c.print(*objects, **options)
+        lines = captured.get().split("\n")
+        click.echo("\n".join(line.rstrip() for line in lines), nl=False, err=self.stderr)
+
+
+def console(stderr: bool = False) -> Output:
+    """Where a command prints for people (see :class:`Output`)."""
+    return Output(stderr)
+
+
+def emit_json(document: Any) -> None:
+    """Write one JSON document (and a newline) to stdout: the whole of stdout for ``--json``.
+
+    ASCII-only, so control characters and bytes a terminal would act on are always escaped."""
+    click.echo(json.dumps(document, indent=2, ensure_ascii=True, allow_nan=False))
+
+
+def safe(text: object) -> str:
+    """``text`` with control and format characters shown as escapes (``\\x1b``), newlines and tabs kept."""
+    s = str(text)
+    if s.isprintable():
+        return s
+    out = []
+    for ch in s:
+        if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
+            out.append(ch)
+        else:
+            out.append(ch.encode("unicode_escape").decode("ascii"))
+    return "".join(out)
+
+
+def safe_line(text: object) -> str:
+    """:func:`safe` on one line (newlines and tabs escaped too), for table cells and headers."""
+    return safe(text).replace("\n", "\\n").replace("\t", "\\t")
+
+
+def text(*parts: tuple[str, str] | str) -> Text:
+    """A rich Text from plain strings and ``(string, style)`` pairs; never parsed as markup."""
+    from rich.text import Text
+    t = Text()
+    for p in parts:
+        if isinstance(p, tuple):
+            t.append(p[0], style=p[1])
+        else:
+            t.append(p)
+    return t
+
+
+def human_size(n: int | None) -> str:
+    """Bytes in binary units: ``512 B``, ``1.5 KiB``, ``3.2 GiB``."""
+    if n is None:
+        return "-"
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{n} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def human_time(iso: str | None, seconds: bool = True) -> str:
+    """An ISO 8601 UTC time (``2026-11-26T15:22:14.302896Z``) as ``2026-11-26 15:22:14 UTC``."""
+    if not iso:
+        return "-"
+    try:
+        t = _dt.datetime.strptime(iso, "%Y-%m-%dT%H:%M:%S.%fZ")
+    except ValueError:
+        return safe_line(iso)  # written by another tool: show it as it is
+    return t.strftime("%Y-%m-%d %H:%M:%S UTC" if seconds else "%Y-%m-%d %H:%M UTC")
+
+
+def short_digest(digest: str | None) -> str:
+    return short(digest) if digest else "-"
+
+
+def ref(repository: str, version: int | None) -> str:
+    """The spec that names a version on the command line: ``credit-risk:3``."""
+    return f"{repository}:{version}"
+
+
+def value_text(value: Any) -> str:
+    """A metadata value for a table cell: strings as they are, everything else as compact JSON."""
+    if isinstance(value, str):
+        return safe(value)
+    return safe(json.dumps(value, ensure_ascii=False, separators=(", ", ": ")))
+
+
+def tag_list(tags: list[str]) -> str:
+    return ", ".join(safe_line(t) for t in tags)
+
+
+def stdout_is_terminal() -> bool:
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        return False
