@@ -6,17 +6,26 @@ import contextlib
 import hashlib
 import json
 import os
+import pathlib
 import re
 
 import cloudpickle
 import pytest
 from click.testing import CliRunner
+from conftest import make_store_url
 
 import roro
 from roro.cli import main
 from roro.cli import models as cli_models
 from roro.objects.canonical import canonical_json
 from roro.storage.layout import object_key
+
+
+@pytest.fixture(params=["memory", "folder"])
+def store_url(request, tmp_path) -> str:
+    """The CLI only calls the API, whose suite runs on every backend; the CLI tests run on the local
+    ones (tests/test_cli_e2e.py runs the CLI against SeaweedFS)."""
+    return make_store_url(request.param, tmp_path)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -431,6 +440,8 @@ def _corrupt(store: roro.Store, digest: str) -> None:
     data[len(data) // 2] ^= 0x01
     store.backend.delete(key)
     store.backend.put(key, bytes(data))
+    if store.objects.cache is not None:  # a remote store's local cache holds verified bytes
+        pathlib.Path(store.objects.cache.path(digest)).unlink(missing_ok=True)
 
 
 def test_copy_verified_detects_bytes_that_change_after_the_store_checked_them(tmp_path):
