@@ -717,8 +717,11 @@ class _Syncer:
                 # the same history wrote it: nothing lost, go on.)
                 self._diverged(res, src_log.read_all(), dst_log.read_all())
                 res.message = (f"{res.name}: another writer appended event {event.seq} to DST "
-                               f"while this sync ran ({res.events_appended} of {len(new)} events "
-                               f"were appended); DST now differs from SRC: {res.message}")
+                               f"while this sync ran, after {res.events_appended} of {len(new)} "
+                               f"events were appended; the histories now differ (DST is at "
+                               f"version {res.dst_last and res.dst_last['version']}, SRC at "
+                               f"{res.src_last and res.src_last['version']}). Promote an image "
+                               f"across with 'roro models:copy' instead")
                 break
             self._notify(res, "events", objects_total, bytes_total, len(new))
         else:

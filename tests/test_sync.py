@@ -11,7 +11,7 @@ import textwrap
 import tracemalloc
 
 import pytest
-from conftest import make_store_url
+from conftest import BACKENDS, make_store_url
 
 import roro
 from roro import ConflictError, IntegrityError, NotFoundError, Project, Store
@@ -27,6 +27,14 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 HISTORY = 200
 MIB = 1 << 20
 WRITES = {"put", "put_file", "put_if_absent", "delete", "touch", "copy_from"}
+
+# (SRC kind, DST kind): folder->folder and memory->folder, plus, for every other backend kind
+# conftest knows (S3 kinds when they land), kind->folder, folder->kind and kind->kind.
+_OTHER = [k for k in BACKENDS if k not in ("memory", "folder")]
+PAIRS = [("folder", "folder"), ("memory", "folder"), ("folder", "memory"),
+         *((k, "folder") for k in _OTHER), *(("folder", k) for k in _OTHER),
+         *((k, k) for k in _OTHER)]
+PAIR_IDS = [f"{a}->{b}" for a, b in PAIRS]
 
 
 # -- helpers --------------------------------------------------------------------------------------
@@ -188,15 +196,22 @@ def test_exports():
 
 
 # -- full sync, 200 versions ----------------------------------------------------------------------
-@pytest.mark.parametrize("src_kind", ["folder", "memory"])
-def test_sync_200_versions_then_nothing_then_one(history_template, tmp_path, src_kind):
-    src = clone_store(history_template, src_kind, tmp_path)
-    dst = make_store_url("folder", tmp_path)
+@pytest.mark.parametrize("pair", PAIRS, ids=PAIR_IDS)
+def test_sync_200_versions_then_nothing_then_one(history_template, tmp_path, pair):
+    src = clone_store(history_template, pair[0], tmp_path)
+    dst = make_store_url(pair[1], tmp_path)
     src_objects = object_digests(src)
     src_events = sum(len(log_keys(src, p, r)) for p, r in all_repos(Store(src)))
 
     report = roro.sync(src, dst)
     assert report.ok and not report.dry_run
+    assert not set(report.requests["src"]) & WRITES  # SRC is only read …
+    if pair[0] == "folder":
+        assert not os.path.exists(os.path.join(src, "index.sqlite3"))  # … not even indexed
+    # DST's index was brought up to date by the sync itself (not by a later read)
+    indexed = {(r["project"], r["name"]): r["last_seq"]
+               for r in Store(dst).index.dump()["repositories"]}
+    assert indexed == {(p, r): len(log_keys(src, p, r)) for p, r in all_repos(Store(src))}
     assert sorted(r.name for r in report.synced) == ["p/big-history", "p/empty", "p/small",
                                                      "q/other"]
     assert report.events_appended == src_events
@@ -205,6 +220,15 @@ def test_sync_200_versions_then_nothing_then_one(history_template, tmp_path, src
     assert object_digests(dst) == src_objects
     assert_same(src, dst)
     assert fsck(dst) == len(src_objects)
+    # every event type arrived: create, version, tag moves and removal, delete
+    synced = Project("p", dst).get_model_repository("big-history")
+    assert synced.get_tags() == {"prod": 190, "latest": HISTORY}
+    assert [(m["tag"], m["version"]) for m in synced.get_tag_history()] == [
+        ("prod", 50), ("prod", 120), ("prod", 190), ("staging", 10), ("staging", None)]
+    with pytest.raises(NotFoundError, match="deleted"):
+        synced.get_model_image(version=7)
+    assert synced.count() == HISTORY - 1 and synced.get_model(version=8) == {"w": 8}
+    assert Project("p", dst).get_model_repository("empty").count() == 0
     d = report.to_dict()
     assert d["ok"] and d["events_appended"] == src_events and d["requests"] == report.request_count
     assert d["requests_by_operation"]["dst"]["put_if_absent"] == src_events + 1  # + roro.json
@@ -243,6 +267,20 @@ def test_sync_200_versions_then_nothing_then_one(history_template, tmp_path, src
     fsck(dst)
 
 
+def test_object_shared_by_repositories_is_checked_once(tmp_path):
+    src, dst = make_store_url("memory", tmp_path), make_store_url("memory", tmp_path)
+    for name in ("a", "b", "c"):
+        save(Project("p", src).get_model_repository(name), "same model")
+    shared = Project("p", src).get_model_repository("a").get_model_image().manifest["model"]
+    roro.sync(src, dst, repositories=["a"])
+    report = roro.sync(src, dst)
+    assert [r.name for r in report.synced] == ["p/b", "p/c"]
+    assert report.objects_transferred == 2 and report.objects_skipped == 2  # manifests; blob
+    assert report.requests["dst"]["exists"] == 3  # the blob once, two manifests
+    assert report.requests["dst"]["touch"] == 1
+    assert report.bytes_skipped == 2 * shared["size"]
+
+
 def test_dry_run_writes_nothing_and_predicts_the_real_run(history_template, tmp_path):
     src = clone_store(history_template, "memory", tmp_path)
     dst = str(tmp_path / "not-yet")
@@ -258,10 +296,9 @@ def test_dry_run_writes_nothing_and_predicts_the_real_run(history_template, tmp_
 
 
 # -- a bigger model -------------------------------------------------------------------------------
-@pytest.mark.parametrize("kinds", [("folder", "folder"), ("memory", "folder"),
-                                   ("folder", "memory")])
-def test_32_mib_model(tmp_path, kinds):
-    src, dst = (make_store_url(k, tmp_path) for k in kinds)
+@pytest.mark.parametrize("pair", PAIRS, ids=PAIR_IDS)
+def test_32_mib_model(tmp_path, pair):
+    src, dst = (make_store_url(k, tmp_path) for k in pair)
     payload = os.urandom(32 * MIB)
     repo = Project("p", src).get_model_repository("big")
     save(repo, payload, comment="big")
