@@ -23,6 +23,7 @@ from .image import Attachment, ModelImage, RoroWarning
 from .project import Project
 from .repository import ModelRepository
 from .store import Store
+from .sync import CopyReport, SyncReport, copy_image, sync
 
 __version__ = "0.1.0"
 
@@ -30,6 +31,7 @@ __all__ = [
     "Attachment",
     "ConfigError",
     "ConflictError",
+    "CopyReport",
     "ImmutableError",
     "IntegrityError",
     "InvalidMetadataError",
@@ -42,7 +44,10 @@ __all__ = [
     "RoroWarning",
     "Store",
     "StoreError",
+    "SyncReport",
+    "copy_image",
     "get_current_project",
+    "sync",
     "__version__",
 ]
 

@@ -93,3 +93,35 @@ def current_settings(project: str | None = None, store: str | None = None) -> Se
             raise ConfigError(f"{path}: remote {rname!r} needs a 'store'")
         remotes[str(rname)] = {**spec, "store": resolve_store_path(spec["store"], base)}
     return Settings(validate_name(name, "project"), url, options, path, remotes)
+
+
+def resolve_store(name_or_url: Any) -> Any:
+    """A :class:`~roro.store.Store` for a remote name declared in ``roro.yml``, a store URL or path.
+
+    ``roro.yml`` may declare named remotes::
+
+        remotes:
+          prod: {store: s3://models-prod/roro, endpoint_url: https://s3.example.com}
+          laptop: ../backup            # shorthand for {store: ../backup}
+
+    A string that is the name of a declared remote resolves to that remote (its other keys, such
+    as ``endpoint_url``, are passed to the store); anything else is a store URL or a folder path
+    (write ``./prod`` to mean a folder that has the name of a remote). A ``Store`` is returned as is.
+    """
+    from .store import Store
+    if isinstance(name_or_url, Store):
+        return name_or_url
+    if not isinstance(name_or_url, (str, os.PathLike)):
+        raise TypeError(f"expected a store URL, a path or a remote name, not "
+                        f"{type(name_or_url).__name__}")
+    text = os.fspath(name_or_url)
+    if not text:
+        raise ConfigError("empty store: give a path, a store URL or the name of a remote")
+    path = find_config()
+    if path is not None and "/" not in text and "://" not in text:
+        settings = current_settings()
+        spec = settings.remotes.get(text)
+        if spec is not None:
+            options = {k: v for k, v in spec.items() if k != "store"}
+            return Store(spec["store"], **options)
+    return Store(text)

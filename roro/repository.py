@@ -124,6 +124,14 @@ class ModelRepository:
         self._require()
         return self._store.index.count_versions(self.project.name, self.name)
 
+    def copy_image(self, image: ModelImage) -> ModelImage:
+        """Append a saved ``image`` from any repository (of this or another store) as a new
+        version here, recording its origin in ``manifest["lineage"]["copied_from"]``. The blobs
+        it needs are copied first (verified); see :func:`roro.copy_image`. If the latest version
+        here already is that very copy, it is returned and nothing is appended."""
+        from .sync import copy_image_into
+        return copy_image_into(image, self)
+
     # -- tags ------------------------------------------------------------------------------------
     def get_tags_by_version(self, versions: Iterable[int]) -> dict[int, list[str]]:
         """The tags pointing at each of ``versions`` (``latest`` first where it applies, then by
@@ -258,14 +266,37 @@ class ModelRepository:
         extra = getattr(image, "_lineage", None)
         if extra:
             manifest["lineage"] = extra
+        saved, digest, version, _ = self._publish(manifest, comment)
+        image._mark_saved(saved, digest, version)
+
+    def _publish(self, manifest: dict[str, Any], comment: str, *,
+                 unless_latest: bool = False) -> tuple[dict[str, Any], str, int, bool]:
+        """Put ``manifest`` (whose blobs must already be in the store) and append a ``version``
+        event naming it: the last step of a save, shared with ``copy_image``.
+
+        With ``unless_latest``, nothing is appended when the latest version already is this very
+        manifest (so re-running a copy does not stack identical versions).
+        Returns ``(manifest, digest, version, created)``.
+        """
+        store = self._store
+        store.ensure_initialized()
         data = canonical_json(manifest)
-        digest = objects.put_bytes(data)
+        digest = store.objects.put_bytes(data)
         store.remember_manifest(digest, data)
+        idx = store.index
+        existing: list[int] = []
 
         def decide(row):
+            if unless_latest and row is not None:
+                latest = idx.latest_version(self.project.name, self.name)
+                if latest is not None and \
+                        idx.version(self.project.name, self.name, latest)["image"] == digest:
+                    existing.append(latest)
+                    return None
             return "version", {"version": (row["max_version"] if row else 0) + 1, "image": digest,
                                "comment": comment}
 
         event = self._append(decide)
-        assert event is not None
-        image._mark_saved(json.loads(data), digest, event["version"])
+        if event is None:
+            return json.loads(data), digest, existing[-1], False
+        return json.loads(data), digest, event["version"], True
