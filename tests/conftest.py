@@ -43,6 +43,7 @@ def make_store_url(kind: str, tmp_path, endpoint: str | None = None) -> str:
     if kind == "folder":
         return str(tmp_path / f"store-{n}")
     if kind in S3_KINDS:
+        endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL")  # set by use_endpoint()
         if endpoint is None:
             raise ValueError(f"a {kind} store needs the endpoint of a running server")
         return f"s3://{create_bucket(endpoint)}/store-{n}"

@@ -12,6 +12,7 @@ import tracemalloc
 
 import pytest
 from conftest import BACKENDS, make_store_url
+from s3servers import S3_KINDS, use_endpoint
 
 import roro
 from roro import ConflictError, IntegrityError, NotFoundError, Project, Store
@@ -30,11 +31,21 @@ WRITES = {"put", "put_file", "put_if_absent", "delete", "touch", "copy_from"}
 
 # (SRC kind, DST kind): folder->folder and memory->folder, plus, for every other backend kind
 # conftest knows (S3 kinds when they land), kind->folder, folder->kind and kind->kind.
-_OTHER = [k for k in BACKENDS if k not in ("memory", "folder")]
+# The issue asks for folder <-> SeaweedFS and bucket -> bucket: the real S3 server. (moto runs the
+# other sync tests through the store_url fixture.)
+_OTHER = [k for k in BACKENDS if k == "seaweedfs"]
 PAIRS = [("folder", "folder"), ("memory", "folder"), ("folder", "memory"),
          *((k, "folder") for k in _OTHER), *(("folder", k) for k in _OTHER),
          *((k, k) for k in _OTHER)]
 PAIR_IDS = [f"{a}->{b}" for a, b in PAIRS]
+
+
+@pytest.fixture
+def pair(request, monkeypatch):
+    """(SRC kind, DST kind), with the S3 server of an S3 kind started and this test pointed at it."""
+    for kind in set(request.param) & set(S3_KINDS):
+        use_endpoint(monkeypatch, request.getfixturevalue(f"{kind}_endpoint"))
+    return request.param
 
 
 # -- helpers --------------------------------------------------------------------------------------
@@ -159,12 +170,16 @@ def log_keys(url, project, name):
 
 
 def corrupt(url, digest):
-    """Flip one bit of a stored object, through the backend contract (works on every backend)."""
-    backend = resolve_store(url).backend
+    """Flip one bit of a stored object, through the backend contract (works on every backend).
+    A remote store's local cache holds verified copies, which roro may rightly read instead of the
+    bucket: drop this object's entry so the corrupted bytes are what a reader meets."""
+    store = resolve_store(url)
     key = object_key(digest)
-    data = backend.get(key)
-    backend.delete(key)
-    backend.put(key, data[:-1] + bytes([data[-1] ^ 1]))
+    data = store.backend.get(key)
+    store.backend.delete(key)
+    store.backend.put(key, data[:-1] + bytes([data[-1] ^ 1]))
+    if store.objects.cache is not None:
+        pathlib.Path(store.objects.cache.path(digest)).unlink(missing_ok=True)
     return data
 
 
@@ -196,7 +211,7 @@ def test_exports():
 
 
 # -- full sync, 200 versions ----------------------------------------------------------------------
-@pytest.mark.parametrize("pair", PAIRS, ids=PAIR_IDS)
+@pytest.mark.parametrize("pair", PAIRS, ids=PAIR_IDS, indirect=True)
 def test_sync_200_versions_then_nothing_then_one(history_template, tmp_path, pair):
     src = clone_store(history_template, pair[0], tmp_path)
     dst = make_store_url(pair[1], tmp_path)
@@ -296,7 +311,7 @@ def test_dry_run_writes_nothing_and_predicts_the_real_run(history_template, tmp_
 
 
 # -- a bigger model -------------------------------------------------------------------------------
-@pytest.mark.parametrize("pair", PAIRS, ids=PAIR_IDS)
+@pytest.mark.parametrize("pair", PAIRS, ids=PAIR_IDS, indirect=True)
 def test_32_mib_model(tmp_path, pair):
     src, dst = (make_store_url(k, tmp_path) for k in pair)
     payload = os.urandom(32 * MIB)
