@@ -18,6 +18,7 @@ from typing import Any
 import sqlite_utils
 
 from ..errors import IntegrityError, NotFoundError, StoreError
+from ..faults import crash_point
 from ..objects import ObjectStore
 from ..objects.canonical import loads
 from ..objects.manifest import check_manifest
@@ -140,7 +141,11 @@ class Index:
         events = log.read_after(seq)
         if not events:
             return row
-        manifests = self._fetch_manifests(events, objects, known_manifests or {})
+        # A version deleted later in this batch needs no manifest: the index keeps only what the
+        # log says about deleted versions, and gc may already have collected their objects.
+        deleted = {e["version"] for e in events if e.type == "delete"}
+        needed = [e for e in events if not (e.type == "version" and e["version"] in deleted)]
+        manifests = self._fetch_manifests(needed, objects, known_manifests or {})
         self._begin()
         try:
             view = _SqlView(self.db, project, name)
@@ -149,6 +154,7 @@ class Index:
                     continue  # applied meanwhile by another process
                 check_event(view, event, name)
                 view.apply(event, manifests.get(event.payload.get("image")))
+            crash_point("during-index-update")
             self._commit()
         except BaseException:
             self._rollback()
@@ -286,16 +292,18 @@ class _SqlView:
     def apply(self, event: Event, manifest: tuple[dict, str] | None) -> None:
         p, n, ex = self.project, self.name, self.db.execute
         if event.type == "version":
-            assert manifest is not None
-            m, text = manifest
-            size = m["model"]["size"] + sum(a["size"] for a in m["attachments"])
+            described: list[Any] = [None] * 6  # a version deleted later in the same batch
+            if manifest is not None:
+                m, text = manifest
+                size = m["model"]["size"] + sum(a["size"] for a in m["attachments"])
+                described = [json.dumps(m["metadata"], ensure_ascii=False), m["model"]["type"],
+                             m["model"]["size"], size,
+                             json.dumps(m["attachments"], ensure_ascii=False), text]
             ex("INSERT INTO versions (project, repository, version, image, seq, author, time, "
                "comment, deleted, metadata, model_type, model_size, size, attachments, manifest) "
                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?)",
                [p, n, event["version"], event["image"], event.seq, event.author, event.time,
-                event["comment"], json.dumps(m["metadata"], ensure_ascii=False),
-                m["model"]["type"], m["model"]["size"], size,
-                json.dumps(m["attachments"], ensure_ascii=False), text])
+                event["comment"], *described])
             self.max_version = event["version"]
         elif event.type == "tag":
             if event["version"] is None:
@@ -308,8 +316,11 @@ class _SqlView:
                [p, n, event.seq, event["tag"], event["version"], event["previous"], event.author,
                 event.time])
         elif event.type == "delete":
-            ex("UPDATE versions SET deleted = 1 WHERE project = ? AND repository = ? AND version = ?",
-               [p, n, event["version"]])
+            # Keep only what the log says: the manifest of a deleted version may be collected by
+            # gc, so a rebuilt index could not know more, and must answer the same.
+            ex("UPDATE versions SET deleted = 1, metadata = NULL, model_type = NULL, "
+               "model_size = NULL, size = NULL, attachments = NULL, manifest = NULL "
+               "WHERE project = ? AND repository = ? AND version = ?", [p, n, event["version"]])
         self.last_seq, self.last_hash = event.seq, event.hash
         if self.exists:
             ex("UPDATE repositories SET last_seq = ?, last_hash = ?, max_version = ?, updated = ? "
