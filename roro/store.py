@@ -156,38 +156,49 @@ class Store:
                                   self.recent_manifests)
 
     def rebuild_index(self) -> IndexRebuildReport:
-        """Forget everything indexed and index every repository of every project from the store
-        alone (``roro index --rebuild``). The answers are the same as the incremental index's.
+        """Index every repository of every project again from the store alone (``roro index
+        --rebuild``); the answers are the same as the incremental index's.
 
-        A repository whose log is broken is left out and named in the report; the others are
-        still indexed.
+        Each repository's rows are replaced in one transaction, so processes using the index
+        meanwhile see its old rows or its new ones, never none (emptying the whole index first
+        would let a writer decide its next event on an empty index). A repository whose log is
+        broken is left out and named in the report; the others are still indexed. Rows of
+        repositories the store no longer has are dropped.
         """
         from .names import validate_name
         from .refs.log import list_projects, list_repositories
         index = self.index
-        index.reset()
         report = IndexRebuildReport(index=self.index_path())
-        if not self.is_initialized():
-            return report
-        for project in list_projects(self.backend):
-            try:
-                validate_name(project, "project")
-            except InvalidNameError:
-                continue  # not a directory roro could have written; fsck reports it
-            report.projects += 1
-            for name in list_repositories(self.backend, project):
+        seen: set[tuple[str, str]] = set()
+        if self.is_initialized():
+            for project in list_projects(self.backend):
                 try:
-                    validate_name(name)
+                    validate_name(project, "project")
                 except InvalidNameError:
-                    continue
-                try:
-                    row = self.refresh(project, name)
-                except IntegrityError as e:
-                    report.failed[f"{project}/{name}"] = str(e)
-                    continue
-                if row is not None:
-                    report.repositories += 1
-                    report.versions += index.count_versions(project, name)
+                    continue  # not a directory roro could have written; fsck reports it
+                report.projects += 1
+                for name in list_repositories(self.backend, project):
+                    try:
+                        validate_name(name)
+                    except InvalidNameError:
+                        continue
+                    seen.add((project, name))
+                    try:
+                        row = index.rebuild_repository(self.reflog(project, name), self.objects)
+                    except IntegrityError as e:
+                        report.failed[f"{project}/{name}"] = str(e)
+                        continue
+                    if row is not None:
+                        report.repositories += 1
+                        report.versions += index.count_versions(project, name)
+
+        def absent(project: str, name: str) -> bool:
+            try:
+                return not self.is_initialized() or not self.reflog(project, name).keys_after(0)
+            except (IntegrityError, InvalidNameError):
+                return False
+
+        index.forget_repositories(seen, absent)
         return report
 
     def remember_manifest(self, digest: str, data: bytes) -> None:

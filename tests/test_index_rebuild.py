@@ -112,3 +112,45 @@ def test_rebuild_over_many_repositories_and_a_broken_one(store_url, tmp_path):
 def test_rebuild_of_an_uninitialized_store(store_url):
     report = Store(store_url).rebuild_index()
     assert report.ok and report.repositories == 0
+
+
+def test_rebuild_next_to_writers_never_breaks_a_log(store_url):
+    """Regression: rebuilding by emptying the index and then refreshing repository by repository
+    left a window in which a writer that had just refreshed read no tags, and appended a tag
+    event with the wrong 'previous' (a log fsck then reports as broken). The rebuild now swaps
+    each repository's rows in one transaction, never behind the log."""
+    import threading
+
+    from roro.check import fsck
+    store = Store(store_url)
+    names = [f"r{i}" for i in range(6)]
+    for name in names:
+        repo = Project("p", store=store).get_model_repository(name)
+        for i in range(3):
+            repo.new_image(i).save()
+        repo.add_tag("prod", 1)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def writer():
+        try:
+            repo = Project("p", store=Store(store_url)).get_model_repository("r5")
+            n = 0
+            while not stop.is_set():
+                repo.add_tag("prod", 1 + n % 3)
+                n += 1
+        except BaseException as e:  # surfaced below
+            errors.append(e)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    rebuilder = Store(store_url)
+    try:
+        for _ in range(15):
+            assert rebuilder.rebuild_index().ok
+    finally:
+        stop.set()
+        thread.join()
+    assert not errors, errors[0]
+    report = fsck(Store(store_url))
+    assert report.ok, [str(p) for p in report.problems]

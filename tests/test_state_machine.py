@@ -283,5 +283,5 @@ def make_machine(kind: str, base) -> type[RuleBasedStateMachine]:
 def test_registry_state_machine(kind, tmp_path):
     machine = make_machine(kind, tmp_path)
     run_state_machine_as_test(machine, settings=settings(
-        max_examples=40, stateful_step_count=30, deadline=None,
+        max_examples=30, stateful_step_count=25, deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))

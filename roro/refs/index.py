@@ -141,11 +141,8 @@ class Index:
         events = log.read_after(seq)
         if not events:
             return row
-        # A version deleted later in this batch needs no manifest: the index keeps only what the
-        # log says about deleted versions, and gc may already have collected their objects.
-        deleted = {e["version"] for e in events if e.type == "delete"}
-        needed = [e for e in events if not (e.type == "version" and e["version"] in deleted)]
-        manifests = self._fetch_manifests(needed, objects, known_manifests or {})
+        manifests = self._fetch_manifests(_needing_manifests(events), objects,
+                                          known_manifests or {})
         self._begin()
         try:
             view = _SqlView(self.db, project, name)
@@ -160,6 +157,77 @@ class Index:
             self._rollback()
             raise
         return self.repository(project, name)
+
+    def rebuild_repository(self, log: RefLog, objects: ObjectStore) -> dict[str, Any] | None:
+        """Index one repository again from its whole log, replacing its rows in one transaction.
+
+        Readers (and writers deciding their next event) see the old rows or the new ones, never
+        none, and never rows behind the log: events appended while the log was being read are
+        read again under the lock. A broken log leaves the repository out of the index and
+        raises :class:`~roro.errors.IntegrityError`.
+        """
+        project, name = log.project, log.repository
+        error: IntegrityError | None = None
+        try:
+            events = log.read_after(0)
+            manifests = self._fetch_manifests(_needing_manifests(events), objects, {})
+        except IntegrityError as e:
+            events, manifests, error = [], {}, e
+        self._begin()
+        try:
+            self._delete_repository(project, name)
+            if error is None:
+                tail = log.read_after(events[-1].seq if events else 0)
+                if tail:
+                    events += tail
+                    manifests.update(self._fetch_manifests(
+                        [e for e in _needing_manifests(events) if e.seq > tail[0].seq - 1],
+                        objects, {}))
+                view = _SqlView(self.db, project, name)
+                for event in events:
+                    check_event(view, event, name)
+                    view.apply(event, manifests.get(event.payload.get("image")))
+            self._commit()
+        except IntegrityError as e:
+            self._rollback()
+            error = e
+            self._begin()
+            try:
+                self._delete_repository(project, name)
+                self._commit()
+            except BaseException:
+                self._rollback()
+                raise
+        except BaseException:
+            self._rollback()
+            raise
+        if error is not None:
+            raise error
+        return self.repository(project, name)
+
+    def forget_repositories(self, keep, still_absent) -> list[tuple[str, str]]:
+        """Delete the rows of every indexed repository not in ``keep`` (a set of ``(project,
+        name)``) for which ``still_absent(project, name)`` confirms, under the lock, that the
+        store has no log; returns those forgotten."""
+        gone = []
+        self._begin()
+        try:
+            for r in list(self.db.query("SELECT project, name FROM repositories")):
+                key = (r["project"], r["name"])
+                if key not in keep and still_absent(*key):
+                    self._delete_repository(*key)
+                    gone.append(key)
+            self._commit()
+        except BaseException:
+            self._rollback()
+            raise
+        return gone
+
+    def _delete_repository(self, project: str, name: str) -> None:
+        self.db.execute("DELETE FROM repositories WHERE project = ? AND name = ?", [project, name])
+        for t in ("versions", "tags", "tag_events"):
+            self.db.execute(f"DELETE FROM [{t}] WHERE project = ? AND repository = ?",
+                            [project, name])
 
     @staticmethod
     def _fetch_manifests(events: list[Event], objects: ObjectStore,
@@ -262,6 +330,14 @@ class Index:
         order = {"repositories": "project, name", "versions": "project, repository, version",
                  "tags": "project, repository, tag", "tag_events": "project, repository, seq"}
         return {t: list(self.db.query(f"SELECT * FROM [{t}] ORDER BY {o}")) for t, o in order.items()}
+
+
+def _needing_manifests(events: list[Event]) -> list[Event]:
+    """The events whose manifest the index needs. A version deleted later in the same batch needs
+    none: the index keeps only what the log says about deleted versions, and gc may already have
+    collected their objects."""
+    deleted = {e["version"] for e in events if e.type == "delete"}
+    return [e for e in events if not (e.type == "version" and e["version"] in deleted)]
 
 
 class _SqlView:
