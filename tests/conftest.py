@@ -36,3 +36,12 @@ def make_store_url(kind: str, tmp_path) -> str:
 def store_url(request, tmp_path) -> str:
     """A fresh, empty store of every backend kind."""
     return make_store_url(request.param, tmp_path)
+
+
+@pytest.fixture(params=BACKENDS)
+def store_factory(request, tmp_path):
+    """For every backend kind, a function that returns a fresh, empty store URL on each call:
+    hypothesis tests and state machines need a new store per example. (When S3 kinds are added,
+    start their server here exactly as ``store_url`` does, and pass its endpoint along.)"""
+    kind = request.param
+    return lambda: make_store_url(kind, tmp_path)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from trust_helpers import age_all_objects, event_key, rewrite
+from conftest import make_store_url
+from trust_helpers import AGEABLE, age_all_objects, event_key, rewrite
 
 from roro import IntegrityError, Project, Store
 from roro.check import (
@@ -222,7 +223,9 @@ def test_stray_files(project):
     ]
 
 
-def test_fsck_leaves_the_store_alone(project):
+@pytest.mark.parametrize("kind", AGEABLE)
+def test_fsck_leaves_the_store_alone(kind, tmp_path):
+    project = Project("p", store=make_store_url(kind, tmp_path))
     populate(project)
     project.store.objects.put_bytes(b"orphan")
     age_all_objects(project.store, 10 * 86400)

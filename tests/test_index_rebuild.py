@@ -3,8 +3,6 @@ and both agree with the fold of the ref logs, over random histories (hypothesis)
 
 from __future__ import annotations
 
-import pytest
-from conftest import BACKENDS, make_store_url
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from trust_helpers import log_state
@@ -83,12 +81,11 @@ def check_rebuild(store: Store, tmp_path) -> None:
             == [(m.tag, m.version, m.previous) for m in state.tag_history]
 
 
-@pytest.mark.parametrize("kind", BACKENDS)
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                   HealthCheck.too_slow])
 @given(operations=ops)
-def test_rebuilt_index_equals_incremental(kind, tmp_path, operations):
-    store = Store(make_store_url(kind, tmp_path))
+def test_rebuilt_index_equals_incremental(store_factory, tmp_path, operations):
+    store = Store(store_factory())
     run(store, operations)
     check_rebuild(store, tmp_path)
     store.close()

@@ -2,7 +2,8 @@
 removals, deletions, gc, crashes at every named point followed by a reopen, and corruption followed
 by fsck, and checks after every step that the registry agrees with a plain dict model of it.
 
-It runs once per backend kind in conftest.BACKENDS (S3 kinds join when they are added there).
+It runs once per backend kind, through the ``store_factory`` fixture (S3 kinds join when they
+are added there).
 Crashes are simulated in-process: the crash handler raises a BaseException at the chosen point,
 which leaves the store exactly as a killed process would (the subprocess kill -9 tests in
 test_crash.py check that equivalence on real processes).
@@ -13,7 +14,6 @@ from __future__ import annotations
 import os
 
 import pytest
-from conftest import BACKENDS, make_store_url
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -61,11 +61,11 @@ class RepoModel:
             self.tags[tag] = version
 
 
-def make_machine(kind: str, base) -> type[RuleBasedStateMachine]:
+def make_machine(new_store_url) -> type[RuleBasedStateMachine]:
     class RegistryMachine(RuleBasedStateMachine):
         def __init__(self):
             super().__init__()
-            self.url = make_store_url(kind, base)
+            self.url = new_store_url()
             self.models = {name: RepoModel() for name in REPOS}
             self.open()
 
@@ -279,9 +279,8 @@ def make_machine(kind: str, base) -> type[RuleBasedStateMachine]:
     return RegistryMachine
 
 
-@pytest.mark.parametrize("kind", BACKENDS)
-def test_registry_state_machine(kind, tmp_path):
-    machine = make_machine(kind, tmp_path)
+def test_registry_state_machine(store_factory):
+    machine = make_machine(store_factory)
     run_state_machine_as_test(machine, settings=settings(
         max_examples=30, stateful_step_count=25, deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))

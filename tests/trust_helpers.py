@@ -45,6 +45,9 @@ def restore_object(store: Store, digest: str, original: bytes) -> None:
     rewrite(store, object_key(digest), original)
 
 
+AGEABLE = ["memory", "folder"]  # backend kinds whose modification times age_key can set back
+
+
 def age_key(store: Store, key: str, seconds: float) -> None:
     """Make ``key`` look ``seconds`` older (backend-specific: there is no API for it)."""
     backend = store.backend
