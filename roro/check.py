@@ -184,10 +184,12 @@ def fsck(store: Store, read_data: bool = False) -> FsckReport:
     backend = store.backend
     refs: dict[str, list[tuple[str, str, int, str]]] = {}  # digest -> (project, repo, version, what)
 
+    # The index before the logs: it never runs ahead of a log, so read in this order a writer
+    # appending meanwhile cannot make it look as if the log lost events.
+    index_rows = _index_rows(store)
     logs = _group_log_keys(backend.list(REFS_PREFIX), report)
     report.projects = len({p for p, _ in logs})
     report.repositories = len(logs)
-    index_rows = _index_rows(store)
     with ThreadPoolExecutor(WORKERS) as pool:
         for (project, name), items in sorted(logs.items()):
             row = index_rows.get((project, name))
