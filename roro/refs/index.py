@@ -181,7 +181,7 @@ class Index:
                 if tail:
                     events += tail
                     manifests.update(self._fetch_manifests(
-                        [e for e in _needing_manifests(events) if e.seq > tail[0].seq - 1],
+                        [e for e in _needing_manifests(events) if e.seq >= tail[0].seq],
                         objects, {}))
                 view = _SqlView(self.db, project, name)
                 for event in events:
