@@ -67,3 +67,18 @@ class StoreError(RoroError):
 
 class ConfigError(RoroError):
     """A roro.yml that cannot be read or holds invalid values."""
+
+
+class InvalidDurationError(RoroError, ValueError):
+    """A duration (such as gc's grace period) that cannot be parsed."""
+
+
+class GcRefusedError(IntegrityError):
+    """gc refused to delete anything because the store has problems that make reachability unknown.
+
+    ``report`` is the :class:`~roro.check.FsckReport` that found them.
+    """
+
+    def __init__(self, message: str, report=None):
+        super().__init__(message)
+        self.report = report

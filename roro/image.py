@@ -5,13 +5,21 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
+import tempfile
 import warnings
 import weakref
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from .errors import ImmutableError, InvalidMetadataError, RoroError
-from .metadata import AUTOMATIC_KEYS, check_total, normalize_metadata, normalize_value, validate_key
-from .names import validate_attachment_name
+from .errors import ConflictError, ImmutableError, InvalidMetadataError, InvalidNameError, RoroError
+from .metadata import (
+    AUTOMATIC_KEYS,
+    MetadataBudget,
+    normalize_metadata,
+    normalize_value,
+    validate_key,
+)
+from .names import attachment_name_conflict, validate_attachment_name
 from .objects import SpooledObject
 
 if TYPE_CHECKING:
@@ -46,8 +54,56 @@ class Attachment:
         with self.open() as f:
             return f.read()
 
+    def download(self, directory: str | os.PathLike) -> str:
+        """Write the attachment's verified bytes to ``directory/<name>`` and return that path.
+
+        Sub-folders of the name are created. The file never lands outside ``directory``: the name
+        is validated again, and a path part that is a symbolic link is refused
+        (:class:`~roro.errors.ConflictError`) rather than followed. The file appears whole or not
+        at all (written to a temporary name, then renamed); an existing file is replaced.
+        """
+        target = _attachment_target(directory, self.name)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=".roro-download-")
+        try:
+            with os.fdopen(fd, "wb") as dst, self.open() as src:
+                shutil.copyfileobj(src, dst, CHUNK)
+            os.replace(tmp, target)
+        except BaseException:
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+            raise
+        return target
+
     def __repr__(self) -> str:
         return f"<Attachment {self.name!r} {self.size} bytes {self.digest[:19]}>"
+
+
+def _attachment_target(directory: str | os.PathLike, name: str) -> str:
+    """The path of attachment ``name`` below ``directory``, with its parent folders made; refuses
+    any path that could resolve outside ``directory``."""
+    validate_attachment_name(name)
+    root = os.path.realpath(os.fspath(directory))
+    os.makedirs(root, exist_ok=True)
+    *folders, filename = name.split("/")
+    current = root
+    for part in folders:
+        current = os.path.join(current, part)
+        if os.path.islink(current):
+            raise ConflictError(f"cannot write attachment {name!r}: {current} is a symbolic link; "
+                                f"download into an empty directory")
+        try:
+            os.mkdir(current)
+        except FileExistsError:
+            if not os.path.isdir(current):
+                raise ConflictError(f"cannot write attachment {name!r}: {current} exists and is "
+                                    f"not a directory") from None
+    target = os.path.join(current, filename)
+    if os.path.isdir(target) and not os.path.islink(target):
+        raise ConflictError(f"cannot write attachment {name!r}: {target} is a directory")
+    parent = os.path.realpath(current)
+    if parent != root and not parent.startswith(root + os.sep):  # defence in depth
+        raise InvalidNameError(f"attachment name {name!r} resolves outside {root}", name=name)
+    return target
 
 
 class ModelImage:
@@ -67,6 +123,7 @@ class ModelImage:
         s(self, "_digest", digest)
         s(self, "_version", version)
         s(self, "_metadata", dict(manifest["metadata"]) if manifest else {})
+        s(self, "_budget", None)  # MetadataBudget of a draft, made on the first __setitem__
         s(self, "_attachments", {})  # name -> Attachment (drafts only)
         s(self, "_finalizer", weakref.finalize(self, _discard_all, self._attachments))
 
@@ -129,6 +186,7 @@ class ModelImage:
         """Replace all user metadata."""
         self._check_mutable()
         object.__setattr__(self, "_metadata", normalize_metadata(metadata))
+        object.__setattr__(self, "_budget", None)
 
     def __getitem__(self, key: str) -> Any:
         if key in AUTOMATIC_KEYS:
@@ -138,14 +196,18 @@ class ModelImage:
     def __setitem__(self, key: str, value: Any) -> None:
         self._check_mutable()
         validate_key(key)
-        new = dict(self._metadata)
-        new[key] = normalize_value(key, value)
-        check_total(new)
-        object.__setattr__(self, "_metadata", new)
+        value = normalize_value(key, value)
+        if self._budget is None:
+            object.__setattr__(self, "_budget", MetadataBudget(self._metadata))
+        size = self._budget.check_set(key, value)  # O(value), not O(all metadata): see #5
+        self._metadata[key] = value
+        self._budget.set(key, size)
 
     def __delitem__(self, key: str) -> None:
         self._check_mutable()
         del self._metadata[key]
+        if self._budget is not None:
+            self._budget.remove(key)
 
     def __contains__(self, key: object) -> bool:
         return key in self._metadata or (key in AUTOMATIC_KEYS and self.saved)
@@ -188,13 +250,9 @@ class ModelImage:
         """
         self._check_mutable()
         name = validate_attachment_name(filename)
-        folded = name.casefold()
-        for other in list(self._attachments):
-            if other != name and other.casefold() == folded:
-                from .errors import InvalidNameError
-                raise InvalidNameError(f"attachment name {name!r} differs from {other!r} only in "
-                                       f"case; that would collide on case-insensitive filesystems",
-                                       name=name)
+        conflict = attachment_name_conflict(name, self._attachments)
+        if conflict is not None:
+            raise InvalidNameError(conflict, name=name)
         spooled = self._spool(fileobj)
         old = self._attachments.pop(name, None)
         if old is not None and old._spooled is not None:
@@ -234,6 +292,17 @@ class ModelImage:
             return [self._attachments[n] for n in sorted(self._attachments)]
         return [Attachment(self, a["name"], a["digest"], a["size"])
                 for a in self._manifest["attachments"]]
+
+    def download_attachments(self, directory: str | os.PathLike) -> list[str]:
+        """Write every attachment below ``directory`` (see :meth:`Attachment.download`); returns
+        the paths written, in name order."""
+        attachments = self.get_attachments()
+        names = [a.name for a in attachments]
+        for a in attachments:  # a hostile manifest could name colliding files: refuse up front
+            conflict = attachment_name_conflict(a.name, names)
+            if conflict is not None:
+                raise InvalidNameError(conflict, name=a.name)
+        return [a.download(directory) for a in attachments]
 
     def get_attachment(self, name: str) -> Attachment:
         for a in self.get_attachments():

@@ -58,9 +58,43 @@ def normalize_value(key: str, value: Any) -> Any:
 def check_total(metadata: dict[str, Any]) -> None:
     if len(metadata) > MAX_KEYS:
         raise InvalidMetadataError(f"too many metadata keys ({len(metadata)}): at most {MAX_KEYS}")
-    size = len(json.dumps(metadata, ensure_ascii=False).encode("utf-8"))
+    _check_size(len(json.dumps(metadata, ensure_ascii=False).encode("utf-8")))
+
+
+def _check_size(size: int) -> None:
     if size > MAX_TOTAL_BYTES:
         raise InvalidMetadataError(f"metadata is {size} bytes of JSON: at most {MAX_TOTAL_BYTES}")
+
+
+def entry_size(key: str, value: Any) -> int:
+    """The bytes ``key: value`` adds to the JSON that :func:`check_total` measures (separator
+    included), so that a running sum of entries equals the size of the whole object."""
+    return len(json.dumps({key: value}, ensure_ascii=False).encode("utf-8"))  # '{' + '}' = ', '
+
+
+class MetadataBudget:
+    """The key count and JSON size of a metadata dict, kept up to date entry by entry, so that
+    setting keys one at a time costs O(size of the value), not O(size of all metadata)."""
+
+    def __init__(self, metadata: dict[str, Any]):
+        self.sizes = {k: entry_size(k, v) for k, v in metadata.items()}
+        self.total = sum(self.sizes.values())
+
+    def check_set(self, key: str, value: Any) -> int:
+        """Raise if setting ``key`` to ``value`` breaks a limit; else return its entry size."""
+        size = entry_size(key, value)
+        count = len(self.sizes) + (key not in self.sizes)
+        if count > MAX_KEYS:
+            raise InvalidMetadataError(f"too many metadata keys ({count}): at most {MAX_KEYS}")
+        _check_size(max(2, self.total - self.sizes.get(key, 0) + size))
+        return size
+
+    def set(self, key: str, size: int) -> None:
+        self.total += size - self.sizes.get(key, 0)
+        self.sizes[key] = size
+
+    def remove(self, key: str) -> None:
+        self.total -= self.sizes.pop(key, 0)
 
 
 def normalize_metadata(metadata: Any) -> dict[str, Any]:
@@ -82,14 +116,21 @@ def _check_text(s: str, what: str) -> None:
 
 
 def _check_value(key: str, value: Any) -> None:
-    """Walk ``value`` without recursion, so hostile nesting cannot exhaust the stack."""
+    """Walk ``value`` without recursion, so hostile nesting cannot exhaust the stack.
+
+    ``used`` is a lower bound of the value's JSON size (every item takes at least one byte, every
+    character of a string or key at least one), checked before a container's items are queued or
+    a string is encoded: a hostile value is refused in time and memory bounded by the limit, not
+    by its own size.
+    """
+    too_large = InvalidMetadataError(f"metadata value for {key!r} is larger than 1 MiB of JSON")
     stack: list[tuple[Any, int]] = [(value, 1)]
-    seen = 0
+    used = 0
     while stack:
         v, depth = stack.pop()
-        seen += 1
-        if seen > MAX_VALUE_BYTES:
-            raise InvalidMetadataError(f"metadata value for {key!r} is larger than 1 MiB of JSON")
+        used += 1
+        if used > MAX_VALUE_BYTES:
+            raise too_large
         if depth > MAX_DEPTH:
             raise InvalidMetadataError(f"metadata value for {key!r} is nested deeper than {MAX_DEPTH}")
         if v is None or isinstance(v, bool):
@@ -102,14 +143,24 @@ def _check_value(key: str, value: Any) -> None:
                 raise InvalidMetadataError(f"metadata value for {key!r} is {v}: NaN and infinity "
                                            f"are not JSON")
         elif isinstance(v, str):
+            used += len(v)
+            if used > MAX_VALUE_BYTES:
+                raise too_large
             _check_text(v, f"metadata value for {key!r}:")
         elif isinstance(v, (list, tuple)):
+            if used + len(stack) + len(v) > MAX_VALUE_BYTES:
+                raise too_large
             stack.extend((item, depth + 1) for item in v)
         elif isinstance(v, dict):
+            if used + len(stack) + 2 * len(v) > MAX_VALUE_BYTES:
+                raise too_large
             for k, item in v.items():
                 if not isinstance(k, str):
                     raise InvalidMetadataError(f"metadata value for {key!r}: object keys must be "
                                                f"strings, not {type(k).__name__}")
+                used += len(k)
+                if used > MAX_VALUE_BYTES:
+                    raise too_large
                 _check_text(k, f"metadata value for {key!r}: key")
                 stack.append((item, depth + 1))
         else:

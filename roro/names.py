@@ -8,7 +8,7 @@ version).
 Attachment names: a relative POSIX path (``log.txt``, ``plots/roc.png``) of at most 255 characters,
 each part 1 to 100 characters, no part ``.`` or ``..``, no leading ``/``, no backslash, no drive
 letter or ``:``, no control characters (NUL included), none of ``<>:"|?*`` and no leading or
-trailing spaces or dots in a part. Such a name can be written below any directory on Linux, macOS or
+trailing spaces or dots in a part, no Windows device name (``CON``, ``NUL.txt``, ``COM1``…). Such a name can be written below any directory on Linux, macOS or
 Windows without escaping it.
 """
 
@@ -25,6 +25,8 @@ _NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,99}")
 LATEST = "latest"
 MAX_ATTACHMENT_NAME = 255
 _BAD_ATTACHMENT_CHARS = set('\\:<>"|?*')
+_WINDOWS_DEVICES = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(10)),
+                    *(f"LPT{i}" for i in range(10)), "CONIN$", "CONOUT$"}
 
 
 def validate_name(name: object, kind: str = "repository") -> str:
@@ -81,11 +83,39 @@ def validate_attachment_name(name: object) -> str:
     for part in name.split("/"):
         if part in ("", ".", ".."):
             raise bad("empty, '.' and '..' path parts are not allowed")
+        if part.split(".", 1)[0].rstrip(" ").upper() in _WINDOWS_DEVICES:
+            raise bad(f"{part!r} is a device name on Windows")
         if len(part) > 100:
             raise bad("a path part is longer than 100 characters")
         if part != part.strip(" ") or part.endswith("."):
             raise bad("a path part may not start or end with a space or end with a dot")
     return name
+
+
+def _fold(name: str) -> str:
+    """The form two names must not share: file systems that ignore case (Windows, macOS) or
+    normalize Unicode (macOS) would store them as one file."""
+    return unicodedata.normalize("NFC", name).casefold()
+
+
+def attachment_name_conflict(name: str, others) -> str | None:
+    """Why attachment ``name`` cannot be stored next to ``others`` (one directory tree), or None.
+
+    Names that differ only in case or Unicode normalization would collide on some file systems,
+    and a name cannot be both a file and a folder of another (``a`` and ``a/b``).
+    """
+    folded = _fold(name)
+    for other in others:
+        if other == name:
+            continue
+        f = _fold(other)
+        if f == folded:
+            return (f"attachment name {name!r} differs from {other!r} only in case or Unicode "
+                    f"normalization; that would collide on case-insensitive filesystems")
+        if f.startswith(folded + "/") or folded.startswith(f + "/"):
+            return (f"attachment name {name!r} and {other!r} would need the same path as a file "
+                    f"and as a folder")
+    return None
 
 
 def parse_refspec(spec: str) -> tuple[str, int | None, str | None]:

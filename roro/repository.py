@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from .environment import cloudpickle_version, current_author, now_utc, python_version
 from .errors import ConflictError, NotFoundError
+from .faults import crash_point
 from .image import ModelImage
 from .metadata import check_total
 from .names import LATEST, validate_name, validate_tag, validate_version
@@ -199,6 +200,40 @@ class ModelRepository:
         return [{k: r[k] for k in ("seq", "tag", "version", "previous", "author", "time")}
                 for r in rows]
 
+    # -- deleting ----------------------------------------------------------------------------------
+    def delete_version(self, version: int | str) -> bool:
+        """Delete ``version``: a ``delete`` event in the ref log, so the deletion is itself history.
+
+        The version disappears from listings and ``latest`` becomes the highest remaining version;
+        its number is never reused. Its objects become collectable by ``gc`` once no live version
+        names them. Refused with :class:`~roro.errors.ConflictError` while a tag points at it.
+
+        Returns True if this call deleted it, False if it was already deleted (for example by a
+        concurrent ``delete_version`` of the same version).
+        """
+        v = validate_version(version)
+        idx = self._store.index
+
+        def decide(row):
+            if row is None:
+                raise NotFoundError(f"model repository {self.name!r} does not exist in project "
+                                    f"{self.project.name!r}", repository=self.name)
+            vr = idx.version(self.project.name, self.name, v)
+            if vr is None:
+                raise NotFoundError(f"version {v} of model repository {self.name!r} does not "
+                                    f"exist", repository=self.name, version=v)
+            if vr["deleted"]:
+                return None
+            tags = idx.tags_by_version(self.project.name, self.name, [v]).get(v, [])
+            if tags:
+                names = ", ".join(repr(t) for t in tags)
+                raise ConflictError(f"version {v} of model repository {self.name!r} is tagged "
+                                    f"{names}; move or remove {'that tag' if len(tags) == 1 else 'those tags'} "
+                                    f"first", repository=self.name)
+            return "delete", {"version": v}
+
+        return self._append(decide) is not None
+
     # -- the write path --------------------------------------------------------------------------
     def _create(self) -> None:
         def decide(row):
@@ -228,6 +263,8 @@ class ModelRepository:
             event = log.append(seq, row["last_hash"] if row else None, type_, current_author(),
                                now_utc(), **payload)
             if event is not None:
+                crash_point("after-ref-event")
+                crash_point("before-index-update")
                 self._refresh()
                 return event
             time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 25)))
@@ -250,6 +287,7 @@ class ModelRepository:
         attachments = image.get_attachments()
         for att in attachments:
             objects.put_spooled(att._spooled)
+        crash_point("after-blobs")
         mtype = type(model)
         manifest = {
             "format": FORMAT,
@@ -283,6 +321,7 @@ class ModelRepository:
         data = canonical_json(manifest)
         digest = store.objects.put_bytes(data)
         store.remember_manifest(digest, data)
+        crash_point("after-manifest")
         idx = store.index
         existing: list[int] = []
 

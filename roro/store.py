@@ -12,9 +12,10 @@ import json
 import os
 import threading
 import uuid
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .errors import StoreError
+from .errors import IntegrityError, InvalidNameError, StoreError
 from .objects import ObjectStore
 from .objects.cache import ObjectCache
 from .refs import RefLog
@@ -23,6 +24,25 @@ from .storage.layout import FORMAT_KEY, FORMAT_VERSION
 
 INDEX_FILE = "index.sqlite3"
 _MANIFEST_MEMO = 256
+
+
+@dataclass
+class IndexRebuildReport:
+    """What :meth:`Store.rebuild_index` indexed; ``failed`` maps ``project/repository`` to the
+    error that kept a repository out of the index (a broken log: run ``roro fsck``)."""
+
+    index: str
+    projects: int = 0
+    repositories: int = 0
+    versions: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok}
 
 
 class Store:
@@ -141,6 +161,52 @@ class Store:
             return None
         return self.index.refresh(self.reflog(project, repository), self.objects,
                                   self.recent_manifests)
+
+    def rebuild_index(self) -> IndexRebuildReport:
+        """Index every repository of every project again from the store alone (``roro index
+        --rebuild``); the answers are the same as the incremental index's.
+
+        Each repository's rows are replaced in one transaction, so processes using the index
+        meanwhile see its old rows or its new ones, never none (emptying the whole index first
+        would let a writer decide its next event on an empty index). A repository whose log is
+        broken is left out and named in the report; the others are still indexed. Rows of
+        repositories the store no longer has are dropped.
+        """
+        from .names import validate_name
+        from .refs.log import list_projects, list_repositories
+        index = self.index
+        report = IndexRebuildReport(index=self.index_path())
+        seen: set[tuple[str, str]] = set()
+        if self.is_initialized():
+            for project in list_projects(self.backend):
+                try:
+                    validate_name(project, "project")
+                except InvalidNameError:
+                    continue  # not a directory roro could have written; fsck reports it
+                report.projects += 1
+                for name in list_repositories(self.backend, project):
+                    try:
+                        validate_name(name)
+                    except InvalidNameError:
+                        continue
+                    seen.add((project, name))
+                    try:
+                        row = index.rebuild_repository(self.reflog(project, name), self.objects)
+                    except IntegrityError as e:
+                        report.failed[f"{project}/{name}"] = str(e)
+                        continue
+                    if row is not None:
+                        report.repositories += 1
+                        report.versions += index.count_versions(project, name)
+
+        def absent(project: str, name: str) -> bool:
+            try:
+                return not self.is_initialized() or not self.reflog(project, name).keys_after(0)
+            except (IntegrityError, InvalidNameError):
+                return False
+
+        index.forget_repositories(seen, absent)
+        return report
 
     def remember_manifest(self, digest: str, data: bytes) -> None:
         if len(self.recent_manifests) >= _MANIFEST_MEMO:

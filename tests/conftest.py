@@ -69,3 +69,12 @@ def store_url(request, tmp_path, monkeypatch) -> str:
 def s3_endpoint(request, monkeypatch) -> str:
     """The endpoint URL of each S3 test server, with this test's environment pointed at it."""
     return _start_s3(request, monkeypatch, request.param)
+
+
+@pytest.fixture(params=BACKENDS)
+def store_factory(request, tmp_path, monkeypatch):
+    """For every backend kind, a function that returns a fresh, empty store URL on each call:
+    hypothesis tests and state machines need a new store per example."""
+    kind = request.param
+    endpoint = _start_s3(request, monkeypatch, kind) if kind in S3_KINDS else None
+    return lambda: make_store_url(kind, tmp_path, endpoint)

@@ -13,7 +13,11 @@ def canonical_json(value: Any) -> bytes:
 
 
 def loads(data: bytes) -> Any:
-    return json.loads(data.decode("utf-8"), parse_constant=_refuse_constant)
+    """Parse roro JSON; ValueError for anything else (NaN, invalid UTF-8, hostile nesting)."""
+    try:
+        return json.loads(data.decode("utf-8"), parse_constant=_refuse_constant)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 def _refuse_constant(name: str):

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from ..errors import IntegrityError, NotFoundError, StoreError
+from ..faults import crash_point
 from ..objects import ObjectStore
 from ..objects.canonical import loads
 from ..objects.manifest import check_manifest
@@ -143,7 +144,8 @@ class Index:
         events = log.read_after(seq)
         if not events:
             return row
-        manifests = self._fetch_manifests(events, objects, known_manifests or {})
+        manifests = self._fetch_manifests(_needing_manifests(events), objects,
+                                          known_manifests or {})
         self._begin()
         try:
             view = _SqlView(self.db, project, name)
@@ -152,11 +154,83 @@ class Index:
                     continue  # applied meanwhile by another process
                 check_event(view, event, name)
                 view.apply(event, manifests.get(event.payload.get("image")))
+            crash_point("during-index-update")
             self._commit()
         except BaseException:
             self._rollback()
             raise
         return self.repository(project, name)
+
+    def rebuild_repository(self, log: RefLog, objects: ObjectStore) -> dict[str, Any] | None:
+        """Index one repository again from its whole log, replacing its rows in one transaction.
+
+        Readers (and writers deciding their next event) see the old rows or the new ones, never
+        none, and never rows behind the log: events appended while the log was being read are
+        read again under the lock. A broken log leaves the repository out of the index and
+        raises :class:`~roro.errors.IntegrityError`.
+        """
+        project, name = log.project, log.repository
+        error: IntegrityError | None = None
+        try:
+            events = log.read_after(0)
+            manifests = self._fetch_manifests(_needing_manifests(events), objects, {})
+        except IntegrityError as e:
+            events, manifests, error = [], {}, e
+        self._begin()
+        try:
+            self._delete_repository(project, name)
+            if error is None:
+                tail = log.read_after(events[-1].seq if events else 0)
+                if tail:
+                    events += tail
+                    manifests.update(self._fetch_manifests(
+                        [e for e in _needing_manifests(events) if e.seq >= tail[0].seq],
+                        objects, {}))
+                view = _SqlView(self.db, project, name)
+                for event in events:
+                    check_event(view, event, name)
+                    view.apply(event, manifests.get(event.payload.get("image")))
+            self._commit()
+        except IntegrityError as e:
+            self._rollback()
+            error = e
+            self._begin()
+            try:
+                self._delete_repository(project, name)
+                self._commit()
+            except BaseException:
+                self._rollback()
+                raise
+        except BaseException:
+            self._rollback()
+            raise
+        if error is not None:
+            raise error
+        return self.repository(project, name)
+
+    def forget_repositories(self, keep, still_absent) -> list[tuple[str, str]]:
+        """Delete the rows of every indexed repository not in ``keep`` (a set of ``(project,
+        name)``) for which ``still_absent(project, name)`` confirms, under the lock, that the
+        store has no log; returns those forgotten."""
+        gone = []
+        self._begin()
+        try:
+            for r in list(self.db.query("SELECT project, name FROM repositories")):
+                key = (r["project"], r["name"])
+                if key not in keep and still_absent(*key):
+                    self._delete_repository(*key)
+                    gone.append(key)
+            self._commit()
+        except BaseException:
+            self._rollback()
+            raise
+        return gone
+
+    def _delete_repository(self, project: str, name: str) -> None:
+        self.db.execute("DELETE FROM repositories WHERE project = ? AND name = ?", [project, name])
+        for t in ("versions", "tags", "tag_events"):
+            self.db.execute(f"DELETE FROM [{t}] WHERE project = ? AND repository = ?",
+                            [project, name])
 
     @staticmethod
     def _fetch_manifests(events: list[Event], objects: ObjectStore,
@@ -261,6 +335,14 @@ class Index:
         return {t: list(self.db.query(f"SELECT * FROM [{t}] ORDER BY {o}")) for t, o in order.items()}
 
 
+def _needing_manifests(events: list[Event]) -> list[Event]:
+    """The events whose manifest the index needs. A version deleted later in the same batch needs
+    none: the index keeps only what the log says about deleted versions, and gc may already have
+    collected their objects."""
+    deleted = {e["version"] for e in events if e.type == "delete"}
+    return [e for e in events if not (e.type == "version" and e["version"] in deleted)]
+
+
 class _SqlView:
     """A :class:`~roro.refs.state.RepoView` over the index rows, applying events with SQL."""
 
@@ -289,16 +371,18 @@ class _SqlView:
     def apply(self, event: Event, manifest: tuple[dict, str] | None) -> None:
         p, n, ex = self.project, self.name, self.db.execute
         if event.type == "version":
-            assert manifest is not None
-            m, text = manifest
-            size = m["model"]["size"] + sum(a["size"] for a in m["attachments"])
+            described: list[Any] = [None] * 6  # a version deleted later in the same batch
+            if manifest is not None:
+                m, text = manifest
+                size = m["model"]["size"] + sum(a["size"] for a in m["attachments"])
+                described = [json.dumps(m["metadata"], ensure_ascii=False), m["model"]["type"],
+                             m["model"]["size"], size,
+                             json.dumps(m["attachments"], ensure_ascii=False), text]
             ex("INSERT INTO versions (project, repository, version, image, seq, author, time, "
                "comment, deleted, metadata, model_type, model_size, size, attachments, manifest) "
                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?)",
                [p, n, event["version"], event["image"], event.seq, event.author, event.time,
-                event["comment"], json.dumps(m["metadata"], ensure_ascii=False),
-                m["model"]["type"], m["model"]["size"], size,
-                json.dumps(m["attachments"], ensure_ascii=False), text])
+                event["comment"], *described])
             self.max_version = event["version"]
         elif event.type == "tag":
             if event["version"] is None:
@@ -311,8 +395,11 @@ class _SqlView:
                [p, n, event.seq, event["tag"], event["version"], event["previous"], event.author,
                 event.time])
         elif event.type == "delete":
-            ex("UPDATE versions SET deleted = 1 WHERE project = ? AND repository = ? AND version = ?",
-               [p, n, event["version"]])
+            # Keep only what the log says: the manifest of a deleted version may be collected by
+            # gc, so a rebuilt index could not know more, and must answer the same.
+            ex("UPDATE versions SET deleted = 1, metadata = NULL, model_type = NULL, "
+               "model_size = NULL, size = NULL, attachments = NULL, manifest = NULL "
+               "WHERE project = ? AND repository = ? AND version = ?", [p, n, event["version"]])
         self.last_seq, self.last_hash = event.seq, event.hash
         if self.exists:
             ex("UPDATE repositories SET last_seq = ?, last_hash = ?, max_version = ?, updated = ? "

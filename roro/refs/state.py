@@ -110,13 +110,16 @@ class RepoState:
     def latest(self) -> int | None:
         return max(self.versions) if self.versions else None
 
-    def apply(self, event: Event) -> None:
-        check_event(self, event, self.name)
+    def apply(self, event: Event, *, checked: bool = True) -> None:
+        """Apply ``event`` after :func:`check_event` accepts it. ``checked=False`` applies it as
+        well as it can without judging it: fsck uses it to read on past a reported problem."""
+        if checked:
+            check_event(self, event, self.name)
         if event.type == "version":
             v = event["version"]
             self.versions[v] = VersionRef(v, event["image"], event["comment"], event.author,
                                           event.time, event.seq)
-            self.max_version = v
+            self.max_version = max(self.max_version, v)
         elif event.type == "tag":
             if event["version"] is None:
                 self.tags.pop(event["tag"], None)
@@ -125,7 +128,7 @@ class RepoState:
             self.tag_history.append(TagMove(event.seq, event["tag"], event["version"],
                                             event["previous"], event.author, event.time))
         elif event.type == "delete":
-            del self.versions[event["version"]]
+            self.versions.pop(event["version"], None)
             self.deleted.add(event["version"])
         self.created = True
         self.last_seq = event.seq
