@@ -67,3 +67,15 @@ class StoreError(RoroError):
 
 class ConfigError(RoroError):
     """A roro.yml that cannot be read or holds invalid values."""
+
+
+class QuerySyntaxError(RoroError, ValueError):
+    """A search query that cannot be parsed; ``column`` (1-based) says where, ``expected`` what."""
+
+    def __init__(self, message: str, *, query: str | None = None, column: int | None = None,
+                 expected: str | None = None, found: str | None = None):
+        super().__init__(message)
+        self.query = query
+        self.column = column
+        self.expected = expected
+        self.found = found
