@@ -179,5 +179,5 @@ def diff_images(a: ModelImage, b: ModelImage) -> ImageDiff:
             for n in sorted(atts_a) if n in atts_b and atts_a[n]["digest"] != atts_b[n]["digest"]],
         model_a=model(ma), model_b=model(mb),
         comment_a=ma["comment"], comment_b=mb["comment"],
-        lineage=DictDiff.between(ma.get("lineage") or {}, mb.get("lineage") or {}),
+        lineage=DictDiff.between(a.lineage, b.lineage),
     )

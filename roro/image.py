@@ -107,7 +107,8 @@ class ModelImage:
         lineage; None before the image is saved."""
         if self._manifest is None:
             return None
-        return json.loads(json.dumps(self._manifest.get("lineage") or {}))
+        lineage = self._manifest.get("lineage")
+        return json.loads(json.dumps(lineage)) if isinstance(lineage, dict) else {}
 
     @property
     def model_type(self) -> str | None:
