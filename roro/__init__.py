@@ -16,6 +16,7 @@ from .errors import (
     InvalidMetadataError,
     InvalidNameError,
     NotFoundError,
+    QuerySyntaxError,
     RoroError,
     StoreError,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "ModelRepository",
     "NotFoundError",
     "Project",
+    "QuerySyntaxError",
     "RoroError",
     "RoroWarning",
     "Store",

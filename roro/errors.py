@@ -82,3 +82,15 @@ class GcRefusedError(IntegrityError):
     def __init__(self, message: str, report=None):
         super().__init__(message)
         self.report = report
+
+
+class QuerySyntaxError(RoroError, ValueError):
+    """A search query that cannot be parsed; ``column`` (1-based) says where, ``expected`` what."""
+
+    def __init__(self, message: str, *, query: str | None = None, column: int | None = None,
+                 expected: str | None = None, found: str | None = None):
+        super().__init__(message)
+        self.query = query
+        self.column = column
+        self.expected = expected
+        self.found = found

@@ -23,6 +23,7 @@ from .names import attachment_name_conflict, validate_attachment_name
 from .objects import SpooledObject
 
 if TYPE_CHECKING:
+    from .diff import ImageDiff
     from .repository import ModelRepository
 
 CHUNK = 1 << 20
@@ -154,6 +155,17 @@ class ModelImage:
     def manifest(self) -> dict[str, Any] | None:
         """The manifest (a copy) of a saved image."""
         return json.loads(json.dumps(self._manifest)) if self._manifest else None
+
+    @property
+    def lineage(self) -> dict[str, Any] | None:
+        """Where a saved image was saved from (a copy): ``python``, ``platform``, ``package``
+        (the model's top-level package and its version) and, inside a git work tree, ``git``
+        (``commit``, ``dirty``). See :mod:`roro.lineage`. ``{}`` for an image saved without
+        lineage; None before the image is saved."""
+        if self._manifest is None:
+            return None
+        lineage = self._manifest.get("lineage")
+        return json.loads(json.dumps(lineage)) if isinstance(lineage, dict) else {}
 
     @property
     def model_type(self) -> str | None:
@@ -360,6 +372,30 @@ class ModelImage:
         self._attachments.clear()
 
     # -- comparison --------------------------------------------------------------------------------
+    def diff(self, other: ModelImage) -> ImageDiff:
+        """What changed from this saved image to ``other``: metadata, attachments (by digest),
+        model (by digest), comment and lineage. See :class:`~roro.diff.ImageDiff`."""
+        from .diff import diff_images
+        return diff_images(self, other)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON data describing the image (what ``--json`` output shows; no model bytes)."""
+        m = self._manifest
+        return {
+            "repository": self._repository.name,
+            "version": self._version,
+            "digest": self._digest,
+            "timestamp": m["timestamp"] if m else None,
+            "author": m["author"] if m else None,
+            "comment": m["comment"] if m else None,
+            "metadata": json.loads(json.dumps(self._metadata)),
+            "model": ({k: m["model"][k] for k in ("digest", "size", "type", "serializer",
+                                                   "python", "cloudpickle")} if m else None),
+            "attachments": [{"name": a.name, "digest": a.digest, "size": a.size}
+                            for a in self.get_attachments()],
+            "lineage": self.lineage,
+        }
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ModelImage):
             return NotImplemented

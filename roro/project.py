@@ -6,7 +6,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from .names import validate_name
-from .repository import ModelRepository
+from .repository import ModelRepository, check_limit
 from .store import Store
 
 if TYPE_CHECKING:
@@ -42,6 +42,27 @@ class Project:
                 out.append(ModelRepository(self, name))
             except ValueError:
                 continue  # not a repository directory roro could have written
+        return out
+
+    def search(self, expr: Any, limit: int | None = None) -> list[ModelImage]:
+        """Images of every repository of this project matching the query ``expr``, newest save
+        first (see :meth:`ModelRepository.search` and ``docs/query.md``)."""
+        from .query import parse
+        query = parse(expr)
+        limit = check_limit(limit)
+        repositories = self.list_model_repositories()
+        for repo in repositories:
+            self.store.refresh(self.name, repo.name)
+        if not repositories:
+            return []
+        compiled = query.to_sql()
+        rows = self.store.index.search(self.name, None, compiled.sql, compiled.params, limit,
+                                       dict(compiled.functions))
+        handles = {r.name: r for r in repositories}
+        out = []
+        for row in rows:
+            repo = handles.get(row["repository"]) or ModelRepository(self, row["repository"])
+            out.append(repo._image_from_row(row))
         return out
 
     def create_model_repository(self, name: str) -> ModelRepository:

@@ -12,16 +12,28 @@ from .environment import cloudpickle_version, current_author, now_utc, python_ve
 from .errors import ConflictError, NotFoundError
 from .faults import crash_point
 from .image import ModelImage
+from .lineage import collect_lineage
 from .metadata import check_total
 from .names import LATEST, validate_name, validate_tag, validate_version
 from .objects.canonical import canonical_json
 from .objects.manifest import FORMAT
+from .query import Query
+from .query import parse as parse_query
 from .refs import Event
 
 if TYPE_CHECKING:
     from .project import Project
 
 MAX_APPEND_ATTEMPTS = 10_000
+
+
+def check_limit(limit: object) -> int | None:
+    """``limit`` if it is None or an integer >= 0, else ValueError."""
+    if limit is None:
+        return None
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise ValueError(f"limit must be None or an integer >= 0, not {limit!r}")
+    return limit
 
 
 class ModelRepository:
@@ -114,6 +126,22 @@ class ModelRepository:
         """Images newest first, from the index (no model is downloaded). ``before`` pages."""
         self._require()
         rows = self._store.index.versions(self.project.name, self.name, limit=limit, before=before)
+        return [self._image_from_row(r) for r in rows]
+
+    def search(self, expr: str | Query, limit: int | None = None) -> list[ModelImage]:
+        """Images whose version matches the query ``expr``, newest first (no model is downloaded).
+
+        ``expr`` is a query such as ``Accuracy > 0.88 and tag = 'production'`` (the language is
+        documented in ``docs/query.md``); a malformed one raises
+        :class:`~roro.errors.QuerySyntaxError` naming the column. ``limit`` caps the number of
+        images returned.
+        """
+        query = parse_query(expr)
+        limit = check_limit(limit)
+        self._require()
+        compiled = query.to_sql()
+        rows = self._store.index.search(self.project.name, self.name, compiled.sql,
+                                        compiled.params, limit, dict(compiled.functions))
         return [self._image_from_row(r) for r in rows]
 
     def _image_from_row(self, row: dict[str, Any]) -> ModelImage:
@@ -301,9 +329,11 @@ class ModelRepository:
             "author": current_author(),
             "comment": comment,
         }
+        lineage = collect_lineage(model, exclude=store.local_paths())
         extra = getattr(image, "_lineage", None)
         if extra:
-            manifest["lineage"] = extra
+            lineage.update(extra)
+        manifest["lineage"] = lineage
         saved, digest, version, _ = self._publish(manifest, comment)
         image._mark_saved(saved, digest, version)
 

@@ -106,6 +106,12 @@ class Store:
             index.bind_store(self.store_id())
         return index
 
+    def local_paths(self) -> list[str]:
+        """Local folders this store writes to (its folder, or its cache), for lineage's dirty check."""
+        if self.url.startswith("memory://"):
+            return []
+        return [self.cache_root() if self.remote else self.url]
+
     def reflog(self, project: str, repository: str) -> RefLog:
         return RefLog(self.backend, project, repository)
 
