@@ -11,6 +11,7 @@ import itertools
 import os
 
 import pytest
+from s3faults import no_backoff  # noqa: F401 - a fixture
 from s3servers import (  # noqa: F401 - fixtures are registered by importing them here
     S3_KINDS,
     create_bucket,

@@ -405,10 +405,9 @@ class S3Backend(Backend):
                             "needs to keep concurrent saves safe; refusing to write to it. Use "
                             "a server that supports them (AWS S3, MinIO, SeaweedFS, Cloudflare "
                             "R2, Ceph RGW: see docs/s3.md)")
+        with self._boto("PutObject", key):
+            self.client.put_object(Bucket=self.bucket, Key=full, Body=b"first", IfNoneMatch="*")
         try:
-            with self._boto("PutObject", key):
-                self.client.put_object(Bucket=self.bucket, Key=full, Body=b"first",
-                                       IfNoneMatch="*")
             try:
                 with self._boto("PutObject", key, expect=frozenset({"PreconditionFailed"})):
                     self.client.put_object(Bucket=self.bucket, Key=full, Body=b"second",
