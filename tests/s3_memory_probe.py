@@ -1,5 +1,5 @@
 """Run in a subprocess by test_s3_large.py: save or load one large model on an S3 store and
-print, as JSON, the peak resident memory (``ru_maxrss``) before and after.
+print, as JSON, the peak resident memory (``VmHWM``, see :func:`peak_rss`) before and after.
 
 Usage: python s3_memory_probe.py save|load STORE_URL SIZE_BYTES [SHA256_HEX]
 """
@@ -14,8 +14,19 @@ import time
 
 
 def peak_rss() -> int:
-    """Peak resident set size of this process so far, in bytes (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    """Peak resident set size of this process so far, in bytes.
+
+    ``VmHWM`` from /proc/self/status: the high-water mark of this process's own memory. Not
+    ``getrusage().ru_maxrss`` alone: Linux carries that over from the parent through
+    fork/vfork + exec, so a child of a big pytest process starts with the parent's peak."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
 
 def random_array(size: int):

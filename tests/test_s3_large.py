@@ -1,7 +1,8 @@
 """A 512 MiB model round-trips through a real S3 server (SeaweedFS) in bounded memory.
 
 Each half runs in its own subprocess (tests/s3_memory_probe.py) that reports its peak resident
-memory (``ru_maxrss``): the ``baseline`` after imports and the S3 client are set up, the peak
+memory (the kernel's high-water mark ``VmHWM``, which unlike ``ru_maxrss`` does not inherit the
+peak of the pytest process that started it): the ``baseline`` after imports and the S3 client are set up, the peak
 ``with_model`` once the model exists (save only), and the ``peak`` at the end.
 
 What is asserted, and why:
