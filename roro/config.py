@@ -4,7 +4,8 @@ Resolution, first match wins, separately for the project name and the store:
 
 1. ``RORO_PROJECT`` / ``RORO_STORE`` environment variables;
 2. ``project:`` / ``store:`` in the nearest ``roro.yml`` in the current directory or a parent (a
-   relative ``store`` is relative to the file; ``endpoint_url`` is passed to an S3 store);
+   relative ``store`` is relative to the file; ``endpoint_url`` is passed to its S3 store, and
+   only to that one: a store from ``RORO_STORE`` uses ``AWS_ENDPOINT_URL``);
 3. the project ``default`` in the user store ``$RORO_HOME`` (default ``~/.roro``).
 """
 
@@ -75,14 +76,17 @@ def current_settings(project: str | None = None, store: str | None = None) -> Se
     data = load_config(path) if path else {}
     base = os.path.dirname(path) if path else os.getcwd()
     options: dict[str, Any] = {}
-    if data.get("endpoint_url"):
-        options["endpoint_url"] = data["endpoint_url"]
     name = project or os.environ.get("RORO_PROJECT") or data.get("project") or DEFAULT_PROJECT
     if store or os.environ.get("RORO_STORE"):
         url = store or os.environ["RORO_STORE"]
         url = resolve_store_path(url, os.getcwd())
     elif data.get("store"):
         url = resolve_store_path(data["store"], base)
+        # endpoint_url says where roro.yml's bucket lives, so it goes with roro.yml's store
+        # (and beats AWS_ENDPOINT_URL, which is global); a store given by --store or RORO_STORE
+        # uses AWS_ENDPOINT_URL.
+        if data.get("endpoint_url"):
+            options["endpoint_url"] = data["endpoint_url"]
     else:
         url = roro_home()
     remotes = {}

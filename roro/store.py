@@ -1,8 +1,8 @@
 """A store: a backend, its objects, its ref logs and the local index, opened lazily.
 
 Constructing a :class:`Store` touches no network and creates no file. Reading an empty or
-nonexistent store answers "nothing here"; the first write creates the format marker ``roro.json``
-(and, on S3, first probes that the bucket honours conditional writes).
+nonexistent store answers "nothing here"; the first write creates the format marker ``roro.json``.
+On S3, the first write through each handle first probes that the bucket honours conditional writes.
 """
 
 from __future__ import annotations
@@ -65,6 +65,9 @@ class Store:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._store_id: str | None = None
+        # Probed per handle, not per store: the same bucket may be reached through another
+        # endpoint or proxy that does not honour If-None-Match.
+        self._probed = False
         self.recent_manifests: dict[str, bytes] = {}
 
     def __repr__(self) -> str:
@@ -87,8 +90,11 @@ class Store:
         return self._objects
 
     def cache_root(self) -> str:
+        """This store's directory under the user cache: its index and its object cache. Keyed by
+        the URL and, for S3, the endpoint it resolved to (the same bucket name on two servers is
+        two stores)."""
         from .environment import cache_dir
-        key = json.dumps([self.url, self.options.get("endpoint_url")])
+        key = json.dumps([self.url, getattr(self.backend, "endpoint_url", None)])
         return os.path.join(cache_dir(), "stores", hashlib.sha256(key.encode()).hexdigest()[:16])
 
     def index_path(self) -> str:
@@ -146,12 +152,16 @@ class Store:
         return self._store_id if self.is_initialized() else "uninitialized"
 
     def ensure_initialized(self) -> None:
-        """Before the first write: write the format marker (and probe S3's conditional writes)."""
+        """Before the first write of this handle: probe that the store honours conditional writes
+        (S3; a StoreError refuses a store that does not, before anything is written), and write
+        the format marker if the store has none yet."""
+        if not self._probed:
+            probe = getattr(self.backend, "probe_conditional_writes", None)
+            if probe is not None:
+                probe()
+            self._probed = True
         if self.is_initialized():
             return
-        probe = getattr(self.backend, "probe_conditional_writes", None)
-        if probe is not None:
-            probe()
         marker = {"format": FORMAT_VERSION, "id": str(uuid.uuid4())}
         self.backend.put_if_absent(FORMAT_KEY, json.dumps(marker).encode())
         if not self.is_initialized():

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Callable
 
 import pytest
+from s3faults import no_backoff  # noqa: F401 - a fixture
 from s3servers import (  # noqa: F401 - fixtures are registered by importing them here
     S3_KINDS,
     create_bucket,
@@ -63,6 +65,25 @@ def store_url(request, tmp_path, monkeypatch) -> str:
     kind = request.param
     endpoint = _start_s3(request, monkeypatch, kind) if kind in S3_KINDS else None
     return make_store_url(kind, tmp_path, endpoint)
+
+
+@pytest.fixture(params=BACKENDS)
+def new_store_url(request, tmp_path, monkeypatch) -> Callable[[], str]:
+    """A factory of fresh, empty stores of every backend kind, for tests that need many (one
+    per hypothesis example); its ``kind`` attribute names the backend. S3 stores share one
+    bucket, each under its own prefix."""
+    kind = request.param
+    if kind in S3_KINDS:
+        bucket = create_bucket(_start_s3(request, monkeypatch, kind))
+        counter = itertools.count()
+
+        def new() -> str:
+            return f"s3://{bucket}/store-{next(counter)}"
+    else:
+        def new() -> str:
+            return make_store_url(kind, tmp_path)
+    new.kind = kind  # type: ignore[attr-defined]
+    return new
 
 
 @pytest.fixture(params=S3_KINDS)

@@ -16,6 +16,7 @@ and imported by ``conftest.py``; :func:`use_endpoint` points one test's environm
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import os
 import shutil
@@ -33,6 +34,12 @@ S3_KINDS = ("moto", "seaweedfs")
 DUMMY_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "roro-test",
     "AWS_SECRET_ACCESS_KEY": "roro-test-secret",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+# A second identity that SeaweedFS lets read and list but not write (moto accepts any key).
+READONLY_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "roro-reader",
+    "AWS_SECRET_ACCESS_KEY": "roro-reader-secret",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
 # Variables that would let a developer's real AWS set-up leak into a test.
@@ -117,6 +124,19 @@ copy_other = 1
 """
 
 
+def _identities() -> str:
+    """SeaweedFS's S3 identities: requests are authenticated (a wrong key or secret is refused
+    as on AWS) with :data:`DUMMY_CREDENTIALS` (everything) or :data:`READONLY_CREDENTIALS`."""
+    def identity(creds: dict[str, str], actions: list[str]) -> dict:
+        return {"name": creds["AWS_ACCESS_KEY_ID"], "actions": actions,
+                "credentials": [{"accessKey": creds["AWS_ACCESS_KEY_ID"],
+                                 "secretKey": creds["AWS_SECRET_ACCESS_KEY"]}]}
+    return json.dumps({"identities": [
+        identity(DUMMY_CREDENTIALS, ["Admin", "Read", "List", "Tagging", "Write"]),
+        identity(READONLY_CREDENTIALS, ["Read", "List"]),
+    ]})
+
+
 def seaweedfs_command(workdir: Path, ports: dict[str, int]) -> list[str]:
     weed = shutil.which("weed")
     if weed is None:
@@ -130,7 +150,7 @@ def seaweedfs_command(workdir: Path, ports: dict[str, int]) -> list[str]:
         f"-filer.localSocket={workdir / 'filer.sock'}",
         "-s3", f"-s3.port={ports['s3']}", f"-s3.port.grpc={ports['s3_grpc']}",
         f"-s3.localSocket={workdir / 's3.sock'}",
-        "-s3.port.iceberg=0", "-s3.port.lance=0",
+        "-s3.port.iceberg=0", "-s3.port.lance=0", f"-s3.config={workdir / 's3.json'}",
         # A missing bucket must be an error, as on AWS, not created by the first PUT.
         "-s3.autoCreateBucket=false",
         "-volume.max=1000", "-volume.preStopSeconds=0", "-master.telemetry=false",
@@ -149,6 +169,7 @@ def start_seaweedfs(workdir: str | os.PathLike, timeout: float = SEAWEEDFS_START
     (workdir / "logs").mkdir(parents=True, exist_ok=True)
     (workdir / "data").mkdir(exist_ok=True)
     (workdir / "master.toml").write_text(_MASTER_TOML)  # read from the working directory
+    (workdir / "s3.json").write_text(_identities())
     names = ["s3", "s3_grpc", "master", "master_grpc", "volume", "volume_grpc", "filer",
              "filer_grpc"]
     ports = dict(zip(names, free_ports(len(names)), strict=True))

@@ -71,6 +71,18 @@ def test_save_and_load_roundtrip(repo):
     assert repo.get_model().predict(1) == 3
 
 
+def test_numpy_arrays_roundtrip(repo):
+    """Pickle protocol 5 hands large array buffers to the spool as PickleBuffers (a crash once)."""
+    import numpy as np
+    model = {"weights": np.arange(300_000, dtype=np.float32).reshape(600, 500),
+             "bias": np.asfortranarray(np.ones((300, 200))), "small": np.zeros(3)}
+    repo.new_image(model).save()
+    loaded = repo.get_model()
+    for k, v in model.items():
+        assert loaded[k].dtype == v.dtype and np.array_equal(loaded[k], v)
+    assert repo.get_model_image().model_size > model["weights"].nbytes + model["bias"].nbytes
+
+
 def test_versions_are_sequential_and_latest_is_highest(repo):
     for i in range(1, 4):
         assert save(repo, i).version == i

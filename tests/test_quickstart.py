@@ -68,6 +68,28 @@ def test_snippets_in_separate_processes(tmp_path):
     assert img.get_attachments()[0].read() == b"epoch 1: loss 0.3\n"
 
 
+def test_snippets_on_a_real_s3_server(seaweedfs_endpoint, tmp_path, monkeypatch):
+    """The same snippets, unchanged, on SeaweedFS: the store from RORO_STORE, the endpoint from
+    AWS_ENDPOINT_URL; the loading process is "another machine" (its own cache and index)."""
+    from s3servers import create_bucket, use_endpoint
+    use_endpoint(monkeypatch, seaweedfs_endpoint)
+    store = f"s3://{create_bucket(seaweedfs_endpoint)}/team-models"
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "log.txt").write_text("epoch 1: loss 0.3\n")
+    env = {**os.environ, "RORO_STORE": store, "RORO_HOME": str(tmp_path / "never-used")}
+    assert run(TRAIN + SAVE, work, env).strip() == "1"
+    assert run(TRAIN + SAVE, work, env).strip() == "2"
+    other = tmp_path / "other"
+    other.mkdir()
+    env["RORO_CACHE_DIR"] = str(tmp_path / "other-machine-cache")
+    assert run(LOAD, other, env).split() == ["2", "0.89", "42"]
+    assert not (tmp_path / "never-used").exists()
+    img = roro.Project("default", store).get_model_repository("credit-risk").get_model_image(
+        version=1)
+    assert img.get_attachments()[0].read() == b"epoch 1: loss 0.3\n"
+
+
 def test_default_project_in_roro_home(tmp_path, monkeypatch):
     monkeypatch.setenv("RORO_HOME", str(tmp_path / "h"))
     p = roro.get_current_project()

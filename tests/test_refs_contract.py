@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import pytest
-from conftest import make_store_url
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from roro.digests import digest_bytes
 from roro.errors import IntegrityError
@@ -86,8 +92,8 @@ def test_fold_rules():
         s.apply(make_event(3, s.last_hash, "delete", "a", "t", version=1))
 
 
-def test_gap_in_log_is_detected(tmp_path):
-    backend = open_backend(str(tmp_path / "s"))
+def test_gap_in_log_is_detected(store_url):
+    backend = open_backend(store_url)
     w = Writer(backend, ObjectStore(backend))
     for _ in range(3):
         w.save()
@@ -96,8 +102,8 @@ def test_gap_in_log_is_detected(tmp_path):
         w.log.read_all()
 
 
-def test_index_detects_edited_event(tmp_path):
-    backend = open_backend(str(tmp_path / "s"))
+def test_index_detects_edited_event(store_url, tmp_path):
+    backend = open_backend(store_url)
     objects = ObjectStore(backend)
     w = Writer(backend, objects)
     for _ in range(3):
@@ -112,13 +118,18 @@ def test_index_detects_edited_event(tmp_path):
 
 
 class LogMachine(RuleBasedStateMachine):
-    """Random histories: the fold, the incremental index and a rebuilt index agree with a dict model."""
+    """Random histories: the fold, the incremental index and a rebuilt index agree with a dict model.
+    Each example runs on a fresh store from ``new_store_url``."""
 
-    @initialize(kind=st.sampled_from(["memory", "folder"]))
-    def setup(self, kind):
+    def __init__(self, new_store_url):
+        super().__init__()
+        self.new_store_url = new_store_url
+
+    @initialize()
+    def setup(self):
         import tempfile
         self.tmp = tempfile.mkdtemp()
-        backend = open_backend(make_store_url(kind, __import__("pathlib").Path(self.tmp)))
+        backend = open_backend(self.new_store_url())
         self.objects = ObjectStore(backend)
         self.writer = Writer(backend, self.objects)
         self.index = Index(f"{self.tmp}/inc.sqlite3")
@@ -185,6 +196,14 @@ class LogMachine(RuleBasedStateMachine):
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-TestLogMachine = LogMachine.TestCase
-TestLogMachine.settings = settings(max_examples=30, stateful_step_count=25, deadline=None,
-                                   suppress_health_check=list(HealthCheck))
+# Every step of an S3 example is a few real requests (and the invariant re-reads the whole log):
+# fewer, shorter examples there keep the suite fast; memory and folder explore widely.
+EXAMPLES = {"memory": (30, 25), "folder": (30, 25), "moto": (6, 15), "seaweedfs": (6, 15)}
+
+
+def test_log_machine(new_store_url):
+    examples, steps = EXAMPLES[new_store_url.kind]
+    run_state_machine_as_test(
+        lambda: LogMachine(new_store_url),
+        settings=settings(max_examples=examples, stateful_step_count=steps, deadline=None,
+                          suppress_health_check=list(HealthCheck), database=None))

@@ -7,7 +7,6 @@ are injected with botocore events, which exercise botocore's real retry logic.
 
 from __future__ import annotations
 
-import io
 import os
 import subprocess
 import sys
@@ -16,6 +15,7 @@ import urllib.request
 
 import pytest
 from botocore.awsrequest import AWSResponse
+from s3faults import RawBody, fake_response
 from s3servers import create_bucket, free_ports, s3_client
 
 from roro.errors import ConflictError, NotFoundError, StoreError
@@ -23,26 +23,6 @@ from roro.storage import KeyNotFoundError, open_backend
 from roro.storage.s3 import S3Backend, parse_s3_url
 
 MiB = 1 << 20
-
-
-class _Raw(io.BytesIO):
-    """The raw body of a fake response: botocore streams it or reads it."""
-
-    def stream(self, **_):
-        yield self.getvalue()
-
-
-def fake_response(request, status: int, code: str, message: str = "injected") -> AWSResponse:
-    body = (f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code>"
-            f"<Message>{message}</Message></Error>").encode()
-    return AWSResponse(request.url, status, {"Content-Type": "application/xml"}, _Raw(body))
-
-
-@pytest.fixture
-def no_backoff(monkeypatch):
-    """Keep botocore's retry decisions but not its sleeps (up to 1+2+4+8 s for 5 attempts)."""
-    from botocore.retries import standard
-    monkeypatch.setattr(standard.ExponentialBackoff, "delay_amount", lambda self, context: 0.0)
 
 
 @pytest.fixture
@@ -314,7 +294,7 @@ def test_read_error_mid_stream_is_store_error(moto_backend):
     moto_backend.put("a/b", b"x" * 1000)
 
     def short_body(request, **_):
-        return AWSResponse(request.url, 200, {"Content-Length": "1000"}, _Raw(b"x" * 10))
+        return AWSResponse(request.url, 200, {"Content-Length": "1000"}, RawBody(b"x" * 10))
 
     moto_backend.client.meta.events.register("before-send.s3.GetObject", short_body)
     with pytest.raises(StoreError):

@@ -25,18 +25,27 @@ class ObjectCache:
     def path(self, digest: str) -> str:
         return os.path.join(self.root, *object_key(digest).split("/"))
 
-    def _valid(self, path: str, digest: str) -> bool:
+    def _open_valid(self, path: str, digest: str) -> BinaryIO | None:
+        """The entry, opened and fully re-hashed (the very handle that is returned, so nothing
+        can change it between the check and the use); None if absent or corrupted (then it is
+        deleted, to be fetched again)."""
         try:
-            with open(path, "rb") as f:
-                h = new_hasher()
-                while chunk := f.read(CHUNK):
-                    h.update(chunk)
+            f = open(path, "rb")
         except FileNotFoundError:
-            return False
-        if digest_of_hasher(h) == digest:
-            return True
-        os.unlink(path)  # corrupted entry: drop it, fetch again
-        return False
+            return None
+        try:
+            h = new_hasher()
+            while chunk := f.read(CHUNK):
+                h.update(chunk)
+            if digest_of_hasher(h) == digest:
+                f.seek(0)
+                return f
+        except BaseException:
+            f.close()
+            raise
+        f.close()
+        _unlink(path)
+        return None
 
     def read(self, digest: str) -> bytes | None:
         path = self.path(digest)
@@ -47,30 +56,42 @@ class ObjectCache:
             return None
         if digest_bytes(data) == digest:
             return data
-        os.unlink(path)
+        _unlink(path)
         return None
 
     def write(self, digest: str, data: bytes) -> None:
         path = self.path(digest)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            _unlink(tmp)
+            raise
 
     def open(self, digest: str, download: Callable[[str, str], None]) -> BinaryIO:
         """Open the cached, verified object, calling ``download(digest, path)`` (which must verify)
-        to fill the cache on a miss."""
+        to fill the cache on a miss or a corrupted entry."""
         path = self.path(digest)
-        if not self._valid(path, digest):
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
-            os.close(fd)
-            try:
-                download(digest, tmp)
-                os.replace(tmp, path)
-            except BaseException:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-                raise
+        f = self._open_valid(path, digest)
+        if f is not None:
+            return f
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
+        os.close(fd)
+        try:
+            download(digest, tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            _unlink(tmp)
+            raise
         return open(path, "rb")
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

@@ -32,10 +32,16 @@ class HashingWriter:
         self.size = 0
 
     def write(self, data) -> int:
-        self._hasher.update(data)
-        n = self._file.write(data)
-        self.size += len(data) if n is None else n
-        return len(data)
+        """Write a bytes-like object: bytes, bytearray, a memoryview, or the
+        :class:`pickle.PickleBuffer` that protocol 5 hands over for large buffers (a numpy
+        array's memory, written without a copy); returns the number of bytes."""
+        view = memoryview(data)
+        if view.ndim != 1 or view.itemsize != 1:
+            view = view.cast("B") if view.c_contiguous else memoryview(view.tobytes())
+        self._hasher.update(view)
+        self._file.write(view)
+        self.size += view.nbytes
+        return view.nbytes
 
     def writable(self) -> bool:
         return True

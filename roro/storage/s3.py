@@ -40,6 +40,8 @@ PROBE_PREFIX = "roro-probe/"
 _BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _ACCESS_DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
                   "InvalidToken", "TokenRefreshRequired", "AllAccessDisabled", "Forbidden", "403"}
+_BAD_CREDENTIALS = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
+                    "TokenRefreshRequired"}
 _AMBIGUOUS_404 = {"404", "NotFound"}  # HEAD responses have no body: missing key or missing bucket
 
 
@@ -103,6 +105,7 @@ class S3Backend(Backend):
         self._client: Any = None
         self._client_lock = threading.Lock()
         self._bucket_seen = False  # set once the bucket is known to exist
+        self._reached = False  # set once the endpoint has answered any request
 
     # -- client ----------------------------------------------------------------------------------
     @property
@@ -130,11 +133,30 @@ class S3Backend(Backend):
         )
         try:
             session = boto3.session.Session()
-            return session.client("s3", endpoint_url=self.endpoint_url, region_name=self.region,
-                                  config=config)
+            client = session.client("s3", endpoint_url=self.endpoint_url,
+                                    region_name=self.region, config=config)
         except ValueError as e:  # botocore says "Invalid endpoint: ..."
             raise StoreError(f"cannot use endpoint {self.endpoint_url!r} for store {self.url}: "
                              f"{e}") from e
+        client.meta.events.register_first("needs-retry.s3", self._fail_fast_if_never_reached)
+        return client
+
+    def _fail_fast_if_never_reached(self, response=None, caught_exception=None, **_: Any) -> Any:
+        """Veto botocore's retries of a connection that could not even be opened while the
+        endpoint has never answered: a wrong endpoint URL, a DNS name that does not resolve or a
+        server that is down then fails in one attempt instead of after ~30 s of back-off. Once
+        the endpoint has answered, such errors are transient and retried as usual.
+
+        Runs before botocore's own retry handler on ``needs-retry``; returning False (not None)
+        ends the retries there."""
+        if response is not None:
+            self._reached = True
+            return None
+        from botocore.exceptions import ConnectTimeoutError, EndpointConnectionError
+        if not self._reached and isinstance(caught_exception, (EndpointConnectionError,
+                                                                ConnectTimeoutError)):
+            return False
+        return None
 
     def _transfer_config(self) -> Any:
         from boto3.s3.transfer import TransferConfig
@@ -183,11 +205,16 @@ class S3Backend(Backend):
             if code in _AMBIGUOUS_404 and key is not None:
                 self._check_bucket()  # raises if the bucket is what is missing
                 return KeyNotFoundError(key, self.url)
+            if code in _BAD_CREDENTIALS:
+                return StoreError(f"endpoint {self._endpoint()} rejected the credentials for "
+                                  f"store {self.url} ({code} on {what}): check "
+                                  "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE")
             if code in _ACCESS_DENIED or status == 403:
                 return StoreError(f"access denied to store {self.url} at endpoint "
                                   f"{self._endpoint()} ({code} on {what}): check credentials "
                                   "(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE) "
-                                  "and the bucket's permissions")
+                                  "and that they may read, list and write the bucket's prefix "
+                                  "(see docs/s3.md)")
             return StoreError(f"S3 error on store {self.url} at endpoint {self._endpoint()}: "
                               f"{code or status} {message} (during {what})".rstrip())
         if isinstance(exc, (bex.NoCredentialsError, bex.PartialCredentialsError,
@@ -195,12 +222,16 @@ class S3Backend(Backend):
             return StoreError(f"no usable AWS credentials for store {self.url} ({exc}): set "
                               "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE")
         if isinstance(exc, (bex.EndpointConnectionError, bex.ConnectTimeoutError,
-                            bex.ConnectionClosedError, bex.ProxyConnectionError)):
+                            bex.ProxyConnectionError)):
             return StoreError(f"cannot reach endpoint {self._endpoint()} for store {self.url}: "
-                              "check the endpoint URL (AWS_ENDPOINT_URL) and the network")
+                              "check the endpoint URL (AWS_ENDPOINT_URL or endpoint_url in "
+                              "roro.yml) and the network")
         if isinstance(exc, bex.ReadTimeoutError):
             return StoreError(f"endpoint {self._endpoint()} timed out during {what} on store "
                               f"{self.url}; try again")
+        if isinstance(exc, bex.HTTPClientError):  # dropped connections, broken streams
+            return StoreError(f"the connection to endpoint {self._endpoint()} kept failing during "
+                              f"{what} on store {self.url} ({exc}); try again")
         if isinstance(exc, (bex.BotoCoreError, Boto3Error)):
             return StoreError(f"S3 failure during {what} on store {self.url} at endpoint "
                               f"{self._endpoint()}: {exc}")
@@ -370,11 +401,13 @@ class S3Backend(Backend):
         key = f"{PROBE_PREFIX}{uuid.uuid4().hex}"
         full = self._full(key)
         unsafe = StoreError(f"store {self.url} at endpoint {self._endpoint()} does not honour "
-                            "conditional writes (If-None-Match); refusing to use it unsafely")
+                            "conditional writes (PutObject with If-None-Match: *), which roro "
+                            "needs to keep concurrent saves safe; refusing to write to it. Use "
+                            "a server that supports them (AWS S3, MinIO, SeaweedFS, Cloudflare "
+                            "R2, Ceph RGW: see docs/s3.md)")
+        with self._boto("PutObject", key):
+            self.client.put_object(Bucket=self.bucket, Key=full, Body=b"first", IfNoneMatch="*")
         try:
-            with self._boto("PutObject", key):
-                self.client.put_object(Bucket=self.bucket, Key=full, Body=b"first",
-                                       IfNoneMatch="*")
             try:
                 with self._boto("PutObject", key, expect=frozenset({"PreconditionFailed"})):
                     self.client.put_object(Bucket=self.bucket, Key=full, Body=b"second",
