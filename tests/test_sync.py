@@ -717,7 +717,13 @@ def test_copy_image_promotes_across_different_histories(store_url, tmp_path):
     assert copied.manifest["lineage"]["copied_from"] == {
         "store": resolve_store(src).url, "project": "p", "repository": "a", "version": 2,
         "image": two.digest}
-    assert {k: v for k, v in copied.manifest.items() if k != "lineage"} == two.manifest
+    def without_lineage(m):
+        return {k: v for k, v in m.items() if k != "lineage"}
+
+    assert without_lineage(copied.manifest) == without_lineage(two.manifest)
+    # the source's own lineage (git, python, platform) is kept beside copied_from
+    assert {k: v for k, v in copied.manifest["lineage"].items() if k != "copied_from"} == \
+        two.manifest["lineage"]
     d = report.to_dict()
     assert d["dst_version"] == 4 and d["created"] and "copied p/a:2" in d["summary"]
 
