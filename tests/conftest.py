@@ -98,4 +98,15 @@ def store_factory(request, tmp_path, monkeypatch):
     hypothesis tests and state machines need a new store per example."""
     kind = request.param
     endpoint = _start_s3(request, monkeypatch, kind) if kind in S3_KINDS else None
-    return lambda: make_store_url(kind, tmp_path, endpoint)
+
+    def factory() -> str:
+        return make_store_url(kind, tmp_path, endpoint)
+
+    factory.kind = kind
+    return factory
+
+
+def examples(factory, local: int, remote: int) -> int:
+    """How many hypothesis examples to run for a ``store_factory`` kind: every S3 request is a
+    loopback round trip (and a new bucket per example), so S3 kinds run fewer of the same test."""
+    return remote if factory.kind in S3_KINDS else local

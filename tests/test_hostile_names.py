@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from conftest import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -132,9 +133,16 @@ attachment_names = st.one_of(
 )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(name=attachment_names)
-def test_any_attachment_name_is_refused_or_stays_below_the_target(store_factory, tmp_path, name):
+def test_any_attachment_name_is_refused_or_stays_below_the_target(store_factory, tmp_path):
+    @settings(max_examples=examples(store_factory, 150, 10), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(name=attachment_names)
+    def run(name):
+        _test_any_attachment_name_is_refused_or_stays_below_the_target(store_factory, tmp_path, name)
+
+    run()
+
+
+def _test_any_attachment_name_is_refused_or_stays_below_the_target(store_factory, tmp_path, name):
     work = tmp_path / f"ex-{abs(hash(name))}-{len(os.listdir(tmp_path))}"
     work.mkdir()
     project = Project("p", store=store_factory())
@@ -167,9 +175,16 @@ name_text = st.one_of(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(name=name_text, tag=name_text)
-def test_accepted_names_round_trip_through_keys_folders_and_index(store_factory, name, tag):
+def test_accepted_names_round_trip_through_keys_folders_and_index(store_factory):
+    @settings(max_examples=examples(store_factory, 60, 8), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(name=name_text, tag=name_text)
+    def run(name, tag):
+        _test_accepted_names_round_trip_through_keys_folders_and_index(store_factory, name, tag)
+
+    run()
+
+
+def _test_accepted_names_round_trip_through_keys_folders_and_index(store_factory, name, tag):
     url = store_factory()
     project = Project("p", store=url)
     try:

@@ -3,6 +3,7 @@ and both agree with the fold of the ref logs, over random histories (hypothesis)
 
 from __future__ import annotations
 
+from conftest import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from trust_helpers import log_state
@@ -81,10 +82,17 @@ def check_rebuild(store: Store, tmp_path) -> None:
             == [(m.tag, m.version, m.previous) for m in state.tag_history]
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+def test_rebuilt_index_equals_incremental(store_factory, tmp_path):
+    @settings(max_examples=examples(store_factory, 25, 4), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                   HealthCheck.too_slow])
-@given(operations=ops)
-def test_rebuilt_index_equals_incremental(store_factory, tmp_path, operations):
+    @given(operations=ops)
+    def run(operations):
+        _test_rebuilt_index_equals_incremental(store_factory, tmp_path, operations)
+
+    run()
+
+
+def _test_rebuilt_index_equals_incremental(store_factory, tmp_path, operations):
     store = Store(store_factory())
     run(store, operations)
     check_rebuild(store, tmp_path)

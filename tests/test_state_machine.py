@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from conftest import examples
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -282,5 +283,5 @@ def make_machine(new_store_url) -> type[RuleBasedStateMachine]:
 def test_registry_state_machine(store_factory):
     machine = make_machine(store_factory)
     run_state_machine_as_test(machine, settings=settings(
-        max_examples=30, stateful_step_count=25, deadline=None,
+        max_examples=examples(store_factory, 30, 4), stateful_step_count=25, deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))

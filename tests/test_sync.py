@@ -38,6 +38,10 @@ PAIRS = [("folder", "folder"), ("memory", "folder"), ("folder", "memory"),
          *((k, "folder") for k in _OTHER), *(("folder", k) for k in _OTHER),
          *((k, k) for k in _OTHER)]
 PAIR_IDS = [f"{a}->{b}" for a, b in PAIRS]
+# The 200-version history crosses the real S3 server once (folder -> SeaweedFS: ~2,400 requests);
+# the other S3 pairs run the 32 MiB test, keeping the suite's time in bounds.
+PAIRS_200 = [p for p in PAIRS if "seaweedfs" not in p or p == ("folder", "seaweedfs")]
+PAIR_IDS_200 = [f"{a}->{b}" for a, b in PAIRS_200]
 
 
 @pytest.fixture
@@ -211,7 +215,7 @@ def test_exports():
 
 
 # -- full sync, 200 versions ----------------------------------------------------------------------
-@pytest.mark.parametrize("pair", PAIRS, ids=PAIR_IDS, indirect=True)
+@pytest.mark.parametrize("pair", PAIRS_200, ids=PAIR_IDS_200, indirect=True)
 def test_sync_200_versions_then_nothing_then_one(history_template, tmp_path, pair):
     src = clone_store(history_template, pair[0], tmp_path)
     dst = make_store_url(pair[1], tmp_path)
