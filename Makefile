@@ -14,6 +14,15 @@ install-test:
 demo: install
 	rm -rf $(DEMO_HOME) && mkdir -p $(DEMO_HOME)/work
 	cd $(DEMO_HOME)/work && RORO_HOME=$(DEMO_HOME)/store $(PYTHON) $(CURDIR)/examples/quickstart.py
+	@echo; echo '$$ roro models'
+	@cd $(DEMO_HOME)/work && RORO_HOME=$(DEMO_HOME)/store $(PYTHON) -m roro.cli models
+	@echo; echo '$$ roro models:log credit-risk'
+	@cd $(DEMO_HOME)/work && RORO_HOME=$(DEMO_HOME)/store $(PYTHON) -m roro.cli models:log credit-risk
+	@echo; echo '$$ roro models:show credit-risk:production'
+	@cd $(DEMO_HOME)/work && RORO_HOME=$(DEMO_HOME)/store $(PYTHON) -m roro.cli models:show credit-risk:production
+	@echo; echo '$$ roro models:download credit-risk:production --attachments files'
+	@cd $(DEMO_HOME)/work && RORO_HOME=$(DEMO_HOME)/store $(PYTHON) -m roro.cli models:download credit-risk:production --attachments files
+	@cd $(DEMO_HOME)/work && $(PYTHON) -c "import cloudpickle; m = cloudpickle.load(open('credit-risk-v2.pkl', 'rb')); print('loaded the downloaded file: predict(2.0) =', round(m.predict(2.0), 3))"
 
 test: install-test
 	$(PYTHON) -m ruff check roro tests
