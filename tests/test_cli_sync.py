@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 
 import pytest
@@ -157,3 +158,36 @@ def test_copy_bad_input(store_url, dst_url, tmp_path):
                        ((str(tmp_path / "none"), "a", dst_url), 3)]:
         result = run("models:copy", *args, ok=False)
         assert result.exit_code == code, (args, result.stderr)
+
+
+def test_progress_is_reported_on_a_terminal_only(store_url, dst_url, monkeypatch):
+    from roro.cli import render
+    from roro.cli import sync as cli_sync
+    save(store_url, "a", 2)
+    seen = []
+    real = cli_sync._progress
+
+    def spy(show):
+        seen.append(show)
+        return real(show)
+
+    monkeypatch.setattr(cli_sync, "_progress", spy)
+    calls = []
+    sync_module = importlib.import_module("roro.sync")  # roro.sync is also the function
+    real_sync = sync_module.sync
+
+    def counting_sync(*args, progress=None, **kwargs):
+        def counted(p):
+            calls.append(p.phase)
+            progress(p)
+        return real_sync(*args, progress=counted if progress else None, **kwargs)
+
+    monkeypatch.setattr(sync_module, "sync", counting_sync)
+    run("sync", store_url, dst_url, "--dry-run")
+    assert seen == [False] and calls == []
+    monkeypatch.setattr(render, "stdout_is_terminal", lambda: True)
+    out = run("sync", store_url, dst_url).stdout
+    assert seen == [False, True] and "objects" in calls and "events" in calls
+    assert out.splitlines()[-1].startswith("1 synced; 2 events")
+    run("sync", store_url, dst_url, "--json")  # never with --json, even on a terminal
+    assert seen == [False, True, False]
