@@ -163,3 +163,12 @@ def test_delete_is_refused_while_tagged(repo, store_url):
                                         ("Bad Name:1", 2)])
 def test_delete_bad_input(repo, store_url, spec, code):
     assert run("models:delete", spec, store=store_url, ok=False).exit_code == code
+
+
+@pytest.mark.parametrize("args", [["fsck"], ["gc", "--dry-run"], ["index", "--rebuild"]])
+def test_a_store_that_does_not_exist_is_not_reported_clean(tmp_path, args):
+    missing = tmp_path / "no-such-store"
+    result = run(*args, store=str(missing), ok=False)
+    assert result.exit_code == 3 and "is not a roro store" in result.stderr
+    assert not missing.exists()
+    assert run(*args, store="ftp://x/y", ok=False).exit_code == 1

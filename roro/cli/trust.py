@@ -13,8 +13,16 @@ json_option = click.option("--json", "as_json", is_flag=True,
 
 
 def _store(state):
-    """The store the global options (or roro.yml, or $RORO_HOME) name; checks cover all of it."""
-    return state.project.store
+    """The store the global options (or roro.yml, or $RORO_HOME) name; checks cover all of it.
+
+    A store that does not exist yet is refused rather than reported clean: checking a mistyped
+    path should not say "ok" (nor create an index there)."""
+    from ..errors import NotFoundError
+    store = state.project.store
+    if not store.is_initialized():
+        raise NotFoundError(f"{store.url} is not a roro store (it has no roro.json); check "
+                            f"--store, RORO_STORE or the store in roro.yml")
+    return store
 
 
 # -- fsck ------------------------------------------------------------------------------------------
