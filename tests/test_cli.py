@@ -249,7 +249,9 @@ def test_show_json_matches_the_api(project, store_url):
             "image": image.digest, "tags": {3: ["latest"], 2: ["prod"], 1: []}[version],
             "author": manifest["author"], "timestamp": manifest["timestamp"],
             "comment": manifest["comment"], "metadata": manifest["metadata"],
-            "model": manifest["model"], "attachments": manifest["attachments"]}
+            "model": manifest["model"], "attachments": manifest["attachments"],
+            "lineage": image.lineage}
+        assert doc["lineage"]["python"] and doc["lineage"]["platform"]
 
 
 def test_show_text(project, store_url):

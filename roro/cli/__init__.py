@@ -55,10 +55,11 @@ def main(ctx: click.Context, store: str | None, project: str | None) -> None:
 
 
 def _register() -> None:
-    from . import init, models
+    from . import init, models, query, sync, trust
     main.add_command(init.init)
-    for command in models.COMMANDS:
-        main.add_command(command)
+    for module in (models, query, trust, sync):
+        for command in module.COMMANDS:
+            main.add_command(command)
 
 
 _register()

@@ -13,9 +13,11 @@ import click
 from ..errors import (
     ConflictError,
     IntegrityError,
+    InvalidDurationError,
     InvalidMetadataError,
     InvalidNameError,
     NotFoundError,
+    QuerySyntaxError,
     RoroError,
 )
 
@@ -29,6 +31,8 @@ EXIT_CONFLICT = 5  # exists already, lost a race, diverged history
 EXIT_CODES: list[tuple[type[BaseException], int]] = [
     (InvalidNameError, EXIT_USAGE),
     (InvalidMetadataError, EXIT_USAGE),
+    (InvalidDurationError, EXIT_USAGE),
+    (QuerySyntaxError, EXIT_USAGE),
     (NotFoundError, EXIT_NOT_FOUND),
     (IntegrityError, EXIT_INTEGRITY),
     (ConflictError, EXIT_CONFLICT),

@@ -50,7 +50,18 @@ def image_document(image: ModelImage, tags: list[str]) -> dict[str, Any]:
                   for k in ("type", "size", "digest", "serializer", "python", "cloudpickle")},
         "attachments": [{"name": a["name"], "size": a["size"], "digest": a["digest"]}
                         for a in manifest["attachments"]],
+        "lineage": image.lineage or {},
     }
+
+
+def with_tags(project: Project, images: list[ModelImage]) -> list[tuple[ModelImage, list[str]]]:
+    """Each image with the tags (``latest`` included) that point at it: one query per repository."""
+    tags: dict[str, dict[int, list[str]]] = {}
+    for repo_name in {i.repository.name for i in images}:
+        repo = project.get_model_repository(repo_name)
+        tags[repo_name] = repo.get_tags_by_version(
+            [i.version for i in images if i.repository.name == repo_name])
+    return [(i, tags.get(i.repository.name, {}).get(i.version, [])) for i in images]
 
 
 # -- models ----------------------------------------------------------------------------------------
@@ -115,17 +126,23 @@ def models_create(state, name: str) -> None:
               help="Show only the N newest versions.")
 @click.option("--before", type=click.IntRange(min=1), metavar="VERSION",
               help="Only versions older than VERSION (to page through NAME's history).")
+@click.option("--where", "where", metavar="EXPR",
+              help="Only versions matching the query EXPR, e.g. \"Accuracy > 0.88 and "
+                   "tag = 'prod'\" (language: docs/query.md).")
 @json_option
 @click.pass_obj
 def models_log(state, name: str | None, limit: int | None, before: int | None,
-               as_json: bool) -> None:
+               where: str | None, as_json: bool) -> None:
     """Show the history of saves, newest first, like 'git log'.
 
     With NAME, that repository's versions (NAME:VERSION or NAME:TAG: from that version down);
-    without, every repository's, interleaved by time. Reads only the index: '-n 20' is as fast
-    at 100,000 versions as at 20.
+    without, every repository's, interleaved by time. --where EXPR keeps only the versions that
+    match a query. Reads only the index: '-n 20' is as fast at 100,000 versions as at 20.
     """
     project = state.project
+    if where is not None:
+        from ..query import parse
+        parse(where)  # a syntax error is reported before anything is read
     if name is not None:
         name, version, tag = parse_refspec(name)
         repo = project.get_model_repository(name)
@@ -133,18 +150,18 @@ def models_log(state, name: str | None, limit: int | None, before: int | None,
             if before is not None:
                 raise click.UsageError("give NAME:VERSION or --before, not both")
             before = repo.resolve(version, tag) + 1
-        images = repo.list_model_images(limit=limit, before=before)
-        tags = {name: repo.get_tags_by_version([i.version for i in images])} if images else {}
+        if where is not None:
+            if before is not None:
+                raise click.UsageError("--where searches the whole history: give NAME without "
+                                       "a version, and no --before")
+            images = repo.search(where, limit)
+        else:
+            images = repo.list_model_images(limit=limit, before=before)
     else:
         if before is not None:
             raise click.UsageError("--before pages one repository's history: give NAME too")
-        images = project.log(limit)
-        tags = {}
-        for repo_name in {i.repository.name for i in images}:
-            repo = project.get_model_repository(repo_name)
-            tags[repo_name] = repo.get_tags_by_version(
-                [i.version for i in images if i.repository.name == repo_name])
-    entries = [(i, tags.get(i.repository.name, {}).get(i.version, [])) for i in images]
+        images = project.search(where, limit) if where is not None else project.log(limit)
+    entries = with_tags(project, images)
     if as_json:
         render.emit_json({"project": project.name, "repository": name,
                           "versions": [image_document(i, t) for i, t in entries]})
@@ -211,6 +228,18 @@ def models_show(state, spec: str, as_json: bool) -> None:
     facts.add_row("comment", render.safe(doc["comment"]) if doc["comment"] else "-")
     out.print(facts)
     out.print()
+    lineage = lineage_rows(doc["lineage"])
+    if lineage:
+        out.print(render.text(("Lineage", "bold")))
+        rows = Table.grid(padding=(0, 2))
+        rows.add_column(no_wrap=True)
+        rows.add_column()
+        for key, value in lineage:
+            rows.add_row(key, value)
+        out.print(rows)
+    else:
+        out.print(render.text(("Lineage", "bold"), ": none recorded"))
+    out.print()
     metadata = doc["metadata"]
     if metadata:
         table = Table(title="Metadata", title_justify="left", title_style="bold", box=None,
@@ -238,6 +267,31 @@ def models_show(state, spec: str, as_json: bool) -> None:
         out.print(table)
     else:
         out.print(render.text(("Attachments", "bold"), ": none"))
+
+
+def lineage_rows(lineage: dict[str, Any]) -> list[tuple[str, str]]:
+    """``models:show``'s lines for an image's lineage: git commit (and whether the work tree was
+    dirty), Python, platform, the model's package, and where a copy came from."""
+    rows = []
+    git = lineage.get("git")
+    if isinstance(git, dict) and git.get("commit"):
+        dirty = {True: " (dirty: uncommitted changes)", False: " (clean)"}.get(git.get("dirty"),
+                                                                           " (dirty: unknown)")
+        rows.append(("git", f"{render.safe_line(git['commit'])}{dirty}"))
+    if lineage.get("python"):
+        rows.append(("python", render.safe_line(lineage["python"])))
+    if lineage.get("platform"):
+        rows.append(("platform", render.safe_line(lineage["platform"])))
+    package = lineage.get("package")
+    if isinstance(package, dict):
+        name = package.get("distribution") or package.get("module") or "?"
+        rows.append(("package", f"{render.safe_line(name)} {render.safe_line(package.get('version') or '(version unknown)')}"))
+    origin = lineage.get("copied_from")
+    if isinstance(origin, dict):
+        rows.append(("copied from", render.safe_line(
+            f"{origin.get('store')} {origin.get('project')}/{origin.get('repository')}:"
+            f"{origin.get('version')}")))
+    return rows
 
 
 # -- models:download -------------------------------------------------------------------------------

@@ -1,0 +1,158 @@
+"""``roro fsck``, ``roro gc``, ``roro index --rebuild`` and ``roro models:delete`` (docs/trust.md)."""
+
+from __future__ import annotations
+
+import click
+
+from ..names import parse_refspec
+from . import render
+from .errors import EXIT_INTEGRITY
+
+json_option = click.option("--json", "as_json", is_flag=True,
+                           help="Print one JSON document instead of text (schema: docs/cli.md).")
+
+
+def _store(state):
+    """The store the global options (or roro.yml, or $RORO_HOME) name; checks cover all of it.
+
+    A store that does not exist yet is refused rather than reported clean: checking a mistyped
+    path should not say "ok" (nor create an index there)."""
+    from ..errors import NotFoundError
+    store = state.project.store
+    if not store.is_initialized():
+        raise NotFoundError(f"{store.url} is not a roro store (it has no roro.json); check "
+                            f"--store, RORO_STORE or the store in roro.yml")
+    return store
+
+
+# -- fsck ------------------------------------------------------------------------------------------
+@click.command("fsck")
+@click.option("--read-data", is_flag=True,
+              help="Also re-hash every object in the store (reads every byte).")
+@json_option
+@click.pass_context
+def fsck(ctx: click.Context, read_data: bool, as_json: bool) -> None:
+    """Check the store: every ref log, and that every object a live version reaches exists.
+
+    Each problem is one line naming the repository, version and digest (expected and actual).
+    Objects no version reaches are reported as information (gc removes them), not as problems.
+    Exits 0 when the store is clean, 4 when there is a problem.
+    """
+    from ..check import fsck as run_fsck
+    report = run_fsck(_store(ctx.obj), read_data=read_data)
+    if as_json:
+        render.emit_json(report.to_dict())
+    else:
+        out = render.console()
+        for problem in report.problems:
+            out.print(render.text(("error", "bold red"), " ", render.safe_line(problem)))
+        if report.unreferenced:
+            out.print(render.text(("info", "bold"), f" {len(report.unreferenced)} unreferenced "
+                                  f"object{'s' * (len(report.unreferenced) != 1)} (a deleted "
+                                  f"version or a crashed save; 'roro gc' removes them)"))
+        verdict = ("ok", "bold green") if report.ok else ("FAILED", "bold red")
+        out.print(render.text(
+            verdict, f": {report.repositories} repositories, {report.events} events, "
+            f"{report.versions} versions, {report.objects} objects ({report.verified} verified), "
+            f"{len(report.unreferenced)} unreferenced, {len(report.problems)} "
+            f"problem{'s' * (len(report.problems) != 1)} in {report.seconds:.1f} s"))
+    if not report.ok:
+        ctx.exit(EXIT_INTEGRITY)
+
+
+# -- gc --------------------------------------------------------------------------------------------
+@click.command("gc")
+@click.option("--dry-run", is_flag=True, help="Show what would be deleted; delete nothing.")
+@click.option("--grace", "grace", metavar="DURATION", default="24h", show_default=True,
+              help="Spare objects younger than this (90s, 30m, 24h, 7d, 2w, 1h30m or seconds), "
+                   "so that saves in flight are never robbed. 0 spares nothing.")
+@json_option
+@click.pass_obj
+def gc(state, dry_run: bool, grace: str, as_json: bool) -> None:
+    """Delete objects that no live version reaches and that are older than the grace period.
+
+    Runs fsck first and deletes nothing if the store has a problem that makes it unknown what is
+    still needed (exit 4). Prints what it frees (or, with --dry-run, would free): count and bytes.
+    """
+    from ..check import gc as run_gc
+    from ..check import parse_duration
+    grace_seconds = parse_duration(grace)
+    report = run_gc(_store(state), grace_seconds=grace_seconds, dry_run=dry_run)
+    if as_json:
+        render.emit_json(report.to_dict())
+        return
+    out = render.console()
+    verb = "Would delete" if dry_run else "Deleted"
+    n = len(report.deleted)
+    line = render.text(verb, " ", (f"{n} object{'s' * (n != 1)}", "bold"))
+    if report.temp_files:
+        t = len(report.temp_files)
+        line.append(f" and {t} temporary file{'s' * (t != 1)}")
+    line.append(", freeing " if not dry_run else ", which frees ")
+    line.append(render.human_size(report.freed_bytes), style="bold")
+    line.append(f" ({report.freed_bytes} bytes); {report.objects} objects in the store, "
+                f"{report.unreferenced} unreferenced, {report.kept_young} kept as younger than "
+                f"{grace} ({render.human_size(report.kept_young_bytes)}).")
+    out.print(line)
+    if report.missing_blobs:
+        out.print(render.text(("warning", "bold yellow"), f" {report.missing_blobs} blob(s) that "
+                              f"live versions need are missing; run 'roro fsck'"))
+    if dry_run and (n or report.temp_files):
+        out.print("Run again without --dry-run to delete them.")
+
+
+# -- index --rebuild -------------------------------------------------------------------------------
+@click.command("index")
+@click.option("--rebuild", is_flag=True, help="Rebuild the local index from the store alone.")
+@json_option
+@click.pass_context
+def index(ctx: click.Context, rebuild: bool, as_json: bool) -> None:
+    """Manage the local SQLite index (derived data: the store alone is the truth).
+
+    With --rebuild, index every repository of every project again from the store, with the same
+    answers; a repository whose log is broken is left out and named (exit 4, run 'roro fsck').
+    """
+    if not rebuild:
+        raise click.UsageError("nothing to do: pass --rebuild")
+    report = _store(ctx.obj).rebuild_index()
+    if as_json:
+        render.emit_json(report.to_dict())
+    else:
+        out = render.console()
+        for name, error in report.failed.items():
+            out.print(render.text(("error", "bold red"), " ", render.safe_line(name), ": ",
+                                  render.safe_line(error)))
+        out.print(render.text(
+            "Rebuilt ", (render.safe_line(report.index), "bold"), f": {report.projects} "
+            f"projects, {report.repositories} repositories, {report.versions} versions"
+            + (f", {len(report.failed)} left out (run 'roro fsck')" if report.failed else "")
+            + "."))
+    if not report.ok:
+        ctx.exit(EXIT_INTEGRITY)
+
+
+# -- models:delete ---------------------------------------------------------------------------------
+@click.command("models:delete")
+@click.argument("spec", metavar="NAME:VERSION")
+@click.pass_obj
+def models_delete(state, spec: str) -> None:
+    """Delete one version (a ref-log event: the deletion is history too).
+
+    Refused while a tag points at the version: move or remove the tag first. Version numbers are
+    never reused; the objects become collectable by 'roro gc' unless another version shares them.
+    """
+    name, version, tag = parse_refspec(spec)
+    if version is None:
+        raise click.UsageError(f"give the version to delete as NAME:VERSION (a number), not "
+                               f"{spec!r}")
+    repo = state.project.get_model_repository(name)
+    deleted = repo.delete_version(version)
+    ref = (render.ref(name, version), "bold yellow")
+    if deleted:
+        render.console().print(render.text("Deleted ", ref, "; 'roro gc' frees its objects after "
+                                           "the grace period."))
+    else:
+        render.console().print(render.text(ref, " was already deleted."))
+
+
+COMMANDS = [fsck, gc, index, models_delete]
