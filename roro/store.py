@@ -109,7 +109,8 @@ class Store:
         if index is None:
             from .refs.index import Index
             index = self._local.index = Index(self.index_path())
-            index.bind_store(self.store_id())
+            if self.is_initialized():  # an index is bound to a store id only once there is one
+                index.bind_store(self._store_id)
         return index
 
     def local_paths(self) -> list[str]:
@@ -146,6 +147,9 @@ class Store:
             if marker is None:
                 return False
             self._store_id = marker["id"]
+            idx = getattr(self._local, "index", None)
+            if idx is not None:  # opened while the store did not exist yet
+                idx.bind_store(self._store_id)
         return True
 
     def store_id(self) -> str:

@@ -8,6 +8,7 @@ import time
 import tracemalloc
 
 import pytest
+from conftest import make_store_url
 
 from roro import IntegrityError, InvalidMetadataError, Project
 from roro.metadata import MAX_DEPTH, MAX_KEYS, MAX_TOTAL_BYTES, MAX_VALUE_BYTES
@@ -17,9 +18,12 @@ from roro.refs.events import parse_event
 MiB = 1 << 20
 
 
-@pytest.fixture
-def image(store_url):
-    return Project("p", store=store_url).get_model_repository("m").new_image("model")
+@pytest.fixture(params=["memory", "folder"])
+def image(request, tmp_path):
+    """Metadata is refused when set, before any store is touched, so local stores suffice; and
+    tracemalloc would count the allocations of an in-process moto server's threads too."""
+    url = make_store_url(request.param, tmp_path)
+    return Project("p", store=url).get_model_repository("m").new_image("model")
 
 
 def nested_list(depth):

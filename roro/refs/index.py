@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 60_000
+REFRESH_ATTEMPTS = 20
 #: What the ``metadata`` column holds instead of a top-level string containing U+0000: SQLite's
 #: JSON functions (3.40) end such a string at the NUL, so it is indexed as an object, which no
 #: query literal can match (see docs/query.md).
@@ -62,6 +63,11 @@ class Index:
             return
         self._begin()
         try:
+            # Re-check under the write lock: another process may have created the schema (and
+            # indexed rows) between our look and our lock; dropping it then would lose them.
+            if "meta" in db.table_names() and self._meta("schema") == str(SCHEMA_VERSION):
+                self._commit()
+                return
             for name in ("meta", "repositories", "versions", "tags", "tag_events"):
                 db.execute(f"DROP TABLE IF EXISTS [{name}]")
             db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
@@ -143,27 +149,36 @@ class Index:
                 known_manifests: dict[str, bytes] | None = None) -> dict[str, Any] | None:
         """Apply the events of ``log`` that are not indexed yet; return the repository row."""
         project, name = log.project, log.repository
-        row = self.repository(project, name)
-        seq = row["last_seq"] if row else 0
-        events = log.read_after(seq)
-        if not events:
-            return row
-        manifests = self._fetch_manifests(_needing_manifests(events), objects,
-                                          known_manifests or {})
-        self._begin()
-        try:
-            view = _SqlView(self.db, project, name)
-            for event in events:
-                if event.seq <= view.last_seq:
-                    continue  # applied meanwhile by another process
-                check_event(view, event, name)
-                view.apply(event, manifests.get(event.payload.get("image")))
-            crash_point("during-index-update")
-            self._commit()
-        except BaseException:
-            self._rollback()
-            raise
-        return self.repository(project, name)
+        for _ in range(REFRESH_ATTEMPTS):
+            row = self.repository(project, name)
+            seq = row["last_seq"] if row else 0
+            events = log.read_after(seq)
+            if not events:
+                return row
+            manifests = self._fetch_manifests(_needing_manifests(events), objects,
+                                              known_manifests or {})
+            self._begin()
+            try:
+                view = _SqlView(self.db, project, name)
+                if view.last_seq < seq:
+                    # The index lost rows since we looked (another process rebuilt it or bound
+                    # it to a recreated store): read the log again from where it now stands.
+                    self._rollback()
+                    continue
+                for event in events:
+                    if event.seq <= view.last_seq:
+                        continue  # applied meanwhile by another process
+                    check_event(view, event, name)
+                    view.apply(event, manifests.get(event.payload.get("image")))
+                crash_point("during-index-update")
+                self._commit()
+            except BaseException:
+                self._rollback()
+                raise
+            return self.repository(project, name)
+        raise StoreError(f"the index {self.path} kept changing under {project}/{name} while it was "
+                         f"refreshed; try again")
+
 
     def rebuild_repository(self, log: RefLog, objects: ObjectStore) -> dict[str, Any] | None:
         """Index one repository again from its whole log, replacing its rows in one transaction.
