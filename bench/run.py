@@ -392,7 +392,8 @@ def bench_browse(ctx: dict[str, Any], res: Results) -> None:
             fn()
             roro_t = timed(fn, calls)
             sql, args = raw[op]
-            base_t = timed(lambda sql=sql, args=args: conn.execute(sql, args).fetchall(), calls)
+            base_t = timed(lambda sql=sql, args=args, conn=conn: conn.execute(sql, args).fetchall(),
+                           calls)
             p95 = pct(roro_t, 0.95) * 1000
             api[n][op] = p95
             res.add(f"API {op} @ {n:,} (p95)", p95, pct(base_t, 0.95) * 1000, "ms",
@@ -428,9 +429,9 @@ def bench_browse(ctx: dict[str, Any], res: Results) -> None:
 
 # -- sync ------------------------------------------------------------------------------------------
 def bench_sync(ctx: dict[str, Any], res: Results) -> None:
-    import roro
     from s3servers import create_bucket, s3_client
 
+    import roro
     from roro.storage.layout import log_key
     endpoint = ctx["endpoint"]()
     if "small_store" not in ctx:
@@ -467,7 +468,7 @@ def bench_sync(ctx: dict[str, Any], res: Results) -> None:
     res.add(f"sync 1 new version into {held:,} (requests)", report.request_count, len(payload),
             "requests", ratio=len(payload) / report.request_count, target="", met=None,
             note="baseline: one PUT per new object and event")
-    res.add("sync 1 new version (seconds)", report.elapsed, base, "s", target="", met=None)
+    res.add("sync 1 new version (time)", report.elapsed * 1000, base * 1000, "ms")
     res.add(f"initial sync of {held:,} versions (seconds)", initial, None, "s")
     res.details["sync"] = {"incremental": report.to_dict(), "initial_seconds": initial,
                            "initial": {k: v for k, v in first.to_dict().items()
@@ -554,6 +555,11 @@ def main() -> int:
             print(f"  (SeaweedFS up at {url} in {time.perf_counter() - t:.1f} s)", flush=True)
         return ctx["endpoint_url"]
 
+    # Byte-compile roro first: with PYTHONDONTWRITEBYTECODE (set on some CI machines) every
+    # `roro` process would otherwise compile roro's sources again, which no installed copy does.
+    subprocess.run([sys.executable, "-m", "compileall", "-q", os.path.join(ROOT, "roro")],
+                   check=True, env={k: v for k, v in ENV.items()
+                                    if k != "PYTHONDONTWRITEBYTECODE"})
     ctx: dict[str, Any] = {"sizes": SIZES[opts.mode], "tmp": tmp, "endpoint": endpoint}
     results = Results()
     started = time.perf_counter()
