@@ -42,7 +42,7 @@ def main() -> None:
         import cloudpickle  # noqa: F401 - imported before the measurement, as roro imports it
         import numpy  # noqa: F401
     if op in ("pickle-save", "roro-save"):
-        model = make_model(args["size"])
+        model = make_model(args["size"], args.get("seed", 1))
     if op.startswith("roro"):
         import roro
         project = roro.Project("bench", roro.Store(args["store"]))
