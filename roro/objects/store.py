@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, BinaryIO
@@ -21,10 +20,6 @@ from ..storage.layout import OBJECTS_PREFIX, digest_from_object_key, object_key
 from .canonical import canonical_json, loads
 
 CHUNK = 1 << 20
-#: Writes at least this large are hashed on a helper thread while the file is written (and
-#: fsynced): sha256 (~1 GB/s) and the write both release the GIL, so a big model's save costs
-#: max(hash, write) instead of their sum.
-PARALLEL_HASH_MIN = 4 << 20
 
 
 class HashingWriter:
@@ -34,13 +29,7 @@ class HashingWriter:
         fd, self.path = tempfile.mkstemp(dir=directory, prefix="obj-", suffix=".tmp")
         self._file = os.fdopen(fd, "wb")
         self._hasher = new_hasher()
-        self._hashing: threading.Thread | None = None  # hashing the previous big write
         self.size = 0
-
-    def _wait_for_hash(self) -> None:
-        if self._hashing is not None:
-            self._hashing.join()
-            self._hashing = None
 
     def write(self, data) -> int:
         """Write a bytes-like object: bytes, bytearray, a memoryview, or the
@@ -49,13 +38,7 @@ class HashingWriter:
         view = memoryview(data)
         if view.ndim != 1 or view.itemsize != 1:
             view = view.cast("B") if view.c_contiguous else memoryview(view.tobytes())
-        self._wait_for_hash()  # updates stay in write order
-        if view.nbytes >= PARALLEL_HASH_MIN:
-            self._hashing = threading.Thread(target=self._hasher.update, args=(view,),
-                                             name="roro-hash", daemon=True)
-            self._hashing.start()
-        else:
-            self._hasher.update(view)
+        self._hasher.update(view)
         self._file.write(view)
         self.size += view.nbytes
         return view.nbytes
@@ -71,11 +54,9 @@ class HashingWriter:
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
-        self._wait_for_hash()
         return digest_of_hasher(self._hasher)
 
     def discard(self) -> None:
-        self._wait_for_hash()
         if not self._file.closed:
             self._file.close()
         try:
