@@ -31,5 +31,10 @@ test: install-test
 lint: install-test
 	$(PYTHON) -m ruff check roro tests
 
+# Benchmarks (bench/README.md): roro against the raw baseline; BENCH_ARGS=--full for real sizes.
+BENCH_ARGS ?= --quick
+bench: install-test
+	$(PYTHON) bench/run.py $(BENCH_ARGS)
+
 clean:
 	rm -rf $(DEMO_HOME) build dist *.egg-info .pytest_cache .hypothesis

@@ -23,9 +23,16 @@ CHUNK = 1 << 20
 
 
 class HashingWriter:
-    """A binary file-like sink that hashes bytes while writing them to a temporary file."""
+    """A binary file-like sink that hashes bytes while writing them to a temporary file.
+
+    In a backend's own ``directory`` (a folder store, which links the file into place) the file
+    is fsynced by :meth:`finish`; a spool in the system's temp directory (``directory`` None: S3,
+    memory) is only a source to upload or copy, whose durability is the backend's business, so
+    it is not (an fsync of a 128 MiB spool cost ~0.3 s of a 1.6 s S3 save).
+    """
 
     def __init__(self, directory: str | None):
+        self._durable = directory is not None
         fd, self.path = tempfile.mkstemp(dir=directory, prefix="obj-", suffix=".tmp")
         self._file = os.fdopen(fd, "wb")
         self._hasher = new_hasher()
@@ -50,9 +57,11 @@ class HashingWriter:
         self._file.flush()
 
     def finish(self) -> str:
-        """Flush and fsync the file; return the digest of everything written."""
+        """Flush (and fsync, in a backend's directory) the file; return the digest of
+        everything written."""
         self._file.flush()
-        os.fsync(self._file.fileno())
+        if self._durable:
+            os.fsync(self._file.fileno())
         self._file.close()
         return digest_of_hasher(self._hasher)
 

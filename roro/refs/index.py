@@ -9,9 +9,12 @@ the position so concurrent refreshers never apply an event twice.
 
 from __future__ import annotations
 
+import importlib.abc
 import json
 import os
 import sqlite3
+import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -36,9 +39,42 @@ REFRESH_ATTEMPTS = 20
 NUL_STRING_PLACEHOLDER = {"roro:string-with-nul": True}
 
 
+#: Modules that sqlite-utils imports at import time, if installed, only to map their scalar types to
+#: column types (which roro never uses): numpy alone costs ~0.15 s, half of a `roro models:log`.
+_SQLITE_UTILS_OPTIONAL = frozenset({"numpy", "pandas"})
+
+
+class _HideOptional(importlib.abc.MetaPathFinder):
+    """Refuses :data:`_SQLITE_UTILS_OPTIONAL` to one thread only (the one importing sqlite-utils),
+    so another thread importing numpy meanwhile is not affected."""
+
+    def __init__(self) -> None:
+        self.thread = threading.get_ident()
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name in _SQLITE_UTILS_OPTIONAL and threading.get_ident() == self.thread:
+            raise ModuleNotFoundError(f"{name} hidden from sqlite-utils by roro", name=name)
+        return None
+
+
+def _import_sqlite_utils() -> Any:
+    """``sqlite_utils``, imported on first use (``roro --help`` never needs it) without pulling in
+    numpy or pandas when the process has not imported them itself."""
+    module = sys.modules.get("sqlite_utils")
+    if module is not None:
+        return module
+    finder = _HideOptional()
+    sys.meta_path.insert(0, finder)
+    try:
+        import sqlite_utils
+    finally:
+        sys.meta_path.remove(finder)
+    return sqlite_utils
+
+
 class Index:
     def __init__(self, path: str):
-        import sqlite_utils  # imported on first use: it costs ~0.1 s, too much for `roro --help`
+        sqlite_utils = _import_sqlite_utils()
 
         self.path = path
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -46,7 +82,9 @@ class Index:
             conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
         except sqlite3.Error as e:
             raise StoreError(f"cannot open the index {path}: {e}") from e
-        self.db = sqlite_utils.Database(conn)
+        # No sqlite-utils plugins: the index is derived data that no third-party hook should
+        # change, and loading them scans every installed package (~15 ms per command).
+        self.db = sqlite_utils.Database(conn, execute_plugins=False)
         self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             self.db.enable_wal()

@@ -1,7 +1,7 @@
 """Search at 100,000 versions: build an index directly, then time queries through the real
 ``Index.search`` with queries compiled by ``roro.query``.
 
-    PYTHONPATH=. python benchmarks/bench_search.py [N]
+    PYTHONPATH=. python bench/bench_search.py [N]
 
 Prints, for each query, the number of matches and the median time of 5 runs (full result and
 first page of 20), plus SQLite's query plan for the repository and project searches.

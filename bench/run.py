@@ -1,0 +1,632 @@
+"""roro's benchmark suite: roro and the raw baseline for the same work, in the same run.
+
+    python bench/run.py [--quick|--full] [--only NAME] [--keep]
+
+Prints one table (benchmark, roro, baseline, ratio, target, met/missed) and writes the same rows as
+JSON to ``bench/results/<timestamp>.json``. ``ratio`` is baseline time / roro time (1.0 = as fast
+as the baseline, 0.8 = 80 % of its throughput). Starts and stops its own SeaweedFS.
+
+Benchmarks (``--only`` takes one of these names, or several separated by commas):
+``startup``, ``big_folder``, ``small_saves``, ``dedup``, ``browse``, ``big_s3``, ``sync``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+sys.path.insert(0, ROOT)
+
+MiB = 1 << 20
+SIZES = {
+    "quick": {"big": 128 * MiB, "small_saves": 1000, "browse": (1_000, 10_000, 100_000),
+              "browse_calls": 50, "process_runs": 10, "startup_runs": 10, "big_runs": 3},
+    "full": {"big": 1024 * MiB, "small_saves": 1000, "browse": (1_000, 10_000, 100_000),
+             "browse_calls": 200, "process_runs": 20, "startup_runs": 20, "big_runs": 3},
+}
+PROJECT = "bench"
+
+ENV = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+
+# -- results ---------------------------------------------------------------------------------------
+class Results:
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+        self.details: dict[str, Any] = {}
+
+    def add(self, benchmark: str, roro: float | None, baseline: float | None, unit: str, *,
+            ratio: float | None = None, target: str = "", met: bool | None = None,
+            note: str = "") -> None:
+        """One row. For times (``unit`` s or ms) the ratio defaults to baseline / roro."""
+        if ratio is None and roro and baseline and unit in ("s", "ms"):
+            ratio = baseline / roro
+        row = {"benchmark": benchmark, "roro": roro, "baseline": baseline, "unit": unit,
+               "ratio": ratio, "target": target, "met": met, "note": note}
+        self.rows.append(row)
+        print(f"  {benchmark}: {fmt(roro, unit)} (baseline {fmt(baseline, unit)})"
+              f"{'  ' + verdict(met) if met is not None else ''}", flush=True)
+
+
+def fmt(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    if unit == "B":
+        return f"{value / MiB:,.1f} MiB" if value >= MiB else f"{value / 1024:,.1f} KiB"
+    if unit == "MiB/s":
+        return f"{value:,.0f} MiB/s"
+    if unit in ("ms", "s"):
+        return f"{value:,.1f} {unit}" if value < 100 else f"{value:,.0f} {unit}"
+    return f"{value:,.0f} {unit}".strip()
+
+
+def verdict(met: bool | None) -> str:
+    return "" if met is None else ("met" if met else "MISSED")
+
+
+def table(results: Results) -> str:
+    head = ("benchmark", "roro", "baseline", "ratio", "target", "met")
+    lines = [[r["benchmark"], fmt(r["roro"], r["unit"]), fmt(r["baseline"], r["unit"]),
+              f"{r['ratio']:.2f}" if r["ratio"] is not None else "-", r["target"],
+              verdict(r["met"]) or "-"] for r in results.rows]
+    widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h)
+              for i, h in enumerate(head)]
+    out = ["| " + " | ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)) + " |",
+           "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    for line in lines:
+        out.append("| " + " | ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) + " |")
+    return "\n".join(out)
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+def child(op: str, **args: Any) -> dict[str, Any]:
+    """Run ``bench/child.py OP`` in a fresh process; its JSON result."""
+    env = {**ENV, **args.pop("env", {})}
+    out = subprocess.run([sys.executable, os.path.join(HERE, "child.py"), op, json.dumps(args)],
+                         env=env, check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+
+
+def timed(fn: Callable[[], Any], runs: int) -> list[float]:
+    out = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def process_times(argv: list[str], runs: int, env: dict[str, str] | None = None) -> list[float]:
+    def run() -> None:
+        subprocess.run(argv, env=env or ENV, check=True, stdout=subprocess.DEVNULL)
+    run()  # warm the page cache and the bytecode cache
+    return timed(run, runs)
+
+
+def du(path: str) -> int:
+    total = 0
+    for dirpath, _, files in os.walk(path):
+        for name in files:
+            total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+    return total
+
+
+def median_run(runs: int, op: str, **args: Any) -> dict[str, Any]:
+    """``child(op)`` ``runs`` times (``args`` may be a function of the run number); the run with
+    the median time, with every time under ``all``."""
+    out = []
+    for i in range(runs):
+        out.append(child(op, **(args["each"](i) if "each" in args else args)))
+    out.sort(key=lambda r: r["seconds"])
+    mid = dict(out[len(out) // 2])
+    mid["all"] = [round(r["seconds"], 4) for r in out]
+    return mid
+
+
+# -- benchmarks ------------------------------------------------------------------------------------
+def bench_startup(ctx: dict[str, Any], res: Results) -> None:
+    runs = ctx["sizes"]["startup_runs"]
+    py = sys.executable
+    imports = [child("import-roro")["seconds"] for _ in range(runs)]
+    # The baseline: the same interpreter importing the standard modules roro needs at import.
+    base = process_times([py, "-c", "pass"], runs)
+    res.add("import roro (in-process)", statistics.median(imports) * 1000, None, "ms",
+            target="<= 150 ms", met=statistics.median(imports) <= 0.150)
+    helps = process_times([py, "-m", "roro.cli", "--help"], runs)
+    res.add("roro --help (whole process)", statistics.median(helps) * 1000,
+            statistics.median(base) * 1000, "ms", target="<= 300 ms",
+            met=statistics.median(helps) <= 0.300, note="baseline: python -c pass")
+
+
+def bench_big_folder(ctx: dict[str, Any], res: Results) -> None:
+    size = ctx["sizes"]["big"]
+    tmp = ctx["tmp"]
+    pkl, store = os.path.join(tmp, "big.pkl"), os.path.join(tmp, "big-store")
+    runs = ctx["sizes"]["big_runs"]
+    # Each run saves a different model (a repeated one would be deduplicated); loads read the last.
+    base_save = median_run(runs, "pickle-save", each=lambda i: {"size": size, "path": pkl,
+                                                                "seed": i})
+    roro_save = median_run(runs, "roro-save", each=lambda i: {"size": size, "store": store,
+                                                              "seed": i})
+    base_load = median_run(runs, "pickle-load", size=size, path=pkl)
+    roro_load = median_run(runs, "roro-load", size=size, store=store)
+    mb = size / MiB
+    label = f"{mb:.0f} MiB"
+    res.add(f"big save, folder ({label})", mb / roro_save["seconds"], mb / base_save["seconds"],
+            "MiB/s", ratio=base_save["seconds"] / roro_save["seconds"], target=">= 0.8x",
+            met=base_save["seconds"] / roro_save["seconds"] >= 0.8)
+    res.add(f"big load, folder ({label})", mb / roro_load["seconds"], mb / base_load["seconds"],
+            "MiB/s", ratio=base_load["seconds"] / roro_load["seconds"], target=">= 0.9x",
+            met=base_load["seconds"] / roro_load["seconds"] >= 0.9)
+    save_added = roro_save["hwm"] - roro_save["rss_before"]
+    base_added = base_save["hwm"] - base_save["rss_before"]
+    res.add("peak RSS added by save", save_added, base_added, "B", target="<= 64 MiB",
+            met=save_added <= 64 * MiB, note="VmHWM - VmRSS before the save; model already built")
+    # A load must hold the model itself; what counts is what it needs beyond it.
+    load_added = roro_load["hwm"] - roro_load["rss_before"] - size
+    base_load_added = base_load["hwm"] - base_load["rss_before"] - size
+    res.add("peak RSS added by load (beyond model)", load_added, base_load_added, "B",
+            target="<= 64 MiB", met=load_added <= 64 * MiB)
+    res.details["big_folder"] = {"size": size, "pickle_save": base_save, "roro_save": roro_save,
+                                 "pickle_load": base_load, "roro_load": roro_load}
+    os.unlink(pkl)
+    shutil.rmtree(store)
+
+
+def bench_big_s3(ctx: dict[str, Any], res: Results) -> None:
+    from s3servers import create_bucket
+    size = ctx["sizes"]["big"]
+    tmp, endpoint = ctx["tmp"], ctx["endpoint"]()
+    bucket = create_bucket(endpoint)
+    pkl = os.path.join(tmp, "big-s3.pkl")
+    child("pickle-save", size=size, path=pkl)
+    url = f"s3://{bucket}/roro"
+    runs = ctx["sizes"]["big_runs"]
+    base_up = median_run(runs, "s3-upload", endpoint=endpoint, bucket=bucket,
+                         key="baseline/big.pkl", path=pkl)
+    roro_save = median_run(runs, "roro-save", each=lambda i: {
+        "size": size, "store": url, "seed": 100 + i,
+        "env": {"RORO_CACHE_DIR": os.path.join(tmp, f"cache-save-{i}")}})
+    down = os.path.join(tmp, "big-s3-down.pkl")
+    base_down = median_run(runs, "s3-download", endpoint=endpoint, bucket=bucket,
+                           key="baseline/big.pkl", path=down)
+    # A fresh cache each time: the load downloads, verifies and unpickles.
+    roro_load = median_run(runs, "roro-load", each=lambda i: {
+        "size": size, "store": url, "env": {"RORO_CACHE_DIR": os.path.join(tmp, f"cache-load-{i}")}})
+    mb = size / MiB
+    label = f"{mb:.0f} MiB"
+    r_save = base_up["seconds"] / roro_save["seconds"]
+    r_load = base_down["seconds"] / roro_load["seconds"]
+    res.add(f"big save, SeaweedFS ({label})", mb / roro_save["seconds"], mb / base_up["seconds"],
+            "MiB/s", ratio=r_save, target=">= 0.8x", met=r_save >= 0.8,
+            note="baseline: upload_file of the pickle (no pickling)")
+    res.add(f"big load, SeaweedFS ({label})", mb / roro_load["seconds"],
+            mb / base_down["seconds"], "MiB/s", ratio=r_load, target=">= 0.8x", met=r_load >= 0.8,
+            note="baseline: download_file (no unpickling)")
+    res.add("peak RSS added by S3 save", roro_save["hwm"] - roro_save["rss_before"],
+            base_up["hwm"] - base_up["rss_before"], "B", target="", met=None)
+    res.add("peak RSS added by S3 load (beyond model)",
+            roro_load["hwm"] - roro_load["rss_before"] - size,
+            base_down["hwm"] - base_down["rss_before"], "B", target="", met=None)
+    res.details["big_s3"] = {"size": size, "upload": base_up, "roro_save": roro_save,
+                             "download": base_down, "roro_load": roro_load}
+    for path in (pkl, down):
+        os.unlink(path)
+    for i in range(runs):
+        shutil.rmtree(os.path.join(tmp, f"cache-save-{i}"), ignore_errors=True)
+        shutil.rmtree(os.path.join(tmp, f"cache-load-{i}"), ignore_errors=True)
+
+
+def small_model(i: int):
+    import numpy as np
+    return {"weights": np.random.default_rng(i).integers(0, 255, 100_000, dtype=np.uint8),
+            "i": i}
+
+
+def small_metadata(i: int) -> dict[str, Any]:
+    return {"Accuracy": 0.7 + (i % 250) / 1000, "epochs": i % 50, "lr": 0.001 * (1 + i % 7),
+            "Input-Data-Source": f"s3://credit/{i % 12}", "notes": f"run {i}"}
+
+
+def bench_small_saves(ctx: dict[str, Any], res: Results) -> None:
+    import cloudpickle
+
+    import roro
+    n = ctx["sizes"]["small_saves"]
+    store_path = ctx["small_store"] = os.path.join(ctx["tmp"], "small-store")
+    repo = roro.Project(PROJECT, roro.Store(store_path)).get_model_repository("small")
+    attachment = os.urandom(10 * 1024)
+    models = [small_model(i) for i in range(n)]
+    times = []
+    for i, model in enumerate(models):
+        t = time.perf_counter()
+        image = repo.new_model_image(model)
+        for key, value in small_metadata(i).items():
+            image[key] = value
+        image.attach("notes.bin", attachment)
+        image.save(comment=f"save {i}")
+        times.append(time.perf_counter() - t)
+    # Baseline: the same bytes as three files, each written and fsynced.
+    base_dir = os.path.join(ctx["tmp"], "small-baseline")
+    os.makedirs(base_dir)
+    base = []
+    for i, model in enumerate(models):
+        t = time.perf_counter()
+        for name, write in ((f"{i}.pkl", lambda f, m=model: cloudpickle.dump(m, f)),
+                            (f"{i}.json", lambda f, i=i: f.write(
+                                json.dumps(small_metadata(i)).encode())),
+                            (f"{i}.bin", lambda f: f.write(attachment))):
+            with open(os.path.join(base_dir, name), "wb") as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+        base.append(time.perf_counter() - t)
+    shutil.rmtree(base_dir)
+    med, p95 = statistics.median(times) * 1000, pct(times, 0.95) * 1000
+    res.add(f"small save median ({n} saves)", med, statistics.median(base) * 1000, "ms",
+            target="<= 10 ms", met=med <= 10,
+            note="baseline: cloudpickle + metadata JSON + attachment, 3 files fsynced")
+    res.add("small save p95", p95, pct(base, 0.95) * 1000, "ms")
+    res.details["small_saves"] = {"n": n, "ms": [round(x * 1000, 3) for x in times]}
+
+
+def bench_dedup(ctx: dict[str, Any], res: Results) -> None:
+    import cloudpickle
+
+    import roro
+    store_path = os.path.join(ctx["tmp"], "dedup-store")
+    repo = roro.Project(PROJECT, roro.Store(store_path)).get_model_repository("dedup")
+    model = {"weights": small_model(1)["weights"].repeat(100)}  # 10 MB
+    blob = len(cloudpickle.dumps(model))
+    digests = set()
+    for i in range(10):
+        image = repo.new_model_image(model)
+        image["i"] = i
+        image.save()
+        digests.add(image.manifest["model"]["digest"])
+    on_disk = du(os.path.join(store_path, "objects"))
+    res.add("dedup: 10 identical models, bytes on disk", on_disk, 10 * blob, "B",
+            ratio=10 * blob / on_disk, target="blob stored once",
+            met=len(digests) == 1 and on_disk < 2 * blob,
+            note="baseline: 10 pickle files")
+    shutil.rmtree(store_path)
+
+
+# -- browsing at scale -----------------------------------------------------------------------------
+def build_history(root: str, name: str, n: int) -> None:
+    """A folder store whose repository ``name`` has ``n`` versions (and tag ``production`` on the
+    middle one): real manifests and real ref-log events, written as plain files (without the
+    per-file fsync of the write path: this is set-up, not what is measured), then indexed by
+    ``Store.refresh``. One model blob is shared by every version."""
+    import cloudpickle
+
+    import roro
+    from roro.digests import digest_bytes
+    from roro.objects.canonical import canonical_json
+    from roro.objects.manifest import FORMAT
+    from roro.refs.events import make_event
+    from roro.storage.layout import log_key, object_key
+    store = roro.Store(root)
+    store.ensure_initialized()
+    model_bytes = cloudpickle.dumps({"weights": [0.5] * 100})
+    model = store.objects.put_bytes(model_bytes)
+    made_dirs: set[str] = set()
+
+    def write(key: str, data: bytes) -> None:
+        path = os.path.join(root, key)
+        parent = os.path.dirname(path)
+        if parent not in made_dirs:
+            os.makedirs(parent, exist_ok=True)
+            made_dirs.add(parent)
+        with open(path, "wb") as f:
+            f.write(data)
+
+    manifests: dict[str, bytes] = {}
+    base = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    prev = None
+    seq = 0
+    for i in range(n):
+        when = (base + dt.timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        manifest = {"format": FORMAT, "attachments": [], "author": "bench",
+                    "comment": f"save {i}", "metadata": {**small_metadata(i), "i": i},
+                    "timestamp": when, "lineage": {},
+                    "model": {"digest": model, "size": len(model_bytes),
+                              "serializer": "cloudpickle", "type": "builtins.dict",
+                              "python": platform.python_version(),
+                              "cloudpickle": cloudpickle.__version__}}
+        data = canonical_json(manifest)
+        digest = digest_bytes(data)
+        write(object_key(digest), data)
+        manifests[digest] = data
+        seq += 1
+        event = make_event(seq, prev, "version", "bench", when, version=i + 1, image=digest,
+                           comment=f"save {i}")
+        write(log_key(PROJECT, name, seq), event.raw)
+        prev = event.hash
+    seq += 1
+    event = make_event(seq, prev, "tag", "bench", when, tag="production", version=n // 2,
+                       previous=None)
+    write(log_key(PROJECT, name, seq), event.raw)
+    store.index.refresh(store.reflog(PROJECT, name), store.objects, manifests)
+    store.close()
+
+
+SEARCH = "Accuracy > 0.9 and \"Input-Data-Source\" = 's3://credit/3'"
+
+
+def bench_browse(ctx: dict[str, Any], res: Results) -> None:
+    import sqlite3
+
+    import roro
+    calls, runs = ctx["sizes"]["browse_calls"], ctx["sizes"]["process_runs"]
+    py = sys.executable
+    api: dict[int, dict[str, float]] = {}
+    for n in ctx["sizes"]["browse"]:
+        root = os.path.join(ctx["tmp"], f"browse-{n}")
+        t = time.perf_counter()
+        build_history(root, "big", n)
+        print(f"  (built {n:,} versions in {time.perf_counter() - t:.1f} s)", flush=True)
+        project = roro.Project(PROJECT, roro.Store(root))
+        repo = project.get_model_repository("big")
+        ops: dict[str, Callable[[], Any]] = {
+            "log -n 20": lambda repo=repo: [i.to_dict() for i in repo.list_model_images(20)],
+            "show NAME:TAG": lambda repo=repo: repo.get_model_image(tag="production").to_dict(),
+            "search": lambda repo=repo: repo.search(SEARCH, limit=20),
+        }
+        index_path = roro.Store(root).index_path()
+        conn = sqlite3.connect(index_path)
+        raw = {
+            "log -n 20": ("SELECT * FROM versions WHERE project = ? AND repository = ? "
+                          "AND deleted = 0 ORDER BY version DESC LIMIT 20", [PROJECT, "big"]),
+            "show NAME:TAG": ("SELECT v.* FROM tags t JOIN versions v ON v.project = t.project "
+                              "AND v.repository = t.repository AND v.version = t.version "
+                              "WHERE t.project = ? AND t.repository = ? AND t.tag = ?",
+                              [PROJECT, "big", "production"]),
+            "search": ("SELECT * FROM versions WHERE project = ? AND repository = ? AND "
+                       "deleted = 0 AND json_extract(metadata, '$.Accuracy') > 0.9 AND "
+                       "json_extract(metadata, '$.\"Input-Data-Source\"') = 's3://credit/3' "
+                       "ORDER BY version DESC LIMIT 20", [PROJECT, "big"]),
+        }
+        api[n] = {}
+        for op, fn in ops.items():
+            fn()
+            roro_t = timed(fn, calls)
+            sql, args = raw[op]
+            base_t = timed(lambda sql=sql, args=args, conn=conn: conn.execute(sql, args).fetchall(),
+                           calls)
+            p95 = pct(roro_t, 0.95) * 1000
+            api[n][op] = p95
+            res.add(f"API {op} @ {n:,} (p95)", p95, pct(base_t, 0.95) * 1000, "ms",
+                    target="<= 20 ms" if n == 100_000 else "",
+                    met=(p95 <= 20) if n == 100_000 else None,
+                    note="baseline: the same page read by sqlite3 from the index")
+        conn.close()
+        cli = [py, "-m", "roro.cli", "--store", root, "--project", PROJECT]
+        baseline_script = ("import sqlite3, json, sys; c = sqlite3.connect(sys.argv[1]); "
+                           "print(json.dumps(c.execute(sys.argv[2], sys.argv[3:]).fetchall()))")
+        for op, argv in (("log -n 20", ["models:log", "big", "-n", "20"]),
+                         ("show NAME:TAG", ["models:show", "big:production"])):
+            sql, args = raw[op]
+            roro_p = process_times(cli + argv, runs)
+            base_p = process_times([py, "-c", baseline_script, index_path, sql, *args], runs)
+            med = statistics.median(roro_p) * 1000
+            res.add(f"roro {op} @ {n:,} (process)", med, statistics.median(base_p) * 1000, "ms",
+                    target="<= 300 ms" if n == 100_000 else "",
+                    met=(med <= 300) if n == 100_000 else None,
+                    note="baseline: python + sqlite3 reading the same rows")
+        project.store.close()
+        shutil.rmtree(root)
+    sizes = ctx["sizes"]["browse"]
+    small, big = sizes[0], sizes[-1]
+    for op in api[small]:
+        growth = api[big][op] / api[small][op]
+        res.add(f"API {op}: p95 growth {small:,} -> {big:,}", api[big][op], api[small][op], "ms",
+                ratio=growth, target="<= 2x or +1 ms (flat)",
+                met=growth <= 2 or api[big][op] - api[small][op] <= 1,
+                note=f"roro column: at {big:,}; baseline column: at {small:,}")
+    res.details["browse_api_p95_ms"] = api
+
+
+# -- sync ------------------------------------------------------------------------------------------
+def bench_sync(ctx: dict[str, Any], res: Results) -> None:
+    from s3servers import create_bucket, s3_client
+
+    import roro
+    from roro.storage.layout import log_key
+    endpoint = ctx["endpoint"]()
+    if "small_store" not in ctx:
+        bench_small_saves(ctx, Results())
+    src_path = ctx["small_store"]
+    bucket = create_bucket(endpoint)
+    dst_url = f"s3://{bucket}/roro"
+    os.environ["RORO_CACHE_DIR"] = os.path.join(ctx["tmp"], "sync-cache")
+    t = time.perf_counter()
+    first = roro.sync(roro.Store(src_path), roro.Store(dst_url), project=PROJECT)
+    initial = time.perf_counter() - t
+    assert first.ok, first.summary()
+    held = first.events_appended
+    src = roro.Store(src_path)
+    repo = roro.Project(PROJECT, src).get_model_repository("small")
+    image = repo.new_model_image(small_model(10**6))
+    for key, value in small_metadata(10**6).items():
+        image[key] = value
+    image.attach("notes.bin", os.urandom(10 * 1024))
+    image.save(comment="one more")
+    report = roro.sync(roro.Store(src_path), roro.Store(dst_url), project=PROJECT)
+    assert report.ok and report.events_appended == 1, report.summary()
+    # The same again from stores already in use (a long-lived process: the S3 client and the
+    # conditional-write probe are paid already), with one more new version.
+    warm_src, warm_dst = roro.Store(src_path), roro.Store(dst_url)
+    roro.sync(warm_src, warm_dst, project=PROJECT)
+    more = roro.Project(PROJECT, warm_src).get_model_repository("small").new_model_image(
+        small_model(10**6 + 1))
+    more.save(comment="and one more")
+    warm = roro.sync(warm_src, warm_dst, project=PROJECT)
+    assert warm.ok and warm.events_appended == 1, warm.summary()
+    # Baseline: PUT the same 3 new objects and the event, nothing else (what a tool that knew
+    # the answer in advance would send).
+    client = s3_client(endpoint)
+    client.head_bucket(Bucket=bucket)
+    payload = [(f"baseline/{d}", src.backend.get(_object_key(d))) for d in _new_digests(image)]
+    payload.append(("baseline/" + log_key(PROJECT, "small", repo._refresh()["last_seq"]),
+                    b"{}"))
+    t = time.perf_counter()
+    for key, data in payload:
+        client.put_object(Bucket=bucket, Key=key, Body=data)
+    base = time.perf_counter() - t
+    res.add(f"sync 1 new version into {held:,} (requests)", report.request_count, len(payload),
+            "requests", ratio=len(payload) / report.request_count, target="", met=None,
+            note="baseline: one PUT per new object and event")
+    res.add("sync 1 new version (time, fresh stores)", report.elapsed * 1000, base * 1000, "ms",
+            note="includes creating the S3 client and the conditional-write probe")
+    res.add("sync 1 new version (requests, warm stores)", warm.request_count, 3, "requests",
+            ratio=3 / warm.request_count, note="model + manifest + event (attachment deduped)")
+    res.add("sync 1 new version (time, warm stores)", warm.elapsed * 1000, base * 1000, "ms")
+    res.add(f"initial sync of {held:,} versions (seconds)", initial, None, "s")
+    res.details["sync"] = {"incremental": report.to_dict(), "initial_seconds": initial,
+                           "incremental_warm": warm.to_dict(),
+                           "initial": {k: v for k, v in first.to_dict().items()
+                                       if k != "repositories"}}
+    client.close()
+
+
+def _object_key(digest: str) -> str:
+    from roro.storage.layout import object_key
+    return object_key(digest)
+
+
+def _new_digests(image) -> list[str]:
+    m = image.manifest
+    return [image.digest, m["model"]["digest"], *(a["digest"] for a in m["attachments"])]
+
+
+BENCHMARKS: dict[str, Callable[[dict[str, Any], Results], None]] = {
+    "startup": bench_startup,
+    "big_folder": bench_big_folder,
+    "small_saves": bench_small_saves,
+    "dedup": bench_dedup,
+    "browse": bench_browse,
+    # Last: SeaweedFS starts with the first of these and keeps a core busy now and then.
+    "big_s3": bench_big_s3,
+    "sync": bench_sync,
+}
+
+
+def machine() -> dict[str, Any]:
+    mem = 0
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                mem = int(line.split()[1]) * 1024
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f
+                        if line.startswith("model name")), "")
+    except OSError:
+        pass
+    disk = subprocess.run(["df", "-h", "--output=source,fstype,size", tempfile.gettempdir()],
+                          capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    return {"nproc": os.cpu_count(), "cpu": cpu, "memory_gib": round(mem / (1 << 30), 1),
+            "tmp_disk": disk, "python": platform.python_version(),
+            "platform": platform.platform()}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", dest="mode", action="store_const", const="quick")
+    mode.add_argument("--full", dest="mode", action="store_const", const="full")
+    parser.add_argument("--only", help="comma-separated benchmark names: " + ", ".join(BENCHMARKS))
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    opts = parser.parse_args()
+    opts.mode = opts.mode or "quick"
+    names = opts.only.split(",") if opts.only else list(BENCHMARKS)
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark(s) {unknown}; choose from {', '.join(BENCHMARKS)}")
+
+    from s3servers import _FOREIGN_AWS_VARS, DUMMY_CREDENTIALS, start_seaweedfs
+    for var in _FOREIGN_AWS_VARS:
+        os.environ.pop(var, None)
+    os.environ.update(DUMMY_CREDENTIALS, AWS_CONFIG_FILE=os.devnull,
+                      AWS_SHARED_CREDENTIALS_FILE=os.devnull)
+    ENV.update(os.environ, PYTHONPATH=ENV["PYTHONPATH"])
+    tmp = tempfile.mkdtemp(prefix="roro-bench-")
+    os.environ["RORO_HOME"] = os.path.join(tmp, "home")  # never the user's ~/.roro
+    os.environ["RORO_CACHE_DIR"] = os.path.join(tmp, "cache")
+    os.environ["RORO_AUTHOR"] = "bench"
+    ENV.update(RORO_HOME=os.environ["RORO_HOME"], RORO_CACHE_DIR=os.environ["RORO_CACHE_DIR"],
+               RORO_AUTHOR="bench")
+    stops: list[Callable[[], None]] = []
+
+    def endpoint() -> str:
+        if "endpoint_url" not in ctx:
+            t = time.perf_counter()
+            url, stop = start_seaweedfs(os.path.join(tmp, "seaweedfs"))
+            stops.append(stop)
+            ctx["endpoint_url"] = url
+            os.environ["AWS_ENDPOINT_URL"] = ENV["AWS_ENDPOINT_URL"] = url
+            print(f"  (SeaweedFS up at {url} in {time.perf_counter() - t:.1f} s)", flush=True)
+        return ctx["endpoint_url"]
+
+    # Byte-compile roro first: with PYTHONDONTWRITEBYTECODE (set on some CI machines) every
+    # `roro` process would otherwise compile roro's sources again, which no installed copy does.
+    subprocess.run([sys.executable, "-m", "compileall", "-q", os.path.join(ROOT, "roro")],
+                   check=True, env={k: v for k, v in ENV.items()
+                                    if k != "PYTHONDONTWRITEBYTECODE"})
+    ctx: dict[str, Any] = {"sizes": SIZES[opts.mode], "tmp": tmp, "endpoint": endpoint}
+    results = Results()
+    started = time.perf_counter()
+    info = machine()
+    print(f"roro benchmarks, {opts.mode} mode, on {info['nproc']} cores, "
+          f"{info['memory_gib']} GiB, Python {info['python']} ({tmp})", flush=True)
+    try:
+        for name in names:
+            print(f"[{name}]", flush=True)
+            t = time.perf_counter()
+            BENCHMARKS[name](ctx, results)
+            results.details.setdefault("seconds", {})[name] = round(time.perf_counter() - t, 1)
+    finally:
+        for stop in stops:
+            stop()
+        if not opts.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+    total = time.perf_counter() - started
+    print()
+    print(table(results))
+    missed = [r["benchmark"] for r in results.rows if r["met"] is False]
+    print(f"\n{len(missed)} target(s) missed; {total:.0f} s in all")
+    out_dir = os.path.join(HERE, "results")
+    os.makedirs(out_dir, exist_ok=True)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = os.path.join(out_dir, f"{stamp}.json")
+    with open(path, "w") as f:
+        json.dump({"mode": opts.mode, "machine": info, "started": stamp,
+                   "seconds": round(total, 1), "rows": results.rows,
+                   "details": results.details}, f, indent=1)
+    print(f"results: {os.path.relpath(path)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
