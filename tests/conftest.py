@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import tempfile
 from collections.abc import Callable
 
 import pytest
@@ -110,3 +111,23 @@ def examples(factory, local: int, remote: int) -> int:
     """How many hypothesis examples to run for a ``store_factory`` kind: every S3 request is a
     loopback round trip (and a new bucket per example), so S3 kinds run fewer of the same test."""
     return remote if factory.kind in S3_KINDS else local
+
+
+@pytest.fixture
+def spool_dir(tmp_path, monkeypatch) -> str:
+    """Point Python's temporary files (where saves to remote stores spool models) at an empty
+    directory, so a test can prove nothing is left behind."""
+    d = tmp_path / "tmp"
+    d.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(d))
+    return str(d)
+
+
+def save_image(repo, model, comment="", attachments=None, **meta):
+    """Save ``model`` into ``repo`` with metadata and ``{name: bytes}`` attachments."""
+    img = repo.new_image(model)
+    for k, v in meta.items():
+        img[k] = v
+    for name, data in (attachments or {}).items():
+        img.attach(name, data)
+    return img.save(comment=comment)

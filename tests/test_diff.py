@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import save_image as save
 
 from roro import Project, RoroError
 from roro.diff import ImageDiff
@@ -18,15 +19,6 @@ class Model:
 @pytest.fixture
 def repo(store_url):
     return Project("proj", store_url).get_model_repository("credit")
-
-
-def save(repo, model, comment="", attachments=None, **meta):
-    img = repo.new_image(model)
-    for k, v in meta.items():
-        img[k] = v
-    for name, data in (attachments or {}).items():
-        img.attach(name, data)
-    return img.save(comment=comment)
 
 
 def test_everything_that_can_change(repo):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 
 import pytest
 from botocore.response import StreamingBody
@@ -41,14 +40,6 @@ def unreachable(request):
 @pytest.fixture
 def url(s3_endpoint) -> str:
     return f"s3://{create_bucket(s3_endpoint)}/team"
-
-
-@pytest.fixture
-def spool_dir(tmp_path, monkeypatch) -> str:
-    d = tmp_path / "tmp"
-    d.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(d))
-    return str(d)
 
 
 @pytest.fixture

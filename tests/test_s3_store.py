@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 import time
 
 import pytest
@@ -26,15 +25,6 @@ MiB = 1 << 20
 @pytest.fixture
 def s3_url(s3_endpoint) -> str:
     return f"s3://{create_bucket(s3_endpoint)}/team"
-
-
-@pytest.fixture
-def spool_dir(tmp_path, monkeypatch) -> str:
-    """Point Python's temporary files (where saves spool models) at an empty directory."""
-    d = tmp_path / "tmp"
-    d.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(d))
-    return str(d)
 
 
 def bucket_keys(endpoint: str, url: str) -> list[str]:

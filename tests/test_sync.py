@@ -12,6 +12,7 @@ import tracemalloc
 
 import pytest
 from conftest import BACKENDS, make_store_url
+from conftest import save_image as save
 from s3servers import S3_KINDS, use_endpoint
 
 import roro
@@ -53,15 +54,6 @@ def pair(request, monkeypatch):
 
 
 # -- helpers --------------------------------------------------------------------------------------
-def save(repo, model, comment="", attachments=None, **meta):
-    img = repo.new_image(model)
-    for k, v in meta.items():
-        img[k] = v
-    for name, data in (attachments or {}).items():
-        img.attach(name, data)
-    return img.save(comment=comment)
-
-
 def delete_version(repo, version):
     """Append a ``delete`` event (the core has no public delete yet)."""
     repo._append(lambda row: ("delete", {"version": version}))
