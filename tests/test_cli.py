@@ -8,6 +8,8 @@ import json
 import os
 import pathlib
 import re
+import subprocess
+import sys
 
 import cloudpickle
 import pytest
@@ -621,3 +623,9 @@ def test_init_options_and_refusals(tmp_path, store_url):
     assert run("init", "--project", "Bad Name", ok=False).exit_code == 2
     assert run("init", "--store", "ftp://x", ok=False).exit_code == 1
     assert not (tmp_path / "roro.yml").exists()
+
+
+def test_python_dash_m_roro_is_the_roro_command(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "roro", "--help"], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0 and "models:log" in out.stdout
