@@ -55,9 +55,9 @@ def main(ctx: click.Context, store: str | None, project: str | None) -> None:
 
 
 def _register() -> None:
-    from . import init, models, query, sync, trust
+    from . import init, models, query, sync, trust, ui
     main.add_command(init.init)
-    for module in (models, query, trust, sync):
+    for module in (models, query, trust, sync, ui):
         for command in module.COMMANDS:
             main.add_command(command)
 

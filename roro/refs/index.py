@@ -1,7 +1,9 @@
 """The SQLite index: derived data, refreshed incrementally from the ref logs, rebuildable at will.
 
 Tables (one row per …): ``repositories`` (repository, with its log position), ``versions`` (saved
-version, with the manifest's metadata as JSON), ``tags`` (current tag), ``tag_events`` (tag move).
+version, with the manifest's metadata as JSON), ``tags`` (current tag), ``tag_events`` (tag move),
+``version_keys`` (top-level metadata key of a live version, with its value when it can be sorted:
+what sorting a page by a metadata key reads).
 Each refresh reads only the log entries after the last indexed one (one listing), fetches their
 manifests outside any lock, then applies them in one ``BEGIN IMMEDIATE`` transaction, re-checking
 the position so concurrent refreshers never apply an event twice.
@@ -30,13 +32,19 @@ from .state import check_event
 if TYPE_CHECKING:
     import sqlite_utils
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_MS = 60_000
 REFRESH_ATTEMPTS = 20
 #: What the ``metadata`` column holds instead of a top-level string containing U+0000: SQLite's
 #: JSON functions (3.40) end such a string at the NUL, so it is indexed as an object, which no
 #: query literal can match (see docs/query.md).
 NUL_STRING_PLACEHOLDER = {"roro:string-with-nul": True}
+#: Every table of the index: what a store-id change or ``reset`` empties.
+DATA_TABLES = ("repositories", "versions", "tags", "tag_events", "version_keys")
+#: The ``value`` of a ``version_keys`` row whose JSON value cannot be sorted (boolean, null, array,
+#: object): a BLOB, which SQLite orders after every number and string, so ``value < x''`` selects
+#: exactly the sortable rows, numbers (numerically) before strings (by code point).
+UNSORTABLE = b""
 
 
 #: Modules that sqlite-utils imports at import time, if installed, only to map their scalar types to
@@ -106,7 +114,7 @@ class Index:
             if "meta" in db.table_names() and self._meta("schema") == str(SCHEMA_VERSION):
                 self._commit()
                 return
-            for name in ("meta", "repositories", "versions", "tags", "tag_events"):
+            for name in ("meta", *DATA_TABLES):
                 db.execute(f"DROP TABLE IF EXISTS [{name}]")
             db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
             db.execute("""CREATE TABLE repositories (
@@ -129,6 +137,12 @@ class Index:
                 tag TEXT NOT NULL, version INTEGER, previous INTEGER, author TEXT, time TEXT,
                 PRIMARY KEY (project, repository, seq))""")
             db.execute("CREATE INDEX tag_events_by_tag ON tag_events (project, repository, tag, seq)")
+            # One B-tree (WITHOUT ROWID) that answers "versions ordered by key K" and, through
+            # its (project, repository, key) prefix, "which keys exist" (see sortable_keys).
+            db.execute("""CREATE TABLE version_keys (
+                project TEXT NOT NULL, repository TEXT NOT NULL, key TEXT NOT NULL,
+                value NOT NULL, version INTEGER NOT NULL,
+                PRIMARY KEY (project, repository, key, value, version)) WITHOUT ROWID""")
             db.execute("INSERT INTO meta VALUES ('schema', ?)", [str(SCHEMA_VERSION)])
             self._commit()
         except BaseException:
@@ -158,7 +172,7 @@ class Index:
         self._begin()
         try:
             if self._meta("store_id") != store_id:
-                for t in ("repositories", "versions", "tags", "tag_events"):
+                for t in DATA_TABLES:
                     self.db.execute(f"DELETE FROM [{t}]")
                 self.db.execute("INSERT OR REPLACE INTO meta VALUES ('store_id', ?)", [store_id])
             self._commit()
@@ -170,7 +184,7 @@ class Index:
         """Delete every indexed row (``roro index --rebuild`` then refreshes from the store)."""
         self._begin()
         try:
-            for t in ("repositories", "versions", "tags", "tag_events"):
+            for t in DATA_TABLES:
                 self.db.execute(f"DELETE FROM [{t}]")
             self._commit()
         except BaseException:
@@ -285,7 +299,7 @@ class Index:
 
     def _delete_repository(self, project: str, name: str) -> None:
         self.db.execute("DELETE FROM repositories WHERE project = ? AND name = ?", [project, name])
-        for t in ("versions", "tags", "tag_events"):
+        for t in ("versions", "tags", "tag_events", "version_keys"):
             self.db.execute(f"DELETE FROM [{t}] WHERE project = ? AND repository = ?",
                             [project, name])
 
@@ -415,6 +429,148 @@ class Index:
         self._optimize_once()
         return rows
 
+    # -- pages (the web UI): each a bounded query, keyset-paginated ------------------------------
+    def page(self, project: str, repository: str, *, where_sql: str | None = None,
+             params: tuple[Any, ...] | list[Any] = (),
+             functions: dict[str, tuple[int, Any]] | None = None, sort_key: str | None = None,
+             descending: bool = True, after: tuple[Any, ...] | None = None,
+             limit: int = 50) -> tuple[list[dict[str, Any]], tuple[Any, ...] | None]:
+        """One page of live versions and the cursor of the next page (None on the last one).
+
+        Rows hold ``version, image, time, author, comment`` (its first 500 characters) and
+        ``metadata`` (the JSON column). ``where_sql``/``params``/``functions`` are a compiled
+        query (as for :meth:`search`). Without ``sort_key`` the order is by version; with it, by
+        that top-level metadata key's value (numbers, then strings; ties by version) through
+        ``version_keys``, then the versions without a sortable value, newest first. ``after`` is
+        a cursor this method returned; each page costs O(limit) index steps (plus the rows a
+        ``where_sql`` filters out).
+        """
+        for name, (arity, fn) in (functions or {}).items():
+            self.db.conn.create_function(name, arity, fn, deterministic=True)
+        cols = ("v.version, v.image, v.time, v.author, substr(v.comment, 1, 500) AS comment, "
+                "v.metadata")
+        filt = f" AND ({where_sql})" if where_sql else ""
+        op, order = ("<", "DESC") if descending else (">", "ASC")
+
+        def run(sql: str, args: list[Any]) -> list[dict[str, Any]]:
+            return list(self.db.query(sql, args))
+
+        if sort_key is None:
+            sql = (f"SELECT {cols} FROM versions AS v WHERE v.project = ? AND v.repository = ? "
+                   "AND v.deleted = 0")
+            args: list[Any] = [project, repository]
+            if after is not None:
+                sql += f" AND v.version {op} ?"
+                args.append(after[0])
+            rows = run(sql + filt + f" ORDER BY v.version {order} LIMIT ?",
+                       [*args, *params, limit + 1])
+            if len(rows) > limit:
+                return rows[:limit], (rows[limit - 1]["version"],)
+            return rows, None
+        rows = []
+        if after is None or after[0] == "k":
+            sql = (f"SELECT {cols}, k.value AS sort_value FROM version_keys AS k JOIN versions AS v "
+                   "ON v.project = k.project AND v.repository = k.repository "
+                   "AND v.version = k.version WHERE k.project = ? AND k.repository = ? "
+                   "AND k.key = ? AND k.value < x''")
+            args = [project, repository, sort_key]
+            if after is not None:
+                sql += f" AND (k.value, k.version) {op} (?, ?)"
+                args += [after[1], after[2]]
+            rows = run(sql + " AND v.deleted = 0" + filt +
+                       f" ORDER BY k.value {order}, k.version {order} LIMIT ?",
+                       [*args, *params, limit + 1])
+            if len(rows) > limit:
+                last = rows[limit - 1]
+                return rows[:limit], ("k", last["sort_value"], last["version"])
+            after = None
+        # Versions without a sortable value of the key, newest first.
+        sql = (f"SELECT {cols}, NULL AS sort_value FROM versions AS v WHERE v.project = ? "
+               "AND v.repository = ? AND v.deleted = 0 AND NOT EXISTS (SELECT 1 FROM "
+               "json_each(v.metadata) AS j WHERE j.key = ? AND j.type IN ('integer', 'real', "
+               "'text'))")
+        args = [project, repository, sort_key]
+        if after is not None:
+            sql += " AND v.version < ?"
+            args.append(after[1])
+        want = limit + 1 - len(rows)
+        rows += run(sql + filt + " ORDER BY v.version DESC LIMIT ?", [*args, *params, want])
+        if len(rows) > limit:
+            return rows[:limit], ("m", rows[limit - 1]["version"])
+        return rows, None
+
+    def metadata_keys(self, project: str, repository: str,
+                      limit: int = 500) -> list[tuple[str, bool]]:
+        """The distinct top-level metadata keys of a repository's live versions, in code point
+        order, each with whether some value of it is a number: ``limit`` index seeks (a loose
+        index scan of ``version_keys``), whatever the number of versions."""
+        sql = """WITH RECURSIVE k(key) AS (
+                SELECT (SELECT min(key) FROM version_keys WHERE project = ?1 AND repository = ?2)
+                UNION ALL
+                SELECT (SELECT min(key) FROM version_keys WHERE project = ?1 AND repository = ?2
+                        AND key > k.key) FROM k WHERE k.key IS NOT NULL LIMIT ?3)
+            SELECT key, (SELECT typeof(value) FROM version_keys WHERE project = ?1
+                         AND repository = ?2 AND key = k.key ORDER BY value LIMIT 1) AS first
+            FROM k WHERE key IS NOT NULL"""
+        return [(r[0], r[1] in ("integer", "real"))
+                for r in self.db.execute(sql, [project, repository, limit + 1])][:limit]
+
+    def numeric_series(self, project: str, repository: str, key: str, *,
+                       newest: int | None = None,
+                       versions: list[int] | None = None) -> list[tuple[int, int | float]]:
+        """``(version, value)`` of the live versions whose top-level ``key`` is a number, oldest
+        first, among the ``newest`` highest versions or among ``versions``; never more rows."""
+        if (newest is None) == (versions is None):
+            raise ValueError("give newest or versions")
+        if newest is not None:
+            source = ("(SELECT version, metadata FROM versions WHERE project = ? AND repository = ? "
+                      "AND deleted = 0 ORDER BY version DESC LIMIT ?)")
+            args: list[Any] = [project, repository, newest]
+        else:
+            assert versions is not None
+            marks = ",".join("?" * len(versions)) or "NULL"
+            source = (f"(SELECT version, metadata FROM versions WHERE project = ? AND repository = ? "
+                      f"AND deleted = 0 AND version IN ({marks}))")
+            args = [project, repository, *versions]
+        sql = (f"SELECT v.version, j.value FROM {source} AS v JOIN json_each(v.metadata) AS j "
+               "ON j.key = ? AND j.type IN ('integer', 'real') ORDER BY v.version")
+        return [(r[0], r[1]) for r in self.db.execute(sql, [*args, key])]
+
+    def version_bounds(self, project: str, repository: str) -> tuple[int | None, int | None]:
+        """The lowest and highest live version numbers."""
+        row = self.db.execute("SELECT min(version), max(version) FROM versions WHERE project = ? "
+                              "AND repository = ? AND deleted = 0",
+                              [project, repository]).fetchone()
+        return row[0], row[1]
+
+    def tag_history_page(self, project: str, repository: str, tag: str | None = None, *,
+                         before: int | None = None,
+                         limit: int = 100) -> tuple[list[dict[str, Any]], int | None]:
+        """Tag moves newest first, ``limit`` at a time; the next page's ``before`` (a seq)."""
+        sql = "SELECT * FROM tag_events WHERE project = ? AND repository = ?"
+        args: list[Any] = [project, repository]
+        if tag is not None:
+            sql += " AND tag = ?"
+            args.append(tag)
+        if before is not None:
+            sql += " AND seq < ?"
+            args.append(before)
+        rows = list(self.db.query(sql + " ORDER BY seq DESC LIMIT ?", [*args, limit + 1]))
+        if len(rows) > limit:
+            return rows[:limit], rows[limit - 1]["seq"]
+        return rows, None
+
+    def repository_summary(self, project: str, repository: str) -> dict[str, Any]:
+        """Live version count, latest version and its save time, for a list of repositories."""
+        count, latest = self.db.execute(
+            "SELECT count(*), max(version) FROM versions WHERE project = ? AND repository = ? "
+            "AND deleted = 0", [project, repository]).fetchone()
+        time = None
+        if latest is not None:
+            time = self.db.execute("SELECT time FROM versions WHERE project = ? AND repository = ? "
+                                   "AND version = ?", [project, repository, latest]).fetchone()[0]
+        return {"versions": count, "latest": latest, "last_saved": time}
+
     def _optimize_once(self) -> None:
         """Once per connection, after a search: ``PRAGMA optimize`` gathers the statistics SQLite's
         planner needs to drive a selective query (``tag = 'production'``) from the tags rather than
@@ -441,7 +597,8 @@ class Index:
     def dump(self) -> dict[str, list[dict[str, Any]]]:
         """Every indexed row, in a stable order (tests compare rebuilt and incremental indexes)."""
         order = {"repositories": "project, name", "versions": "project, repository, version",
-                 "tags": "project, repository, tag", "tag_events": "project, repository, seq"}
+                 "tags": "project, repository, tag", "tag_events": "project, repository, seq",
+                 "version_keys": "project, repository, key, value, version"}
         return {t: list(self.db.query(f"SELECT * FROM [{t}] ORDER BY {o}")) for t, o in order.items()}
 
 
@@ -493,6 +650,11 @@ class _SqlView:
                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?)",
                [p, n, event["version"], event["image"], event.seq, event.author, event.time,
                 event["comment"], *described])
+            if described[0] is not None:
+                self.db.conn.executemany(
+                    "INSERT INTO version_keys VALUES (?, ?, ?, ?, ?)",
+                    [(p, n, key, value, event["version"])
+                     for key, value in key_values(described[0])])
             self.max_version = event["version"]
         elif event.type == "tag":
             if event["version"] is None:
@@ -507,6 +669,13 @@ class _SqlView:
         elif event.type == "delete":
             # Keep only what the log says: the manifest of a deleted version may be collected by
             # gc, so a rebuilt index could not know more, and must answer the same.
+            row = ex("SELECT metadata FROM versions WHERE project = ? AND repository = ? "
+                     "AND version = ?", [p, n, event["version"]]).fetchone()
+            if row is not None and row[0] is not None:  # its exact keys: one seek per key
+                self.db.conn.executemany(
+                    "DELETE FROM version_keys WHERE project = ? AND repository = ? AND key = ? "
+                    "AND value = ? AND version = ?",
+                    [(p, n, key, value, event["version"]) for key, value in key_values(row[0])])
             ex("UPDATE versions SET deleted = 1, metadata = NULL, model_type = NULL, "
                "model_size = NULL, size = NULL, attachments = NULL, manifest = NULL "
                "WHERE project = ? AND repository = ? AND version = ?", [p, n, event["version"]])
@@ -519,6 +688,18 @@ class _SqlView:
             ex("INSERT INTO repositories VALUES (?, ?, ?, ?, ?, ?, ?)",
                [p, n, self.last_seq, self.last_hash, self.max_version, event.time, event.time])
             self.exists = True
+
+
+def key_values(metadata_column: str) -> list[tuple[str, Any]]:
+    """The ``version_keys`` rows of one version, from its ``metadata`` column: ``(key, value)``
+    for every top-level key, the value being the number or string itself, or
+    :data:`UNSORTABLE`."""
+    out: list[tuple[str, Any]] = []
+    for key, value in json.loads(metadata_column).items():
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            value = UNSORTABLE
+        out.append((key, value))
+    return out
 
 
 def queryable_metadata(metadata: dict[str, Any]) -> str:

@@ -1,0 +1,227 @@
+"""The ``roro ui`` server: a Starlette app over one project's store, read-only.
+
+- Only GET and HEAD routes exist (anything else: 405); no handler writes to the store.
+- The ``Host`` header must name this server (loopback names, or the address it was started on):
+  a page of another site that rebinds its DNS name to 127.0.0.1 gets a 400, not the registry.
+- Every response carries ``X-Content-Type-Options: nosniff``, ``Referrer-Policy: no-referrer``
+  and a Content-Security-Policy: pages allow no script at all; attachments are served with the
+  policy ``sandbox`` (an HTML or SVG attachment runs no script in this origin, or any),
+  ``Content-Disposition: attachment`` and a content type from a short list (else
+  ``application/octet-stream``), after the whole object was verified against its digest.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import quote
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..errors import IntegrityError, NotFoundError, RoroError
+from ..project import Project
+from . import pages
+from .links import ServerLinks
+from .render import ATTACHMENT_CSP, page_csp, render
+
+LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "::1", "[::1]"]
+#: Content types an attachment is served with, by extension; anything else is octet-stream.
+#: Text types are served as text/plain (never text/html or text/csv handlers).
+SAFE_TYPES = {
+    "png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "gif": "image/gif",
+    "webp": "image/webp", "svg": "image/svg+xml",
+    **{ext: "text/plain; charset=utf-8" for ext in (
+        "txt", "text", "log", "md", "markdown", "csv", "tsv", "json", "jsonl", "ndjson", "yaml",
+        "yml", "toml", "ini", "cfg", "conf", "py", "r", "sql", "rst")},
+}
+CHUNK = 1 << 20
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def allowed_hosts(host: str) -> list[str]:
+    """The ``Host`` names the server answers to: loopback names, and the address it listens on
+    (``0.0.0.0`` or ``::``: every name; the user asked to be reachable)."""
+    if host in ("0.0.0.0", "::", ""):
+        return ["*"]
+    return sorted({*LOOPBACK_HOSTS, host, f"[{host}]" if ":" in host else host})
+
+
+class SecurityHeaders:
+    """Adds the headers every response needs, and the page policy where a route set none."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+        self.csp = page_csp(static=False)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                names = {k.lower() for k, _ in headers}
+                extra = [(b"x-content-type-options", b"nosniff"),
+                         (b"referrer-policy", b"no-referrer"),
+                         (b"x-frame-options", b"DENY"),
+                         (b"cross-origin-opener-policy", b"same-origin"),
+                         (b"cross-origin-resource-policy", b"same-origin")]
+                if b"content-security-policy" not in names:
+                    extra.append((b"content-security-policy", self.csp.encode()))
+                if b"cache-control" not in names:
+                    extra.append((b"cache-control", b"no-store"))
+                message["headers"] = headers + [h for h in extra if h[0] not in names]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def content_disposition(name: str) -> str:
+    base = name.rsplit("/", 1)[-1]
+    ascii_name = "".join(c if c.isascii() and c.isprintable() and c not in '"\\;' else "_"
+                         for c in base) or "attachment"
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(base, safe='')}"
+
+
+def content_type(name: str) -> str:
+    base = name.rsplit("/", 1)[-1]
+    ext = base.rsplit(".", 1)[-1].lower() if "." in base else ""
+    return SAFE_TYPES.get(ext, "application/octet-stream")
+
+
+def create_app(project: Project, host: str = "127.0.0.1", *,
+               timings: list[float] | None = None) -> Starlette:
+    """The ASGI app serving ``project`` (and the other projects of its store). ``timings``, if
+    given, receives each page's server time in seconds (for ``make bench``)."""
+    links = ServerLinks()
+    store = project.store
+
+    def project_named(name: str) -> Project:
+        if name == project.name:
+            return project
+        try:
+            return Project(name, store)
+        except RoroError as e:
+            raise pages.PageError(str(e), 404) from None
+
+    def html(page: pages.Page, status: int = 200) -> HTMLResponse:
+        return HTMLResponse(render(page.template, **page.context), status_code=status)
+
+    def error_page(status: int, message: str) -> HTMLResponse:
+        heading = {400: "Bad request", 404: "Not found", 500: "Cannot read the store"}.get(
+            status, "Error")
+        return HTMLResponse(render("error.html", links=links, static=False, title=heading,
+                                   project=project.name, store_url=store.url, heading=heading,
+                                   message=message), status_code=status)
+
+    def view(build: Any) -> Any:
+        def endpoint(request: Request) -> Response:
+            started = time.perf_counter()
+            try:
+                response = build(request)
+            except pages.PageError as e:
+                response = error_page(e.status, str(e))
+            except NotFoundError as e:
+                response = error_page(404, str(e))
+            except IntegrityError as e:
+                response = error_page(500, f"{e} (nothing unverified was shown)")
+            except (RoroError, ValueError) as e:
+                response = error_page(400, str(e))
+            if timings is not None:
+                timings.append(time.perf_counter() - started)
+            return response
+        return endpoint
+
+    def qp(request: Request, name: str) -> str | None:
+        return request.query_params.get(name)
+
+    def home(request: Request) -> Response:
+        return html(pages.home(project, links))
+
+    def project_view(request: Request) -> Response:
+        p = project_named(request.path_params["project"])
+        return html(pages.project_page(p, links, qp(request, "after")))
+
+    def repository(request: Request) -> Response:
+        p = project_named(request.path_params["project"])
+        return html(pages.repository(
+            p, links, request.path_params["repo"], q=qp(request, "q"), sort=qp(request, "sort"),
+            order=qp(request, "order"), cols=request.query_params.getlist("col"),
+            after=qp(request, "after")))
+
+    def version(request: Request) -> Response:
+        p = project_named(request.path_params["project"])
+        return html(pages.version(p, links, request.path_params["repo"],
+                                  request.path_params["version"]))
+
+    def diff(request: Request) -> Response:
+        p = project_named(request.path_params["project"])
+        return html(pages.diff(p, links, request.path_params["repo"], qp(request, "a"),
+                               qp(request, "b")))
+
+    def tags(request: Request) -> Response:
+        p = project_named(request.path_params["project"])
+        return html(pages.tags(p, links, request.path_params["repo"], qp(request, "tag"),
+                               qp(request, "before")))
+
+    def plot(request: Request) -> Response:
+        p = project_named(request.path_params["project"])
+        return html(pages.plot(p, links, request.path_params["repo"], qp(request, "key"),
+                               qp(request, "sample")))
+
+    def attachment(request: Request) -> Response:
+        p = project_named(request.path_params["project"])
+        repo = pages._repo(p, request.path_params["repo"])
+        v = pages._int(request.path_params["version"], "the version")
+        name = pages.attachment_name(request.path_params["name"])
+        att = repo.get_model_image(version=v).get_attachment(name)
+        f = att.open()  # verified: the whole object was hashed before this returns
+
+        def body() -> Iterator[bytes]:
+            with f:
+                while True:
+                    chunk = f.read(CHUNK)
+                    if not chunk:
+                        return
+                    yield chunk
+
+        headers = {"content-disposition": content_disposition(name),
+                   "content-security-policy": ATTACHMENT_CSP,
+                   "content-length": str(att.size), "cache-control": "private, max-age=60"}
+        if request.method == "HEAD":
+            f.close()
+            return Response(b"", media_type=content_type(name), headers=headers)
+        return StreamingResponse(body(), media_type=content_type(name), headers=headers)
+
+    get = ["GET", "HEAD"]
+    routes = [
+        Route("/", view(home), methods=get),
+        Route("/p/{project}/", view(project_view), methods=get),
+        Route("/p/{project}/r/{repo}/", view(repository), methods=get),
+        Route("/p/{project}/r/{repo}/v/{version}", view(version), methods=get),
+        Route("/p/{project}/r/{repo}/v/{version}/files/{name:path}", view(attachment), methods=get),
+        Route("/p/{project}/r/{repo}/diff", view(diff), methods=get),
+        Route("/p/{project}/r/{repo}/tags", view(tags), methods=get),
+        Route("/p/{project}/r/{repo}/plot", view(plot), methods=get),
+    ]
+    middleware = [Middleware(SecurityHeaders),
+                  Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(host),
+                             www_redirect=False)]
+    return Starlette(routes=routes, middleware=middleware)
