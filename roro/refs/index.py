@@ -494,10 +494,14 @@ class Index:
             sql += " AND v.version < ?"
             args.append(after[1])
         want = limit + 1 - len(rows)
+        keyed = len(rows)
         rows += run(sql + filt + " ORDER BY v.version DESC LIMIT ?", [*args, *params, want])
-        if len(rows) > limit:
-            return rows[:limit], ("m", rows[limit - 1]["version"])
-        return rows, None
+        if len(rows) <= limit:
+            return rows, None
+        last = rows[limit - 1]
+        if limit <= keyed:  # the page ends on a keyed row: the next starts after it
+            return rows[:limit], ("k", last["sort_value"], last["version"])
+        return rows[:limit], ("m", last["version"])
 
     def metadata_keys(self, project: str, repository: str,
                       limit: int = 500) -> list[tuple[str, bool]]:

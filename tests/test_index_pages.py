@@ -1,0 +1,139 @@
+"""The index's page queries (what the web UI reads): keyset pages by version or by a metadata key
+return exactly the versions, in exactly the order, of a plain-Python reference, page after page;
+``version_keys`` follows saves, deletes and rebuilds; key lists and plot series are bounded."""
+
+from __future__ import annotations
+
+import random
+import uuid
+
+import pytest
+from histories import build_history
+
+import roro
+from roro.query import parse
+
+VALUES = [0, 1, -1, 2.5, -0.25, 1.0, 10**12, 0.1, "a", "B", "b", "", "é", "z" * 50, "10",
+          True, False, None, [1, 2], {"x": 1}, "nul\x00inside", 3, 3.0, "a"]
+
+
+def metadata(i: int) -> dict:
+    rng = random.Random(i)
+    out = {"i": i, "group": f"g{i % 4}"}
+    if rng.random() < 0.8:
+        out["score"] = rng.choice(VALUES)
+    if rng.random() < 0.5:
+        out["acc"] = round(rng.random(), 3)
+    return out
+
+
+@pytest.fixture
+def repo():
+    store = roro.Store(f"memory://pages-{uuid.uuid4().hex}")
+    build_history(store, "p", ["r", "other"], 240, metadata)
+    project = roro.Project("p", store)
+    r = project.get_model_repository("r")
+    for v in (3, 50, 51, 119):
+        r.delete_version(v)
+    return r
+
+
+def sortable(value) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, str):
+        return "\x00" not in value  # indexed as an object (see docs/query.md)
+    return isinstance(value, (int, float))
+
+
+def reference(images, key: str | None, descending: bool) -> list[int]:
+    if key is None:
+        return sorted((i.version for i in images), reverse=descending)
+    keyed = [(i[key], i.version) for i in images if key in i and sortable(i[key])]
+
+    def order(item):
+        value, version = item
+        return (isinstance(value, str), value, version)
+
+    keyed.sort(key=order, reverse=descending)
+    missing = sorted((i.version for i in images if not (key in i and sortable(i[key]))),
+                     reverse=True)
+    return [v for _, v in keyed] + missing
+
+
+def all_pages(index, key, descending, limit, **where):
+    out, cursor, pages = [], None, 0
+    while True:
+        rows, cursor = index.page("p", "r", sort_key=key, descending=descending, after=cursor,
+                                  limit=limit, **where)
+        assert len(rows) <= limit
+        out += [r["version"] for r in rows]
+        pages += 1
+        assert pages < 1000
+        if cursor is None:
+            return out
+
+
+@pytest.mark.parametrize("key", [None, "score", "acc", "i", "group", "absent"])
+@pytest.mark.parametrize("descending", [True, False])
+@pytest.mark.parametrize("limit", [1, 7, 50, 500])
+def test_pages_match_the_reference(repo, key, descending, limit):
+    images = repo.list_model_images()
+    got = all_pages(repo.project.store.index, key, descending, limit)
+    assert got == reference(images, key, descending)
+
+
+@pytest.mark.parametrize("key", [None, "score"])
+def test_pages_with_a_query(repo, key):
+    compiled = parse("version > 10 and group != 'g1'").to_sql()
+    where = {"where_sql": compiled.sql, "params": compiled.params,
+             "functions": dict(compiled.functions)}
+    images = [i for i in repo.list_model_images() if i.version > 10 and i["group"] != "g1"]
+    got = all_pages(repo.project.store.index, key, True, 9, **where)
+    assert got == reference(images, key, True)
+
+
+def test_version_keys_follow_deletes_and_rebuilds(repo):
+    store = repo.project.store
+    rows = store.index.db.execute(
+        "SELECT DISTINCT version FROM version_keys WHERE project = 'p' AND repository = 'r'")
+    live = {i.version for i in repo.list_model_images()}
+    assert {r[0] for r in rows} == live
+    store.refresh("p", "other")
+    before = store.index.dump()
+    assert before["version_keys"]
+    store.rebuild_index()
+    assert store.index.dump() == before
+
+
+def test_metadata_keys_and_series(repo):
+    index = repo.project.store.index
+    keys = index.metadata_keys("p", "r")
+    assert [k for k, _ in keys] == ["acc", "group", "i", "score"]
+    assert dict(keys) == {"acc": True, "group": False, "i": True, "score": True}
+    assert index.metadata_keys("p", "r", limit=2) == keys[:2]
+    images = {i.version: i for i in repo.list_model_images()}
+    newest = sorted(images, reverse=True)[:30]
+    expected = [(v, images[v]["acc"]) for v in sorted(newest) if "acc" in images[v]]
+    assert index.numeric_series("p", "r", "acc", newest=30) == expected
+    chosen = [1, 2, 3, 4, 200, 10_000]
+    expected = [(v, images[v]["score"]) for v in chosen if v in images and "score" in images[v]
+                and isinstance(images[v]["score"], (int, float))
+                and not isinstance(images[v]["score"], bool)]
+    assert index.numeric_series("p", "r", "score", versions=chosen) == expected
+
+
+def test_tag_history_pages(repo):
+    for n in range(7):
+        repo.add_tag(f"t{n % 3}", 10 + n)
+    index = repo.project.store.index
+    everything = [e["seq"] for e in index.tag_history("p", "r")][::-1]
+    out, before = [], None
+    while True:
+        rows, before = index.tag_history_page("p", "r", before=before, limit=3)
+        out += [r["seq"] for r in rows]
+        if before is None:
+            break
+    assert out == everything
+    rows, _ = index.tag_history_page("p", "r", "t1", limit=100)
+    assert [r["tag"] for r in rows] == ["t1"] * 2
