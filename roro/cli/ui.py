@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import sys
 import threading
@@ -98,7 +99,8 @@ def serve(project, host: str, port: int, *, open_browser: bool, as_json: bool) -
         click.echo(f"Warning: listening on {host}, not loopback: anyone who can reach this "
                    f"machine on port {actual} can read this registry", err=True)
     if as_json:
-        render.emit_json({"url": url, "project": project.name, "store": project.store.url})
+        # One line (not emit_json's indented document): a script reads it while the server runs.
+        click.echo(json.dumps({"url": url, "project": project.name, "store": project.store.url}))
     else:
         click.echo(f"Serving project {project.name} of {project.store.url} at {url} "
                    f"(read-only; Ctrl-C to stop)")

@@ -128,6 +128,10 @@ class Index:
                 model_size INTEGER, size INTEGER, attachments TEXT, manifest TEXT,
                 PRIMARY KEY (project, repository, version))""")
             db.execute("CREATE INDEX versions_by_time ON versions (project, time)")
+            # Deleted versions are rare: counting them (live = max_version - deleted) costs
+            # O(deleted), where counting live rows would cost O(history).
+            db.execute("CREATE INDEX versions_deleted ON versions (project, repository) "
+                       "WHERE deleted = 1")
             db.execute("""CREATE TABLE tags (
                 project TEXT NOT NULL, repository TEXT NOT NULL, tag TEXT NOT NULL,
                 version INTEGER NOT NULL, PRIMARY KEY (project, repository, tag))""")
@@ -565,15 +569,21 @@ class Index:
         return rows, None
 
     def repository_summary(self, project: str, repository: str) -> dict[str, Any]:
-        """Live version count, latest version and its save time, for a list of repositories."""
-        count, latest = self.db.execute(
-            "SELECT count(*), max(version) FROM versions WHERE project = ? AND repository = ? "
-            "AND deleted = 0", [project, repository]).fetchone()
-        time = None
-        if latest is not None:
-            time = self.db.execute("SELECT time FROM versions WHERE project = ? AND repository = ? "
-                                   "AND version = ?", [project, repository, latest]).fetchone()[0]
-        return {"versions": count, "latest": latest, "last_saved": time}
+        """Live version count, latest version and its save time, for a list of repositories:
+        O(deleted versions), not O(history) (version numbers are gap-free; deleted ones keep
+        their row)."""
+        row = self.db.execute("SELECT max_version FROM repositories WHERE project = ? AND name = ?",
+                              [project, repository]).fetchone()
+        if row is None:
+            return {"versions": 0, "latest": None, "last_saved": None}
+        deleted = self.db.execute(
+            "SELECT count(*) FROM versions WHERE project = ? AND repository = ? AND deleted = 1",
+            [project, repository]).fetchone()[0]
+        latest = self.db.execute(
+            "SELECT version, time FROM versions WHERE project = ? AND repository = ? "
+            "AND deleted = 0 ORDER BY version DESC LIMIT 1", [project, repository]).fetchone()
+        return {"versions": row[0] - deleted, "latest": latest[0] if latest else None,
+                "last_saved": latest[1] if latest else None}
 
     def _optimize_once(self) -> None:
         """Once per connection, after a search: ``PRAGMA optimize`` gathers the statistics SQLite's

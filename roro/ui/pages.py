@@ -176,7 +176,7 @@ def repository(project: Project, links: Links, name: str, *, q: str | None = Non
     version or by a metadata key, with the chosen metadata columns."""
     repo = _repo(project, name)
     index = project.store.index
-    q = (q or "").strip() or None
+    q = q if q and q.strip() else None  # not stripped: error columns count from its start
     sort = sort or None
     if sort is not None and len(sort) > 1000:
         raise PageError("the sort key is too long")
@@ -323,7 +323,12 @@ def attachments_view(image: ModelImage, links: Links, p: str, r: str, v: int) ->
             continue
         if a["size"] > budget:
             continue
-        data = read_preview(image, a["digest"])
+        try:
+            data = read_preview(image, a["digest"])
+        except IntegrityError as e:
+            previews.append({"name": a["name"], "kind": "corrupt", "message": str(e),
+                             "url": None})
+            continue
         if data is None:
             continue
         budget -= len(data)
