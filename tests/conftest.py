@@ -131,3 +131,12 @@ def save_image(repo, model, comment="", attachments=None, **meta):
     for name, data in (attachments or {}).items():
         img.attach(name, data)
     return img.save(comment=comment)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Where the browser tests saved their screenshots (test artifacts)."""
+    from ui_support import SCREENSHOTS
+    if SCREENSHOTS:
+        folders = sorted({os.path.dirname(p) for p in SCREENSHOTS})
+        terminalreporter.write_line(f"browser screenshots ({len(SCREENSHOTS)}): "
+                                    + ", ".join(folders))

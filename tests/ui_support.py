@@ -136,3 +136,38 @@ def start_chromium():
     driver.set_page_load_timeout(30)
     driver.roro_downloads = downloads  # type: ignore[attr-defined]
     return driver
+
+
+# -- what a page did in the browser ------------------------------------------------------------------
+def requests_made(driver) -> list[str]:
+    """The URLs the browser requested since the last call (Chromium's performance log)."""
+    import json
+    out = []
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message.get("method") == "Network.requestWillBeSent":
+            out.append(message["params"]["request"]["url"])
+    return out
+
+
+def console(driver) -> list[str]:
+    return [e["message"] for e in driver.get_log("browser")]
+
+
+def open_dialog(driver) -> str | None:
+    """The text of an open alert/confirm/prompt, if a script opened one."""
+    from selenium.common.exceptions import NoAlertPresentException
+    try:
+        return driver.switch_to.alert.text
+    except NoAlertPresentException:
+        return None
+
+
+SCREENSHOTS: list[str] = []
+
+
+def screenshot(driver, directory: str, name: str) -> str:
+    path = os.path.join(directory, f"{name}.png")
+    driver.save_screenshot(path)
+    SCREENSHOTS.append(path)
+    return path

@@ -130,6 +130,8 @@ def export_site(project: Project, directory: str | os.PathLike, *,
             path = base + ("index.html" if page_no == 1 else f"page-{page_no}.html")
             page = pages.repository(proj, links(path), rname, page_no=page_no,
                                     after=encode_cursor(cursor) if cursor else None)
+            exported = set(versions)  # the last page stops at the oldest exported version
+            page.context["rows"] = [r for r in page.context["rows"] if r["version"] in exported]
             write_page(path, page)
             cursor = page.context["next_cursor"]
         repo = proj.get_model_repository(rname)
