@@ -224,4 +224,14 @@ def create_app(project: Project, host: str = "127.0.0.1", *,
     middleware = [Middleware(SecurityHeaders),
                   Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(host),
                              www_redirect=False)]
-    return Starlette(routes=routes, middleware=middleware)
+    async def no_route(request: Request, exc: Exception) -> Response:
+        status = getattr(exc, "status_code", 404)
+        message = ("only GET and HEAD: this view never changes the store" if status == 405
+                   else f"no page at {request.url.path}")
+        response = error_page(status, message)
+        if status == 405:
+            response.headers["allow"] = "GET, HEAD"
+        return response
+
+    return Starlette(routes=routes, middleware=middleware,
+                     exception_handlers={404: no_route, 405: no_route})
