@@ -13,6 +13,7 @@ from histories import build_history
 from selenium.webdriver.common.by import By
 from ui_support import (
     console,
+    demo_accuracy,
     open_dialog,
     requests_made,
     save_demo,
@@ -229,7 +230,8 @@ def test_plot(browser, site, shots):
     assert len(dots) == 12
     tagged = browser.find_elements(By.CSS_SELECTOR, "svg.plot circle.tagged")
     titles = sorted(t.get_attribute("textContent") for t in tagged)
-    assert titles == ["v10: 0.85 (production)", "v12: 0.86 (latest, staging)"]
+    assert titles == [f"v10: {demo_accuracy(10)} (production)",
+                      f"v12: {demo_accuracy(12)} (latest, staging)"]
     marks = [m.text for m in browser.find_elements(By.CSS_SELECTOR, "svg.plot g.mark text")]
     assert marks == ["production", "latest, staging"]
     screenshot(browser, shots, "plot")

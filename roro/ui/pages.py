@@ -190,8 +190,10 @@ def repository(project: Project, links: Links, name: str, *, q: str | None = Non
     else:
         cols = [k for k, _ in keys[:DEFAULT_COLUMNS]]
         latest = index.page(project.name, repo.name, limit=1)[0]
-        if latest and latest[0]["metadata"]:
-            cols = list(json.loads(latest[0]["metadata"]))[:DEFAULT_COLUMNS]
+        if latest and latest[0]["metadata"]:  # the latest version's keys, plain values first
+            meta = json.loads(latest[0]["metadata"])
+            ranked = sorted(meta, key=lambda k: isinstance(meta[k], (dict, list)))
+            cols = ranked[:DEFAULT_COLUMNS]
     cursor = parse_cursor(after, sort)
     error = None
     where: dict[str, Any] = {}
