@@ -209,7 +209,8 @@ def test_previews_read_at_most_one_mib_of_verified_bytes(tmp_path, monkeypatch):
 
 
 def test_page_cost_does_not_grow_with_history(monkeypatch):
-    """SQLite steps per page at 1,000 and at 10,000 versions: the same order, not 10x."""
+    """SQLite steps per page at 1,000 and at 10,000 versions: the same, within 20 %, not 10x (a
+    min()/max() over every row of the plot's even sample doubled it: caught here)."""
     steps = [0]
     real_connect = sqlite3.connect
 
@@ -245,7 +246,7 @@ def test_page_cost_does_not_grow_with_history(monkeypatch):
             cost[n][name] = steps[0]
     for u, small in cost[1_000].items():
         big = cost[10_000][u]
-        assert big <= 2 * small + 5_000, (u, small, big)
+        assert big <= 1.2 * small + 1_000, (u, small, big)
 
 
 def test_missing_extra_names_it(tmp_path):

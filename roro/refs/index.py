@@ -545,11 +545,15 @@ class Index:
         return [(r[0], r[1]) for r in self.db.execute(sql, [*args, key])]
 
     def version_bounds(self, project: str, repository: str) -> tuple[int | None, int | None]:
-        """The lowest and highest live version numbers."""
-        row = self.db.execute("SELECT min(version), max(version) FROM versions WHERE project = ? "
-                              "AND repository = ? AND deleted = 0",
-                              [project, repository]).fetchone()
-        return row[0], row[1]
+        """The lowest and highest live version numbers (two seeks from the ends of the primary
+        key: one ``min(), max()`` query would scan every row)."""
+        ends = []
+        for order in ("ASC", "DESC"):
+            row = self.db.execute(f"SELECT version FROM versions WHERE project = ? AND "
+                                  f"repository = ? AND deleted = 0 ORDER BY version {order} "
+                                  f"LIMIT 1", [project, repository]).fetchone()
+            ends.append(row[0] if row else None)
+        return ends[0], ends[1]
 
     def tag_history_page(self, project: str, repository: str, tag: str | None = None, *,
                          before: int | None = None,
