@@ -14,6 +14,7 @@ from selenium.webdriver.common.by import By
 from ui_support import (
     console,
     demo_accuracy,
+    foreign_requests,
     open_dialog,
     requests_made,
     save_demo,
@@ -74,7 +75,7 @@ def visit(browser, url: str, origin: str) -> None:
     assert open_dialog(browser) is None
     errors = [m for m in console(browser) if "favicon.ico" not in m]
     assert errors == [], errors
-    foreign = [u for u in requests_made(browser) if not u.startswith((origin, "data:"))]
+    foreign = foreign_requests(browser, origin)
     assert foreign == [], foreign
 
 

@@ -15,7 +15,16 @@ from urllib.parse import quote
 
 import pytest
 from selenium.webdriver.common.by import By
-from ui_support import console, open_dialog, png, requests_made, screenshot, serving, start_chromium
+from ui_support import (
+    console,
+    foreign_requests,
+    open_dialog,
+    png,
+    requests_made,
+    screenshot,
+    serving,
+    start_chromium,
+)
 
 import roro
 from roro.objects.canonical import canonical_json
@@ -168,7 +177,7 @@ def check(browser, url: str, origin: str, canary: Canary) -> None:
     logs = [m for m in console(browser) if "favicon.ico" not in m  # an error page's own status:
             and not (m.startswith(url.split("?")[0]) and "the server responded with a status of 40" in m)]
     assert logs == [], (url, logs)  # no CSP violation: nothing was even attempted
-    foreign = [u for u in requests_made(browser) if not u.startswith((origin, "data:"))]
+    foreign = foreign_requests(browser, origin)
     assert foreign == [], (url, foreign)
     assert canary.hits == [], (url, canary.hits)
 

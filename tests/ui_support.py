@@ -155,6 +155,14 @@ def requests_made(driver) -> list[str]:
     return out
 
 
+def foreign_requests(driver, origin: str) -> list[str]:
+    """Requests since the last call that went over the network (http, https, ws, ftp) anywhere
+    but ``origin``; Chromium's own ``chrome://`` resources and ``data:`` URLs are not requests."""
+    return [u for u in requests_made(driver)
+            if u.split(":", 1)[0].lower() in ("http", "https", "ws", "wss", "ftp", "file")
+            and not u.startswith(origin)]
+
+
 def console(driver) -> list[str]:
     return [e["message"] for e in driver.get_log("browser")]
 

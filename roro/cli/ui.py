@@ -7,11 +7,16 @@ import socket
 import sys
 import threading
 import webbrowser
+from typing import TYPE_CHECKING
 
 import click
 
 from ..errors import RoroError
 from . import render
+
+if TYPE_CHECKING:
+    from ..project import Project
+    from . import CliState
 
 DEFAULT_PORT = 8765
 
@@ -47,7 +52,7 @@ def _parse_size(text: str) -> int:
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON document: the export summary, or the server's address.")
 @click.pass_obj
-def ui(state, port: int, host: str, no_browser: bool, export_dir: str | None, max_versions: int,
+def ui(state: CliState, port: int, host: str, no_browser: bool, export_dir: str | None, max_versions: int,
        max_attachment: str, as_json: bool) -> None:
     """Browse the project's store in a web browser: repositories, versions (search, sort,
     columns), a version's metadata and attachments, diffs, tag history, plots.
@@ -78,7 +83,7 @@ def ui(state, port: int, host: str, no_browser: bool, export_dir: str | None, ma
     serve(project, host, port, open_browser=not no_browser, as_json=as_json)
 
 
-def serve(project, host: str, port: int, *, open_browser: bool, as_json: bool) -> None:
+def serve(project: Project, host: str, port: int, *, open_browser: bool, as_json: bool) -> None:
     import uvicorn
 
     from ..ui.app import create_app, is_loopback

@@ -468,6 +468,8 @@ class Index:
                 args.append(after[0])
             rows = run(sql + filt + f" ORDER BY v.version {order} LIMIT ?",
                        [*args, *params, limit + 1])
+            if where_sql:
+                self._optimize_once()  # statistics for driving a query from the tags (see search)
             if len(rows) > limit:
                 return rows[:limit], (rows[limit - 1]["version"],)
             return rows, None

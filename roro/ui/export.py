@@ -155,10 +155,10 @@ def export_site(project: Project, directory: str | os.PathLike, *,
             if (p, r) == (pname, rname):
                 path = base + f"diff/{a}-{b}.html"
                 write_page(path, pages.diff(proj, links(path), rname, str(a), str(b)))
-        for p, r, tag in sorted(plan.tag_pages, key=lambda t: (t[0], t[1], t[2] or "")):
+        for p, r, tag_name in sorted(plan.tag_pages, key=lambda t: (t[0], t[1], t[2] or "")):
             if (p, r) == (pname, rname):
-                path = base + (f"tags-{tag}.html" if tag else "tags.html")
-                write_page(path, pages.tags(proj, links(path), rname, tag))
+                path = base + (f"tags-{tag_name}.html" if tag_name else "tags.html")
+                write_page(path, pages.tags(proj, links(path), rname, tag_name))
         for p, r, key in sorted(plan.plots):
             if (p, r) == (pname, rname):
                 path = base + f"plot/{plot_slug(key)}.html"

@@ -109,7 +109,7 @@ def repositories(project: Project, after: str | None = None) -> dict[str, Any]:
     if after:
         names = [n for n in names if n > after]
     shown = names[:REPOS_PER_PAGE]
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in shown:
         try:
             if store.refresh(project.name, name) is None:
@@ -306,7 +306,7 @@ def attachments_view(image: ModelImage, links: Links, p: str, r: str, v: int) ->
     for a in atts[:MAX_ATTACHMENTS_LISTED]:
         listed.append({**a, "url": url(a), "kind": preview_kind(a["name"])})
     card = None
-    previews = []
+    previews: list[dict[str, Any]] = []
     budget = PREVIEW_BUDGET
     readme = next((a for a in listed if a["name"].lower() in ("readme.md", "model_card.md",
                                                               "modelcard.md")), None)
@@ -376,7 +376,7 @@ def version(project: Project, links: Links, name: str, version_text: str) -> Pag
 def path_diff(a: Any, b: Any, path: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """Differences by key path: objects are compared key by key (recursively), anything else as
     a whole JSON value (type included)."""
-    from ..diff import _same
+    from ..objects.canonical import canonical_json
     out: list[dict[str, Any]] = []
     if isinstance(a, dict) and isinstance(b, dict):
         for k in sorted(set(a) | set(b)):
@@ -388,7 +388,7 @@ def path_diff(a: Any, b: Any, path: tuple[str, ...] = ()) -> list[dict[str, Any]
             else:
                 out.extend(path_diff(a[k], b[k], p))
         return out
-    if not _same(a, b):
+    if canonical_json(a) != canonical_json(b):
         out.append({"path": path, "change": "changed", "a": a, "b": b})
     return out
 

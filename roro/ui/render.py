@@ -178,7 +178,7 @@ def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     mag = 10 ** math.floor(math.log10(raw))
     step = min((m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw), default=raw)
     first = math.ceil(lo / step) * step
-    out = []
+    out: list[float] = []
     x = first
     while x <= hi + step * 1e-9 and len(out) < 20:
         out.append(round(x, 12))
