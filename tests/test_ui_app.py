@@ -117,6 +117,12 @@ def test_security_headers(tmp_path):
         assert "script-src" not in r.headers["content-security-policy"]
         assert r.headers["x-content-type-options"] == "nosniff"
     assert c.head("/p/demo/r/credit-risk/v/3/files/data.csv").headers["content-length"] == str(len(CSV))
+    r = c.get("/p/demo/r/credit-risk/v/3/model")  # the model's verified bytes, never unpickled
+    assert r.status_code == 200 and r.headers["content-type"] == "application/octet-stream"
+    assert r.headers["content-disposition"].startswith('attachment; filename="credit-risk-v3.pkl"')
+    with repo.get_model_image(version=3).open_model() as f:
+        assert r.content == f.read()
+    assert 'href="/p/demo/r/credit-risk/v/3/model"' in page.text
 
 
 def test_host_header_and_methods(tmp_path):

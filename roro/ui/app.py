@@ -15,7 +15,7 @@ from __future__ import annotations
 import ipaddress
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import quote
 
 from starlette.applications import Starlette
@@ -186,14 +186,9 @@ def create_app(project: Project, host: str = "127.0.0.1", *,
         return html(pages.plot(p, links, request.path_params["repo"], qp(request, "key"),
                                qp(request, "sample")))
 
-    def attachment(request: Request) -> Response:
-        p = project_named(request.path_params["project"])
-        repo = pages._repo(p, request.path_params["repo"])
-        v = pages._int(request.path_params["version"], "the version")
-        name = pages.attachment_name(request.path_params["name"])
-        att = repo.get_model_image(version=v).get_attachment(name)
-        f = att.open()  # verified: the whole object was hashed before this returns
-
+    def download(request: Request, f: BinaryIO, name: str, size: int,
+                 media_type: str) -> Response:
+        """``f``'s bytes (already verified whole) as a download that never renders here."""
         def body() -> Iterator[bytes]:
             with f:
                 while True:
@@ -204,11 +199,29 @@ def create_app(project: Project, host: str = "127.0.0.1", *,
 
         headers = {"content-disposition": content_disposition(name),
                    "content-security-policy": ATTACHMENT_CSP,
-                   "content-length": str(att.size), "cache-control": "private, max-age=60"}
+                   "content-length": str(size), "cache-control": "private, max-age=60"}
         if request.method == "HEAD":
             f.close()
-            return Response(b"", media_type=content_type(name), headers=headers)
-        return StreamingResponse(body(), media_type=content_type(name), headers=headers)
+            return Response(b"", media_type=media_type, headers=headers)
+        return StreamingResponse(body(), media_type=media_type, headers=headers)
+
+    def attachment(request: Request) -> Response:
+        p = project_named(request.path_params["project"])
+        repo = pages._repo(p, request.path_params["repo"])
+        v = pages._int(request.path_params["version"], "the version")
+        name = pages.attachment_name(request.path_params["name"])
+        att = repo.get_model_image(version=v).get_attachment(name)
+        # verified: the whole object was hashed before open() returns
+        return download(request, att.open(), name, att.size, content_type(name))
+
+    def model(request: Request) -> Response:
+        p = project_named(request.path_params["project"])
+        repo = pages._repo(p, request.path_params["repo"])
+        v = pages._int(request.path_params["version"], "the version")
+        image = repo.get_model_image(version=v)
+        size = image.model_size or 0
+        return download(request, image.open_model(), f"{repo.name}-v{v}.pkl", size,
+                        "application/octet-stream")
 
     get = ["GET", "HEAD"]
     routes = [
@@ -217,6 +230,7 @@ def create_app(project: Project, host: str = "127.0.0.1", *,
         Route("/p/{project}/r/{repo}/", view(repository), methods=get),
         Route("/p/{project}/r/{repo}/v/{version}", view(version), methods=get),
         Route("/p/{project}/r/{repo}/v/{version}/files/{name:path}", view(attachment), methods=get),
+        Route("/p/{project}/r/{repo}/v/{version}/model", view(model), methods=get),
         Route("/p/{project}/r/{repo}/diff", view(diff), methods=get),
         Route("/p/{project}/r/{repo}/tags", view(tags), methods=get),
         Route("/p/{project}/r/{repo}/plot", view(plot), methods=get),

@@ -42,6 +42,7 @@ class Links:
              after: Any = None, page: int = 1) -> str | None: ...
     def version(self, p: str, r: str, v: int) -> str | None: ...
     def attachment(self, p: str, r: str, v: int, name: str, digest: str) -> str | None: ...
+    def model(self, p: str, r: str, v: int) -> str | None: ...
     def diff(self, p: str, r: str, a: int, b: int) -> str | None: ...
     def diff_form(self, p: str, r: str) -> str | None: ...
     def tags(self, p: str, r: str, tag: str | None = None, before: int | None = None) -> str | None: ...
@@ -85,6 +86,9 @@ class ServerLinks(Links):
 
     def attachment(self, p: str, r: str, v: int, name: str, digest: str) -> str:
         return f"/p/{quote(p)}/r/{quote(r)}/v/{v}/files/{quote(name)}"
+
+    def model(self, p: str, r: str, v: int) -> str:
+        return f"/p/{quote(p)}/r/{quote(r)}/v/{v}/model"
 
     def diff(self, p: str, r: str, a: int, b: int) -> str:
         return f"/p/{quote(p)}/r/{quote(r)}/diff" + _q({"a": a, "b": b})
@@ -149,6 +153,9 @@ class ExportLinks(Links):
     def attachment(self, p: str, r: str, v: int, name: str, digest: str) -> str | None:
         path = self.plan.attachments.get(digest)
         return self._rel(path) if path is not None else None
+
+    def model(self, p: str, r: str, v: int) -> None:
+        return None  # models are not exported (a site for people without roro, not a mirror)
 
     def diff(self, p: str, r: str, a: int, b: int) -> str | None:
         if (p, r, a, b) not in self.plan.diffs:
