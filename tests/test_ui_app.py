@@ -135,6 +135,14 @@ def test_host_header_and_methods(tmp_path):
         assert "credit-risk" not in r.text
     for host in ("localhost:8765", "127.0.0.1", "[::1]:8765"):
         assert c.get("/", headers={"host": host}).status_code == 200, host
+    from roro.ui.app import allowed_hosts, host_allowed
+    everywhere = allowed_hosts("0.0.0.0")
+    for header, ok in (("10.1.2.3:8765", True), ("[fe80::1]:80", True), ("localhost", True),
+                       ("evil.example:8765", False), ("", False), ("[::1", False),
+                       ("127.0.0.1.nip.io", False)):
+        assert host_allowed(header, everywhere) is ok, header
+    assert not host_allowed("10.1.2.3:8765", allowed_hosts("127.0.0.1"))
+    assert host_allowed("192.168.1.9:8765", allowed_hosts("192.168.1.9"))
     for url in page_urls(v=1)[:8]:
         for method in ("POST", "PUT", "DELETE", "PATCH"):
             assert c.request(method, url).status_code == 405, (method, url)

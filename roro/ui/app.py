@@ -1,8 +1,9 @@
 """The ``roro ui`` server: a Starlette app over one project's store, read-only.
 
 - Only GET and HEAD routes exist (anything else: 405); no handler writes to the store.
-- The ``Host`` header must name this server (loopback names, or the address it was started on):
-  a page of another site that rebinds its DNS name to 127.0.0.1 gets a 400, not the registry.
+- The ``Host`` header must name this server (loopback names, or the address it was started on;
+  listening on every address, also the machine's names and IP addresses): a page of another site
+  that rebinds its DNS name to 127.0.0.1 gets a 400, not the registry.
 - Every response carries ``X-Content-Type-Options: nosniff``, ``Referrer-Policy: no-referrer``
   and a Content-Security-Policy: pages allow no script at all; attachments are served with the
   policy ``sandbox`` (an HTML or SVG attachment runs no script in this origin, or any),
@@ -13,6 +14,7 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 import time
 from collections.abc import Iterator
 from typing import Any, BinaryIO
@@ -20,9 +22,8 @@ from urllib.parse import quote
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response, StreamingResponse
+from starlette.responses import HTMLResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -55,11 +56,48 @@ def is_loopback(host: str) -> bool:
 
 
 def allowed_hosts(host: str) -> list[str]:
-    """The ``Host`` names the server answers to: loopback names, and the address it listens on
-    (``0.0.0.0`` or ``::``: every name; the user asked to be reachable)."""
+    """The ``Host`` names the server answers to: loopback names and the address it listens on;
+    listening on every address (``0.0.0.0``, ``::``), also this machine's names and any IP
+    address (a DNS-rebinding page reaches the server under a name of its own, never an address)."""
+    names = {*LOOPBACK_HOSTS, host.strip("[]").lower()}
     if host in ("0.0.0.0", "::", ""):
-        return ["*"]
-    return sorted({*LOOPBACK_HOSTS, host, f"[{host}]" if ":" in host else host})
+        names |= {socket.gethostname().lower(), socket.getfqdn().lower(), "*ip*"}
+    return sorted(names)
+
+
+def host_allowed(header: str, allowed: list[str]) -> bool:
+    """Whether a ``Host`` header (``name``, ``name:port``, ``[v6]:port``) names this server."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        name = header[1:header.find("]")] if "]" in header else ""
+    else:
+        name = header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+    if not name:
+        return False
+    if "*ip*" in allowed:
+        try:
+            ipaddress.ip_address(name)
+            return True
+        except ValueError:
+            pass
+    return name in allowed
+
+
+class HostCheck:
+    """Answers 400 to a request whose ``Host`` is not this server's (DNS rebinding)."""
+
+    def __init__(self, app: ASGIApp, allowed: list[str]):
+        self.app = app
+        self.allowed = allowed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            host = dict(scope.get("headers", [])).get(b"host", b"").decode("latin-1")
+            if not host_allowed(host, self.allowed):
+                response = PlainTextResponse("Invalid host header", status_code=400)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class SecurityHeaders:
@@ -236,8 +274,7 @@ def create_app(project: Project, host: str = "127.0.0.1", *,
         Route("/p/{project}/r/{repo}/plot", view(plot), methods=get),
     ]
     middleware = [Middleware(SecurityHeaders),
-                  Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(host),
-                             www_redirect=False)]
+                  Middleware(HostCheck, allowed=allowed_hosts(host))]
     async def no_route(request: Request, exc: Exception) -> Response:
         status = getattr(exc, "status_code", 404)
         message = ("only GET and HEAD: this view never changes the store" if status == 405
