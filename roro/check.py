@@ -32,7 +32,7 @@ from .objects.canonical import canonical_json, loads
 from .objects.manifest import check_manifest
 from .refs.events import Event, parse_event
 from .refs.state import RepoState, event_problem
-from .storage import KeyNotFoundError
+from .storage import Backend, KeyNotFoundError
 from .storage.layout import (
     OBJECTS_PREFIX,
     REFS_PREFIX,
@@ -504,34 +504,12 @@ def gc(store: Store, grace_seconds: float = DEFAULT_GRACE_SECONDS,
     return report
 
 
-def _collect_temp_files(backend, grace_seconds: float, dry_run: bool) -> list[CollectedObject]:
-    """Spool files that a crashed writer left in a folder store's ``tmp/`` directory."""
-    from .storage.folder import TMP_DIR
-    root = getattr(backend, "root", None)
-    if root is None:
-        return []
-    tmp = os.path.join(root, TMP_DIR)
-    out = []
-    try:
-        entries = list(os.scandir(tmp))
-    except (FileNotFoundError, NotADirectoryError):
-        return []
+def _collect_temp_files(backend: Backend, grace_seconds: float,
+                        dry_run: bool) -> list[CollectedObject]:
+    """Spool files that a crashed writer left behind (a folder store's ``tmp/`` directory)."""
     now = time.time()
-    for entry in entries:
-        try:
-            st = entry.stat(follow_symlinks=False)
-        except FileNotFoundError:
-            continue
-        if not entry.is_file(follow_symlinks=False) or now - st.st_mtime < grace_seconds:
-            continue
-        if not dry_run:
-            try:
-                os.unlink(entry.path)
-            except FileNotFoundError:
-                continue
-        out.append(CollectedObject(None, f"{TMP_DIR}/{entry.name}", st.st_size,
-                                   round(now - st.st_mtime, 3)))
-    return out
+    return [CollectedObject(None, info.key, info.size, round(now - info.mtime, 3))
+            for info in backend.collect_temp(grace_seconds, dry_run)]
 
 
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")

@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass, field
@@ -43,16 +42,16 @@ from .objects.manifest import check_manifest, referenced_digests
 from .refs.events import Event
 from .refs.log import list_projects, list_repositories
 from .refs.state import check_event, fold
-from .storage import Backend, KeyInfo, KeyNotFoundError
+from .storage import KeyNotFoundError
 from .storage.layout import log_key, object_key
+from .storage.wrappers import CountingBackend
 from .store import Store
 
 if TYPE_CHECKING:
     from .image import ModelImage
     from .repository import ModelRepository
 
-__all__ = ["CopyReport", "RepositorySync", "SyncProgress", "SyncReport", "copy_image",
-           "copy_image_into", "sync", "CountingBackend"]
+__all__ = ["CopyReport", "RepositorySync", "SyncProgress", "SyncReport", "copy_image", "sync"]
 
 DEFAULT_WORKERS = 8
 CHUNK = 1 << 20
@@ -66,99 +65,11 @@ CONFLICT = "conflict"      # histories diverged, or another writer won an append
 FAILED = "failed"          # SRC could not be trusted (corrupted/missing object, broken log)
 
 
-# -- request counting -----------------------------------------------------------------------------
-class CountingBackend(Backend):
-    """A backend that forwards every call to another and counts them: one call is one request
-    (a listing counts once, however many pages it takes). Closing it does not close the other."""
-
-    def __init__(self, inner: Backend):
-        self.inner = inner
-        self.url = inner.url
-        self.counts: Counter[str] = Counter()
-        self._lock = threading.Lock()
-
-    def _count(self, op: str) -> None:
-        with self._lock:
-            self.counts[op] += 1
-
-    def get(self, key: str) -> bytes:
-        self._count("get")
-        return self.inner.get(key)
-
-    def open(self, key: str) -> BinaryIO:
-        self._count("open")
-        return self.inner.open(key)
-
-    def download(self, key: str, path: str) -> None:
-        self._count("download")
-        self.inner.download(key, path)
-
-    def put(self, key: str, data: bytes) -> None:
-        self._count("put")
-        self.inner.put(key, data)
-
-    def put_file(self, key: str, path: str) -> None:
-        self._count("put_file")
-        self.inner.put_file(key, path)
-
-    def put_if_absent(self, key: str, data: bytes) -> bool:
-        self._count("put_if_absent")
-        return self.inner.put_if_absent(key, data)
-
-    def exists(self, key: str) -> bool:
-        self._count("exists")
-        return self.inner.exists(key)
-
-    def stat(self, key: str) -> KeyInfo:
-        self._count("stat")
-        return self.inner.stat(key)
-
-    def list(self, prefix: str, start_after: str | None = None) -> Iterator[str]:
-        self._count("list")
-        return self.inner.list(prefix, start_after)
-
-    def list_dirs(self, prefix: str) -> list[str]:
-        self._count("list_dirs")
-        return self.inner.list_dirs(prefix)
-
-    def delete(self, key: str) -> None:
-        self._count("delete")
-        self.inner.delete(key)
-
-    def touch(self, key: str) -> None:
-        self._count("touch")
-        self.inner.touch(key)
-
-    def tempdir(self) -> str | None:
-        return self.inner.tempdir()
-
-    def close(self) -> None:
-        pass  # the inner backend belongs to its Store
-
-    def __getattr__(self, name: str) -> Any:
-        # Backend-specific extras (a folder's ``root``, S3's ``copy_from`` and
-        # ``probe_conditional_writes``) pass through; the callable ones are counted.
-        if name.startswith("__") or name == "inner":
-            raise AttributeError(name)
-        value = getattr(self.inner, name)
-        if callable(value) and not name.startswith("_"):
-            def counted(*args: Any, **kwargs: Any) -> Any:
-                self._count(name)
-                return value(*args, **kwargs)
-            return counted
-        return value
-
-
-def _inner(backend: Backend) -> Backend:
-    return backend.inner if isinstance(backend, CountingBackend) else backend
-
-
 def _counted(store: Store) -> tuple[Store, CountingBackend]:
-    """A second handle on ``store`` (same URL, options, index file) whose requests are counted."""
-    shadow = Store(store.url, **store.options)
+    """A second handle on ``store`` (same backend, so the same index file) whose requests are
+    counted."""
     counter = CountingBackend(store.backend)
-    shadow._backend = counter
-    return shadow, counter
+    return Store(counter), counter
 
 
 # -- reports --------------------------------------------------------------------------------------
@@ -417,8 +328,7 @@ class _Transfer:
 
     def __init__(self, src: Store, dst: Store, pool: ThreadPoolExecutor):
         self.src, self.dst, self.pool = src, dst, pool
-        self.server_side = (callable(getattr(src.backend, "copy_from", None))
-                            and callable(getattr(dst.backend, "copy_from", None)))
+        self.server_side = False  # set once DST copied an object from SRC server-side
         self._present: set[str] = set()  # known to be in DST during this run
         self._lock = threading.Lock()
 
@@ -449,7 +359,7 @@ class _Transfer:
     def copy(self, digest: str) -> int:
         """Copy one object DST lacks; returns its size. IntegrityError if it does not hash to its
         name (nothing is left under that name in DST), NotFoundError if SRC lacks it."""
-        size = self._copy_server_side(digest) if self.server_side else None
+        size = self._copy_server_side(digest)
         if size is None:
             size = self._copy_streaming(digest)
         self._mark([digest])
@@ -480,10 +390,11 @@ class _Transfer:
     def _copy_server_side(self, digest: str) -> int | None:
         key = object_key(digest)
         try:
-            if not self.dst.backend.copy_from(_inner(self.src.backend), key):
+            if not self.dst.backend.copy_from(self.src.backend, key):
                 return None  # not possible between these two stores: stream instead
         except KeyNotFoundError:
             raise _missing_in_src(digest, self.src.url) from None
+        self.server_side = True
         # Never trust a server-side copy: re-hash what DST now holds under that name.
         try:
             with contextlib.closing(self.dst.backend.open(key)) as f:

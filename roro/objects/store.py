@@ -213,10 +213,7 @@ class ObjectStore:
             _verify_file(f, digest)
 
     def _local_path(self, digest: str) -> str | None:
-        root = getattr(self.backend, "root", None)
-        if root is None:
-            return None
-        return os.path.join(root, *object_key(digest).split("/"))
+        return self.backend.local_path(object_key(digest))
 
     def verify(self, digest: str) -> None:
         """Re-hash an object in the store itself (never the cache); IntegrityError or NotFoundError."""

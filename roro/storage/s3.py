@@ -16,9 +16,9 @@ set explicitly because the default mode has changed across releases.
 from __future__ import annotations
 
 import io
+import json
 import os
 import random
-import re
 import threading
 import time
 import uuid
@@ -28,6 +28,9 @@ from typing import Any, BinaryIO
 
 from ..errors import ConflictError, RoroError, StoreError
 from .base import Backend, KeyInfo, KeyNotFoundError, check_key
+from .url import parse_s3_url
+
+__all__ = ["S3Backend", "parse_s3_url"]
 
 MiB = 1 << 20
 MULTIPART_THRESHOLD = 64 * MiB
@@ -37,7 +40,6 @@ MAX_COPY_SIZE = 5 * 1024 * MiB  # the largest object a single CopyObject may cop
 CONFLICT_RETRIES = 5  # attempts of a conditional put answered 409 ConditionalRequestConflict
 PROBE_PREFIX = "roro-probe/"
 
-_BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _ACCESS_DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
                   "InvalidToken", "TokenRefreshRequired", "AllAccessDisabled", "Forbidden", "403"}
 _BAD_CREDENTIALS = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
@@ -54,24 +56,6 @@ class _Expected(Exception):
         self.retry_attempts = retry_attempts
 
 
-def parse_s3_url(url: str) -> tuple[str, str]:
-    """Split ``s3://bucket/prefix`` into ``(bucket, prefix)``; the prefix has no leading or
-    trailing ``/`` and may be empty."""
-    if not url.startswith("s3://"):
-        raise StoreError(f"not an S3 URL: {url!r}; use s3://bucket/prefix")
-    bucket, _, prefix = url[len("s3://"):].partition("/")
-    prefix = prefix.strip("/")
-    if not _BUCKET_RE.fullmatch(bucket) or ".." in bucket:
-        raise StoreError(f"invalid bucket name {bucket!r} in store URL {url!r}: use 3 to 63 "
-                         "lowercase letters, digits, '.' and '-'")
-    if prefix:
-        try:
-            check_key(prefix)
-        except RoroError:
-            raise StoreError(f"invalid prefix {prefix!r} in store URL {url!r}") from None
-    return bucket, prefix
-
-
 class S3Backend(Backend):
     """Raw keys in an S3 bucket, under an optional prefix.
 
@@ -85,13 +69,16 @@ class S3Backend(Backend):
         connect_timeout, read_timeout: seconds.
         multipart_threshold, multipart_chunksize: bytes, for :meth:`put_file` and :meth:`download`.
 
-    Credentials come from the standard chain (environment, profile, instance role...).
+    Credentials come from the standard chain (environment, profile, instance role...). The option
+    names are :data:`roro.storage.url.STORE_OPTIONS`.
     """
+
+    remote = True
 
     def __init__(self, url: str, endpoint_url: str | None = None, region: str | None = None, *,
                  max_retries: int = 5, connect_timeout: float = 5, read_timeout: float = 60,
                  multipart_threshold: int = MULTIPART_THRESHOLD,
-                 multipart_chunksize: int = MULTIPART_CHUNKSIZE, **ignored: Any):
+                 multipart_chunksize: int = MULTIPART_CHUNKSIZE):
         self.bucket, self.prefix = parse_s3_url(url)
         self.url = f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
         self.endpoint_url = (endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3")
@@ -106,6 +93,7 @@ class S3Backend(Backend):
         self._client_lock = threading.Lock()
         self._bucket_seen = False  # set once the bucket is known to exist
         self._reached = False  # set once the endpoint has answered any request
+        self._prepared = False  # set once the conditional-write probe passed
 
     # -- client ----------------------------------------------------------------------------------
     @property
@@ -390,6 +378,19 @@ class S3Backend(Backend):
                                      Config=self._transfer_config())
         except KeyNotFoundError:
             pass
+
+    def cache_identity(self) -> str:
+        """The URL and the endpoint it resolved to: the same bucket name on two servers is two
+        stores."""
+        return json.dumps([self.url, self.endpoint_url])
+
+    def prepare_for_writes(self) -> None:
+        """Probe conditional writes once per backend object, that is once per store handle (not
+        once per store: the same bucket may be reached through another endpoint or proxy that
+        does not honour ``If-None-Match``)."""
+        if not self._prepared:
+            self.probe_conditional_writes()
+            self._prepared = True
 
     def probe_conditional_writes(self) -> None:
         """Check that the store refuses a second ``If-None-Match: *`` write of one key.
