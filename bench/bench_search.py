@@ -116,8 +116,8 @@ def main() -> None:
             order = "v.version DESC" if repo else "v.time DESC, v.repository, v.version DESC"
             sql += f" AND ({c.sql}) ORDER BY {order} LIMIT 20"
             for name, (arity, fn) in c.functions.items():
-                index.db.conn.create_function(name, arity, fn, deterministic=True)
-            plan = index.db.execute("EXPLAIN QUERY PLAN " + sql, [*args, *c.params, ]).fetchall()
+                index.conn.create_function(name, arity, fn, deterministic=True)
+            plan = index.conn.execute("EXPLAIN QUERY PLAN " + sql, [*args, *c.params, ]).fetchall()
             print(f"plan ({'repository' if repo else 'project'}):")
             for row in plan:
                 print("   ", row[-1])

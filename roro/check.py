@@ -18,7 +18,6 @@ Objects that only deleted versions name are collectable, like objects of a save 
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -26,10 +25,17 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .digests import digest_bytes
-from .errors import GcRefusedError, IntegrityError, InvalidDurationError, InvalidNameError
+from .errors import (
+    GcRefusedError,
+    IntegrityError,
+    InvalidDurationError,
+    InvalidNameError,
+    NotFoundError,
+)
 from .names import validate_name
+from .objects import ObjectStore
 from .objects.canonical import canonical_json, loads
-from .objects.manifest import check_manifest
+from .objects.manifest import read_manifest
 from .refs.events import Event, parse_event
 from .refs.state import RepoState, event_problem
 from .storage import Backend, KeyNotFoundError
@@ -186,23 +192,24 @@ def fsck(store: Store, read_data: bool = False) -> FsckReport:
 
     # The index before the logs: it never runs ahead of a log, so read in this order a writer
     # appending meanwhile cannot make it look as if the log lost events.
-    index_rows = _index_rows(store)
+    positions = store.index_positions()
     logs = _group_log_keys(backend.list(REFS_PREFIX), report)
     report.projects = len({p for p, _ in logs})
     report.repositories = len(logs)
     with ThreadPoolExecutor(WORKERS) as pool:
         for (project, name), items in sorted(logs.items()):
-            row = index_rows.get((project, name))
+            position = positions.get((project, name))
             state, seen = _check_log(backend, project, name, items, report, pool,
-                                     row["last_seq"] if row else 0)
-            _check_against_index(row, project, name, state, seen, report)
+                                     position[0] if position else 0)
+            _check_against_index(position, project, name, state, seen, report)
             report.versions += len(state.versions)
             report.deleted_versions += len(state.deleted)
             report.tags += len(state.tags)
             for v, ref in sorted(state.versions.items()):
                 refs.setdefault(ref.image, []).append((project, name, v, "manifest"))
 
-        read = list(pool.map(lambda d: (d, *_read_manifest(backend, d, refs[d], report)),
+        uncached = ObjectStore(backend)  # fsck reads the store itself, never a local cache
+        read = list(pool.map(lambda d: (d, *_read_manifest(uncached, d, refs[d], report)),
                              sorted(refs)))
         manifests = {d: manifest for d, manifest, _ in read}
         report.verified += sum(hashed for _, _, hashed in read)
@@ -359,26 +366,18 @@ def _version_of(event: Event) -> int | None:
     return v if isinstance(v, int) else None
 
 
-def _index_rows(store: Store) -> dict[tuple[str, str], dict[str, Any]]:
-    """What the local index last saw of every repository (nothing if there is no index yet)."""
-    if not os.path.exists(store.index_path()):
-        return {}
-    rows = store.index.db.query("SELECT project, name, last_seq, last_hash FROM repositories")
-    return {(r["project"], r["name"]): r for r in rows}
-
-
-def _check_against_index(row: dict[str, Any] | None, project: str, name: str, state: RepoState,
-                         seen: str | None, report: FsckReport) -> None:
+def _check_against_index(position: tuple[int, str | None] | None, project: str, name: str,
+                         state: RepoState, seen: str | None, report: FsckReport) -> None:
     """A log is append-only, so the event the index saw last must still be there, unchanged. The
     hash chain cannot show by itself that events were cut from the end, or that the whole chain
     was rewritten from some event on; the index remembers what it saw."""
-    if row is None or row["last_seq"] <= 0:
+    if position is None or position[0] <= 0:
         return
-    seq = row["last_seq"]
+    seq, last_hash = position
     if seq > state.last_seq:
         why = (f"the local index saw event {seq}, but the log ends at event {state.last_seq}: "
                f"events were removed from its end")
-    elif seen != row["last_hash"]:
+    elif seen != last_hash:
         why = (f"event {seq} is not the event the local index saw there: the history was "
                f"rewritten")
     else:
@@ -386,34 +385,30 @@ def _check_against_index(row: dict[str, Any] | None, project: str, name: str, st
     report.problems.append(Problem(
         INDEX_MISMATCH, f"{why}, or the store was restored from an older copy (if so, run "
         f"'roro index --rebuild')", project=project, repository=name, seq=seq,
-        expected=row["last_hash"], actual=seen))
+        expected=last_hash, actual=seen))
 
 
-def _read_manifest(backend, digest: str, who: list,
+def _read_manifest(objects: ObjectStore, digest: str, who: list[tuple[str, str, int, str]],
                    report: FsckReport) -> tuple[dict[str, Any] | None, bool]:
-    """Read and verify a live version's manifest from the store itself (never a cache); report
-    what is wrong. Returns the manifest (None if unusable) and whether its bytes were hashed."""
+    """Read and verify a live version's manifest from the store itself (``objects`` has no
+    cache); report what is wrong. Returns the manifest (None if unusable) and whether its bytes
+    were hashed."""
     try:
-        data = backend.get(object_key(digest))
-    except KeyNotFoundError:
+        return read_manifest(objects, digest)[0], True
+    except NotFoundError:
         report.problems.append(_object_problem(MISSING_OBJECT, digest, who,
                                                "is missing from the store"))
         return None, False
-    actual = digest_bytes(data)
-    if actual != digest:
-        report.problems.append(_object_problem(
-            CORRUPT_OBJECT, digest, who, f"is corrupted: its bytes hash to {actual}",
-            expected=digest, actual=actual))
-        return None, True
-    try:
-        return check_manifest(loads(data), digest), True
     except IntegrityError as e:
-        message = _reason(str(e))
-    except ValueError as e:
-        message = f"not valid JSON: {e}"
-    report.problems.append(_object_problem(INVALID_MANIFEST, digest, who,
-                                           f"is not a valid image manifest: {message}"))
-    return None, True
+        if e.actual is not None:
+            report.problems.append(_object_problem(
+                CORRUPT_OBJECT, digest, who, f"is corrupted: its bytes hash to {e.actual}",
+                expected=digest, actual=e.actual))
+        else:
+            report.problems.append(_object_problem(
+                INVALID_MANIFEST, digest, who,
+                f"is not a valid image manifest: {_reason(str(e))}"))
+        return None, True
 
 
 def _verify(store: Store, digest: str) -> Exception | None:

@@ -16,7 +16,7 @@ from .lineage import collect_lineage
 from .metadata import check_total
 from .names import LATEST, validate_name, validate_tag, validate_version
 from .objects.canonical import canonical_json
-from .objects.manifest import FORMAT
+from .objects.manifest import FORMAT, read_manifest
 from .query import Query
 from .query import parse as parse_query
 from .refs import Event
@@ -114,7 +114,7 @@ class ModelRepository:
         Its manifest is fetched and verified; the model itself is only fetched by ``get_model()``."""
         v = self.resolve(version, tag)
         row = self._store.index.version(self.project.name, self.name, v)
-        manifest = self._store.objects.read_json(row["image"])
+        manifest, _ = read_manifest(self._store.objects, row["image"])
         return ModelImage(self, manifest=manifest, digest=row["image"], version=v)
 
     def get_model(self, version: int | str | None = None, tag: str | None = None) -> Any:

@@ -14,21 +14,17 @@ import os
 import threading
 import uuid
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .environment import cache_dir
 from .errors import IntegrityError, InvalidNameError, StoreError
 from .names import validate_name
 from .objects import ObjectStore
 from .objects.cache import ObjectCache
-from .refs import RefLog
-from .refs.log import list_projects, list_repositories
+from .refs import Index, RefLog, list_projects, list_repositories
 from .storage import Backend, KeyNotFoundError, StoreLocation, open_backend, parse_store_url
 from .storage.layout import FORMAT_KEY, FORMAT_VERSION, INDEX_KEY
 from .storage.url import check_options
-
-if TYPE_CHECKING:
-    from .refs.index import Index
 
 INDEX_FILE = INDEX_KEY
 _MANIFEST_MEMO = 256
@@ -119,7 +115,6 @@ class Store:
         """This thread's connection to the index (SQLite connections are not shared by threads)."""
         index = getattr(self._local, "index", None)
         if index is None:
-            from .refs.index import Index  # its module loads sqlite3 only when an index is used
             index = self._local.index = Index(self.index_path())
             if self.is_initialized():  # an index is bound to a store id only once there is one
                 index.bind_store(self.store_id())
@@ -234,6 +229,13 @@ class Store:
 
         index.forget_repositories(seen, absent)
         return report
+
+    def index_positions(self) -> dict[tuple[str, str], tuple[int, str | None]]:
+        """Where the local index last saw each repository's log end, ``(last_seq, last_hash)``;
+        nothing if this store has no index yet (and none is created)."""
+        if not os.path.exists(self.index_path()):
+            return {}
+        return self.index.positions()
 
     def remember_manifest(self, digest: str, data: bytes) -> None:
         if len(self.recent_manifests) >= _MANIFEST_MEMO:

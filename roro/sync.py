@@ -37,11 +37,8 @@ from .config import current_settings, resolve_store
 from .digests import digest_of_hasher, new_hasher
 from .errors import IntegrityError, InvalidNameError, NotFoundError, RoroError
 from .names import parse_refspec, validate_name
-from .objects.canonical import loads
-from .objects.manifest import check_manifest, referenced_digests
-from .refs.events import Event
-from .refs.log import list_projects, list_repositories
-from .refs.state import check_event, fold
+from .objects.manifest import read_manifest, referenced_digests
+from .refs import Event, Index, apply_event, fold, list_projects, list_repositories
 from .storage import KeyNotFoundError
 from .storage.layout import log_key, object_key
 from .storage.wrappers import CountingBackend
@@ -435,14 +432,14 @@ class _Transfer:
 # -- judging the events to append -----------------------------------------------------------------
 class _AppendView:
     """DST's state (from its refreshed index) with the events about to be appended applied on top,
-    in memory: :func:`~roro.refs.state.check_event` judges each against it (a RepoView)."""
+    in memory: the reducer judges each against it (a :class:`~roro.refs.state.RepoMutator`)."""
 
-    def __init__(self, index: Any, project: str, name: str, row: dict[str, Any] | None):
+    def __init__(self, index: Index | None, project: str, name: str, row: dict[str, Any] | None):
         self.index, self.project, self.name = index, project, name
         self.last_seq = row["last_seq"] if row else 0
         self.last_hash = row["last_hash"] if row else None
         self.max_version = row["max_version"] if row else 0
-        self._tags: dict[str, int] = index.tags(project, name) if row else {}
+        self._tags: dict[str, int] = index.tags(project, name) if index and row else {}
         self._live: dict[int, bool] = {}
 
     def is_live(self, version: int) -> bool:
@@ -457,19 +454,20 @@ class _AppendView:
     def tags_of(self, version: int) -> list[str]:
         return sorted(t for t, v in self._tags.items() if v == version)
 
-    def apply(self, event: Event) -> None:
-        check_event(self, event, self.name)
-        if event.type == "version":
-            self._live[event["version"]] = True
-            self.max_version = event["version"]
-        elif event.type == "tag":
-            if event["version"] is None:
-                self._tags.pop(event["tag"], None)
-            else:
-                self._tags[event["tag"]] = event["version"]
-        elif event.type == "delete":
-            self._live[event["version"]] = False
-        self.last_seq, self.last_hash = event.seq, event.hash
+    def add_version(self, event: Event) -> None:
+        self._live[event["version"]] = True
+
+    def set_tag(self, event: Event) -> None:
+        if event["version"] is None:
+            self._tags.pop(event["tag"], None)
+        else:
+            self._tags[event["tag"]] = event["version"]
+
+    def delete_version(self, event: Event) -> None:
+        self._live[event["version"]] = False
+
+    def advance(self, event: Event, max_version: int) -> None:
+        self.last_seq, self.last_hash, self.max_version = event.seq, event.hash, max_version
 
 
 def _describe(name: str, events: list[Event]) -> dict[str, Any] | None:
@@ -578,7 +576,7 @@ class _Syncer:
         view = _AppendView(self.dst.index if dst_row else None, p, r, dst_row)
         try:
             for event in new:
-                view.apply(event)
+                apply_event(view, event, r)
         except IntegrityError as e:
             raise IntegrityError(f"in SRC {self.src.url}: {e}", repository=r) from None
 
@@ -649,15 +647,10 @@ class _Syncer:
 
     def _read_manifest(self, digest: str) -> tuple[str, tuple[bytes, dict[str, Any]]]:
         try:
-            data = self.src.objects.read(digest)  # verified
+            manifest, data = read_manifest(self.src.objects, digest)  # verified
         except NotFoundError:
             raise _missing_in_src(digest, self.src.url) from None
-        try:
-            manifest = loads(data)
-        except ValueError as e:
-            raise IntegrityError(f"object {digest} in {self.src.url} is not valid JSON: {e}",
-                                 digest=digest) from None
-        return digest, (data, check_manifest(manifest, digest))
+        return digest, (data, manifest)
 
     def _behind_or_diverged(self, res: RepositorySync, src_log: Any, dst_log: Any) -> None:
         """SRC has fewer events than DST: "ahead" if SRC's log is a prefix of DST's."""

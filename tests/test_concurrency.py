@@ -22,7 +22,7 @@ def context():
     """forkserver: children fork from a server that has already imported roro, so starting 32
     of them is cheap, and none inherits pytest's threads or locks (as 'fork' would)."""
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["trust_workers", "roro", "cloudpickle", "sqlite_utils"])
+    ctx.set_forkserver_preload(["trust_workers", "roro", "cloudpickle", "sqlite3"])
     return ctx
 
 
