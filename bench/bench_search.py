@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.join(HERE, ".."))
 
 from index_rows import Row, insert  # noqa: E402
 
-from roro import Project  # noqa: E402
+from roro import ModelImage, Project  # noqa: E402
 from roro.query import parse  # noqa: E402
 from roro.refs import Index  # noqa: E402
 
@@ -89,7 +89,7 @@ def main() -> None:
         rows = index.search("bench", "model-0", c.sql, c.params, None, dict(c.functions))
         repo = Project("bench", os.path.join(tmp, "unused")).get_model_repository("model-0")
         t = time.perf_counter()
-        images = [repo._image_from_row(r) for r in rows]
+        images = [ModelImage.from_index_row(repo, r) for r in rows]
         print(f"  turning {len(images)} rows into ModelImages: "
               f"{(time.perf_counter() - t) * 1000:.1f} ms")
         index.close()

@@ -487,7 +487,7 @@ def bench_sync(ctx: dict[str, Any], res: Results) -> None:
     client = s3_client(endpoint)
     client.head_bucket(Bucket=bucket)
     payload = [(f"baseline/{d}", src.backend.get(_object_key(d))) for d in _new_digests(image)]
-    payload.append(("baseline/" + log_key(PROJECT, "small", repo._refresh()["last_seq"]),
+    payload.append(("baseline/" + log_key(PROJECT, "small", src.refresh(PROJECT, "small")["last_seq"]),
                     b"{}"))
     t = time.perf_counter()
     for key, data in payload:

@@ -561,7 +561,7 @@ class Record:
     @classmethod
     def from_image(cls, image: Any, tags: Sequence[str] = ()) -> Record:
         """The record of a saved :class:`~roro.image.ModelImage` with its current ``tags``."""
-        manifest = image._manifest
+        manifest = image.manifest
         return cls(version=image.version, author=manifest["author"],
                    timestamp=manifest["timestamp"], comment=manifest["comment"],
                    tags=tuple(tags), metadata=manifest["metadata"])

@@ -26,27 +26,25 @@ histories differ), recording where it came from in the manifest's ``lineage.copi
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any
 
 from .config import current_settings, resolve_store
-from .digests import digest_of_hasher, new_hasher
 from .errors import IntegrityError, InvalidNameError, NotFoundError, RoroError
 from .names import parse_refspec, validate_name
-from .objects.manifest import read_manifest, referenced_digests
+from .objects.manifest import read_manifest
+from .objects.transfer import ObjectTransfer, missing_in
+from .project import Project
 from .refs import Event, Index, apply_event, fold, list_projects, list_repositories
+from .repository import copy_into
 from .storage import KeyNotFoundError
-from .storage.layout import log_key, object_key
+from .storage.layout import log_key
 from .storage.wrappers import CountingBackend
 from .store import Store
-
-if TYPE_CHECKING:
-    from .image import ModelImage
-    from .repository import ModelRepository
+from .units import format_bytes
 
 __all__ = ["CopyReport", "RepositorySync", "SyncProgress", "SyncReport", "copy_image", "sync"]
 
@@ -215,8 +213,8 @@ class SyncReport:
             if items:
                 parts.append(f"{len(items)} {label}")
         return (f"{', '.join(parts)}; {self.events_appended:,} events, "
-                f"{self.objects_transferred:,} objects ({_human(self.bytes_transferred)}) {verb}, "
-                f"{self.objects_skipped:,} objects ({_human(self.bytes_skipped)}) already in DST; "
+                f"{self.objects_transferred:,} objects ({format_bytes(self.bytes_transferred)}) {verb}, "
+                f"{self.objects_skipped:,} objects ({format_bytes(self.bytes_skipped)}) already in DST; "
                 f"{tail}")
 
     def to_dict(self) -> dict[str, Any]:
@@ -274,7 +272,7 @@ class CopyReport:
             return (f"{dst} already is a copy of {src}: nothing appended "
                     f"({self.request_count:,} requests in {self.elapsed:.1f} s)")
         return (f"copied {src} to {dst} ({self.objects_transferred:,} objects, "
-                f"{_human(self.bytes_transferred)} transferred; {self.objects_skipped:,} already "
+                f"{format_bytes(self.bytes_transferred)} transferred; {self.objects_skipped:,} already "
                 f"in DST; {self.request_count:,} requests in {self.elapsed:.1f} s)")
 
     def to_dict(self) -> dict[str, Any]:
@@ -287,146 +285,6 @@ class CopyReport:
                 "objects_skipped": self.objects_skipped, "bytes_skipped": self.bytes_skipped,
                 "requests": self.request_count, "requests_by_operation": self.requests,
                 "elapsed": round(self.elapsed, 3), "summary": self.summary()}
-
-
-def _human(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")
-
-
-# -- moving objects -------------------------------------------------------------------------------
-def _hash_stream(stream: BinaryIO) -> tuple[str, int]:
-    h, size = new_hasher(), 0
-    while chunk := stream.read(CHUNK):
-        h.update(chunk)
-        size += len(chunk)
-    return digest_of_hasher(h), size
-
-
-def _corrupted(digest: str, actual: str, where: str) -> IntegrityError:
-    return IntegrityError(f"object {digest} in {where} is corrupted: its bytes hash to {actual}; "
-                          f"nothing of this repository's history was written to the destination; "
-                          f"run 'roro fsck --read-data' on {where}",
-                          digest=digest, expected=digest, actual=actual)
-
-
-def _missing_in_src(digest: str, where: str) -> NotFoundError:
-    return NotFoundError(f"object {digest} is named by the history in {where} but missing from "
-                         f"it; nothing of this repository's history was written to the "
-                         f"destination; run 'roro fsck' on {where}", digest=digest)
-
-
-class _Transfer:
-    """Copies objects from one store to another: only those the destination lacks, verified."""
-
-    def __init__(self, src: Store, dst: Store, pool: ThreadPoolExecutor):
-        self.src, self.dst, self.pool = src, dst, pool
-        self.server_side = False  # set once DST copied an object from SRC server-side
-        self._present: set[str] = set()  # known to be in DST during this run
-        self._lock = threading.Lock()
-
-    def classify(self, digests: Iterable[str]) -> tuple[list[str], list[str], list[str]]:
-        """``(missing, found, known)``: absent from DST; present in DST (asked now); known to
-        be present from earlier in this run (not asked again)."""
-        todo, known = [], []
-        for d in dict.fromkeys(digests):
-            (known if d in self._present else todo).append(d)
-        there = list(self.pool.map(self.dst.objects.has, todo))
-        missing = [d for d, t in zip(todo, there, strict=True) if not t]
-        found = [d for d, t in zip(todo, there, strict=True) if t]
-        self._mark(found)
-        return missing, found, known
-
-    def touch(self, digests: list[str]) -> None:
-        """Refresh the mtime of objects DST already holds that new refs will name (gc grace)."""
-        list(self.pool.map(lambda d: self.dst.backend.touch(object_key(d)), digests))
-
-    def assume_present(self, digests: Iterable[str]) -> None:
-        """Dry run: count these as copied, so later repositories see them as already there."""
-        self._mark(digests)
-
-    def _mark(self, digests: Iterable[str]) -> None:
-        with self._lock:
-            self._present.update(digests)
-
-    def copy(self, digest: str) -> int:
-        """Copy one object DST lacks; returns its size. IntegrityError if it does not hash to its
-        name (nothing is left under that name in DST), NotFoundError if SRC lacks it."""
-        size = self._copy_server_side(digest)
-        if size is None:
-            size = self._copy_streaming(digest)
-        self._mark([digest])
-        return size
-
-    def put_verified_bytes(self, digest: str, data: bytes) -> None:
-        """Put bytes this run already read and verified (manifests) without reading them again."""
-        self.dst.backend.put(object_key(digest), data)
-        self._mark([digest])
-
-    def _copy_streaming(self, digest: str) -> int:
-        key = object_key(digest)
-        try:
-            stream = self.src.backend.open(key)
-        except KeyNotFoundError:
-            raise _missing_in_src(digest, self.src.url) from None
-        # The spool hashes while it writes; the file put is exactly the bytes that were hashed.
-        with contextlib.closing(stream):
-            spooled = self.dst.objects.spool_stream(stream)
-        try:
-            if spooled.digest != digest:
-                raise _corrupted(digest, spooled.digest, self.src.url)
-            self.dst.backend.put_file(key, spooled.path)
-        finally:
-            spooled.discard()
-        return spooled.size
-
-    def _copy_server_side(self, digest: str) -> int | None:
-        key = object_key(digest)
-        try:
-            if not self.dst.backend.copy_from(self.src.backend, key):
-                return None  # not possible between these two stores: stream instead
-        except KeyNotFoundError:
-            raise _missing_in_src(digest, self.src.url) from None
-        self.server_side = True
-        # Never trust a server-side copy: re-hash what DST now holds under that name.
-        try:
-            with contextlib.closing(self.dst.backend.open(key)) as f:
-                actual, size = _hash_stream(f)
-        except KeyNotFoundError:
-            raise _missing_in_src(digest, self.src.url) from None
-        if actual != digest:
-            self.dst.backend.delete(key)
-            raise _corrupted(digest, actual, self.src.url)
-        return size
-
-    def copy_all(self, digests: list[str], on_done: Callable[[int], None]) -> None:
-        """Copy in parallel; ``on_done(size)`` after each (in this thread). On the first error the
-        copies not yet started are cancelled, the running ones finish, and the error is raised."""
-        self._run_all([(self.copy, d) for d in digests], on_done)
-
-    def put_all_verified(self, items: dict[str, bytes], on_done: Callable[[int], None]) -> None:
-        """:meth:`put_verified_bytes` for many objects, in parallel, as :meth:`copy_all`."""
-        def put(digest: str) -> int:
-            self.put_verified_bytes(digest, items[digest])
-            return len(items[digest])
-
-        self._run_all([(put, d) for d in items], on_done)
-
-    def _run_all(self, calls: list[tuple[Callable[[str], int], str]],
-                 on_done: Callable[[int], None]) -> None:
-        futures: list[Future[int]] = [self.pool.submit(fn, d) for fn, d in calls]
-        try:
-            for f in as_completed(futures):
-                on_done(f.result())
-        except BaseException:
-            for f in futures:
-                f.cancel()
-            wait(futures)
-            raise
 
 
 # -- judging the events to append -----------------------------------------------------------------
@@ -494,7 +352,7 @@ class _Syncer:
         self.src, self.dst, self.pool = src, dst, pool
         self.dry_run = dry_run
         self.progress = progress
-        self.transfer = _Transfer(src, dst, pool)
+        self.transfer = ObjectTransfer(src.objects, dst.objects, pool)
 
     def select(self, project: str | None,
                repositories: Iterable[str] | None) -> list[tuple[str, str]]:
@@ -649,7 +507,7 @@ class _Syncer:
         try:
             manifest, data = read_manifest(self.src.objects, digest)  # verified
         except NotFoundError:
-            raise _missing_in_src(digest, self.src.url) from None
+            raise missing_in(digest, self.src.url) from None
         return digest, (data, manifest)
 
     def _behind_or_diverged(self, res: RepositorySync, src_log: Any, dst_log: Any) -> None:
@@ -744,67 +602,6 @@ def sync(src: Store | str, dst: Store | str, repositories: Iterable[str] | None 
 
 
 # -- copy one image -------------------------------------------------------------------------------
-@dataclass
-class _CopyStats:
-    objects_transferred: int = 0
-    bytes_transferred: int = 0
-    objects_skipped: int = 0
-    bytes_skipped: int = 0
-
-
-def _lineage_of(image: ModelImage) -> dict[str, Any]:
-    manifest = image._manifest
-    assert manifest is not None
-    repo = image.repository
-    entry: dict[str, Any] = {"store": repo.project.store.url, "project": repo.project.name,
-                             "repository": repo.name, "version": image.version,
-                             "image": image.digest}
-    old = manifest.get("lineage")
-    lineage = dict(old) if isinstance(old, dict) else ({} if old is None else {"lineage": old})
-    if "copied_from" in lineage:
-        entry["previous"] = lineage["copied_from"]
-    lineage["copied_from"] = entry
-    return lineage
-
-
-def _copy_into(image: ModelImage, target: ModelRepository,
-               pool: ThreadPoolExecutor) -> tuple[ModelImage, bool, _CopyStats]:
-    from .image import ModelImage
-    if not image.saved:
-        raise ValueError("only a saved image can be copied; save() it first")
-    manifest = image.manifest
-    assert manifest is not None
-    src_store = image.repository.project.store
-    dst_store = target.project.store
-    transfer = _Transfer(src_store, dst_store, pool)
-    sizes = {manifest["model"]["digest"]: manifest["model"]["size"],
-             **{a["digest"]: a["size"] for a in manifest["attachments"]}}
-    blobs = referenced_digests(manifest)
-    dst_store.ensure_initialized()
-    missing, found, known = transfer.classify(blobs)
-    transfer.touch(found)
-    stats = _CopyStats(objects_skipped=len(found) + len(known),
-                       bytes_skipped=sum(sizes[d] for d in found + known))
-
-    def done(size: int) -> None:
-        stats.objects_transferred += 1
-        stats.bytes_transferred += size
-
-    transfer.copy_all(missing, done)
-    manifest["lineage"] = _lineage_of(image)
-    saved, digest, version, created = target._publish(manifest, manifest["comment"],
-                                                      unless_latest=True)
-    return ModelImage(target, manifest=saved, digest=digest, version=version), created, stats
-
-
-def copy_image_into(image: ModelImage, target: ModelRepository, *,
-                    workers: int = DEFAULT_WORKERS) -> ModelImage:
-    """Append saved ``image`` (from any repository of any store) to ``target`` as a new version,
-    recording its origin in ``manifest["lineage"]["copied_from"]``; see :func:`copy_image`."""
-    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="roro-copy") as pool:
-        return _copy_into(image, target, pool)[0]
-
-
 def copy_image(src: Store | str, ref: str, dst: Store | str, new_name: str | None = None,
                project: str | None = None, dst_project: str | None = None, *,
                workers: int = DEFAULT_WORKERS) -> CopyReport:
@@ -825,7 +622,6 @@ def copy_image(src: Store | str, ref: str, dst: Store | str, new_name: str | Non
         project: the project in SRC (default: the current project, from ``roro.yml`` etc.).
         dst_project: the project in DST (default: ``project``).
     """
-    from .project import Project
     start = time.monotonic()
     name, version, tag = parse_refspec(ref)
     project = validate_name(project or current_settings().project, "project")
@@ -835,7 +631,7 @@ def copy_image(src: Store | str, ref: str, dst: Store | str, new_name: str | Non
             ThreadPoolExecutor(max(1, workers), thread_name_prefix="roro-copy") as pool:
         image = Project(project, src_c).get_model_repository(name).get_model_image(version, tag)
         target = Project(dst_project, dst_c).get_model_repository(new_name)
-        copied, created, stats = _copy_into(image, target, pool)
+        copied, created, stats = copy_into(image, target, pool)
         assert image.version is not None and image.digest is not None
         assert copied.version is not None and copied.digest is not None
         return CopyReport(src_c.url, dst_c.url, project, name, image.version, image.digest,

@@ -19,8 +19,10 @@ from conftest import make_store_url
 import roro
 from roro.cli import main
 from roro.cli import models as cli_models
+from roro.localfs import copy_verified, plan_attachments
 from roro.objects.canonical import canonical_json
 from roro.storage.layout import object_key
+from roro.writer import append
 
 
 @pytest.fixture(params=["memory", "folder"])
@@ -383,8 +385,9 @@ def _save_crafted_image(store_url: str, repository: str, attachments: list[dict]
     manifest = {**good, "attachments": attachments}
     digest = objects.put_bytes(canonical_json(manifest))
     with contextlib.suppress(roro.IntegrityError):  # the index may refuse it: that is the point
-        repo._append(lambda row: ("version", {"version": row["max_version"] + 1, "image": digest,
-                                              "comment": "crafted"}))
+        append(p.store, p.name, repository,
+               lambda row: ("version", {"version": row["max_version"] + 1, "image": digest,
+                                        "comment": "crafted"}))
 
 
 def test_download_refuses_hostile_attachment_names(store_url, tmp_path):
@@ -393,12 +396,10 @@ def test_download_refuses_hostile_attachment_names(store_url, tmp_path):
     result = run("models:download", "evil", "--attachments", "files", store=store_url, ok=False)
     assert result.exit_code == 4 and "not a valid image manifest" in result.stderr
     assert not (tmp_path / "escape.txt").exists() and not (tmp_path / "evil-v2.pkl").exists()
-    planned = cli_models._plan_attachments(str(tmp_path / "files"), [], False)
+    planned = plan_attachments(str(tmp_path / "files"), [], False)
     assert planned == []
     with pytest.raises(roro.InvalidNameError):
-        cli_models._plan_attachments(str(tmp_path / "files"),
-                                     [roro.Attachment(None, "../escape.txt", "sha256:" + "0" * 64, 3)],
-                                     False)
+        plan_attachments(str(tmp_path / "files"), ["../escape.txt"], False)
 
 
 def test_download_refuses_names_that_collide_when_case_is_folded(store_url, tmp_path):
@@ -451,9 +452,9 @@ def _corrupt(store: roro.Store, digest: str) -> None:
 def test_copy_verified_detects_bytes_that_change_after_the_store_checked_them(tmp_path):
     import io
     with pytest.raises(roro.IntegrityError, match="changed while it was copied"):
-        cli_models._copy_verified(io.BytesIO(b"other"), io.BytesIO(),
-                                  "sha256:" + hashlib.sha256(b"bytes").hexdigest(), "the model",
-                                  lambda n: None)
+        copy_verified(io.BytesIO(b"other"), io.BytesIO(),
+                      "sha256:" + hashlib.sha256(b"bytes").hexdigest(), "the model",
+                      lambda n: None)
 
 
 def test_download_shows_progress_only_on_a_terminal_for_large_files(project, store_url, monkeypatch):

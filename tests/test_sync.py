@@ -56,8 +56,8 @@ def pair(request, monkeypatch):
 
 # -- helpers --------------------------------------------------------------------------------------
 def delete_version(repo, version):
-    """Append a ``delete`` event (the core has no public delete yet)."""
-    repo._append(lambda row: ("delete", {"version": version}))
+    """Append a ``delete`` event."""
+    assert repo.delete_version(version)
 
 
 def build_history(url):

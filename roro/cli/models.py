@@ -3,26 +3,23 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import tempfile
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..metadata import AUTOMATIC_KEYS
-from ..names import LATEST, parse_refspec, validate_attachment_name, validate_name, validate_tag
+from ..names import LATEST, parse_refspec, validate_name, validate_tag
+from ..query import parse
 from . import render
+from .render import json_option
 
 if TYPE_CHECKING:
     from ..image import ModelImage
     from ..project import Project
+    from . import CliState
 
 PROGRESS_MIN_BYTES = 16 << 20  # a progress bar for downloads of at least this size, on a terminal
-COPY_CHUNK = 1 << 20
 
-json_option = click.option("--json", "as_json", is_flag=True,
-                           help="Print one JSON document instead of text (schema: docs/cli.md).")
 spec_argument = click.argument("spec", metavar="NAME[:VERSION|TAG]")
 
 
@@ -32,25 +29,24 @@ def _image(project: Project, spec: str) -> ModelImage:
 
 
 def image_document(image: ModelImage, tags: list[str]) -> dict[str, Any]:
-    """The JSON form of one saved image (``models:show --json``, each entry of ``models:log``)."""
-    manifest = image.manifest
-    assert manifest is not None
-    metadata = image.get_metadata()
+    """The JSON form of one saved image (``models:show --json``, each entry of ``models:log``):
+    :meth:`~roro.image.ModelImage.to_dict` with the project and the tags, in this key order."""
+    d = image.to_dict()
     return {
         "project": image.repository.project.name,
-        "repository": image.repository.name,
-        "version": image.version,
-        "image": image.digest,
+        "repository": d["repository"],
+        "version": d["version"],
+        "image": d["digest"],
         "tags": tags,
-        "author": metadata["author"],
-        "timestamp": metadata["timestamp"],
-        "comment": image.comment,
-        "metadata": {k: v for k, v in metadata.items() if k not in AUTOMATIC_KEYS},
-        "model": {k: manifest["model"][k]
+        "author": d["author"],
+        "timestamp": d["timestamp"],
+        "comment": d["comment"],
+        "metadata": d["metadata"],
+        "model": {k: d["model"][k]
                   for k in ("type", "size", "digest", "serializer", "python", "cloudpickle")},
         "attachments": [{"name": a["name"], "size": a["size"], "digest": a["digest"]}
-                        for a in manifest["attachments"]],
-        "lineage": image.lineage or {},
+                        for a in d["attachments"]],
+        "lineage": d["lineage"] or {},
     }
 
 
@@ -141,7 +137,6 @@ def models_log(state, name: str | None, limit: int | None, before: int | None,
     """
     project = state.project
     if where is not None:
-        from ..query import parse
         parse(where)  # a syntax error is reported before anything is read
     if name is not None:
         name, version, tag = parse_refspec(name)
@@ -304,143 +299,34 @@ def lineage_rows(lineage: dict[str, Any]) -> list[tuple[str, str]]:
               help="Also write the attachments below DIR (created if missing).")
 @click.option("--force", is_flag=True, help="Overwrite files that exist.")
 @click.pass_obj
-def models_download(state, spec: str, output: str | None, attachments_dir: str | None,
-                    force: bool) -> None:
+def models_download(state: CliState, spec: str, output: str | None,
+                    attachments_dir: str | None, force: bool) -> None:
     """Download a version's model bytes (a cloudpickle), verified, and its attachments.
 
     Nothing is unpickled. Every file is checked against its sha256 digest while it is written and
     only appears, complete, under its final name. Attachments are never written outside DIR.
     """
-    project = state.project
-    image = _image(project, spec)
-    repo_name, version = image.repository.name, image.version
-    manifest = image.manifest
-    assert manifest is not None
+    image = _image(state.project, spec)
     to_stdout = output == "-"
     if to_stdout and render.stdout_is_terminal():
         raise click.ClickException("refusing to write a model's binary bytes to a terminal; "
                                    "redirect stdout or use -o PATH")
-    target = None
-    if not to_stdout:
-        target = output or f"{repo_name}-v{version}.pkl"
-        if os.path.isdir(target):
-            target = os.path.join(target, f"{repo_name}-v{version}.pkl")
-        if os.path.lexists(target) and not force:
-            raise click.ClickException(f"{target} exists; pass --force to overwrite it")
     attachments = image.get_attachments() if attachments_dir is not None else []
-    planned = _plan_attachments(attachments_dir, attachments, force) if attachments else []
-
-    total = manifest["model"]["size"] + sum(a.size for a in attachments)
+    total = (image.model_size or 0) + sum(a.size for a in attachments)
+    label = render.ref(image.repository.name, image.version)
+    with _progress(total, label) as progress:
+        done = image.download(click.get_binary_stream("stdout") if to_stdout else output,
+                              attachments=attachments_dir, force=force, progress=progress)
     status = render.console(stderr=to_stdout)
-    with _progress(total, render.ref(repo_name, version)) as progress:
-        progress.phase("model: fetching and verifying")
-        with image.open_model() as src:
-            progress.phase("model: writing")
-            if to_stdout:
-                _copy_verified(src, click.get_binary_stream("stdout"), manifest["model"]["digest"],
-                               "the model", progress.advance)
-            else:
-                assert target is not None
-                _write_file(src, target, manifest["model"]["digest"], "the model", force,
-                            progress.advance)
-        for att, path in planned:
-            assert attachments_dir is not None
-            _check_inside(attachments_dir, path, att.name)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            _check_inside(attachments_dir, path, att.name)
-            progress.phase(f"{att.name}: fetching and verifying")
-            with att.open() as src:
-                progress.phase(f"{att.name}: writing")
-                _write_file(src, path, att.digest, f"attachment {att.name!r}", force,
-                            progress.advance)
-    where = "stdout" if to_stdout else target
-    status.print(render.text("Wrote ", (render.ref(repo_name, version), "bold yellow"), " (",
+    status.print(render.text("Wrote ", (label, "bold yellow"), " (",
                              render.safe_line(image.model_type), ", ",
                              render.human_size(image.model_size), ") to ",
-                             (render.safe_line(where), "bold")))
+                             (render.safe_line(done.model or "stdout"), "bold")))
     if attachments_dir is not None:
+        n = len(done.attachments)
         size = render.human_size(sum(a.size for a in attachments))
-        status.print(render.text(f"Wrote {len(planned)} attachment{'s' * (len(planned) != 1)} "
-                                 f"({size}) below ", (render.safe_line(attachments_dir), "bold")))
-
-
-def _plan_attachments(directory: str, attachments: list, force: bool) -> list[tuple[Any, str]]:
-    """Each attachment with the path it will be written to; refused before any byte is fetched if a
-    name is invalid, leads outside ``directory``, collides with another, or exists (without force)."""
-    planned, folded = [], set()
-    for att in attachments:
-        name = validate_attachment_name(att.name)
-        if name.casefold() in folded:
-            raise click.ClickException(f"refusing to write attachment {name!r}: another attachment "
-                                       f"has the same name on a case-insensitive filesystem")
-        folded.add(name.casefold())
-        path = os.path.join(directory, *name.split("/"))
-        _check_inside(directory, path, name)
-        if os.path.lexists(path) and not force:
-            raise click.ClickException(f"{path} exists; pass --force to overwrite it")
-        planned.append((att, path))
-    return planned
-
-
-def _check_inside(directory: str, path: str, name: str) -> None:
-    """Refuse ``path`` unless it resolves (symbolic links followed) to a place below ``directory``."""
-    root = os.path.realpath(directory)
-    parent = os.path.realpath(os.path.dirname(path))
-    final = os.path.join(parent, os.path.basename(path))
-    if os.path.commonpath([root, parent]) != root or final == root or os.path.islink(final):
-        raise click.ClickException(f"refusing to write attachment {name!r}: {path} leads outside "
-                                   f"{directory}")
-
-
-def _write_file(src: BinaryIO, path: str, digest: str, what: str, force: bool, advance) -> None:
-    """Write ``src`` to ``path`` through a temporary file in the same directory: the file appears
-    complete, verified and fsynced under its name, or not at all."""
-    directory = os.path.dirname(os.path.abspath(path))
-    try:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".roro-download-", suffix=".tmp")
-    except OSError as e:
-        raise click.ClickException(f"cannot write {path}: {e.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as dst:
-            _copy_verified(src, dst, digest, what, advance)
-            dst.flush()
-            os.fsync(dst.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        if force:
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)  # never replaces: an existing file is refused, even in a race
-            except FileExistsError:
-                raise click.ClickException(f"{path} exists; pass --force to overwrite it") from None
-            except OSError:  # a filesystem without hard links: check, then rename
-                if os.path.lexists(path):
-                    raise click.ClickException(f"{path} exists; pass --force to overwrite it") from None
-                os.replace(tmp, path)
-    except OSError as e:
-        raise click.ClickException(f"cannot write {path}: {e.strerror or e}") from None
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-
-
-def _copy_verified(src: BinaryIO, dst: BinaryIO, digest: str, what: str, advance) -> None:
-    """Copy while hashing: the bytes written must hash to ``digest`` (checked again here, after
-    the store's own verification, so nothing can change them between the check and the copy)."""
-    from ..digests import digest_of_hasher, new_hasher
-    from ..errors import IntegrityError
-    hasher = new_hasher()
-    while chunk := src.read(COPY_CHUNK):
-        hasher.update(chunk)
-        dst.write(chunk)
-        advance(len(chunk))
-    actual = digest_of_hasher(hasher)
-    if actual != digest:
-        raise IntegrityError(f"{what} changed while it was copied: its bytes hash to {actual}, "
-                             f"not {digest}; run 'roro fsck --read-data'", digest=digest,
-                             expected=digest, actual=actual)
+        status.print(render.text(f"Wrote {n} attachment{'s' * (n != 1)} ({size}) below ",
+                                 (render.safe_line(attachments_dir), "bold")))
 
 
 class _Quiet:
@@ -491,7 +377,7 @@ def _progress(total: int, label: str) -> Iterator[_Quiet]:
 @click.argument("spec", metavar="NAME:VERSION")
 @click.argument("tag")
 @click.pass_obj
-def models_tag(state, spec: str, tag: str) -> None:
+def models_tag(state: CliState, spec: str, tag: str) -> None:
     """Point TAG at a version, creating or moving it (every move is kept in models:history).
 
     NAME:VERSION may also be NAME:TAG (the version that tag points at) or NAME (the latest).
@@ -500,33 +386,29 @@ def models_tag(state, spec: str, tag: str) -> None:
     validate_tag(tag)
     repo = state.project.get_model_repository(name)
     target = repo.resolve(version, via)
-    before = repo.get_tags().get(tag)
-    repo.add_tag(tag, target)
+    change = repo.add_tag(tag, target)
     out = render.console()
     ref = (render.ref(name, target), "bold yellow")
-    if before == target:
+    if not change.changed:
         out.print(render.text("Tag ", (tag, "bold cyan"), " already points at ", ref, "."))
-    elif before is None:
+    elif change.previous is None:
         out.print(render.text("Tagged ", ref, " as ", (tag, "bold cyan"), "."))
     else:
         out.print(render.text("Moved tag ", (tag, "bold cyan"), " from ",
-                              (render.ref(name, before), "yellow"), " to ", ref, "."))
+                              (render.ref(name, change.previous), "yellow"), " to ", ref, "."))
 
 
 @click.command("models:untag")
 @click.argument("name")
 @click.argument("tag")
 @click.pass_obj
-def models_untag(state, name: str, tag: str) -> None:
+def models_untag(state: CliState, name: str, tag: str) -> None:
     """Remove TAG from NAME (the removal is kept in models:history)."""
     validate_name(name)
     validate_tag(tag)
-    repo = state.project.get_model_repository(name)
-    before = repo.get_tags().get(tag)
-    repo.remove_tag(tag)
-    was = f" (it pointed at v{before})" if before is not None else ""
+    change = state.project.get_model_repository(name).remove_tag(tag)
     render.console().print(render.text("Removed tag ", (tag, "bold cyan"), " from ",
-                                       (name, "bold"), f"{was}."))
+                                       (name, "bold"), f" (it pointed at v{change.previous})."))
 
 
 @click.command("models:history")

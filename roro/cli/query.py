@@ -5,8 +5,10 @@ from __future__ import annotations
 import click
 
 from ..names import parse_refspec
+from ..query import parse
 from . import render
-from .models import image_document, json_option, with_tags
+from .models import image_document, with_tags
+from .render import json_option
 
 
 # -- models:search ---------------------------------------------------------------------------------
@@ -23,7 +25,6 @@ def models_search(state, expr: str, limit: int | None, as_json: bool) -> None:
     "Accuracy > 0.88 and (\\"Input-Data-Source\\" like 's3://credit%' or tag = 'prod')" (the
     language: docs/query.md). Reads only the index; no model is downloaded.
     """
-    from ..query import parse
     query = parse(expr)  # a syntax error is reported before the store is opened
     project = state.project
     entries = with_tags(project, project.search(query, limit))

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..digests import short
+from ..units import format_bytes
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -89,16 +90,11 @@ def text(*parts: tuple[str, str] | str) -> Text:
     return t
 
 
-def human_size(n: int | None) -> str:
-    """Bytes in binary units: ``512 B``, ``1.5 KiB``, ``3.2 GiB``."""
-    if n is None:
-        return "-"
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{n} B" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")
+#: ``--json`` of every command that lists or shows something.
+json_option = click.option("--json", "as_json", is_flag=True,
+                           help="Print one JSON document instead of text (schema: docs/cli.md).")
+
+human_size = format_bytes
 
 
 def human_time(iso: str | None, seconds: bool = True) -> str:

@@ -8,14 +8,14 @@ from typing import TYPE_CHECKING
 
 import click
 
+from ..sync import SyncProgress, SyncReport, copy_image
+from ..sync import sync as run_sync
 from . import render
 from .errors import EXIT_CONFLICT, EXIT_INTEGRITY
+from .render import json_option
 
 if TYPE_CHECKING:
-    from ..sync import SyncProgress, SyncReport
-
-json_option = click.option("--json", "as_json", is_flag=True,
-                           help="Print one JSON document instead of text (schema: docs/cli.md).")
+    pass
 
 
 def sync_exit_code(report: SyncReport) -> int:
@@ -75,7 +75,6 @@ def sync(ctx: click.Context, src: str, dst: str, repositories: tuple[str, ...], 
     repository whose histories diverged is a conflict: left untouched, the others still sync, and
     the exit code is 5 (4 if SRC holds a corrupted or missing object).
     """
-    from ..sync import sync as run_sync
     state = ctx.obj
     with _progress(not as_json and render.stdout_is_terminal()) as progress:
         report = run_sync(src, dst, list(repositories) or None, dry_run=dry_run,
@@ -134,7 +133,6 @@ def models_copy(state, src: str, spec: str, dst: str, new_name: str | None,
     records where it came from (lineage copied_from); running the same copy again appends nothing.
     The stores are folders, s3:// URLs or remotes declared in roro.yml; NEW_NAME defaults to NAME.
     """
-    from ..sync import copy_image
     report = copy_image(src, spec, dst, new_name, project=state.project_name,
                         dst_project=dst_project)
     if as_json:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import click
 
+from ..check import fsck as run_fsck
+from ..check import gc as run_gc
+from ..errors import NotFoundError
 from ..names import parse_refspec
+from ..units import parse_duration
 from . import render
 from .errors import EXIT_INTEGRITY
-
-json_option = click.option("--json", "as_json", is_flag=True,
-                           help="Print one JSON document instead of text (schema: docs/cli.md).")
+from .render import json_option
 
 
 def _store(state):
@@ -17,7 +19,6 @@ def _store(state):
 
     A store that does not exist yet is refused rather than reported clean: checking a mistyped
     path should not say "ok" (nor create an index there)."""
-    from ..errors import NotFoundError
     store = state.project.store
     if not store.is_initialized():
         raise NotFoundError(f"{store.url} is not a roro store (it has no roro.json); check "
@@ -38,7 +39,6 @@ def fsck(ctx: click.Context, read_data: bool, as_json: bool) -> None:
     Objects no version reaches are reported as information (gc removes them), not as problems.
     Exits 0 when the store is clean, 4 when there is a problem.
     """
-    from ..check import fsck as run_fsck
     report = run_fsck(_store(ctx.obj), read_data=read_data)
     if as_json:
         render.emit_json(report.to_dict())
@@ -74,8 +74,6 @@ def gc(state, dry_run: bool, grace: str, as_json: bool) -> None:
     Runs fsck first and deletes nothing if the store has a problem that makes it unknown what is
     still needed (exit 4). Prints what it frees (or, with --dry-run, would free): count and bytes.
     """
-    from ..check import gc as run_gc
-    from ..check import parse_duration
     grace_seconds = parse_duration(grace)
     report = run_gc(_store(state), grace_seconds=grace_seconds, dry_run=dry_run)
     if as_json:

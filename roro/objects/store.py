@@ -13,8 +13,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, BinaryIO
 
-from ..digests import digest_bytes, digest_of_hasher, new_hasher, parse_digest
+from ..digests import digest_bytes, digest_of_hasher, digest_stream, new_hasher, parse_digest
 from ..errors import IntegrityError, NotFoundError
+from ..localfs import quiet_unlink
 from ..storage import Backend, KeyNotFoundError
 from ..storage.layout import OBJECTS_PREFIX, digest_from_object_key, object_key
 from .canonical import canonical_json, loads
@@ -68,10 +69,7 @@ class HashingWriter:
     def discard(self) -> None:
         if not self._file.closed:
             self._file.close()
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
+        quiet_unlink(self.path)
 
 
 class SpooledObject:
@@ -81,10 +79,7 @@ class SpooledObject:
         self.path, self.digest, self.size = path, digest, size
 
     def discard(self) -> None:
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
+        quiet_unlink(self.path)
 
 
 class ObjectStore:
@@ -124,7 +119,7 @@ class ObjectStore:
         """Store a spooled object unless present (dedup); True if its bytes were uploaded.
         The spool file is left for the caller to discard."""
         if self.has(obj.digest):
-            self.backend.touch(object_key(obj.digest))
+            self.touch(obj.digest)
             return False
         self.backend.put_file(object_key(obj.digest), obj.path)
         return True
@@ -141,6 +136,10 @@ class ObjectStore:
 
     def put_json(self, value: Any) -> str:
         return self.put_bytes(canonical_json(value))
+
+    def touch(self, digest: str) -> None:
+        """Refresh a present object's modification time (gc's grace period protects it)."""
+        self.backend.touch(object_key(digest))
 
     # -- reading ---------------------------------------------------------------------------------
     def has(self, digest: str) -> bool:
@@ -247,10 +246,7 @@ def _open_missing_as_not_found(path: str, digest: str) -> BinaryIO:
 
 
 def _verify_file(f: BinaryIO, digest: str) -> None:
-    h = new_hasher()
-    while chunk := f.read(CHUNK):
-        h.update(chunk)
-    actual = digest_of_hasher(h)
+    actual = digest_stream(f)[0]
     if actual != digest:
         raise _mismatch(digest, actual)
 
