@@ -192,21 +192,27 @@ def models_log(state, name: str | None, limit: int | None, before: int | None,
 @spec_argument
 @json_option
 @click.pass_obj
-def models_show(state, spec: str, as_json: bool) -> None:
+def models_show(state: CliState, spec: str, as_json: bool) -> None:
     """Show one version (default latest): metadata, model, attachments, tags, comment."""
-    project = state.project
-    image = _image(project, spec)
+    image = _image(state.project, spec)
     tags = image.repository.get_tags_by_version([image.version]).get(image.version, [])
     doc = image_document(image, tags)
     if as_json:
         render.emit_json(doc)
         return
-    from rich.table import Table
     out = render.console()
     header = render.text((render.ref(doc["repository"], doc["version"]), "bold yellow"))
     if tags:
         header.append("  (" + render.tag_list(tags) + ")", style="bold cyan")
     out.print(header)
+    out.print(_facts(doc))
+    for section in (_lineage_section, _metadata_section, _attachments_section):
+        out.print()
+        out.print(section(doc))
+
+
+def _facts(doc: dict[str, Any]) -> Any:
+    from rich.table import Table  # rich is imported only when something is rendered
     model = doc["model"]
     facts = Table.grid(padding=(0, 2))
     facts.add_column(style="bold", no_wrap=True)
@@ -221,47 +227,53 @@ def models_show(state, spec: str, as_json: bool) -> None:
                               f"{render.safe_line(model['cloudpickle'])}, "
                               f"Python {render.safe_line(model['python'])}")
     facts.add_row("comment", render.safe(doc["comment"]) if doc["comment"] else "-")
-    out.print(facts)
-    out.print()
+    return facts
+
+
+def _lineage_section(doc: dict[str, Any]) -> Any:
+    from rich.console import Group
+    from rich.table import Table
     lineage = lineage_rows(doc["lineage"])
-    if lineage:
-        out.print(render.text(("Lineage", "bold")))
-        rows = Table.grid(padding=(0, 2))
-        rows.add_column(no_wrap=True)
-        rows.add_column()
-        for key, value in lineage:
-            rows.add_row(key, value)
-        out.print(rows)
-    else:
-        out.print(render.text(("Lineage", "bold"), ": none recorded"))
-    out.print()
+    if not lineage:
+        return render.text(("Lineage", "bold"), ": none recorded")
+    rows = Table.grid(padding=(0, 2))
+    rows.add_column(no_wrap=True)
+    rows.add_column()
+    for key, value in lineage:
+        rows.add_row(key, value)
+    return Group(render.text(("Lineage", "bold")), rows)
+
+
+def _metadata_section(doc: dict[str, Any]) -> Any:
+    from rich.table import Table
     metadata = doc["metadata"]
-    if metadata:
-        table = Table(title="Metadata", title_justify="left", title_style="bold", box=None,
-                      pad_edge=False, header_style="bold")
-        table.add_column("KEY", no_wrap=True)
-        table.add_column("VALUE")
-        for key, value in metadata.items():
-            table.add_row(render.safe_line(key), render.value_text(value))
-        out.print(table)
-    else:
-        out.print(render.text(("Metadata", "bold"), ": none"))
-    out.print()
+    if not metadata:
+        return render.text(("Metadata", "bold"), ": none")
+    table = Table(title="Metadata", title_justify="left", title_style="bold", box=None,
+                  pad_edge=False, header_style="bold")
+    table.add_column("KEY", no_wrap=True)
+    table.add_column("VALUE")
+    for key, value in metadata.items():
+        table.add_row(render.safe_line(key), render.value_text(value))
+    return table
+
+
+def _attachments_section(doc: dict[str, Any]) -> Any:
+    from rich.table import Table
     attachments = doc["attachments"]
-    if attachments:
-        total = sum(a["size"] for a in attachments)
-        table = Table(title=f"Attachments ({len(attachments)}, {render.human_size(total)})",
-                      title_justify="left", title_style="bold", box=None, pad_edge=False,
-                      header_style="bold")
-        table.add_column("NAME")
-        table.add_column("SIZE", justify="right", no_wrap=True)
-        table.add_column("DIGEST", no_wrap=True)
-        for a in attachments:
-            table.add_row(render.safe_line(a["name"]), render.human_size(a["size"]),
-                          render.short_digest(a["digest"]))
-        out.print(table)
-    else:
-        out.print(render.text(("Attachments", "bold"), ": none"))
+    if not attachments:
+        return render.text(("Attachments", "bold"), ": none")
+    total = sum(a["size"] for a in attachments)
+    table = Table(title=f"Attachments ({len(attachments)}, {render.human_size(total)})",
+                  title_justify="left", title_style="bold", box=None, pad_edge=False,
+                  header_style="bold")
+    table.add_column("NAME")
+    table.add_column("SIZE", justify="right", no_wrap=True)
+    table.add_column("DIGEST", no_wrap=True)
+    for a in attachments:
+        table.add_row(render.safe_line(a["name"]), render.human_size(a["size"]),
+                      render.short_digest(a["digest"]))
+    return table
 
 
 def lineage_rows(lineage: dict[str, Any]) -> list[tuple[str, str]]:
