@@ -20,7 +20,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 sys.path.insert(0, os.path.join(HERE, ".."))
 
-from index_rows import Row, insert  # noqa: E402
+from support.index_rows import Row, insert  # noqa: E402
 
 from roro import ModelImage, Project  # noqa: E402
 from roro.query import parse  # noqa: E402

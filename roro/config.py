@@ -47,7 +47,7 @@ def find_config(start: str | None = None) -> str | None:
 
 
 def load_config(path: str) -> dict[str, Any]:
-    import yaml
+    import yaml  # PyYAML: only when a roro.yml is read
     try:
         with open(path, encoding="utf-8") as f:
             data = yaml.safe_load(f)

@@ -7,6 +7,7 @@ import json
 import os
 import warnings
 import weakref
+from collections.abc import KeysView
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, Protocol
 
@@ -37,6 +38,7 @@ from .metadata import (
 )
 from .names import attachment_name_conflict, validate_attachment_name
 from .objects import SpooledObject
+from .objects.store import HashingWriter
 
 if TYPE_CHECKING:
     from .repository import ModelRepository
@@ -237,7 +239,7 @@ class ModelImage:
     def __contains__(self, key: object) -> bool:
         return key in self._metadata or (key in AUTOMATIC_KEYS and self.saved)
 
-    def keys(self):
+    def keys(self) -> KeysView[str]:
         return self.get_metadata().keys()
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -297,7 +299,7 @@ class ModelImage:
             except OSError as e:
                 raise RoroError(f"cannot read attachment {os.fspath(source)!r}: {e.strerror}") from None
         if hasattr(source, "read"):
-            def fill(w):
+            def fill(w: HashingWriter) -> None:
                 while True:
                     chunk = source.read(CHUNK)
                     if not chunk:

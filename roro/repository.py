@@ -107,7 +107,7 @@ class ModelRepository:
                                     repository=self.name, tag=LATEST)
             return latest
         if version is None:
-            validate_tag(tag)
+            tag = validate_tag(tag)
             target = index.tags(self.project.name, self.name).get(tag)
             if target is None:
                 raise NotFoundError(f"model repository {self.name!r} has no tag {tag!r}",
@@ -127,6 +127,7 @@ class ModelRepository:
         Its manifest is fetched and verified; the model itself is only fetched by ``get_model()``."""
         v = self.resolve(version, tag)
         row = self.store.index.version(self.project.name, self.name, v)
+        assert row is not None  # resolve() found it
         manifest, _ = read_manifest(self.store.objects, row["image"])
         return ModelImage(self, manifest=manifest, digest=row["image"], version=v)
 
@@ -198,15 +199,11 @@ class ModelRepository:
         the move made (decided against the log's tail, so it is the move that happened)."""
         validate_tag(tag)
         v = validate_version(version)
-        idx = self.store.index
         current: list[int | None] = []
 
         def decide(row: writer.Row) -> writer.Decision:
-            if row is None:
-                raise NotFoundError(f"model repository {self.name!r} does not exist",
-                                    repository=self.name)
-            current[:] = [idx.tags(self.project.name, self.name).get(tag)]
-            vr = idx.version(self.project.name, self.name, v)
+            current[:] = [self._tag_target(row, tag)]
+            vr = self.store.index.version(self.project.name, self.name, v)
             if vr is None or vr["deleted"]:
                 raise NotFoundError(f"version {v} of model repository {self.name!r} does not "
                                     f"exist", repository=self.name, version=v)
@@ -220,14 +217,10 @@ class ModelRepository:
     def remove_tag(self, tag: str) -> TagChange:
         """Remove ``tag`` (recorded in the tag history); returns the move (to None) made."""
         validate_tag(tag)
-        idx = self.store.index
         current: list[int | None] = []
 
         def decide(row: writer.Row) -> writer.Decision:
-            if row is None:
-                raise NotFoundError(f"model repository {self.name!r} does not exist",
-                                    repository=self.name)
-            current[:] = [idx.tags(self.project.name, self.name).get(tag)]
+            current[:] = [self._tag_target(row, tag)]
             if current[0] is None:
                 raise NotFoundError(f"model repository {self.name!r} has no tag {tag!r}",
                                     repository=self.name, tag=tag)
@@ -235,6 +228,13 @@ class ModelRepository:
 
         return self._tag_change(tag, writer.append(self.store, self.project.name, self.name,
                                                    decide), current[0], None)
+
+    def _tag_target(self, row: writer.Row, tag: str) -> int | None:
+        """The version ``tag`` points at in the state ``row`` describes (the log's tail)."""
+        if row is None:
+            raise NotFoundError(f"model repository {self.name!r} does not exist",
+                                repository=self.name)
+        return self.store.index.tags(self.project.name, self.name).get(tag)
 
     @staticmethod
     def _tag_change(tag: str, event: Event | None, current: int | None,

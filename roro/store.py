@@ -161,7 +161,9 @@ class Store:
         return True
 
     def store_id(self) -> str:
-        return self._store_id if self.is_initialized() else "uninitialized"
+        if self.is_initialized() and self._store_id is not None:
+            return self._store_id
+        return "uninitialized"
 
     def ensure_initialized(self) -> None:
         """Before a write: let the backend check that writing is safe (once per handle; on S3 a

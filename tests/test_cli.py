@@ -6,7 +6,6 @@ import contextlib
 import hashlib
 import json
 import os
-import pathlib
 import re
 import subprocess
 import sys
@@ -15,13 +14,13 @@ import cloudpickle
 import pytest
 from click.testing import CliRunner
 from conftest import make_store_url
+from support.trust_helpers import corrupt_object_uncached
 
 import roro
 from roro.cli import main
 from roro.cli import models as cli_models
 from roro.localfs import copy_verified, plan_attachments
 from roro.objects.canonical import canonical_json
-from roro.storage.layout import object_key
 from roro.writer import append
 
 
@@ -412,7 +411,7 @@ def test_download_refuses_names_that_collide_when_case_is_folded(store_url, tmp_
 
 def test_download_of_a_corrupted_model_is_refused(project, store_url, tmp_path):
     image = project.get_model_repository("credit-risk").get_model_image()
-    _corrupt(project.store, image.manifest["model"]["digest"])
+    corrupt_object_uncached(project.store, image.manifest["model"]["digest"])
     result = run("models:download", "credit-risk", store=store_url, ok=False)
     assert result.exit_code == 4 and "corrupted" in result.stderr
     assert image.manifest["model"]["digest"] in result.stderr
@@ -424,7 +423,7 @@ def test_download_of_a_corrupted_model_is_refused(project, store_url, tmp_path):
 
 def test_download_of_a_corrupted_attachment_is_refused(project, store_url, tmp_path):
     image = project.get_model_repository("credit-risk").get_model_image()
-    _corrupt(project.store, image.get_attachment("plots/roc.csv").digest)
+    corrupt_object_uncached(project.store, image.get_attachment("plots/roc.csv").digest)
     result = run("models:download", "credit-risk", "--attachments", "files", store=store_url,
                  ok=False)
     assert result.exit_code == 4 and "corrupted" in result.stderr
@@ -433,20 +432,9 @@ def test_download_of_a_corrupted_attachment_is_refused(project, store_url, tmp_p
 
 def test_show_of_a_corrupted_manifest_is_refused(project, store_url):
     image = project.get_model_repository("credit-risk").get_model_image(1)
-    _corrupt(project.store, image.digest)
+    corrupt_object_uncached(project.store, image.digest)
     result = run("models:show", "credit-risk:1", store=store_url, ok=False)
     assert result.exit_code == 4 and image.digest in result.stderr
-
-
-def _corrupt(store: roro.Store, digest: str) -> None:
-    """Replace an object's bytes in place, through the backend (works for every backend)."""
-    key = object_key(digest)
-    data = bytearray(store.backend.get(key))
-    data[len(data) // 2] ^= 0x01
-    store.backend.delete(key)
-    store.backend.put(key, bytes(data))
-    if store.objects.cache is not None:  # a remote store's local cache holds verified bytes
-        pathlib.Path(store.objects.cache.path(digest)).unlink(missing_ok=True)
 
 
 def test_copy_verified_detects_bytes_that_change_after_the_store_checked_them(tmp_path):

@@ -6,8 +6,8 @@ import json
 
 import pytest
 from conftest import make_store_url
+from support.trust_helpers import corrupt_object
 from test_cli import run
-from trust_helpers import corrupt_object
 
 import roro
 

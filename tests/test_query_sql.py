@@ -16,7 +16,7 @@ import tempfile
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from index_rows import Row, insert, records
+from support.index_rows import Row, insert, records
 
 from roro.errors import QuerySyntaxError
 from roro.query import (

@@ -18,7 +18,7 @@ import pytest
 from conftest import BACKENDS, _start_s3, make_store_url
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from s3servers import S3_KINDS
+from support.s3servers import S3_KINDS
 
 from roro.errors import InvalidNameError, StoreError
 from roro.storage import Backend, KeyNotFoundError, open_backend

@@ -13,7 +13,8 @@ import tracemalloc
 import pytest
 from conftest import BACKENDS, make_store_url
 from conftest import save_image as save
-from s3servers import S3_KINDS, use_endpoint
+from support.s3servers import S3_KINDS, use_endpoint
+from support.trust_helpers import corrupt_object_uncached
 
 import roro
 from roro import ConflictError, IntegrityError, NotFoundError, Project, Store
@@ -167,17 +168,8 @@ def log_keys(url, project, name):
 
 
 def corrupt(url, digest):
-    """Flip one bit of a stored object, through the backend contract (works on every backend).
-    A remote store's local cache holds verified copies, which roro may rightly read instead of the
-    bucket: drop this object's entry so the corrupted bytes are what a reader meets."""
-    store = resolve_store(url)
-    key = object_key(digest)
-    data = store.backend.get(key)
-    store.backend.delete(key)
-    store.backend.put(key, data[:-1] + bytes([data[-1] ^ 1]))
-    if store.objects.cache is not None:
-        pathlib.Path(store.objects.cache.path(digest)).unlink(missing_ok=True)
-    return data
+    """Flip one bit of a stored object (and drop a remote store's cache entry of it)."""
+    return corrupt_object_uncached(resolve_store(url), digest)
 
 
 def restore(url, digest, data):

@@ -8,6 +8,7 @@ and with ``read_data`` re-hashes every object in the store.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -150,7 +151,7 @@ def _read_data(store: Store, todo: list[str], refs: Refs, report: FsckReport,
                 MISSING_OBJECT, d, refs[d], "is missing from the store", blocks_gc=False))
 
 
-def _group_log_keys(keys, report: FsckReport) -> dict[tuple[str, str], list[tuple[int, str]]]:
+def _group_log_keys(keys: Iterable[str], report: FsckReport) -> dict[tuple[str, str], list[tuple[int, str]]]:
     """Group the keys under refs/ by repository; report every key that is not a log event."""
     logs: dict[tuple[str, str], list[tuple[int, str]]] = {}
     for key in keys:
@@ -178,7 +179,7 @@ def _group_log_keys(keys, report: FsckReport) -> dict[tuple[str, str], list[tupl
     return logs
 
 
-def _check_log(backend, project: str, name: str, items: list[tuple[int, str]],
+def _check_log(backend: Backend, project: str, name: str, items: list[tuple[int, str]],
                report: FsckReport, pool: ThreadPoolExecutor,
                watch_seq: int) -> tuple[RepoState, str | None]:
     """Fold one log, reporting every problem and reading on past it. Returns the state and the

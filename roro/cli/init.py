@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from typing import TYPE_CHECKING
 
 import click
 
@@ -12,6 +13,9 @@ from ..environment import roro_home
 from ..names import validate_name
 from ..store import Store
 from . import render
+
+if TYPE_CHECKING:
+    from . import CliState
 
 
 def _default_project_name(directory: str) -> str:
@@ -32,7 +36,7 @@ def _default_project_name(directory: str) -> str:
                    "the global --store, else none (the user store $RORO_HOME is used).")
 @click.option("--force", is_flag=True, help="Replace an existing roro.yml.")
 @click.pass_obj
-def init(state, project_opt: str | None, store_opt: str | None, force: bool) -> None:
+def init(state: CliState, project_opt: str | None, store_opt: str | None, force: bool) -> None:
     """Write roro.yml here, naming the project (and store) for commands and code run below it."""
     import yaml  # only `roro init` writes YAML: its import is paid here, not by every command
 

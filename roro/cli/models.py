@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -56,18 +57,24 @@ def with_tags(project: Project, images: list[ModelImage]) -> list[tuple[ModelIma
     for repo_name in {i.repository.name for i in images}:
         repo = project.get_model_repository(repo_name)
         tags[repo_name] = repo.get_tags_by_version(
-            [i.version for i in images if i.repository.name == repo_name])
-    return [(i, tags.get(i.repository.name, {}).get(i.version, [])) for i in images]
+            [_version(i) for i in images if i.repository.name == repo_name])
+    return [(i, tags.get(i.repository.name, {}).get(_version(i), [])) for i in images]
+
+
+def _version(image: ModelImage) -> int:
+    """The version of a saved image (images the CLI shows are saved)."""
+    assert image.version is not None
+    return image.version
 
 
 # -- models ----------------------------------------------------------------------------------------
 @click.command("models")
 @json_option
 @click.pass_obj
-def models(state, as_json: bool) -> None:
+def models(state: CliState, as_json: bool) -> None:
     """List the project's model repositories: versions, latest, last save, tags."""
     project = state.project
-    rows = []
+    rows: list[dict[str, Any]] = []
     for repo in project.list_model_repositories():
         newest = repo.list_model_images(limit=1)
         tags = repo.get_tags()
@@ -89,7 +96,7 @@ def models(state, as_json: bool) -> None:
         out.print(render.text("No model repositories in ", where, ". Save a model with the "
                               "Python API, or create one with 'roro models:create NAME'."))
         return
-    from rich.table import Table
+    from rich.table import Table  # rich (~40 ms): only when something is rendered
     table = Table(title=where, title_justify="left", box=None, pad_edge=False, header_style="bold")
     table.add_column("MODEL", style="bold", no_wrap=True)
     table.add_column("VERSIONS", justify="right")
@@ -107,7 +114,7 @@ def models(state, as_json: bool) -> None:
 @click.command("models:create")
 @click.argument("name")
 @click.pass_obj
-def models_create(state, name: str) -> None:
+def models_create(state: CliState, name: str) -> None:
     """Create an empty model repository (saving an image also creates one)."""
     project = state.project
     project.create_model_repository(name)
@@ -127,7 +134,7 @@ def models_create(state, name: str) -> None:
                    "tag = 'prod'\" (language: docs/query.md).")
 @json_option
 @click.pass_obj
-def models_log(state, name: str | None, limit: int | None, before: int | None,
+def models_log(state: CliState, name: str | None, limit: int | None, before: int | None,
                where: str | None, as_json: bool) -> None:
     """Show the history of saves, newest first, like 'git log'.
 
@@ -195,7 +202,7 @@ def models_log(state, name: str | None, limit: int | None, before: int | None,
 def models_show(state: CliState, spec: str, as_json: bool) -> None:
     """Show one version (default latest): metadata, model, attachments, tags, comment."""
     image = _image(state.project, spec)
-    tags = image.repository.get_tags_by_version([image.version]).get(image.version, [])
+    tags = image.repository.get_tags_by_version([_version(image)]).get(_version(image), [])
     doc = image_document(image, tags)
     if as_json:
         render.emit_json(doc)
@@ -231,8 +238,8 @@ def _facts(doc: dict[str, Any]) -> Any:
 
 
 def _lineage_section(doc: dict[str, Any]) -> Any:
-    from rich.console import Group
-    from rich.table import Table
+    from rich.console import Group  # rich (~40 ms): only when something is rendered
+    from rich.table import Table  # rich (~40 ms): only when something is rendered
     lineage = lineage_rows(doc["lineage"])
     if not lineage:
         return render.text(("Lineage", "bold"), ": none recorded")
@@ -245,7 +252,7 @@ def _lineage_section(doc: dict[str, Any]) -> Any:
 
 
 def _metadata_section(doc: dict[str, Any]) -> Any:
-    from rich.table import Table
+    from rich.table import Table  # rich (~40 ms): only when something is rendered
     metadata = doc["metadata"]
     if not metadata:
         return render.text(("Metadata", "bold"), ": none")
@@ -259,7 +266,7 @@ def _metadata_section(doc: dict[str, Any]) -> Any:
 
 
 def _attachments_section(doc: dict[str, Any]) -> Any:
-    from rich.table import Table
+    from rich.table import Table  # rich (~40 ms): only when something is rendered
     attachments = doc["attachments"]
     if not attachments:
         return render.text(("Attachments", "bold"), ": none")
@@ -282,8 +289,9 @@ def lineage_rows(lineage: dict[str, Any]) -> list[tuple[str, str]]:
     rows = []
     git = lineage.get("git")
     if isinstance(git, dict) and git.get("commit"):
-        dirty = {True: " (dirty: uncommitted changes)", False: " (clean)"}.get(git.get("dirty"),
-                                                                           " (dirty: unknown)")
+        state = git.get("dirty")
+        dirty = (" (dirty: uncommitted changes)" if state is True else " (clean)"
+                 if state is False else " (dirty: unknown)")
         rows.append(("git", f"{render.safe_line(git['commit'])}{dirty}"))
     if lineage.get("python"):
         rows.append(("python", render.safe_line(lineage["python"])))
@@ -327,7 +335,7 @@ def models_download(state: CliState, spec: str, output: str | None,
     total = (image.model_size or 0) + sum(a.size for a in attachments)
     label = render.ref(image.repository.name, image.version)
     with _progress(total, label) as progress:
-        done = image.download(click.get_binary_stream("stdout") if to_stdout else output,
+        done = image.download(sys.stdout.buffer if to_stdout else output,
                               attachments=attachments_dir, force=force, progress=progress)
     status = render.console(stderr=to_stdout)
     status.print(render.text("Wrote ", (label, "bold yellow"), " (",
@@ -359,17 +367,6 @@ def _progress(total: int, label: str) -> Iterator[_Quiet]:
     if total < PROGRESS_MIN_BYTES or not render.stdout_is_terminal():
         yield _Quiet()
         return
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        SpinnerColumn,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-               DownloadColumn(binary_units=True), TransferSpeedColumn(), TimeRemainingColumn())
     label = render.safe_line(label)
 
     class Bar(_Quiet):
@@ -379,7 +376,7 @@ def _progress(total: int, label: str) -> Iterator[_Quiet]:
         def advance(self, n: int) -> None:
             progress.advance(task, n)
 
-    with Progress(*columns, console=render.console().console, transient=True) as progress:
+    with render.transfer_progress(eta=True) as progress:
         task = progress.add_task(label, total=total)
         yield Bar()
 
@@ -427,7 +424,7 @@ def models_untag(state: CliState, name: str, tag: str) -> None:
 @click.argument("spec", metavar="NAME[:TAG]")
 @json_option
 @click.pass_obj
-def models_history(state, spec: str, as_json: bool) -> None:
+def models_history(state: CliState, spec: str, as_json: bool) -> None:
     """Show every move of NAME's tags (or of one TAG), oldest first: from → to, author, time."""
     name, sep, tag = spec.partition(":")
     validate_name(name)
@@ -446,7 +443,7 @@ def models_history(state, spec: str, as_json: bool) -> None:
         what = f"tag {tag!r} of {name}" if sep else f"the tags of {name}"
         out.print(f"No moves of {what}.")
         return
-    from rich.table import Table
+    from rich.table import Table  # rich (~40 ms): only when something is rendered
     table = Table(box=None, pad_edge=False, header_style="bold")
     table.add_column("TIME", no_wrap=True)
     table.add_column("TAG", style="bold cyan")

@@ -15,6 +15,9 @@ from .errors import EXIT_CONFLICT, EXIT_INTEGRITY
 from .render import json_option
 
 if TYPE_CHECKING:
+    from . import CliState
+
+if TYPE_CHECKING:
     pass
 
 
@@ -35,17 +38,7 @@ def _progress(show: bool) -> Iterator[Callable[[SyncProgress], None] | None]:
     if not show:
         yield None
         return
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        SpinnerColumn,
-        TextColumn,
-        TransferSpeedColumn,
-    )
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-               DownloadColumn(binary_units=True), TransferSpeedColumn())
-    with Progress(*columns, console=render.console().console, transient=True) as progress:
+    with render.transfer_progress() as progress:
         task = progress.add_task("sync", total=None)
 
         def update(p: SyncProgress) -> None:
@@ -93,7 +86,7 @@ STATUS_STYLE = {"synced": "green", "pending": "yellow", "up-to-date": "", "ahead
 
 
 def _render_sync(report: SyncReport) -> None:
-    from rich.table import Table
+    from rich.table import Table  # rich (~40 ms): only when something is rendered
     out = render.console()
     changed = [r for r in report.repositories if r.status != "up-to-date"]
     if changed:
@@ -125,7 +118,7 @@ def _render_sync(report: SyncReport) -> None:
               help="The project in DST_STORE. Default: the same project as in SRC_STORE.")
 @json_option
 @click.pass_obj
-def models_copy(state, src: str, spec: str, dst: str, new_name: str | None,
+def models_copy(state: CliState, src: str, spec: str, dst: str, new_name: str | None,
                 dst_project: str | None, as_json: bool) -> None:
     """Append one image of SRC_STORE as a new version in DST_STORE, whatever DST's history.
 

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from ..check import fsck as run_fsck
 from ..check import gc as run_gc
 from ..errors import NotFoundError
 from ..names import parse_refspec
+from ..store import Store
 from ..units import parse_duration
 from . import render
 from .errors import EXIT_INTEGRITY
 from .render import json_option
 
+if TYPE_CHECKING:
+    from . import CliState
 
-def _store(state):
+
+def _store(state: CliState) -> Store:
     """The store the global options (or roro.yml, or $RORO_HOME) name; checks cover all of it.
 
     A store that does not exist yet is refused rather than reported clean: checking a mistyped
@@ -68,7 +74,7 @@ def fsck(ctx: click.Context, read_data: bool, as_json: bool) -> None:
                    "so that saves in flight are never robbed. 0 spares nothing.")
 @json_option
 @click.pass_obj
-def gc(state, dry_run: bool, grace: str, as_json: bool) -> None:
+def gc(state: CliState, dry_run: bool, grace: str, as_json: bool) -> None:
     """Delete objects that no live version reaches and that are older than the grace period.
 
     Runs fsck first and deletes nothing if the store has a problem that makes it unknown what is
@@ -133,7 +139,7 @@ def index(ctx: click.Context, rebuild: bool, as_json: bool) -> None:
 @click.command("models:delete")
 @click.argument("spec", metavar="NAME:VERSION")
 @click.pass_obj
-def models_delete(state, spec: str) -> None:
+def models_delete(state: CliState, spec: str) -> None:
     """Delete one version (a ref-log event: the deletion is history too).
 
     Refused while a tag points at the version: move or remove the tag first. Version numbers are

@@ -24,9 +24,9 @@ if TYPE_CHECKING:
     from .store import ObjectStore
 
 FORMAT = "roro.image/1"
-_REQUIRED = {"format": str, "model": dict, "attachments": list, "metadata": dict, "timestamp": str,
+_REQUIRED: dict[str, type] = {"format": str, "model": dict, "attachments": list, "metadata": dict, "timestamp": str,
              "author": str, "comment": str}
-_MODEL = {"digest": str, "size": int, "serializer": str, "type": str, "python": str,
+_MODEL: dict[str, type] = {"digest": str, "size": int, "serializer": str, "type": str, "python": str,
           "cloudpickle": str}
 
 

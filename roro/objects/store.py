@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, BinaryIO
 
@@ -21,6 +21,9 @@ from ..storage.layout import OBJECTS_PREFIX, digest_from_object_key, object_key
 from .canonical import canonical_json, loads
 
 CHUNK = 1 << 20
+#: What HashingWriter.write takes: anything with the buffer protocol (bytes, memoryview, the
+#: pickle.PickleBuffer of protocol 5), as typing.Buffer names it from Python 3.12 on.
+Buffer = Any
 
 
 class HashingWriter:
@@ -39,7 +42,7 @@ class HashingWriter:
         self._hasher = new_hasher()
         self.size = 0
 
-    def write(self, data) -> int:
+    def write(self, data: Buffer) -> int:
         """Write a bytes-like object: bytes, bytearray, a memoryview, or the
         :class:`pickle.PickleBuffer` that protocol 5 hands over for large buffers (a numpy
         array's memory, written without a copy); returns the number of bytes."""
@@ -109,7 +112,7 @@ class ObjectStore:
             shutil.copyfileobj(stream, w, CHUNK)
         return SpooledObject(w.path, w.finish(), w.size)
 
-    def spool_writer(self, fill) -> SpooledObject:
+    def spool_writer(self, fill: Callable[[HashingWriter], object]) -> SpooledObject:
         """Call ``fill(writer)`` to stream bytes (e.g. ``cloudpickle.dump``) into a hashing temp file."""
         with self.spool() as w:
             fill(w)

@@ -44,7 +44,8 @@ class ObjectTransfer:
     def classify(self, digests: Iterable[str]) -> tuple[list[str], list[str], list[str]]:
         """``(missing, found, known)``: absent from DST; present in DST (asked now); known to
         be present from earlier in this run (not asked again)."""
-        todo, known = [], []
+        todo: list[str] = []
+        known: list[str] = []
         for d in dict.fromkeys(digests):
             (known if d in self._present else todo).append(d)
         there = list(self.pool.map(self.dst.has, todo))

@@ -147,10 +147,10 @@ def _parse_number(s: str, fail: Callable[[int, str], QuerySyntaxError], col: int
             raise fail(col, f"integer {s} is out of the 64-bit range; write it as a decimal "
                             f"({s}.0) to compare it as a float")
         return v
-    v = float(s)
-    if v in (float("inf"), float("-inf")):
+    f = float(s)
+    if f in (float("inf"), float("-inf")):
         raise fail(col, f"number {s} is out of range")
-    return v
+    return f
 
 
 _VALUE_EXPECTED = "a value (a number, a 'string', true, false or null)"

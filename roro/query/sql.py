@@ -12,7 +12,7 @@ from typing import Any
 from ..names import LATEST
 from .evaluate import Record, evaluate
 from .patterns import LIKE_FUNCTION, glob_pattern, sql_like
-from .syntax import And, Compare, Exists, In, Like, Node, Not, Or, Value
+from .syntax import And, Compare, Exists, In, Leaf, Like, Node, Not, Or, Value
 
 #: Built-in scalar fields: the SQL expression over the ``versions`` row ``v``, and the literal type
 #: that can match it. ``timestamp`` is the manifest's (what ``image["timestamp"]`` shows).
@@ -115,7 +115,7 @@ class _Compiler:
         return f"({operand} GLOB {self.p(glob_pattern(node.pattern))})"
 
     # -- version, author, comment, timestamp: one typed SQL value, NULL when missing -------------
-    def scalar(self, node: Node, col: str, kind: str) -> str:
+    def scalar(self, node: Leaf, col: str, kind: str) -> str:
         if isinstance(node, Exists):
             return f"({col} IS NOT NULL)"
         if isinstance(node, Compare):
@@ -143,7 +143,7 @@ class _Compiler:
     # The metadata column is JSON text. A key is found with the JSON path '$."key"', passed as a
     # parameter, when the key allows it; otherwise with json_each, which compares keys as values.
     # Either way the key is a parameter, and both forms have the same meaning.
-    def metadata_path(self, node: Node) -> str:
+    def metadata_path(self, node: Leaf) -> str:
         path = '$."' + node.field.name + '"'
 
         def jtype() -> str:
@@ -181,12 +181,12 @@ class _Compiler:
             terms.append(f"(COALESCE(json_type(v.metadata, {self.p(path)}), 'null') = 'null')")
         return "(" + " OR ".join(terms) + ")"
 
-    def key(self, node: Node) -> str:
+    def key(self, node: Leaf) -> str:
         """The head of a subquery over the row's metadata entry for the node's key."""
         self.p(node.field.name)
         return _META_KEY
 
-    def metadata_each(self, node: Node) -> str:
+    def metadata_each(self, node: Leaf) -> str:
         if isinstance(node, Exists):
             return f"EXISTS ({self.key(node)})"
         if isinstance(node, Compare) and node.value is None:
@@ -220,7 +220,7 @@ class _Compiler:
         return "(" + " OR ".join(terms) + ")"
 
     # -- tag: true when ANY current tag satisfies the condition; latest counts as a tag ----------
-    def tag(self, node: Node) -> str:
+    def tag(self, node: Leaf) -> str:
         # Whether 'latest' itself satisfies the condition does not depend on the row: decide it
         # here, so that the SQL is "a stored tag satisfies it [or the row is the latest]".
         latest_ok = evaluate(node, Record(version=0, tags=(LATEST,)))

@@ -105,6 +105,8 @@ class Or:
 
 
 Node = Compare | Like | In | Exists | Not | And | Or
+#: A condition on one field (what And, Or and Not combine).
+Leaf = Compare | Like | In | Exists
 
 
 def _format_operand(node: Node, parent: type) -> str:

@@ -416,7 +416,9 @@ class _SqlView:
         row = conn.execute("SELECT last_seq, last_hash, max_version FROM repositories "
                            "WHERE project = ? AND name = ?", [project, name]).fetchone()
         self.exists = row is not None
-        self.last_seq, self.last_hash, self.max_version = row if row else (0, None, 0)
+        self.last_seq: int = row[0] if row else 0
+        self.last_hash: str | None = row[1] if row else None
+        self.max_version: int = row[2] if row else 0
 
     def is_live(self, version: int) -> bool:
         return self.conn.execute(

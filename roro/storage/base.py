@@ -44,6 +44,12 @@ class KeyInfo:
     mtime: float  # seconds since the epoch, UTC
 
 
+# Names for return types of Backend methods (in a class that defines ``list``, ``list[...]``
+# would name the method).
+Names = list[str]
+KeyInfos = list[KeyInfo]
+
+
 def check_key(key: str) -> str:
     """Refuse keys that could escape the store: absolute, empty parts, '.', '..', backslashes, NUL."""
     if (not isinstance(key, str) or not key or key.startswith("/") or "\\" in key or "\x00" in key
@@ -105,7 +111,7 @@ class Backend(ABC):
         """Every key starting with ``prefix``, sorted, optionally only those after ``start_after``."""
 
     @abstractmethod
-    def list_dirs(self, prefix: str) -> list[str]:
+    def list_dirs(self, prefix: str) -> Names:
         """The sorted names of the immediate 'directories' under ``prefix`` (which ends with '/')."""
 
     @abstractmethod
@@ -135,7 +141,7 @@ class Backend(ABC):
         backend can link them instead of copying; None (the default) means anywhere."""
         return None
 
-    def collect_temp(self, older_than: float, dry_run: bool = False) -> list[KeyInfo]:
+    def collect_temp(self, older_than: float, dry_run: bool = False) -> KeyInfos:
         """Temporary files this backend's writers left behind (a crashed save's spool files)
         that were last modified more than ``older_than`` seconds ago: deleted, unless
         ``dry_run``; returns what was (or would be) deleted. The default has none."""

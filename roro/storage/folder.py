@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 from ..errors import StoreError
 from ..localfs import quiet_unlink
-from .base import Backend, KeyInfo, KeyNotFoundError, check_key, fsync_dir
+from .base import Backend, KeyInfo, KeyInfos, KeyNotFoundError, Names, check_key, fsync_dir
 
 TMP_DIR = "tmp"
 
@@ -44,7 +44,7 @@ class FolderBackend(Backend):
             raise StoreError(f"cannot write to store {self.root}: {e.strerror}") from e
         return path
 
-    def collect_temp(self, older_than: float, dry_run: bool = False) -> list[KeyInfo]:
+    def collect_temp(self, older_than: float, dry_run: bool = False) -> KeyInfos:
         """Spool files in ``tmp/`` (a crashed writer's) older than ``older_than`` seconds."""
         try:
             entries = list(os.scandir(os.path.join(self.root, TMP_DIR)))
@@ -112,7 +112,7 @@ class FolderBackend(Backend):
         keys.sort()
         return iter(keys)
 
-    def list_dirs(self, prefix: str) -> list[str]:
+    def list_dirs(self, prefix: str) -> Names:
         top = os.path.join(self.root, *prefix.rstrip("/").split("/")) if prefix.strip("/") else self.root
         try:
             with os.scandir(top) as it:

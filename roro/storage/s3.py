@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from typing import Any, BinaryIO
 
 from ..errors import ConflictError, RoroError, StoreError
-from .base import Backend, KeyInfo, KeyNotFoundError, check_key
+from .base import Backend, KeyInfo, KeyNotFoundError, Names, check_key
 from .url import parse_s3_url
 
 __all__ = ["S3Backend", "parse_s3_url"]
@@ -107,8 +107,8 @@ class S3Backend(Backend):
         return self._client
 
     def _make_client(self) -> Any:
-        import boto3
-        from botocore.config import Config
+        import boto3  # boto3 (~0.2 s): at the first S3 request
+        from botocore.config import Config  # boto3 (~0.2 s): at the first S3 request
 
         config = Config(
             retries={"mode": "standard", "max_attempts": self.max_retries},
@@ -129,7 +129,9 @@ class S3Backend(Backend):
         client.meta.events.register_first("needs-retry.s3", self._fail_fast_if_never_reached)
         return client
 
-    def _fail_fast_if_never_reached(self, response=None, caught_exception=None, **_: Any) -> Any:
+    def _fail_fast_if_never_reached(self, response: Any = None,
+                                    caught_exception: BaseException | None = None,
+                                    **_: Any) -> bool | None:
         """Veto botocore's retries of a connection that could not even be opened while the
         endpoint has never answered: a wrong endpoint URL, a DNS name that does not resolve or a
         server that is down then fails in one attempt instead of after ~30 s of back-off. Once
@@ -140,14 +142,17 @@ class S3Backend(Backend):
         if response is not None:
             self._reached = True
             return None
-        from botocore.exceptions import ConnectTimeoutError, EndpointConnectionError
+        from botocore.exceptions import (  # boto3 (~0.2 s): at the first S3 request
+            ConnectTimeoutError,
+            EndpointConnectionError,
+        )
         if not self._reached and isinstance(caught_exception, (EndpointConnectionError,
                                                                 ConnectTimeoutError)):
             return False
         return None
 
     def _transfer_config(self) -> Any:
-        from boto3.s3.transfer import TransferConfig
+        from boto3.s3.transfer import TransferConfig  # boto3 (~0.2 s): at the first S3 request
         return TransferConfig(multipart_threshold=self.multipart_threshold,
                               multipart_chunksize=self.multipart_chunksize,
                               max_concurrency=MAX_CONCURRENCY, use_threads=True)
@@ -159,7 +164,8 @@ class S3Backend(Backend):
 
     # -- error mapping: the one place where botocore exceptions become roro errors ----------------
     @contextmanager
-    def _boto(self, op: str, key: str | None = None, expect: frozenset[str] = frozenset()):
+    def _boto(self, op: str, key: str | None = None,
+              expect: frozenset[str] = frozenset()) -> Iterator[None]:
         """Run a block of client calls; translate what it raises. ClientErrors whose code is in
         ``expect`` are raised as :class:`_Expected` for the caller to handle."""
         try:
@@ -176,8 +182,11 @@ class S3Backend(Backend):
             raise err from e
 
     def _translate(self, exc: BaseException, op: str, key: str | None) -> RoroError | None:
-        from boto3.exceptions import Boto3Error, S3UploadFailedError
-        from botocore import exceptions as bex
+        from boto3.exceptions import (  # boto3 (~0.2 s): at the first S3 request
+            Boto3Error,
+            S3UploadFailedError,
+        )
+        from botocore import exceptions as bex  # (imported with boto3 above)
 
         if isinstance(exc, S3UploadFailedError) and isinstance(exc.__context__, bex.ClientError):
             exc = exc.__context__  # s3transfer hides the real error behind a message
@@ -233,7 +242,7 @@ class S3Backend(Backend):
         """After an ambiguous 404 (HEAD has no error body): raise if the bucket is missing."""
         if self._bucket_seen:
             return
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import ClientError  # boto3 (~0.2 s): at the first S3 request
         try:
             with self._boto("HeadBucket", expect=frozenset(_AMBIGUOUS_404 | {"NoSuchBucket"})):
                 try:
@@ -267,7 +276,7 @@ class S3Backend(Backend):
         full = self._full(key)
         with self._boto("GetObject", key):
             body = self.client.get_object(Bucket=self.bucket, Key=full)["Body"]
-        return io.BufferedReader(_BodyReader(self, body, key), buffer_size=MiB)  # type: ignore[return-value]
+        return io.BufferedReader(_BodyReader(self, body, key), buffer_size=MiB)
 
     def download(self, key: str, path: str) -> None:
         """Parallel ranged GETs for large objects; the file appears at ``path`` only when whole."""
@@ -311,7 +320,7 @@ class S3Backend(Backend):
                     if start_after is None or key > start_after:
                         yield key
 
-    def list_dirs(self, prefix: str) -> list[str]:
+    def list_dirs(self, prefix: str) -> Names:
         full_prefix = self._full_prefix(prefix)
         names = set()
         with self._boto(f"ListObjectsV2 {prefix!r}"):

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from ..errors import StoreError
-from .base import Backend, KeyInfo
+from .base import Backend, KeyInfo, KeyInfos, Names
 
 __all__ = ["CountingBackend", "Fault", "FaultyBackend", "WrappingBackend"]
 
@@ -33,12 +33,12 @@ class WrappingBackend(Backend):
         self.inner = inner
         self.url = inner.url
 
-    @property  # type: ignore[override]
-    def cheap_exists(self) -> bool:
+    @property
+    def cheap_exists(self) -> bool:  # type: ignore[override]
         return self.inner.cheap_exists
 
-    @property  # type: ignore[override]
-    def remote(self) -> bool:
+    @property
+    def remote(self) -> bool:  # type: ignore[override]
         return self.inner.remote
 
     def get(self, key: str) -> bytes:
@@ -68,7 +68,7 @@ class WrappingBackend(Backend):
     def list(self, prefix: str, start_after: str | None = None) -> Iterator[str]:
         return self.inner.list(prefix, start_after)
 
-    def list_dirs(self, prefix: str) -> list[str]:
+    def list_dirs(self, prefix: str) -> Names:
         return self.inner.list_dirs(prefix)
 
     def delete(self, key: str) -> None:
@@ -86,7 +86,7 @@ class WrappingBackend(Backend):
     def tempdir(self) -> str | None:
         return self.inner.tempdir()
 
-    def collect_temp(self, older_than: float, dry_run: bool = False) -> list[KeyInfo]:
+    def collect_temp(self, older_than: float, dry_run: bool = False) -> KeyInfos:
         return self.inner.collect_temp(older_than, dry_run)
 
     def prepare_for_writes(self) -> None:
@@ -156,7 +156,7 @@ class CountingBackend(WrappingBackend):
         self._count("list")
         return super().list(prefix, start_after)
 
-    def list_dirs(self, prefix: str) -> list[str]:
+    def list_dirs(self, prefix: str) -> Names:
         self._count("list_dirs")
         return super().list_dirs(prefix)
 
@@ -208,6 +208,9 @@ class Fault:
         if self.error is not None:
             return self.error(op, key)
         return StoreError(f"injected {self.kind} fault on {op} {key!r}")
+
+
+Faults = list[Fault]
 
 
 @dataclass(frozen=True)
@@ -280,7 +283,7 @@ class FaultyBackend(WrappingBackend):
         with self._lock:
             self.faults.clear()
 
-    def _firing(self, op: str, key: str) -> list[Fault]:
+    def _firing(self, op: str, key: str) -> Faults:
         """The rules that act on this call, their counters advanced."""
         out = []
         with self._lock:
@@ -300,7 +303,7 @@ class FaultyBackend(WrappingBackend):
         with self._lock:
             self.log.append(Injected(kind, op, key, detail))
 
-    def _before(self, op: str, key: str) -> list[Fault]:
+    def _before(self, op: str, key: str) -> Faults:
         """Apply the faults that act before a call (slow, fail); return those that act on its
         result or its bytes (flip, tear, fail after the call)."""
         later = []
@@ -315,13 +318,13 @@ class FaultyBackend(WrappingBackend):
                 later.append(f)
         return later
 
-    def _after(self, faults: list[Fault], op: str, key: str) -> None:
+    def _after(self, faults: Faults, op: str, key: str) -> None:
         for f in faults:
             if f.kind == FAIL:
                 self._note(FAIL, op, key, "after the call")
                 raise f.raise_for(op, key)
 
-    def _flipped(self, faults: list[Fault], op: str, key: str, data: bytes) -> bytes:
+    def _flipped(self, faults: Faults, op: str, key: str, data: bytes) -> bytes:
         if not data or not any(f.kind == FLIP for f in faults):
             return data
         with self._lock:
@@ -331,7 +334,7 @@ class FaultyBackend(WrappingBackend):
         out[bit // 8] ^= 1 << (bit % 8)
         return bytes(out)
 
-    def _torn(self, faults: list[Fault], op: str, key: str, data: bytes) -> bytes | None:
+    def _torn(self, faults: Faults, op: str, key: str, data: bytes) -> bytes | None:
         """The prefix to store instead of ``data`` if a tear fault fired, else None."""
         if not any(f.kind == TEAR for f in faults):
             return None
@@ -340,7 +343,7 @@ class FaultyBackend(WrappingBackend):
         self._note(TEAR, op, key, f"{cut} of {len(data)} bytes")
         return data[:cut]
 
-    def _tear_error(self, faults: list[Fault], op: str, key: str) -> BaseException:
+    def _tear_error(self, faults: Faults, op: str, key: str) -> BaseException:
         return next(f for f in faults if f.kind == TEAR).raise_for(op, key)
 
     # -- reads -----------------------------------------------------------------------------------
@@ -370,10 +373,10 @@ class FaultyBackend(WrappingBackend):
         super().download(key, path)
         self._after(later, "download", key)
         if any(f.kind == FLIP for f in later):
-            with open(path, "rb") as f:
-                data = f.read()
-            with open(path, "wb") as f:
-                f.write(self._flipped(later, "download", key, data))
+            with open(path, "rb") as src:
+                data = src.read()
+            with open(path, "wb") as dst:
+                dst.write(self._flipped(later, "download", key, data))
 
     # -- writes ----------------------------------------------------------------------------------
     def put(self, key: str, data: bytes) -> None:
