@@ -8,11 +8,9 @@ import os
 import warnings
 import weakref
 from collections.abc import KeysView
-from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, Any, BinaryIO, Protocol
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, NamedTuple, Protocol
 
 from . import writer
-from .diff import ImageDiff, diff_images
 from .environment import cloudpickle_version, python_version
 from .errors import (
     ImmutableError,
@@ -41,6 +39,7 @@ from .objects import SpooledObject
 from .objects.store import HashingWriter
 
 if TYPE_CHECKING:
+    from .diff import ImageDiff
     from .repository import ModelRepository
 
 CHUNK = 1 << 20
@@ -107,13 +106,12 @@ class _Silent:
         pass
 
 
-@dataclass(frozen=True)
-class Downloaded:
+class Downloaded(NamedTuple):
     """What :meth:`ModelImage.download` wrote: the model's file (None: it went to a stream) and
     the attachments' files, in name order."""
 
     model: str | None
-    attachments: list[str] = field(default_factory=list)
+    attachments: list[str]
 
 
 class ModelImage:
@@ -447,6 +445,7 @@ class ModelImage:
     def diff(self, other: ModelImage) -> ImageDiff:
         """What changed from this saved image to ``other``: metadata, attachments (by digest),
         model (by digest), comment and lineage. See :class:`~roro.diff.ImageDiff`."""
+        from .diff import diff_images  # its dataclasses (~1 ms) only when images are compared
         return diff_images(self, other)
 
     def to_dict(self) -> dict[str, Any]:

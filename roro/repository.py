@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import writer
 from .errors import ConflictError, NotFoundError
@@ -24,8 +23,7 @@ if TYPE_CHECKING:
 DEFAULT_WORKERS = 8
 
 
-@dataclass(frozen=True)
-class TagChange:
+class TagChange(NamedTuple):
     """What :meth:`ModelRepository.add_tag` or :meth:`~ModelRepository.remove_tag` did: ``tag``
     now points at ``version`` (None: removed), having pointed at ``previous``. ``seq`` is the
     ``tag`` event appended, or None when nothing was (the tag already pointed there)."""

@@ -14,17 +14,20 @@ import os
 import threading
 import uuid
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .environment import cache_dir
 from .errors import IntegrityError, InvalidNameError, StoreError
 from .names import validate_name
 from .objects import ObjectStore
 from .objects.cache import ObjectCache
-from .refs import Index, RefLog, list_projects, list_repositories
+from .refs import RefLog, list_projects, list_repositories
 from .storage import Backend, KeyNotFoundError, StoreLocation, open_backend, parse_store_url
 from .storage.layout import FORMAT_KEY, FORMAT_VERSION, INDEX_KEY
 from .storage.url import check_options
+
+if TYPE_CHECKING:
+    from .refs.index import Index
 
 INDEX_FILE = INDEX_KEY
 _MANIFEST_MEMO = 256
@@ -115,6 +118,7 @@ class Store:
         """This thread's connection to the index (SQLite connections are not shared by threads)."""
         index = getattr(self._local, "index", None)
         if index is None:
+            from .refs.index import Index  # sqlite3 (~1 ms): only when an index is opened
             index = self._local.index = Index(self.index_path())
             if self.is_initialized():  # an index is bound to a store id only once there is one
                 index.bind_store(self.store_id())

@@ -22,8 +22,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .environment import cloudpickle_version, current_author, now_utc, python_version
 from .errors import ConflictError
@@ -74,8 +73,7 @@ def append(store: Store, project: str, repository: str,
                         f"races with other writers; try again", repository=repository)
 
 
-@dataclass(frozen=True)
-class Published:
+class Published(NamedTuple):
     """A manifest published as a version: ``created`` is False when nothing was appended (the
     latest version already was this very manifest; see :func:`publish`)."""
 
@@ -152,14 +150,14 @@ def save_model(store: Store, project: str, repository: str, model: Any,
     return publish(store, project, repository, manifest)
 
 
-@dataclass
 class CopyStats:
     """The blobs a copy moved (model and attachments; the new manifest is written in addition)."""
 
-    objects_transferred: int = 0
-    bytes_transferred: int = 0
-    objects_skipped: int = 0
-    bytes_skipped: int = 0
+    def __init__(self, objects_skipped: int = 0, bytes_skipped: int = 0) -> None:
+        self.objects_transferred = 0
+        self.bytes_transferred = 0
+        self.objects_skipped = objects_skipped
+        self.bytes_skipped = bytes_skipped
 
 
 def copy_image(src: Store, manifest: dict[str, Any], origin: dict[str, Any], dst: Store,

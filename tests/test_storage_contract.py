@@ -22,7 +22,8 @@ from support.s3servers import S3_KINDS
 
 from roro.errors import InvalidNameError, StoreError
 from roro.storage import Backend, KeyNotFoundError, open_backend
-from roro.storage.wrappers import CountingBackend, FaultyBackend
+from roro.storage.faulty import FaultyBackend
+from roro.storage.wrappers import CountingBackend
 
 WRAPPERS = {"counting": CountingBackend, "faulty": lambda inner: FaultyBackend(inner, seed=1)}
 CASES = [(kind, None) for kind in BACKENDS] + [

@@ -13,8 +13,9 @@ from roro.digests import digest_bytes
 from roro.errors import IntegrityError, StoreError
 from roro.objects import ObjectStore
 from roro.storage import open_backend
+from roro.storage.faulty import READS, FaultyBackend
 from roro.storage.layout import object_key
-from roro.storage.wrappers import READS, CountingBackend, FaultyBackend
+from roro.storage.wrappers import CountingBackend
 
 
 @pytest.fixture

@@ -6,8 +6,6 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ..check import fsck as run_fsck
-from ..check import gc as run_gc
 from ..errors import NotFoundError
 from ..names import parse_refspec
 from ..store import Store
@@ -45,6 +43,7 @@ def fsck(ctx: click.Context, read_data: bool, as_json: bool) -> None:
     Objects no version reaches are reported as information (gc removes them), not as problems.
     Exits 0 when the store is clean, 4 when there is a problem.
     """
+    from ..check import fsck as run_fsck  # the check package (~2 ms): only for its commands
     report = run_fsck(_store(ctx.obj), read_data=read_data)
     if as_json:
         render.emit_json(report.to_dict())
@@ -81,6 +80,7 @@ def gc(state: CliState, dry_run: bool, grace: str, as_json: bool) -> None:
     still needed (exit 4). Prints what it frees (or, with --dry-run, would free): count and bytes.
     """
     grace_seconds = parse_duration(grace)
+    from ..check import gc as run_gc  # the check package (~2 ms): only for its commands
     report = run_gc(_store(state), grace_seconds=grace_seconds, dry_run=dry_run)
     if as_json:
         render.emit_json(report.to_dict())

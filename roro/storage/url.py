@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..errors import RoroError, StoreError
 from .base import check_key
@@ -22,10 +22,10 @@ STORE_OPTIONS = frozenset({"endpoint_url", "region", "max_retries", "connect_tim
 _BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
 
-@dataclass(frozen=True)
-class StoreLocation:
+class StoreLocation(NamedTuple):
     """Where a store is. ``url`` is canonical: an absolute folder path, ``memory://NAME`` or
-    ``s3://bucket[/prefix]`` (no trailing ``/``)."""
+    ``s3://bucket[/prefix]`` (no trailing ``/``). (The small result types of roro are named
+    tuples: a frozen dataclass costs ~0.3 ms of ``import roro`` each.)"""
 
     kind: str  # FOLDER, MEMORY or S3
     url: str

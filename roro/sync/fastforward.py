@@ -25,17 +25,19 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import IntegrityError, InvalidNameError, NotFoundError, RoroError
 from ..names import validate_name
 from ..objects.manifest import read_manifest
 from ..objects.transfer import ObjectTransfer, missing_in
-from ..refs import Event, Index, RefLog, apply_event, fold, list_projects, list_repositories
+from ..refs import Event, RefLog, apply_event, fold, list_projects, list_repositories
 from ..storage import KeyNotFoundError
 from ..storage.layout import log_key
 from ..store import Store
+
+if TYPE_CHECKING:
+    from ..refs.index import Index
 from .report import (
     AHEAD,
     CONFLICT,
@@ -110,8 +112,7 @@ def _describe(name: str, events: list[Event]) -> dict[str, Any] | None:
             "time": last.time, "version": latest, "image": image}
 
 
-@dataclass
-class _Plan:
+class _Plan(NamedTuple):
     """The objects one repository's new events need: its manifests (``digest -> (bytes,
     manifest)``), those DST lacks (blobs, manifests), those it has (to touch)."""
 
