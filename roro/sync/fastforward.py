@@ -1,4 +1,4 @@
-"""Sync and copy between stores: fast-forward ref logs, copy only the missing objects, verified.
+"""Sync between stores: fast-forward ref logs, copy only the missing objects, verified.
 
 :func:`sync` makes DST hold SRC's history (DESIGN.md §6). For each repository:
 
