@@ -193,7 +193,7 @@ def bench_big_folder(ctx: dict[str, Any], res: Results) -> None:
 
 
 def bench_big_s3(ctx: dict[str, Any], res: Results) -> None:
-    from s3servers import create_bucket
+    from support.s3servers import create_bucket
     size = ctx["sizes"]["big"]
     tmp, endpoint = ctx["tmp"], ctx["endpoint"]()
     bucket = create_bucket(endpoint)
@@ -448,7 +448,7 @@ def bench_browse(ctx: dict[str, Any], res: Results) -> None:
 
 # -- sync ------------------------------------------------------------------------------------------
 def bench_sync(ctx: dict[str, Any], res: Results) -> None:
-    from s3servers import create_bucket, s3_client
+    from support.s3servers import create_bucket, s3_client
 
     import roro
     from roro.storage.layout import log_key
@@ -487,7 +487,7 @@ def bench_sync(ctx: dict[str, Any], res: Results) -> None:
     client = s3_client(endpoint)
     client.head_bucket(Bucket=bucket)
     payload = [(f"baseline/{d}", src.backend.get(_object_key(d))) for d in _new_digests(image)]
-    payload.append(("baseline/" + log_key(PROJECT, "small", repo._refresh()["last_seq"]),
+    payload.append(("baseline/" + log_key(PROJECT, "small", src.refresh(PROJECT, "small")["last_seq"]),
                     b"{}"))
     t = time.perf_counter()
     for key, data in payload:
@@ -565,7 +565,7 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown benchmark(s) {unknown}; choose from {', '.join(BENCHMARKS)}")
 
-    from s3servers import _FOREIGN_AWS_VARS, DUMMY_CREDENTIALS, start_seaweedfs
+    from support.s3servers import _FOREIGN_AWS_VARS, DUMMY_CREDENTIALS, start_seaweedfs
     for var in _FOREIGN_AWS_VARS:
         os.environ.pop(var, None)
     os.environ.update(DUMMY_CREDENTIALS, AWS_CONFIG_FILE=os.devnull,
