@@ -53,10 +53,12 @@ browser:
 
 test: install-test browser
 	$(PYTHON) -m ruff check roro tests
+	$(PYTHON) -m mypy
 	$(PYTHON) -m pytest -q -p no:cacheprovider
 
 lint: install-test
 	$(PYTHON) -m ruff check roro tests
+	$(PYTHON) -m mypy
 
 # Benchmarks (bench/README.md): roro against the raw baseline; BENCH_ARGS=--full for real sizes.
 BENCH_ARGS ?= --quick

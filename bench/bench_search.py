@@ -20,9 +20,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 sys.path.insert(0, os.path.join(HERE, ".."))
 
-from index_rows import Row, insert  # noqa: E402
+from support.index_rows import Row, insert  # noqa: E402
 
-from roro import Project  # noqa: E402
+from roro import ModelImage, Project  # noqa: E402
 from roro.query import parse  # noqa: E402
 from roro.refs import Index  # noqa: E402
 
@@ -89,7 +89,7 @@ def main() -> None:
         rows = index.search("bench", "model-0", c.sql, c.params, None, dict(c.functions))
         repo = Project("bench", os.path.join(tmp, "unused")).get_model_repository("model-0")
         t = time.perf_counter()
-        images = [repo._image_from_row(r) for r in rows]
+        images = [ModelImage.from_index_row(repo, r) for r in rows]
         print(f"  turning {len(images)} rows into ModelImages: "
               f"{(time.perf_counter() - t) * 1000:.1f} ms")
         index.close()
@@ -116,8 +116,8 @@ def main() -> None:
             order = "v.version DESC" if repo else "v.time DESC, v.repository, v.version DESC"
             sql += f" AND ({c.sql}) ORDER BY {order} LIMIT 20"
             for name, (arity, fn) in c.functions.items():
-                index.db.conn.create_function(name, arity, fn, deterministic=True)
-            plan = index.db.execute("EXPLAIN QUERY PLAN " + sql, [*args, *c.params, ]).fetchall()
+                index.conn.create_function(name, arity, fn, deterministic=True)
+            plan = index.conn.execute("EXPLAIN QUERY PLAN " + sql, [*args, *c.params, ]).fetchall()
             print(f"plan ({'repository' if repo else 'project'}):")
             for row in plan:
                 print("   ", row[-1])

@@ -51,7 +51,7 @@ def main() -> None:
     if op.startswith("s3"):
         import boto3  # noqa: F401
         sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
-        from s3servers import s3_client
+        from support.s3servers import s3_client
 
         from roro.storage.s3 import S3Backend
         client = s3_client(args["endpoint"])

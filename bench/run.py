@@ -193,7 +193,7 @@ def bench_big_folder(ctx: dict[str, Any], res: Results) -> None:
 
 
 def bench_big_s3(ctx: dict[str, Any], res: Results) -> None:
-    from s3servers import create_bucket
+    from support.s3servers import create_bucket
     size = ctx["sizes"]["big"]
     tmp, endpoint = ctx["tmp"], ctx["endpoint"]()
     bucket = create_bucket(endpoint)
@@ -460,7 +460,7 @@ def upload_tree(root: str, endpoint: str, bucket: str, prefix: str) -> int:
     """Copy a folder store's own tree (roro.json, objects/, refs/) into a bucket, in parallel."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from s3servers import s3_client
+    from support.s3servers import s3_client
     paths = [os.path.join(root, "roro.json")]
     for top in ("objects", "refs"):
         for dirpath, _, files in os.walk(os.path.join(root, top)):
@@ -557,7 +557,7 @@ def bench_ui(ctx: dict[str, Any], res: Results) -> None:
         return out
 
     folder = measure("folder", roro.Project(PROJECT, roro.Store(root)))
-    from s3servers import create_bucket
+    from support.s3servers import create_bucket
     endpoint = ctx["endpoint"]()
     bucket = create_bucket(endpoint)
     t = time.perf_counter()
@@ -574,7 +574,7 @@ def bench_ui(ctx: dict[str, Any], res: Results) -> None:
 
 # -- sync ------------------------------------------------------------------------------------------
 def bench_sync(ctx: dict[str, Any], res: Results) -> None:
-    from s3servers import create_bucket, s3_client
+    from support.s3servers import create_bucket, s3_client
 
     import roro
     from roro.storage.layout import log_key
@@ -613,7 +613,7 @@ def bench_sync(ctx: dict[str, Any], res: Results) -> None:
     client = s3_client(endpoint)
     client.head_bucket(Bucket=bucket)
     payload = [(f"baseline/{d}", src.backend.get(_object_key(d))) for d in _new_digests(image)]
-    payload.append(("baseline/" + log_key(PROJECT, "small", repo._refresh()["last_seq"]),
+    payload.append(("baseline/" + log_key(PROJECT, "small", src.refresh(PROJECT, "small")["last_seq"]),
                     b"{}"))
     t = time.perf_counter()
     for key, data in payload:
@@ -692,7 +692,7 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown benchmark(s) {unknown}; choose from {', '.join(BENCHMARKS)}")
 
-    from s3servers import _FOREIGN_AWS_VARS, DUMMY_CREDENTIALS, start_seaweedfs
+    from support.s3servers import _FOREIGN_AWS_VARS, DUMMY_CREDENTIALS, start_seaweedfs
     for var in _FOREIGN_AWS_VARS:
         os.environ.pop(var, None)
     os.environ.update(DUMMY_CREDENTIALS, AWS_CONFIG_FILE=os.devnull,

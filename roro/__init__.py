@@ -8,9 +8,11 @@
 
 from __future__ import annotations
 
+from .config import current_settings
 from .errors import (
     ConfigError,
     ConflictError,
+    DownloadError,
     ImmutableError,
     IntegrityError,
     InvalidMetadataError,
@@ -20,9 +22,9 @@ from .errors import (
     RoroError,
     StoreError,
 )
-from .image import Attachment, ModelImage, RoroWarning
+from .image import Attachment, Downloaded, ModelImage, RoroWarning
 from .project import Project
-from .repository import ModelRepository
+from .repository import ModelRepository, TagChange
 from .store import Store
 from .sync import CopyReport, SyncReport, copy_image, sync
 
@@ -33,6 +35,8 @@ __all__ = [
     "ConfigError",
     "ConflictError",
     "CopyReport",
+    "DownloadError",
+    "Downloaded",
     "ImmutableError",
     "IntegrityError",
     "InvalidMetadataError",
@@ -47,6 +51,7 @@ __all__ = [
     "Store",
     "StoreError",
     "SyncReport",
+    "TagChange",
     "copy_image",
     "get_current_project",
     "sync",
@@ -57,6 +62,5 @@ __all__ = [
 def get_current_project(project: str | None = None, store: str | None = None) -> Project:
     """The project named by ``RORO_PROJECT``/``RORO_STORE``, the nearest ``roro.yml``, or the
     ``default`` project in ``$RORO_HOME`` (default ``~/.roro``)."""
-    from .config import current_settings
     settings = current_settings(project, store)
     return Project(settings.project, settings.store, **settings.options)

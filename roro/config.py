@@ -15,8 +15,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from .environment import roro_home
 from .errors import ConfigError
 from .names import validate_name
+from .store import Store
 
 CONFIG_FILE = "roro.yml"
 DEFAULT_PROJECT = "default"
@@ -45,7 +47,7 @@ def find_config(start: str | None = None) -> str | None:
 
 
 def load_config(path: str) -> dict[str, Any]:
-    import yaml
+    import yaml  # PyYAML: only when a roro.yml is read
     try:
         with open(path, encoding="utf-8") as f:
             data = yaml.safe_load(f)
@@ -71,7 +73,6 @@ def resolve_store_path(store: str, base_dir: str) -> str:
 
 def current_settings(project: str | None = None, store: str | None = None) -> Settings:
     """Resolve project and store from arguments, environment, ``roro.yml`` and defaults."""
-    from .environment import roro_home
     path = find_config()
     data = load_config(path) if path else {}
     base = os.path.dirname(path) if path else os.getcwd()
@@ -99,7 +100,7 @@ def current_settings(project: str | None = None, store: str | None = None) -> Se
     return Settings(validate_name(name, "project"), url, options, path, remotes)
 
 
-def resolve_store(name_or_url: Any) -> Any:
+def resolve_store(name_or_url: Store | str | os.PathLike[str]) -> Store:
     """A :class:`~roro.store.Store` for a remote name declared in ``roro.yml``, a store URL or path.
 
     ``roro.yml`` may declare named remotes::
@@ -112,7 +113,6 @@ def resolve_store(name_or_url: Any) -> Any:
     as ``endpoint_url``, are passed to the store); anything else is a store URL or a folder path
     (write ``./prod`` to mean a folder that has the name of a remote). A ``Store`` is returned as is.
     """
-    from .store import Store
     if isinstance(name_or_url, Store):
         return name_or_url
     if not isinstance(name_or_url, (str, os.PathLike)):

@@ -150,18 +150,18 @@ def _short(value: Any, width: int = 60) -> str:
 
 def diff_images(a: ModelImage, b: ModelImage) -> ImageDiff:
     """The :class:`ImageDiff` from saved image ``a`` to saved image ``b``."""
-    for image in (a, b):
-        if not image.saved:
+    ma, mb = a.manifest, b.manifest
+    for image, m in ((a, ma), (b, mb)):
+        if m is None:
             raise RoroError(f"{image!r} is not saved; save it before comparing it")
-    ma, mb = a._manifest, b._manifest
+    assert ma is not None and mb is not None
     atts_a = {x["name"]: x for x in ma["attachments"]}
     atts_b = {x["name"]: x for x in mb["attachments"]}
 
     def entry(x: dict[str, Any]) -> dict[str, Any]:
         return {"name": x["name"], "digest": x["digest"], "size": x["size"]}
 
-    def side(image: ModelImage) -> dict[str, Any]:
-        m = image._manifest
+    def side(image: ModelImage, m: dict[str, Any]) -> dict[str, Any]:
         return {"repository": image.repository.name, "version": image.version,
                 "digest": image.digest, "timestamp": m["timestamp"], "author": m["author"]}
 
@@ -169,7 +169,7 @@ def diff_images(a: ModelImage, b: ModelImage) -> ImageDiff:
         return {k: m["model"][k] for k in ("digest", "size", "type")}
 
     return ImageDiff(
-        a=side(a), b=side(b),
+        a=side(a, ma), b=side(b, mb),
         metadata=DictDiff.between(ma["metadata"], mb["metadata"]),
         attachments_added=[entry(atts_b[n]) for n in sorted(atts_b) if n not in atts_a],
         attachments_removed=[entry(atts_a[n]) for n in sorted(atts_a) if n not in atts_b],
@@ -179,5 +179,5 @@ def diff_images(a: ModelImage, b: ModelImage) -> ImageDiff:
             for n in sorted(atts_a) if n in atts_b and atts_a[n]["digest"] != atts_b[n]["digest"]],
         model_a=model(ma), model_b=model(mb),
         comment_a=ma["comment"], comment_b=mb["comment"],
-        lineage=DictDiff.between(a.lineage, b.lineage),
+        lineage=DictDiff.between(a.lineage or {}, b.lineage or {}),
     )

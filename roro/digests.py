@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
+from typing import IO, Any
 
 from .errors import InvalidNameError
 
 ALGORITHM = "sha256"
+CHUNK = 1 << 20
 _DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
 
 
@@ -29,12 +32,28 @@ def digest_bytes(data: bytes) -> str:
     return f"{ALGORITHM}:{hashlib.sha256(data).hexdigest()}"
 
 
-def new_hasher():
+def new_hasher() -> Any:
     return hashlib.sha256()
 
 
-def digest_of_hasher(hasher) -> str:
+def digest_of_hasher(hasher: Any) -> str:
     return f"{ALGORITHM}:{hasher.hexdigest()}"
+
+
+def digest_stream(stream: IO[bytes], copy_to: IO[bytes] | None = None,
+                  on_chunk: Callable[[int], None] | None = None) -> tuple[str, int]:
+    """``(digest, size)`` of everything left in ``stream``, read in 1 MiB chunks: the one
+    stream-hash loop. Each chunk is written to ``copy_to`` (if given) after it is hashed, so
+    the bytes copied are exactly the bytes hashed; ``on_chunk(n)`` follows each chunk."""
+    h, size = new_hasher(), 0
+    while chunk := stream.read(CHUNK):
+        h.update(chunk)
+        size += len(chunk)
+        if copy_to is not None:
+            copy_to.write(chunk)
+        if on_chunk is not None:
+            on_chunk(len(chunk))
+    return digest_of_hasher(h), size
 
 
 def short(digest: str, length: int = 12) -> str:

@@ -42,5 +42,5 @@ def python_version() -> str:
 
 
 def cloudpickle_version() -> str:
-    import cloudpickle
+    import cloudpickle  # cloudpickle: only by a save or a load
     return cloudpickle.__version__

@@ -65,6 +65,11 @@ class StoreError(RoroError):
     """A store that cannot be used: unknown format, unreachable, unsafe, misconfigured."""
 
 
+class DownloadError(RoroError):
+    """A download refused before it wrote anything, or a file it could not write: a file that
+    exists (without ``force``), a path that leads outside the target directory."""
+
+
 class ConfigError(RoroError):
     """A roro.yml that cannot be read or holds invalid values."""
 
@@ -79,7 +84,7 @@ class GcRefusedError(IntegrityError):
     ``report`` is the :class:`~roro.check.FsckReport` that found them.
     """
 
-    def __init__(self, message: str, report=None):
+    def __init__(self, message: str, report: object = None):
         super().__init__(message)
         self.report = report
 

@@ -5,13 +5,28 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
-import tempfile
 import warnings
 import weakref
-from typing import TYPE_CHECKING, Any, BinaryIO
+from collections.abc import KeysView
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, NamedTuple, Protocol
 
-from .errors import ConflictError, ImmutableError, InvalidMetadataError, InvalidNameError, RoroError
+from . import writer
+from .environment import cloudpickle_version, python_version
+from .errors import (
+    ImmutableError,
+    InvalidMetadataError,
+    InvalidNameError,
+    NotFoundError,
+    RoroError,
+)
+from .localfs import (
+    attachment_target,
+    check_inside,
+    copy_verified,
+    plan_attachments,
+    refuse_existing,
+    write_verified,
+)
 from .metadata import (
     AUTOMATIC_KEYS,
     MetadataBudget,
@@ -21,6 +36,7 @@ from .metadata import (
 )
 from .names import attachment_name_conflict, validate_attachment_name
 from .objects import SpooledObject
+from .objects.store import HashingWriter
 
 if TYPE_CHECKING:
     from .diff import ImageDiff
@@ -55,7 +71,7 @@ class Attachment:
         with self.open() as f:
             return f.read()
 
-    def download(self, directory: str | os.PathLike) -> str:
+    def download(self, directory: str | os.PathLike[str]) -> str:
         """Write the attachment's verified bytes to ``directory/<name>`` and return that path.
 
         Sub-folders of the name are created. The file never lands outside ``directory``: the name
@@ -63,48 +79,39 @@ class Attachment:
         (:class:`~roro.errors.ConflictError`) rather than followed. The file appears whole or not
         at all (written to a temporary name, then renamed); an existing file is replaced.
         """
-        target = _attachment_target(directory, self.name)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=".roro-download-")
-        try:
-            with os.fdopen(fd, "wb") as dst, self.open() as src:
-                shutil.copyfileobj(src, dst, CHUNK)
-            os.replace(tmp, target)
-        except BaseException:
-            if os.path.lexists(tmp):
-                os.unlink(tmp)
-            raise
+        target = attachment_target(directory, self.name)
+        with self.open() as src:
+            write_verified(src, target, self.digest, f"attachment {self.name!r}", replace=True)
         return target
 
     def __repr__(self) -> str:
         return f"<Attachment {self.name!r} {self.size} bytes {self.digest[:19]}>"
 
 
-def _attachment_target(directory: str | os.PathLike, name: str) -> str:
-    """The path of attachment ``name`` below ``directory``, with its parent folders made; refuses
-    any path that could resolve outside ``directory``."""
-    validate_attachment_name(name)
-    root = os.path.realpath(os.fspath(directory))
-    os.makedirs(root, exist_ok=True)
-    *folders, filename = name.split("/")
-    current = root
-    for part in folders:
-        current = os.path.join(current, part)
-        if os.path.islink(current):
-            raise ConflictError(f"cannot write attachment {name!r}: {current} is a symbolic link; "
-                                f"download into an empty directory")
-        try:
-            os.mkdir(current)
-        except FileExistsError:
-            if not os.path.isdir(current):
-                raise ConflictError(f"cannot write attachment {name!r}: {current} exists and is "
-                                    f"not a directory") from None
-    target = os.path.join(current, filename)
-    if os.path.isdir(target) and not os.path.islink(target):
-        raise ConflictError(f"cannot write attachment {name!r}: {target} is a directory")
-    parent = os.path.realpath(current)
-    if parent != root and not parent.startswith(root + os.sep):  # defence in depth
-        raise InvalidNameError(f"attachment name {name!r} resolves outside {root}", name=name)
-    return target
+class DownloadProgress(Protocol):
+    """What :meth:`ModelImage.download` reports while it works (a progress bar, say)."""
+
+    def phase(self, description: str) -> None:
+        """A new step: fetching and verifying an object, or writing it."""
+
+    def advance(self, n: int) -> None:
+        """``n`` more bytes were written."""
+
+
+class _Silent:
+    def phase(self, description: str) -> None:
+        pass
+
+    def advance(self, n: int) -> None:
+        pass
+
+
+class Downloaded(NamedTuple):
+    """What :meth:`ModelImage.download` wrote: the model's file (None: it went to a stream) and
+    the attachments' files, in name order."""
+
+    model: str | None
+    attachments: list[str]
 
 
 class ModelImage:
@@ -127,6 +134,12 @@ class ModelImage:
         s(self, "_budget", None)  # MetadataBudget of a draft, made on the first __setitem__
         s(self, "_attachments", {})  # name -> Attachment (drafts only)
         s(self, "_finalizer", weakref.finalize(self, _discard_all, self._attachments))
+
+    @classmethod
+    def from_index_row(cls, repository: ModelRepository, row: dict[str, Any]) -> ModelImage:
+        """The saved image an index row describes (its manifest was verified when indexed)."""
+        return cls(repository, manifest=json.loads(row["manifest"]), digest=row["image"],
+                   version=row["version"])
 
     # -- identity --------------------------------------------------------------------------------
     @property
@@ -224,7 +237,7 @@ class ModelImage:
     def __contains__(self, key: object) -> bool:
         return key in self._metadata or (key in AUTOMATIC_KEYS and self.saved)
 
-    def keys(self):
+    def keys(self) -> KeysView[str]:
         return self.get_metadata().keys()
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -284,7 +297,7 @@ class ModelImage:
             except OSError as e:
                 raise RoroError(f"cannot read attachment {os.fspath(source)!r}: {e.strerror}") from None
         if hasattr(source, "read"):
-            def fill(w):
+            def fill(w: HashingWriter) -> None:
                 while True:
                     chunk = source.read(CHUNK)
                     if not chunk:
@@ -320,7 +333,6 @@ class ModelImage:
         for a in self.get_attachments():
             if a.name == name:
                 return a
-        from .errors import NotFoundError
         raise NotFoundError(f"{self!r} has no attachment {name!r}", repository=self._repository.name)
 
     # -- model -----------------------------------------------------------------------------------
@@ -328,9 +340,8 @@ class ModelImage:
         """The model object. For a saved image, its bytes are verified before they are unpickled."""
         if self._manifest is None:
             return self._model
-        import cloudpickle
+        import cloudpickle  # imported by the first save or load: `import roro` stays cheap
 
-        from .environment import cloudpickle_version, python_version
         model = self._manifest["model"]
         mine = {"python": python_version(), "cloudpickle": cloudpickle_version()}
         for what, theirs in (("python", model["python"]), ("cloudpickle", model["cloudpickle"])):
@@ -350,6 +361,60 @@ class ModelImage:
                             f"use get_model() for the object")
         return self._repository.project.store.objects.open_verified(self._manifest["model"]["digest"])
 
+    def download(self, to: str | os.PathLike[str] | IO[bytes] | None = None, *,
+                 attachments: str | os.PathLike[str] | None = None, force: bool = False,
+                 progress: DownloadProgress | None = None) -> Downloaded:
+        """Write the saved model's bytes (the pickle; nothing is unpickled) and, with
+        ``attachments``, every attachment below that directory. What ``roro models:download`` does.
+
+        ``to`` is a file path, a directory (``NAME-vN.pkl`` inside it), a binary stream, or None
+        (``NAME-vN.pkl`` here). Every file is checked against its digest while it is written and
+        appears, complete and fsynced, only under its final name. Before any byte is fetched, an
+        existing file (without ``force``), an attachment name that is invalid, collides with
+        another on a case-insensitive filesystem, or leads outside the directory (symbolic links
+        included) is refused with :class:`~roro.errors.DownloadError`.
+        """
+        if self._manifest is None:
+            raise RoroError(f"{self!r} is not saved yet: it has nothing to download")
+        progress = progress or _Silent()
+        stream = None if to is None or isinstance(to, (str, os.PathLike)) else to
+        target = None
+        if stream is None:
+            default = f"{self._repository.name}-v{self._version}.pkl"
+            target = os.fspath(to) if to is not None else default  # type: ignore[arg-type]
+            if os.path.isdir(target):
+                target = os.path.join(target, default)
+            refuse_existing(target, force)
+        directory = os.fspath(attachments) if attachments is not None else None
+        atts = self.get_attachments() if directory is not None else []
+        planned = plan_attachments(directory, [a.name for a in atts], force) if directory else []
+        digest = self._manifest["model"]["digest"]
+        progress.phase("model: fetching and verifying")
+        with self.open_model() as src:
+            progress.phase("model: writing")
+            if stream is not None:
+                copy_verified(src, stream, digest, "the model", progress.advance)
+            else:
+                assert target is not None
+                write_verified(src, target, digest, "the model", replace=force,
+                               on_chunk=progress.advance)
+        for att, path in zip(atts, planned, strict=True):
+            assert directory is not None
+            self._download_attachment(att, directory, path, force, progress)
+        return Downloaded(target, planned)
+
+    @staticmethod
+    def _download_attachment(att: Attachment, directory: str, path: str, force: bool,
+                             progress: DownloadProgress) -> None:
+        check_inside(directory, path, att.name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        check_inside(directory, path, att.name)  # again: a folder may have been swapped meanwhile
+        progress.phase(f"{att.name}: fetching and verifying")
+        with att.open() as src:
+            progress.phase(f"{att.name}: writing")
+            write_verified(src, path, att.digest, f"attachment {att.name!r}", replace=force,
+                           on_chunk=progress.advance)
+
     # -- save --------------------------------------------------------------------------------------
     def save(self, comment: str = "") -> ModelImage:
         """Save this image as the next version of its repository; returns the image."""
@@ -359,7 +424,12 @@ class ModelImage:
         if len(comment.encode("utf-8", "surrogatepass")) > 64 * 1024:
             raise InvalidMetadataError("comment is longer than 64 KiB")
         normalize_value("comment", comment)
-        self._repository._save_image(self, comment)
+        repo = self._repository
+        attachments = [(a.name, a._spooled) for a in self.get_attachments()
+                       if a._spooled is not None]
+        published = writer.save_model(repo.project.store, repo.project.name, repo.name,
+                                      self._model, self._metadata, attachments, comment)
+        self._mark_saved(published.manifest, published.digest, published.version)
         return self
 
     def _mark_saved(self, manifest: dict[str, Any], digest: str, version: int) -> None:
@@ -375,7 +445,7 @@ class ModelImage:
     def diff(self, other: ModelImage) -> ImageDiff:
         """What changed from this saved image to ``other``: metadata, attachments (by digest),
         model (by digest), comment and lineage. See :class:`~roro.diff.ImageDiff`."""
-        from .diff import diff_images
+        from .diff import diff_images  # its dataclasses (~1 ms) only when images are compared
         return diff_images(self, other)
 
     def to_dict(self) -> dict[str, Any]:

@@ -65,7 +65,7 @@ def package_of(model: Any) -> dict[str, Any] | None:
 
 
 def _distribution_version(top: str) -> tuple[str | None, str | None]:
-    from importlib import metadata
+    from importlib import metadata  # importlib.metadata: only when a save records lineage
     names = _packages_distributions().get(top) or []
     for name in sorted(set(names)):
         try:
@@ -77,7 +77,7 @@ def _distribution_version(top: str) -> tuple[str | None, str | None]:
 
 @functools.lru_cache(maxsize=1)
 def _packages_distributions() -> dict[str, list[str]]:
-    from importlib import metadata
+    from importlib import metadata  # importlib.metadata: only when a save records lineage
     try:
         return dict(metadata.packages_distributions())
     except Exception:  # a broken installed distribution must not break a save

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable
 
 from .errors import InvalidNameError
 
@@ -98,7 +99,7 @@ def _fold(name: str) -> str:
     return unicodedata.normalize("NFC", name).casefold()
 
 
-def attachment_name_conflict(name: str, others) -> str | None:
+def attachment_name_conflict(name: str, others: Iterable[str]) -> str | None:
     """Why attachment ``name`` cannot be stored next to ``others`` (one directory tree), or None.
 
     Names that differ only in case or Unicode normalization would collide on some file systems,

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from .environment import roro_home
+from .image import ModelImage
 from .names import validate_name
+from .query import Query
+from .query import parse as parse_query
+from .refs import list_repositories
 from .repository import ModelRepository, check_limit
 from .store import Store
-
-if TYPE_CHECKING:
-    from .image import ModelImage
 
 
 class Project:
@@ -18,7 +20,6 @@ class Project:
 
     def __init__(self, name: str = "default", store: Store | str | os.PathLike | None = None,
                  **store_options: Any):
-        from .environment import roro_home
         self.name = validate_name(name, "project")
         if store is None:
             store = roro_home()
@@ -33,7 +34,6 @@ class Project:
 
     def list_model_repositories(self) -> list[ModelRepository]:
         """Every repository of this project, sorted by name."""
-        from .refs.log import list_repositories
         if not self.store.is_initialized():
             return []
         out = []
@@ -44,11 +44,10 @@ class Project:
                 continue  # not a repository directory roro could have written
         return out
 
-    def search(self, expr: Any, limit: int | None = None) -> list[ModelImage]:
+    def search(self, expr: str | Query, limit: int | None = None) -> list[ModelImage]:
         """Images of every repository of this project matching the query ``expr``, newest save
         first (see :meth:`ModelRepository.search` and ``docs/query.md``)."""
-        from .query import parse
-        query = parse(expr)
+        query = parse_query(expr)
         limit = check_limit(limit)
         repositories = self.list_model_repositories()
         for repo in repositories:
@@ -62,13 +61,13 @@ class Project:
         out = []
         for row in rows:
             repo = handles.get(row["repository"]) or ModelRepository(self, row["repository"])
-            out.append(repo._image_from_row(row))
+            out.append(ModelImage.from_index_row(repo, row))
         return out
 
     def create_model_repository(self, name: str) -> ModelRepository:
         """Create an empty repository; :class:`~roro.errors.ConflictError` if it exists."""
         repo = ModelRepository(self, name)
-        repo._create()
+        repo.create()
         return repo
 
     def log(self, limit: int | None = None) -> list[ModelImage]:
@@ -80,7 +79,8 @@ class Project:
             raise ValueError(f"limit must be a non-negative integer, not {limit!r}")
         repos = {r.name: r for r in self.list_model_repositories()}
         for repo in repos.values():
-            repo._refresh()
+            self.store.refresh(self.name, repo.name)
         rows = self.store.index.project_versions(self.name, limit) if repos else []
-        return [(repos.get(r["repository"]) or self.get_model_repository(r["repository"]))
-                ._image_from_row(r) for r in rows]
+        return [ModelImage.from_index_row(repos.get(r["repository"])
+                                          or self.get_model_repository(r["repository"]), r)
+                for r in rows]

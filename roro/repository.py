@@ -1,30 +1,41 @@
-"""ModelRepository: a named, ordered history of model images, and the write path of a save."""
+"""ModelRepository: a named, ordered history of model images. Reads go to the index; every write
+(save, tag, delete, copy, create) goes through :mod:`roro.writer` with a decision made here."""
 
 from __future__ import annotations
 
-import json
-import random
-import time
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .environment import cloudpickle_version, current_author, now_utc, python_version
+from . import writer
 from .errors import ConflictError, NotFoundError
-from .faults import crash_point
 from .image import ModelImage
-from .lineage import collect_lineage
-from .metadata import check_total
 from .names import LATEST, validate_name, validate_tag, validate_version
-from .objects.canonical import canonical_json
-from .objects.manifest import FORMAT
+from .objects.manifest import read_manifest
 from .query import Query
 from .query import parse as parse_query
 from .refs import Event
+from .store import Store
 
 if TYPE_CHECKING:
     from .project import Project
 
-MAX_APPEND_ATTEMPTS = 10_000
+DEFAULT_WORKERS = 8
+
+
+class TagChange(NamedTuple):
+    """What :meth:`ModelRepository.add_tag` or :meth:`~ModelRepository.remove_tag` did: ``tag``
+    now points at ``version`` (None: removed), having pointed at ``previous``. ``seq`` is the
+    ``tag`` event appended, or None when nothing was (the tag already pointed there)."""
+
+    tag: str
+    version: int | None
+    previous: int | None
+    seq: int | None
+
+    @property
+    def changed(self) -> bool:
+        return self.seq is not None
 
 
 def check_limit(limit: object) -> int | None:
@@ -57,11 +68,11 @@ class ModelRepository:
 
     # -- state -----------------------------------------------------------------------------------
     @property
-    def _store(self):
+    def store(self) -> Store:
         return self.project.store
 
     def _refresh(self) -> dict[str, Any] | None:
-        return self._store.refresh(self.project.name, self.name)
+        return self.store.refresh(self.project.name, self.name)
 
     def _require(self) -> dict[str, Any]:
         row = self._refresh()
@@ -84,7 +95,7 @@ class ModelRepository:
     def resolve(self, version: int | str | None = None, tag: str | None = None) -> int:
         """The version number that ``version`` or ``tag`` (neither: latest) names."""
         self._require()
-        index = self._store.index
+        index = self.store.index
         if version is not None and tag is not None:
             raise ValueError("give a version or a tag, not both")
         if version is None and (tag is None or tag == LATEST):
@@ -94,7 +105,7 @@ class ModelRepository:
                                     repository=self.name, tag=LATEST)
             return latest
         if version is None:
-            validate_tag(tag)
+            tag = validate_tag(tag)
             target = index.tags(self.project.name, self.name).get(tag)
             if target is None:
                 raise NotFoundError(f"model repository {self.name!r} has no tag {tag!r}",
@@ -113,8 +124,9 @@ class ModelRepository:
         """The image with ``version`` or ``tag`` (neither, or tag ``latest``: the highest version).
         Its manifest is fetched and verified; the model itself is only fetched by ``get_model()``."""
         v = self.resolve(version, tag)
-        row = self._store.index.version(self.project.name, self.name, v)
-        manifest = self._store.objects.read_json(row["image"])
+        row = self.store.index.version(self.project.name, self.name, v)
+        assert row is not None  # resolve() found it
+        manifest, _ = read_manifest(self.store.objects, row["image"])
         return ModelImage(self, manifest=manifest, digest=row["image"], version=v)
 
     def get_model(self, version: int | str | None = None, tag: str | None = None) -> Any:
@@ -125,8 +137,8 @@ class ModelRepository:
                           before: int | None = None) -> list[ModelImage]:
         """Images newest first, from the index (no model is downloaded). ``before`` pages."""
         self._require()
-        rows = self._store.index.versions(self.project.name, self.name, limit=limit, before=before)
-        return [self._image_from_row(r) for r in rows]
+        rows = self.store.index.versions(self.project.name, self.name, limit=limit, before=before)
+        return [ModelImage.from_index_row(self, r) for r in rows]
 
     def search(self, expr: str | Query, limit: int | None = None) -> list[ModelImage]:
         """Images whose version matches the query ``expr``, newest first (no model is downloaded).
@@ -140,26 +152,22 @@ class ModelRepository:
         limit = check_limit(limit)
         self._require()
         compiled = query.to_sql()
-        rows = self._store.index.search(self.project.name, self.name, compiled.sql,
+        rows = self.store.index.search(self.project.name, self.name, compiled.sql,
                                         compiled.params, limit, dict(compiled.functions))
-        return [self._image_from_row(r) for r in rows]
-
-    def _image_from_row(self, row: dict[str, Any]) -> ModelImage:
-        return ModelImage(self, manifest=json.loads(row["manifest"]), digest=row["image"],
-                          version=row["version"])
+        return [ModelImage.from_index_row(self, r) for r in rows]
 
     def count(self) -> int:
         """Number of live versions."""
         self._require()
-        return self._store.index.count_versions(self.project.name, self.name)
+        return self.store.index.count_versions(self.project.name, self.name)
 
-    def copy_image(self, image: ModelImage) -> ModelImage:
+    def copy_image(self, image: ModelImage, *, workers: int = DEFAULT_WORKERS) -> ModelImage:
         """Append a saved ``image`` from any repository (of this or another store) as a new
         version here, recording its origin in ``manifest["lineage"]["copied_from"]``. The blobs
         it needs are copied first (verified); see :func:`roro.copy_image`. If the latest version
         here already is that very copy, it is returned and nothing is appended."""
-        from .sync import copy_image_into
-        return copy_image_into(image, self)
+        with ThreadPoolExecutor(max(1, workers), thread_name_prefix="roro-copy") as pool:
+            return copy_into(image, self, pool)[0]
 
     # -- tags ------------------------------------------------------------------------------------
     def get_tags_by_version(self, versions: Iterable[int]) -> dict[int, list[str]]:
@@ -168,7 +176,7 @@ class ModelRepository:
         for labelling a page of :meth:`list_model_images`."""
         self._require()
         wanted = sorted({validate_version(v) for v in versions})
-        index = self._store.index
+        index = self.store.index
         out = index.tags_by_version(self.project.name, self.name, wanted)
         latest = index.latest_version(self.project.name, self.name)
         if latest is not None and latest in wanted:
@@ -178,53 +186,67 @@ class ModelRepository:
     def get_tags(self) -> dict[str, int]:
         """``{tag: version}`` including ``latest`` (when the repository has a version)."""
         self._require()
-        tags = self._store.index.tags(self.project.name, self.name)
-        latest = self._store.index.latest_version(self.project.name, self.name)
+        tags = self.store.index.tags(self.project.name, self.name)
+        latest = self.store.index.latest_version(self.project.name, self.name)
         if latest is not None:
             tags[LATEST] = latest
         return tags
 
-    def add_tag(self, tag: str, version: int | str) -> None:
-        """Point ``tag`` at ``version``, creating or moving it; every move is recorded."""
+    def add_tag(self, tag: str, version: int | str) -> TagChange:
+        """Point ``tag`` at ``version``, creating or moving it; every move is recorded. Returns
+        the move made (decided against the log's tail, so it is the move that happened)."""
         validate_tag(tag)
         v = validate_version(version)
-        idx = self._store.index
+        current: list[int | None] = []
 
-        def decide(row):
-            if row is None:
-                raise NotFoundError(f"model repository {self.name!r} does not exist",
-                                    repository=self.name)
-            current = idx.tags(self.project.name, self.name).get(tag)
-            vr = idx.version(self.project.name, self.name, v)
+        def decide(row: writer.Row) -> writer.Decision:
+            current[:] = [self._tag_target(row, tag)]
+            vr = self.store.index.version(self.project.name, self.name, v)
             if vr is None or vr["deleted"]:
                 raise NotFoundError(f"version {v} of model repository {self.name!r} does not "
                                     f"exist", repository=self.name, version=v)
-            if current == v:
+            if current[0] == v:
                 return None
-            return "tag", {"tag": tag, "version": v, "previous": current}
+            return "tag", {"tag": tag, "version": v, "previous": current[0]}
 
-        self._append(decide)
+        return self._tag_change(tag, writer.append(self.store, self.project.name, self.name,
+                                                   decide), current[0], v)
 
-    def remove_tag(self, tag: str) -> None:
-        """Remove ``tag`` (recorded in the tag history)."""
+    def remove_tag(self, tag: str) -> TagChange:
+        """Remove ``tag`` (recorded in the tag history); returns the move (to None) made."""
         validate_tag(tag)
-        idx = self._store.index
+        current: list[int | None] = []
 
-        def decide(row):
-            current = idx.tags(self.project.name, self.name).get(tag) if row else None
-            if current is None:
+        def decide(row: writer.Row) -> writer.Decision:
+            current[:] = [self._tag_target(row, tag)]
+            if current[0] is None:
                 raise NotFoundError(f"model repository {self.name!r} has no tag {tag!r}",
                                     repository=self.name, tag=tag)
-            return "tag", {"tag": tag, "version": None, "previous": current}
+            return "tag", {"tag": tag, "version": None, "previous": current[0]}
 
-        self._append(decide)
+        return self._tag_change(tag, writer.append(self.store, self.project.name, self.name,
+                                                   decide), current[0], None)
+
+    def _tag_target(self, row: writer.Row, tag: str) -> int | None:
+        """The version ``tag`` points at in the state ``row`` describes (the log's tail)."""
+        if row is None:
+            raise NotFoundError(f"model repository {self.name!r} does not exist",
+                                repository=self.name)
+        return self.store.index.tags(self.project.name, self.name).get(tag)
+
+    @staticmethod
+    def _tag_change(tag: str, event: Event | None, current: int | None,
+                    unchanged: int | None) -> TagChange:
+        if event is None:  # nothing to do: the tag already pointed there
+            return TagChange(tag, unchanged, current, None)
+        return TagChange(tag, event["version"], event["previous"], event.seq)
 
     def get_tag_history(self, tag: str | None = None) -> list[dict[str, Any]]:
         """Every tag move, oldest first: ``{seq, tag, version, previous, author, time}``."""
         self._require()
         if tag is not None:
             validate_tag(tag)
-        rows = self._store.index.tag_history(self.project.name, self.name, tag)
+        rows = self.store.index.tag_history(self.project.name, self.name, tag)
         return [{k: r[k] for k in ("seq", "tag", "version", "previous", "author", "time")}
                 for r in rows]
 
@@ -240,9 +262,9 @@ class ModelRepository:
         concurrent ``delete_version`` of the same version).
         """
         v = validate_version(version)
-        idx = self._store.index
+        idx = self.store.index
 
-        def decide(row):
+        def decide(row: writer.Row) -> writer.Decision:
             if row is None:
                 raise NotFoundError(f"model repository {self.name!r} does not exist in project "
                                     f"{self.project.name!r}", repository=self.name)
@@ -260,112 +282,33 @@ class ModelRepository:
                                     f"first", repository=self.name)
             return "delete", {"version": v}
 
-        return self._append(decide) is not None
+        return writer.append(self.store, self.project.name, self.name, decide) is not None
 
-    # -- the write path --------------------------------------------------------------------------
-    def _create(self) -> None:
-        def decide(row):
+    def create(self) -> None:
+        """Create this repository, empty (a ``create`` event); :class:`~roro.errors.ConflictError`
+        if it exists. Saving an image creates a repository too."""
+        def decide(row: writer.Row) -> writer.Decision:
             if row is not None:
                 raise ConflictError(f"model repository {self.name!r} already exists",
                                     repository=self.name)
             return "create", {}
 
-        self._append(decide)
+        writer.append(self.store, self.project.name, self.name, decide)
 
-    def _append(self, decide: Callable[[dict | None], tuple[str, dict] | None]) -> Event | None:
-        """Append one event at the tail of the log, re-deciding after every lost race.
 
-        ``decide(row)`` sees the freshly refreshed state and returns ``(type, payload)``, or None
-        for nothing to do; it raises for a request the current state refuses.
-        """
-        store = self._store
-        store.ensure_initialized()
-        log = store.reflog(self.project.name, self.name)
-        for attempt in range(MAX_APPEND_ATTEMPTS):
-            row = self._refresh()
-            decision = decide(row)
-            if decision is None:
-                return None
-            type_, payload = decision
-            seq = row["last_seq"] + 1 if row else 1
-            event = log.append(seq, row["last_hash"] if row else None, type_, current_author(),
-                               now_utc(), **payload)
-            if event is not None:
-                crash_point("after-ref-event")
-                crash_point("before-index-update")
-                self._refresh()
-                return event
-            time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 25)))
-        raise ConflictError(f"gave up writing to {self.name!r} after {MAX_APPEND_ATTEMPTS} lost "
-                            f"races with other writers; try again", repository=self.name)
-
-    def _save_image(self, image: ModelImage, comment: str) -> None:
-        import cloudpickle
-        store = self._store
-        store.ensure_initialized()
-        objects = store.objects
-        metadata = image._metadata
-        check_total(metadata)
-        model = image._model
-        spooled = objects.spool_writer(lambda w: cloudpickle.dump(model, w))
-        try:
-            objects.put_spooled(spooled)
-        finally:
-            spooled.discard()
-        attachments = image.get_attachments()
-        for att in attachments:
-            objects.put_spooled(att._spooled)
-        crash_point("after-blobs")
-        mtype = type(model)
-        manifest = {
-            "format": FORMAT,
-            "model": {"digest": spooled.digest, "size": spooled.size, "serializer": "cloudpickle",
-                      "type": f"{mtype.__module__}.{mtype.__qualname__}",
-                      "python": python_version(), "cloudpickle": cloudpickle_version()},
-            "attachments": [{"name": a.name, "digest": a.digest, "size": a.size}
-                            for a in attachments],
-            "metadata": metadata,
-            "timestamp": now_utc(),
-            "author": current_author(),
-            "comment": comment,
-        }
-        lineage = collect_lineage(model, exclude=store.local_paths())
-        extra = getattr(image, "_lineage", None)
-        if extra:
-            lineage.update(extra)
-        manifest["lineage"] = lineage
-        saved, digest, version, _ = self._publish(manifest, comment)
-        image._mark_saved(saved, digest, version)
-
-    def _publish(self, manifest: dict[str, Any], comment: str, *,
-                 unless_latest: bool = False) -> tuple[dict[str, Any], str, int, bool]:
-        """Put ``manifest`` (whose blobs must already be in the store) and append a ``version``
-        event naming it: the last step of a save, shared with ``copy_image``.
-
-        With ``unless_latest``, nothing is appended when the latest version already is this very
-        manifest (so re-running a copy does not stack identical versions).
-        Returns ``(manifest, digest, version, created)``.
-        """
-        store = self._store
-        store.ensure_initialized()
-        data = canonical_json(manifest)
-        digest = store.objects.put_bytes(data)
-        store.remember_manifest(digest, data)
-        crash_point("after-manifest")
-        idx = store.index
-        existing: list[int] = []
-
-        def decide(row):
-            if unless_latest and row is not None:
-                latest = idx.latest_version(self.project.name, self.name)
-                if latest is not None and \
-                        idx.version(self.project.name, self.name, latest)["image"] == digest:
-                    existing.append(latest)
-                    return None
-            return "version", {"version": (row["max_version"] if row else 0) + 1, "image": digest,
-                               "comment": comment}
-
-        event = self._append(decide)
-        if event is None:
-            return json.loads(data), digest, existing[-1], False
-        return json.loads(data), digest, event["version"], True
+def copy_into(image: ModelImage, target: ModelRepository,
+              pool: ThreadPoolExecutor) -> tuple[ModelImage, bool, writer.CopyStats]:
+    """Append saved ``image`` to ``target`` (see :meth:`ModelRepository.copy_image`): the copy,
+    whether a version was appended, and what was transferred."""
+    if not image.saved:
+        raise ValueError("only a saved image can be copied; save() it first")
+    manifest = image.manifest
+    assert manifest is not None
+    source = image.repository
+    origin = {"store": source.store.url, "project": source.project.name,
+              "repository": source.name, "version": image.version, "image": image.digest}
+    published, stats = writer.copy_image(source.store, manifest, origin, target.store,
+                                         target.project.name, target.name, pool)
+    copied = ModelImage(target, manifest=published.manifest, digest=published.digest,
+                        version=published.version)
+    return copied, published.created, stats

@@ -2,7 +2,8 @@
 
 Constructing a :class:`Store` touches no network and creates no file. Reading an empty or
 nonexistent store answers "nothing here"; the first write creates the format marker ``roro.json``.
-On S3, the first write through each handle first probes that the bucket honours conditional writes.
+Before the first write through each handle the backend checks that writing is safe (on S3: that the
+bucket honours conditional writes).
 """
 
 from __future__ import annotations
@@ -13,16 +14,22 @@ import os
 import threading
 import uuid
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from .environment import cache_dir
 from .errors import IntegrityError, InvalidNameError, StoreError
+from .names import validate_name
 from .objects import ObjectStore
 from .objects.cache import ObjectCache
-from .refs import RefLog
-from .storage import Backend, KeyNotFoundError, is_remote_url, open_backend
-from .storage.layout import FORMAT_KEY, FORMAT_VERSION
+from .refs import RefLog, list_projects, list_repositories
+from .storage import Backend, KeyNotFoundError, StoreLocation, open_backend, parse_store_url
+from .storage.layout import FORMAT_KEY, FORMAT_VERSION, INDEX_KEY
+from .storage.url import check_options
 
-INDEX_FILE = "index.sqlite3"
+if TYPE_CHECKING:
+    from .refs.index import Index
+
+INDEX_FILE = INDEX_KEY
 _MANIFEST_MEMO = 256
 
 
@@ -46,28 +53,28 @@ class IndexRebuildReport:
 
 
 class Store:
-    """One store URL: a folder path or ``s3://bucket/prefix`` (``memory://NAME`` in tests)."""
+    """One store: a URL (a folder path, ``s3://bucket/prefix``, or ``memory://NAME`` in tests)
+    with backend ``options``, or a :class:`~roro.storage.Backend` already opened (a wrapped one,
+    for instance: the store then closes it with itself)."""
 
-    def __init__(self, url: str | os.PathLike, **options: Any):
-        url = os.fspath(url)
-        if url.startswith("file://"):
-            url = url[len("file://"):]
-        self.remote = is_remote_url(url)
-        if "://" in url and not (self.remote or url.startswith("memory://")):
-            # Refused here, before the URL could be taken for a relative folder ("gs:/bucket").
-            raise StoreError(f"unsupported store URL {url!r}: use a folder path or "
-                             f"s3://bucket/prefix")
-        self.url = url if self.remote or url.startswith("memory://") else os.path.abspath(
-            os.path.expanduser(url))
-        self.options = {k: v for k, v in options.items() if v is not None}
+    def __init__(self, url: str | os.PathLike[str] | Backend, **options: Any):
         self._backend: Backend | None = None
+        self._location: StoreLocation | None = None
+        if isinstance(url, Backend):
+            if options:
+                raise TypeError("options are for a store URL; this store was given a backend")
+            self._backend = url
+            self.url = url.url
+        else:
+            self._location = parse_store_url(url)
+            self.url = self._location.url
+        self.options = {k: v for k, v in options.items() if v is not None}
+        if self._location is not None:
+            check_options(self._location, self.options)
         self._objects: ObjectStore | None = None
         self._local = threading.local()
         self._lock = threading.Lock()
         self._store_id: str | None = None
-        # Probed per handle, not per store: the same bucket may be reached through another
-        # endpoint or proxy that does not honour If-None-Match.
-        self._probed = False
         self.recent_manifests: dict[str, bytes] = {}
 
     def __repr__(self) -> str:
@@ -79,8 +86,14 @@ class Store:
         if self._backend is None:
             with self._lock:
                 if self._backend is None:
-                    self._backend = open_backend(self.url, **self.options)
+                    assert self._location is not None
+                    self._backend = open_backend(self._location, **self.options)
         return self._backend
+
+    @property
+    def remote(self) -> bool:
+        """True where reads cross a network: verified objects are then cached locally."""
+        return self.backend.remote
 
     @property
     def objects(self) -> ObjectStore:
@@ -90,34 +103,33 @@ class Store:
         return self._objects
 
     def cache_root(self) -> str:
-        """This store's directory under the user cache: its index and its object cache. Keyed by
-        the URL and, for S3, the endpoint it resolved to (the same bucket name on two servers is
-        two stores)."""
-        from .environment import cache_dir
-        key = json.dumps([self.url, getattr(self.backend, "endpoint_url", None)])
+        """This store's directory under the user cache: its index (unless the store keeps it
+        itself) and its object cache. Keyed by the backend's cache identity (for S3, the URL and
+        the endpoint it resolved to: the same bucket name on two servers is two stores)."""
+        key = self.backend.cache_identity()
         return os.path.join(cache_dir(), "stores", hashlib.sha256(key.encode()).hexdigest()[:16])
 
     def index_path(self) -> str:
-        if self.url.startswith("memory://") or self.remote:
-            return os.path.join(self.cache_root(), INDEX_FILE)
-        return os.path.join(self.url, INDEX_FILE)
+        """A folder store keeps its index in itself; any other store in the user cache."""
+        return self.backend.local_path(INDEX_KEY) or os.path.join(self.cache_root(), INDEX_FILE)
 
     @property
-    def index(self):
+    def index(self) -> Index:
         """This thread's connection to the index (SQLite connections are not shared by threads)."""
         index = getattr(self._local, "index", None)
         if index is None:
-            from .refs.index import Index
+            from .refs.index import Index  # sqlite3 (~1 ms): only when an index is opened
             index = self._local.index = Index(self.index_path())
             if self.is_initialized():  # an index is bound to a store id only once there is one
-                index.bind_store(self._store_id)
+                index.bind_store(self.store_id())
         return index
 
     def local_paths(self) -> list[str]:
         """Local folders this store writes to (its folder, or its cache), for lineage's dirty check."""
-        if self.url.startswith("memory://"):
-            return []
-        return [self.cache_root() if self.remote else self.url]
+        root = self.backend.local_path(INDEX_KEY)
+        if root is not None:
+            return [os.path.dirname(root)]
+        return [self.cache_root()] if self.remote else []
 
     def reflog(self, project: str, repository: str) -> RefLog:
         return RefLog(self.backend, project, repository)
@@ -153,17 +165,15 @@ class Store:
         return True
 
     def store_id(self) -> str:
-        return self._store_id if self.is_initialized() else "uninitialized"
+        if self.is_initialized() and self._store_id is not None:
+            return self._store_id
+        return "uninitialized"
 
     def ensure_initialized(self) -> None:
-        """Before the first write of this handle: probe that the store honours conditional writes
-        (S3; a StoreError refuses a store that does not, before anything is written), and write
-        the format marker if the store has none yet."""
-        if not self._probed:
-            probe = getattr(self.backend, "probe_conditional_writes", None)
-            if probe is not None:
-                probe()
-            self._probed = True
+        """Before a write: let the backend check that writing is safe (once per handle; on S3 a
+        StoreError refuses a store that does not honour conditional writes, before anything is
+        written), and write the format marker if the store has none yet."""
+        self.backend.prepare_for_writes()
         if self.is_initialized():
             return
         marker = {"format": FORMAT_VERSION, "id": str(uuid.uuid4())}
@@ -192,8 +202,6 @@ class Store:
         broken is left out and named in the report; the others are still indexed. Rows of
         repositories the store no longer has are dropped.
         """
-        from .names import validate_name
-        from .refs.log import list_projects, list_repositories
         index = self.index
         report = IndexRebuildReport(index=self.index_path())
         seen: set[tuple[str, str]] = set()
@@ -227,6 +235,13 @@ class Store:
 
         index.forget_repositories(seen, absent)
         return report
+
+    def index_positions(self) -> dict[tuple[str, str], tuple[int, str | None]]:
+        """Where the local index last saw each repository's log end, ``(last_seq, last_hash)``;
+        nothing if this store has no index yet (and none is created)."""
+        if not os.path.exists(self.index_path()):
+            return {}
+        return self.index.positions()
 
     def remember_manifest(self, digest: str, data: bytes) -> None:
         if len(self.recent_manifests) >= _MANIFEST_MEMO:

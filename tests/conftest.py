@@ -1,7 +1,7 @@
 """Shared fixtures. Every contract suite runs against every backend through ``store_url``.
 
 S3 backends: ``moto`` (moto's server in a thread) and ``seaweedfs`` (a real S3 server in a
-subprocess), both started once per session by :mod:`s3servers` and only when a test needs them.
+subprocess), both started once per session by :mod:`support.s3servers` and only when a test needs them.
 Each test gets a fresh bucket; its environment points ``AWS_ENDPOINT_URL`` at the server.
 """
 
@@ -13,8 +13,8 @@ import tempfile
 from collections.abc import Callable
 
 import pytest
-from s3faults import no_backoff  # noqa: F401 - a fixture
-from s3servers import (  # noqa: F401 - fixtures are registered by importing them here
+from support.s3faults import no_backoff  # noqa: F401 - a fixture
+from support.s3servers import (  # noqa: F401 - fixtures are registered by importing them here
     S3_KINDS,
     create_bucket,
     moto_endpoint,
@@ -68,25 +68,6 @@ def store_url(request, tmp_path, monkeypatch) -> str:
     return make_store_url(kind, tmp_path, endpoint)
 
 
-@pytest.fixture(params=BACKENDS)
-def new_store_url(request, tmp_path, monkeypatch) -> Callable[[], str]:
-    """A factory of fresh, empty stores of every backend kind, for tests that need many (one
-    per hypothesis example); its ``kind`` attribute names the backend. S3 stores share one
-    bucket, each under its own prefix."""
-    kind = request.param
-    if kind in S3_KINDS:
-        bucket = create_bucket(_start_s3(request, monkeypatch, kind))
-        counter = itertools.count()
-
-        def new() -> str:
-            return f"s3://{bucket}/store-{next(counter)}"
-    else:
-        def new() -> str:
-            return make_store_url(kind, tmp_path)
-    new.kind = kind  # type: ignore[attr-defined]
-    return new
-
-
 @pytest.fixture(params=S3_KINDS)
 def s3_endpoint(request, monkeypatch) -> str:
     """The endpoint URL of each S3 test server, with this test's environment pointed at it."""
@@ -94,16 +75,21 @@ def s3_endpoint(request, monkeypatch) -> str:
 
 
 @pytest.fixture(params=BACKENDS)
-def store_factory(request, tmp_path, monkeypatch):
+def store_factory(request, tmp_path, monkeypatch) -> Callable[[], str]:
     """For every backend kind, a function that returns a fresh, empty store URL on each call:
-    hypothesis tests and state machines need a new store per example."""
+    hypothesis tests and state machines need a new store per example. Its ``kind`` attribute
+    names the backend. S3 stores share one bucket, each under its own prefix."""
     kind = request.param
-    endpoint = _start_s3(request, monkeypatch, kind) if kind in S3_KINDS else None
+    if kind in S3_KINDS:
+        bucket = create_bucket(_start_s3(request, monkeypatch, kind))
+        counter = itertools.count()
 
-    def factory() -> str:
-        return make_store_url(kind, tmp_path, endpoint)
-
-    factory.kind = kind
+        def factory() -> str:
+            return f"s3://{bucket}/store-{next(counter)}"
+    else:
+        def factory() -> str:
+            return make_store_url(kind, tmp_path)
+    factory.kind = kind  # type: ignore[attr-defined]
     return factory
 
 
@@ -135,7 +121,7 @@ def save_image(repo, model, comment="", attachments=None, **meta):
 
 def pytest_terminal_summary(terminalreporter):
     """Where the browser tests saved their screenshots (test artifacts)."""
-    from ui_support import SCREENSHOTS
+    from support.browser import SCREENSHOTS
     if SCREENSHOTS:
         folders = sorted({os.path.dirname(p) for p in SCREENSHOTS})
         terminalreporter.write_line(f"browser screenshots ({len(SCREENSHOTS)}): "

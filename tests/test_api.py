@@ -8,6 +8,7 @@ import os
 import pathlib
 import re
 
+import cloudpickle
 import pytest
 
 import roro
@@ -20,8 +21,10 @@ from roro import (
     NotFoundError,
     Project,
     RoroError,
+    Store,
 )
 from roro.storage.layout import object_key
+from roro.storage.wrappers import CountingBackend
 
 
 class Model:
@@ -258,6 +261,46 @@ def test_tags(repo):
     assert all(h["author"] and h["time"] for h in hist)
 
 
+def test_tag_moves_are_returned(repo):
+    save(repo, 1)
+    save(repo, 2)
+    made = repo.add_tag("production", 1)
+    assert (made.tag, made.version, made.previous, made.changed) == ("production", 1, None, True)
+    moved = repo.add_tag("production", 2)
+    assert (moved.version, moved.previous, moved.seq) == (2, 1, made.seq + 1)
+    same = repo.add_tag("production", 2)
+    assert (same.version, same.previous, same.changed, same.seq) == (2, 2, False, None)
+    removed = repo.remove_tag("production")
+    assert (removed.version, removed.previous, removed.seq) == (None, 2, moved.seq + 1)
+    assert [h["seq"] for h in repo.get_tag_history()] == [made.seq, moved.seq, removed.seq]
+
+
+def test_a_tag_move_reports_the_move_it_made_when_another_writer_came_first(repo):
+    """The move is decided at the log's tail: when another writer moves the tag between this
+    writer's look and its append, the append loses the slot, decides again, and reports the
+    previous target it really moved the tag from (not the one it first saw)."""
+    for w in (1, 2, 3):
+        save(repo, w)
+    repo.add_tag("production", 1)
+    store = repo.project.store
+
+    class OtherWriterFirst(CountingBackend):
+        raced = False
+
+        def put_if_absent(self, key, data):
+            if "/log/" in key and not self.raced:
+                self.raced = True
+                Project(repo.project.name, store).get_model_repository(repo.name).add_tag(
+                    "production", 2)
+            return super().put_if_absent(key, data)
+
+    racing = Project(repo.project.name, Store(OtherWriterFirst(store.backend)))
+    change = racing.get_model_repository(repo.name).add_tag("production", 3)
+    assert (change.version, change.previous) == (3, 2)
+    assert [(h["previous"], h["version"]) for h in repo.get_tag_history()] == [
+        (None, 1), (1, 2), (2, 3)]
+
+
 @pytest.mark.parametrize("tag", ["latest", "123", "Bad", "a..b", ""])
 def test_invalid_tags(repo, tag):
     save(repo)
@@ -392,3 +435,22 @@ def test_two_handles_see_each_others_saves(store_url):
     save(a, 1)
     assert save(b, 2).version == 2
     assert a.get_model_image().version == 2
+
+
+def test_download_writes_the_model_and_attachments_verified(repo, tmp_path):
+    img = repo.new_image(Model(5))
+    img.attach("notes/a.txt", b"a")
+    img.attach("b.txt", b"b")
+    img.save()
+    done = img.download(tmp_path, attachments=tmp_path / "files")
+    assert done.model == str(tmp_path / f"{repo.name}-v1.pkl")
+    assert done.attachments == [str(tmp_path / "files" / "b.txt"),
+                                str(tmp_path / "files" / "notes" / "a.txt")]
+    assert (tmp_path / "files" / "notes" / "a.txt").read_bytes() == b"a"
+    with open(done.model, "rb") as f:
+        assert cloudpickle.load(f).w == 5
+    with pytest.raises(roro.DownloadError, match="exists"):
+        img.download(tmp_path)
+    assert img.download(tmp_path, force=True).model == done.model
+    with pytest.raises(RoroError, match="not saved"):
+        repo.new_image(Model(6)).download(tmp_path)

@@ -6,7 +6,6 @@ import contextlib
 import hashlib
 import json
 import os
-import pathlib
 import re
 import subprocess
 import sys
@@ -15,12 +14,14 @@ import cloudpickle
 import pytest
 from click.testing import CliRunner
 from conftest import make_store_url
+from support.trust_helpers import corrupt_object_uncached
 
 import roro
 from roro.cli import main
 from roro.cli import models as cli_models
+from roro.localfs import copy_verified, plan_attachments
 from roro.objects.canonical import canonical_json
-from roro.storage.layout import object_key
+from roro.writer import append
 
 
 @pytest.fixture(params=["memory", "folder"])
@@ -383,8 +384,9 @@ def _save_crafted_image(store_url: str, repository: str, attachments: list[dict]
     manifest = {**good, "attachments": attachments}
     digest = objects.put_bytes(canonical_json(manifest))
     with contextlib.suppress(roro.IntegrityError):  # the index may refuse it: that is the point
-        repo._append(lambda row: ("version", {"version": row["max_version"] + 1, "image": digest,
-                                              "comment": "crafted"}))
+        append(p.store, p.name, repository,
+               lambda row: ("version", {"version": row["max_version"] + 1, "image": digest,
+                                        "comment": "crafted"}))
 
 
 def test_download_refuses_hostile_attachment_names(store_url, tmp_path):
@@ -393,12 +395,10 @@ def test_download_refuses_hostile_attachment_names(store_url, tmp_path):
     result = run("models:download", "evil", "--attachments", "files", store=store_url, ok=False)
     assert result.exit_code == 4 and "not a valid image manifest" in result.stderr
     assert not (tmp_path / "escape.txt").exists() and not (tmp_path / "evil-v2.pkl").exists()
-    planned = cli_models._plan_attachments(str(tmp_path / "files"), [], False)
+    planned = plan_attachments(str(tmp_path / "files"), [], False)
     assert planned == []
     with pytest.raises(roro.InvalidNameError):
-        cli_models._plan_attachments(str(tmp_path / "files"),
-                                     [roro.Attachment(None, "../escape.txt", "sha256:" + "0" * 64, 3)],
-                                     False)
+        plan_attachments(str(tmp_path / "files"), ["../escape.txt"], False)
 
 
 def test_download_refuses_names_that_collide_when_case_is_folded(store_url, tmp_path):
@@ -411,7 +411,7 @@ def test_download_refuses_names_that_collide_when_case_is_folded(store_url, tmp_
 
 def test_download_of_a_corrupted_model_is_refused(project, store_url, tmp_path):
     image = project.get_model_repository("credit-risk").get_model_image()
-    _corrupt(project.store, image.manifest["model"]["digest"])
+    corrupt_object_uncached(project.store, image.manifest["model"]["digest"])
     result = run("models:download", "credit-risk", store=store_url, ok=False)
     assert result.exit_code == 4 and "corrupted" in result.stderr
     assert image.manifest["model"]["digest"] in result.stderr
@@ -423,7 +423,7 @@ def test_download_of_a_corrupted_model_is_refused(project, store_url, tmp_path):
 
 def test_download_of_a_corrupted_attachment_is_refused(project, store_url, tmp_path):
     image = project.get_model_repository("credit-risk").get_model_image()
-    _corrupt(project.store, image.get_attachment("plots/roc.csv").digest)
+    corrupt_object_uncached(project.store, image.get_attachment("plots/roc.csv").digest)
     result = run("models:download", "credit-risk", "--attachments", "files", store=store_url,
                  ok=False)
     assert result.exit_code == 4 and "corrupted" in result.stderr
@@ -432,28 +432,17 @@ def test_download_of_a_corrupted_attachment_is_refused(project, store_url, tmp_p
 
 def test_show_of_a_corrupted_manifest_is_refused(project, store_url):
     image = project.get_model_repository("credit-risk").get_model_image(1)
-    _corrupt(project.store, image.digest)
+    corrupt_object_uncached(project.store, image.digest)
     result = run("models:show", "credit-risk:1", store=store_url, ok=False)
     assert result.exit_code == 4 and image.digest in result.stderr
-
-
-def _corrupt(store: roro.Store, digest: str) -> None:
-    """Replace an object's bytes in place, through the backend (works for every backend)."""
-    key = object_key(digest)
-    data = bytearray(store.backend.get(key))
-    data[len(data) // 2] ^= 0x01
-    store.backend.delete(key)
-    store.backend.put(key, bytes(data))
-    if store.objects.cache is not None:  # a remote store's local cache holds verified bytes
-        pathlib.Path(store.objects.cache.path(digest)).unlink(missing_ok=True)
 
 
 def test_copy_verified_detects_bytes_that_change_after_the_store_checked_them(tmp_path):
     import io
     with pytest.raises(roro.IntegrityError, match="changed while it was copied"):
-        cli_models._copy_verified(io.BytesIO(b"other"), io.BytesIO(),
-                                  "sha256:" + hashlib.sha256(b"bytes").hexdigest(), "the model",
-                                  lambda n: None)
+        copy_verified(io.BytesIO(b"other"), io.BytesIO(),
+                      "sha256:" + hashlib.sha256(b"bytes").hexdigest(), "the model",
+                      lambda n: None)
 
 
 def test_download_shows_progress_only_on_a_terminal_for_large_files(project, store_url, monkeypatch):

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 from conftest import make_store_url
-from s3servers import use_endpoint
+from support.s3servers import use_endpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

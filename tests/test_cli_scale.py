@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 from click.testing import CliRunner
-from histories import build_history
+from support.histories import build_history
 
 import roro
 from roro.cli import main

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 
 import pytest
 from conftest import make_store_url
+from support.trust_helpers import corrupt_object
 from test_cli import run
-from trust_helpers import corrupt_object
 
 import roro
 
@@ -173,8 +172,7 @@ def test_progress_is_reported_on_a_terminal_only(store_url, dst_url, monkeypatch
 
     monkeypatch.setattr(cli_sync, "_progress", spy)
     calls = []
-    sync_module = importlib.import_module("roro.sync")  # roro.sync is also the function
-    real_sync = sync_module.sync
+    real_sync = cli_sync.run_sync
 
     def counting_sync(*args, progress=None, **kwargs):
         def counted(p):
@@ -182,7 +180,7 @@ def test_progress_is_reported_on_a_terminal_only(store_url, dst_url, monkeypatch
             progress(p)
         return real_sync(*args, progress=counted if progress else None, **kwargs)
 
-    monkeypatch.setattr(sync_module, "sync", counting_sync)
+    monkeypatch.setattr(cli_sync, "run_sync", counting_sync)
     run("sync", store_url, dst_url, "--dry-run")
     assert seen == [False] and calls == []
     monkeypatch.setattr(render, "stdout_is_terminal", lambda: True)

@@ -6,8 +6,8 @@ import json
 
 import pytest
 from conftest import make_store_url
+from support.trust_helpers import age_all_objects, corrupt_object, flip_byte, restore_object
 from test_cli import run
-from trust_helpers import age_all_objects, corrupt_object, flip_byte, restore_object
 
 import roro
 from roro.storage.layout import log_key, object_key

@@ -31,7 +31,7 @@ def _saver(store: str, worker: int, count: int, barrier) -> tuple[list[int], flo
 def test_8_processes_25_saves_each(kind, request, tmp_path, monkeypatch):
     endpoint = None
     if kind == "seaweedfs":
-        from s3servers import use_endpoint
+        from support.s3servers import use_endpoint
         endpoint = use_endpoint(monkeypatch, request.getfixturevalue("seaweedfs_endpoint"))
     store = make_store_url(kind, tmp_path, endpoint)
     ctx = mp.get_context("spawn")  # children inherit the environment: the endpoint, the cache

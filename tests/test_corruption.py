@@ -6,7 +6,7 @@ from __future__ import annotations
 import pathlib
 
 import pytest
-from trust_helpers import corrupt_object, restore_object
+from support.trust_helpers import corrupt_object, restore_object
 
 from roro import IntegrityError, Project
 from roro.check import CORRUPT_OBJECT, fsck

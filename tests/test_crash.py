@@ -14,7 +14,7 @@ import sys
 import time
 
 import pytest
-from trust_helpers import log_state, run_python, subprocess_env
+from support.trust_helpers import log_state, run_python, subprocess_env
 
 from roro import Project, Store
 from roro.check import fsck, gc

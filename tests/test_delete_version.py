@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from trust_helpers import log_state
+from support.trust_helpers import log_state
 
 from roro import ConflictError, NotFoundError, Project, Store
 from roro.check import fsck

@@ -7,7 +7,7 @@ import json
 
 import pytest
 from conftest import make_store_url
-from trust_helpers import AGEABLE, age_all_objects, event_key, rewrite
+from support.trust_helpers import AGEABLE, age_all_objects, event_key, rewrite
 
 from roro import IntegrityError, Project, Store
 from roro.check import (

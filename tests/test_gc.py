@@ -9,7 +9,7 @@ import time
 
 import pytest
 from conftest import make_store_url
-from trust_helpers import AGEABLE, age_all_objects, age_key, event_key
+from support.trust_helpers import AGEABLE, age_all_objects, age_key, event_key
 
 from roro import NotFoundError, Project, Store
 from roro.check import DEFAULT_GRACE_SECONDS, fsck, gc, parse_duration

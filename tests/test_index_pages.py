@@ -5,10 +5,11 @@ return exactly the versions, in exactly the order, of a plain-Python reference, 
 from __future__ import annotations
 
 import random
+import sqlite3
 import uuid
 
 import pytest
-from histories import build_history
+from support.histories import build_history
 
 import roro
 from roro.query import parse
@@ -95,10 +96,10 @@ def test_pages_with_a_query(repo, key):
 
 def test_version_keys_follow_deletes_and_rebuilds(repo):
     store = repo.project.store
-    rows = store.index.db.execute(
-        "SELECT DISTINCT version FROM version_keys WHERE project = 'p' AND repository = 'r'")
+    keyed = {r["version"] for r in store.index.dump()["version_keys"]
+             if (r["project"], r["repository"]) == ("p", "r")}
     live = {i.version for i in repo.list_model_images()}
-    assert {r[0] for r in rows} == live
+    assert keyed == live
     store.refresh("p", "other")
     before = store.index.dump()
     assert before["version_keys"]
@@ -137,3 +138,28 @@ def test_tag_history_pages(repo):
     assert out == everything
     rows, _ = index.tag_history_page("p", "r", "t1", limit=100)
     assert [r["tag"] for r in rows] == ["t1"] * 2
+
+
+def test_an_index_of_the_previous_schema_is_rebuilt_with_version_keys(tmp_path):
+    """An index written before ``version_keys`` existed (schema 2: no such table) is dropped and
+    rebuilt by the next process that opens it, which then sorts by a key as a fresh index does."""
+    root = str(tmp_path / "store")
+    store = roro.Store(root)
+    build_history(store, "p", ["r"], 30, metadata)
+    store.refresh("p", "r")
+    fresh = store.index.dump()
+    expected = all_pages(store.index, "score", True, 7)
+    path = store.index_path()
+    store.close()
+    old = sqlite3.connect(path)
+    old.execute("DROP TABLE version_keys")
+    old.execute("DROP INDEX versions_deleted")
+    old.execute("UPDATE meta SET value = '2' WHERE key = 'schema'")
+    old.commit()
+    old.close()
+    reopened = roro.Store(root)
+    assert reopened.index.dump()["versions"] == []  # rebuilt: nothing indexed yet
+    reopened.refresh("p", "r")
+    assert reopened.index.dump() == fresh
+    assert all_pages(reopened.index, "score", True, 7) == expected
+    reopened.close()

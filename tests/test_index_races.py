@@ -24,17 +24,16 @@ def test_schema_created_meanwhile_is_not_dropped(tmp_path, monkeypatch):
     first = Index(str(tmp_path / "i.sqlite3"))
     backend = open_backend(url)
     first.refresh(RefLog(backend, "p", "m"), ObjectStore(backend))
-    second = Index.__new__(Index)
-    second.path, second.db = first.path, first.db.__class__(str(tmp_path / "i.sqlite3"))
-    real = second.db.table_names
+    real = Index.table_names
     looks = []
 
-    def table_names():  # its first look (before the lock) sees no table yet
+    def table_names(self):  # its first look (before the lock) sees no table yet
         looks.append(1)
-        return [] if len(looks) == 1 else real()
+        return [] if len(looks) == 1 else real(self)
 
-    monkeypatch.setattr(second.db, "table_names", table_names)
-    second._create_schema()
+    monkeypatch.setattr(Index, "table_names", table_names)
+    Index(str(tmp_path / "i.sqlite3"))  # a second process opening the index meanwhile
+    assert len(looks) == 2
     assert first.repository("p", "m")["last_seq"] == 3
 
 

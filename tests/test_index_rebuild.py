@@ -6,7 +6,7 @@ from __future__ import annotations
 from conftest import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from trust_helpers import log_state
+from support.trust_helpers import log_state
 
 from roro import ConflictError, NotFoundError, Project, Store
 from roro.check import gc

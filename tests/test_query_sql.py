@@ -16,7 +16,7 @@ import tempfile
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from index_rows import Row, insert, records
+from support.index_rows import Row, insert, records
 
 from roro.errors import QuerySyntaxError
 from roro.query import (
@@ -292,7 +292,7 @@ def hostile_index(tmp_path_factory):
 
 
 def _schema(index):
-    return index.db.execute("SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE "
+    return index.conn.execute("SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE "
                             "'sqlite_stat%' ORDER BY name").fetchall()
 
 
@@ -391,10 +391,10 @@ def test_search_gathers_planner_statistics_without_waiting_for_writers(tmp_path)
     writer = sqlite3.connect(path, timeout=0)
     writer.execute("BEGIN IMMEDIATE")
     assert run_sql(index, q, None) == [("r1", 3)]  # answers at once although a writer holds the lock
-    assert "sqlite_stat1" not in index.db.table_names()
+    assert "sqlite_stat1" not in index.table_names()
     writer.rollback()
     writer.close()
     assert run_sql(index, q, None) == [("r1", 3)]
-    assert index.db.execute("SELECT count(*) FROM sqlite_stat1 WHERE tbl = 'versions'").fetchone()[0]
-    assert index.db.execute("PRAGMA busy_timeout").fetchone()[0] == 60_000
+    assert index.conn.execute("SELECT count(*) FROM sqlite_stat1 WHERE tbl = 'versions'").fetchone()[0]
+    assert index.conn.execute("PRAGMA busy_timeout").fetchone()[0] == 60_000
     index.close()

@@ -71,7 +71,7 @@ def test_snippets_in_separate_processes(tmp_path):
 def test_snippets_on_a_real_s3_server(seaweedfs_endpoint, tmp_path, monkeypatch):
     """The same snippets, unchanged, on SeaweedFS: the store from RORO_STORE, the endpoint from
     AWS_ENDPOINT_URL; the loading process is "another machine" (its own cache and index)."""
-    from s3servers import create_bucket, use_endpoint
+    from support.s3servers import create_bucket, use_endpoint
     use_endpoint(monkeypatch, seaweedfs_endpoint)
     store = f"s3://{create_bucket(seaweedfs_endpoint)}/team-models"
     work = tmp_path / "work"

@@ -119,7 +119,7 @@ def test_index_detects_edited_event(store_url, tmp_path):
 
 class LogMachine(RuleBasedStateMachine):
     """Random histories: the fold, the incremental index and a rebuilt index agree with a dict model.
-    Each example runs on a fresh store from ``new_store_url``."""
+    Each example runs on a fresh store from the ``store_factory`` fixture."""
 
     def __init__(self, new_store_url):
         super().__init__()
@@ -201,9 +201,9 @@ class LogMachine(RuleBasedStateMachine):
 EXAMPLES = {"memory": (30, 25), "folder": (30, 25), "moto": (6, 15), "seaweedfs": (6, 15)}
 
 
-def test_log_machine(new_store_url):
-    examples, steps = EXAMPLES[new_store_url.kind]
+def test_log_machine(store_factory):
+    examples, steps = EXAMPLES[store_factory.kind]
     run_state_machine_as_test(
-        lambda: LogMachine(new_store_url),
+        lambda: LogMachine(store_factory),
         settings=settings(max_examples=examples, stateful_step_count=steps, deadline=None,
                           suppress_health_check=list(HealthCheck), database=None))

@@ -15,8 +15,8 @@ import urllib.request
 
 import pytest
 from botocore.awsrequest import AWSResponse
-from s3faults import RawBody, fake_response
-from s3servers import create_bucket, free_ports, s3_client
+from support.s3faults import RawBody, fake_response
+from support.s3servers import create_bucket, free_ports, s3_client
 
 from roro.errors import ConflictError, NotFoundError, StoreError
 from roro.storage import KeyNotFoundError, open_backend
@@ -34,7 +34,7 @@ def backend(s3_endpoint):
 
 @pytest.fixture
 def moto_backend(moto_endpoint, monkeypatch):
-    from s3servers import use_endpoint
+    from support.s3servers import use_endpoint
     use_endpoint(monkeypatch, moto_endpoint)
     b = S3Backend(f"s3://{create_bucket(moto_endpoint)}/p")
     yield b
@@ -136,7 +136,7 @@ def test_missing_key_is_key_not_found(backend, tmp_path):
 
 
 def test_unreachable_endpoint_fails_fast(monkeypatch):
-    from s3servers import DUMMY_CREDENTIALS
+    from support.s3servers import DUMMY_CREDENTIALS
     for var, value in DUMMY_CREDENTIALS.items():
         monkeypatch.setenv(var, value)
     (port,) = free_ports(1)  # nothing listens there
@@ -356,7 +356,7 @@ def test_open_backend_uses_env_endpoint(s3_endpoint):
 
 # -- the test servers themselves -------------------------------------------------------------------
 def test_seaweedfs_that_cannot_start_reports_its_log(tmp_path, monkeypatch):
-    import s3servers
+    from support import s3servers
 
     real = s3servers.seaweedfs_command
     monkeypatch.setattr(s3servers, "seaweedfs_command",

@@ -14,8 +14,8 @@ import os
 
 import pytest
 from botocore.response import StreamingBody
-from s3faults import S3Calls, check_store, dropped_connection, fake_response, inject
-from s3servers import create_bucket, s3_client
+from support.s3faults import S3Calls, check_store, dropped_connection, fake_response, inject
+from support.s3servers import create_bucket, s3_client
 
 from roro import Project, StoreError
 from roro.storage.layout import object_key

@@ -1,6 +1,6 @@
 """A 512 MiB model round-trips through a real S3 server (SeaweedFS) in bounded memory.
 
-Each half runs in its own subprocess (tests/s3_memory_probe.py) that reports its peak resident
+Each half runs in its own subprocess (tests/support/s3_memory_probe.py) that reports its peak resident
 memory (the kernel's high-water mark ``VmHWM``, which unlike ``ru_maxrss`` does not inherit the
 peak of the pytest process that started it): the ``baseline`` after imports and the S3 client are set up, the peak
 ``with_model`` once the model exists (save only), and the ``peak`` at the end.
@@ -31,11 +31,11 @@ import subprocess
 import sys
 
 import pytest
-from s3servers import create_bucket, s3_client, use_endpoint
+from support.s3servers import create_bucket, s3_client, use_endpoint
 
 MiB = 1 << 20
 SIZE = 512 * MiB
-PROBE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "s3_memory_probe.py")
+PROBE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "support", "s3_memory_probe.py")
 
 
 def run_probe(*args: str, env: dict[str, str]) -> dict:

@@ -11,8 +11,14 @@ import pickle
 import time
 
 import pytest
-from s3faults import DOWNLOADS, UPLOADS, S3Calls, check_store
-from s3servers import READONLY_CREDENTIALS, create_bucket, free_ports, s3_client, use_endpoint
+from support.s3faults import DOWNLOADS, UPLOADS, S3Calls, check_store
+from support.s3servers import (
+    READONLY_CREDENTIALS,
+    create_bucket,
+    free_ports,
+    s3_client,
+    use_endpoint,
+)
 
 import roro
 from roro import IntegrityError, Project, StoreError
@@ -150,7 +156,7 @@ def test_missing_bucket(s3_endpoint):
 def test_unreachable_endpoint_fails_in_one_attempt(monkeypatch):
     """Nothing listens there: no retries with back-off (botocore's standard mode would spend
     ~15 s on average, up to 31 s, sleeping between its 6 attempts)."""
-    from s3servers import DUMMY_CREDENTIALS
+    from support.s3servers import DUMMY_CREDENTIALS
     for var, value in DUMMY_CREDENTIALS.items():
         monkeypatch.setenv(var, value)
     (port,) = free_ports(1)

@@ -25,7 +25,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from trust_helpers import corrupt_object, restore_object
+from support.trust_helpers import corrupt_object, restore_object
 
 from roro import ConflictError, NotFoundError, Project, Store
 from roro.check import CORRUPT_OBJECT, fsck, gc

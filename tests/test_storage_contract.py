@@ -1,24 +1,57 @@
-"""The storage contract, run unchanged against every backend."""
+"""The storage contract, run unchanged against every backend and every wrapper of one.
+
+Every capability of :class:`roro.storage.Backend` is exercised here: the data methods, ``touch``,
+``copy_from``, ``local_path``, ``tempdir``, ``collect_temp``, ``prepare_for_writes``,
+``cache_identity``, ``unwrap`` and ``close``. The wrappers (counting, fault injection with no
+fault armed) must pass the same tests as what they wrap.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import threading
+import time
 
 import pytest
+from conftest import BACKENDS, _start_s3, make_store_url
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.s3servers import S3_KINDS
 
-from roro.errors import InvalidNameError
-from roro.storage import KeyNotFoundError, open_backend
+from roro.errors import InvalidNameError, StoreError
+from roro.storage import Backend, KeyNotFoundError, open_backend
+from roro.storage.faulty import FaultyBackend
+from roro.storage.wrappers import CountingBackend
+
+WRAPPERS = {"counting": CountingBackend, "faulty": lambda inner: FaultyBackend(inner, seed=1)}
+CASES = [(kind, None) for kind in BACKENDS] + [
+    (kind, wrapper) for wrapper in WRAPPERS for kind in ("memory", "folder")]
+
+
+@pytest.fixture(params=CASES, ids=[k if w is None else f"{w}-{k}" for k, w in CASES])
+def case(request, tmp_path, monkeypatch):
+    """``(kind, wrapper, new_url)``: a backend kind, the wrapper around it (or None), and a
+    function that makes a fresh, empty store URL of that kind."""
+    kind, wrapper = request.param
+    endpoint = _start_s3(request, monkeypatch, kind) if kind in S3_KINDS else None
+    return kind, wrapper, lambda: make_store_url(kind, tmp_path, endpoint)
+
+
+def opened(case) -> Backend:
+    """A backend on a fresh store of the case's kind, wrapped as the case says."""
+    _, wrapper, new_url = case
+    inner = open_backend(new_url())
+    return inner if wrapper is None else WRAPPERS[wrapper](inner)
 
 
 @pytest.fixture
-def backend(store_url):
-    b = open_backend(store_url)
+def backend(case):
+    b = opened(case)
     yield b
     b.close()
+    b.unwrap().close()
 
 
 def test_get_missing_raises(backend):
@@ -124,3 +157,91 @@ def test_roundtrip_property(backend, data):
     backend.put(key, data)  # idempotent
     assert backend.get(key) == data
     assert backend.stat(key).size == len(data)
+
+
+# -- the capabilities beyond get and put --------------------------------------------------------
+def test_touch_refreshes_the_modification_time(backend):
+    backend.put("t/k", b"x")
+    before = backend.stat("t/k").mtime
+    time.sleep(0.05)
+    backend.touch("t/k")
+    if backend.stat("t/k").mtime <= before:  # S3 keeps whole seconds
+        time.sleep(1.05)
+        backend.touch("t/k")
+    assert backend.stat("t/k").mtime > before
+    assert backend.get("t/k") == b"x"
+    backend.touch("t/missing")  # not an error, and creates nothing
+    assert not backend.exists("t/missing")
+
+
+def test_copy_from_copies_or_declines(case):
+    src, dst = opened(case), opened(case)
+    src.put("c/k", b"copied bytes")
+    if dst.copy_from(src, "c/k"):
+        assert dst.get("c/k") == b"copied bytes"
+    else:  # the caller streams instead: nothing was written
+        assert not dst.exists("c/k")
+    try:
+        assert dst.copy_from(src, "c/missing") is False
+    except KeyNotFoundError:
+        pass
+    assert not dst.exists("c/missing")
+
+
+def test_local_path_reads_the_key_in_place(backend):
+    backend.put("l/k", b"local bytes")
+    path = backend.local_path("l/k")
+    if path is None:
+        return
+    with open(path, "rb") as f:
+        assert f.read() == b"local bytes"
+    with pytest.raises(InvalidNameError):
+        backend.local_path("../escape")
+
+
+def test_tempdir_and_collect_temp(backend):
+    tmp = backend.tempdir()
+    if tmp is None:
+        assert backend.collect_temp(0) == []
+        return
+    assert os.path.isdir(tmp)
+    old, young = os.path.join(tmp, "crashed.tmp"), os.path.join(tmp, "in-flight.tmp")
+    for path in (old, young):
+        with open(path, "wb") as f:
+            f.write(b"spooled")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    listed = backend.collect_temp(3600, dry_run=True)
+    assert [(i.size, os.path.basename(i.key)) for i in listed] == [(7, "crashed.tmp")]
+    assert os.path.exists(old)  # a dry run deletes nothing
+    assert [os.path.basename(i.key) for i in backend.collect_temp(3600)] == ["crashed.tmp"]
+    assert not os.path.exists(old) and os.path.exists(young)
+    assert not any(key.startswith("tmp/") for key in backend.list(""))
+
+
+def test_prepare_for_writes_is_idempotent_and_leaves_nothing(backend):
+    backend.prepare_for_writes()
+    backend.prepare_for_writes()
+    assert list(backend.list("")) == []
+
+
+def test_cache_identity_names_one_store(case):
+    _, _, new_url = case
+    url = new_url()
+    a, b, other = open_backend(url), open_backend(url), open_backend(new_url())
+    assert isinstance(a.cache_identity(), str)
+    assert a.cache_identity() == b.cache_identity() != other.cache_identity()
+    assert json.loads(a.cache_identity())[0] == a.url
+
+
+def test_unwrap_close_and_how_calls_cost(backend):
+    inner = backend.unwrap()
+    assert inner.unwrap() is inner and not isinstance(inner, (CountingBackend, FaultyBackend))
+    assert backend.cheap_exists == inner.cheap_exists and backend.remote == inner.remote
+    assert backend.url == inner.url
+    assert not (backend.remote and backend.cheap_exists)  # a network round trip is never cheap
+
+
+def test_unknown_store_option_is_refused(case):
+    _, _, new_url = case
+    with pytest.raises(StoreError, match="endpoint_ur"):
+        open_backend(new_url(), endpoint_ur="http://typo")

@@ -13,7 +13,8 @@ import tracemalloc
 import pytest
 from conftest import BACKENDS, make_store_url
 from conftest import save_image as save
-from s3servers import S3_KINDS, use_endpoint
+from support.s3servers import S3_KINDS, use_endpoint
+from support.trust_helpers import corrupt_object_uncached
 
 import roro
 from roro import ConflictError, IntegrityError, NotFoundError, Project, Store
@@ -23,7 +24,8 @@ from roro.refs.log import list_projects, list_repositories
 from roro.refs.state import fold
 from roro.storage.layout import log_key, log_prefix, object_key
 from roro.storage.memory import MemoryBackend
-from roro.sync import CountingBackend, SyncProgress
+from roro.storage.wrappers import CountingBackend
+from roro.sync import SyncProgress
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 HISTORY = 200
@@ -55,8 +57,8 @@ def pair(request, monkeypatch):
 
 # -- helpers --------------------------------------------------------------------------------------
 def delete_version(repo, version):
-    """Append a ``delete`` event (the core has no public delete yet)."""
-    repo._append(lambda row: ("delete", {"version": version}))
+    """Append a ``delete`` event."""
+    assert repo.delete_version(version)
 
 
 def build_history(url):
@@ -166,17 +168,8 @@ def log_keys(url, project, name):
 
 
 def corrupt(url, digest):
-    """Flip one bit of a stored object, through the backend contract (works on every backend).
-    A remote store's local cache holds verified copies, which roro may rightly read instead of the
-    bucket: drop this object's entry so the corrupted bytes are what a reader meets."""
-    store = resolve_store(url)
-    key = object_key(digest)
-    data = store.backend.get(key)
-    store.backend.delete(key)
-    store.backend.put(key, data[:-1] + bytes([data[-1] ^ 1]))
-    if store.objects.cache is not None:
-        pathlib.Path(store.objects.cache.path(digest)).unlink(missing_ok=True)
-    return data
+    """Flip one bit of a stored object (and drop a remote store's cache entry of it)."""
+    return corrupt_object_uncached(resolve_store(url), digest)
 
 
 def restore(url, digest, data):
@@ -187,12 +180,10 @@ def restore(url, digest, data):
 
 def wrap_backend(url, cls, **attrs):
     """A Store for ``url`` whose backend is ``cls(real backend)`` (faults at chosen points)."""
-    store = Store(url)
-    wrapper = cls(store.backend)
+    wrapper = cls(Store(url).backend)
     for k, v in attrs.items():
         setattr(wrapper, k, v)
-    store._backend = wrapper
-    return store, wrapper
+    return Store(wrapper), wrapper
 
 
 def dst_writes(report):
@@ -284,10 +275,18 @@ def test_object_shared_by_repositories_is_checked_once(tmp_path):
         save(Project("p", src).get_model_repository(name), "same model")
     shared = Project("p", src).get_model_repository("a").get_model_image().manifest["model"]
     roro.sync(src, dst, repositories=["a"])
-    report = roro.sync(src, dst)
+
+    class ObjectChecks(CountingBackend):
+        def exists(self, key):
+            if key.startswith("objects/"):
+                self.checked.append(key)
+            return super().exists(key)
+
+    dst_store, checks = wrap_backend(dst, ObjectChecks, checked=[])
+    report = roro.sync(src, dst_store)
     assert [r.name for r in report.synced] == ["p/b", "p/c"]
     assert report.objects_transferred == 2 and report.objects_skipped == 2  # manifests; blob
-    assert report.requests["dst"]["exists"] == 3  # the blob once, two manifests
+    assert len(checks.checked) == 3  # the blob once, two manifests
     assert report.requests["dst"]["touch"] == 1
     assert report.bytes_skipped == 2 * shared["size"]
 
@@ -513,6 +512,7 @@ class CopyingMemory(MemoryBackend):
         self.copies = 0
 
     def copy_from(self, source, key):
+        source = source.unwrap()  # the concrete backend under sync's request counter
         if self.refuse or not isinstance(source, MemoryBackend):
             return False
         self.copies += 1
@@ -521,9 +521,7 @@ class CopyingMemory(MemoryBackend):
 
 
 def copying_store(tmp_path):
-    store = Store(make_store_url("memory", tmp_path))
-    store._backend = CopyingMemory(store.url)
-    return store
+    return Store(CopyingMemory(make_store_url("memory", tmp_path)[len("memory://"):]))
 
 
 def test_server_side_copy_is_used_and_verified(tmp_path):
@@ -598,7 +596,7 @@ def test_failure_midway_then_rerun_finishes(history_template, tmp_path, op, n):
 KILL_SCRIPT = """
 import os, signal, sys
 import roro
-from roro.sync import CountingBackend
+from roro.storage.wrappers import CountingBackend
 
 src, dst, op, after = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 
@@ -608,8 +606,7 @@ class KillAt(CountingBackend):
         if name == op and self.counts[name] > after:
             os.kill(os.getpid(), signal.SIGKILL)
 
-store = roro.Store(dst)
-store._backend = KillAt(store.backend)
+store = roro.Store(KillAt(roro.Store(dst).backend))
 roro.sync(src, store, workers=4)
 sys.exit(3)
 """
@@ -671,6 +668,18 @@ def test_remote_names_from_roro_yml(tmp_path, monkeypatch):
     assert resolve_store("./dev").url == str(tmp_path / "dev")  # a path, not the remote
     copy = roro.copy_image("prod", "a", "dev", new_name="b")  # project from roro.yml
     assert copy.dst_version == 1 and copy.project == "p"
+
+
+def test_a_typo_in_a_remote_of_roro_yml_is_an_error_naming_it(tmp_path):
+    (tmp_path / "roro.yml").write_text(textwrap.dedent("""
+        remotes:
+          prod: {store: "s3://models-prod/roro", endpont_url: "http://127.0.0.1:9"}
+    """))
+    with pytest.raises(roro.StoreError, match="unknown store option endpont_url"):
+        roro.sync("prod", str(tmp_path / "dst"))
+    with pytest.raises(roro.StoreError, match="endpont_url"):
+        Store("s3://models-prod/roro", endpont_url="x")
+    assert Store(str(tmp_path / "folder"), endpoint_url="http://x").url  # S3 options: ignored
 
 
 def test_progress_reports_objects_and_events(tmp_path):

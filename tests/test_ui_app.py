@@ -17,8 +17,8 @@ import warnings
 
 import pytest
 from click.testing import CliRunner
-from histories import build_history
-from ui_support import CSV, save_demo
+from support.browser import CSV, save_demo
+from support.histories import build_history
 
 import roro
 from roro.cli import main

@@ -9,9 +9,8 @@ import os
 import re
 
 import pytest
-from histories import build_history
 from selenium.webdriver.common.by import By
-from ui_support import (
+from support.browser import (
     console,
     demo_accuracy,
     foreign_requests,
@@ -22,6 +21,7 @@ from ui_support import (
     serving,
     start_chromium,
 )
+from support.histories import build_history
 
 import roro
 

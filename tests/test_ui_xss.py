@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import pytest
 from selenium.webdriver.common.by import By
-from ui_support import (
+from support.browser import (
     console,
     foreign_requests,
     open_dialog,

@@ -7,15 +7,11 @@ errors into one line and an exit code. Importing this package imports neither ri
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import click
 
-from .. import __version__
+from .. import __version__, get_current_project
+from ..project import Project
 from .errors import RoroGroup
-
-if TYPE_CHECKING:
-    from ..project import Project
 
 __all__ = ["main"]
 
@@ -31,7 +27,6 @@ class CliState:
     @property
     def project(self) -> Project:
         if self._project is None:
-            from .. import get_current_project
             self._project = get_current_project(project=self.project_name, store=self.store_url)
         return self._project
 
@@ -54,12 +49,9 @@ def main(ctx: click.Context, store: str | None, project: str | None) -> None:
     ctx.obj = CliState(project, store)
 
 
-def _register() -> None:
-    from . import init, models, query, sync, trust, ui
-    main.add_command(init.init)
-    for module in (models, query, trust, sync, ui):
-        for command in module.COMMANDS:
-            main.add_command(command)
+from . import init, models, query, sync, trust, ui  # noqa: E402 - they need CliState, defined above
 
-
-_register()
+main.add_command(init.init)
+for _module in (models, query, trust, sync, ui):
+    for _command in _module.COMMANDS:
+        main.add_command(_command)

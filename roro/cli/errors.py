@@ -7,6 +7,8 @@ in :meth:`RoroGroup.main`. Any other exception is a bug in roro: it propagates w
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
+from typing import Any
 
 import click
 
@@ -64,7 +66,9 @@ class RoroGroup(click.Group):
     every other error. Exceptions that are neither click's nor a RoroError propagate.
     """
 
-    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True,
+             **extra: Any) -> Any:
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         try:

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import os
 import re
+from typing import TYPE_CHECKING
 
 import click
 
-from ..config import CONFIG_FILE, DEFAULT_PROJECT
+from ..config import CONFIG_FILE, DEFAULT_PROJECT, find_config
+from ..environment import roro_home
 from ..names import validate_name
+from ..store import Store
 from . import render
+
+if TYPE_CHECKING:
+    from . import CliState
 
 
 def _default_project_name(directory: str) -> str:
@@ -30,12 +36,9 @@ def _default_project_name(directory: str) -> str:
                    "the global --store, else none (the user store $RORO_HOME is used).")
 @click.option("--force", is_flag=True, help="Replace an existing roro.yml.")
 @click.pass_obj
-def init(state, project_opt: str | None, store_opt: str | None, force: bool) -> None:
+def init(state: CliState, project_opt: str | None, store_opt: str | None, force: bool) -> None:
     """Write roro.yml here, naming the project (and store) for commands and code run below it."""
-    import yaml
-
-    from ..config import find_config
-    from ..store import Store
+    import yaml  # only `roro init` writes YAML: its import is paid here, not by every command
 
     here = os.getcwd()
     path = os.path.join(here, CONFIG_FILE)
@@ -50,7 +53,6 @@ def init(state, project_opt: str | None, store_opt: str | None, force: bool) -> 
         store_url = store if "://" in store else os.path.normpath(
             os.path.join(here, os.path.expanduser(store)))
     else:
-        from ..environment import roro_home
         store_url = roro_home()
     # Refuse a store roro cannot use before writing the file: unknown scheme, unknown format.
     Store(store_url).is_initialized()

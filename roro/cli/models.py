@@ -3,26 +3,24 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import tempfile
+import sys
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..metadata import AUTOMATIC_KEYS
-from ..names import LATEST, parse_refspec, validate_attachment_name, validate_name, validate_tag
+from ..names import LATEST, parse_refspec, validate_name, validate_tag
+from ..query import parse
 from . import render
+from .render import json_option
 
 if TYPE_CHECKING:
     from ..image import ModelImage
     from ..project import Project
+    from . import CliState
 
 PROGRESS_MIN_BYTES = 16 << 20  # a progress bar for downloads of at least this size, on a terminal
-COPY_CHUNK = 1 << 20
 
-json_option = click.option("--json", "as_json", is_flag=True,
-                           help="Print one JSON document instead of text (schema: docs/cli.md).")
 spec_argument = click.argument("spec", metavar="NAME[:VERSION|TAG]")
 
 
@@ -32,25 +30,24 @@ def _image(project: Project, spec: str) -> ModelImage:
 
 
 def image_document(image: ModelImage, tags: list[str]) -> dict[str, Any]:
-    """The JSON form of one saved image (``models:show --json``, each entry of ``models:log``)."""
-    manifest = image.manifest
-    assert manifest is not None
-    metadata = image.get_metadata()
+    """The JSON form of one saved image (``models:show --json``, each entry of ``models:log``):
+    :meth:`~roro.image.ModelImage.to_dict` with the project and the tags, in this key order."""
+    d = image.to_dict()
     return {
         "project": image.repository.project.name,
-        "repository": image.repository.name,
-        "version": image.version,
-        "image": image.digest,
+        "repository": d["repository"],
+        "version": d["version"],
+        "image": d["digest"],
         "tags": tags,
-        "author": metadata["author"],
-        "timestamp": metadata["timestamp"],
-        "comment": image.comment,
-        "metadata": {k: v for k, v in metadata.items() if k not in AUTOMATIC_KEYS},
-        "model": {k: manifest["model"][k]
+        "author": d["author"],
+        "timestamp": d["timestamp"],
+        "comment": d["comment"],
+        "metadata": d["metadata"],
+        "model": {k: d["model"][k]
                   for k in ("type", "size", "digest", "serializer", "python", "cloudpickle")},
         "attachments": [{"name": a["name"], "size": a["size"], "digest": a["digest"]}
-                        for a in manifest["attachments"]],
-        "lineage": image.lineage or {},
+                        for a in d["attachments"]],
+        "lineage": d["lineage"] or {},
     }
 
 
@@ -60,18 +57,24 @@ def with_tags(project: Project, images: list[ModelImage]) -> list[tuple[ModelIma
     for repo_name in {i.repository.name for i in images}:
         repo = project.get_model_repository(repo_name)
         tags[repo_name] = repo.get_tags_by_version(
-            [i.version for i in images if i.repository.name == repo_name])
-    return [(i, tags.get(i.repository.name, {}).get(i.version, [])) for i in images]
+            [_version(i) for i in images if i.repository.name == repo_name])
+    return [(i, tags.get(i.repository.name, {}).get(_version(i), [])) for i in images]
+
+
+def _version(image: ModelImage) -> int:
+    """The version of a saved image (images the CLI shows are saved)."""
+    assert image.version is not None
+    return image.version
 
 
 # -- models ----------------------------------------------------------------------------------------
 @click.command("models")
 @json_option
 @click.pass_obj
-def models(state, as_json: bool) -> None:
+def models(state: CliState, as_json: bool) -> None:
     """List the project's model repositories: versions, latest, last save, tags."""
     project = state.project
-    rows = []
+    rows: list[dict[str, Any]] = []
     for repo in project.list_model_repositories():
         newest = repo.list_model_images(limit=1)
         tags = repo.get_tags()
@@ -93,7 +96,7 @@ def models(state, as_json: bool) -> None:
         out.print(render.text("No model repositories in ", where, ". Save a model with the "
                               "Python API, or create one with 'roro models:create NAME'."))
         return
-    from rich.table import Table
+    from rich.table import Table  # rich (~40 ms): only when something is rendered
     table = Table(title=where, title_justify="left", box=None, pad_edge=False, header_style="bold")
     table.add_column("MODEL", style="bold", no_wrap=True)
     table.add_column("VERSIONS", justify="right")
@@ -111,7 +114,7 @@ def models(state, as_json: bool) -> None:
 @click.command("models:create")
 @click.argument("name")
 @click.pass_obj
-def models_create(state, name: str) -> None:
+def models_create(state: CliState, name: str) -> None:
     """Create an empty model repository (saving an image also creates one)."""
     project = state.project
     project.create_model_repository(name)
@@ -131,7 +134,7 @@ def models_create(state, name: str) -> None:
                    "tag = 'prod'\" (language: docs/query.md).")
 @json_option
 @click.pass_obj
-def models_log(state, name: str | None, limit: int | None, before: int | None,
+def models_log(state: CliState, name: str | None, limit: int | None, before: int | None,
                where: str | None, as_json: bool) -> None:
     """Show the history of saves, newest first, like 'git log'.
 
@@ -141,7 +144,6 @@ def models_log(state, name: str | None, limit: int | None, before: int | None,
     """
     project = state.project
     if where is not None:
-        from ..query import parse
         parse(where)  # a syntax error is reported before anything is read
     if name is not None:
         name, version, tag = parse_refspec(name)
@@ -197,21 +199,27 @@ def models_log(state, name: str | None, limit: int | None, before: int | None,
 @spec_argument
 @json_option
 @click.pass_obj
-def models_show(state, spec: str, as_json: bool) -> None:
+def models_show(state: CliState, spec: str, as_json: bool) -> None:
     """Show one version (default latest): metadata, model, attachments, tags, comment."""
-    project = state.project
-    image = _image(project, spec)
-    tags = image.repository.get_tags_by_version([image.version]).get(image.version, [])
+    image = _image(state.project, spec)
+    tags = image.repository.get_tags_by_version([_version(image)]).get(_version(image), [])
     doc = image_document(image, tags)
     if as_json:
         render.emit_json(doc)
         return
-    from rich.table import Table
     out = render.console()
     header = render.text((render.ref(doc["repository"], doc["version"]), "bold yellow"))
     if tags:
         header.append("  (" + render.tag_list(tags) + ")", style="bold cyan")
     out.print(header)
+    out.print(_facts(doc))
+    for section in (_lineage_section, _metadata_section, _attachments_section):
+        out.print()
+        out.print(section(doc))
+
+
+def _facts(doc: dict[str, Any]) -> Any:
+    from rich.table import Table  # rich is imported only when something is rendered
     model = doc["model"]
     facts = Table.grid(padding=(0, 2))
     facts.add_column(style="bold", no_wrap=True)
@@ -226,47 +234,53 @@ def models_show(state, spec: str, as_json: bool) -> None:
                               f"{render.safe_line(model['cloudpickle'])}, "
                               f"Python {render.safe_line(model['python'])}")
     facts.add_row("comment", render.safe(doc["comment"]) if doc["comment"] else "-")
-    out.print(facts)
-    out.print()
+    return facts
+
+
+def _lineage_section(doc: dict[str, Any]) -> Any:
+    from rich.console import Group  # rich (~40 ms): only when something is rendered
+    from rich.table import Table  # rich (~40 ms): only when something is rendered
     lineage = lineage_rows(doc["lineage"])
-    if lineage:
-        out.print(render.text(("Lineage", "bold")))
-        rows = Table.grid(padding=(0, 2))
-        rows.add_column(no_wrap=True)
-        rows.add_column()
-        for key, value in lineage:
-            rows.add_row(key, value)
-        out.print(rows)
-    else:
-        out.print(render.text(("Lineage", "bold"), ": none recorded"))
-    out.print()
+    if not lineage:
+        return render.text(("Lineage", "bold"), ": none recorded")
+    rows = Table.grid(padding=(0, 2))
+    rows.add_column(no_wrap=True)
+    rows.add_column()
+    for key, value in lineage:
+        rows.add_row(key, value)
+    return Group(render.text(("Lineage", "bold")), rows)
+
+
+def _metadata_section(doc: dict[str, Any]) -> Any:
+    from rich.table import Table  # rich (~40 ms): only when something is rendered
     metadata = doc["metadata"]
-    if metadata:
-        table = Table(title="Metadata", title_justify="left", title_style="bold", box=None,
-                      pad_edge=False, header_style="bold")
-        table.add_column("KEY", no_wrap=True)
-        table.add_column("VALUE")
-        for key, value in metadata.items():
-            table.add_row(render.safe_line(key), render.value_text(value))
-        out.print(table)
-    else:
-        out.print(render.text(("Metadata", "bold"), ": none"))
-    out.print()
+    if not metadata:
+        return render.text(("Metadata", "bold"), ": none")
+    table = Table(title="Metadata", title_justify="left", title_style="bold", box=None,
+                  pad_edge=False, header_style="bold")
+    table.add_column("KEY", no_wrap=True)
+    table.add_column("VALUE")
+    for key, value in metadata.items():
+        table.add_row(render.safe_line(key), render.value_text(value))
+    return table
+
+
+def _attachments_section(doc: dict[str, Any]) -> Any:
+    from rich.table import Table  # rich (~40 ms): only when something is rendered
     attachments = doc["attachments"]
-    if attachments:
-        total = sum(a["size"] for a in attachments)
-        table = Table(title=f"Attachments ({len(attachments)}, {render.human_size(total)})",
-                      title_justify="left", title_style="bold", box=None, pad_edge=False,
-                      header_style="bold")
-        table.add_column("NAME")
-        table.add_column("SIZE", justify="right", no_wrap=True)
-        table.add_column("DIGEST", no_wrap=True)
-        for a in attachments:
-            table.add_row(render.safe_line(a["name"]), render.human_size(a["size"]),
-                          render.short_digest(a["digest"]))
-        out.print(table)
-    else:
-        out.print(render.text(("Attachments", "bold"), ": none"))
+    if not attachments:
+        return render.text(("Attachments", "bold"), ": none")
+    total = sum(a["size"] for a in attachments)
+    table = Table(title=f"Attachments ({len(attachments)}, {render.human_size(total)})",
+                  title_justify="left", title_style="bold", box=None, pad_edge=False,
+                  header_style="bold")
+    table.add_column("NAME")
+    table.add_column("SIZE", justify="right", no_wrap=True)
+    table.add_column("DIGEST", no_wrap=True)
+    for a in attachments:
+        table.add_row(render.safe_line(a["name"]), render.human_size(a["size"]),
+                      render.short_digest(a["digest"]))
+    return table
 
 
 def lineage_rows(lineage: dict[str, Any]) -> list[tuple[str, str]]:
@@ -275,8 +289,9 @@ def lineage_rows(lineage: dict[str, Any]) -> list[tuple[str, str]]:
     rows = []
     git = lineage.get("git")
     if isinstance(git, dict) and git.get("commit"):
-        dirty = {True: " (dirty: uncommitted changes)", False: " (clean)"}.get(git.get("dirty"),
-                                                                           " (dirty: unknown)")
+        state = git.get("dirty")
+        dirty = (" (dirty: uncommitted changes)" if state is True else " (clean)"
+                 if state is False else " (dirty: unknown)")
         rows.append(("git", f"{render.safe_line(git['commit'])}{dirty}"))
     if lineage.get("python"):
         rows.append(("python", render.safe_line(lineage["python"])))
@@ -304,143 +319,34 @@ def lineage_rows(lineage: dict[str, Any]) -> list[tuple[str, str]]:
               help="Also write the attachments below DIR (created if missing).")
 @click.option("--force", is_flag=True, help="Overwrite files that exist.")
 @click.pass_obj
-def models_download(state, spec: str, output: str | None, attachments_dir: str | None,
-                    force: bool) -> None:
+def models_download(state: CliState, spec: str, output: str | None,
+                    attachments_dir: str | None, force: bool) -> None:
     """Download a version's model bytes (a cloudpickle), verified, and its attachments.
 
     Nothing is unpickled. Every file is checked against its sha256 digest while it is written and
     only appears, complete, under its final name. Attachments are never written outside DIR.
     """
-    project = state.project
-    image = _image(project, spec)
-    repo_name, version = image.repository.name, image.version
-    manifest = image.manifest
-    assert manifest is not None
+    image = _image(state.project, spec)
     to_stdout = output == "-"
     if to_stdout and render.stdout_is_terminal():
         raise click.ClickException("refusing to write a model's binary bytes to a terminal; "
                                    "redirect stdout or use -o PATH")
-    target = None
-    if not to_stdout:
-        target = output or f"{repo_name}-v{version}.pkl"
-        if os.path.isdir(target):
-            target = os.path.join(target, f"{repo_name}-v{version}.pkl")
-        if os.path.lexists(target) and not force:
-            raise click.ClickException(f"{target} exists; pass --force to overwrite it")
     attachments = image.get_attachments() if attachments_dir is not None else []
-    planned = _plan_attachments(attachments_dir, attachments, force) if attachments else []
-
-    total = manifest["model"]["size"] + sum(a.size for a in attachments)
+    total = (image.model_size or 0) + sum(a.size for a in attachments)
+    label = render.ref(image.repository.name, image.version)
+    with _progress(total, label) as progress:
+        done = image.download(sys.stdout.buffer if to_stdout else output,
+                              attachments=attachments_dir, force=force, progress=progress)
     status = render.console(stderr=to_stdout)
-    with _progress(total, render.ref(repo_name, version)) as progress:
-        progress.phase("model: fetching and verifying")
-        with image.open_model() as src:
-            progress.phase("model: writing")
-            if to_stdout:
-                _copy_verified(src, click.get_binary_stream("stdout"), manifest["model"]["digest"],
-                               "the model", progress.advance)
-            else:
-                assert target is not None
-                _write_file(src, target, manifest["model"]["digest"], "the model", force,
-                            progress.advance)
-        for att, path in planned:
-            assert attachments_dir is not None
-            _check_inside(attachments_dir, path, att.name)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            _check_inside(attachments_dir, path, att.name)
-            progress.phase(f"{att.name}: fetching and verifying")
-            with att.open() as src:
-                progress.phase(f"{att.name}: writing")
-                _write_file(src, path, att.digest, f"attachment {att.name!r}", force,
-                            progress.advance)
-    where = "stdout" if to_stdout else target
-    status.print(render.text("Wrote ", (render.ref(repo_name, version), "bold yellow"), " (",
+    status.print(render.text("Wrote ", (label, "bold yellow"), " (",
                              render.safe_line(image.model_type), ", ",
                              render.human_size(image.model_size), ") to ",
-                             (render.safe_line(where), "bold")))
+                             (render.safe_line(done.model or "stdout"), "bold")))
     if attachments_dir is not None:
+        n = len(done.attachments)
         size = render.human_size(sum(a.size for a in attachments))
-        status.print(render.text(f"Wrote {len(planned)} attachment{'s' * (len(planned) != 1)} "
-                                 f"({size}) below ", (render.safe_line(attachments_dir), "bold")))
-
-
-def _plan_attachments(directory: str, attachments: list, force: bool) -> list[tuple[Any, str]]:
-    """Each attachment with the path it will be written to; refused before any byte is fetched if a
-    name is invalid, leads outside ``directory``, collides with another, or exists (without force)."""
-    planned, folded = [], set()
-    for att in attachments:
-        name = validate_attachment_name(att.name)
-        if name.casefold() in folded:
-            raise click.ClickException(f"refusing to write attachment {name!r}: another attachment "
-                                       f"has the same name on a case-insensitive filesystem")
-        folded.add(name.casefold())
-        path = os.path.join(directory, *name.split("/"))
-        _check_inside(directory, path, name)
-        if os.path.lexists(path) and not force:
-            raise click.ClickException(f"{path} exists; pass --force to overwrite it")
-        planned.append((att, path))
-    return planned
-
-
-def _check_inside(directory: str, path: str, name: str) -> None:
-    """Refuse ``path`` unless it resolves (symbolic links followed) to a place below ``directory``."""
-    root = os.path.realpath(directory)
-    parent = os.path.realpath(os.path.dirname(path))
-    final = os.path.join(parent, os.path.basename(path))
-    if os.path.commonpath([root, parent]) != root or final == root or os.path.islink(final):
-        raise click.ClickException(f"refusing to write attachment {name!r}: {path} leads outside "
-                                   f"{directory}")
-
-
-def _write_file(src: BinaryIO, path: str, digest: str, what: str, force: bool, advance) -> None:
-    """Write ``src`` to ``path`` through a temporary file in the same directory: the file appears
-    complete, verified and fsynced under its name, or not at all."""
-    directory = os.path.dirname(os.path.abspath(path))
-    try:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".roro-download-", suffix=".tmp")
-    except OSError as e:
-        raise click.ClickException(f"cannot write {path}: {e.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as dst:
-            _copy_verified(src, dst, digest, what, advance)
-            dst.flush()
-            os.fsync(dst.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        if force:
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)  # never replaces: an existing file is refused, even in a race
-            except FileExistsError:
-                raise click.ClickException(f"{path} exists; pass --force to overwrite it") from None
-            except OSError:  # a filesystem without hard links: check, then rename
-                if os.path.lexists(path):
-                    raise click.ClickException(f"{path} exists; pass --force to overwrite it") from None
-                os.replace(tmp, path)
-    except OSError as e:
-        raise click.ClickException(f"cannot write {path}: {e.strerror or e}") from None
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-
-
-def _copy_verified(src: BinaryIO, dst: BinaryIO, digest: str, what: str, advance) -> None:
-    """Copy while hashing: the bytes written must hash to ``digest`` (checked again here, after
-    the store's own verification, so nothing can change them between the check and the copy)."""
-    from ..digests import digest_of_hasher, new_hasher
-    from ..errors import IntegrityError
-    hasher = new_hasher()
-    while chunk := src.read(COPY_CHUNK):
-        hasher.update(chunk)
-        dst.write(chunk)
-        advance(len(chunk))
-    actual = digest_of_hasher(hasher)
-    if actual != digest:
-        raise IntegrityError(f"{what} changed while it was copied: its bytes hash to {actual}, "
-                             f"not {digest}; run 'roro fsck --read-data'", digest=digest,
-                             expected=digest, actual=actual)
+        status.print(render.text(f"Wrote {n} attachment{'s' * (n != 1)} ({size}) below ",
+                                 (render.safe_line(attachments_dir), "bold")))
 
 
 class _Quiet:
@@ -461,17 +367,6 @@ def _progress(total: int, label: str) -> Iterator[_Quiet]:
     if total < PROGRESS_MIN_BYTES or not render.stdout_is_terminal():
         yield _Quiet()
         return
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        SpinnerColumn,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-               DownloadColumn(binary_units=True), TransferSpeedColumn(), TimeRemainingColumn())
     label = render.safe_line(label)
 
     class Bar(_Quiet):
@@ -481,7 +376,7 @@ def _progress(total: int, label: str) -> Iterator[_Quiet]:
         def advance(self, n: int) -> None:
             progress.advance(task, n)
 
-    with Progress(*columns, console=render.console().console, transient=True) as progress:
+    with render.transfer_progress(eta=True) as progress:
         task = progress.add_task(label, total=total)
         yield Bar()
 
@@ -491,7 +386,7 @@ def _progress(total: int, label: str) -> Iterator[_Quiet]:
 @click.argument("spec", metavar="NAME:VERSION")
 @click.argument("tag")
 @click.pass_obj
-def models_tag(state, spec: str, tag: str) -> None:
+def models_tag(state: CliState, spec: str, tag: str) -> None:
     """Point TAG at a version, creating or moving it (every move is kept in models:history).
 
     NAME:VERSION may also be NAME:TAG (the version that tag points at) or NAME (the latest).
@@ -500,40 +395,36 @@ def models_tag(state, spec: str, tag: str) -> None:
     validate_tag(tag)
     repo = state.project.get_model_repository(name)
     target = repo.resolve(version, via)
-    before = repo.get_tags().get(tag)
-    repo.add_tag(tag, target)
+    change = repo.add_tag(tag, target)
     out = render.console()
     ref = (render.ref(name, target), "bold yellow")
-    if before == target:
+    if not change.changed:
         out.print(render.text("Tag ", (tag, "bold cyan"), " already points at ", ref, "."))
-    elif before is None:
+    elif change.previous is None:
         out.print(render.text("Tagged ", ref, " as ", (tag, "bold cyan"), "."))
     else:
         out.print(render.text("Moved tag ", (tag, "bold cyan"), " from ",
-                              (render.ref(name, before), "yellow"), " to ", ref, "."))
+                              (render.ref(name, change.previous), "yellow"), " to ", ref, "."))
 
 
 @click.command("models:untag")
 @click.argument("name")
 @click.argument("tag")
 @click.pass_obj
-def models_untag(state, name: str, tag: str) -> None:
+def models_untag(state: CliState, name: str, tag: str) -> None:
     """Remove TAG from NAME (the removal is kept in models:history)."""
     validate_name(name)
     validate_tag(tag)
-    repo = state.project.get_model_repository(name)
-    before = repo.get_tags().get(tag)
-    repo.remove_tag(tag)
-    was = f" (it pointed at v{before})" if before is not None else ""
+    change = state.project.get_model_repository(name).remove_tag(tag)
     render.console().print(render.text("Removed tag ", (tag, "bold cyan"), " from ",
-                                       (name, "bold"), f"{was}."))
+                                       (name, "bold"), f" (it pointed at v{change.previous})."))
 
 
 @click.command("models:history")
 @click.argument("spec", metavar="NAME[:TAG]")
 @json_option
 @click.pass_obj
-def models_history(state, spec: str, as_json: bool) -> None:
+def models_history(state: CliState, spec: str, as_json: bool) -> None:
     """Show every move of NAME's tags (or of one TAG), oldest first: from → to, author, time."""
     name, sep, tag = spec.partition(":")
     validate_name(name)
@@ -552,7 +443,7 @@ def models_history(state, spec: str, as_json: bool) -> None:
         what = f"tag {tag!r} of {name}" if sep else f"the tags of {name}"
         out.print(f"No moves of {what}.")
         return
-    from rich.table import Table
+    from rich.table import Table  # rich (~40 ms): only when something is rendered
     table = Table(box=None, pad_edge=False, header_style="bold")
     table.add_column("TIME", no_wrap=True)
     table.add_column("TAG", style="bold cyan")

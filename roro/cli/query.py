@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from ..names import parse_refspec
+from ..query import parse
 from . import render
-from .models import image_document, json_option, with_tags
+from .models import image_document, with_tags
+from .render import json_option
+
+if TYPE_CHECKING:
+    from . import CliState
 
 
 # -- models:search ---------------------------------------------------------------------------------
@@ -16,14 +23,13 @@ from .models import image_document, json_option, with_tags
               help="Show only the N newest matches.")
 @json_option
 @click.pass_obj
-def models_search(state, expr: str, limit: int | None, as_json: bool) -> None:
+def models_search(state: CliState, expr: str, limit: int | None, as_json: bool) -> None:
     """Find versions of every repository whose metadata and refs match EXPR, newest save first.
 
     EXPR compares metadata keys and the fields version, author, timestamp, tag and comment, e.g.
     "Accuracy > 0.88 and (\\"Input-Data-Source\\" like 's3://credit%' or tag = 'prod')" (the
     language: docs/query.md). Reads only the index; no model is downloaded.
     """
-    from ..query import parse
     query = parse(expr)  # a syntax error is reported before the store is opened
     project = state.project
     entries = with_tags(project, project.search(query, limit))
@@ -36,7 +42,7 @@ def models_search(state, expr: str, limit: int | None, as_json: bool) -> None:
         out.print(render.text("No version of project ", (project.name, "bold cyan"),
                               " matches ", (render.safe_line(str(query)), "bold"), "."))
         return
-    from rich.table import Table
+    from rich.table import Table  # rich (~40 ms): only when something is rendered
     table = Table(box=None, pad_edge=False, header_style="bold")
     table.add_column("VERSION", style="bold yellow", no_wrap=True)
     table.add_column("IMAGE", no_wrap=True)
@@ -63,7 +69,7 @@ DIFF_STYLE = {"+": "green", "-": "red", "~": "yellow"}
 @click.argument("spec_b", metavar="NAME:B")
 @json_option
 @click.pass_obj
-def models_diff(state, spec_a: str, spec_b: str, as_json: bool) -> None:
+def models_diff(state: CliState, spec_a: str, spec_b: str, as_json: bool) -> None:
     """Show what changed from version A to version B: metadata, attachments, model, comment.
 
     A and B are versions or tags (credit-risk:12 credit-risk:prod), of one repository or two.

@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..digests import short
+from ..units import format_bytes
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.progress import Progress
     from rich.text import Text
 
 
@@ -28,13 +30,13 @@ class Output:
     ``$COLUMNS``), and no trailing blanks on any line, so files and pipes get clean text."""
 
     def __init__(self, stderr: bool = False):
-        from rich.console import Console
+        from rich.console import Console  # rich (~40 ms): only when something is rendered
         self.stderr = stderr
         self.console: Console = Console(stderr=stderr, highlight=False, emoji=False, markup=False)
 
     def print(self, *objects: Any, **options: Any) -> None:
         """Print like rich's ``Console.print``; lines of text are never wrapped (tables are)."""
-        from rich.text import Text
+        from rich.text import Text  # rich (~40 ms): only when something is rendered
         options.setdefault("soft_wrap", all(isinstance(o, (str, Text)) for o in objects))
         c = self.console
         if c.is_terminal:
@@ -77,9 +79,9 @@ def safe_line(text: object) -> str:
     return safe(text).replace("\n", "\\n").replace("\t", "\\t")
 
 
-def text(*parts: tuple[str, str] | str) -> Text:
+def text(*parts: tuple[str, str] | str | Text) -> Text:
     """A rich Text from plain strings and ``(string, style)`` pairs; never parsed as markup."""
-    from rich.text import Text
+    from rich.text import Text  # rich (~40 ms): only when something is rendered
     t = Text()
     for p in parts:
         if isinstance(p, tuple):
@@ -89,16 +91,11 @@ def text(*parts: tuple[str, str] | str) -> Text:
     return t
 
 
-def human_size(n: int | None) -> str:
-    """Bytes in binary units: ``512 B``, ``1.5 KiB``, ``3.2 GiB``."""
-    if n is None:
-        return "-"
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{n} B" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")
+#: ``--json`` of every command that lists or shows something.
+json_option = click.option("--json", "as_json", is_flag=True,
+                           help="Print one JSON document instead of text (schema: docs/cli.md).")
+
+human_size = format_bytes
 
 
 def human_time(iso: str | None, seconds: bool = True) -> str:
@@ -130,6 +127,27 @@ def value_text(value: Any) -> str:
 
 def tag_list(tags: list[str]) -> str:
     return ", ".join(safe_line(t) for t in tags)
+
+
+def transfer_progress(*, eta: bool = False) -> Progress:
+    """A transient rich progress bar for byte transfers: spinner, description, bar, bytes, speed
+    (and, with ``eta``, the time remaining), on the console's terminal."""
+    from rich.progress import (  # rich (~40 ms): only when something is rendered
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        ProgressColumn,
+        SpinnerColumn,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+    columns: list[ProgressColumn] = [SpinnerColumn(), TextColumn("{task.description}"),
+                                     BarColumn(), DownloadColumn(binary_units=True),
+                                     TransferSpeedColumn()]
+    if eta:
+        columns.append(TimeRemainingColumn())
+    return Progress(*columns, console=console().console, transient=True)
 
 
 def stdout_is_terminal() -> bool:

@@ -8,14 +8,17 @@ from typing import TYPE_CHECKING
 
 import click
 
+from ..sync import SyncProgress, SyncReport, copy_image
+from ..sync import sync as run_sync
 from . import render
 from .errors import EXIT_CONFLICT, EXIT_INTEGRITY
+from .render import json_option
 
 if TYPE_CHECKING:
-    from ..sync import SyncProgress, SyncReport
+    from . import CliState
 
-json_option = click.option("--json", "as_json", is_flag=True,
-                           help="Print one JSON document instead of text (schema: docs/cli.md).")
+if TYPE_CHECKING:
+    pass
 
 
 def sync_exit_code(report: SyncReport) -> int:
@@ -35,17 +38,7 @@ def _progress(show: bool) -> Iterator[Callable[[SyncProgress], None] | None]:
     if not show:
         yield None
         return
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        SpinnerColumn,
-        TextColumn,
-        TransferSpeedColumn,
-    )
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-               DownloadColumn(binary_units=True), TransferSpeedColumn())
-    with Progress(*columns, console=render.console().console, transient=True) as progress:
+    with render.transfer_progress() as progress:
         task = progress.add_task("sync", total=None)
 
         def update(p: SyncProgress) -> None:
@@ -75,7 +68,6 @@ def sync(ctx: click.Context, src: str, dst: str, repositories: tuple[str, ...], 
     repository whose histories diverged is a conflict: left untouched, the others still sync, and
     the exit code is 5 (4 if SRC holds a corrupted or missing object).
     """
-    from ..sync import sync as run_sync
     state = ctx.obj
     with _progress(not as_json and render.stdout_is_terminal()) as progress:
         report = run_sync(src, dst, list(repositories) or None, dry_run=dry_run,
@@ -94,7 +86,7 @@ STATUS_STYLE = {"synced": "green", "pending": "yellow", "up-to-date": "", "ahead
 
 
 def _render_sync(report: SyncReport) -> None:
-    from rich.table import Table
+    from rich.table import Table  # rich (~40 ms): only when something is rendered
     out = render.console()
     changed = [r for r in report.repositories if r.status != "up-to-date"]
     if changed:
@@ -126,7 +118,7 @@ def _render_sync(report: SyncReport) -> None:
               help="The project in DST_STORE. Default: the same project as in SRC_STORE.")
 @json_option
 @click.pass_obj
-def models_copy(state, src: str, spec: str, dst: str, new_name: str | None,
+def models_copy(state: CliState, src: str, spec: str, dst: str, new_name: str | None,
                 dst_project: str | None, as_json: bool) -> None:
     """Append one image of SRC_STORE as a new version in DST_STORE, whatever DST's history.
 
@@ -134,7 +126,6 @@ def models_copy(state, src: str, spec: str, dst: str, new_name: str | None,
     records where it came from (lineage copied_from); running the same copy again appends nothing.
     The stores are folders, s3:// URLs or remotes declared in roro.yml; NEW_NAME defaults to NAME.
     """
-    from ..sync import copy_image
     report = copy_image(src, spec, dst, new_name, project=state.project_name,
                         dst_project=dst_project)
     if as_json:

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
+from ..errors import NotFoundError
 from ..names import parse_refspec
+from ..store import Store
+from ..units import parse_duration
 from . import render
 from .errors import EXIT_INTEGRITY
+from .render import json_option
 
-json_option = click.option("--json", "as_json", is_flag=True,
-                           help="Print one JSON document instead of text (schema: docs/cli.md).")
+if TYPE_CHECKING:
+    from . import CliState
 
 
-def _store(state):
+def _store(state: CliState) -> Store:
     """The store the global options (or roro.yml, or $RORO_HOME) name; checks cover all of it.
 
     A store that does not exist yet is refused rather than reported clean: checking a mistyped
     path should not say "ok" (nor create an index there)."""
-    from ..errors import NotFoundError
     store = state.project.store
     if not store.is_initialized():
         raise NotFoundError(f"{store.url} is not a roro store (it has no roro.json); check "
@@ -38,7 +43,7 @@ def fsck(ctx: click.Context, read_data: bool, as_json: bool) -> None:
     Objects no version reaches are reported as information (gc removes them), not as problems.
     Exits 0 when the store is clean, 4 when there is a problem.
     """
-    from ..check import fsck as run_fsck
+    from ..check import fsck as run_fsck  # the check package (~2 ms): only for its commands
     report = run_fsck(_store(ctx.obj), read_data=read_data)
     if as_json:
         render.emit_json(report.to_dict())
@@ -68,15 +73,14 @@ def fsck(ctx: click.Context, read_data: bool, as_json: bool) -> None:
                    "so that saves in flight are never robbed. 0 spares nothing.")
 @json_option
 @click.pass_obj
-def gc(state, dry_run: bool, grace: str, as_json: bool) -> None:
+def gc(state: CliState, dry_run: bool, grace: str, as_json: bool) -> None:
     """Delete objects that no live version reaches and that are older than the grace period.
 
     Runs fsck first and deletes nothing if the store has a problem that makes it unknown what is
     still needed (exit 4). Prints what it frees (or, with --dry-run, would free): count and bytes.
     """
-    from ..check import gc as run_gc
-    from ..check import parse_duration
     grace_seconds = parse_duration(grace)
+    from ..check import gc as run_gc  # the check package (~2 ms): only for its commands
     report = run_gc(_store(state), grace_seconds=grace_seconds, dry_run=dry_run)
     if as_json:
         render.emit_json(report.to_dict())
@@ -135,7 +139,7 @@ def index(ctx: click.Context, rebuild: bool, as_json: bool) -> None:
 @click.command("models:delete")
 @click.argument("spec", metavar="NAME:VERSION")
 @click.pass_obj
-def models_delete(state, spec: str) -> None:
+def models_delete(state: CliState, spec: str) -> None:
     """Delete one version (a ref-log event: the deletion is history too).
 
     Refused while a tag points at the version: move or remove the tag first. Version numbers are

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..errors import RoroError
+from ..ui import require_ui
 from . import render
 
 if TYPE_CHECKING:
@@ -61,11 +62,10 @@ def ui(state: CliState, port: int, host: str, no_browser: bool, export_dir: str 
     (--no-browser to skip); Ctrl-C stops it. With --export DIR, writes the same pages as a static
     site instead (relative links, no server needed).
     """
-    from ..ui import require_ui
     require_ui(server=export_dir is None)
     project = state.project
     if export_dir is not None:
-        from ..ui.export import export_site
+        from ..ui.export import export_site  # Jinja2 and markdown-it: only for an export
         report = export_site(project, export_dir, max_versions=max_versions,
                              max_attachment_bytes=_parse_size(max_attachment))
         if as_json:
@@ -84,9 +84,9 @@ def ui(state: CliState, port: int, host: str, no_browser: bool, export_dir: str 
 
 
 def serve(project: Project, host: str, port: int, *, open_browser: bool, as_json: bool) -> None:
-    import uvicorn
+    import uvicorn  # the web server (the 'ui' extra): only when serving
 
-    from ..ui.app import create_app, is_loopback
+    from ..ui.app import create_app, is_loopback  # Starlette: only when serving
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -12,13 +12,14 @@ import tempfile
 from collections.abc import Callable
 from typing import BinaryIO
 
-from ..digests import digest_bytes, digest_of_hasher, new_hasher
+from ..digests import digest_bytes, digest_stream
+from ..localfs import quiet_unlink
 from ..storage.layout import object_key
-
-CHUNK = 1 << 20
 
 
 class ObjectCache:
+    """Verified objects of one remote store, under ``root``."""
+
     def __init__(self, root: str):
         self.root = root
 
@@ -34,17 +35,14 @@ class ObjectCache:
         except FileNotFoundError:
             return None
         try:
-            h = new_hasher()
-            while chunk := f.read(CHUNK):
-                h.update(chunk)
-            if digest_of_hasher(h) == digest:
+            if digest_stream(f)[0] == digest:
                 f.seek(0)
                 return f
         except BaseException:
             f.close()
             raise
         f.close()
-        _unlink(path)
+        quiet_unlink(path)
         return None
 
     def read(self, digest: str) -> bytes | None:
@@ -56,7 +54,7 @@ class ObjectCache:
             return None
         if digest_bytes(data) == digest:
             return data
-        _unlink(path)
+        quiet_unlink(path)
         return None
 
     def write(self, digest: str, data: bytes) -> None:
@@ -68,7 +66,7 @@ class ObjectCache:
                 f.write(data)
             os.replace(tmp, path)
         except BaseException:
-            _unlink(tmp)
+            quiet_unlink(tmp)
             raise
 
     def open(self, digest: str, download: Callable[[str, str], None]) -> BinaryIO:
@@ -85,13 +83,7 @@ class ObjectCache:
             download(digest, tmp)
             os.replace(tmp, path)
         except BaseException:
-            _unlink(tmp)
+            quiet_unlink(tmp)
             raise
         return open(path, "rb")
 
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass

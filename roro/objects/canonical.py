@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, NoReturn
 
 
 def canonical_json(value: Any) -> bytes:
@@ -20,5 +20,5 @@ def loads(data: bytes) -> Any:
         raise ValueError("JSON nested too deeply") from None
 
 
-def _refuse_constant(name: str):
+def _refuse_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not allowed in roro JSON")

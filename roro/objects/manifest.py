@@ -13,16 +13,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..digests import parse_digest
 from ..errors import IntegrityError
 from ..names import validate_attachment_name
+from .canonical import loads
+
+if TYPE_CHECKING:
+    from .store import ObjectStore
 
 FORMAT = "roro.image/1"
-_REQUIRED = {"format": str, "model": dict, "attachments": list, "metadata": dict, "timestamp": str,
+_REQUIRED: dict[str, type] = {"format": str, "model": dict, "attachments": list, "metadata": dict, "timestamp": str,
              "author": str, "comment": str}
-_MODEL = {"digest": str, "size": int, "serializer": str, "type": str, "python": str,
+_MODEL: dict[str, type] = {"digest": str, "size": int, "serializer": str, "type": str, "python": str,
           "cloudpickle": str}
 
 
@@ -52,6 +56,31 @@ def check_manifest(manifest: Any, digest: str) -> dict[str, Any]:
     except ValueError as e:
         raise bad(str(e)) from None
     return manifest
+
+
+def parse_manifest(data: bytes, digest: str) -> dict[str, Any]:
+    """The manifest in ``data`` (the verified bytes of object ``digest``): JSON with the manifest
+    shape, else :class:`~roro.errors.IntegrityError` saying "is not a valid image manifest"."""
+    try:
+        value = loads(data)
+    except ValueError as e:
+        raise IntegrityError(f"object {digest} is not a valid image manifest: not valid JSON: {e}",
+                             digest=digest) from None
+    return check_manifest(value, digest)
+
+
+def read_manifest(objects: ObjectStore, digest: str,
+                  known: bytes | None = None) -> tuple[dict[str, Any], bytes]:
+    """The one way manifests are read: ``(manifest, its bytes)``, verified and shape-checked.
+
+    ``known`` are bytes this process already hashed to ``digest`` (a manifest it just wrote), so
+    they are not read again. Raises :class:`~roro.errors.NotFoundError` for a missing object,
+    :class:`~roro.errors.IntegrityError` with ``actual`` set for bytes that do not hash to
+    ``digest``, and :class:`~roro.errors.IntegrityError` without it for a valid object that is
+    not a manifest.
+    """
+    data = known if known is not None else objects.read(digest)
+    return parse_manifest(data, digest), data
 
 
 def referenced_digests(manifest: dict[str, Any]) -> list[str]:

@@ -9,17 +9,21 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, BinaryIO
 
-from ..digests import digest_bytes, digest_of_hasher, new_hasher, parse_digest
+from ..digests import digest_bytes, digest_of_hasher, digest_stream, new_hasher, parse_digest
 from ..errors import IntegrityError, NotFoundError
+from ..localfs import quiet_unlink
 from ..storage import Backend, KeyNotFoundError
 from ..storage.layout import OBJECTS_PREFIX, digest_from_object_key, object_key
 from .canonical import canonical_json, loads
 
 CHUNK = 1 << 20
+#: What HashingWriter.write takes: anything with the buffer protocol (bytes, memoryview, the
+#: pickle.PickleBuffer of protocol 5), as typing.Buffer names it from Python 3.12 on.
+Buffer = Any
 
 
 class HashingWriter:
@@ -38,7 +42,7 @@ class HashingWriter:
         self._hasher = new_hasher()
         self.size = 0
 
-    def write(self, data) -> int:
+    def write(self, data: Buffer) -> int:
         """Write a bytes-like object: bytes, bytearray, a memoryview, or the
         :class:`pickle.PickleBuffer` that protocol 5 hands over for large buffers (a numpy
         array's memory, written without a copy); returns the number of bytes."""
@@ -68,10 +72,7 @@ class HashingWriter:
     def discard(self) -> None:
         if not self._file.closed:
             self._file.close()
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
+        quiet_unlink(self.path)
 
 
 class SpooledObject:
@@ -81,10 +82,7 @@ class SpooledObject:
         self.path, self.digest, self.size = path, digest, size
 
     def discard(self) -> None:
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
+        quiet_unlink(self.path)
 
 
 class ObjectStore:
@@ -114,7 +112,7 @@ class ObjectStore:
             shutil.copyfileobj(stream, w, CHUNK)
         return SpooledObject(w.path, w.finish(), w.size)
 
-    def spool_writer(self, fill) -> SpooledObject:
+    def spool_writer(self, fill: Callable[[HashingWriter], object]) -> SpooledObject:
         """Call ``fill(writer)`` to stream bytes (e.g. ``cloudpickle.dump``) into a hashing temp file."""
         with self.spool() as w:
             fill(w)
@@ -124,7 +122,7 @@ class ObjectStore:
         """Store a spooled object unless present (dedup); True if its bytes were uploaded.
         The spool file is left for the caller to discard."""
         if self.has(obj.digest):
-            self.backend.touch(object_key(obj.digest))
+            self.touch(obj.digest)
             return False
         self.backend.put_file(object_key(obj.digest), obj.path)
         return True
@@ -141,6 +139,10 @@ class ObjectStore:
 
     def put_json(self, value: Any) -> str:
         return self.put_bytes(canonical_json(value))
+
+    def touch(self, digest: str) -> None:
+        """Refresh a present object's modification time (gc's grace period protects it)."""
+        self.backend.touch(object_key(digest))
 
     # -- reading ---------------------------------------------------------------------------------
     def has(self, digest: str) -> bool:
@@ -213,10 +215,7 @@ class ObjectStore:
             _verify_file(f, digest)
 
     def _local_path(self, digest: str) -> str | None:
-        root = getattr(self.backend, "root", None)
-        if root is None:
-            return None
-        return os.path.join(root, *object_key(digest).split("/"))
+        return self.backend.local_path(object_key(digest))
 
     def verify(self, digest: str) -> None:
         """Re-hash an object in the store itself (never the cache); IntegrityError or NotFoundError."""
@@ -250,10 +249,7 @@ def _open_missing_as_not_found(path: str, digest: str) -> BinaryIO:
 
 
 def _verify_file(f: BinaryIO, digest: str) -> None:
-    h = new_hasher()
-    while chunk := f.read(CHUNK):
-        h.update(chunk)
-    actual = digest_of_hasher(h)
+    actual = digest_stream(f)[0]
     if actual != digest:
         raise _mismatch(digest, actual)
 

@@ -22,13 +22,15 @@ from ..digests import digest_bytes, parse_digest
 from ..errors import IntegrityError
 from ..objects.canonical import canonical_json, loads
 
-EVENT_TYPES = {
+#: The field types of each event type's payload (what ``isinstance`` accepts).
+FieldTypes = dict[str, "type | tuple[type, ...]"]
+EVENT_TYPES: dict[str, FieldTypes] = {
     "create": {},
     "version": {"version": int, "image": str, "comment": str},
     "tag": {"tag": str, "version": (int, type(None)), "previous": (int, type(None))},
     "delete": {"version": int},
 }
-_COMMON = {"seq": int, "prev": (str, type(None)), "type": str, "author": str, "time": str}
+_COMMON: FieldTypes = {"seq": int, "prev": (str, type(None)), "type": str, "author": str, "time": str}
 
 
 @dataclass(frozen=True)

@@ -3,206 +3,184 @@
 Tables (one row per …): ``repositories`` (repository, with its log position), ``versions`` (saved
 version, with the manifest's metadata as JSON), ``tags`` (current tag), ``tag_events`` (tag move),
 ``version_keys`` (top-level metadata key of a live version, with its value when it can be sorted:
-what sorting a page by a metadata key reads).
-Each refresh reads only the log entries after the last indexed one (one listing), fetches their
+what sorting a page by a metadata key reads). Each refresh reads only the log entries after the last indexed one (one listing), fetches their
 manifests outside any lock, then applies them in one ``BEGIN IMMEDIATE`` transaction, re-checking
 the position so concurrent refreshers never apply an event twice.
+
+Every SQL statement of roro is in this module. It uses the standard library's ``sqlite3``: the
+index needs a connection, dict rows and a transaction, and sqlite-utils, used before, cost ~28 ms
+of import per command (and an import hook to keep it from importing numpy) for nothing else.
 """
 
 from __future__ import annotations
 
-import importlib.abc
 import json
 import os
 import sqlite3
-import sys
-import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from contextlib import contextmanager
+from typing import Any
 
 from ..errors import IntegrityError, NotFoundError, StoreError
 from ..faults import crash_point
 from ..objects import ObjectStore
-from ..objects.canonical import loads
-from ..objects.manifest import check_manifest
+from ..objects.manifest import read_manifest
 from .events import Event
 from .log import RefLog
-from .state import check_event
+from .state import apply_event
 
-if TYPE_CHECKING:
-    import sqlite_utils
-
+#: 3: ``version_keys`` and the partial index ``versions_deleted`` (the web UI's pages).
 SCHEMA_VERSION = 3
 BUSY_TIMEOUT_MS = 60_000
 REFRESH_ATTEMPTS = 20
+PARALLEL_READS = 16
 #: What the ``metadata`` column holds instead of a top-level string containing U+0000: SQLite's
 #: JSON functions (3.40) end such a string at the NUL, so it is indexed as an object, which no
 #: query literal can match (see docs/query.md).
 NUL_STRING_PLACEHOLDER = {"roro:string-with-nul": True}
-#: Every table of the index: what a store-id change or ``reset`` empties.
-DATA_TABLES = ("repositories", "versions", "tags", "tag_events", "version_keys")
+#: Every table of indexed rows: what a store-id change or ``reset`` empties.
+TABLES = ("repositories", "versions", "tags", "tag_events", "version_keys")
 #: The ``value`` of a ``version_keys`` row whose JSON value cannot be sorted (boolean, null, array,
 #: object): a BLOB, which SQLite orders after every number and string, so ``value < x''`` selects
 #: exactly the sortable rows, numbers (numerically) before strings (by code point).
 UNSORTABLE = b""
+Row = dict[str, Any]
+#: A manifest as the index stores it: the parsed manifest and its JSON text.
+Described = tuple[dict[str, Any], str]
 
-
-#: Modules that sqlite-utils imports at import time, if installed, only to map their scalar types to
-#: column types (which roro never uses): numpy alone costs ~0.15 s, half of a `roro models:log`.
-_SQLITE_UTILS_OPTIONAL = frozenset({"numpy", "pandas"})
-
-
-class _HideOptional(importlib.abc.MetaPathFinder):
-    """Refuses :data:`_SQLITE_UTILS_OPTIONAL` to one thread only (the one importing sqlite-utils),
-    so another thread importing numpy meanwhile is not affected."""
-
-    def __init__(self) -> None:
-        self.thread = threading.get_ident()
-
-    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
-        if name in _SQLITE_UTILS_OPTIONAL and threading.get_ident() == self.thread:
-            raise ModuleNotFoundError(f"{name} hidden from sqlite-utils by roro", name=name)
-        return None
-
-
-def _import_sqlite_utils() -> Any:
-    """``sqlite_utils``, imported on first use (``roro --help`` never needs it) without pulling in
-    numpy or pandas when the process has not imported them itself."""
-    module = sys.modules.get("sqlite_utils")
-    if module is not None:
-        return module
-    finder = _HideOptional()
-    sys.meta_path.insert(0, finder)
-    try:
-        import sqlite_utils
-    finally:
-        sys.meta_path.remove(finder)
-    return sqlite_utils
+_SCHEMA = [
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)",
+    """CREATE TABLE repositories (
+        project TEXT NOT NULL, name TEXT NOT NULL, last_seq INTEGER NOT NULL,
+        last_hash TEXT, max_version INTEGER NOT NULL, created TEXT, updated TEXT,
+        PRIMARY KEY (project, name))""",
+    """CREATE TABLE versions (
+        project TEXT NOT NULL, repository TEXT NOT NULL, version INTEGER NOT NULL,
+        image TEXT NOT NULL, seq INTEGER NOT NULL, author TEXT, time TEXT, comment TEXT,
+        deleted INTEGER NOT NULL DEFAULT 0, metadata TEXT, model_type TEXT,
+        model_size INTEGER, size INTEGER, attachments TEXT, manifest TEXT,
+        PRIMARY KEY (project, repository, version))""",
+    "CREATE INDEX versions_by_time ON versions (project, time)",
+    # Deleted versions are rare: counting them (live = max_version - deleted) costs O(deleted),
+    # where counting live rows would cost O(history).
+    "CREATE INDEX versions_deleted ON versions (project, repository) WHERE deleted = 1",
+    """CREATE TABLE tags (
+        project TEXT NOT NULL, repository TEXT NOT NULL, tag TEXT NOT NULL,
+        version INTEGER NOT NULL, PRIMARY KEY (project, repository, tag))""",
+    "CREATE INDEX tags_by_version ON tags (project, repository, version)",
+    """CREATE TABLE tag_events (
+        project TEXT NOT NULL, repository TEXT NOT NULL, seq INTEGER NOT NULL,
+        tag TEXT NOT NULL, version INTEGER, previous INTEGER, author TEXT, time TEXT,
+        PRIMARY KEY (project, repository, seq))""",
+    "CREATE INDEX tag_events_by_tag ON tag_events (project, repository, tag, seq)",
+    # One B-tree (WITHOUT ROWID) that answers "versions ordered by key K" and, through its
+    # (project, repository, key) prefix, "which keys exist" (see metadata_keys).
+    """CREATE TABLE version_keys (
+        project TEXT NOT NULL, repository TEXT NOT NULL, key TEXT NOT NULL,
+        value NOT NULL, version INTEGER NOT NULL,
+        PRIMARY KEY (project, repository, key, value, version)) WITHOUT ROWID""",
+]
 
 
 class Index:
-    def __init__(self, path: str):
-        sqlite_utils = _import_sqlite_utils()
+    """One connection to the index file at ``path`` (one per thread: see ``Store.index``)."""
 
+    def __init__(self, path: str):
         self.path = path
+        self._optimized = False
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         try:
-            conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+            # isolation_level=None: no implicit transactions; every write is in transaction().
+            self.conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000,
+                                        check_same_thread=False, isolation_level=None)
         except sqlite3.Error as e:
             raise StoreError(f"cannot open the index {path}: {e}") from e
-        # No sqlite-utils plugins: the index is derived data that no third-party hook should
-        # change, and loading them scans every installed package (~15 ms per command).
-        self.db = sqlite_utils.Database(conn, execute_plugins=False)
-        self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            self.db.enable_wal()
-        self.db.execute("PRAGMA synchronous = NORMAL")
+        self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        if self.conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            self.conn.execute("PRAGMA journal_mode = wal")
+        self.conn.execute("PRAGMA synchronous = NORMAL")
         self._create_schema()
 
     def close(self) -> None:
-        self.db.conn.close()
+        self.conn.close()
+
+    # -- statements and transactions -------------------------------------------------------------
+    def _rows(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> list[Row]:
+        cursor = self.conn.execute(sql, params)
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, values, strict=True)) for values in cursor]
+
+    def _one(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> Any:
+        """The first column of the first row (None if there is no row)."""
+        row = self.conn.execute(sql, params).fetchone()
+        return row[0] if row else None
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, ``BEGIN IMMEDIATE`` (it reads, then writes: taking the write
+        lock first is what keeps two refreshers from applying one event twice). Committed when
+        the block ends, rolled back if it raises."""
+        if self.conn.in_transaction:
+            self.conn.commit()
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.rollback()
+            raise
+        self.conn.commit()
+
+    def table_names(self) -> list[str]:
+        return [r[0] for r in self.conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
 
     # -- schema ----------------------------------------------------------------------------------
     def _create_schema(self) -> None:
-        db = self.db
-        if "meta" in db.table_names() and self._meta("schema") == str(SCHEMA_VERSION):
+        if self._schema_is_current():
             return
-        self._begin()
-        try:
+        with self.transaction() as conn:
             # Re-check under the write lock: another process may have created the schema (and
             # indexed rows) between our look and our lock; dropping it then would lose them.
-            if "meta" in db.table_names() and self._meta("schema") == str(SCHEMA_VERSION):
-                self._commit()
+            if self._schema_is_current():
                 return
-            for name in ("meta", *DATA_TABLES):
-                db.execute(f"DROP TABLE IF EXISTS [{name}]")
-            db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
-            db.execute("""CREATE TABLE repositories (
-                project TEXT NOT NULL, name TEXT NOT NULL, last_seq INTEGER NOT NULL,
-                last_hash TEXT, max_version INTEGER NOT NULL, created TEXT, updated TEXT,
-                PRIMARY KEY (project, name))""")
-            db.execute("""CREATE TABLE versions (
-                project TEXT NOT NULL, repository TEXT NOT NULL, version INTEGER NOT NULL,
-                image TEXT NOT NULL, seq INTEGER NOT NULL, author TEXT, time TEXT, comment TEXT,
-                deleted INTEGER NOT NULL DEFAULT 0, metadata TEXT, model_type TEXT,
-                model_size INTEGER, size INTEGER, attachments TEXT, manifest TEXT,
-                PRIMARY KEY (project, repository, version))""")
-            db.execute("CREATE INDEX versions_by_time ON versions (project, time)")
-            # Deleted versions are rare: counting them (live = max_version - deleted) costs
-            # O(deleted), where counting live rows would cost O(history).
-            db.execute("CREATE INDEX versions_deleted ON versions (project, repository) "
-                       "WHERE deleted = 1")
-            db.execute("""CREATE TABLE tags (
-                project TEXT NOT NULL, repository TEXT NOT NULL, tag TEXT NOT NULL,
-                version INTEGER NOT NULL, PRIMARY KEY (project, repository, tag))""")
-            db.execute("CREATE INDEX tags_by_version ON tags (project, repository, version)")
-            db.execute("""CREATE TABLE tag_events (
-                project TEXT NOT NULL, repository TEXT NOT NULL, seq INTEGER NOT NULL,
-                tag TEXT NOT NULL, version INTEGER, previous INTEGER, author TEXT, time TEXT,
-                PRIMARY KEY (project, repository, seq))""")
-            db.execute("CREATE INDEX tag_events_by_tag ON tag_events (project, repository, tag, seq)")
-            # One B-tree (WITHOUT ROWID) that answers "versions ordered by key K" and, through
-            # its (project, repository, key) prefix, "which keys exist" (see sortable_keys).
-            db.execute("""CREATE TABLE version_keys (
-                project TEXT NOT NULL, repository TEXT NOT NULL, key TEXT NOT NULL,
-                value NOT NULL, version INTEGER NOT NULL,
-                PRIMARY KEY (project, repository, key, value, version)) WITHOUT ROWID""")
-            db.execute("INSERT INTO meta VALUES ('schema', ?)", [str(SCHEMA_VERSION)])
-            self._commit()
-        except BaseException:
-            self._rollback()
-            raise
+            for name in ("meta", *TABLES):
+                conn.execute(f"DROP TABLE IF EXISTS [{name}]")
+            for statement in _SCHEMA:
+                conn.execute(statement)
+            conn.execute("INSERT INTO meta VALUES ('schema', ?)", [str(SCHEMA_VERSION)])
+
+    def _schema_is_current(self) -> bool:
+        return "meta" in self.table_names() and self._meta("schema") == str(SCHEMA_VERSION)
 
     def _meta(self, key: str) -> str | None:
-        row = self.db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
-        return row[0] if row else None
-
-    # -- transactions ----------------------------------------------------------------------------
-    def _begin(self) -> None:
-        if self.db.conn.in_transaction:
-            self.db.conn.commit()
-        self.db.execute("BEGIN IMMEDIATE")
-
-    def _commit(self) -> None:
-        self.db.conn.commit()
-
-    def _rollback(self) -> None:
-        self.db.conn.rollback()
+        value: str | None = self._one("SELECT value FROM meta WHERE key = ?", [key])
+        return value
 
     def bind_store(self, store_id: str) -> None:
         """Forget everything indexed if it came from another store (one recreated at the same URL)."""
         if self._meta("store_id") == store_id:
             return
-        self._begin()
-        try:
+        with self.transaction() as conn:
             if self._meta("store_id") != store_id:
-                for t in DATA_TABLES:
-                    self.db.execute(f"DELETE FROM [{t}]")
-                self.db.execute("INSERT OR REPLACE INTO meta VALUES ('store_id', ?)", [store_id])
-            self._commit()
-        except BaseException:
-            self._rollback()
-            raise
+                for t in TABLES:
+                    conn.execute(f"DELETE FROM [{t}]")
+                conn.execute("INSERT OR REPLACE INTO meta VALUES ('store_id', ?)", [store_id])
 
     def reset(self) -> None:
         """Delete every indexed row (``roro index --rebuild`` then refreshes from the store)."""
-        self._begin()
-        try:
-            for t in DATA_TABLES:
-                self.db.execute(f"DELETE FROM [{t}]")
-            self._commit()
-        except BaseException:
-            self._rollback()
-            raise
+        with self.transaction() as conn:
+            for t in TABLES:
+                conn.execute(f"DELETE FROM [{t}]")
 
     # -- refresh ---------------------------------------------------------------------------------
-    def repository(self, project: str, name: str) -> dict[str, Any] | None:
-        rows = list(self.db.query("SELECT * FROM repositories WHERE project = ? AND name = ?",
-                                  [project, name]))
+    def repository(self, project: str, name: str) -> Row | None:
+        rows = self._rows("SELECT * FROM repositories WHERE project = ? AND name = ?",
+                          [project, name])
         return rows[0] if rows else None
 
     def refresh(self, log: RefLog, objects: ObjectStore,
-                known_manifests: dict[str, bytes] | None = None) -> dict[str, Any] | None:
+                known_manifests: dict[str, bytes] | None = None) -> Row | None:
         """Apply the events of ``log`` that are not indexed yet; return the repository row."""
         project, name = log.project, log.repository
         for _ in range(REFRESH_ATTEMPTS):
@@ -211,32 +189,23 @@ class Index:
             events = log.read_after(seq)
             if not events:
                 return row
-            manifests = self._fetch_manifests(_needing_manifests(events), objects,
-                                              known_manifests or {})
-            self._begin()
-            try:
-                view = _SqlView(self.db, project, name)
-                if view.last_seq < seq:
-                    # The index lost rows since we looked (another process rebuilt it or bound
-                    # it to a recreated store): read the log again from where it now stands.
-                    self._rollback()
-                    continue
-                for event in events:
-                    if event.seq <= view.last_seq:
-                        continue  # applied meanwhile by another process
-                    check_event(view, event, name)
-                    view.apply(event, manifests.get(event.payload.get("image")))
-                crash_point("during-index-update")
-                self._commit()
-            except BaseException:
-                self._rollback()
-                raise
-            return self.repository(project, name)
+            manifests = _fetch_manifests(_needing_manifests(events), objects,
+                                         known_manifests or {})
+            with self.transaction() as conn:
+                view = _SqlView(conn, project, name, manifests)
+                if view.last_seq >= seq:
+                    for event in events:
+                        if event.seq > view.last_seq:  # else applied meanwhile by another process
+                            apply_event(view, event, name)
+                    crash_point("during-index-update")
+            if view.last_seq >= seq:
+                return self.repository(project, name)
+            # The index lost rows since we looked (another process rebuilt it or bound it to a
+            # recreated store): read the log again from where it now stands.
         raise StoreError(f"the index {self.path} kept changing under {project}/{name} while it was "
                          f"refreshed; try again")
 
-
-    def rebuild_repository(self, log: RefLog, objects: ObjectStore) -> dict[str, Any] | None:
+    def rebuild_repository(self, log: RefLog, objects: ObjectStore) -> Row | None:
         """Index one repository again from its whole log, replacing its rows in one transaction.
 
         Readers (and writers deciding their next event) see the old rows or the new ones, never
@@ -245,96 +214,51 @@ class Index:
         raises :class:`~roro.errors.IntegrityError`.
         """
         project, name = log.project, log.repository
-        error: IntegrityError | None = None
         try:
             events = log.read_after(0)
-            manifests = self._fetch_manifests(_needing_manifests(events), objects, {})
-        except IntegrityError as e:
-            events, manifests, error = [], {}, e
-        self._begin()
-        try:
-            self._delete_repository(project, name)
-            if error is None:
+            manifests = _fetch_manifests(_needing_manifests(events), objects, {})
+            with self.transaction() as conn:
+                self._delete_repository(project, name)
                 tail = log.read_after(events[-1].seq if events else 0)
                 if tail:
                     events += tail
-                    manifests.update(self._fetch_manifests(
+                    manifests.update(_fetch_manifests(
                         [e for e in _needing_manifests(events) if e.seq >= tail[0].seq],
                         objects, {}))
-                view = _SqlView(self.db, project, name)
+                view = _SqlView(conn, project, name, manifests)
                 for event in events:
-                    check_event(view, event, name)
-                    view.apply(event, manifests.get(event.payload.get("image")))
-            self._commit()
-        except IntegrityError as e:
-            self._rollback()
-            error = e
-            self._begin()
-            try:
+                    apply_event(view, event, name)
+        except IntegrityError:
+            with self.transaction():
                 self._delete_repository(project, name)
-                self._commit()
-            except BaseException:
-                self._rollback()
-                raise
-        except BaseException:
-            self._rollback()
             raise
-        if error is not None:
-            raise error
         return self.repository(project, name)
 
-    def forget_repositories(self, keep, still_absent) -> list[tuple[str, str]]:
+    def forget_repositories(self, keep: set[tuple[str, str]],
+                            still_absent: Callable[[str, str], bool]) -> list[tuple[str, str]]:
         """Delete the rows of every indexed repository not in ``keep`` (a set of ``(project,
         name)``) for which ``still_absent(project, name)`` confirms, under the lock, that the
         store has no log; returns those forgotten."""
         gone = []
-        self._begin()
-        try:
-            for r in list(self.db.query("SELECT project, name FROM repositories")):
+        with self.transaction():
+            for r in self._rows("SELECT project, name FROM repositories"):
                 key = (r["project"], r["name"])
                 if key not in keep and still_absent(*key):
                     self._delete_repository(*key)
                     gone.append(key)
-            self._commit()
-        except BaseException:
-            self._rollback()
-            raise
         return gone
 
     def _delete_repository(self, project: str, name: str) -> None:
-        self.db.execute("DELETE FROM repositories WHERE project = ? AND name = ?", [project, name])
+        self.conn.execute("DELETE FROM repositories WHERE project = ? AND name = ?",
+                          [project, name])
         for t in ("versions", "tags", "tag_events", "version_keys"):
-            self.db.execute(f"DELETE FROM [{t}] WHERE project = ? AND repository = ?",
-                            [project, name])
-
-    @staticmethod
-    def _fetch_manifests(events: list[Event], objects: ObjectStore,
-                         known: dict[str, bytes]) -> dict[str, tuple[dict, str]]:
-        digests = sorted({e["image"] for e in events if e.type == "version"})
-
-        def fetch(digest: str) -> tuple[str, tuple[dict, str]]:
-            data = known.get(digest)
-            if data is None:
-                try:
-                    data = objects.read(digest)
-                except NotFoundError:
-                    raise IntegrityError(f"manifest {digest} named by the ref log is missing from "
-                                         f"the store; run 'roro fsck'", digest=digest) from None
-            try:
-                manifest, text = loads(data), data.decode("utf-8")
-            except ValueError as e:
-                raise IntegrityError(f"object {digest} is not valid JSON: {e}", digest=digest) from None
-            return digest, (check_manifest(manifest, digest), text)
-
-        if len(digests) <= 4:
-            return dict(map(fetch, digests))
-        with ThreadPoolExecutor(16) as pool:
-            return dict(pool.map(fetch, digests))
+            self.conn.execute(f"DELETE FROM [{t}] WHERE project = ? AND repository = ?",
+                              [project, name])
 
     # -- queries ---------------------------------------------------------------------------------
     def repositories(self, project: str) -> list[dict[str, Any]]:
-        return list(self.db.query(
-            "SELECT * FROM repositories WHERE project = ? ORDER BY name", [project]))
+        return self._rows(
+            "SELECT * FROM repositories WHERE project = ? ORDER BY name", [project])
 
     def versions(self, project: str, repository: str, limit: int | None = None,
                  before: int | None = None) -> list[dict[str, Any]]:
@@ -348,7 +272,7 @@ class Index:
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
-        return list(self.db.query(sql, params))
+        return self._rows(sql, params)
 
     def project_versions(self, project: str, limit: int | None = None) -> list[dict[str, Any]]:
         """Live versions of every repository of ``project``, newest save first."""
@@ -358,27 +282,34 @@ class Index:
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
-        return list(self.db.query(sql, params))
+        return self._rows(sql, params)
 
     def version(self, project: str, repository: str, version: int) -> dict[str, Any] | None:
-        rows = list(self.db.query(
+        rows = self._rows(
             "SELECT * FROM versions WHERE project = ? AND repository = ? AND version = ?",
-            [project, repository, version]))
+            [project, repository, version])
         return rows[0] if rows else None
 
     def latest_version(self, project: str, repository: str) -> int | None:
-        row = self.db.execute(
+        latest: int | None = self._one(
             "SELECT max(version) FROM versions WHERE project = ? AND repository = ? AND deleted = 0",
-            [project, repository]).fetchone()
-        return row[0]
+            [project, repository])
+        return latest
 
     def count_versions(self, project: str, repository: str) -> int:
-        return self.db.execute(
+        count: int = self._one(
             "SELECT count(*) FROM versions WHERE project = ? AND repository = ? AND deleted = 0",
-            [project, repository]).fetchone()[0]
+            [project, repository])
+        return count
+
+    def positions(self) -> dict[tuple[str, str], tuple[int, str | None]]:
+        """``(last_seq, last_hash)`` of every indexed repository: where the index last saw each
+        log end (fsck compares it with the logs)."""
+        return {(r["project"], r["name"]): (r["last_seq"], r["last_hash"])
+                for r in self._rows("SELECT project, name, last_seq, last_hash FROM repositories")}
 
     def tags(self, project: str, repository: str) -> dict[str, int]:
-        return {r["tag"]: r["version"] for r in self.db.query(
+        return {r["tag"]: r["version"] for r in self._rows(
             "SELECT tag, version FROM tags WHERE project = ? AND repository = ? ORDER BY tag",
             [project, repository])}
 
@@ -388,7 +319,7 @@ class Index:
         if not versions:
             return out
         marks = ",".join("?" * len(versions))
-        for r in self.db.query(
+        for r in self._rows(
                 f"SELECT tag, version FROM tags WHERE project = ? AND repository = ? "
                 f"AND version IN ({marks}) ORDER BY tag", [project, repository, *versions]):
             out.setdefault(r["version"], []).append(r["tag"])
@@ -401,7 +332,7 @@ class Index:
         if tag is not None:
             sql += " AND tag = ?"
             params.append(tag)
-        return list(self.db.query(sql + " ORDER BY seq", params))
+        return self._rows(sql + " ORDER BY seq", params)
 
     def search(self, project: str, repository: str | None, where_sql: str,
                params: tuple[Any, ...] | list[Any], limit: int | None = None,
@@ -414,7 +345,7 @@ class Index:
         first); ``functions`` are SQLite functions it calls (name → (arity, callable)).
         """
         for name, (arity, fn) in (functions or {}).items():
-            self.db.conn.create_function(name, arity, fn, deterministic=True)
+            self.conn.create_function(name, arity, fn, deterministic=True)
         sql = "SELECT v.* FROM versions AS v WHERE v.project = ? AND v.deleted = 0"
         args: list[Any] = [project]
         if repository is not None:
@@ -429,7 +360,7 @@ class Index:
         if limit is not None:
             sql += " LIMIT ?"
             args.append(limit)
-        rows = list(self.db.query(sql, args))
+        rows = self._rows(sql, args)
         self._optimize_once()
         return rows
 
@@ -438,7 +369,7 @@ class Index:
              params: tuple[Any, ...] | list[Any] = (),
              functions: dict[str, tuple[int, Any]] | None = None, sort_key: str | None = None,
              descending: bool = True, after: tuple[Any, ...] | None = None,
-             limit: int = 50) -> tuple[list[dict[str, Any]], tuple[Any, ...] | None]:
+             limit: int = 50) -> tuple[list[Row], tuple[Any, ...] | None]:
         """One page of live versions and the cursor of the next page (None on the last one).
 
         Rows hold ``version, image, time, author, comment`` (its first 500 characters) and
@@ -450,15 +381,11 @@ class Index:
         ``where_sql`` filters out).
         """
         for name, (arity, fn) in (functions or {}).items():
-            self.db.conn.create_function(name, arity, fn, deterministic=True)
+            self.conn.create_function(name, arity, fn, deterministic=True)
         cols = ("v.version, v.image, v.time, v.author, substr(v.comment, 1, 500) AS comment, "
                 "v.metadata")
         filt = f" AND ({where_sql})" if where_sql else ""
         op, order = ("<", "DESC") if descending else (">", "ASC")
-
-        def run(sql: str, args: list[Any]) -> list[dict[str, Any]]:
-            return list(self.db.query(sql, args))
-
         if sort_key is None:
             sql = (f"SELECT {cols} FROM versions AS v WHERE v.project = ? AND v.repository = ? "
                    "AND v.deleted = 0")
@@ -466,8 +393,8 @@ class Index:
             if after is not None:
                 sql += f" AND v.version {op} ?"
                 args.append(after[0])
-            rows = run(sql + filt + f" ORDER BY v.version {order} LIMIT ?",
-                       [*args, *params, limit + 1])
+            rows = self._rows(sql + filt + f" ORDER BY v.version {order} LIMIT ?",
+                              [*args, *params, limit + 1])
             if where_sql:
                 self._optimize_once()  # statistics for driving a query from the tags (see search)
             if len(rows) > limit:
@@ -483,9 +410,9 @@ class Index:
             if after is not None:
                 sql += f" AND (k.value, k.version) {op} (?, ?)"
                 args += [after[1], after[2]]
-            rows = run(sql + " AND v.deleted = 0" + filt +
-                       f" ORDER BY k.value {order}, k.version {order} LIMIT ?",
-                       [*args, *params, limit + 1])
+            rows = self._rows(sql + " AND v.deleted = 0" + filt +
+                              f" ORDER BY k.value {order}, k.version {order} LIMIT ?",
+                              [*args, *params, limit + 1])
             if len(rows) > limit:
                 last = rows[limit - 1]
                 return rows[:limit], ("k", last["sort_value"], last["version"])
@@ -499,9 +426,9 @@ class Index:
         if after is not None:
             sql += " AND v.version < ?"
             args.append(after[1])
-        want = limit + 1 - len(rows)
         keyed = len(rows)
-        rows += run(sql + filt + " ORDER BY v.version DESC LIMIT ?", [*args, *params, want])
+        rows += self._rows(sql + filt + " ORDER BY v.version DESC LIMIT ?",
+                           [*args, *params, limit + 1 - keyed])
         if len(rows) <= limit:
             return rows, None
         last = rows[limit - 1]
@@ -523,43 +450,39 @@ class Index:
                          AND repository = ?2 AND key = k.key ORDER BY value LIMIT 1) AS first
             FROM k WHERE key IS NOT NULL"""
         return [(r[0], r[1] in ("integer", "real"))
-                for r in self.db.execute(sql, [project, repository, limit + 1])][:limit]
+                for r in self.conn.execute(sql, [project, repository, limit + 1])][:limit]
 
     def numeric_series(self, project: str, repository: str, key: str, *,
                        newest: int | None = None,
                        versions: list[int] | None = None) -> list[tuple[int, int | float]]:
         """``(version, value)`` of the live versions whose top-level ``key`` is a number, oldest
         first, among the ``newest`` highest versions or among ``versions``; never more rows."""
-        if (newest is None) == (versions is None):
-            raise ValueError("give newest or versions")
-        if newest is not None:
+        if newest is not None and versions is None:
             source = ("(SELECT version, metadata FROM versions WHERE project = ? AND repository = ? "
                       "AND deleted = 0 ORDER BY version DESC LIMIT ?)")
             args: list[Any] = [project, repository, newest]
-        else:
-            assert versions is not None
+        elif versions is not None and newest is None:
             marks = ",".join("?" * len(versions)) or "NULL"
             source = (f"(SELECT version, metadata FROM versions WHERE project = ? AND repository = ? "
                       f"AND deleted = 0 AND version IN ({marks}))")
             args = [project, repository, *versions]
+        else:
+            raise ValueError("give newest or versions")
         sql = (f"SELECT v.version, j.value FROM {source} AS v JOIN json_each(v.metadata) AS j "
                "ON j.key = ? AND j.type IN ('integer', 'real') ORDER BY v.version")
-        return [(r[0], r[1]) for r in self.db.execute(sql, [*args, key])]
+        return [(r[0], r[1]) for r in self.conn.execute(sql, [*args, key])]
 
     def version_bounds(self, project: str, repository: str) -> tuple[int | None, int | None]:
         """The lowest and highest live version numbers (two seeks from the ends of the primary
         key: one ``min(), max()`` query would scan every row)."""
-        ends = []
-        for order in ("ASC", "DESC"):
-            row = self.db.execute(f"SELECT version FROM versions WHERE project = ? AND "
-                                  f"repository = ? AND deleted = 0 ORDER BY version {order} "
-                                  f"LIMIT 1", [project, repository]).fetchone()
-            ends.append(row[0] if row else None)
-        return ends[0], ends[1]
+        sql = ("SELECT version FROM versions WHERE project = ? AND repository = ? AND deleted = 0 "
+               "ORDER BY version {} LIMIT 1")
+        return (self._one(sql.format("ASC"), [project, repository]),
+                self._one(sql.format("DESC"), [project, repository]))
 
     def tag_history_page(self, project: str, repository: str, tag: str | None = None, *,
                          before: int | None = None,
-                         limit: int = 100) -> tuple[list[dict[str, Any]], int | None]:
+                         limit: int = 100) -> tuple[list[Row], int | None]:
         """Tag moves newest first, ``limit`` at a time; the next page's ``before`` (a seq)."""
         sql = "SELECT * FROM tag_events WHERE project = ? AND repository = ?"
         args: list[Any] = [project, repository]
@@ -569,26 +492,25 @@ class Index:
         if before is not None:
             sql += " AND seq < ?"
             args.append(before)
-        rows = list(self.db.query(sql + " ORDER BY seq DESC LIMIT ?", [*args, limit + 1]))
+        rows = self._rows(sql + " ORDER BY seq DESC LIMIT ?", [*args, limit + 1])
         if len(rows) > limit:
             return rows[:limit], rows[limit - 1]["seq"]
         return rows, None
 
-    def repository_summary(self, project: str, repository: str) -> dict[str, Any]:
+    def repository_summary(self, project: str, repository: str) -> Row:
         """Live version count, latest version and its save time, for a list of repositories:
         O(deleted versions), not O(history) (version numbers are gap-free; deleted ones keep
         their row)."""
-        row = self.db.execute("SELECT max_version FROM repositories WHERE project = ? AND name = ?",
-                              [project, repository]).fetchone()
-        if row is None:
+        max_version = self._one("SELECT max_version FROM repositories WHERE project = ? "
+                                "AND name = ?", [project, repository])
+        if max_version is None:
             return {"versions": 0, "latest": None, "last_saved": None}
-        deleted = self.db.execute(
-            "SELECT count(*) FROM versions WHERE project = ? AND repository = ? AND deleted = 1",
-            [project, repository]).fetchone()[0]
-        latest = self.db.execute(
+        deleted = self._one("SELECT count(*) FROM versions WHERE project = ? AND repository = ? "
+                            "AND deleted = 1", [project, repository])
+        latest = self.conn.execute(
             "SELECT version, time FROM versions WHERE project = ? AND repository = ? "
             "AND deleted = 0 ORDER BY version DESC LIMIT 1", [project, repository]).fetchone()
-        return {"versions": row[0] - deleted, "latest": latest[0] if latest else None,
+        return {"versions": max_version - deleted, "latest": latest[0] if latest else None,
                 "last_saved": latest[1] if latest else None}
 
     def _optimize_once(self) -> None:
@@ -596,9 +518,9 @@ class Index:
         planner needs to drive a selective query (``tag = 'production'``) from the tags rather than
         scan every version in time order (50 ms -> 1 ms at 100,000 versions). Best effort: never
         waits for a lock, never fails a search."""
-        if getattr(self, "_optimized", False):
+        if self._optimized:
             return
-        conn = self.db.conn
+        conn = self.conn
         try:
             if conn.in_transaction:
                 return
@@ -619,7 +541,7 @@ class Index:
         order = {"repositories": "project, name", "versions": "project, repository, version",
                  "tags": "project, repository, tag", "tag_events": "project, repository, seq",
                  "version_keys": "project, repository, key, value, version"}
-        return {t: list(self.db.query(f"SELECT * FROM [{t}] ORDER BY {o}")) for t, o in order.items()}
+        return {t: self._rows(f"SELECT * FROM [{t}] ORDER BY {o}") for t, o in order.items()}
 
 
 def _needing_manifests(events: list[Event]) -> list[Event]:
@@ -630,83 +552,113 @@ def _needing_manifests(events: list[Event]) -> list[Event]:
     return [e for e in events if not (e.type == "version" and e["version"] in deleted)]
 
 
-class _SqlView:
-    """A :class:`~roro.refs.state.RepoView` over the index rows, applying events with SQL."""
+def _fetch_manifests(events: list[Event], objects: ObjectStore,
+                     known: dict[str, bytes]) -> dict[str, Described]:
+    """The manifests the ``version`` events name, read in parallel (verified, shape-checked)."""
+    digests = sorted({e["image"] for e in events if e.type == "version"})
 
-    def __init__(self, db: sqlite_utils.Database, project: str, name: str):
-        self.db, self.project, self.name = db, project, name
-        row = db.execute("SELECT last_seq, last_hash, max_version FROM repositories "
-                         "WHERE project = ? AND name = ?", [project, name]).fetchone()
+    def fetch(digest: str) -> tuple[str, Described]:
+        try:
+            manifest, data = read_manifest(objects, digest, known.get(digest))
+        except NotFoundError:
+            raise IntegrityError(f"manifest {digest} named by the ref log is missing from the "
+                                 f"store; run 'roro fsck'", digest=digest) from None
+        return digest, (manifest, data.decode("utf-8"))
+
+    if len(digests) <= 4:
+        return dict(map(fetch, digests))
+    with ThreadPoolExecutor(PARALLEL_READS) as pool:
+        return dict(pool.map(fetch, digests))
+
+
+class _SqlView:
+    """The index rows of one repository as the reducer's :class:`~roro.refs.state.RepoMutator`:
+    each mutator is a statement, inside the caller's transaction. ``manifests`` describe the
+    versions about to be added (a version deleted later in the same batch has none)."""
+
+    def __init__(self, conn: sqlite3.Connection, project: str, name: str,
+                 manifests: dict[str, Described]):
+        self.conn, self.project, self.name, self.manifests = conn, project, name, manifests
+        row = conn.execute("SELECT last_seq, last_hash, max_version FROM repositories "
+                           "WHERE project = ? AND name = ?", [project, name]).fetchone()
         self.exists = row is not None
-        self.last_seq, self.last_hash, self.max_version = row if row else (0, None, 0)
+        self.last_seq: int = row[0] if row else 0
+        self.last_hash: str | None = row[1] if row else None
+        self.max_version: int = row[2] if row else 0
 
     def is_live(self, version: int) -> bool:
-        return self.db.execute(
+        return self.conn.execute(
             "SELECT 1 FROM versions WHERE project = ? AND repository = ? AND version = ? "
             "AND deleted = 0", [self.project, self.name, version]).fetchone() is not None
 
     def tag_target(self, tag: str) -> int | None:
-        row = self.db.execute("SELECT version FROM tags WHERE project = ? AND repository = ? "
-                              "AND tag = ?", [self.project, self.name, tag]).fetchone()
+        row = self.conn.execute("SELECT version FROM tags WHERE project = ? AND repository = ? "
+                                "AND tag = ?", [self.project, self.name, tag]).fetchone()
         return row[0] if row else None
 
     def tags_of(self, version: int) -> list[str]:
-        return [r[0] for r in self.db.execute(
+        return [r[0] for r in self.conn.execute(
             "SELECT tag FROM tags WHERE project = ? AND repository = ? AND version = ? ORDER BY tag",
             [self.project, self.name, version])]
 
-    def apply(self, event: Event, manifest: tuple[dict, str] | None) -> None:
-        p, n, ex = self.project, self.name, self.db.execute
-        if event.type == "version":
-            described: list[Any] = [None] * 6  # a version deleted later in the same batch
-            if manifest is not None:
-                m, text = manifest
-                size = m["model"]["size"] + sum(a["size"] for a in m["attachments"])
-                described = [queryable_metadata(m["metadata"]), m["model"]["type"],
-                             m["model"]["size"], size,
-                             json.dumps(m["attachments"], ensure_ascii=False), text]
-            ex("INSERT INTO versions (project, repository, version, image, seq, author, time, "
-               "comment, deleted, metadata, model_type, model_size, size, attachments, manifest) "
-               "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?)",
-               [p, n, event["version"], event["image"], event.seq, event.author, event.time,
-                event["comment"], *described])
-            if described[0] is not None:
-                self.db.conn.executemany(
-                    "INSERT INTO version_keys VALUES (?, ?, ?, ?, ?)",
-                    [(p, n, key, value, event["version"])
-                     for key, value in key_values(described[0])])
-            self.max_version = event["version"]
-        elif event.type == "tag":
-            if event["version"] is None:
-                ex("DELETE FROM tags WHERE project = ? AND repository = ? AND tag = ?",
-                   [p, n, event["tag"]])
-            else:
-                ex("INSERT OR REPLACE INTO tags VALUES (?, ?, ?, ?)",
-                   [p, n, event["tag"], event["version"]])
-            ex("INSERT INTO tag_events VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-               [p, n, event.seq, event["tag"], event["version"], event["previous"], event.author,
-                event.time])
-        elif event.type == "delete":
-            # Keep only what the log says: the manifest of a deleted version may be collected by
-            # gc, so a rebuilt index could not know more, and must answer the same.
-            row = ex("SELECT metadata FROM versions WHERE project = ? AND repository = ? "
-                     "AND version = ?", [p, n, event["version"]]).fetchone()
-            if row is not None and row[0] is not None:  # its exact keys: one seek per key
-                self.db.conn.executemany(
-                    "DELETE FROM version_keys WHERE project = ? AND repository = ? AND key = ? "
-                    "AND value = ? AND version = ?",
-                    [(p, n, key, value, event["version"]) for key, value in key_values(row[0])])
-            ex("UPDATE versions SET deleted = 1, metadata = NULL, model_type = NULL, "
-               "model_size = NULL, size = NULL, attachments = NULL, manifest = NULL "
-               "WHERE project = ? AND repository = ? AND version = ?", [p, n, event["version"]])
-        self.last_seq, self.last_hash = event.seq, event.hash
-        if self.exists:
-            ex("UPDATE repositories SET last_seq = ?, last_hash = ?, max_version = ?, updated = ? "
-               "WHERE project = ? AND name = ?",
-               [self.last_seq, self.last_hash, self.max_version, event.time, p, n])
+    def add_version(self, event: Event) -> None:
+        described: list[Any] = [None] * 6  # a version deleted later in the same batch
+        if event["image"] in self.manifests:
+            m, text = self.manifests[event["image"]]
+            size = m["model"]["size"] + sum(a["size"] for a in m["attachments"])
+            described = [queryable_metadata(m["metadata"]), m["model"]["type"],
+                         m["model"]["size"], size,
+                         json.dumps(m["attachments"], ensure_ascii=False), text]
+        self.conn.execute(
+            "INSERT INTO versions (project, repository, version, image, seq, author, time, "
+            "comment, deleted, metadata, model_type, model_size, size, attachments, manifest) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?)",
+            [self.project, self.name, event["version"], event["image"], event.seq, event.author,
+             event.time, event["comment"], *described])
+        if described[0] is not None:
+            self.conn.executemany(
+                "INSERT INTO version_keys VALUES (?, ?, ?, ?, ?)",
+                [(self.project, self.name, key, value, event["version"])
+                 for key, value in key_values(described[0])])
+
+    def set_tag(self, event: Event) -> None:
+        p, n = self.project, self.name
+        if event["version"] is None:
+            self.conn.execute("DELETE FROM tags WHERE project = ? AND repository = ? AND tag = ?",
+                              [p, n, event["tag"]])
         else:
-            ex("INSERT INTO repositories VALUES (?, ?, ?, ?, ?, ?, ?)",
-               [p, n, self.last_seq, self.last_hash, self.max_version, event.time, event.time])
+            self.conn.execute("INSERT OR REPLACE INTO tags VALUES (?, ?, ?, ?)",
+                              [p, n, event["tag"], event["version"]])
+        self.conn.execute("INSERT INTO tag_events VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                          [p, n, event.seq, event["tag"], event["version"], event["previous"],
+                           event.author, event.time])
+
+    def delete_version(self, event: Event) -> None:
+        # Keep only what the log says: the manifest of a deleted version may be collected by
+        # gc, so a rebuilt index could not know more, and must answer the same.
+        p, n, v = self.project, self.name, event["version"]
+        row = self.conn.execute("SELECT metadata FROM versions WHERE project = ? AND "
+                                "repository = ? AND version = ?", [p, n, v]).fetchone()
+        if row is not None and row[0] is not None:  # its exact keys: one seek per key
+            self.conn.executemany(
+                "DELETE FROM version_keys WHERE project = ? AND repository = ? AND key = ? "
+                "AND value = ? AND version = ?",
+                [(p, n, key, value, v) for key, value in key_values(row[0])])
+        self.conn.execute(
+            "UPDATE versions SET deleted = 1, metadata = NULL, model_type = NULL, "
+            "model_size = NULL, size = NULL, attachments = NULL, manifest = NULL "
+            "WHERE project = ? AND repository = ? AND version = ?", [p, n, v])
+
+    def advance(self, event: Event, max_version: int) -> None:
+        self.last_seq, self.last_hash, self.max_version = event.seq, event.hash, max_version
+        position = [self.last_seq, self.last_hash, self.max_version, event.time]
+        if self.exists:
+            self.conn.execute(
+                "UPDATE repositories SET last_seq = ?, last_hash = ?, max_version = ?, "
+                "updated = ? WHERE project = ? AND name = ?", [*position, self.project, self.name])
+        else:
+            self.conn.execute("INSERT INTO repositories VALUES (?, ?, ?, ?, ?, ?, ?)",
+                              [self.project, self.name, *position, event.time])
             self.exists = True
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from ..errors import IntegrityError
 from ..storage import Backend, KeyNotFoundError
@@ -72,7 +73,7 @@ class RefLog:
         return self.read_after(0)
 
     def append(self, seq: int, prev: str | None, type_: str, author: str, time: str,
-               **payload) -> Event | None:
+               **payload: Any) -> Event | None:
         """Write event ``seq`` if nobody has: the event, or None if another writer won the slot."""
         event = make_event(seq, prev, type_, author, time, **payload)
         created = self.backend.put_if_absent(log_key(self.project, self.repository, seq), event.raw)

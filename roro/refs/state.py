@@ -1,12 +1,16 @@
 """The state of a repository is a fold over its log. The rules of that fold live here, once.
 
-:func:`check_event` is the single statement of what a valid next event is. The in-memory
-:class:`RepoState` (used by fsck, sync and the tests) and the SQLite index both apply events only
-after it accepts them, so they cannot disagree on what a log means.
+:func:`event_problem` is the single statement of what a valid next event is, and :func:`apply_event`
+the single reducer: it judges an event with :func:`event_problem`, then dispatches on its type to
+a few small mutators. The in-memory :class:`RepoState` (fsck, sync, tests), the SQLite index
+(``refs/index.py``) and sync's view of the destination implement only those mutators
+(:class:`RepoMutator`), so they cannot read a log differently. A new event type is one branch in
+:func:`apply_event` (and in :func:`event_problem`) plus, where it changes state, a mutator.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -24,6 +28,25 @@ class RepoView(Protocol):
     def is_live(self, version: int) -> bool: ...
     def tag_target(self, tag: str) -> int | None: ...
     def tags_of(self, version: int) -> list[str]: ...
+
+
+class RepoMutator(RepoView, Protocol):
+    """A repository state the reducer can change. Each mutator records one fact; none judges."""
+
+    def add_version(self, event: Event) -> None:
+        """Version ``event["version"]`` is image ``event["image"]`` (saved by ``event.author``
+        at ``event.time`` with ``event["comment"]``)."""
+
+    def set_tag(self, event: Event) -> None:
+        """Tag ``event["tag"]`` now points at ``event["version"]`` (None: removed), moved from
+        ``event["previous"]``; the move is kept in the tag history."""
+
+    def delete_version(self, event: Event) -> None:
+        """Version ``event["version"]`` is no longer live (its number is never reused)."""
+
+    def advance(self, event: Event, max_version: int) -> None:
+        """The log now ends at ``event`` (``last_seq``, ``last_hash``) and ``max_version`` is
+        the highest version number it ever assigned."""
 
 
 def event_problem(view: RepoView, event: Event) -> str | None:
@@ -57,10 +80,33 @@ def event_problem(view: RepoView, event: Event) -> str | None:
 
 
 def check_event(view: RepoView, event: Event, repository: str) -> None:
+    """Raise :class:`~roro.errors.IntegrityError` if ``event`` cannot follow ``view``'s state."""
     problem = event_problem(view, event)
     if problem is not None:
         raise IntegrityError(f"ref log of {repository!r} is broken at event {event.seq}: {problem}; "
                              f"run 'roro fsck'", repository=repository, seq=event.seq)
+
+
+def apply_event(state: RepoMutator, event: Event, repository: str, *, judge: bool = True) -> None:
+    """The reducer: apply ``event`` to ``state`` after :func:`check_event` accepts it.
+
+    ``judge=False`` applies it as well as it can without judging it: fsck uses it to read on
+    past a problem it has reported.
+    """
+    if judge:
+        check_event(state, event, repository)
+    max_version = state.max_version
+    if event.type == "version":
+        state.add_version(event)
+        max_version = max(max_version, event["version"])
+    elif event.type == "tag":
+        state.set_tag(event)
+    elif event.type == "delete":
+        state.delete_version(event)
+    elif event.type != "create":  # parse_event refuses unknown types; a judged event never gets here
+        raise IntegrityError(f"ref log of {repository!r} holds an event of unknown type "
+                             f"{event.type!r} at {event.seq}", repository=repository, seq=event.seq)
+    state.advance(event, max_version)
 
 
 @dataclass
@@ -110,33 +156,37 @@ class RepoState:
     def latest(self) -> int | None:
         return max(self.versions) if self.versions else None
 
-    def apply(self, event: Event, *, checked: bool = True) -> None:
-        """Apply ``event`` after :func:`check_event` accepts it. ``checked=False`` applies it as
-        well as it can without judging it: fsck uses it to read on past a reported problem."""
-        if checked:
-            check_event(self, event, self.name)
-        if event.type == "version":
-            v = event["version"]
-            self.versions[v] = VersionRef(v, event["image"], event["comment"], event.author,
-                                          event.time, event.seq)
-            self.max_version = max(self.max_version, v)
-        elif event.type == "tag":
-            if event["version"] is None:
-                self.tags.pop(event["tag"], None)
-            else:
-                self.tags[event["tag"]] = event["version"]
-            self.tag_history.append(TagMove(event.seq, event["tag"], event["version"],
-                                            event["previous"], event.author, event.time))
-        elif event.type == "delete":
-            self.versions.pop(event["version"], None)
-            self.deleted.add(event["version"])
+    # -- the mutators of the reducer ---------------------------------------------------------
+    def add_version(self, event: Event) -> None:
+        v = event["version"]
+        self.versions[v] = VersionRef(v, event["image"], event["comment"], event.author,
+                                      event.time, event.seq)
+
+    def set_tag(self, event: Event) -> None:
+        if event["version"] is None:
+            self.tags.pop(event["tag"], None)
+        else:
+            self.tags[event["tag"]] = event["version"]
+        self.tag_history.append(TagMove(event.seq, event["tag"], event["version"],
+                                        event["previous"], event.author, event.time))
+
+    def delete_version(self, event: Event) -> None:
+        self.versions.pop(event["version"], None)
+        self.deleted.add(event["version"])
+
+    def advance(self, event: Event, max_version: int) -> None:
         self.created = True
-        self.last_seq = event.seq
-        self.last_hash = event.hash
+        self.last_seq, self.last_hash, self.max_version = event.seq, event.hash, max_version
+
+    def apply(self, event: Event, *, checked: bool = True) -> None:
+        """Apply ``event`` through the reducer (:func:`apply_event`); ``checked=False`` applies
+        it without judging it (fsck reads on past a reported problem)."""
+        apply_event(self, event, self.name, judge=checked)
 
 
-def fold(name: str, events) -> RepoState:
+def fold(name: str, events: Iterable[Event]) -> RepoState:
+    """The state of repository ``name`` after ``events``; IntegrityError at the first bad one."""
     state = RepoState(name)
     for e in events:
-        state.apply(e)
+        apply_event(state, e, name)
     return state

@@ -5,28 +5,26 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..errors import StoreError
 from .base import Backend, KeyInfo, KeyNotFoundError
+from .folder import FolderBackend
+from .memory import MemoryBackend
+from .url import FOLDER, MEMORY, StoreLocation, check_options, parse_store_url
 
-__all__ = ["Backend", "KeyInfo", "KeyNotFoundError", "open_backend", "is_remote_url"]
+__all__ = ["Backend", "FolderBackend", "KeyInfo", "KeyNotFoundError", "MemoryBackend",
+           "StoreLocation", "open_backend", "parse_store_url"]
 
 
-def is_remote_url(url: str) -> bool:
-    return url.startswith("s3://")
+def open_backend(url: str | os.PathLike[str] | StoreLocation, **options: Any) -> Backend:
+    """Open the backend for a store URL: a folder path, ``memory://NAME`` or ``s3://bucket/prefix``.
 
-
-def open_backend(url: str | os.PathLike, **options: Any) -> Backend:
-    """Open the backend for a store URL: a folder path, ``memory://NAME`` or ``s3://bucket/prefix``."""
-    url = os.fspath(url)
-    if url.startswith("memory://"):
-        from .memory import MemoryBackend
-        return MemoryBackend.shared(url[len("memory://"):])
-    if url.startswith("s3://"):
-        from .s3 import S3Backend  # imported lazily: boto3 costs ~0.2 s to import
-        return S3Backend(url, **options)
-    if url.startswith("file://"):
-        url = url[len("file://"):]
-    elif "://" in url:
-        raise StoreError(f"unsupported store URL {url!r}: use a folder path or s3://bucket/prefix")
-    from .folder import FolderBackend
-    return FolderBackend(os.path.expanduser(url))
+    ``options`` are the S3 backend's (see :class:`~roro.storage.s3.S3Backend`; folder and memory
+    stores ignore them); an unknown option is a :class:`~roro.errors.StoreError` naming it.
+    """
+    location = url if isinstance(url, StoreLocation) else parse_store_url(url)
+    check_options(location, options)
+    if location.kind == FOLDER:
+        return FolderBackend(location.path)
+    if location.kind == MEMORY:
+        return MemoryBackend.shared(location.name)
+    from .s3 import S3Backend  # lazily: ~3 ms of `import roro` that only S3 stores need
+    return S3Backend(location.url, **options)  # (and boto3 is imported at its first request)

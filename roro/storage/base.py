@@ -1,12 +1,24 @@
-"""The raw-key contract every storage backend implements.
+"""The raw-key contract every storage backend implements, and every wrapper of one.
 
 Backends only move bytes under keys. Hashing, verification, retries of ref writes and error mapping
 live once, above them (``roro.objects`` and ``roro.refs``). Every write is atomic: a reader sees a key
 whole or not at all. Keys are ``/``-separated relative paths made by :mod:`roro.storage.layout`.
+
+Every capability a layer above may use is a method here, with a safe default where one exists, so
+nothing above this package asks ``getattr(backend, ...)`` or tests for a concrete class:
+
+- data: ``get``, ``open``, ``download``, ``put``, ``put_file``, ``put_if_absent``, ``exists``,
+  ``stat``, ``list``, ``list_dirs``, ``delete``, ``touch``, ``copy_from``;
+- local files: ``local_path`` (read a key in place), ``tempdir`` (where to spool for ``put_file``),
+  ``collect_temp`` (what a crashed writer left there);
+- set-up: ``prepare_for_writes`` (checks before the first write), ``cache_identity`` (what keys the
+  local cache and index of a store), ``cheap_exists`` and ``remote`` (how calls cost), ``close``;
+- wrappers: ``unwrap`` (the concrete backend under any wrappers).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from abc import ABC, abstractmethod
@@ -32,6 +44,12 @@ class KeyInfo:
     mtime: float  # seconds since the epoch, UTC
 
 
+# Names for return types of Backend methods (in a class that defines ``list``, ``list[...]``
+# would name the method).
+Names = list[str]
+KeyInfos = list[KeyInfo]
+
+
 def check_key(key: str) -> str:
     """Refuse keys that could escape the store: absolute, empty parts, '.', '..', backslashes, NUL."""
     if (not isinstance(key, str) or not key or key.startswith("/") or "\\" in key or "\x00" in key
@@ -41,13 +59,17 @@ def check_key(key: str) -> str:
 
 
 class Backend(ABC):
-    """A flat namespace of immutable keys. Subclasses implement the abstract hooks."""
+    """A flat namespace of immutable keys. Subclasses implement the abstract hooks; the others
+    have defaults that are safe for any backend."""
 
     url: str = ""
     #: True where ``exists`` is a local call (folder, memory): the ref log then finds new events
     #: by probing the next sequence numbers instead of listing a directory of every event.
     cheap_exists: bool = False
+    #: True where reads cross a network (S3): a store then keeps a local cache of verified objects.
+    remote: bool = False
 
+    # -- data ------------------------------------------------------------------------------------
     @abstractmethod
     def get(self, key: str) -> bytes:
         """The bytes under ``key``; raises :class:`KeyNotFoundError`."""
@@ -89,23 +111,58 @@ class Backend(ABC):
         """Every key starting with ``prefix``, sorted, optionally only those after ``start_after``."""
 
     @abstractmethod
-    def list_dirs(self, prefix: str) -> list[str]:
+    def list_dirs(self, prefix: str) -> Names:
         """The sorted names of the immediate 'directories' under ``prefix`` (which ends with '/')."""
 
     @abstractmethod
     def delete(self, key: str) -> None:
         """Remove ``key``; removing a missing key is not an error."""
 
-    def touch(self, key: str) -> None:  # noqa: B027 - optional hook
-        """Refresh the modification time of ``key`` (protects a re-used object from gc)."""
+    @abstractmethod
+    def touch(self, key: str) -> None:
+        """Refresh the modification time of ``key`` (protects a re-used object from gc's grace
+        period); a missing key is not an error and is not created."""
+
+    def copy_from(self, src: Backend, key: str) -> bool:
+        """Copy ``key`` from ``src`` without the bytes passing through this process (a
+        server-side copy), if these two backends can: True if copied, False if the caller must
+        stream it (the default). ``src`` may be a wrapper: look at ``src.unwrap()``. Raises
+        :class:`KeyNotFoundError` if ``src`` lacks the key. Callers verify the copy."""
+        return False
+
+    # -- local files -----------------------------------------------------------------------------
+    def local_path(self, key: str) -> str | None:
+        """The local file that holds ``key``, for reading it in place (a folder store), or None
+        (the default: read through :meth:`open` or :meth:`download`). The file need not exist."""
+        return None
 
     def tempdir(self) -> str | None:
         """A local directory where callers should spool files meant for :meth:`put_file`, so the
-        backend can link them instead of copying; None means anywhere."""
+        backend can link them instead of copying; None (the default) means anywhere."""
         return None
 
-    def close(self) -> None:  # noqa: B027 - optional hook
-        """Release connections and handles."""
+    def collect_temp(self, older_than: float, dry_run: bool = False) -> KeyInfos:
+        """Temporary files this backend's writers left behind (a crashed save's spool files)
+        that were last modified more than ``older_than`` seconds ago: deleted, unless
+        ``dry_run``; returns what was (or would be) deleted. The default has none."""
+        return []
+
+    # -- set-up ----------------------------------------------------------------------------------
+    def prepare_for_writes(self) -> None:  # noqa: B027 - a hook with a safe default
+        """Check, once per backend object, that writing is safe (S3: that the store honours
+        conditional writes); raise :class:`~roro.errors.StoreError` if it is not. Default: no-op."""
+
+    def cache_identity(self) -> str:
+        """What names this store in the user's cache directory (its local index and object
+        cache): the same string for the same store, another for another one."""
+        return json.dumps([self.url, None])
+
+    def unwrap(self) -> Backend:
+        """The concrete backend under any wrappers (a backend that wraps none: itself)."""
+        return self
+
+    def close(self) -> None:  # noqa: B027 - a hook with a safe default
+        """Release connections and handles (idempotent)."""
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.url}>"

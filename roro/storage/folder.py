@@ -16,7 +16,8 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 from ..errors import StoreError
-from .base import Backend, KeyInfo, KeyNotFoundError, check_key, fsync_dir
+from ..localfs import quiet_unlink
+from .base import Backend, KeyInfo, KeyInfos, KeyNotFoundError, Names, check_key, fsync_dir
 
 TMP_DIR = "tmp"
 
@@ -32,6 +33,9 @@ class FolderBackend(Backend):
     def _path(self, key: str) -> str:
         return os.path.join(self.root, *check_key(key).split("/"))
 
+    def local_path(self, key: str) -> str:
+        return self._path(key)
+
     def tempdir(self) -> str:
         path = os.path.join(self.root, TMP_DIR)
         try:
@@ -39,6 +43,29 @@ class FolderBackend(Backend):
         except OSError as e:
             raise StoreError(f"cannot write to store {self.root}: {e.strerror}") from e
         return path
+
+    def collect_temp(self, older_than: float, dry_run: bool = False) -> KeyInfos:
+        """Spool files in ``tmp/`` (a crashed writer's) older than ``older_than`` seconds."""
+        try:
+            entries = list(os.scandir(os.path.join(self.root, TMP_DIR)))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        now = time.time()
+        out = []
+        for entry in entries:
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if not entry.is_file(follow_symlinks=False) or now - st.st_mtime < older_than:
+                continue
+            if not dry_run:
+                try:
+                    os.unlink(entry.path)
+                except FileNotFoundError:
+                    continue
+            out.append(KeyInfo(f"{TMP_DIR}/{entry.name}", st.st_size, st.st_mtime))
+        return out
 
     # -- reads -----------------------------------------------------------------------------------
     def get(self, key: str) -> bytes:
@@ -85,7 +112,7 @@ class FolderBackend(Backend):
         keys.sort()
         return iter(keys)
 
-    def list_dirs(self, prefix: str) -> list[str]:
+    def list_dirs(self, prefix: str) -> Names:
         top = os.path.join(self.root, *prefix.rstrip("/").split("/")) if prefix.strip("/") else self.root
         try:
             with os.scandir(top) as it:
@@ -102,7 +129,7 @@ class FolderBackend(Backend):
                 f.flush()
                 os.fsync(f.fileno())
         except BaseException:
-            _unlink(tmp)
+            quiet_unlink(tmp)
             raise
         return tmp
 
@@ -120,7 +147,7 @@ class FolderBackend(Backend):
             fsync_dir(parent)
             return True
         finally:
-            _unlink(tmp)
+            quiet_unlink(tmp)
 
     def put(self, key: str, data: bytes) -> None:
         self._link(self._spool(data), key)
@@ -152,7 +179,7 @@ class FolderBackend(Backend):
         return self._link(self._spool(data), key)
 
     def delete(self, key: str) -> None:
-        _unlink(self._path(key))
+        quiet_unlink(self._path(key))
 
     def touch(self, key: str) -> None:
         try:
@@ -161,9 +188,3 @@ class FolderBackend(Backend):
         except OSError:
             pass
 
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass

@@ -2,6 +2,7 @@
 
 ```
 roro.json                                          format marker
+index.sqlite3                                      a folder store's index (derived, local only)
 objects/sha256/<2 hex>/<62 hex>                    immutable objects (blobs and manifests)
 refs/<project>/<repo>/log/<seq, 10 digits>.json    ref events, create-only
 ```
@@ -13,6 +14,7 @@ from ..digests import ALGORITHM, hex_of, parse_digest
 from ..names import validate_name
 
 FORMAT_KEY = "roro.json"
+INDEX_KEY = "index.sqlite3"
 FORMAT_VERSION = 1
 OBJECTS_PREFIX = f"objects/{ALGORITHM}/"
 REFS_PREFIX = "refs/"

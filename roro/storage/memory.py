@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from .base import Backend, KeyInfo, KeyNotFoundError, check_key
+from .base import Backend, KeyInfo, KeyNotFoundError, Names, check_key
 
 _SHARED: dict[str, MemoryBackend] = {}
 _SHARED_LOCK = threading.Lock()
@@ -54,7 +54,7 @@ class MemoryBackend(Backend):
                           if k.startswith(prefix) and (start_after is None or k > start_after))
         return iter(keys)
 
-    def list_dirs(self, prefix: str) -> list[str]:
+    def list_dirs(self, prefix: str) -> Names:
         with self._lock:
             names = {k[len(prefix):].split("/", 1)[0] for k in self._data
                      if k.startswith(prefix) and "/" in k[len(prefix):]}

@@ -16,9 +16,9 @@ set explicitly because the default mode has changed across releases.
 from __future__ import annotations
 
 import io
+import json
 import os
 import random
-import re
 import threading
 import time
 import uuid
@@ -27,7 +27,10 @@ from contextlib import contextmanager
 from typing import Any, BinaryIO
 
 from ..errors import ConflictError, RoroError, StoreError
-from .base import Backend, KeyInfo, KeyNotFoundError, check_key
+from .base import Backend, KeyInfo, KeyNotFoundError, Names, check_key
+from .url import parse_s3_url
+
+__all__ = ["S3Backend", "parse_s3_url"]
 
 MiB = 1 << 20
 MULTIPART_THRESHOLD = 64 * MiB
@@ -37,7 +40,6 @@ MAX_COPY_SIZE = 5 * 1024 * MiB  # the largest object a single CopyObject may cop
 CONFLICT_RETRIES = 5  # attempts of a conditional put answered 409 ConditionalRequestConflict
 PROBE_PREFIX = "roro-probe/"
 
-_BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _ACCESS_DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
                   "InvalidToken", "TokenRefreshRequired", "AllAccessDisabled", "Forbidden", "403"}
 _BAD_CREDENTIALS = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
@@ -54,24 +56,6 @@ class _Expected(Exception):
         self.retry_attempts = retry_attempts
 
 
-def parse_s3_url(url: str) -> tuple[str, str]:
-    """Split ``s3://bucket/prefix`` into ``(bucket, prefix)``; the prefix has no leading or
-    trailing ``/`` and may be empty."""
-    if not url.startswith("s3://"):
-        raise StoreError(f"not an S3 URL: {url!r}; use s3://bucket/prefix")
-    bucket, _, prefix = url[len("s3://"):].partition("/")
-    prefix = prefix.strip("/")
-    if not _BUCKET_RE.fullmatch(bucket) or ".." in bucket:
-        raise StoreError(f"invalid bucket name {bucket!r} in store URL {url!r}: use 3 to 63 "
-                         "lowercase letters, digits, '.' and '-'")
-    if prefix:
-        try:
-            check_key(prefix)
-        except RoroError:
-            raise StoreError(f"invalid prefix {prefix!r} in store URL {url!r}") from None
-    return bucket, prefix
-
-
 class S3Backend(Backend):
     """Raw keys in an S3 bucket, under an optional prefix.
 
@@ -85,13 +69,16 @@ class S3Backend(Backend):
         connect_timeout, read_timeout: seconds.
         multipart_threshold, multipart_chunksize: bytes, for :meth:`put_file` and :meth:`download`.
 
-    Credentials come from the standard chain (environment, profile, instance role...).
+    Credentials come from the standard chain (environment, profile, instance role...). The option
+    names are :data:`roro.storage.url.STORE_OPTIONS`.
     """
+
+    remote = True
 
     def __init__(self, url: str, endpoint_url: str | None = None, region: str | None = None, *,
                  max_retries: int = 5, connect_timeout: float = 5, read_timeout: float = 60,
                  multipart_threshold: int = MULTIPART_THRESHOLD,
-                 multipart_chunksize: int = MULTIPART_CHUNKSIZE, **ignored: Any):
+                 multipart_chunksize: int = MULTIPART_CHUNKSIZE):
         self.bucket, self.prefix = parse_s3_url(url)
         self.url = f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
         self.endpoint_url = (endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3")
@@ -106,6 +93,7 @@ class S3Backend(Backend):
         self._client_lock = threading.Lock()
         self._bucket_seen = False  # set once the bucket is known to exist
         self._reached = False  # set once the endpoint has answered any request
+        self._prepared = False  # set once the conditional-write probe passed
 
     # -- client ----------------------------------------------------------------------------------
     @property
@@ -119,8 +107,8 @@ class S3Backend(Backend):
         return self._client
 
     def _make_client(self) -> Any:
-        import boto3
-        from botocore.config import Config
+        import boto3  # boto3 (~0.2 s): at the first S3 request
+        from botocore.config import Config  # boto3 (~0.2 s): at the first S3 request
 
         config = Config(
             retries={"mode": "standard", "max_attempts": self.max_retries},
@@ -141,7 +129,9 @@ class S3Backend(Backend):
         client.meta.events.register_first("needs-retry.s3", self._fail_fast_if_never_reached)
         return client
 
-    def _fail_fast_if_never_reached(self, response=None, caught_exception=None, **_: Any) -> Any:
+    def _fail_fast_if_never_reached(self, response: Any = None,
+                                    caught_exception: BaseException | None = None,
+                                    **_: Any) -> bool | None:
         """Veto botocore's retries of a connection that could not even be opened while the
         endpoint has never answered: a wrong endpoint URL, a DNS name that does not resolve or a
         server that is down then fails in one attempt instead of after ~30 s of back-off. Once
@@ -152,14 +142,17 @@ class S3Backend(Backend):
         if response is not None:
             self._reached = True
             return None
-        from botocore.exceptions import ConnectTimeoutError, EndpointConnectionError
+        from botocore.exceptions import (  # boto3 (~0.2 s): at the first S3 request
+            ConnectTimeoutError,
+            EndpointConnectionError,
+        )
         if not self._reached and isinstance(caught_exception, (EndpointConnectionError,
                                                                 ConnectTimeoutError)):
             return False
         return None
 
     def _transfer_config(self) -> Any:
-        from boto3.s3.transfer import TransferConfig
+        from boto3.s3.transfer import TransferConfig  # boto3 (~0.2 s): at the first S3 request
         return TransferConfig(multipart_threshold=self.multipart_threshold,
                               multipart_chunksize=self.multipart_chunksize,
                               max_concurrency=MAX_CONCURRENCY, use_threads=True)
@@ -171,7 +164,8 @@ class S3Backend(Backend):
 
     # -- error mapping: the one place where botocore exceptions become roro errors ----------------
     @contextmanager
-    def _boto(self, op: str, key: str | None = None, expect: frozenset[str] = frozenset()):
+    def _boto(self, op: str, key: str | None = None,
+              expect: frozenset[str] = frozenset()) -> Iterator[None]:
         """Run a block of client calls; translate what it raises. ClientErrors whose code is in
         ``expect`` are raised as :class:`_Expected` for the caller to handle."""
         try:
@@ -188,8 +182,11 @@ class S3Backend(Backend):
             raise err from e
 
     def _translate(self, exc: BaseException, op: str, key: str | None) -> RoroError | None:
-        from boto3.exceptions import Boto3Error, S3UploadFailedError
-        from botocore import exceptions as bex
+        from boto3.exceptions import (  # boto3 (~0.2 s): at the first S3 request
+            Boto3Error,
+            S3UploadFailedError,
+        )
+        from botocore import exceptions as bex  # (imported with boto3 above)
 
         if isinstance(exc, S3UploadFailedError) and isinstance(exc.__context__, bex.ClientError):
             exc = exc.__context__  # s3transfer hides the real error behind a message
@@ -245,7 +242,7 @@ class S3Backend(Backend):
         """After an ambiguous 404 (HEAD has no error body): raise if the bucket is missing."""
         if self._bucket_seen:
             return
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import ClientError  # boto3 (~0.2 s): at the first S3 request
         try:
             with self._boto("HeadBucket", expect=frozenset(_AMBIGUOUS_404 | {"NoSuchBucket"})):
                 try:
@@ -279,7 +276,7 @@ class S3Backend(Backend):
         full = self._full(key)
         with self._boto("GetObject", key):
             body = self.client.get_object(Bucket=self.bucket, Key=full)["Body"]
-        return io.BufferedReader(_BodyReader(self, body, key), buffer_size=MiB)  # type: ignore[return-value]
+        return io.BufferedReader(_BodyReader(self, body, key), buffer_size=MiB)
 
     def download(self, key: str, path: str) -> None:
         """Parallel ranged GETs for large objects; the file appears at ``path`` only when whole."""
@@ -323,7 +320,7 @@ class S3Backend(Backend):
                     if start_after is None or key > start_after:
                         yield key
 
-    def list_dirs(self, prefix: str) -> list[str]:
+    def list_dirs(self, prefix: str) -> Names:
         full_prefix = self._full_prefix(prefix)
         names = set()
         with self._boto(f"ListObjectsV2 {prefix!r}"):
@@ -390,6 +387,19 @@ class S3Backend(Backend):
                                      Config=self._transfer_config())
         except KeyNotFoundError:
             pass
+
+    def cache_identity(self) -> str:
+        """The URL and the endpoint it resolved to: the same bucket name on two servers is two
+        stores."""
+        return json.dumps([self.url, self.endpoint_url])
+
+    def prepare_for_writes(self) -> None:
+        """Probe conditional writes once per backend object, that is once per store handle (not
+        once per store: the same bucket may be reached through another endpoint or proxy that
+        does not honour ``If-None-Match``)."""
+        if not self._prepared:
+            self.probe_conditional_writes()
+            self._prepared = True
 
     def probe_conditional_writes(self) -> None:
         """Check that the store refuses a second ``If-None-Match: *`` write of one key.

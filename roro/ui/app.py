@@ -245,8 +245,8 @@ def create_app(project: Project, host: str = "127.0.0.1", *,
 
     def attachment(request: Request) -> Response:
         p = project_named(request.path_params["project"])
-        repo = pages._repo(p, request.path_params["repo"])
-        v = pages._int(request.path_params["version"], "the version")
+        repo = pages.existing_repository(p, request.path_params["repo"])
+        v = pages.positive_int(request.path_params["version"], "the version")
         name = pages.attachment_name(request.path_params["name"])
         att = repo.get_model_image(version=v).get_attachment(name)
         # verified: the whole object was hashed before open() returns
@@ -254,8 +254,8 @@ def create_app(project: Project, host: str = "127.0.0.1", *,
 
     def model(request: Request) -> Response:
         p = project_named(request.path_params["project"])
-        repo = pages._repo(p, request.path_params["repo"])
-        v = pages._int(request.path_params["version"], "the version")
+        repo = pages.existing_repository(p, request.path_params["repo"])
+        v = pages.positive_int(request.path_params["version"], "the version")
         image = repo.get_model_image(version=v)
         size = image.model_size or 0
         return download(request, image.open_model(), f"{repo.name}-v{v}.pkl", size,

@@ -15,16 +15,15 @@ from __future__ import annotations
 import os
 import shutil
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import IntegrityError, InvalidNameError, RoroError
 from ..names import LATEST, validate_name
+from ..project import Project
+from ..refs import list_projects, list_repositories
 from . import pages
 from .links import ExportLinks, ExportPlan, attachment_path, encode_cursor, plot_slug
 from .render import page_csp, render
-
-if TYPE_CHECKING:
-    from ..project import Project
 
 DEFAULT_MAX_VERSIONS = 1000
 DEFAULT_MAX_ATTACHMENT_BYTES = 10 << 20
@@ -53,7 +52,6 @@ def export_site(project: Project, directory: str | os.PathLike, *,
                 max_versions: int = DEFAULT_MAX_VERSIONS,
                 max_attachment_bytes: int = DEFAULT_MAX_ATTACHMENT_BYTES) -> ExportReport:
     """Write the static site of ``project``'s store into ``directory`` (new or empty)."""
-    from ..project import Project as ProjectClass
     root = os.path.abspath(os.fspath(directory))
     if os.path.exists(root) and (not os.path.isdir(root) or os.listdir(root)):
         raise RoroError(f"cannot export into {root}: it exists and is not an empty directory; "
@@ -62,7 +60,6 @@ def export_site(project: Project, directory: str | os.PathLike, *,
     report = ExportReport(directory=root)
     plan = ExportPlan()
     store = project.store
-    from ..refs.log import list_projects, list_repositories
     project_names = []
     if store.is_initialized():
         for name in list_projects(store.backend):
@@ -72,7 +69,7 @@ def export_site(project: Project, directory: str | os.PathLike, *,
                 continue
     if project.name not in project_names:
         project_names.append(project.name)
-    projects = {n: (project if n == project.name else ProjectClass(n, store))
+    projects = {n: (project if n == project.name else Project(n, store))
                 for n in sorted(project_names)}
     work: dict[tuple[str, str], list[int]] = {}
     for pname, proj in projects.items():

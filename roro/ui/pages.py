@@ -16,7 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import IntegrityError, InvalidNameError, NotFoundError, QuerySyntaxError, RoroError
 from ..metadata import AUTOMATIC_KEYS
-from ..names import LATEST, validate_name, validate_tag
+from ..names import LATEST, validate_attachment_name, validate_name, validate_tag
+from ..objects.canonical import canonical_json
+from ..query import parse
+from ..refs import list_projects, list_repositories
 from .links import Links
 from .render import markdown, plot_svg
 
@@ -68,7 +71,8 @@ def _base(project: Project, links: Links, title: str, **extra: Any) -> dict[str,
             "store_url": project.store.url, **extra}
 
 
-def _repo(project: Project, name: str) -> ModelRepository:
+def existing_repository(project: Project, name: str) -> ModelRepository:
+    """The repository ``name`` of ``project``, its index refreshed; a 404 if it does not exist."""
     try:
         repo = project.get_model_repository(name)
     except InvalidNameError as e:
@@ -79,7 +83,8 @@ def _repo(project: Project, name: str) -> ModelRepository:
     return repo
 
 
-def _int(value: str | None, what: str) -> int | None:
+def positive_int(value: str | None, what: str) -> int | None:
+    """A URL parameter that must be a version or sequence number (None when absent)."""
     if value is None or value == "":
         return None
     if not value.isascii() or not value.isdigit() or len(value) > 18 or int(value) < 1:
@@ -97,7 +102,6 @@ def with_latest(repo: ModelRepository, versions: list[int]) -> dict[int, list[st
 # -- projects and repositories ----------------------------------------------------------------------
 def repositories(project: Project, after: str | None = None) -> dict[str, Any]:
     """One page of a project's repositories by name: versions, latest, last save, tags."""
-    from ..refs.log import list_repositories
     store = project.store
     names: list[str] = []
     if store.is_initialized():
@@ -125,7 +129,6 @@ def repositories(project: Project, after: str | None = None) -> dict[str, Any]:
 
 
 def home(project: Project, links: Links) -> Page:
-    from ..refs.log import list_projects
     store = project.store
     projects = []
     if store.is_initialized():
@@ -174,7 +177,7 @@ def repository(project: Project, links: Links, name: str, *, q: str | None = Non
                after: str | None = None, page_no: int = 1) -> Page:
     """One page (``PAGE_SIZE`` rows) of a repository's versions: filtered by a query, sorted by
     version or by a metadata key, with the chosen metadata columns."""
-    repo = _repo(project, name)
+    repo = existing_repository(project, name)
     index = project.store.index
     q = q if q and q.strip() else None  # not stripped: error columns count from its start
     sort = sort or None
@@ -198,7 +201,6 @@ def repository(project: Project, links: Links, name: str, *, q: str | None = Non
     error = None
     where: dict[str, Any] = {}
     if q is not None:
-        from ..query import parse
         try:
             compiled = parse(q).to_sql()
             where = {"where_sql": compiled.sql, "params": compiled.params,
@@ -353,8 +355,8 @@ def neighbours(project: Project, r: str, v: int) -> tuple[int | None, int | None
 
 
 def version(project: Project, links: Links, name: str, version_text: str) -> Page:
-    repo = _repo(project, name)
-    v = _int(version_text, "the version")
+    repo = existing_repository(project, name)
+    v = positive_int(version_text, "the version")
     assert v is not None
     image = repo.get_model_image(version=v)
     manifest = image.manifest or {}
@@ -376,7 +378,6 @@ def version(project: Project, links: Links, name: str, version_text: str) -> Pag
 def path_diff(a: Any, b: Any, path: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """Differences by key path: objects are compared key by key (recursively), anything else as
     a whole JSON value (type included)."""
-    from ..objects.canonical import canonical_json
     out: list[dict[str, Any]] = []
     if isinstance(a, dict) and isinstance(b, dict):
         for k in sorted(set(a) | set(b)):
@@ -395,9 +396,9 @@ def path_diff(a: Any, b: Any, path: tuple[str, ...] = ()) -> list[dict[str, Any]
 
 def diff(project: Project, links: Links, name: str, a_text: str | None,
          b_text: str | None) -> Page:
-    repo = _repo(project, name)
-    b = _int(b_text, "b") or repo.resolve()
-    a = _int(a_text, "a")
+    repo = existing_repository(project, name)
+    b = positive_int(b_text, "b") or repo.resolve()
+    a = positive_int(a_text, "a")
     if a is None:
         older = project.store.index.page(project.name, repo.name, after=(b,), limit=1)[0]
         a = older[0]["version"] if older else b
@@ -414,13 +415,13 @@ def diff(project: Project, links: Links, name: str, a_text: str | None,
 # -- tags ------------------------------------------------------------------------------------------
 def tags(project: Project, links: Links, name: str, tag: str | None = None,
          before_text: str | None = None) -> Page:
-    repo = _repo(project, name)
+    repo = existing_repository(project, name)
     if tag:
         try:
             validate_tag(tag)
         except InvalidNameError as e:
             raise PageError(str(e)) from None
-    before = _int(before_text, "before")
+    before = positive_int(before_text, "before")
     events, more = project.store.index.tag_history_page(
         project.name, repo.name, tag or None, before=before, limit=TAG_EVENTS_PER_PAGE)
     return Page("tags.html", _base(
@@ -438,7 +439,7 @@ def even_sample(lo: int, hi: int, n: int) -> list[int]:
 
 def plot(project: Project, links: Links, name: str, key: str | None = None,
          sample: str | None = None) -> Page:
-    repo = _repo(project, name)
+    repo = existing_repository(project, name)
     index = project.store.index
     sample = sample or "newest"
     if sample not in ("newest", "even"):
@@ -450,7 +451,7 @@ def plot(project: Project, links: Links, name: str, key: str | None = None,
     if key is not None:
         if sample == "even":
             lo, hi = index.version_bounds(project.name, repo.name)
-            versions = even_sample(lo, hi, PLOT_POINTS) if lo is not None else []
+            versions = even_sample(lo, hi, PLOT_POINTS) if lo is not None and hi is not None else []
             points = index.numeric_series(project.name, repo.name, key, versions=versions)
         else:
             points = index.numeric_series(project.name, repo.name, key, newest=PLOT_POINTS)
@@ -471,7 +472,6 @@ def plot(project: Project, links: Links, name: str, key: str | None = None,
 
 def attachment_name(path: str) -> str:
     """The attachment name in a URL path, validated (never a path that escapes)."""
-    from ..names import validate_attachment_name
     try:
         return validate_attachment_name(path)
     except InvalidNameError as e:

@@ -19,9 +19,12 @@ import re
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
+from urllib.parse import unquote
 
 import jinja2
 from markupsafe import Markup, escape
+
+from ..units import format_bytes
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -98,17 +101,6 @@ def kind(value: Any) -> str:
     return "list" if isinstance(value, list) else "obj"
 
 
-def human_size(n: int | None) -> str:
-    if n is None:
-        return "-"
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{int(size)} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
-
-
 def human_time(ts: str | None) -> str:
     """``2026-11-26T15:35:16.123456Z`` → ``2026-11-26 15:35:16 UTC``."""
     if not ts:
@@ -119,7 +111,7 @@ def human_time(ts: str | None) -> str:
 # -- markdown --------------------------------------------------------------------------------------
 @lru_cache(maxsize=1)
 def _markdown() -> Any:
-    from markdown_it import MarkdownIt
+    from markdown_it import MarkdownIt  # only pages with a model card or a .md preview use it
     # CommonMark with raw HTML off: '<script>' in a model card is text. markdown-it's own link
     # check refuses javascript:, vbscript:, file: and data: (but raster data: images) URLs.
     return MarkdownIt("commonmark", {"html": False, "linkify": False}).enable(
@@ -159,7 +151,6 @@ def markdown(text: str, resolve: Callable[[str], str | None]) -> Markup:
 def _relative_target(url: str, resolve: Callable[[str], str | None]) -> str | None:
     if not url or re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*:", url) or url.startswith(("/", "#", "?")):
         return None
-    from urllib.parse import unquote
     name = posixpath.normpath(unquote(url.split("#")[0].split("?")[0]))
     if name.startswith("..") or name in ("", "."):
         return None
@@ -267,7 +258,7 @@ def environment() -> jinja2.Environment:
         loader=jinja2.FileSystemLoader(os.path.join(HERE, "templates")),
         autoescape=True, finalize=_finalize, undefined=jinja2.StrictUndefined,
         trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(short=short, kind=kind, size=human_size, time=human_time,
+    env.filters.update(short=short, kind=kind, size=format_bytes, time=human_time,
                        compact=compact)
     env.globals.update(css=Markup(stylesheet()))
     return env

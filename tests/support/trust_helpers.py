@@ -8,6 +8,7 @@ kind; only ageing an object's modification time needs to know the kind.
 from __future__ import annotations
 
 import os
+import pathlib
 import subprocess
 import sys
 import time
@@ -16,7 +17,7 @@ from roro import Store
 from roro.refs.state import fold
 from roro.storage.layout import log_key, object_key
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def flip_byte(store: Store, key: str, offset: int | None = None) -> bytes:
@@ -41,6 +42,16 @@ def corrupt_object(store: Store, digest: str) -> bytes:
     return flip_byte(store, object_key(digest))
 
 
+def corrupt_object_uncached(store: Store, digest: str) -> bytes:
+    """:func:`corrupt_object`, and drop a remote store's local cache entry of it: the cache holds
+    verified copies, which roro may rightly read instead of the bucket, so that the corrupted
+    bytes are what a reader meets. Returns the original bytes."""
+    original = corrupt_object(store, digest)
+    if store.objects.cache is not None:
+        pathlib.Path(store.objects.cache.path(digest)).unlink(missing_ok=True)
+    return original
+
+
 def restore_object(store: Store, digest: str, original: bytes) -> None:
     rewrite(store, object_key(digest), original)
 
@@ -51,10 +62,10 @@ AGEABLE = ["memory", "folder"]  # backend kinds whose modification times age_key
 def age_key(store: Store, key: str, seconds: float) -> None:
     """Make ``key`` look ``seconds`` older (backend-specific: there is no API for it)."""
     backend = store.backend
-    root = getattr(backend, "root", None)
+    path = backend.local_path(key)
     when = time.time() - seconds
-    if root is not None:
-        os.utime(os.path.join(root, *key.split("/")), (when, when))
+    if path is not None:
+        os.utime(path, (when, when))
     elif hasattr(backend, "replace_raw"):
         backend.replace_raw(key, backend.get(key), mtime=when)
     else:  # a new backend kind: teach this helper how to age its keys

@@ -42,11 +42,9 @@ def manifest_text(row: Row) -> str:
 def insert(index: Index, project: str, rows: Iterable[Row],
            tags: dict[tuple[str, str], int] | None = None) -> None:
     """Insert ``rows`` and ``tags`` ({(repository, tag): version}) in one transaction."""
-    db = index.db
     rows = list(rows)
-    index._begin()
-    try:
-        db.conn.executemany(
+    with index.transaction() as db:
+        db.executemany(
             "INSERT INTO versions (project, repository, version, image, seq, author, time, comment, "
             "deleted, metadata, model_type, model_size, size, attachments, manifest) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'builtins.dict', 1, 1, '[]', ?)",
@@ -61,21 +59,17 @@ def insert(index: Index, project: str, rows: Iterable[Row],
                        [project, repo, top, top])
         for (repo, tag), version in (tags or {}).items():
             db.execute("INSERT OR REPLACE INTO tags VALUES (?, ?, ?, ?)", [project, repo, tag, version])
-        index._commit()
-    except BaseException:
-        index._rollback()
-        raise
 
 
 def records(index: Index, project: str) -> list[tuple[str, float | str, Record]]:
     """Every live row of ``project`` as (repository, time, Record), read back from the index."""
-    rows = list(index.db.query("SELECT * FROM versions WHERE project = ? AND deleted = 0",
+    rows = list(index._rows("SELECT * FROM versions WHERE project = ? AND deleted = 0",
                                [project]))
     latest: dict[str, int] = {}
     for r in rows:
         latest[r["repository"]] = max(latest.get(r["repository"], 0), r["version"])
     tags: dict[tuple[str, int], list[str]] = {}
-    for t in index.db.query("SELECT * FROM tags WHERE project = ?", [project]):
+    for t in index._rows("SELECT * FROM tags WHERE project = ?", [project]):
         tags.setdefault((t["repository"], t["version"]), []).append(t["tag"])
     out = []
     for r in rows:

@@ -1,0 +1,141 @@
+"""Local files: the operations on the local file system that several layers need, written once.
+
+Downloads write below a directory chosen by the user, with names that come from a store (and so
+may be hostile). Every path is checked to stay below that directory, symbolic links are never
+followed out of it, and a file appears only complete, verified and fsynced under its final name.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from typing import IO
+
+from .digests import digest_stream
+from .errors import ConflictError, DownloadError, IntegrityError, InvalidNameError
+from .names import validate_attachment_name
+
+
+def quiet_unlink(path: str | os.PathLike[str]) -> None:
+    """Remove ``path`` if it is there; a file that is already gone is not an error."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def copy_verified(src: IO[bytes], dst: IO[bytes], digest: str, what: str,
+                  on_chunk: Callable[[int], None] | None = None) -> None:
+    """Copy ``src`` to ``dst`` while hashing: the bytes written must hash to ``digest`` (checked
+    here, after the store's own verification, so nothing can change them between the check and
+    the copy)."""
+    actual, _ = digest_stream(src, copy_to=dst, on_chunk=on_chunk)
+    if actual != digest:
+        raise IntegrityError(f"{what} changed while it was copied: its bytes hash to {actual}, "
+                             f"not {digest}; run 'roro fsck --read-data'", digest=digest,
+                             expected=digest, actual=actual)
+
+
+def write_verified(src: IO[bytes], path: str, digest: str, what: str, *, replace: bool,
+                   on_chunk: Callable[[int], None] | None = None) -> None:
+    """Write ``src`` to ``path`` through a temporary file in the same directory: the file appears
+    complete, verified (:func:`copy_verified`) and fsynced under its name, with the permissions of
+    a new file (the umask's), or not at all. Without ``replace`` an existing file is refused, even
+    one created meanwhile (:class:`~roro.errors.DownloadError`)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".roro-download-", suffix=".tmp")
+    except OSError as e:
+        raise DownloadError(f"cannot write {path}: {e.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as dst:
+            copy_verified(src, dst, digest, what, on_chunk)
+            dst.flush()
+            os.fsync(dst.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            _link_new(tmp, path)
+    except OSError as e:
+        raise DownloadError(f"cannot write {path}: {e.strerror or e}") from None
+    finally:
+        quiet_unlink(tmp)
+
+
+def _link_new(tmp: str, path: str) -> None:
+    exists = DownloadError(f"{path} exists; pass --force (force=True) to overwrite it")
+    try:
+        os.link(tmp, path)  # never replaces: an existing file is refused, even in a race
+    except FileExistsError:
+        raise exists from None
+    except OSError:  # a filesystem without hard links: check, then rename
+        if os.path.lexists(path):
+            raise exists from None
+        os.replace(tmp, path)
+
+
+def refuse_existing(path: str, force: bool) -> None:
+    if os.path.lexists(path) and not force:
+        raise DownloadError(f"{path} exists; pass --force (force=True) to overwrite it")
+
+
+def check_inside(directory: str, path: str, name: str) -> None:
+    """Refuse ``path`` unless it resolves (symbolic links followed) to a place below ``directory``,
+    and is not itself a symbolic link."""
+    root = os.path.realpath(directory)
+    parent = os.path.realpath(os.path.dirname(path))
+    final = os.path.join(parent, os.path.basename(path))
+    if os.path.commonpath([root, parent]) != root or final == root or os.path.islink(final):
+        raise DownloadError(f"refusing to write attachment {name!r}: {path} leads outside "
+                            f"{directory}")
+
+
+def plan_attachments(directory: str, names: Iterable[str], force: bool) -> list[str]:
+    """The path each attachment will be written to below ``directory``, refused before any byte
+    is fetched if a name is invalid, leads outside ``directory``, collides with another on a
+    case-insensitive filesystem, or exists (without ``force``)."""
+    planned, folded = [], set()
+    for name in names:
+        validate_attachment_name(name)
+        if name.casefold() in folded:
+            raise DownloadError(f"refusing to write attachment {name!r}: another attachment has "
+                                f"the same name on a case-insensitive filesystem")
+        folded.add(name.casefold())
+        path = os.path.join(directory, *name.split("/"))
+        check_inside(directory, path, name)
+        refuse_existing(path, force)
+        planned.append(path)
+    return planned
+
+
+def attachment_target(directory: str | os.PathLike[str], name: str) -> str:
+    """The path of attachment ``name`` below ``directory``, with its parent folders made; refuses
+    any path that could resolve outside ``directory`` (a folder that is a symbolic link:
+    :class:`~roro.errors.ConflictError`)."""
+    validate_attachment_name(name)
+    root = os.path.realpath(os.fspath(directory))
+    os.makedirs(root, exist_ok=True)
+    *folders, filename = name.split("/")
+    current = root
+    for part in folders:
+        current = os.path.join(current, part)
+        if os.path.islink(current):
+            raise ConflictError(f"cannot write attachment {name!r}: {current} is a symbolic link; "
+                                f"download into an empty directory")
+        try:
+            os.mkdir(current)
+        except FileExistsError:
+            if not os.path.isdir(current):
+                raise ConflictError(f"cannot write attachment {name!r}: {current} exists and is "
+                                    f"not a directory") from None
+    target = os.path.join(current, filename)
+    if os.path.isdir(target) and not os.path.islink(target):
+        raise ConflictError(f"cannot write attachment {name!r}: {target} is a directory")
+    parent = os.path.realpath(current)
+    if parent != root and not parent.startswith(root + os.sep):  # defence in depth
+        raise InvalidNameError(f"attachment name {name!r} resolves outside {root}", name=name)
+    return target

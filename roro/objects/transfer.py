@@ -1,0 +1,142 @@
+"""Copying objects between two object stores: only those the destination lacks, each verified.
+
+Used by sync (whole histories) and by copying one image (``roro.writer.copy_image``). An object
+is streamed from the source into a hashing spool and put only if it hashes to its name, or copied
+server-side (when the two backends can) and then re-hashed in the destination.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed, wait
+
+from ..digests import digest_stream
+from ..errors import IntegrityError, NotFoundError
+from ..storage import KeyNotFoundError
+from ..storage.layout import object_key
+from .store import ObjectStore
+
+
+def corrupted_in(digest: str, actual: str, where: str) -> IntegrityError:
+    return IntegrityError(f"object {digest} in {where} is corrupted: its bytes hash to {actual}; "
+                          f"nothing of this repository's history was written to the destination; "
+                          f"run 'roro fsck --read-data' on {where}",
+                          digest=digest, expected=digest, actual=actual)
+
+
+def missing_in(digest: str, where: str) -> NotFoundError:
+    return NotFoundError(f"object {digest} is named by the history in {where} but missing from "
+                         f"it; nothing of this repository's history was written to the "
+                         f"destination; run 'roro fsck' on {where}", digest=digest)
+
+
+class ObjectTransfer:
+    """Copies objects from ``src`` to ``dst`` on ``pool``, remembering what ``dst`` holds."""
+
+    def __init__(self, src: ObjectStore, dst: ObjectStore, pool: ThreadPoolExecutor):
+        self.src, self.dst, self.pool = src, dst, pool
+        self.server_side = False  # set once DST copied an object from SRC server-side
+        self._present: set[str] = set()  # known to be in DST during this run
+        self._lock = threading.Lock()
+
+    def classify(self, digests: Iterable[str]) -> tuple[list[str], list[str], list[str]]:
+        """``(missing, found, known)``: absent from DST; present in DST (asked now); known to
+        be present from earlier in this run (not asked again)."""
+        todo: list[str] = []
+        known: list[str] = []
+        for d in dict.fromkeys(digests):
+            (known if d in self._present else todo).append(d)
+        there = list(self.pool.map(self.dst.has, todo))
+        missing = [d for d, t in zip(todo, there, strict=True) if not t]
+        found = [d for d, t in zip(todo, there, strict=True) if t]
+        self._mark(found)
+        return missing, found, known
+
+    def touch(self, digests: list[str]) -> None:
+        """Refresh the mtime of objects DST already holds that new refs will name (gc grace)."""
+        list(self.pool.map(self.dst.touch, digests))
+
+    def assume_present(self, digests: Iterable[str]) -> None:
+        """Dry run: count these as copied, so later repositories see them as already there."""
+        self._mark(digests)
+
+    def _mark(self, digests: Iterable[str]) -> None:
+        with self._lock:
+            self._present.update(digests)
+
+    def copy(self, digest: str) -> int:
+        """Copy one object DST lacks; returns its size. IntegrityError if it does not hash to its
+        name (nothing is left under that name in DST), NotFoundError if SRC lacks it."""
+        size = self._copy_server_side(digest)
+        if size is None:
+            size = self._copy_streaming(digest)
+        self._mark([digest])
+        return size
+
+    def put_verified_bytes(self, digest: str, data: bytes) -> None:
+        """Put bytes this run already read and verified (manifests) without reading them again."""
+        self.dst.backend.put(object_key(digest), data)
+        self._mark([digest])
+
+    def _copy_streaming(self, digest: str) -> int:
+        key = object_key(digest)
+        try:
+            stream = self.src.backend.open(key)
+        except KeyNotFoundError:
+            raise missing_in(digest, self.src.backend.url) from None
+        # The spool hashes while it writes; the file put is exactly the bytes that were hashed.
+        with contextlib.closing(stream):
+            spooled = self.dst.spool_stream(stream)
+        try:
+            if spooled.digest != digest:
+                raise corrupted_in(digest, spooled.digest, self.src.backend.url)
+            self.dst.backend.put_file(key, spooled.path)
+        finally:
+            spooled.discard()
+        return spooled.size
+
+    def _copy_server_side(self, digest: str) -> int | None:
+        key = object_key(digest)
+        try:
+            if not self.dst.backend.copy_from(self.src.backend, key):
+                return None  # not possible between these two stores: stream instead
+        except KeyNotFoundError:
+            raise missing_in(digest, self.src.backend.url) from None
+        self.server_side = True
+        # Never trust a server-side copy: re-hash what DST now holds under that name.
+        try:
+            with contextlib.closing(self.dst.backend.open(key)) as f:
+                actual, size = digest_stream(f)
+        except KeyNotFoundError:
+            raise missing_in(digest, self.src.backend.url) from None
+        if actual != digest:
+            self.dst.backend.delete(key)
+            raise corrupted_in(digest, actual, self.src.backend.url)
+        return size
+
+    def copy_all(self, digests: list[str], on_done: Callable[[int], None]) -> None:
+        """Copy in parallel; ``on_done(size)`` after each (in this thread). On the first error the
+        copies not yet started are cancelled, the running ones finish, and the error is raised."""
+        self._run_all([(self.copy, d) for d in digests], on_done)
+
+    def put_all_verified(self, items: dict[str, bytes], on_done: Callable[[int], None]) -> None:
+        """:meth:`put_verified_bytes` for many objects, in parallel, as :meth:`copy_all`."""
+        def put(digest: str) -> int:
+            self.put_verified_bytes(digest, items[digest])
+            return len(items[digest])
+
+        self._run_all([(put, d) for d in items], on_done)
+
+    def _run_all(self, calls: list[tuple[Callable[[str], int], str]],
+                 on_done: Callable[[int], None]) -> None:
+        futures: list[Future[int]] = [self.pool.submit(fn, d) for fn, d in calls]
+        try:
+            for f in as_completed(futures):
+                on_done(f.result())
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            wait(futures)
+            raise

@@ -1,0 +1,378 @@
+"""Sync between stores: fast-forward ref logs, copy only the missing objects, verified.
+
+:func:`sync` makes DST hold SRC's history (DESIGN.md §6). For each repository:
+
+1. DST's log must be a prefix of SRC's, compared by hash chain: DST's last event (from DST's
+   index, refreshed first) must be byte-identical (same sha256) to SRC's event at the same
+   sequence number. Otherwise the repository is a *conflict* (diverged), or *ahead* (DST already
+   holds all of SRC's events and more), and it is left untouched.
+2. The events DST lacks are read from SRC and judged by the fold rules on top of DST's state, so a
+   broken SRC log is never copied.
+3. The objects they name (manifests, and the blobs the manifests name) that DST lacks are copied in
+   parallel, each verified on the way: streamed from SRC into a hashing spool, put only if it hashes
+   to its name (or copied server-side and then re-hashed in DST). Blobs land before manifests,
+   manifests before the events that name them. A mismatch aborts that repository before any of
+   its events is written in DST, naming the object.
+4. The events are appended byte-for-byte, in order, with create-if-absent. A slot taken by
+   different bytes means another writer won the race: that repository stops and is a conflict.
+
+A run killed anywhere leaves DST with orphan objects and/or a prefix of SRC's events, which is a
+valid state the next run continues from. A finished sync re-run transfers nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from ..errors import IntegrityError, InvalidNameError, NotFoundError, RoroError
+from ..names import validate_name
+from ..objects.manifest import read_manifest
+from ..objects.transfer import ObjectTransfer, missing_in
+from ..refs import Event, RefLog, apply_event, fold, list_projects, list_repositories
+from ..storage import KeyNotFoundError
+from ..storage.layout import log_key
+from ..store import Store
+
+if TYPE_CHECKING:
+    from ..refs.index import Index
+from .report import (
+    AHEAD,
+    CONFLICT,
+    FAILED,
+    PENDING,
+    SYNCED,
+    UP_TO_DATE,
+    RepositorySync,
+    SyncProgress,
+    SyncReport,
+    requests_dict,
+)
+from .stores import StoreSpec, counted_pair
+
+DEFAULT_WORKERS = 8
+
+
+class _AppendView:
+    """DST's state (from its refreshed index) with the events about to be appended applied on top,
+    in memory: the reducer judges each against it (a :class:`~roro.refs.state.RepoMutator`)."""
+
+    def __init__(self, index: Index | None, project: str, name: str, row: dict[str, Any] | None):
+        self.index, self.project, self.name = index, project, name
+        self.last_seq = row["last_seq"] if row else 0
+        self.last_hash = row["last_hash"] if row else None
+        self.max_version = row["max_version"] if row else 0
+        self._tags: dict[str, int] = index.tags(project, name) if index and row else {}
+        self._live: dict[int, bool] = {}
+
+    def is_live(self, version: int) -> bool:
+        if version not in self._live:
+            row = self.index.version(self.project, self.name, version) if self.index else None
+            self._live[version] = row is not None and not row["deleted"]
+        return self._live[version]
+
+    def tag_target(self, tag: str) -> int | None:
+        return self._tags.get(tag)
+
+    def tags_of(self, version: int) -> list[str]:
+        return sorted(t for t, v in self._tags.items() if v == version)
+
+    def add_version(self, event: Event) -> None:
+        self._live[event["version"]] = True
+
+    def set_tag(self, event: Event) -> None:
+        if event["version"] is None:
+            self._tags.pop(event["tag"], None)
+        else:
+            self._tags[event["tag"]] = event["version"]
+
+    def delete_version(self, event: Event) -> None:
+        self._live[event["version"]] = False
+
+    def advance(self, event: Event, max_version: int) -> None:
+        self.last_seq, self.last_hash, self.max_version = event.seq, event.hash, max_version
+
+
+def _describe(name: str, events: list[Event]) -> dict[str, Any] | None:
+    """A side of a conflict: its last event, and its latest version (what users recognise)."""
+    if not events:
+        return None
+    last = events[-1]
+    try:
+        state = fold(name, events)
+        latest = state.latest
+        image = state.versions[latest].image if latest is not None else None
+    except IntegrityError:  # a broken log: still say what its last version event was
+        versions = [e for e in events if e.type == "version"]
+        latest = versions[-1]["version"] if versions else None
+        image = versions[-1]["image"] if versions else None
+    return {"seq": last.seq, "hash": last.hash, "type": last.type, "author": last.author,
+            "time": last.time, "version": latest, "image": image}
+
+
+class _Plan(NamedTuple):
+    """The objects one repository's new events need: its manifests (``digest -> (bytes,
+    manifest)``), those DST lacks (blobs, manifests), those it has (to touch)."""
+
+    manifests: dict[str, tuple[bytes, dict[str, Any]]]
+    missing_blobs: list[str]
+    missing_manifests: list[str]
+    found: list[str]
+    bytes_total: int
+
+    @property
+    def missing(self) -> list[str]:
+        return self.missing_blobs + self.missing_manifests
+
+    @property
+    def objects_total(self) -> int:
+        return len(self.missing)
+
+
+class _Syncer:
+    def __init__(self, src: Store, dst: Store, pool: ThreadPoolExecutor, dry_run: bool,
+                 progress: Callable[[SyncProgress], None] | None):
+        self.src, self.dst, self.pool = src, dst, pool
+        self.dry_run = dry_run
+        self.progress = progress
+        self.transfer = ObjectTransfer(src.objects, dst.objects, pool)
+
+    def select(self, project: str | None,
+               repositories: Iterable[str] | None) -> list[tuple[str, str]]:
+        if not self.src.is_initialized():
+            raise NotFoundError(f"{self.src.url} is not a roro store (it has no roro.json); "
+                                f"check the source path or URL")
+        if project is not None:
+            projects = [validate_name(project, "project")]
+        else:
+            projects = [p for p in list_projects(self.src.backend) if _valid(p, "project")]
+        pairs = [(p, r) for p in projects
+                 for r in list_repositories(self.src.backend, p) if _valid(r)]
+        if isinstance(repositories, str):
+            repositories = [repositories]
+        if not repositories:
+            if project is not None and not pairs:
+                raise NotFoundError(f"project {project!r} has no repositories in {self.src.url}")
+            return pairs
+        chosen: list[tuple[str, str]] = []
+        for spec in repositories:
+            want_project, _, want = spec.rpartition("/")
+            validate_name(want)
+            if want_project:
+                validate_name(want_project, "project")
+            hits = [(p, r) for p, r in pairs if r == want and want_project in ("", p)]
+            if not hits:
+                raise NotFoundError(f"no repository {spec!r} in {self.src.url}"
+                                    + (f" (project {project!r})" if project else ""),
+                                    repository=want)
+            chosen.extend(h for h in hits if h not in chosen)
+        return sorted(chosen)
+
+    def run(self, pairs: list[tuple[str, str]]) -> list[RepositorySync]:
+        out = []
+        for project, name in pairs:
+            res = RepositorySync(project, name)
+            try:
+                self._sync_repository(res)
+            except RoroError as e:
+                res.status, res.message = FAILED, f"{res.name}: {e}"
+            out.append(res)
+        return out
+
+    def _notify(self, res: RepositorySync, phase: str, plan: _Plan, events_total: int) -> None:
+        if self.progress is not None:
+            self.progress(SyncProgress(res.project, res.repository, phase,
+                                       res.objects_transferred, plan.objects_total,
+                                       res.bytes_transferred, plan.bytes_total,
+                                       res.events_appended, events_total))
+
+    def _sync_repository(self, res: RepositorySync) -> None:
+        p, r = res.project, res.repository
+        src_log, dst_log = self.src.reflog(p, r), self.dst.reflog(p, r)
+        new = self._new_events(res, src_log, dst_log)
+        if not new:
+            return
+        plan = self._plan_objects(res, new)
+        if self.dry_run:
+            self.transfer.assume_present(plan.missing)  # as a real run would
+            res.status = PENDING
+            res.objects_transferred, res.bytes_transferred = plan.objects_total, plan.bytes_total
+            res.events_appended = len(new)
+            return
+        self.dst.ensure_initialized()
+        self.transfer.touch(plan.found)
+
+        def done(size: int) -> None:
+            res.objects_transferred += 1
+            res.bytes_transferred += size
+            self._notify(res, "objects", plan, len(new))
+
+        # Blobs first, then manifests, then events: whatever DST holds names only what it holds.
+        self.transfer.copy_all(plan.missing_blobs, done)
+        self.transfer.put_all_verified({d: plan.manifests[d][0] for d in plan.missing_manifests},
+                                       done)
+        self._append_events(res, new, plan, src_log, dst_log)
+        known = {d: data for d, (data, _) in plan.manifests.items()}
+        self.dst.index.refresh(dst_log, self.dst.objects, known)
+        self._notify(res, "done", plan, len(new))
+
+    def _new_events(self, res: RepositorySync, src_log: RefLog, dst_log: RefLog) -> list[Event]:
+        """The events of SRC that DST lacks, judged by the fold's rules on top of DST's state;
+        none (with ``res.status`` set) when DST is up to date, ahead or diverged."""
+        p, r = res.project, res.repository
+        try:
+            dst_row = self.dst.refresh(p, r)  # None: DST has no such repository (or no store)
+        except IntegrityError as e:
+            raise IntegrityError(f"in DST {self.dst.url}: {e}", repository=r) from None
+        m, h = (dst_row["last_seq"], dst_row["last_hash"]) if dst_row else (0, None)
+        try:
+            tail = src_log.read_after(max(m - 1, 0))
+        except IntegrityError as e:
+            raise IntegrityError(f"in SRC {self.src.url}: {e}", repository=r) from None
+        if m > 0 and not tail:
+            self._behind_or_diverged(res, src_log, dst_log)
+            return []
+        if m > 0 and tail[0].hash != h:
+            self._diverged(res, src_log.read_all(), dst_log.read_all())
+            return []
+        new = tail[1:] if m > 0 else tail
+        if not new:
+            res.status = UP_TO_DATE
+            return []
+        # Never copy a broken log: judge every new event on top of DST's state.
+        view = _AppendView(self.dst.index if dst_row else None, p, r, dst_row)
+        try:
+            for event in new:
+                apply_event(view, event, r)
+        except IntegrityError as e:
+            raise IntegrityError(f"in SRC {self.src.url}: {e}", repository=r) from None
+        return new
+
+    def _plan_objects(self, res: RepositorySync, new: list[Event]) -> _Plan:
+        """The objects the new events name (manifests, and the blobs they name), sorted into
+        those DST lacks and those it has; counts the latter in ``res`` as skipped."""
+        images = list(dict.fromkeys(e["image"] for e in new if e.type == "version"))
+        manifests = dict(self.pool.map(self._read_manifest, images))
+        blob_sizes: dict[str, int] = {}
+        for _, manifest in manifests.values():
+            blob_sizes[manifest["model"]["digest"]] = manifest["model"]["size"]
+            for a in manifest["attachments"]:
+                blob_sizes[a["digest"]] = a["size"]
+        manifest_sizes = {d: len(data) for d, (data, _) in manifests.items()}
+        sizes = {**blob_sizes, **manifest_sizes}
+        missing_blobs, found_blobs, known_blobs = self.transfer.classify(blob_sizes)
+        missing_mans, found_mans, known_mans = self.transfer.classify(manifest_sizes)
+        skipped = found_blobs + known_blobs + found_mans + known_mans
+        res.objects_skipped = len(skipped)
+        res.bytes_skipped = sum(sizes[d] for d in skipped)
+        return _Plan(manifests, missing_blobs, missing_mans, found_blobs + found_mans,
+                     sum(sizes[d] for d in missing_blobs + missing_mans))
+
+    def _append_events(self, res: RepositorySync, new: list[Event], plan: _Plan,
+                       src_log: RefLog, dst_log: RefLog) -> None:
+        """Append the events byte for byte with create-if-absent; a slot another writer took
+        with other bytes makes the repository a conflict."""
+        for event in new:
+            key = log_key(res.project, res.repository, event.seq)
+            if self.dst.backend.put_if_absent(key, event.raw):
+                res.events_appended += 1
+            elif self._read_or_none(key) != event.raw:
+                # Another writer took this slot. (The same bytes would mean a concurrent sync of
+                # the same history wrote it: nothing lost, go on.)
+                self._diverged(res, src_log.read_all(), dst_log.read_all())
+                res.message = (f"{res.name}: another writer appended event {event.seq} to DST "
+                               f"while this sync ran, after {res.events_appended} of {len(new)} "
+                               f"events were appended; the histories now differ (DST is at "
+                               f"version {res.dst_last and res.dst_last['version']}, SRC at "
+                               f"{res.src_last and res.src_last['version']}). Promote an image "
+                               f"across with 'roro models:copy' instead")
+                return
+            self._notify(res, "events", plan, len(new))
+        res.status = SYNCED
+
+    def _read_or_none(self, key: str) -> bytes | None:
+        try:
+            return self.dst.backend.get(key)
+        except KeyNotFoundError:
+            return None
+
+    def _read_manifest(self, digest: str) -> tuple[str, tuple[bytes, dict[str, Any]]]:
+        try:
+            manifest, data = read_manifest(self.src.objects, digest)  # verified
+        except NotFoundError:
+            raise missing_in(digest, self.src.url) from None
+        return digest, (data, manifest)
+
+    def _behind_or_diverged(self, res: RepositorySync, src_log: RefLog, dst_log: RefLog) -> None:
+        """SRC has fewer events than DST: "ahead" if SRC's log is a prefix of DST's."""
+        n = len(src_log.keys_after(0))
+        if n > 0:
+            src_last = src_log.read_after(n - 1)[:1]
+            dst_same = dst_log.read_after(n - 1)[:1]
+            if src_last and dst_same and src_last[0].hash == dst_same[0].hash:
+                res.status = AHEAD
+                res.message = (f"{res.name}: DST already holds all {n} events of SRC and more; "
+                               f"nothing to do (sync DST to SRC to bring SRC up to date)")
+                return
+        self._diverged(res, src_log.read_all(), dst_log.read_all())
+
+    def _diverged(self, res: RepositorySync, src_events: list[Event],
+                  dst_events: list[Event]) -> None:
+        common = 0
+        for a, b in zip(src_events, dst_events, strict=False):
+            if a.hash != b.hash:
+                break
+            common += 1
+        res.status = CONFLICT
+        res.common_seq = common
+        res.src_last = _describe(res.repository, src_events)
+        res.dst_last = _describe(res.repository, dst_events)
+        sv = res.src_last["version"] if res.src_last else None
+        dv = res.dst_last["version"] if res.dst_last else None
+        res.message = (f"{res.name}: histories diverged after event {common} (SRC is at "
+                       f"version {sv}, DST at version {dv}); DST was left untouched. Promote "
+                       f"an image across with 'roro models:copy' instead")
+
+
+def _valid(name: str, kind: str = "repository") -> bool:
+    try:
+        validate_name(name, kind)
+    except InvalidNameError:
+        return False
+    return True
+
+
+def sync(src: StoreSpec, dst: StoreSpec, repositories: Iterable[str] | None = None,
+         dry_run: bool = False, project: str | None = None,
+         progress: Callable[[SyncProgress], None] | None = None, *,
+         workers: int = DEFAULT_WORKERS) -> SyncReport:
+    """Make DST hold SRC's history: fast-forward every repository whose DST log is a prefix of
+    SRC's, copying only the objects DST lacks (verified, in parallel) before the events.
+
+    Args:
+        src, dst: :class:`~roro.Store` objects, store URLs or folder paths, or names of remotes
+            declared in ``roro.yml`` (see :func:`roro.config.resolve_store`).
+        repositories: names of repositories to sync (``name`` or ``project/name``); default all.
+        dry_run: report what would be done; write nothing to DST.
+        project: only this project; default every project of SRC.
+        progress: called with a :class:`SyncProgress` after each object and event (from the
+            calling thread).
+        workers: parallel object transfers.
+
+    Returns:
+        A :class:`SyncReport`; ``report.ok`` is False if a repository conflicted or failed (the
+        others were still synced). Errors that concern one repository (a corrupted or missing
+        object in SRC, a broken log) are reported in it, not raised.
+    """
+    start = time.monotonic()
+    with counted_pair(src, dst) as (src_c, dst_c, src_n, dst_n), \
+            ThreadPoolExecutor(max(1, workers), thread_name_prefix="roro-sync") as pool:
+        syncer = _Syncer(src_c, dst_c, pool, dry_run, progress)
+        pairs = syncer.select(project, repositories)
+        results = syncer.run(pairs)
+        return SyncReport(src_c.url, dst_c.url, dry_run, results, requests_dict(src_n, dst_n),
+                          time.monotonic() - start, syncer.transfer.server_side)
+
+

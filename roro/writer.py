@@ -1,0 +1,200 @@
+"""The write path, in one module (DESIGN.md §3): the order of these steps is the correctness argument.
+
+1. Objects first: the model is streamed into a hashing spool and put under its digest, the
+   attachments likewise (present objects are only touched, for gc's grace period); then the
+   manifest that names them.
+2. Decide the event against the state at the log's tail (the index, refreshed), and append it at
+   ``last_seq + 1`` with create-if-absent. A taken slot means another writer won: refresh, decide
+   again, retry. Publication is this one write.
+3. Refresh the index, which applies the new event. A crash before this leaves only the index
+   behind, which the next refresh repairs.
+
+A save (:func:`save_model`), a copy of an image from another repository or store
+(:func:`copy_image`), a tag move, a deletion and the creation of an empty repository
+(:func:`append`, with the caller's decision) all go through here, and so do the named crash points
+of :mod:`roro.faults`.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, NamedTuple
+
+from .environment import cloudpickle_version, current_author, now_utc, python_version
+from .errors import ConflictError
+from .faults import crash_point
+from .lineage import collect_lineage
+from .metadata import check_total
+from .objects import SpooledObject
+from .objects.canonical import canonical_json
+from .objects.manifest import FORMAT, referenced_digests
+from .objects.transfer import ObjectTransfer
+from .refs import Event
+from .store import Store
+
+MAX_APPEND_ATTEMPTS = 10_000
+
+#: An index row of a repository (None: it has no log yet), as :func:`append` hands it to a decision.
+Row = dict[str, Any] | None
+#: What to append: ``(event type, payload)``, or None for nothing to do.
+Decision = tuple[str, dict[str, Any]] | None
+
+
+def append(store: Store, project: str, repository: str,
+           decide: Callable[[Row], Decision]) -> Event | None:
+    """Append one event at the tail of ``project/repository``'s log, re-deciding after every
+    lost race; returns the event, or None if ``decide`` found nothing to do.
+
+    ``decide(row)`` sees the freshly refreshed state (the index answers questions about it) and
+    returns ``(type, payload)`` or None; it raises for a request the current state refuses.
+    """
+    store.ensure_initialized()
+    log = store.reflog(project, repository)
+    for attempt in range(MAX_APPEND_ATTEMPTS):
+        row = store.refresh(project, repository)
+        decision = decide(row)
+        if decision is None:
+            return None
+        type_, payload = decision
+        seq = row["last_seq"] + 1 if row else 1
+        event = log.append(seq, row["last_hash"] if row else None, type_, current_author(),
+                           now_utc(), **payload)
+        if event is not None:
+            crash_point("after-ref-event")
+            crash_point("before-index-update")
+            store.refresh(project, repository)
+            return event
+        time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 25)))
+    raise ConflictError(f"gave up writing to {repository!r} after {MAX_APPEND_ATTEMPTS} lost "
+                        f"races with other writers; try again", repository=repository)
+
+
+class Published(NamedTuple):
+    """A manifest published as a version: ``created`` is False when nothing was appended (the
+    latest version already was this very manifest; see :func:`publish`)."""
+
+    manifest: dict[str, Any]
+    digest: str
+    version: int
+    created: bool
+
+
+def publish(store: Store, project: str, repository: str, manifest: dict[str, Any], *,
+            unless_latest: bool = False) -> Published:
+    """Put ``manifest`` (whose blobs must already be in the store) and append a ``version``
+    event naming it: the last steps of a save or a copy.
+
+    With ``unless_latest``, nothing is appended when the latest version already is this very
+    manifest (so re-running a copy does not stack identical versions).
+    """
+    store.ensure_initialized()
+    data = canonical_json(manifest)
+    digest = store.objects.put_bytes(data)
+    store.remember_manifest(digest, data)
+    crash_point("after-manifest")
+    index = store.index
+    existing: list[int] = []
+
+    def decide(row: Row) -> Decision:
+        if unless_latest and row is not None:
+            latest = index.latest_version(project, repository)
+            latest_row = index.version(project, repository, latest) if latest else None
+            if latest_row is not None and latest_row["image"] == digest:
+                existing.append(latest_row["version"])
+                return None
+        return "version", {"version": (row["max_version"] if row else 0) + 1, "image": digest,
+                           "comment": manifest["comment"]}
+
+    event = append(store, project, repository, decide)
+    if event is None:
+        return Published(json.loads(data), digest, existing[-1], False)
+    return Published(json.loads(data), digest, event["version"], True)
+
+
+def save_model(store: Store, project: str, repository: str, model: Any,
+               metadata: dict[str, Any], attachments: Sequence[tuple[str, SpooledObject]],
+               comment: str) -> Published:
+    """Save ``model`` (cloudpickled, streamed) with ``metadata`` and already spooled
+    ``attachments`` (``(name, spool)``, sorted by name) as the next version."""
+    import cloudpickle  # imported by the first save or load: `import roro` stays cheap
+
+    check_total(metadata)
+    store.ensure_initialized()
+    objects = store.objects
+    spooled = objects.spool_writer(lambda w: cloudpickle.dump(model, w))
+    try:
+        objects.put_spooled(spooled)
+    finally:
+        spooled.discard()
+    for _, attachment in attachments:
+        objects.put_spooled(attachment)
+    crash_point("after-blobs")
+    mtype = type(model)
+    manifest = {
+        "format": FORMAT,
+        "model": {"digest": spooled.digest, "size": spooled.size, "serializer": "cloudpickle",
+                  "type": f"{mtype.__module__}.{mtype.__qualname__}",
+                  "python": python_version(), "cloudpickle": cloudpickle_version()},
+        "attachments": [{"name": name, "digest": a.digest, "size": a.size}
+                        for name, a in attachments],
+        "metadata": metadata,
+        "timestamp": now_utc(),
+        "author": current_author(),
+        "comment": comment,
+        "lineage": collect_lineage(model, exclude=store.local_paths()),
+    }
+    return publish(store, project, repository, manifest)
+
+
+class CopyStats:
+    """The blobs a copy moved (model and attachments; the new manifest is written in addition)."""
+
+    def __init__(self, objects_skipped: int = 0, bytes_skipped: int = 0) -> None:
+        self.objects_transferred = 0
+        self.bytes_transferred = 0
+        self.objects_skipped = objects_skipped
+        self.bytes_skipped = bytes_skipped
+
+
+def copy_image(src: Store, manifest: dict[str, Any], origin: dict[str, Any], dst: Store,
+               project: str, repository: str,
+               pool: ThreadPoolExecutor) -> tuple[Published, CopyStats]:
+    """Append the image ``manifest`` of store ``src`` to ``project/repository`` in ``dst``.
+
+    The blobs it names are copied first (only those ``dst`` lacks, verified); then a new
+    manifest, equal to it plus ``lineage.copied_from = origin`` (``{store, project,
+    repository, version, image}``, and ``previous``: the source's own ``copied_from``), is
+    published, unless the latest version already is that very copy.
+    """
+    transfer = ObjectTransfer(src.objects, dst.objects, pool)
+    sizes = {manifest["model"]["digest"]: manifest["model"]["size"],
+             **{a["digest"]: a["size"] for a in manifest["attachments"]}}
+    dst.ensure_initialized()
+    missing, found, known = transfer.classify(referenced_digests(manifest))
+    transfer.touch(found)
+    stats = CopyStats(objects_skipped=len(found) + len(known),
+                      bytes_skipped=sum(sizes[d] for d in found + known))
+
+    def done(size: int) -> None:
+        stats.objects_transferred += 1
+        stats.bytes_transferred += size
+
+    transfer.copy_all(missing, done)
+    copied = {**manifest, "lineage": copied_lineage(manifest, origin)}
+    return publish(dst, project, repository, copied, unless_latest=True), stats
+
+
+def copied_lineage(manifest: dict[str, Any], origin: dict[str, Any]) -> dict[str, Any]:
+    """The lineage of a copy of ``manifest``: its own, with ``copied_from`` set to ``origin``
+    (which keeps the source's ``copied_from`` as ``previous``)."""
+    old = manifest.get("lineage")
+    lineage = dict(old) if isinstance(old, dict) else ({} if old is None else {"lineage": old})
+    entry = dict(origin)
+    if "copied_from" in lineage:
+        entry["previous"] = lineage["copied_from"]
+    lineage["copied_from"] = entry
+    return lineage
