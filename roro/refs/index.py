@@ -365,6 +365,9 @@ class Index:
         return rows
 
     # -- pages (the web UI): each a bounded query, keyset-paginated ------------------------------
+    _PAGE_COLUMNS = ("v.version, v.image, v.time, v.author, substr(v.comment, 1, 500) AS comment, "
+                     "v.metadata")
+
     def page(self, project: str, repository: str, *, where_sql: str | None = None,
              params: tuple[Any, ...] | list[Any] = (),
              functions: dict[str, tuple[int, Any]] | None = None, sort_key: str | None = None,
@@ -382,13 +385,11 @@ class Index:
         """
         for name, (arity, fn) in (functions or {}).items():
             self.conn.create_function(name, arity, fn, deterministic=True)
-        cols = ("v.version, v.image, v.time, v.author, substr(v.comment, 1, 500) AS comment, "
-                "v.metadata")
         filt = f" AND ({where_sql})" if where_sql else ""
-        op, order = ("<", "DESC") if descending else (">", "ASC")
         if sort_key is None:
-            sql = (f"SELECT {cols} FROM versions AS v WHERE v.project = ? AND v.repository = ? "
-                   "AND v.deleted = 0")
+            op, order = ("<", "DESC") if descending else (">", "ASC")
+            sql = (f"SELECT {self._PAGE_COLUMNS} FROM versions AS v WHERE v.project = ? "
+                   "AND v.repository = ? AND v.deleted = 0")
             args: list[Any] = [project, repository]
             if after is not None:
                 sql += f" AND v.version {op} ?"
@@ -400,13 +401,23 @@ class Index:
             if len(rows) > limit:
                 return rows[:limit], (rows[limit - 1]["version"],)
             return rows, None
-        rows = []
+        return self._page_by_key(project, repository, sort_key, filt, list(params), descending,
+                                 after, limit)
+
+    def _page_by_key(self, project: str, repository: str, key: str, filt: str,
+                     params: list[Any], descending: bool, after: tuple[Any, ...] | None,
+                     limit: int) -> tuple[list[Row], tuple[Any, ...] | None]:
+        """:meth:`page` sorted by ``key``: first the ``version_keys`` rows with a sortable value
+        (cursor ``("k", value, version)``), then the versions without one (``("m", version)``)."""
+        cols = self._PAGE_COLUMNS
+        rows: list[Row] = []
         if after is None or after[0] == "k":
+            op, order = ("<", "DESC") if descending else (">", "ASC")
             sql = (f"SELECT {cols}, k.value AS sort_value FROM version_keys AS k JOIN versions AS v "
                    "ON v.project = k.project AND v.repository = k.repository "
                    "AND v.version = k.version WHERE k.project = ? AND k.repository = ? "
                    "AND k.key = ? AND k.value < x''")
-            args = [project, repository, sort_key]
+            args: list[Any] = [project, repository, key]
             if after is not None:
                 sql += f" AND (k.value, k.version) {op} (?, ?)"
                 args += [after[1], after[2]]
@@ -422,7 +433,7 @@ class Index:
                "AND v.repository = ? AND v.deleted = 0 AND NOT EXISTS (SELECT 1 FROM "
                "json_each(v.metadata) AS j WHERE j.key = ? AND j.type IN ('integer', 'real', "
                "'text'))")
-        args = [project, repository, sort_key]
+        args = [project, repository, key]
         if after is not None:
             sql += " AND v.version < ?"
             args.append(after[1])

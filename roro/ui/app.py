@@ -16,8 +16,8 @@ from __future__ import annotations
 import ipaddress
 import socket
 import time
-from collections.abc import Iterator
-from typing import Any, BinaryIO
+from collections.abc import Callable, Iterator
+from typing import BinaryIO
 from urllib.parse import quote
 
 from starlette.applications import Starlette
@@ -144,145 +144,157 @@ def content_type(name: str) -> str:
     return SAFE_TYPES.get(ext, "application/octet-stream")
 
 
-def create_app(project: Project, host: str = "127.0.0.1", *,
-               timings: list[float] | None = None) -> Starlette:
-    """The ASGI app serving ``project`` (and the other projects of its store). ``timings``, if
-    given, receives each page's server time in seconds (for ``make bench``)."""
-    links = ServerLinks()
-    store = project.store
+class Views:
+    """The endpoints of one app: each turns a request into a page of :mod:`roro.ui.pages` (or a
+    verified download), and every error into the HTML error page."""
 
-    def project_named(name: str) -> Project:
-        if name == project.name:
-            return project
+    def __init__(self, project: Project, timings: list[float] | None):
+        self.project, self.store, self.timings = project, project.store, timings
+        self.links = ServerLinks()
+
+    def project_named(self, name: str) -> Project:
+        if name == self.project.name:
+            return self.project
         try:
-            return Project(name, store)
+            return Project(name, self.store)
         except RoroError as e:
             raise pages.PageError(str(e), 404) from None
 
-    def html(page: pages.Page, status: int = 200) -> HTMLResponse:
+    def html(self, page: pages.Page, status: int = 200) -> HTMLResponse:
         return HTMLResponse(render(page.template, **page.context), status_code=status)
 
-    def error_page(status: int, message: str) -> HTMLResponse:
+    def error_page(self, status: int, message: str) -> HTMLResponse:
         heading = {400: "Bad request", 404: "Not found", 500: "Cannot read the store"}.get(
             status, "Error")
-        return HTMLResponse(render("error.html", links=links, static=False, title=heading,
-                                   project=project.name, store_url=store.url, heading=heading,
-                                   message=message), status_code=status)
+        return HTMLResponse(render("error.html", links=self.links, static=False, title=heading,
+                                   project=self.project.name, store_url=self.store.url,
+                                   heading=heading, message=message), status_code=status)
 
-    def view(build: Any) -> Any:
-        def endpoint(request: Request) -> Response:
+    def endpoint(self, build: Callable[[Request], Response]) -> Callable[[Request], Response]:
+        """``build`` with its errors as error pages, timed into ``timings``."""
+        def run(request: Request) -> Response:
             started = time.perf_counter()
             try:
                 response = build(request)
             except pages.PageError as e:
-                response = error_page(e.status, str(e))
+                response = self.error_page(e.status, str(e))
             except NotFoundError as e:
-                response = error_page(404, str(e))
+                response = self.error_page(404, str(e))
             except IntegrityError as e:
-                response = error_page(500, f"{e} (nothing unverified was shown)")
+                response = self.error_page(500, f"{e} (nothing unverified was shown)")
             except (RoroError, ValueError) as e:
-                response = error_page(400, str(e))
-            if timings is not None:
-                timings.append(time.perf_counter() - started)
+                response = self.error_page(400, str(e))
+            if self.timings is not None:
+                self.timings.append(time.perf_counter() - started)
             return response
-        return endpoint
+        return run
 
-    def qp(request: Request, name: str) -> str | None:
-        return request.query_params.get(name)
+    def _in(self, request: Request) -> tuple[Project, str]:
+        """The project and repository name a request's path names."""
+        return self.project_named(request.path_params["project"]), request.path_params["repo"]
 
-    def home(request: Request) -> Response:
-        return html(pages.home(project, links))
+    def home(self, request: Request) -> Response:
+        return self.html(pages.home(self.project, self.links))
 
-    def project_view(request: Request) -> Response:
-        p = project_named(request.path_params["project"])
-        return html(pages.project_page(p, links, qp(request, "after")))
+    def project_view(self, request: Request) -> Response:
+        p = self.project_named(request.path_params["project"])
+        return self.html(pages.project_page(p, self.links, _param(request, "after")))
 
-    def repository(request: Request) -> Response:
-        p = project_named(request.path_params["project"])
-        return html(pages.repository(
-            p, links, request.path_params["repo"], q=qp(request, "q"), sort=qp(request, "sort"),
-            order=qp(request, "order"), cols=request.query_params.getlist("col"),
-            after=qp(request, "after")))
+    def repository(self, request: Request) -> Response:
+        p, repo = self._in(request)
+        return self.html(pages.repository(
+            p, self.links, repo, q=_param(request, "q"), sort=_param(request, "sort"),
+            order=_param(request, "order"), cols=request.query_params.getlist("col"),
+            after=_param(request, "after")))
 
-    def version(request: Request) -> Response:
-        p = project_named(request.path_params["project"])
-        return html(pages.version(p, links, request.path_params["repo"],
-                                  request.path_params["version"]))
+    def version(self, request: Request) -> Response:
+        p, repo = self._in(request)
+        return self.html(pages.version(p, self.links, repo, request.path_params["version"]))
 
-    def diff(request: Request) -> Response:
-        p = project_named(request.path_params["project"])
-        return html(pages.diff(p, links, request.path_params["repo"], qp(request, "a"),
-                               qp(request, "b")))
+    def _repo_page(self, request: Request, build: Callable[..., pages.Page],
+                   *names: str) -> Response:
+        """``build(project, links, repository, *the query parameters named)`` as HTML."""
+        p, repo = self._in(request)
+        return self.html(build(p, self.links, repo, *(_param(request, n) for n in names)))
 
-    def tags(request: Request) -> Response:
-        p = project_named(request.path_params["project"])
-        return html(pages.tags(p, links, request.path_params["repo"], qp(request, "tag"),
-                               qp(request, "before")))
+    def diff(self, request: Request) -> Response:
+        return self._repo_page(request, pages.diff, "a", "b")
 
-    def plot(request: Request) -> Response:
-        p = project_named(request.path_params["project"])
-        return html(pages.plot(p, links, request.path_params["repo"], qp(request, "key"),
-                               qp(request, "sample")))
+    def tags(self, request: Request) -> Response:
+        return self._repo_page(request, pages.tags, "tag", "before")
 
-    def download(request: Request, f: BinaryIO, name: str, size: int,
-                 media_type: str) -> Response:
-        """``f``'s bytes (already verified whole) as a download that never renders here."""
-        def body() -> Iterator[bytes]:
-            with f:
-                while True:
-                    chunk = f.read(CHUNK)
-                    if not chunk:
-                        return
-                    yield chunk
+    def plot(self, request: Request) -> Response:
+        return self._repo_page(request, pages.plot, "key", "sample")
 
-        headers = {"content-disposition": content_disposition(name),
-                   "content-security-policy": ATTACHMENT_CSP,
-                   "content-length": str(size), "cache-control": "private, max-age=60"}
-        if request.method == "HEAD":
-            f.close()
-            return Response(b"", media_type=media_type, headers=headers)
-        return StreamingResponse(body(), media_type=media_type, headers=headers)
-
-    def attachment(request: Request) -> Response:
-        p = project_named(request.path_params["project"])
-        repo = pages.existing_repository(p, request.path_params["repo"])
+    def attachment(self, request: Request) -> Response:
+        p, name = self._in(request)
+        repo = pages.existing_repository(p, name)
         v = pages.positive_int(request.path_params["version"], "the version")
-        name = pages.attachment_name(request.path_params["name"])
-        att = repo.get_model_image(version=v).get_attachment(name)
+        att_name = pages.attachment_name(request.path_params["name"])
+        att = repo.get_model_image(version=v).get_attachment(att_name)
         # verified: the whole object was hashed before open() returns
-        return download(request, att.open(), name, att.size, content_type(name))
+        return download(request, att.open(), att_name, att.size, content_type(att_name))
 
-    def model(request: Request) -> Response:
-        p = project_named(request.path_params["project"])
-        repo = pages.existing_repository(p, request.path_params["repo"])
+    def model(self, request: Request) -> Response:
+        p, name = self._in(request)
+        repo = pages.existing_repository(p, name)
         v = pages.positive_int(request.path_params["version"], "the version")
         image = repo.get_model_image(version=v)
-        size = image.model_size or 0
-        return download(request, image.open_model(), f"{repo.name}-v{v}.pkl", size,
-                        "application/octet-stream")
+        return download(request, image.open_model(), f"{repo.name}-v{v}.pkl",
+                        image.model_size or 0, "application/octet-stream")
 
-    get = ["GET", "HEAD"]
-    routes = [
-        Route("/", view(home), methods=get),
-        Route("/p/{project}/", view(project_view), methods=get),
-        Route("/p/{project}/r/{repo}/", view(repository), methods=get),
-        Route("/p/{project}/r/{repo}/v/{version}", view(version), methods=get),
-        Route("/p/{project}/r/{repo}/v/{version}/files/{name:path}", view(attachment), methods=get),
-        Route("/p/{project}/r/{repo}/v/{version}/model", view(model), methods=get),
-        Route("/p/{project}/r/{repo}/diff", view(diff), methods=get),
-        Route("/p/{project}/r/{repo}/tags", view(tags), methods=get),
-        Route("/p/{project}/r/{repo}/plot", view(plot), methods=get),
-    ]
-    middleware = [Middleware(SecurityHeaders),
-                  Middleware(HostCheck, allowed=allowed_hosts(host))]
-    async def no_route(request: Request, exc: Exception) -> Response:
+    async def no_route(self, request: Request, exc: Exception) -> Response:
         status = getattr(exc, "status_code", 404)
         message = ("only GET and HEAD: this view never changes the store" if status == 405
                    else f"no page at {request.url.path}")
-        response = error_page(status, message)
+        response = self.error_page(status, message)
         if status == 405:
             response.headers["allow"] = "GET, HEAD"
         return response
 
+
+def _param(request: Request, name: str) -> str | None:
+    return request.query_params.get(name)
+
+
+def download(request: Request, f: BinaryIO, name: str, size: int, media_type: str) -> Response:
+    """``f``'s bytes (already verified whole) as a download that never renders here."""
+    def body() -> Iterator[bytes]:
+        with f:
+            while True:
+                chunk = f.read(CHUNK)
+                if not chunk:
+                    return
+                yield chunk
+
+    headers = {"content-disposition": content_disposition(name),
+               "content-security-policy": ATTACHMENT_CSP,
+               "content-length": str(size), "cache-control": "private, max-age=60"}
+    if request.method == "HEAD":
+        f.close()
+        return Response(b"", media_type=media_type, headers=headers)
+    return StreamingResponse(body(), media_type=media_type, headers=headers)
+
+
+def create_app(project: Project, host: str = "127.0.0.1", *,
+               timings: list[float] | None = None) -> Starlette:
+    """The ASGI app serving ``project`` (and the other projects of its store). ``timings``, if
+    given, receives each page's server time in seconds (for ``make bench``)."""
+    views = Views(project, timings)
+    get = ["GET", "HEAD"]
+    paths = [
+        ("/", views.home),
+        ("/p/{project}/", views.project_view),
+        ("/p/{project}/r/{repo}/", views.repository),
+        ("/p/{project}/r/{repo}/v/{version}", views.version),
+        ("/p/{project}/r/{repo}/v/{version}/files/{name:path}", views.attachment),
+        ("/p/{project}/r/{repo}/v/{version}/model", views.model),
+        ("/p/{project}/r/{repo}/diff", views.diff),
+        ("/p/{project}/r/{repo}/tags", views.tags),
+        ("/p/{project}/r/{repo}/plot", views.plot),
+    ]
+    routes = [Route(path, views.endpoint(build), methods=get) for path, build in paths]
+    middleware = [Middleware(SecurityHeaders),
+                  Middleware(HostCheck, allowed=allowed_hosts(host))]
     return Starlette(routes=routes, middleware=middleware,
-                     exception_handlers={404: no_route, 405: no_route})
+                     exception_handlers={404: views.no_route, 405: views.no_route})

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import IntegrityError, InvalidNameError, RoroError
 from ..names import LATEST, validate_name
@@ -24,6 +24,9 @@ from ..refs import list_projects, list_repositories
 from . import pages
 from .links import ExportLinks, ExportPlan, attachment_path, encode_cursor, plot_slug
 from .render import page_csp, render
+
+if TYPE_CHECKING:
+    from ..image import Attachment
 
 DEFAULT_MAX_VERSIONS = 1000
 DEFAULT_MAX_ATTACHMENT_BYTES = 10 << 20
@@ -48,7 +51,7 @@ class ExportReport:
         return asdict(self)
 
 
-def export_site(project: Project, directory: str | os.PathLike, *,
+def export_site(project: Project, directory: str | os.PathLike[str], *,
                 max_versions: int = DEFAULT_MAX_VERSIONS,
                 max_attachment_bytes: int = DEFAULT_MAX_ATTACHMENT_BYTES) -> ExportReport:
     """Write the static site of ``project``'s store into ``directory`` (new or empty)."""
@@ -57,110 +60,134 @@ def export_site(project: Project, directory: str | os.PathLike, *,
         raise RoroError(f"cannot export into {root}: it exists and is not an empty directory; "
                         f"give a new or empty directory")
     os.makedirs(root, exist_ok=True)
-    report = ExportReport(directory=root)
-    plan = ExportPlan()
-    store = project.store
-    project_names = []
-    if store.is_initialized():
-        for name in list_projects(store.backend):
-            try:
-                project_names.append(validate_name(name, "project"))
-            except InvalidNameError:
-                continue
-    if project.name not in project_names:
-        project_names.append(project.name)
-    projects = {n: (project if n == project.name else Project(n, store))
-                for n in sorted(project_names)}
-    work: dict[tuple[str, str], list[int]] = {}
-    for pname, proj in projects.items():
-        plan.projects.add(pname)
-        names = list_repositories(store.backend, pname) if store.is_initialized() else []
-        for rname in names:
-            try:
-                validate_name(rname)
-                if store.refresh(pname, rname) is None:
-                    continue
-            except (InvalidNameError, IntegrityError) as e:
-                report.problems[f"{pname}/{rname}"] = str(e)
-                continue
-            versions = newest_versions(proj, rname, max_versions)
-            work[(pname, rname)] = versions
-            plan.repos.add((pname, rname))
-            plan.repo_pages[(pname, rname)] = max(1, -(-len(versions) // pages.PAGE_SIZE))
-            plan.versions.update((pname, rname, v) for v in versions)
-            for older, newer in zip(versions[1:], versions, strict=False):
-                plan.diffs.add((pname, rname, older, newer))
-            repo = proj.get_model_repository(rname)
-            tags = repo.get_tags()
-            latest = tags.get(LATEST)
-            for tag, v in tags.items():
-                if tag != LATEST:
-                    plan.tag_pages.add((pname, rname, tag))
-                if latest is not None and v != latest:
-                    plan.diffs.add((pname, rname, v, latest))
-            plan.tag_pages.add((pname, rname, None))
-            keys = store.index.metadata_keys(pname, rname, pages.MAX_KEYS)
-            for key in [k for k, numeric in keys if numeric][:MAX_PLOTS]:
-                plan.plots.add((pname, rname, key))
-        report.projects += 1
+    site = Site(project, root, max_versions, max_attachment_bytes)
+    site.plan_all()
+    site.write_page("index.html", pages.home(project, site.links("index.html")))
+    for pname, proj in site.projects.items():
+        path = f"p/{pname}/index.html"
+        site.write_page(path, pages.project_page(proj, site.links(path)))
+    for (pname, rname), versions in sorted(site.work.items()):
+        site.write_repository(site.projects[pname], rname, versions)
+    return site.report
 
-    def write_page(path: str, page: pages.Page) -> None:
+
+class Site:
+    """One export: first the plan (which pages exist, so links point only at written pages),
+    then the pages, repository by repository."""
+
+    def __init__(self, project: Project, root: str, max_versions: int,
+                 max_attachment_bytes: int):
+        self.project, self.store, self.root = project, project.store, root
+        self.max_versions, self.max_attachment_bytes = max_versions, max_attachment_bytes
+        self.report = ExportReport(directory=root)
+        self.plan = ExportPlan()
+        self.projects: dict[str, Project] = {}
+        self.work: dict[tuple[str, str], list[int]] = {}
+
+    def links(self, path: str) -> ExportLinks:
+        return ExportLinks(self.plan, path)
+
+    def plan_all(self) -> None:
+        names = []
+        if self.store.is_initialized():
+            for name in list_projects(self.store.backend):
+                try:
+                    names.append(validate_name(name, "project"))
+                except InvalidNameError:
+                    continue
+        if self.project.name not in names:
+            names.append(self.project.name)
+        self.projects = {n: (self.project if n == self.project.name else Project(n, self.store))
+                         for n in sorted(names)}
+        for pname, proj in self.projects.items():
+            self.plan.projects.add(pname)
+            repos = (list_repositories(self.store.backend, pname)
+                     if self.store.is_initialized() else [])
+            for rname in repos:
+                try:
+                    validate_name(rname)
+                    if self.store.refresh(pname, rname) is None:
+                        continue
+                except (InvalidNameError, IntegrityError) as e:
+                    self.report.problems[f"{pname}/{rname}"] = str(e)
+                    continue
+                self.plan_repository(proj, rname)
+            self.report.projects += 1
+
+    def plan_repository(self, proj: Project, rname: str) -> None:
+        pname, plan = proj.name, self.plan
+        versions = newest_versions(proj, rname, self.max_versions)
+        self.work[(pname, rname)] = versions
+        plan.repos.add((pname, rname))
+        plan.repo_pages[(pname, rname)] = max(1, -(-len(versions) // pages.PAGE_SIZE))
+        plan.versions.update((pname, rname, v) for v in versions)
+        for older, newer in zip(versions[1:], versions, strict=False):
+            plan.diffs.add((pname, rname, older, newer))
+        tags = proj.get_model_repository(rname).get_tags()
+        latest = tags.get(LATEST)
+        for tag, v in tags.items():
+            if tag != LATEST:
+                plan.tag_pages.add((pname, rname, tag))
+            if latest is not None and v != latest:
+                plan.diffs.add((pname, rname, v, latest))
+        plan.tag_pages.add((pname, rname, None))
+        keys = self.store.index.metadata_keys(pname, rname, pages.MAX_KEYS)
+        for key in [k for k, numeric in keys if numeric][:MAX_PLOTS]:
+            plan.plots.add((pname, rname, key))
+
+    def write_page(self, path: str, page: pages.Page) -> None:
         links = page.context["links"]
         assert isinstance(links, ExportLinks) and links.here == path
         html = render(page.template, csp=page_csp(static=True), **page.context)
-        _write(root, path, html.encode("utf-8"))
-        report.pages += 1
+        _write(self.root, path, html.encode("utf-8"))
+        self.report.pages += 1
 
-    def links(path: str) -> ExportLinks:
-        return ExportLinks(plan, path)
-
-    write_page("index.html", pages.home(project, links("index.html")))
-    for pname, proj in projects.items():
-        path = f"p/{pname}/index.html"
-        write_page(path, pages.project_page(proj, links(path)))
-    for (pname, rname), versions in sorted(work.items()):
-        proj = projects[pname]
-        report.repositories += 1
+    def write_repository(self, proj: Project, rname: str, versions: list[int]) -> None:
+        pname, links = proj.name, self.links
+        self.report.repositories += 1
         base = f"p/{pname}/r/{rname}/"
         cursor = None
-        for page_no in range(1, plan.repo_pages[(pname, rname)] + 1):
+        exported = set(versions)  # the last page stops at the oldest exported version
+        for page_no in range(1, self.plan.repo_pages[(pname, rname)] + 1):
             path = base + ("index.html" if page_no == 1 else f"page-{page_no}.html")
             page = pages.repository(proj, links(path), rname, page_no=page_no,
                                     after=encode_cursor(cursor) if cursor else None)
-            exported = set(versions)  # the last page stops at the oldest exported version
             page.context["rows"] = [r for r in page.context["rows"] if r["version"] in exported]
-            write_page(path, page)
+            self.write_page(path, page)
             cursor = page.context["next_cursor"]
         repo = proj.get_model_repository(rname)
         for v in versions:
-            for att in repo.get_model_image(version=v).get_attachments():
-                if att.digest in plan.attachments:
-                    continue
-                if att.size > max_attachment_bytes:
-                    report.attachments_skipped += 1
-                    continue
-                target = attachment_path(att.digest, att.name)
-                with att.open() as src:  # verified before it is copied
-                    _write_stream(root, target, src)
-                plan.attachments[att.digest] = target
-                report.attachments += 1
-                report.attachment_bytes += att.size
+            self.write_attachments(repo.get_model_image(version=v).get_attachments())
             path = base + f"v/{v}.html"
-            write_page(path, pages.version(proj, links(path), rname, str(v)))
-            report.versions += 1
-        for p, r, a, b in sorted(plan.diffs):
+            self.write_page(path, pages.version(proj, links(path), rname, str(v)))
+            self.report.versions += 1
+        for p, r, a, b in sorted(self.plan.diffs):
             if (p, r) == (pname, rname):
                 path = base + f"diff/{a}-{b}.html"
-                write_page(path, pages.diff(proj, links(path), rname, str(a), str(b)))
-        for p, r, tag_name in sorted(plan.tag_pages, key=lambda t: (t[0], t[1], t[2] or "")):
+                self.write_page(path, pages.diff(proj, links(path), rname, str(a), str(b)))
+        for p, r, tag in sorted(self.plan.tag_pages, key=lambda t: (t[0], t[1], t[2] or "")):
             if (p, r) == (pname, rname):
-                path = base + (f"tags-{tag_name}.html" if tag_name else "tags.html")
-                write_page(path, pages.tags(proj, links(path), rname, tag_name))
-        for p, r, key in sorted(plan.plots):
+                path = base + (f"tags-{tag}.html" if tag else "tags.html")
+                self.write_page(path, pages.tags(proj, links(path), rname, tag))
+        for p, r, key in sorted(self.plan.plots):
             if (p, r) == (pname, rname):
                 path = base + f"plot/{plot_slug(key)}.html"
-                write_page(path, pages.plot(proj, links(path), rname, key))
-    return report
+                self.write_page(path, pages.plot(proj, links(path), rname, key))
+
+    def write_attachments(self, attachments: list[Attachment]) -> None:
+        """Each attachment not written yet (once per digest) and not too big, verified."""
+        for att in attachments:
+            if att.digest in self.plan.attachments:
+                continue
+            if att.size > self.max_attachment_bytes:
+                self.report.attachments_skipped += 1
+                continue
+            target = attachment_path(att.digest, att.name)
+            with att.open() as src:  # verified before it is copied
+                _write_stream(self.root, target, src)
+            self.plan.attachments[att.digest] = target
+            self.report.attachments += 1
+            self.report.attachment_bytes += att.size
 
 
 def newest_versions(project: Project, repository: str, limit: int) -> list[int]:

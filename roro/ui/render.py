@@ -183,6 +183,60 @@ def _fmt(v: float) -> str:
     return f"{v:.6g}"
 
 
+class _Scale:
+    """Data to SVG coordinates: versions on x, values on y (5 % padding; a flat series gets ±1)."""
+
+    def __init__(self, vs: list[int], ys: list[float]):
+        self.x0, self.x1, self.y0, self.y1 = _M_LEFT, PLOT_W - _M_RIGHT, PLOT_H - _M_BOTTOM, _M_TOP
+        self.vmin, self.vmax = min(vs), max(vs)
+        ymin, ymax = min(ys), max(ys)
+        if ymax == ymin:
+            ymin, ymax = ymin - 1, ymax + 1
+        pad = (ymax - ymin) * 0.05
+        self.ymin, self.ymax = ymin - pad, ymax + pad
+
+    def x(self, v: float) -> float:
+        span = self.vmax - self.vmin
+        return self.x0 + (self.x1 - self.x0) * ((v - self.vmin) / span if span else 0.5)
+
+    def y(self, y: float) -> float:
+        return self.y0 - (self.y0 - self.y1) * (y - self.ymin) / (self.ymax - self.ymin)
+
+
+def _axes(sc: _Scale) -> list[str]:
+    """The frame, the value grid with its labels and the version labels."""
+    x0, x1, y0, y1 = sc.x0, sc.x1, sc.y0, sc.y1
+    out = [f'<rect class="frame" x="{x0}" y="{y1}" width="{x1 - x0}" height="{y0 - y1}"/>']
+    for t in _ticks(sc.ymin, sc.ymax):
+        y = sc.y(t)
+        out.append(f'<line class="grid" x1="{x0}" x2="{x1}" y1="{y:.1f}" y2="{y:.1f}"/>'
+                   f'<text class="tick" x="{x0 - 6}" y="{y + 4:.1f}" text-anchor="end">'
+                   f'{escape(_fmt(t))}</text>')
+    for t in _ticks(sc.vmin, sc.vmax, 8) if sc.vmax > sc.vmin else [sc.vmin]:
+        if t != int(t):
+            continue
+        out.append(f'<text class="tick" x="{sc.x(t):.1f}" y="{y0 + 18}" text-anchor="middle">'
+                   f'v{int(t)}</text>')
+    out.append(f'<text class="axis" x="{(x0 + x1) // 2}" y="{PLOT_H - 4}" '
+               f'text-anchor="middle">version</text>')
+    return out
+
+
+def _tag_marks(sc: _Scale, marks: dict[int, list[str]]) -> list[str]:
+    """A vertical line and the tag names at each tagged version in range."""
+    out = []
+    for version, names in sorted(marks.items()):
+        if sc.vmin <= version <= sc.vmax:
+            x = sc.x(version)
+            label = escape(visible(", ".join(names)))
+            right = x > (sc.x0 + sc.x1) / 2
+            out.append(f'<g class="mark"><line x1="{x:.1f}" x2="{x:.1f}" y1="{sc.y1}" '
+                       f'y2="{sc.y0}"/><text x="{x - 3 if right else x + 3:.1f}" '
+                       f'y="{sc.y1 + 12}" text-anchor="{"end" if right else "start"}">'
+                       f'{label}</text></g>')
+    return out
+
+
 def plot_svg(points: list[tuple[int, float]], marks: dict[int, list[str]], key: str,
              version_url: Callable[[int], str | None]) -> Markup:
     """An SVG line plot of ``(version, value)`` points, oldest first; versions in ``marks`` (tags)
@@ -190,7 +244,6 @@ def plot_svg(points: list[tuple[int, float]], marks: dict[int, list[str]], key: 
     styled by the page's stylesheet."""
     e = escape
     w, h = PLOT_W, PLOT_H
-    x0, x1, y0, y1 = _M_LEFT, w - _M_RIGHT, h - _M_BOTTOM, _M_TOP
     out = [f'<svg class="plot" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" '
            f'xmlns="http://www.w3.org/2000/svg" aria-label="{e(visible(key))} by version">']
     if not points:
@@ -199,42 +252,9 @@ def plot_svg(points: list[tuple[int, float]], marks: dict[int, list[str]], key: 
         return Markup("".join(out))
     vs = [p[0] for p in points]
     ys = [float(p[1]) for p in points]
-    vmin, vmax = min(vs), max(vs)
-    ymin, ymax = min(ys), max(ys)
-    if ymax == ymin:
-        ymin, ymax = ymin - 1, ymax + 1
-    pad = (ymax - ymin) * 0.05
-    ymin, ymax = ymin - pad, ymax + pad
-
-    def sx(v: float) -> float:
-        return x0 + (x1 - x0) * ((v - vmin) / (vmax - vmin) if vmax > vmin else 0.5)
-
-    def sy(y: float) -> float:
-        return y0 - (y0 - y1) * (y - ymin) / (ymax - ymin)
-
-    out.append(f'<rect class="frame" x="{x0}" y="{y1}" width="{x1 - x0}" height="{y0 - y1}"/>')
-    for t in _ticks(ymin, ymax):
-        y = sy(t)
-        out.append(f'<line class="grid" x1="{x0}" x2="{x1}" y1="{y:.1f}" y2="{y:.1f}"/>'
-                   f'<text class="tick" x="{x0 - 6}" y="{y + 4:.1f}" text-anchor="end">'
-                   f'{e(_fmt(t))}</text>')
-    for t in _ticks(vmin, vmax, 8) if vmax > vmin else [vmin]:
-        if t != int(t):
-            continue
-        x = sx(t)
-        out.append(f'<text class="tick" x="{x:.1f}" y="{y0 + 18}" text-anchor="middle">'
-                   f'v{int(t)}</text>')
-    out.append(f'<text class="axis" x="{(x0 + x1) // 2}" y="{h - 4}" text-anchor="middle">'
-               f'version</text>')
-    for version, names in sorted(marks.items()):
-        if vmin <= version <= vmax:
-            x = sx(version)
-            label = e(visible(", ".join(names)))
-            right = x > (x0 + x1) / 2
-            out.append(f'<g class="mark"><line x1="{x:.1f}" x2="{x:.1f}" y1="{y1}" y2="{y0}"/>'
-                       f'<text x="{x - 3 if right else x + 3:.1f}" y="{y1 + 12}" '
-                       f'text-anchor="{"end" if right else "start"}">{label}</text></g>')
-    path = " ".join(f"{sx(v):.1f},{sy(y):.1f}" for v, y in zip(vs, ys, strict=False))
+    sc = _Scale(vs, ys)
+    out += _axes(sc) + _tag_marks(sc, marks)
+    path = " ".join(f"{sc.x(v):.1f},{sc.y(y):.1f}" for v, y in zip(vs, ys, strict=False))
     out.append(f'<polyline class="line" points="{path}"/>')
     dots = len(points) <= 300
     for v, y in zip(vs, ys, strict=False):
@@ -242,8 +262,8 @@ def plot_svg(points: list[tuple[int, float]], marks: dict[int, list[str]], key: 
         if not (dots or tagged):
             continue
         title = f"v{v}: {_fmt(y)}" + (f" ({', '.join(marks[v])})" if tagged else "")
-        dot = (f'<circle class="{"dot tagged" if tagged else "dot"}" cx="{sx(v):.1f}" '
-               f'cy="{sy(y):.1f}" r="{4 if tagged else 2.5}"><title>{e(visible(title))}</title>'
+        dot = (f'<circle class="{"dot tagged" if tagged else "dot"}" cx="{sc.x(v):.1f}" '
+               f'cy="{sc.y(y):.1f}" r="{4 if tagged else 2.5}"><title>{e(visible(title))}</title>'
                f'</circle>')
         url = version_url(v)
         out.append(f'<a href="{e(url)}">{dot}</a>' if url else dot)
