@@ -13,6 +13,7 @@ from typing import IO, TYPE_CHECKING, Any, BinaryIO, NamedTuple, Protocol
 from . import writer
 from .environment import cloudpickle_version, python_version
 from .errors import (
+    AttributeNameError,
     ImmutableError,
     InvalidMetadataError,
     InvalidNameError,
@@ -35,8 +36,10 @@ from .metadata import (
     validate_key,
 )
 from .names import attachment_name_conflict, validate_attachment_name
+from .notebook import image_html, images_html, images_to_pandas
 from .objects import SpooledObject
 from .objects.store import HashingWriter
+from .suggest import edit_distance
 
 if TYPE_CHECKING:
     from .diff import ImageDiff
@@ -192,6 +195,19 @@ class ModelImage:
         where = f"v{self._version}" if self._version else "unsaved"
         return f"<ModelImage {self._repository.name}:{where}>"
 
+    def _repr_html_(self) -> str:
+        """A compact table in a notebook: version, image, saved, author, comment, metadata,
+        attachments."""
+        return image_html(self)
+
+    @property
+    def tags(self) -> list[str]:
+        """The tags pointing at this saved version (``latest`` first where it applies), read
+        from the index; ``[]`` for an image not saved yet."""
+        if self._version is None:
+            return []
+        return self._repository.get_tags_by_version([self._version]).get(self._version, [])
+
     # -- metadata --------------------------------------------------------------------------------
     def _check_mutable(self) -> None:
         if self.saved:
@@ -256,8 +272,15 @@ class ModelImage:
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name.startswith("_") or hasattr(type(self), name):
-            raise AttributeError(f"{name!r} is not metadata and cannot be set; "
-                                 f"use image[{name!r}] = … for metadata with that name")
+            raise AttributeNameError(f"{name!r} is not metadata and cannot be set; "
+                                     f"use image[{name!r}] = … for metadata with that name")
+        if name not in self._metadata:
+            near = sorted((a for a in _public_attributes() if edit_distance(name, a) <= 2),
+                          key=lambda a: edit_distance(name, a))
+            if near:
+                raise AttributeNameError(
+                    f"{name!r} is close to the image's attribute {near[0]!r}; did you mean "
+                    f"{near[0]!r}? To store metadata named {name!r}, write image[{name!r}] = …")
         self[name] = value
 
     def __delattr__(self, name: str) -> None:
@@ -476,6 +499,33 @@ class ModelImage:
 
     def __hash__(self) -> int:
         return hash((self._digest, self._version)) if self.saved else id(self)
+
+
+class ImageList(list[ModelImage]):
+    """The images a listing or a search returned: a plain list (``len``, indexing, iteration,
+    slicing as before) that also converts to a pandas DataFrame and shows as a table in a
+    notebook."""
+
+    def to_pandas(self) -> Any:
+        """A pandas DataFrame, one row per image: ``repository``, ``version``, ``image``,
+        ``tags``, ``timestamp`` (timezone-aware), ``author``, ``comment``, ``model_type``,
+        ``model_size``, then one column per metadata key path (``params.C`` for nested
+        objects; a key that clashes with a fixed column is prefixed ``metadata.``). Needs
+        pandas (:class:`~roro.errors.MissingDependencyError` names it when it is missing)."""
+        return images_to_pandas(self)
+
+    def _repr_html_(self) -> str:
+        return images_html(self)
+
+
+_ATTRIBUTES: list[str] = []
+
+
+def _public_attributes() -> list[str]:
+    """The public attributes and methods of :class:`ModelImage` (what a typo may be near)."""
+    if not _ATTRIBUTES:
+        _ATTRIBUTES.extend(a for a in dir(ModelImage) if not a.startswith("_"))
+    return _ATTRIBUTES
 
 
 def _discard_all(attachments: dict[str, Attachment]) -> None:

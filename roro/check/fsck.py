@@ -19,6 +19,7 @@ from ..objects import ObjectStore
 from ..objects.canonical import canonical_json, loads
 from ..objects.manifest import read_manifest
 from ..refs import Event, RepoState
+from ..refspec import looks_like_version
 from ..refs.events import parse_event
 from ..refs.state import event_problem
 from ..storage import Backend, KeyNotFoundError
@@ -37,6 +38,7 @@ from .report import (
     INVALID_MANIFEST,
     MISSING_OBJECT,
     STRAY_FILE,
+    VERSION_LIKE_TAG,
     FsckReport,
     Problem,
     problem_order,
@@ -97,6 +99,14 @@ def _check_logs(store: Store, report: FsckReport, pool: ThreadPoolExecutor) -> R
         report.versions += len(state.versions)
         report.deleted_versions += len(state.deleted)
         report.tags += len(state.tags)
+        for tag, target in sorted(state.tags.items()):
+            if looks_like_version(tag):
+                report.warnings.append(Problem(
+                    VERSION_LIKE_TAG, f"tag {tag!r} looks like a version: {name}:{tag} is "
+                    f"ambiguous (version {tag.lstrip('vV')} or this tag); move it to another "
+                    f"name ('roro models:tag {name}:{target} NEW', then 'roro models:untag "
+                    f"{name} {tag}')", project=project, repository=name, version=target,
+                    blocks_gc=False))
         for v, ref in sorted(state.versions.items()):
             refs.setdefault(ref.image, []).append((project, name, v, "manifest"))
     return refs

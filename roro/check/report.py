@@ -12,6 +12,8 @@ MISSING_OBJECT = "missing-object"    # a manifest or blob that a live version ne
 CORRUPT_OBJECT = "corrupt-object"    # an object whose bytes do not hash to its name
 INVALID_MANIFEST = "invalid-manifest"  # a manifest that is not valid JSON or not a manifest
 INDEX_MISMATCH = "index-mismatch"    # the local index saw log events that the store no longer has
+# Warning kinds: reported, never a failure.
+VERSION_LIKE_TAG = "version-like-tag"  # a tag such as v2 (from before tags could not look so)
 
 
 @dataclass
@@ -71,6 +73,7 @@ class FsckReport:
     referenced: int = 0           # distinct objects that live versions reach
     verified: int = 0             # objects re-hashed (manifests always; everything with read_data)
     problems: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)  # not failures (ok stays True)
     unreferenced: list[str] = field(default_factory=list)  # digests, sorted
     seconds: float = 0.0
     reachable: set[str] = field(default_factory=set, repr=False)  # for gc; not in to_dict()

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..names import LATEST, parse_refspec, validate_name, validate_tag
+from ..names import LATEST, validate_name, validate_tag
 from ..query import parse
+from ..refspec import parse_refspec, validate_new_tag
 from . import render
 from .render import json_option
 
@@ -25,8 +26,7 @@ spec_argument = click.argument("spec", metavar="NAME[:VERSION|TAG]")
 
 
 def _image(project: Project, spec: str) -> ModelImage:
-    name, version, tag = parse_refspec(spec)
-    return project.get_model_repository(name).get_model_image(version, tag)
+    return project.get_model_image(parse_refspec(spec))
 
 
 def image_document(image: ModelImage, tags: list[str]) -> dict[str, Any]:
@@ -146,12 +146,14 @@ def models_log(state: CliState, name: str | None, limit: int | None, before: int
     if where is not None:
         parse(where)  # a syntax error is reported before anything is read
     if name is not None:
-        name, version, tag = parse_refspec(name)
+        ref = parse_refspec(name)
+        assert ref.name is not None
+        name = ref.name
         repo = project.get_model_repository(name)
-        if version is not None or tag is not None:
+        if not ref.is_latest:
             if before is not None:
                 raise click.UsageError("give NAME:VERSION or --before, not both")
-            before = repo.resolve(version, tag) + 1
+            before = repo.resolve_ref(ref) + 1
         if where is not None:
             if before is not None:
                 raise click.UsageError("--where searches the whole history: give NAME without "
@@ -391,20 +393,22 @@ def models_tag(state: CliState, spec: str, tag: str) -> None:
 
     NAME:VERSION may also be NAME:TAG (the version that tag points at) or NAME (the latest).
     """
-    name, version, via = parse_refspec(spec)
-    validate_tag(tag)
+    ref = parse_refspec(spec)
+    validate_new_tag(tag)
+    assert ref.name is not None
+    name = ref.name
     repo = state.project.get_model_repository(name)
-    target = repo.resolve(version, via)
+    target = repo.resolve_ref(ref)
     change = repo.add_tag(tag, target)
     out = render.console()
-    ref = (render.ref(name, target), "bold yellow")
+    shown = (render.ref(name, target), "bold yellow")
     if not change.changed:
-        out.print(render.text("Tag ", (tag, "bold cyan"), " already points at ", ref, "."))
+        out.print(render.text("Tag ", (tag, "bold cyan"), " already points at ", shown, "."))
     elif change.previous is None:
-        out.print(render.text("Tagged ", ref, " as ", (tag, "bold cyan"), "."))
+        out.print(render.text("Tagged ", shown, " as ", (tag, "bold cyan"), "."))
     else:
         out.print(render.text("Moved tag ", (tag, "bold cyan"), " from ",
-                              (render.ref(name, change.previous), "yellow"), " to ", ref, "."))
+                              (render.ref(name, change.previous), "yellow"), " to ", shown, "."))
 
 
 @click.command("models:untag")

@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ..names import parse_refspec
 from ..query import parse
+from ..refspec import parse_refspec
 from . import render
 from .models import image_document, with_tags
 from .render import json_option
@@ -79,8 +79,7 @@ def models_diff(state: CliState, spec_a: str, spec_b: str, as_json: bool) -> Non
     project = state.project
     images = []
     for spec in (spec_a, spec_b):
-        name, version, tag = parse_refspec(spec)
-        images.append(project.get_model_repository(name).get_model_image(version, tag))
+        images.append(project.get_model_image(parse_refspec(spec)))
     d = images[0].diff(images[1])
     if as_json:
         render.emit_json(d.to_dict())

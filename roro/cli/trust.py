@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..errors import NotFoundError
-from ..names import parse_refspec
+from ..refspec import parse_refspec
 from ..store import Store
 from ..units import parse_duration
 from . import render
@@ -51,6 +51,8 @@ def fsck(ctx: click.Context, read_data: bool, as_json: bool) -> None:
         out = render.console()
         for problem in report.problems:
             out.print(render.text(("error", "bold red"), " ", render.safe_line(problem)))
+        for warning in report.warnings:
+            out.print(render.text(("warning", "bold yellow"), " ", render.safe_line(warning)))
         if report.unreferenced:
             out.print(render.text(("info", "bold"), f" {len(report.unreferenced)} unreferenced "
                                   f"object{'s' * (len(report.unreferenced) != 1)} (a deleted "
@@ -145,18 +147,22 @@ def models_delete(state: CliState, spec: str) -> None:
     Refused while a tag points at the version: move or remove the tag first. Version numbers are
     never reused; the objects become collectable by 'roro gc' unless another version shares them.
     """
-    name, version, tag = parse_refspec(spec)
+    ref = parse_refspec(spec)
+    name, version = ref.name, ref.version
+    assert name is not None
     if version is None:
         raise click.UsageError(f"give the version to delete as NAME:VERSION (a number), not "
                                f"{spec!r}")
     repo = state.project.get_model_repository(name)
+    if ref.version_word is not None and ref.version_word in repo.get_tags():
+        repo.resolve_ref(ref)  # raises: NAME:vN is ambiguous while a tag vN exists
     deleted = repo.delete_version(version)
-    ref = (render.ref(name, version), "bold yellow")
+    shown = (render.ref(name, version), "bold yellow")
     if deleted:
-        render.console().print(render.text("Deleted ", ref, "; 'roro gc' frees its objects after "
-                                           "the grace period."))
+        render.console().print(render.text("Deleted ", shown, "; 'roro gc' frees its objects "
+                                           "after the grace period."))
     else:
-        render.console().print(render.text(ref, " was already deleted."))
+        render.console().print(render.text(shown, " was already deleted."))
 
 
 COMMANDS = [fsck, gc, index, models_delete]

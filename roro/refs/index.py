@@ -274,6 +274,15 @@ class Index:
             [project, repository, version])
         return rows[0] if rows else None
 
+    def versions_by_image_prefix(self, project: str, repository: str,
+                                 prefix: str) -> list[dict[str, Any]]:
+        """Live versions whose image digest starts with ``prefix`` (``sha256:`` and hex digits,
+        validated by the caller), newest first, at most 100."""
+        return self._rows(
+            "SELECT version, image FROM versions WHERE project = ? AND repository = ? "
+            "AND deleted = 0 AND substr(image, 1, ?) = ? ORDER BY version DESC LIMIT 100",
+            [project, repository, len(prefix), prefix])
+
     def latest_version(self, project: str, repository: str) -> int | None:
         latest: int | None = self._one(
             "SELECT max(version) FROM versions WHERE project = ? AND repository = ? AND deleted = 0",
