@@ -13,7 +13,7 @@ import roro
 from roro.check import fsck
 from roro.cli import main
 from roro.errors import AmbiguousRefError, InvalidArgumentError, InvalidNameError, NotFoundError
-from roro.refspec import parse_ref, parse_refspec
+from roro.refspec import parse_refspec
 from roro.writer import append
 
 

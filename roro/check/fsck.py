@@ -19,9 +19,9 @@ from ..objects import ObjectStore
 from ..objects.canonical import canonical_json, loads
 from ..objects.manifest import read_manifest
 from ..refs import Event, RepoState
-from ..refspec import looks_like_version
 from ..refs.events import parse_event
 from ..refs.state import event_problem
+from ..refspec import looks_like_version
 from ..storage import Backend, KeyNotFoundError
 from ..storage.layout import (
     OBJECTS_PREFIX,

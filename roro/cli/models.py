@@ -25,10 +25,6 @@ PROGRESS_MIN_BYTES = 16 << 20  # a progress bar for downloads of at least this s
 spec_argument = click.argument("spec", metavar="NAME[:VERSION|TAG]")
 
 
-def _image(project: Project, spec: str) -> ModelImage:
-    return project.get_model_image(parse_refspec(spec))
-
-
 def image_document(image: ModelImage, tags: list[str]) -> dict[str, Any]:
     """The JSON form of one saved image (``models:show --json``, each entry of ``models:log``):
     :meth:`~roro.image.ModelImage.to_dict` with the project and the tags, in this key order."""
@@ -74,6 +70,7 @@ def _version(image: ModelImage) -> int:
 def models(state: CliState, as_json: bool) -> None:
     """List the project's model repositories: versions, latest, last save, tags."""
     project = state.project
+    project.require_exists()
     rows: list[dict[str, Any]] = []
     for repo in project.list_model_repositories():
         newest = repo.list_model_images(limit=1)
@@ -98,15 +95,16 @@ def models(state: CliState, as_json: bool) -> None:
         return
     from rich.table import Table  # rich (~40 ms): only when something is rendered
     table = Table(title=where, title_justify="left", box=None, pad_edge=False, header_style="bold")
-    table.add_column("MODEL", style="bold", no_wrap=True)
+    tag_cells = [", ".join(f"{render.safe_line(t)}→v{v}" for t, v in r["tags"].items())
+                 for r in rows]
+    table.add_column("MODEL", style="bold", **render.whole([r["name"] for r in rows]))
     table.add_column("VERSIONS", justify="right")
     table.add_column("LATEST", justify="right")
-    table.add_column("LAST SAVED", no_wrap=True)
-    table.add_column("TAGS")
-    for r in rows:
+    table.add_column("LAST SAVED")
+    table.add_column("TAGS", overflow="fold")
+    for r, tag_cell in zip(rows, tag_cells, strict=True):
         table.add_row(r["name"], str(r["versions"]), f"v{r['latest']}" if r["latest"] else "-",
-                      render.human_time(r["last_saved"], seconds=False),
-                      ", ".join(f"{render.safe_line(t)}→v{v}" for t, v in r["tags"].items()))
+                      render.human_time(r["last_saved"], seconds=False), tag_cell)
     out.print(table)
 
 
@@ -116,7 +114,7 @@ def models(state: CliState, as_json: bool) -> None:
 @click.pass_obj
 def models_create(state: CliState, name: str) -> None:
     """Create an empty model repository (saving an image also creates one)."""
-    project = state.project
+    project = state.writable_project
     project.create_model_repository(name)
     render.console().print(render.text("Created model repository ", (name, "bold"),
                                        " in project ", (project.name, "bold cyan"), "."))
@@ -142,11 +140,11 @@ def models_log(state: CliState, name: str | None, limit: int | None, before: int
     without, every repository's, interleaved by time. --where EXPR keeps only the versions that
     match a query. Reads only the index: '-n 20' is as fast at 100,000 versions as at 20.
     """
-    project = state.project
     if where is not None:
         parse(where)  # a syntax error is reported before anything is read
-    if name is not None:
-        ref = parse_refspec(name)
+    ref = parse_refspec(name) if name is not None else None  # so is a bad name
+    project = state.project
+    if ref is not None:
         assert ref.name is not None
         name = ref.name
         repo = project.get_model_repository(name)
@@ -164,6 +162,7 @@ def models_log(state: CliState, name: str | None, limit: int | None, before: int
     else:
         if before is not None:
             raise click.UsageError("--before pages one repository's history: give NAME too")
+        project.require_exists()
         images = project.search(where, limit) if where is not None else project.log(limit)
     entries = with_tags(project, images)
     if as_json:
@@ -203,7 +202,8 @@ def models_log(state: CliState, name: str | None, limit: int | None, before: int
 @click.pass_obj
 def models_show(state: CliState, spec: str, as_json: bool) -> None:
     """Show one version (default latest): metadata, model, attachments, tags, comment."""
-    image = _image(state.project, spec)
+    ref = parse_refspec(spec)  # a bad name is reported before the store is looked at
+    image = state.project.get_model_image(ref)
     tags = image.repository.get_tags_by_version([_version(image)]).get(_version(image), [])
     doc = image_document(image, tags)
     if as_json:
@@ -225,7 +225,7 @@ def _facts(doc: dict[str, Any]) -> Any:
     model = doc["model"]
     facts = Table.grid(padding=(0, 2))
     facts.add_column(style="bold", no_wrap=True)
-    facts.add_column()
+    facts.add_column(overflow="fold")
     facts.add_row("image", doc["image"])
     facts.add_row("author", render.safe_line(doc["author"]))
     facts.add_row("saved", render.human_time(doc["timestamp"]))
@@ -278,7 +278,7 @@ def _attachments_section(doc: dict[str, Any]) -> Any:
                   header_style="bold")
     table.add_column("NAME")
     table.add_column("SIZE", justify="right", no_wrap=True)
-    table.add_column("DIGEST", no_wrap=True)
+    table.add_column("DIGEST", overflow="fold")
     for a in attachments:
         table.add_row(render.safe_line(a["name"]), render.human_size(a["size"]),
                       render.short_digest(a["digest"]))
@@ -328,7 +328,8 @@ def models_download(state: CliState, spec: str, output: str | None,
     Nothing is unpickled. Every file is checked against its sha256 digest while it is written and
     only appears, complete, under its final name. Attachments are never written outside DIR.
     """
-    image = _image(state.project, spec)
+    ref = parse_refspec(spec)  # a bad name is reported before the store is looked at
+    image = state.project.get_model_image(ref)
     to_stdout = output == "-"
     if to_stdout and render.stdout_is_terminal():
         raise click.ClickException("refusing to write a model's binary bytes to a terminal; "
@@ -450,7 +451,7 @@ def models_history(state: CliState, spec: str, as_json: bool) -> None:
     from rich.table import Table  # rich (~40 ms): only when something is rendered
     table = Table(box=None, pad_edge=False, header_style="bold")
     table.add_column("TIME", no_wrap=True)
-    table.add_column("TAG", style="bold cyan")
+    table.add_column("TAG", style="bold cyan", overflow="fold")
     table.add_column("MOVE", no_wrap=True)
     table.add_column("AUTHOR")
 

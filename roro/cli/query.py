@@ -32,6 +32,7 @@ def models_search(state: CliState, expr: str, limit: int | None, as_json: bool) 
     """
     query = parse(expr)  # a syntax error is reported before the store is opened
     project = state.project
+    project.require_exists()
     entries = with_tags(project, project.search(query, limit))
     if as_json:
         render.emit_json({"project": project.name, "query": str(query),
@@ -44,11 +45,13 @@ def models_search(state: CliState, expr: str, limit: int | None, as_json: bool) 
         return
     from rich.table import Table  # rich (~40 ms): only when something is rendered
     table = Table(box=None, pad_edge=False, header_style="bold")
-    table.add_column("VERSION", style="bold yellow", no_wrap=True)
-    table.add_column("IMAGE", no_wrap=True)
-    table.add_column("SAVED", no_wrap=True)
+    refs = [render.ref(i.repository.name, i.version) for i, _ in entries]
+    tag_cells = [render.tag_list(t) for _, t in entries]
+    table.add_column("VERSION", style="bold yellow", **render.whole(refs))
+    table.add_column("IMAGE", **render.whole(["x" * 12]))
+    table.add_column("SAVED")
     table.add_column("AUTHOR")
-    table.add_column("TAGS", style="bold cyan")
+    table.add_column("TAGS", style="bold cyan", **render.whole(tag_cells))
     table.add_column("COMMENT")
     for image, tags in entries:
         meta = image.get_metadata()

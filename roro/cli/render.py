@@ -24,15 +24,22 @@ if TYPE_CHECKING:
     from rich.text import Text
 
 
+#: The width of a "line" off a terminal: wide enough that no row of a table is ever wrapped or
+#: cut, so that ``awk``, ``cut`` and ``grep`` see one row per line (like ``git log`` piped).
+UNLIMITED_WIDTH = 1 << 20
+
+
 class Output:
     """Prints rich renderables to stdout (or stderr): colour and the terminal's width on a
-    terminal (``NO_COLOR`` honoured); elsewhere plain text, tables 80 columns wide (or
-    ``$COLUMNS``), and no trailing blanks on any line, so files and pipes get clean text."""
+    terminal (``NO_COLOR`` honoured); elsewhere plain text, one table row per line, never
+    wrapped or cut, and no trailing blanks on any line, so files and pipes get clean text."""
 
     def __init__(self, stderr: bool = False):
         from rich.console import Console  # rich (~40 ms): only when something is rendered
         self.stderr = stderr
         self.console: Console = Console(stderr=stderr, highlight=False, emoji=False, markup=False)
+        if not self.console.is_terminal:
+            self.console.width = UNLIMITED_WIDTH
 
     def print(self, *objects: Any, **options: Any) -> None:
         """Print like rich's ``Console.print``; lines of text are never wrapped (tables are)."""
@@ -123,6 +130,13 @@ def value_text(value: Any) -> str:
     if isinstance(value, str):
         return safe(value)
     return safe(json.dumps(value, ensure_ascii=False, separators=(", ", ": ")))
+
+
+def whole(values: list[str]) -> dict[str, Any]:
+    """Column options that keep every one of ``values`` whole on a narrow terminal (digests,
+    tags and version names a user copies): the column is never narrower than the longest one,
+    and never wraps or cuts it; other columns give way."""
+    return {"no_wrap": True, "min_width": max((len(v) for v in values), default=1)}
 
 
 def tag_list(tags: list[str]) -> str:

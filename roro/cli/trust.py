@@ -6,13 +6,13 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ..errors import NotFoundError
 from ..refspec import parse_refspec
 from ..store import Store
 from ..units import parse_duration
 from . import render
 from .errors import EXIT_INTEGRITY
 from .render import json_option
+from .state import require_store
 
 if TYPE_CHECKING:
     from . import CliState
@@ -23,10 +23,8 @@ def _store(state: CliState) -> Store:
 
     A store that does not exist yet is refused rather than reported clean: checking a mistyped
     path should not say "ok" (nor create an index there)."""
-    store = state.project.store
-    if not store.is_initialized():
-        raise NotFoundError(f"{store.url} is not a roro store (it has no roro.json); check "
-                            f"--store, RORO_STORE or the store in roro.yml")
+    store = state.writable_project.store
+    require_store(store, state.settings.store_source())
     return store
 
 

@@ -1,0 +1,161 @@
+"""The daily loop's sharp edges (issue 14): a store or project that does not exist, roro.yml
+mistakes, output off a terminal, closed pipes and Ctrl-C, and the --json of mutating commands."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from click.testing import CliRunner
+from conftest import save_image
+
+import roro
+from roro.cli import main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def cli(*args, env=None):
+    return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+
+
+def one_line_error(result, code):
+    assert result.exit_code == code, (result.exit_code, result.output)
+    assert result.stdout == "" and result.stderr.startswith("Error: ")
+    assert result.stderr.count("\n") == 1, result.stderr
+
+
+@pytest.fixture
+def store(tmp_path):
+    path = str(tmp_path / "store")
+    project = roro.Project("credit", path)
+    repo = project.get_model_repository("iris-clf")
+    for i in range(1, 4):
+        save_image(repo, {"w": i}, comment=f"run {i}\nmore about run {i}", accuracy=0.8 + i / 100,
+                   params={"C": 10.0 ** -i, "penalty": "l2"})
+    repo.add_tag("prod", 2)
+    return path
+
+
+# -- 2: a mistyped or missing store, a mistyped project -----------------------------------------------
+@pytest.mark.parametrize("command", [["models"], ["models:log"], ["models:show", "m"],
+                                     ["models:search", "a > 1"], ["fsck"]])
+def test_a_store_named_explicitly_must_exist(tmp_path, command):
+    one_line_error(cli("--store", str(tmp_path / "nonexistent"), *command), 3)
+    result = cli("--store", str(tmp_path / "nonexistent"), *command)
+    assert "does not exist" in result.stderr and "--store" in result.stderr
+    (tmp_path / "afile").write_text("x")
+    result = cli("--store", str(tmp_path / "afile"), *command)
+    one_line_error(result, 3)
+    assert "is a file, not a roro store" in result.stderr
+    (tmp_path / "empty").mkdir()
+    result = cli(*command, env={"RORO_STORE": str(tmp_path / "empty")})
+    one_line_error(result, 3)
+    assert "not a roro store" in result.stderr and "RORO_STORE" in result.stderr
+
+
+def test_a_store_from_roro_yml_must_exist(tmp_path, monkeypatch):
+    (tmp_path / "roro.yml").write_text("project: p\nstore: registry\n")
+    result = cli("models")
+    one_line_error(result, 3)
+    assert "roro.yml" in result.stderr
+    # ... but saving creates it, and models:create is a write
+    assert cli("models:create", "first").exit_code == 0
+    assert cli("models").exit_code == 0
+
+
+def test_the_default_store_before_the_first_save_is_simply_empty():
+    result = cli("models")
+    assert result.exit_code == 0 and "No model repositories" in result.stdout
+
+
+def test_a_mistyped_project_names_those_that_exist(store):
+    result = cli("--store", store, "--project", "credti", "models")
+    one_line_error(result, 3)
+    assert "did you mean 'credit'" in result.stderr and "its projects: credit" in result.stderr
+    one_line_error(cli("--store", store, "--project", "nope", "models:log"), 3)
+    assert cli("--store", store, "--project", "credit", "models").exit_code == 0
+
+
+# -- 2, 13: roro.yml ---------------------------------------------------------------------------------
+def test_a_config_key_close_to_a_known_one_is_an_error_with_its_line(tmp_path):
+    (tmp_path / "roro.yml").write_text("# team settings\nstore: registry\nprojet: credit\n")
+    result = cli("models")
+    one_line_error(result, 1)
+    assert "line 3" in result.stderr and "'projet'" in result.stderr
+    assert "did you mean 'project'" in result.stderr
+    with pytest.raises(roro.ConfigError, match="line 3.*projet"):
+        roro.get_current_project()
+
+
+def test_other_unknown_config_keys_warn(tmp_path):
+    (tmp_path / "roro.yml").write_text("project: credit\nsigning_key: abc\n")
+    result = cli("models")
+    assert result.exit_code == 0
+    assert result.stderr.startswith("Warning: ") and result.stderr.count("\n") == 1
+    assert "signing_key" in result.stderr and "newer roro" in result.stderr
+    with pytest.warns(UserWarning, match="signing_key"):
+        assert roro.get_current_project().name == "credit"
+
+
+def test_yaml_errors_keep_line_and_column(tmp_path):
+    (tmp_path / "roro.yml").write_text("project: credit\nstore: [registry\nfoo: 1\n")
+    result = cli("models")
+    one_line_error(result, 1)
+    assert "line 3, column" in result.stderr or "line 4, column" in result.stderr
+
+
+# -- 3: one row per line off a terminal ------------------------------------------------------------
+def test_tables_off_a_terminal_are_one_row_per_line(store):
+    long = roro.Project("credit", store).get_model_repository("a-" + "x" * 90)
+    save_image(long, {"w": 0}, comment="c " * 100, accuracy=0.99)
+    long.add_tag("production-candidate-" + "y" * 60, 1)
+    for args in (["models"], ["models:search", "accuracy > 0.5"], ["models:history", "iris-clf"]):
+        result = cli("--store", store, "--project", "credit", *args, env={"COLUMNS": "40"})
+        assert result.exit_code == 0
+        lines = result.stdout.splitlines()
+        rows = [ln for ln in lines if ln.startswith(("iris-clf", "a-xxx"))]
+        if args[0] == "models":
+            assert len(rows) == 2 and any("y" * 60 in r for r in rows)
+        elif args[0] == "models:search":
+            assert len(rows) == 4, lines
+            assert all(r.split()[0].count(":") == 1 for r in rows)
+        assert not any(ln != ln.rstrip() for ln in lines)
+        assert "…" not in result.stdout
+
+
+# -- 12: closed pipes and Ctrl-C --------------------------------------------------------------------
+def roro_command():
+    return [os.path.join(os.path.dirname(sys.executable), "roro")]
+
+
+def test_a_closed_pipe_exits_0_quietly(store):
+    script = (f"set -o pipefail; {' '.join(roro_command())} --store {store} --project credit "
+              f"models:log | head -1")
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("\n") == 1 and result.stderr == ""
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.02, 0.05, 0.1, 0.2])
+def test_ctrl_c_at_start_up_is_quiet_130(store, delay):
+    """SIGINT while roro's modules are imported exits 130 without a traceback: what the console
+    script does once it has imported its launcher (Python's own start-up and the import of a
+    one-function module before it are beyond any program's guard)."""
+    code = ("import sys; from _roro_launch import main; sys.stderr.write('ready\\n'); "
+            "sys.stderr.flush(); "
+            f"sys.argv = ['roro', '--store', {store!r}, '--project', 'credit', 'models:log']; "
+            "main()")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stderr.readline() == "ready\n"
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert proc.returncode in (130, 0), (proc.returncode, err)  # 0: it finished first
+    assert err.strip() == ""
