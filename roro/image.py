@@ -15,6 +15,7 @@ from .environment import cloudpickle_version, python_version
 from .errors import (
     AttributeNameError,
     ImmutableError,
+    InvalidArgumentError,
     InvalidMetadataError,
     InvalidNameError,
     NotFoundError,
@@ -290,13 +291,29 @@ class ModelImage:
             raise AttributeError(name) from None
 
     # -- attachments -----------------------------------------------------------------------------
-    def attach(self, filename: str, fileobj: Any) -> Attachment:
-        """Attach a file: a binary or text file object (text is stored UTF-8), ``bytes``, or a path.
+    def attach(self, filename: str, fileobj: Any = None, *, text: str | None = None) -> Attachment:
+        """Attach a file: a binary or text file object (text is stored UTF-8), ``bytes``, a path
+        to a file, or, with ``text=``, a string's contents (``attach("labels.csv",
+        text="a,b\\n")``). A whole folder is :meth:`attach_dir`.
 
         The content is copied (and hashed) now; later changes to the source do not affect the image.
         Attaching the same name again replaces the earlier attachment.
         """
         self._check_mutable()
+        if text is not None:
+            if fileobj is not None:
+                raise InvalidArgumentError("give a file (or bytes, or a path) or text=, not both")
+            if not isinstance(text, str):
+                raise InvalidArgumentError(f"text= takes a str, not {type(text).__name__}; pass "
+                                           f"bytes as the second argument")
+            fileobj = _text_bytes(text)
+        elif fileobj is None:
+            raise InvalidArgumentError(f"attach({filename!r}) needs the content: a file object, "
+                                       f"bytes, a path, or text=")
+        if isinstance(fileobj, (str, os.PathLike)) and os.path.isdir(fileobj):
+            raise InvalidArgumentError(f"{os.fspath(fileobj)!r} is a folder: attach it with "
+                                       f"attach_dir({filename!r}, {os.fspath(fileobj)!r}), which "
+                                       f"keeps the names of the files below it")
         name = validate_attachment_name(filename)
         conflict = attachment_name_conflict(name, self._attachments)
         if conflict is not None:
@@ -309,6 +326,30 @@ class ModelImage:
         self._attachments[name] = att
         return att
 
+    def attach_dir(self, name: str, path: str | os.PathLike[str]) -> list[Attachment]:
+        """Attach every file below the folder ``path``, each under ``name/<its path relative to
+        the folder>`` (``attach_dir("plots", "out/plots")`` gives ``plots/roc.png``,
+        ``plots/pr/curve.png``); ``name=""`` puts them at the top. Sub-folders are walked,
+        symbolic links to folders are not followed. Returns the attachments, in name order."""
+        self._check_mutable()
+        root = os.fspath(path)
+        if not os.path.isdir(root):
+            raise InvalidArgumentError(f"attach_dir: {root!r} is not a folder")
+        prefix = name.strip("/")
+        if prefix:
+            validate_attachment_name(prefix)
+        files = []
+        for folder, dirs, names in os.walk(root):
+            dirs.sort()
+            for n in sorted(names):
+                full = os.path.join(folder, n)
+                rel = os.path.relpath(full, root).replace(os.sep, "/")
+                files.append((f"{prefix}/{rel}" if prefix else rel, full))
+        files.sort()
+        for attachment_name, _ in files:  # every name is checked before anything is copied
+            validate_attachment_name(attachment_name)
+        return [self.attach(attachment_name, full) for attachment_name, full in files]
+
     def _spool(self, source: Any) -> SpooledObject:
         objects = self._repository.project.store.objects
         if isinstance(source, (bytes, bytearray, memoryview)):
@@ -318,7 +359,12 @@ class ModelImage:
                 with open(source, "rb") as f:
                     return objects.spool_stream(f)
             except OSError as e:
-                raise RoroError(f"cannot read attachment {os.fspath(source)!r}: {e.strerror}") from None
+                hint = ""
+                if isinstance(source, str) and not os.path.exists(source):
+                    hint = ("; a string is a path: to attach the string itself, use "
+                            "attach(name, text=...)")
+                raise RoroError(f"cannot read attachment {os.fspath(source)[:80]!r}: "
+                                f"{e.strerror}{hint}") from None
         if hasattr(source, "read"):
             def fill(w: HashingWriter) -> None:
                 while True:
@@ -499,6 +545,13 @@ class ModelImage:
 
     def __hash__(self) -> int:
         return hash((self._digest, self._version)) if self.saved else id(self)
+
+
+def _text_bytes(text: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise InvalidMetadataError(f"attachment text is not valid Unicode: {e}") from None
 
 
 class ImageList(list[ModelImage]):
