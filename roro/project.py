@@ -102,6 +102,17 @@ class Project:
             out.append(ModelImage.from_index_row(repo, row))
         return out
 
+    def search_hints(self, expr: str | Query, repository: str | None = None) -> list[str]:
+        """Why ``expr`` may have matched nothing: keys it names that exist only in another case,
+        or whose values have another type than it compares them with. Reads the index (the
+        10,000 newest versions); call it after a search that returned nothing."""
+        from .query.hints import no_match_hints  # only after a search that found nothing
+        query = parse_query(expr)
+        index = self.store.index
+        return no_match_hints(
+            query, lambda key: index.metadata_key_types(self.name, repository, key),
+            lambda: index.metadata_keys(self.name, repository))
+
     def create_model_repository(self, name: str) -> ModelRepository:
         """Create an empty repository; :class:`~roro.errors.ConflictError` if it exists."""
         repo = ModelRepository(self, name)

@@ -146,7 +146,9 @@ def test_models_lists_repositories(project, store_url):
     assert cr["last_saved"] == project.get_model_repository("credit-risk").get_model_image()["timestamp"]
     assert by_name["empty"] == {"name": "empty", "versions": 0, "latest": None, "last_saved": None,
                                 "tags": {}}
-    text = run("models", store=store_url).stdout
+    assert re.search(r"credit-risk\s+3\s+v3\s+just now\s+prod→v2",
+                     run("models", store=store_url).stdout)
+    text = run("models", "--no-relative", store=store_url).stdout
     assert re.search(r"credit-risk\s+3\s+v3\s+\d{4}-\d\d-\d\d \d\d:\d\d UTC\s+prod→v2", text), text
     assert re.search(r"empty\s+0\s+-\s+-", text), text
     assert not any(line.endswith(" ") for line in text.splitlines())
@@ -496,7 +498,7 @@ def test_tag_untag_and_history(project, store_url):
     doc = json.loads(run("models:history", "credit-risk:prod", "--json", store=store_url).stdout)
     assert doc["tag"] == "prod" and [(m["from"], m["to"]) for m in doc["moves"]] == [(None, 2), (2, 3)]
 
-    text = run("models:history", "credit-risk", store=store_url).stdout
+    text = run("models:history", "credit-risk", "--no-relative", store=store_url).stdout
     assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\s+prod\s+— → v2\s+\S+$", text, re.M)
     assert re.search(r"staging\s+v3 → —", text)
     assert "No moves of tag 'x' of churn" in run("models:history", "churn:x", store=store_url).stdout

@@ -3,7 +3,9 @@ mistakes, output off a terminal, closed pipes and Ctrl-C, and the --json of muta
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -35,7 +37,7 @@ def store(tmp_path):
     project = roro.Project("credit", path)
     repo = project.get_model_repository("iris-clf")
     for i in range(1, 4):
-        save_image(repo, {"w": i}, comment=f"run {i}\nmore about run {i}", accuracy=0.8 + i / 100,
+        save_image(repo, {"w": i}, comment=f"run {i}\nmore about run {i}", accuracy=round(0.8 + i / 100, 2),
                    params={"C": 10.0 ** -i, "penalty": "l2"})
     repo.add_tag("prod", 2)
     return path
@@ -159,3 +161,71 @@ def test_ctrl_c_at_start_up_is_quiet_130(store, delay):
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     assert proc.returncode in (130, 0), (proc.returncode, err)  # 0: it finished first
     assert err.strip() == ""
+
+
+# -- 6, 9: search shows what it compared, says why nothing matched; diff by key path --------------
+def test_search_shows_the_compared_keys_and_columns(store):
+    result = cli("--store", store, "--project", "credit", "models:search", "accuracy > 0.815",
+                 "--columns", "params.C,penalty")
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:5] == ["VERSION", "IMAGE", "accuracy", "params.C", "penalty"]
+    assert lines[1].split()[:5] == ["iris-clf:3", lines[1].split()[1], "0.83", "0.001", "-"]
+    assert len(lines) == 3
+
+
+@pytest.mark.parametrize("expr,hint", [
+    ("Accuracy > 0.5", "'accuracy' exists (keys are case-sensitive)"),
+    ("accuracy > '0.5'", "'accuracy' holds numbers, but the query compares it with string"),
+    ("acuracy > 0.5", "did you mean 'accuracy'"),
+])
+def test_a_search_that_matches_nothing_says_why(store, expr, hint):
+    result = cli("--store", store, "--project", "credit", "models:search", expr)
+    assert result.exit_code == 0 and "No version" in result.stdout and hint in result.stdout
+    doc = json.loads(cli("--store", store, "--project", "credit", "models:search", expr,
+                         "--json").stdout)
+    assert doc["versions"] == [] and any(hint in h for h in doc["hints"])
+
+
+def test_diff_shows_nested_changes_by_key_path(store):
+    result = cli("--store", store, "--project", "credit", "models:diff", "iris-clf:1",
+                 "iris-clf:v2")
+    assert "~ metadata params.C: 0.1 → 0.01" in result.stdout
+    assert "penalty" not in result.stdout  # unchanged inside params
+    assert "->" not in result.stdout and "bytes" not in result.stdout
+    assert re.search(r"~ model: sha256:\w+ \d+ B → sha256:\w+ \d+ B", result.stdout)
+    doc = json.loads(cli("--store", store, "--project", "credit", "models:diff", "iris-clf:1",
+                         "iris-clf:2", "--json").stdout)
+    assert doc["metadata_paths"]["changed"]["params.C"] == {"a": 0.1, "b": 0.01}
+
+
+# -- reading like git: --oneline, relative dates -----------------------------------------------------
+def test_log_oneline_and_relative_dates(store):
+    result = cli("--store", store, "--project", "credit", "models:log", "--oneline",
+                 "--columns", "accuracy")
+    lines = result.stdout.splitlines()
+    assert [ln.split()[0] for ln in lines] == ["iris-clf:3", "iris-clf:2", "iris-clf:1"]
+    assert "(prod)" in lines[1] and "just now" in lines[1] and "accuracy=0.82" in lines[1]
+    assert lines[1].rstrip().endswith("run 2")
+    absolute = cli("--store", store, "--project", "credit", "models:log", "--oneline",
+                   "--no-relative").stdout
+    assert re.search(r"iris-clf:3\s+\w{12}\s+\(latest\)\s+\d{4}-\d\d-\d\d \d\d:\d\d UTC", absolute)
+    full = cli("--store", store, "--project", "credit", "models:log", "iris-clf", "-n", "1",
+               "--columns", "params.C").stdout
+    assert "(just now)" in full and "params.C: 0.001" in full
+
+
+def test_relative_time_words():
+    from datetime import datetime, timedelta, timezone
+
+    from roro.cli.render import relative_time
+    now = datetime(2026, 6, 1, 12, tzinfo=timezone.utc)
+
+    def ago(**kw):
+        return (now - timedelta(**kw)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+    assert relative_time(ago(seconds=10), now) == "just now"
+    assert relative_time(ago(minutes=5), now) == "5 minutes ago"
+    assert relative_time(ago(hours=2), now) == "2 hours ago"
+    assert relative_time(ago(days=3), now) == "3 days ago"
+    assert relative_time(ago(days=30), now) == "4 weeks ago"
+    assert relative_time(ago(days=400), now) == "2025-04-27 12:00 UTC"

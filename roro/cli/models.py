@@ -65,9 +65,10 @@ def _version(image: ModelImage) -> int:
 
 # -- models ----------------------------------------------------------------------------------------
 @click.command("models")
+@render.relative_option
 @json_option
 @click.pass_obj
-def models(state: CliState, as_json: bool) -> None:
+def models(state: CliState, absolute: bool, as_json: bool) -> None:
     """List the project's model repositories: versions, latest, last save, tags."""
     project = state.project
     project.require_exists()
@@ -104,7 +105,7 @@ def models(state: CliState, as_json: bool) -> None:
     table.add_column("TAGS", overflow="fold")
     for r, tag_cell in zip(rows, tag_cells, strict=True):
         table.add_row(r["name"], str(r["versions"]), f"v{r['latest']}" if r["latest"] else "-",
-                      render.human_time(r["last_saved"], seconds=False), tag_cell)
+                      render.when(r["last_saved"], not absolute, seconds=False), tag_cell)
     out.print(table)
 
 
@@ -121,6 +122,16 @@ def models_create(state: CliState, name: str) -> None:
 
 
 # -- models:log ------------------------------------------------------------------------------------
+#: ``--columns`` of models:log and models:search.
+columns_option = click.option(
+    "--columns", "columns", metavar="K1,K2", callback=lambda ctx, p, v: split_columns(v),
+    help="Also show these metadata keys (or key paths such as params.C), comma-separated.")
+
+
+def split_columns(value: str | None) -> list[str]:
+    return [c.strip() for c in (value or "").split(",") if c.strip()]
+
+
 @click.command("models:log")
 @click.argument("name", metavar="[NAME[:VERSION|TAG]]", required=False)
 @click.option("-n", "--max-count", "limit", type=click.IntRange(min=0), metavar="N",
@@ -130,15 +141,21 @@ def models_create(state: CliState, name: str) -> None:
 @click.option("--where", "where", metavar="EXPR",
               help="Only versions matching the query EXPR, e.g. \"Accuracy > 0.88 and "
                    "tag = 'prod'\" (language: docs/query.md).")
+@click.option("--oneline", is_flag=True,
+              help="One line per version: version, image, tags, when, first line of the comment.")
+@columns_option
+@render.relative_option
 @json_option
 @click.pass_obj
 def models_log(state: CliState, name: str | None, limit: int | None, before: int | None,
-               where: str | None, as_json: bool) -> None:
+               where: str | None, oneline: bool, columns: list[str], absolute: bool,
+               as_json: bool) -> None:
     """Show the history of saves, newest first, like 'git log'.
 
     With NAME, that repository's versions (NAME:VERSION or NAME:TAG: from that version down);
     without, every repository's, interleaved by time. --where EXPR keeps only the versions that
-    match a query. Reads only the index: '-n 20' is as fast at 100,000 versions as at 20.
+    match a query. Reads only the index: '-n 20' is as fast at 100,000 versions as at 20. On a
+    terminal a long log goes through a pager ($RORO_PAGER, $PAGER, else less).
     """
     if where is not None:
         parse(where)  # a syntax error is reported before anything is read
@@ -174,25 +191,66 @@ def models_log(state: CliState, name: str | None, limit: int | None, before: int
         what = f"model repository {name!r}" if name else f"project {project.name!r}"
         out.print(f"No saved versions in {what}.")
         return
-    for n, (image, image_tags) in enumerate(entries):
-        if n:
-            out.print()
-        header = render.text((render.ref(image.repository.name, image.version), "bold yellow"),
-                             "  ", (render.short_digest(image.digest), "yellow"))
-        if image_tags:
-            header.append("  (")
-            for k, t in enumerate(image_tags):
-                header.append(", " if k else "")
-                header.append(render.safe_line(t), style="bold green" if t == LATEST else "bold cyan")
-            header.append(")")
+    with render.paged(out):
+        if oneline:
+            out.print(oneline_table(entries, columns, not absolute))
+        else:
+            for n, (image, image_tags) in enumerate(entries):
+                if n:
+                    out.print()
+                _print_log_entry(out, image, image_tags, columns, not absolute)
+
+
+def _print_log_entry(out: render.Output, image: ModelImage, image_tags: list[str],
+                     columns: list[str], relative: bool) -> None:
+    header = render.text((render.ref(image.repository.name, image.version), "bold yellow"),
+                         "  ", (render.short_digest(image.digest), "yellow"))
+    if image_tags:
+        header.append("  (")
+        for k, t in enumerate(image_tags):
+            header.append(", " if k else "")
+            header.append(render.safe_line(t), style="bold green" if t == LATEST else "bold cyan")
+        header.append(")")
+    meta = image.get_metadata()
+    out.print(header)
+    out.print(render.text("Author: ", render.safe_line(meta["author"])))
+    date = render.human_time(meta["timestamp"])
+    if relative:
+        date += f" ({render.relative_time(meta['timestamp'])})"
+    out.print(render.text("Date:   ", date))
+    for key in columns:
+        out.print(render.text(f"{render.safe_line(key)}: ",
+                              render.cell(render.lookup(meta, key))))
+    if image.comment:
+        out.print()
+        for line in render.safe(image.comment.rstrip("\n")).split("\n"):
+            out.print(render.text("    ", line))
+
+
+def oneline_table(entries: list[tuple[ModelImage, list[str]]], columns: list[str],
+                  relative: bool) -> Any:
+    """``models:log --oneline``: version, image, tags, time, the given metadata columns and the
+    first line of the comment, one version per line, no header (like ``git log --oneline``)."""
+    from rich.table import Table  # rich (~40 ms): only when something is rendered
+    refs = [render.ref(i.repository.name, i.version) for i, _ in entries]
+    tag_cells = [f"({render.tag_list(t)})" if t else "" for _, t in entries]
+    table = Table(box=None, pad_edge=False, show_header=False)
+    table.add_column(style="bold yellow", **render.whole(refs))
+    table.add_column(style="yellow", **render.whole(["x" * 12]))
+    table.add_column(style="bold cyan", **render.whole(tag_cells))
+    table.add_column(no_wrap=True)
+    for _ in columns:
+        table.add_column(no_wrap=True)
+    table.add_column()
+    for (image, _), ref, tag_cell in zip(entries, refs, tag_cells, strict=True):
         meta = image.get_metadata()
-        out.print(header)
-        out.print(render.text("Author: ", render.safe_line(meta["author"])))
-        out.print(render.text("Date:   ", render.human_time(meta["timestamp"])))
-        if image.comment:
-            out.print()
-            for line in render.safe(image.comment.rstrip("\n")).split("\n"):
-                out.print(render.text("    ", line))
+        first = (image.comment or "").strip().split("\n", 1)[0]
+        table.add_row(ref, render.short_digest(image.digest), tag_cell,
+                      render.when(meta["timestamp"], relative, seconds=False),
+                      *(f"{render.safe_line(k)}={render.cell(render.lookup(meta, k))}"
+                        for k in columns),
+                      render.safe_line(first))
+    return table
 
 
 # -- models:show -----------------------------------------------------------------------------------
@@ -427,9 +485,10 @@ def models_untag(state: CliState, name: str, tag: str) -> None:
 
 @click.command("models:history")
 @click.argument("spec", metavar="NAME[:TAG]")
+@render.relative_option
 @json_option
 @click.pass_obj
-def models_history(state: CliState, spec: str, as_json: bool) -> None:
+def models_history(state: CliState, spec: str, absolute: bool, as_json: bool) -> None:
     """Show every move of NAME's tags (or of one TAG), oldest first: from → to, author, time."""
     name, sep, tag = spec.partition(":")
     validate_name(name)
@@ -459,7 +518,7 @@ def models_history(state: CliState, spec: str, as_json: bool) -> None:
         return "—" if n is None else f"v{n}"
 
     for m in moves:
-        table.add_row(render.human_time(m["time"]), render.safe_line(m["tag"]),
+        table.add_row(render.when(m["time"], not absolute), render.safe_line(m["tag"]),
                       f"{v(m['from'])} → {v(m['to'])}", render.safe_line(m["author"]))
     out.print(table)
 

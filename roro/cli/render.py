@@ -7,10 +7,13 @@ control characters made visible, so a hostile store cannot move the cursor or re
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
+import os
 import sys
 import unicodedata
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -114,6 +117,85 @@ def human_time(iso: str | None, seconds: bool = True) -> str:
     except ValueError:
         return safe_line(iso)  # written by another tool: show it as it is
     return t.strftime("%Y-%m-%d %H:%M:%S UTC" if seconds else "%Y-%m-%d %H:%M UTC")
+
+
+def relative_time(iso: str | None, now: _dt.datetime | None = None) -> str:
+    """An ISO 8601 UTC time as ``just now``, ``5 minutes ago``, ``2 hours ago``, ``3 days ago``,
+    ``6 weeks ago``; older than a year, or in the future (another machine's clock), as the date."""
+    if not iso:
+        return "-"
+    try:
+        t = _dt.datetime.strptime(iso, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=_dt.timezone.utc)
+    except ValueError:
+        return safe_line(iso)
+    seconds = ((now or _dt.datetime.now(_dt.timezone.utc)) - t).total_seconds()
+    if seconds < -60 or seconds >= 365 * 86400:
+        return human_time(iso, seconds=False)
+    if seconds < 45:
+        return "just now"
+    for unit, size, limit in (("minute", 60, 3600), ("hour", 3600, 86400),
+                              ("day", 86400, 14 * 86400), ("week", 7 * 86400, 63 * 86400),
+                              ("month", 30 * 86400, 365 * 86400)):
+        if seconds < limit:
+            n = max(1, round(seconds / size))
+            return f"{n} {unit}{'s' * (n != 1)} ago"
+    return human_time(iso, seconds=False)  # pragma: no cover - the loop covers a year
+
+
+def when(iso: str | None, relative: bool, seconds: bool = True) -> str:
+    """A time for a table: relative (``2 hours ago``) or absolute UTC (``--no-relative``)."""
+    return relative_time(iso) if relative else human_time(iso, seconds)
+
+
+#: ``--no-relative`` of every command that shows times in a table.
+relative_option = click.option("--no-relative", "absolute", is_flag=True,
+                               help="Show times as UTC dates instead of '2 hours ago'.")
+
+
+def lookup(metadata: dict[str, Any], key: str) -> Any:
+    """A metadata value by key, or by key path (``params.C``) when no key has that name; None
+    when there is neither."""
+    if key in metadata:
+        return metadata[key]
+    value: Any = metadata
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def cell(value: Any) -> str:
+    """A metadata value in a table cell or a ``key=value``: :func:`value_text` on one line,
+    ``-`` for a missing one."""
+    return "-" if value is None else safe_line(value_text(value))
+
+
+@contextlib.contextmanager
+def paged(out: Output) -> Iterator[None]:
+    """Page what the block prints when stdout is a terminal and it is longer than the screen,
+    like ``git log``: ``$RORO_PAGER``, else ``$PAGER``, else ``less -R`` (``RORO_PAGER=cat``
+    turns paging off). Off a terminal (a pipe, a file) nothing changes."""
+    c = out.console
+    if not c.is_terminal or out.stderr:
+        yield
+        return
+    with c.capture() as captured:
+        yield
+    text = captured.get()
+    if text.count("\n") < c.height:
+        click.echo(text, nl=False, color=True)
+        return
+    pager = os.environ.get("RORO_PAGER") or os.environ.get("PAGER") or "less -R"
+    saved = os.environ.get("PAGER")
+    os.environ["PAGER"] = pager
+    try:
+        click.echo_via_pager(text, color=True)
+    finally:
+        if saved is None:
+            os.environ.pop("PAGER", None)
+        else:
+            os.environ["PAGER"] = saved
 
 
 def short_digest(digest: str | None) -> str:
