@@ -27,6 +27,7 @@ from .localfs import (
     copy_verified,
     plan_attachments,
     refuse_existing,
+    same_file_bytes,
     write_verified,
 )
 from .metadata import (
@@ -112,10 +113,12 @@ class _Silent:
 
 class Downloaded(NamedTuple):
     """What :meth:`ModelImage.download` wrote: the model's file (None: it went to a stream) and
-    the attachments' files, in name order."""
+    the attachments' files, in name order; ``unchanged`` lists those of them that already held
+    exactly these bytes and were left as they were."""
 
     model: str | None
     attachments: list[str]
+    unchanged: list[str] = []
 
 
 class ModelImage:
@@ -438,10 +441,12 @@ class ModelImage:
 
         ``to`` is a file path, a directory (``NAME-vN.pkl`` inside it), a binary stream, or None
         (``NAME-vN.pkl`` here). Every file is checked against its digest while it is written and
-        appears, complete and fsynced, only under its final name. Before any byte is fetched, an
-        existing file (without ``force``), an attachment name that is invalid, collides with
-        another on a case-insensitive filesystem, or leads outside the directory (symbolic links
-        included) is refused with :class:`~roro.errors.DownloadError`.
+        appears, complete and fsynced, only under its final name. A file that already holds
+        exactly these bytes is left as it is (listed in ``unchanged``), so running a download
+        again is harmless. Before any byte is fetched, an existing file with other bytes (without
+        ``force``), an attachment name that is invalid, collides with another on a
+        case-insensitive filesystem, or leads outside the directory (symbolic links included) is
+        refused with :class:`~roro.errors.DownloadError`.
         """
         if self._manifest is None:
             raise RoroError(f"{self!r} is not saved yet: it has nothing to download")
@@ -453,24 +458,33 @@ class ModelImage:
             target = os.fspath(to) if to is not None else default  # type: ignore[arg-type]
             if os.path.isdir(target):
                 target = os.path.join(target, default)
-            refuse_existing(target, force)
+        digest, size = self._manifest["model"]["digest"], self._manifest["model"]["size"]
+        model_same = target is not None and refuse_existing(target, force, digest, size)
         directory = os.fspath(attachments) if attachments is not None else None
         atts = self.get_attachments() if directory is not None else []
-        planned = plan_attachments(directory, [a.name for a in atts], force) if directory else []
-        digest = self._manifest["model"]["digest"]
-        progress.phase("model: fetching and verifying")
-        with self.open_model() as src:
-            progress.phase("model: writing")
-            if stream is not None:
-                copy_verified(src, stream, digest, "the model", progress.advance)
-            else:
-                assert target is not None
-                write_verified(src, target, digest, "the model", replace=force,
-                               on_chunk=progress.advance)
+        planned = plan_attachments(directory, [a.name for a in atts], force,
+                                   {a.name: (a.digest, a.size) for a in atts}) if directory else []
+        unchanged = [target] if model_same and target is not None else []
+        if not model_same:
+            progress.phase("model: fetching and verifying")
+            with self.open_model() as src:
+                progress.phase("model: writing")
+                if stream is not None:
+                    copy_verified(src, stream, digest, "the model", progress.advance)
+                else:
+                    assert target is not None
+                    write_verified(src, target, digest, "the model", replace=force,
+                                   on_chunk=progress.advance)
+        else:
+            progress.advance(size)
         for att, path in zip(atts, planned, strict=True):
             assert directory is not None
+            if same_file_bytes(path, att.digest, att.size):
+                unchanged.append(path)
+                progress.advance(att.size)
+                continue
             self._download_attachment(att, directory, path, force, progress)
-        return Downloaded(target, planned)
+        return Downloaded(target, planned, unchanged)
 
     @staticmethod
     def _download_attachment(att: Attachment, directory: str, path: str, force: bool,

@@ -229,3 +229,108 @@ def test_relative_time_words():
     assert relative_time(ago(days=3), now) == "3 days ago"
     assert relative_time(ago(days=30), now) == "4 weeks ago"
     assert relative_time(ago(days=400), now) == "2025-04-27 12:00 UTC"
+
+
+# -- 7: progress shows real bytes, in one unit system ------------------------------------------------
+class _SlowStream:
+    def __init__(self, data: bytes):
+        self.data, self.pos = data, 0
+
+    def read(self, n=-1):
+        time.sleep(0.05)
+        n = len(self.data) - self.pos if n is None or n < 0 else min(n, 1 << 18)
+        chunk = self.data[self.pos:self.pos + n]
+        self.pos += len(chunk)
+        return chunk
+
+    def close(self):
+        pass
+
+
+def test_sync_progress_counts_bytes_while_an_object_streams(tmp_path):
+    src = roro.Store(f"memory://progress-{os.getpid()}")
+    save_image(roro.Project("p", src).get_model_repository("big"), os.urandom(3 << 20))
+    backend = src.backend
+    real_open = backend.open
+    backend.open = lambda key: _SlowStream(real_open(key).read())  # a slow network, 3 MiB
+    seen = []
+    report = roro.sync(src, str(tmp_path / "dst"), progress=seen.append)
+    assert report.ok and report.bytes_transferred > 3 << 20
+    objects = [p for p in seen if p.phase == "objects"]
+    assert objects[0].bytes_total > 3 << 20 and objects[0].bytes_done == 0
+    assert any(0 < p.bytes_done < p.bytes_total and p.objects_done == 0 for p in objects), \
+        [(p.bytes_done, p.objects_done) for p in objects]
+
+
+def test_progress_bars_use_binary_units():
+    from rich.progress import Progress
+
+    from roro.cli.render import transfer_progress
+
+    progress = transfer_progress()
+    assert isinstance(progress, Progress)
+    task = progress.add_task("x", total=300 << 20, completed=3 << 20)
+    shown = " ".join(str(column.render(progress.tasks[task]))
+                     for column in progress.columns[3:])
+    assert "3.0 MiB/300.0 MiB" in shown and "kB" not in shown
+
+
+# -- 8: downloading again -----------------------------------------------------------------------------
+def test_downloading_twice_skips_identical_files(store, tmp_path):
+    args = ["--store", store, "--project", "credit", "models:download", "iris-clf:prod",
+            "-o", str(tmp_path / "m.pkl"), "--attachments", str(tmp_path / "files")]
+    image = roro.Project("credit", store).get_model_repository("iris-clf").get_model_image(2)
+    first = cli(*args, "--json")
+    assert first.exit_code == 0 and json.loads(first.stdout)["model"]["written"] is True
+    again = cli(*args)
+    assert again.exit_code == 0 and "the same bytes" in again.stdout
+    doc = json.loads(cli(*args, "--json").stdout)
+    assert doc["model"]["written"] is False and doc["version"] == 2
+    assert doc["model"]["digest"] == image.to_dict()["model"]["digest"]
+    (tmp_path / "m.pkl").chmod(0o644)
+    (tmp_path / "m.pkl").write_bytes(b"other bytes")
+    refused = cli(*args)
+    one_line_error(refused, 1)
+    assert "other bytes" in refused.stderr and "--force" in refused.stderr
+    assert cli(*args, "--force").exit_code == 0
+    assert (tmp_path / "m.pkl").read_bytes() != b"other bytes"
+
+
+# -- 11: --json on mutating commands -----------------------------------------------------------------
+def test_mutating_commands_take_json(store, tmp_path):
+    base = ["--store", store, "--project", "credit"]
+    doc = json.loads(cli(*base, "models:tag", "iris-clf:v3", "staging", "--json").stdout)
+    assert doc == {"project": "credit", "repository": "iris-clf", "tag": "staging",
+                   "version": 3, "previous": None, "seq": doc["seq"], "changed": True}
+    doc = json.loads(cli(*base, "models:tag", "iris-clf:3", "staging", "--json").stdout)
+    assert doc["changed"] is False and doc["seq"] is None
+    doc = json.loads(cli(*base, "models:untag", "iris-clf", "staging", "--json").stdout)
+    assert doc["version"] is None and doc["previous"] == 3
+    doc = json.loads(cli(*base, "models:delete", "iris-clf:1", "--json").stdout)
+    assert doc == {"project": "credit", "repository": "iris-clf", "version": 1, "deleted": True}
+    doc = json.loads(cli(*base, "models:create", "fraud", "--json").stdout)
+    assert doc["repository"] == "fraud" and doc["created"] is True
+    os.chdir(tmp_path)
+    doc = json.loads(cli("init", "--project", "x", "--store", "reg", "--json").stdout)
+    assert doc["project"] == "x" and doc["config"].endswith("roro.yml")
+
+
+# -- 15: roro init in a git work tree ----------------------------------------------------------------
+def test_init_inside_a_git_work_tree_ignores_the_store(tmp_path, monkeypatch):
+    work = tmp_path / "repo"
+    (work / "ml").mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(work)], check=True)
+    monkeypatch.chdir(work / "ml")
+    result = cli("init", "--store", "registry")
+    assert result.exit_code == 0 and ".gitignore" in result.stdout
+    assert "/registry/" in (work / "ml" / ".gitignore").read_text().splitlines()
+    save_image(roro.get_current_project().get_model_repository("m"), {"w": 1})
+    status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=work,
+                            capture_output=True, text=True, check=True).stdout
+    assert "registry" not in status and "roro.yml" in status
+    # again: nothing added twice
+    assert cli("init", "--store", "registry", "--force").exit_code == 0
+    assert (work / "ml" / ".gitignore").read_text().count("/registry/") == 1
+    # a store outside the work tree is left alone
+    monkeypatch.chdir(tmp_path)
+    assert ".gitignore" not in cli("init", "--store", "elsewhere", "--force").stdout

@@ -18,6 +18,7 @@ from .render import json_option
 if TYPE_CHECKING:
     from ..image import ModelImage
     from ..project import Project
+    from ..repository import TagChange
     from . import CliState
 
 PROGRESS_MIN_BYTES = 16 << 20  # a progress bar for downloads of at least this size, on a terminal
@@ -112,11 +113,16 @@ def models(state: CliState, absolute: bool, as_json: bool) -> None:
 # -- models:create ---------------------------------------------------------------------------------
 @click.command("models:create")
 @click.argument("name")
+@json_option
 @click.pass_obj
-def models_create(state: CliState, name: str) -> None:
+def models_create(state: CliState, name: str, as_json: bool) -> None:
     """Create an empty model repository (saving an image also creates one)."""
     project = state.writable_project
     project.create_model_repository(name)
+    if as_json:
+        render.emit_json({"project": project.name, "store": project.store.url,
+                          "repository": name, "created": True})
+        return
     render.console().print(render.text("Created model repository ", (name, "bold"),
                                        " in project ", (project.name, "bold cyan"), "."))
 
@@ -377,14 +383,17 @@ def lineage_rows(lineage: dict[str, Any]) -> list[tuple[str, str]]:
                    "or '-' for stdout. Default: NAME-vN.pkl here.")
 @click.option("--attachments", "attachments_dir", metavar="DIR",
               help="Also write the attachments below DIR (created if missing).")
-@click.option("--force", is_flag=True, help="Overwrite files that exist.")
+@click.option("--force", is_flag=True, help="Overwrite files that exist with other bytes.")
+@json_option
 @click.pass_obj
 def models_download(state: CliState, spec: str, output: str | None,
-                    attachments_dir: str | None, force: bool) -> None:
+                    attachments_dir: str | None, force: bool, as_json: bool) -> None:
     """Download a version's model bytes (a cloudpickle), verified, and its attachments.
 
     Nothing is unpickled. Every file is checked against its sha256 digest while it is written and
-    only appears, complete, under its final name. Attachments are never written outside DIR.
+    only appears, complete, under its final name. Attachments are never written outside DIR. A
+    file that already holds the same bytes is left alone (run it twice: nothing to do); one
+    with other bytes is refused unless --force.
     """
     ref = parse_refspec(spec)  # a bad name is reported before the store is looked at
     image = state.project.get_model_image(ref)
@@ -392,22 +401,45 @@ def models_download(state: CliState, spec: str, output: str | None,
     if to_stdout and render.stdout_is_terminal():
         raise click.ClickException("refusing to write a model's binary bytes to a terminal; "
                                    "redirect stdout or use -o PATH")
+    if to_stdout and as_json:
+        raise click.UsageError("--json prints the report on stdout: give -o PATH, not -o -")
     attachments = image.get_attachments() if attachments_dir is not None else []
     total = (image.model_size or 0) + sum(a.size for a in attachments)
     label = render.ref(image.repository.name, image.version)
     with _progress(total, label) as progress:
         done = image.download(sys.stdout.buffer if to_stdout else output,
                               attachments=attachments_dir, force=force, progress=progress)
+    unchanged = set(done.unchanged)
+    if as_json:
+        model = image.to_dict()["model"]
+        render.emit_json({
+            "project": image.repository.project.name, "repository": image.repository.name,
+            "version": image.version, "image": image.digest,
+            "model": {"path": done.model, "size": model["size"], "digest": model["digest"],
+                      "written": done.model not in unchanged},
+            "attachments": [{"name": a.name, "path": path, "size": a.size, "digest": a.digest,
+                             "written": path not in unchanged}
+                            for a, path in zip(attachments, done.attachments, strict=True)]})
+        return
     status = render.console(stderr=to_stdout)
-    status.print(render.text("Wrote ", (label, "bold yellow"), " (",
-                             render.safe_line(image.model_type), ", ",
-                             render.human_size(image.model_size), ") to ",
-                             (render.safe_line(done.model or "stdout"), "bold")))
+    model_what = (render.safe_line(image.model_type), ", ", render.human_size(image.model_size))
+    if done.model is not None and done.model in unchanged:
+        status.print(render.text((render.safe_line(done.model), "bold"), " already holds ",
+                                 (label, "bold yellow"), " (", *model_what,
+                                 "): the same bytes, left as it is"))
+    else:
+        status.print(render.text("Wrote ", (label, "bold yellow"), " (", *model_what, ") to ",
+                                 (render.safe_line(done.model or "stdout"), "bold")))
     if attachments_dir is not None:
-        n = len(done.attachments)
-        size = render.human_size(sum(a.size for a in attachments))
-        status.print(render.text(f"Wrote {n} attachment{'s' * (n != 1)} ({size}) below ",
-                                 (render.safe_line(attachments_dir), "bold")))
+        same = [p for p in done.attachments if p in unchanged]
+        n = len(done.attachments) - len(same)
+        size = render.human_size(sum(a.size for a, p in zip(attachments, done.attachments,
+                                                             strict=True) if p not in unchanged))
+        line = render.text(f"Wrote {n} attachment{'s' * (n != 1)} ({size}) below ",
+                           (render.safe_line(attachments_dir), "bold"))
+        if same:
+            line.append(f"; {len(same)} already held the same bytes")
+        status.print(line)
 
 
 class _Quiet:
@@ -446,8 +478,9 @@ def _progress(total: int, label: str) -> Iterator[_Quiet]:
 @click.command("models:tag")
 @click.argument("spec", metavar="NAME:VERSION")
 @click.argument("tag")
+@json_option
 @click.pass_obj
-def models_tag(state: CliState, spec: str, tag: str) -> None:
+def models_tag(state: CliState, spec: str, tag: str, as_json: bool) -> None:
     """Point TAG at a version, creating or moving it (every move is kept in models:history).
 
     NAME:VERSION may also be NAME:TAG (the version that tag points at) or NAME (the latest).
@@ -459,6 +492,9 @@ def models_tag(state: CliState, spec: str, tag: str) -> None:
     repo = state.project.get_model_repository(name)
     target = repo.resolve_ref(ref)
     change = repo.add_tag(tag, target)
+    if as_json:
+        render.emit_json(tag_change_document(state, name, change))
+        return
     out = render.console()
     shown = (render.ref(name, target), "bold yellow")
     if not change.changed:
@@ -473,14 +509,26 @@ def models_tag(state: CliState, spec: str, tag: str) -> None:
 @click.command("models:untag")
 @click.argument("name")
 @click.argument("tag")
+@json_option
 @click.pass_obj
-def models_untag(state: CliState, name: str, tag: str) -> None:
+def models_untag(state: CliState, name: str, tag: str, as_json: bool) -> None:
     """Remove TAG from NAME (the removal is kept in models:history)."""
     validate_name(name)
     validate_tag(tag)
     change = state.project.get_model_repository(name).remove_tag(tag)
+    if as_json:
+        render.emit_json(tag_change_document(state, name, change))
+        return
     render.console().print(render.text("Removed tag ", (tag, "bold cyan"), " from ",
                                        (name, "bold"), f" (it pointed at v{change.previous})."))
+
+
+def tag_change_document(state: CliState, name: str, change: TagChange) -> dict[str, Any]:
+    """``models:tag --json`` and ``models:untag --json``: the move made (``seq`` null and
+    ``changed`` false when the tag already pointed there)."""
+    return {"project": state.project.name, "repository": name, "tag": change.tag,
+            "version": change.version, "previous": change.previous, "seq": change.seq,
+            "changed": change.changed}
 
 
 @click.command("models:history")

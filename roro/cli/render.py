@@ -230,17 +230,31 @@ def transfer_progress(*, eta: bool = False) -> Progress:
     (and, with ``eta``, the time remaining), on the console's terminal."""
     from rich.progress import (  # rich (~40 ms): only when something is rendered
         BarColumn,
-        DownloadColumn,
         Progress,
         ProgressColumn,
         SpinnerColumn,
         TextColumn,
         TimeRemainingColumn,
-        TransferSpeedColumn,
     )
+    from rich.text import Text  # rich (~40 ms): only when something is rendered
+
+    class Bytes(ProgressColumn):
+        """``12.0 MiB/300.0 MiB`` in roro's binary units (rich's own column mixes units)."""
+
+        def render(self, task: Any) -> Text:
+            total = "?" if task.total is None else format_bytes(int(task.total))
+            return Text(f"{format_bytes(int(task.completed))}/{total}", style="progress.download")
+
+    class Speed(ProgressColumn):
+        """``48.2 MiB/s`` in the same binary units."""
+
+        def render(self, task: Any) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text("" if speed is None else f"{format_bytes(int(speed))}/s",
+                        style="progress.data.speed")
+
     columns: list[ProgressColumn] = [SpinnerColumn(), TextColumn("{task.description}"),
-                                     BarColumn(), DownloadColumn(binary_units=True),
-                                     TransferSpeedColumn()]
+                                     BarColumn(), Bytes(), Speed()]
     if eta:
         columns.append(TimeRemainingColumn())
     return Progress(*columns, console=console().console, transient=True)

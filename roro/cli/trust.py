@@ -138,8 +138,9 @@ def index(ctx: click.Context, rebuild: bool, as_json: bool) -> None:
 # -- models:delete ---------------------------------------------------------------------------------
 @click.command("models:delete")
 @click.argument("spec", metavar="NAME:VERSION")
+@json_option
 @click.pass_obj
-def models_delete(state: CliState, spec: str) -> None:
+def models_delete(state: CliState, spec: str, as_json: bool) -> None:
     """Delete one version (a ref-log event: the deletion is history too).
 
     Refused while a tag points at the version: move or remove the tag first. Version numbers are
@@ -155,6 +156,10 @@ def models_delete(state: CliState, spec: str) -> None:
     if ref.version_word is not None and ref.version_word in repo.get_tags():
         repo.resolve_ref(ref)  # raises: NAME:vN is ambiguous while a tag vN exists
     deleted = repo.delete_version(version)
+    if as_json:
+        render.emit_json({"project": state.project.name, "repository": name, "version": version,
+                          "deleted": deleted})
+        return
     shown = (render.ref(name, version), "bold yellow")
     if deleted:
         render.console().print(render.text("Deleted ", shown, "; 'roro gc' frees its objects "

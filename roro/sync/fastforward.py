@@ -181,11 +181,12 @@ class _Syncer:
             out.append(res)
         return out
 
-    def _notify(self, res: RepositorySync, phase: str, plan: _Plan, events_total: int) -> None:
+    def _notify(self, res: RepositorySync, phase: str, plan: _Plan, events_total: int,
+                streamed: int = 0) -> None:
         if self.progress is not None:
             self.progress(SyncProgress(res.project, res.repository, phase,
                                        res.objects_transferred, plan.objects_total,
-                                       res.bytes_transferred, plan.bytes_total,
+                                       max(res.bytes_transferred, streamed), plan.bytes_total,
                                        res.events_appended, events_total))
 
     def _sync_repository(self, res: RepositorySync) -> None:
@@ -204,13 +205,19 @@ class _Syncer:
         self.dst.require_features(self.src.features())  # DESIGN §14: before what needs them
         self.transfer.touch(plan.found)
 
+        start = self.transfer.streamed
+
         def done(size: int) -> None:
             res.objects_transferred += 1
             res.bytes_transferred += size
-            self._notify(res, "objects", plan, len(new))
+            self._notify(res, "objects", plan, len(new), self.transfer.streamed - start)
 
+        def tick() -> None:  # bytes of the objects still streaming
+            self._notify(res, "objects", plan, len(new), self.transfer.streamed - start)
+
+        self._notify(res, "objects", plan, len(new))  # the totals, before the first byte
         # Blobs first, then manifests, then events: whatever DST holds names only what it holds.
-        self.transfer.copy_all(plan.missing_blobs, done)
+        self.transfer.copy_all(plan.missing_blobs, done, tick)
         self.transfer.put_all_verified({d: plan.manifests[d][0] for d in plan.missing_manifests},
                                        done)
         self._append_events(res, new, plan, src_log, dst_log)
@@ -357,8 +364,9 @@ def sync(src: StoreSpec, dst: StoreSpec, repositories: Iterable[str] | None = No
         repositories: names of repositories to sync (``name`` or ``project/name``); default all.
         dry_run: report what would be done; write nothing to DST.
         project: only this project; default every project of SRC.
-        progress: called with a :class:`SyncProgress` after each object and event (from the
-            calling thread).
+        progress: called with a :class:`SyncProgress` before a repository's objects, after
+            each object and event, and about every 0.2 s while objects stream (always from the
+            calling thread); ``bytes_done`` counts the bytes of objects still in flight too.
         workers: parallel object transfers.
 
     Returns:
