@@ -18,6 +18,8 @@ from .repository import ModelRepository, check_limit
 from .store import Store
 from .suggest import did_you_mean
 
+MAX_RENAMES = 64  # hops a reference follows from an old name to the current one
+
 
 class Project:
     """A project in a store. Constructing one touches no network and creates no file."""
@@ -57,13 +59,25 @@ class Project:
                                 f"{self.store.url}{did_you_mean(self.name, others)} (its "
                                 f"projects: {', '.join(sorted(others))})")
 
+    def resolve_repository(self, name: str) -> ModelRepository:
+        """The repository ``name`` refers to, following renames (``old`` renamed to ``new``:
+        ``new``'s handle). Reads by reference (:meth:`get_model_image`, :func:`roro.load`, the
+        CLI) use it; a handle from :meth:`get_model_repository` does not redirect."""
+        repo = ModelRepository(self, name)
+        for _ in range(MAX_RENAMES):
+            row = self.store.refresh(self.name, repo.name)
+            if row is None or row["status"] != "renamed":
+                return repo
+            repo = ModelRepository(self, row["renamed_to"])
+        return repo
+
     def get_model_image(self, spec: str | Ref) -> ModelImage:
         """The image a reference names: ``"credit-risk"`` (latest), ``"credit-risk:3"``,
         ``"credit-risk:v3"``, ``"credit-risk:prod"``, ``"credit-risk@sha256:3f7bc85"`` (see
-        :mod:`roro.refspec`)."""
+        :mod:`roro.refspec`). A renamed repository's old name leads to the new one."""
         ref = spec if isinstance(spec, Ref) else parse_refspec(spec)
         assert ref.name is not None
-        return self.get_model_repository(ref.name).get_model_image(ref)
+        return self.resolve_repository(ref.name).get_model_image(ref)
 
     def get_model(self, spec: str | Ref) -> Any:
         """The model object a reference names (see :meth:`get_model_image`), verified before it
@@ -71,25 +85,39 @@ class Project:
         return self.get_model_image(spec).get_model()
 
     def list_model_repositories(self) -> list[ModelRepository]:
-        """Every repository of this project, sorted by name."""
+        """Every live repository of this project, sorted by name (destroyed repositories and
+        the old names of renamed ones are left out: see :meth:`closed_repositories`)."""
+        return [r for r, row in self._repositories() if row is None or row["status"] is None]
+
+    def closed_repositories(self) -> list[dict[str, Any]]:
+        """The destroyed repositories and the old names of renamed ones: ``{name, status
+        ("destroyed" or "renamed"), renamed_to, time, author}``, sorted by name."""
+        return [{"name": r.name, "status": row["status"], "renamed_to": row["renamed_to"],
+                 "time": row["closed_time"], "author": row["closed_by"]}
+                for r, row in self._repositories() if row is not None and row["status"]]
+
+    def _repositories(self) -> list[tuple[ModelRepository, dict[str, Any] | None]]:
         if not self.store.is_initialized():
             return []
         out = []
         for name in list_repositories(self.store.backend, self.name):
             try:
-                out.append(ModelRepository(self, name))
+                repo = ModelRepository(self, name)
             except ValueError:
                 continue  # not a repository directory roro could have written
+            out.append((repo, self.store.refresh(self.name, name)))
         return out
+
+    def rename_model_repository(self, old: str, new: str) -> ModelRepository:
+        """Rename repository ``old`` to ``new`` (see :meth:`ModelRepository.rename`)."""
+        return self.get_model_repository(old).rename(new)
 
     def search(self, expr: str | Query, limit: int | None = None) -> ImageList:
         """Images of every repository of this project matching the query ``expr``, newest save
         first (see :meth:`ModelRepository.search` and ``docs/query.md``)."""
         query = parse_query(expr)
         limit = check_limit(limit)
-        repositories = self.list_model_repositories()
-        for repo in repositories:
-            self.store.refresh(self.name, repo.name)
+        repositories = self.list_model_repositories()  # refreshed
         if not repositories:
             return ImageList()
         compiled = query.to_sql()
@@ -124,9 +152,7 @@ class Project:
         ``git log`` over all branches. Reads the index only (after refreshing each repository):
         ``limit`` costs O(limit), not O(history), and no manifest or model is downloaded."""
         limit = check_limit(limit)
-        repos = {r.name: r for r in self.list_model_repositories()}
-        for repo in repos.values():
-            self.store.refresh(self.name, repo.name)
+        repos = {r.name: r for r in self.list_model_repositories()}  # refreshed
         rows = self.store.index.project_versions(self.name, limit) if repos else []
         return ImageList(ModelImage.from_index_row(repos.get(r["repository"])
                                                    or self.get_model_repository(r["repository"]),

@@ -93,10 +93,111 @@ class ModelRepository:
                                 f"{self.project.name!r}"
                                 f"{did_you_mean(self.name, self.project.repository_names())}"
                                 f" (saving an image creates it)", repository=self.name)
+        if row["status"] == "renamed":
+            error = NotFoundError(f"model repository {self.name!r} was renamed to "
+                                  f"{row['renamed_to']!r}; use {row['renamed_to']!r}",
+                                  repository=self.name)
+            error.renamed_to = row["renamed_to"]  # type: ignore[attr-defined]
+            raise error
+        if row["status"] == "destroyed":
+            raise NotFoundError(f"model repository {self.name!r} was destroyed (by "
+                                f"{row['closed_by']}, {row['closed_time']}); restore it with "
+                                f"'roro models:restore {self.name}'", repository=self.name)
         return row
 
     def exists(self) -> bool:
-        return self._refresh() is not None
+        """True if the repository has a log and is live (not destroyed, not renamed away)."""
+        row = self._refresh()
+        return row is not None and row["status"] is None
+
+    @property
+    def status(self) -> str | None:
+        """None for a live repository (or one with no log), ``"destroyed"`` or ``"renamed"``."""
+        row = self._refresh()
+        return row["status"] if row is not None else None
+
+    @property
+    def renamed_to(self) -> str | None:
+        """The name this repository was renamed to (None if it was not)."""
+        row = self._refresh()
+        return row["renamed_to"] if row is not None else None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def destroy(self) -> Event:
+        """Retire the whole repository: a ``destroy`` event. It disappears from listings, reads
+        raise NotFoundError and writes ConflictError, until :meth:`restore`; ``gc`` may collect
+        its objects once the destroy is older than its grace period, after which it cannot be
+        restored. Returns the event."""
+        def decide(row: writer.Row) -> writer.Decision:
+            if row is None:
+                self._require()  # raises NotFoundError with did-you-mean
+            assert row is not None
+            if row["status"] is not None:
+                raise writer.closed_error(self.name, row)
+            return "destroy", {}
+
+        event = writer.append(self.store, self.project.name, self.name, decide, lifecycle=True)
+        assert event is not None
+        return event
+
+    def restore(self) -> Event:
+        """Bring back a destroyed repository as it was (versions, tags, history), or one whose
+        rename did not complete. Every object of its versions must still be in the store (gc
+        collects them once the destroy is older than the grace period): each is touched first,
+        so a gc running meanwhile keeps it. Returns the ``restore`` event."""
+        def decide(row: writer.Row) -> writer.Decision:
+            if row is None:
+                self._require()
+            assert row is not None
+            if row["status"] is None:
+                raise ConflictError(f"model repository {self.name!r} is not destroyed; there "
+                                    f"is nothing to restore", repository=self.name)
+            if row["status"] == "renamed":
+                target = self.project.get_model_repository(row["renamed_to"])
+                if writer.holds_event(self.store, self.project.name, target.name,
+                                      row["closed_seq"], row["last_hash"]):
+                    raise ConflictError(f"model repository {self.name!r} was renamed to "
+                                        f"{target.name!r}, which holds its history; use "
+                                        f"{target.name!r}", repository=self.name)
+            self._touch_objects()
+            return "restore", {}
+
+        event = writer.append(self.store, self.project.name, self.name, decide, lifecycle=True)
+        assert event is not None
+        return event
+
+    def _touch_objects(self) -> None:
+        """Check that every object of the hidden versions is still stored, and touch it (gc's
+        grace period then protects it until the restore event is written)."""
+        objects = self.store.objects
+        for row in self.store.index.closed_versions(self.project.name, self.name):
+            try:
+                manifest, _ = read_manifest(objects, row["image"])
+            except NotFoundError:
+                raise NotFoundError(f"cannot restore {self.name!r}: gc already collected the "
+                                    f"objects of its version {row['version']} (manifest "
+                                    f"{row['image']})", repository=self.name,
+                                    digest=row["image"]) from None
+            blobs = [manifest["model"]["digest"], *(a["digest"] for a in manifest["attachments"])]
+            for digest in [row["image"], *blobs]:
+                if not objects.has(digest):
+                    raise NotFoundError(f"cannot restore {self.name!r}: gc already collected "
+                                        f"object {digest} of its version {row['version']}",
+                                        repository=self.name, digest=digest)
+                objects.touch(digest)
+
+    def rename(self, new_name: str) -> ModelRepository:
+        """Rename this repository to ``new_name``, keeping every version, tag and the whole
+        history (docs/architecture.md, "Repository lifecycle"). The old name then redirects
+        reads by reference (``roro.load("old:3")``, the CLI) to the new one and refuses writes.
+        ConflictError if ``new_name`` exists. Returns the repository under its new name."""
+        new = validate_name(new_name)
+        if new == self.name:
+            raise InvalidArgumentError(f"{self.name!r} is already called so")
+        if self._refresh() is None:
+            self._require()  # raises NotFoundError (a closed one is judged by the writer)
+        writer.rename_repository(self.store, self.project.name, self.name, new)
+        return self.project.get_model_repository(new)
 
     # -- images ----------------------------------------------------------------------------------
     def new_model_image(self, model: Any) -> ModelImage:

@@ -7,6 +7,7 @@ written (or, when already present, touched) before the event that makes them rea
 
 from __future__ import annotations
 
+import datetime
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -45,7 +46,14 @@ def gc(store: Store, grace_seconds: float = DEFAULT_GRACE_SECONDS,
             f"which objects are still needed, so nothing was deleted: {lines}{more}; run "
             f"'roro fsck' and repair the store first", report=checked)
     report.objects = checked.objects
-    report.unreferenced = len(checked.unreferenced)
+    # Objects only destroyed repositories name become collectable once the destroy is older
+    # than the grace period (a restore until then finds them; it touches them first).
+    now = time.time()
+    expired = sorted(d for d, when in checked.retained.items()
+                     if now - _epoch(when) >= grace_seconds)
+    report.kept_destroyed = len(checked.retained) - len(expired)
+    candidates = [*checked.unreferenced, *expired]
+    report.unreferenced = len(candidates)
     report.missing_blobs = sum(p.kind == MISSING_OBJECT for p in checked.problems)
     backend = store.backend
 
@@ -56,7 +64,7 @@ def gc(store: Store, grace_seconds: float = DEFAULT_GRACE_SECONDS,
             return digest, None
 
     with ThreadPoolExecutor(WORKERS) as pool:
-        infos = list(pool.map(stat_object, checked.unreferenced))
+        infos = list(pool.map(stat_object, candidates))
     for digest, info in infos:
         if info is None:
             continue  # deleted meanwhile (another gc)
@@ -77,6 +85,16 @@ def gc(store: Store, grace_seconds: float = DEFAULT_GRACE_SECONDS,
     report.temp_files = _collect_temp_files(backend, grace_seconds, dry_run)
     report.seconds = round(time.monotonic() - started, 3)
     return report
+
+
+def _epoch(iso: str) -> float:
+    """An event's ISO 8601 UTC time as seconds since the epoch (0 if it cannot be read: such an
+    object is as old as can be, and still only collected past its own mtime grace)."""
+    try:
+        return datetime.datetime.strptime(iso, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+            tzinfo=datetime.timezone.utc).timestamp()
+    except ValueError:
+        return 0.0
 
 
 def _collect_temp_files(backend: Backend, grace_seconds: float,

@@ -85,8 +85,10 @@ def models(state: CliState, absolute: bool, as_json: bool) -> None:
             "last_saved": newest[0].get_metadata()["timestamp"] if newest else None,
             "tags": tags,
         })
+    closed = project.closed_repositories()
     if as_json:
-        render.emit_json({"project": project.name, "store": project.store.url, "models": rows})
+        render.emit_json({"project": project.name, "store": project.store.url, "models": rows,
+                          "closed": closed})
         return
     out = render.console()
     where = render.text("project ", (project.name, "bold cyan"), " in ",
@@ -94,6 +96,7 @@ def models(state: CliState, absolute: bool, as_json: bool) -> None:
     if not rows:
         out.print(render.text("No model repositories in ", where, ". Save a model with the "
                               "Python API, or create one with 'roro models:create NAME'."))
+        _print_closed(out, closed)
         return
     from rich.table import Table  # rich (~40 ms): only when something is rendered
     table = Table(title=where, title_justify="left", box=None, pad_edge=False, header_style="bold")
@@ -108,6 +111,17 @@ def models(state: CliState, absolute: bool, as_json: bool) -> None:
         table.add_row(r["name"], str(r["versions"]), f"v{r['latest']}" if r["latest"] else "-",
                       render.when(r["last_saved"], not absolute, seconds=False), tag_cell)
     out.print(table)
+    _print_closed(out, closed)
+
+
+def _print_closed(out: render.Output, closed: list[dict[str, Any]]) -> None:
+    destroyed = [c["name"] for c in closed if c["status"] == "destroyed"]
+    renamed = [f"{c['name']}→{c['renamed_to']}" for c in closed if c["status"] == "renamed"]
+    if destroyed:
+        out.print(render.text(f"Destroyed (restore with 'roro models:restore NAME'): "
+                              f"{render.safe_line(', '.join(destroyed))}"))
+    if renamed:
+        out.print(render.text(f"Renamed: {render.safe_line(', '.join(renamed))}"))
 
 
 # -- models:create ---------------------------------------------------------------------------------
@@ -169,8 +183,8 @@ def models_log(state: CliState, name: str | None, limit: int | None, before: int
     project = state.project
     if ref is not None:
         assert ref.name is not None
-        name = ref.name
-        repo = project.get_model_repository(name)
+        repo = project.resolve_repository(ref.name)  # an old name leads to the new one
+        name = repo.name
         if not ref.is_latest:
             if before is not None:
                 raise click.UsageError("give NAME:VERSION or --before, not both")
@@ -542,7 +556,8 @@ def models_history(state: CliState, spec: str, absolute: bool, as_json: bool) ->
     validate_name(name)
     if sep:
         validate_tag(tag)
-    repo = state.project.get_model_repository(name)
+    repo = state.project.resolve_repository(name)
+    name = repo.name
     moves = [{"seq": m["seq"], "tag": m["tag"], "from": m["previous"], "to": m["version"],
               "author": m["author"], "time": m["time"]}
              for m in repo.get_tag_history(tag if sep else None)]

@@ -64,6 +64,7 @@ class _AppendView:
         self.last_seq = row["last_seq"] if row else 0
         self.last_hash = row["last_hash"] if row else None
         self.max_version = row["max_version"] if row else 0
+        self.status: str | None = row["status"] if row else None
         self._tags: dict[str, int] = index.tags(project, name) if index and row else {}
         self._live: dict[int, bool] = {}
 
@@ -93,6 +94,12 @@ class _AppendView:
 
     def advance(self, event: Event, max_version: int) -> None:
         self.last_seq, self.last_hash, self.max_version = event.seq, event.hash, max_version
+
+    def close(self, event: Event) -> None:
+        self.status = "renamed" if event.type == "rename" else "destroyed"
+
+    def reopen(self, event: Event) -> None:
+        self.status = None
 
 
 def _describe(name: str, events: list[Event]) -> dict[str, Any] | None:
