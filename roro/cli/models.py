@@ -14,6 +14,7 @@ from ..query import parse
 from ..refspec import parse_refspec, validate_new_tag
 from . import render
 from .render import json_option
+from .state import complete_spec
 
 if TYPE_CHECKING:
     from ..image import ModelImage
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 
 PROGRESS_MIN_BYTES = 16 << 20  # a progress bar for downloads of at least this size, on a terminal
 
-spec_argument = click.argument("spec", metavar="NAME[:VERSION|TAG]")
+spec_argument = click.argument("spec", metavar="NAME[:VERSION|TAG]", shell_complete=complete_spec)
 
 
 def image_document(image: ModelImage, tags: list[str]) -> dict[str, Any]:
@@ -153,7 +154,8 @@ def split_columns(value: str | None) -> list[str]:
 
 
 @click.command("models:log")
-@click.argument("name", metavar="[NAME[:VERSION|TAG]]", required=False)
+@click.argument("name", metavar="[NAME[:VERSION|TAG]]", required=False,
+                shell_complete=complete_spec)
 @click.option("-n", "--max-count", "limit", type=click.IntRange(min=0), metavar="N",
               help="Show only the N newest versions.")
 @click.option("--before", type=click.IntRange(min=1), metavar="VERSION",
@@ -490,7 +492,7 @@ def _progress(total: int, label: str) -> Iterator[_Quiet]:
 
 # -- models:tag, models:untag, models:history ------------------------------------------------------
 @click.command("models:tag")
-@click.argument("spec", metavar="NAME:VERSION")
+@click.argument("spec", metavar="NAME:VERSION", shell_complete=complete_spec)
 @click.argument("tag")
 @json_option
 @click.pass_obj
@@ -546,7 +548,7 @@ def tag_change_document(state: CliState, name: str, change: TagChange) -> dict[s
 
 
 @click.command("models:history")
-@click.argument("spec", metavar="NAME[:TAG]")
+@click.argument("spec", metavar="NAME[:TAG]", shell_complete=complete_spec)
 @render.relative_option
 @json_option
 @click.pass_obj

@@ -11,6 +11,7 @@ from ..refspec import parse_refspec
 from . import render
 from .models import columns_option, image_document, with_tags
 from .render import json_option
+from .state import complete_spec
 
 if TYPE_CHECKING:
     from . import CliState
@@ -82,8 +83,8 @@ DIFF_STYLE = {"+": "green", "-": "red", "~": "yellow"}
 
 
 @click.command("models:diff")
-@click.argument("spec_a", metavar="NAME:A")
-@click.argument("spec_b", metavar="NAME:B")
+@click.argument("spec_a", metavar="NAME:A", shell_complete=complete_spec)
+@click.argument("spec_b", metavar="NAME:B", shell_complete=complete_spec)
 @json_option
 @click.pass_obj
 def models_diff(state: CliState, spec_a: str, spec_b: str, as_json: bool) -> None:

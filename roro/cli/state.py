@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import os
 
+import click
+from click.shell_completion import CompletionItem
+
 from ..config import Settings, current_settings
 from ..errors import NotFoundError
 from ..project import Project
@@ -59,3 +62,23 @@ def require_store(store: Store, source: str) -> None:
         what = "is not a roro store (it has no roro.json)"
     raise NotFoundError(f"store {store.url} {what}; check {source} (a store is created by its "
                         f"first save)")
+
+
+def complete_spec(ctx: click.Context, param: click.Parameter,
+                  incomplete: str) -> list[CompletionItem]:
+    """Shell completion of ``NAME`` and ``NAME:TAG`` from the local index only: nothing is
+    refreshed and no network is used (for an S3 store, its cached index, or nothing)."""
+    try:
+        root = ctx.find_root().params
+        settings = current_settings(project=root.get("project"), store=root.get("store"))
+        store = Store(settings.store, **settings.options)
+        path = store.index_path()
+    except Exception:  # completion must never fail the shell: no names is the answer
+        return []
+    from ..refs.index import peek_names  # sqlite3, only when completing
+    name, colon, partial = incomplete.partition(":")
+    if colon:
+        words = [f"{name}:{t}" for t in ["latest", *peek_names(path, settings.project, name)]]
+    else:
+        words = peek_names(path, settings.project)
+    return [CompletionItem(w) for w in words if w.startswith(incomplete)]

@@ -433,6 +433,29 @@ class Index:
         return {t: self._rows(f"SELECT * FROM [{t}] ORDER BY {o}") for t, o in order.items()}
 
 
+def peek_names(path: str, project: str, repository: str | None = None) -> list[str]:
+    """For shell completion: the live repositories of ``project`` (or, with ``repository``, its
+    tags) as the index file at ``path`` last saw them, read-only; ``[]`` if there is no such
+    index or it cannot be read. Never refreshes, never creates a file."""
+    if not os.path.isfile(path):
+        return []
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1)
+        try:
+            if repository is None:
+                sql = ("SELECT name FROM repositories WHERE project = ? AND status IS NULL "
+                       "ORDER BY name")
+                rows = conn.execute(sql, [project]).fetchall()
+            else:
+                rows = conn.execute("SELECT tag FROM tags WHERE project = ? AND repository = ? "
+                                    "ORDER BY tag", [project, repository]).fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return []
+    return [r[0] for r in rows]
+
+
 def _needing_manifests(events: list[Event], repository: str) -> list[Event]:
     """The events whose manifest the index needs. A version deleted later in the same batch needs
     none, nor does any version of a repository the batch leaves closed (destroyed, renamed
