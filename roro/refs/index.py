@@ -373,35 +373,38 @@ class Index:
         self._optimize_once()
         return rows
 
+    @staticmethod
+    def _recent_metadata(project: str, repository: str | None,
+                         scan: int) -> tuple[str, list[Any]]:
+        """A subquery of the metadata of the ``scan`` newest live versions (of one repository or
+        the project), with its parameters."""
+        sql = "SELECT metadata FROM versions WHERE project = ? AND deleted = 0"
+        params: list[Any] = [project]
+        if repository is not None:
+            sql += " AND repository = ?"
+            params.append(repository)
+        return f"({sql} ORDER BY time DESC LIMIT ?)", [*params, scan]
+
     def metadata_key_types(self, project: str, repository: str | None, key: str,
                            scan: int = 10_000) -> dict[str, set[str]]:
         """The metadata keys equal to ``key`` ignoring case, each with the JSON types its values
         have (``integer``, ``real``, ``text``, ``true``…), over the ``scan`` newest live versions
         (of one repository or the project): what a search that matched nothing is told."""
-        sql = ("SELECT j.key AS key, j.type AS type FROM (SELECT metadata FROM versions "
-               "WHERE project = ? AND deleted = 0")
-        params: list[Any] = [project]
-        if repository is not None:
-            sql += " AND repository = ?"
-            params.append(repository)
-        sql += (" ORDER BY time DESC LIMIT ?) AS v, json_each(v.metadata) AS j "
-                "WHERE lower(j.key) = lower(?) GROUP BY j.key, j.type")
+        recent, params = self._recent_metadata(project, repository, scan)
         out: dict[str, set[str]] = {}
-        for r in self._rows(sql, [*params, scan, key]):
+        for r in self._rows(f"SELECT j.key AS key, j.type AS type FROM {recent} AS v, "
+                            f"json_each(v.metadata) AS j WHERE lower(j.key) = lower(?) "
+                            f"GROUP BY j.key, j.type", [*params, key]):
             out.setdefault(r["key"], set()).add(r["type"])
         return out
 
     def metadata_keys(self, project: str, repository: str | None,
                       scan: int = 10_000) -> list[str]:
         """Every metadata key of the ``scan`` newest live versions, sorted."""
-        sql = "SELECT metadata FROM versions WHERE project = ? AND deleted = 0"
-        params: list[Any] = [project]
-        if repository is not None:
-            sql += " AND repository = ?"
-            params.append(repository)
-        sql = (f"SELECT DISTINCT j.key AS key FROM ({sql} ORDER BY time DESC LIMIT ?) AS v, "
-               f"json_each(v.metadata) AS j ORDER BY j.key")
-        return [r["key"] for r in self._rows(sql, [*params, scan])]
+        recent, params = self._recent_metadata(project, repository, scan)
+        return [r["key"] for r in self._rows(
+            f"SELECT DISTINCT j.key AS key FROM {recent} AS v, json_each(v.metadata) AS j "
+            f"ORDER BY j.key", params)]
 
     def _optimize_once(self) -> None:
         """Once per connection, after a search: ``PRAGMA optimize`` gathers the statistics SQLite's
