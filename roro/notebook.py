@@ -7,7 +7,6 @@ shows the error instead), because a notebook calls it on its own.
 
 from __future__ import annotations
 
-import html
 import json
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -25,19 +24,24 @@ FIXED_COLUMNS = ("repository", "version", "image", "tags", "timestamp", "author"
                  "model_type", "model_size")
 
 
+def _escape(text: str) -> str:
+    import html  # html.entities (~1.4 ms): only when a notebook shows something
+    return html.escape(text)
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
         value = json.dumps(value, ensure_ascii=False)
-    return html.escape(value if len(value) <= 200 else value[:199] + "…")
+    return _escape(value if len(value) <= 200 else value[:199] + "…")
 
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[Any]], caption: str = "") -> str:
     out = ["<table>"]
     if caption:
         out.append(f"<caption style='text-align:left'>{caption}</caption>")
-    out.append("<thead><tr>" + "".join(f"<th style='text-align:left'>{html.escape(h)}</th>"
+    out.append("<thead><tr>" + "".join(f"<th style='text-align:left'>{_escape(h)}</th>"
                                       for h in header) + "</tr></thead><tbody>")
     for row in rows:
         out.append("<tr>" + "".join(f"<td style='text-align:left'>{_cell(v)}</td>"
@@ -51,12 +55,12 @@ def _guard(render: Any, what: str) -> str:
         result: str = render()
         return result
     except RoroError as e:
-        return f"<p>{html.escape(what)}: <b>{html.escape(str(e))}</b></p>"
+        return f"<p>{_escape(what)}: <b>{_escape(str(e))}</b></p>"
 
 
 def image_html(image: ModelImage) -> str:
     def render() -> str:
-        name = html.escape(f"{image.repository.name}:v{image.version}" if image.saved
+        name = _escape(f"{image.repository.name}:v{image.version}" if image.saved
                            else f"{image.repository.name} (unsaved)")
         facts: list[tuple[str, Any]] = []
         if image.saved:
@@ -95,13 +99,13 @@ def images_html(images: Sequence[ModelImage]) -> str:
 def repository_html(repo: ModelRepository) -> str:
     def render() -> str:
         if not repo.exists():
-            return _table(["", ""], [], f"<b>{html.escape(repo.name)}</b> (no versions yet)")
+            return _table(["", ""], [], f"<b>{_escape(repo.name)}</b> (no versions yet)")
         tags = repo.get_tags()
         latest = tags.pop("latest", None)
-        caption = (f"<b>{html.escape(repo.name)}</b> in project "
-                   f"{html.escape(repo.project.name)}: {repo.count()} versions, latest "
+        caption = (f"<b>{_escape(repo.name)}</b> in project "
+                   f"{_escape(repo.project.name)}: {repo.count()} versions, latest "
                    f"{'v' + str(latest) if latest else '-'}; tags: "
-                   f"{html.escape(', '.join(f'{t}→v{v}' for t, v in tags.items()) or 'none')}")
+                   f"{_escape(', '.join(f'{t}→v{v}' for t, v in tags.items()) or 'none')}")
         recent = repo.list_model_images(limit=10)
         return images_html(recent).replace("<table>", f"<p>{caption}</p><table>", 1)
     return _guard(render, "model repository")
@@ -118,8 +122,8 @@ def project_html(project: Project) -> str:
                          f"v{newest[0].version}" if newest else "",
                          newest[0].get_metadata()["timestamp"] if newest else "",
                          ", ".join(f"{t}→v{v}" for t, v in tags.items())])
-        caption = (f"project <b>{html.escape(project.name)}</b> in "
-                   f"{html.escape(project.store.url)}")
+        caption = (f"project <b>{_escape(project.name)}</b> in "
+                   f"{_escape(project.store.url)}")
         return _table(["model", "versions", "latest", "last saved", "tags"], rows, caption)
     return _guard(render, "project")
 

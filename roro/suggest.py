@@ -3,7 +3,6 @@ an unknown repository, tag, project, metadata key, configuration key or attribut
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 
 
@@ -27,6 +26,7 @@ def edit_distance(a: str, b: str, limit: int = 3) -> int:
 def close_matches(word: str, candidates: Iterable[str], n: int = 3) -> list[str]:
     """Up to ``n`` candidates that ``word`` is probably a typo of, best first: the same word in
     another case, then those within two edits, then difflib's close matches."""
+    import difflib  # only when a name was not found: `import roro` stays cheap
     pool = sorted(set(candidates) - {word})
     out = [c for c in pool if c.casefold() == word.casefold()]
     out += sorted((c for c in pool if c not in out and edit_distance(word, c) <= 2),
