@@ -17,7 +17,7 @@ from ..storage import Backend, KeyNotFoundError
 from ..storage.layout import object_key
 from ..store import Store
 from .fsck import WORKERS, fsck
-from .report import MISSING_OBJECT, CollectedObject, GcReport
+from .report import MISSING_OBJECT, CollectedObject, FsckReport, GcReport
 
 DEFAULT_GRACE_SECONDS = 24 * 3600
 
@@ -46,13 +46,7 @@ def gc(store: Store, grace_seconds: float = DEFAULT_GRACE_SECONDS,
             f"which objects are still needed, so nothing was deleted: {lines}{more}; run "
             f"'roro fsck' and repair the store first", report=checked)
     report.objects = checked.objects
-    # Objects only destroyed repositories name become collectable once the destroy is older
-    # than the grace period (a restore until then finds them; it touches them first).
-    now = time.time()
-    expired = sorted(d for d, when in checked.retained.items()
-                     if now - _epoch(when) >= grace_seconds)
-    report.kept_destroyed = len(checked.retained) - len(expired)
-    candidates = [*checked.unreferenced, *expired]
+    candidates = _candidates(checked, grace_seconds, report)
     report.unreferenced = len(candidates)
     report.missing_blobs = sum(p.kind == MISSING_OBJECT for p in checked.problems)
     backend = store.backend
@@ -85,6 +79,17 @@ def gc(store: Store, grace_seconds: float = DEFAULT_GRACE_SECONDS,
     report.temp_files = _collect_temp_files(backend, grace_seconds, dry_run)
     report.seconds = round(time.monotonic() - started, 3)
     return report
+
+
+def _candidates(checked: FsckReport, grace_seconds: float, report: GcReport) -> list[str]:
+    """The objects gc may delete if they are old enough: those nothing names, and those only
+    destroyed repositories name once the destroy is older than the grace period (until then a
+    restore finds them; it touches them first)."""
+    now = time.time()
+    expired = sorted(d for d, when in checked.retained.items()
+                     if now - _epoch(when) >= grace_seconds)
+    report.kept_destroyed = len(checked.retained) - len(expired)
+    return [*checked.unreferenced, *expired]
 
 
 def _epoch(iso: str) -> float:
