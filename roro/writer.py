@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 
 from .digests import digest_bytes
 from .environment import cloudpickle_version, current_author, now_utc, python_version
-from .errors import ConflictError
+from .errors import ConflictError, NotFoundError
 from .faults import crash_point
 from .lineage import collect_lineage
 from .metadata import check_total
@@ -242,7 +242,13 @@ def rename_repository(store: Store, project: str, old: str, new: str) -> tuple[E
     store.ensure_initialized()
     store.require_feature(LIFECYCLE_FEATURE)
     src, dst = store.reflog(project, old), store.reflog(project, new)
-    copied = _copy_log(src, dst, 0, old, new)
+    row = store.refresh(project, old)
+    if row is None:
+        raise NotFoundError(f"model repository {old!r} does not exist", repository=old)
+    resuming = row["status"] == "renamed" and row["renamed_to"] == new
+    if row["status"] is not None and not resuming:
+        raise closed_error(old, row)
+    copied = _copy_log(src, dst, 0, new, upto=row["closed_seq"] - 1 if resuming else None)
 
     def decide(row: Row) -> Decision:
         nonlocal copied
@@ -252,7 +258,7 @@ def rename_repository(store: Store, project: str, old: str, new: str) -> tuple[E
             return None  # committed by an earlier run: complete it below
         if row["status"] is not None:
             raise closed_error(old, row)
-        copied = _copy_log(src, dst, copied, old, new)  # what was appended meanwhile
+        copied = _copy_log(src, dst, copied, new)  # what was appended meanwhile
         return "rename", {"from": old, "to": new}
 
     event = append(store, project, old, decide, lifecycle=True)
@@ -260,7 +266,7 @@ def rename_repository(store: Store, project: str, old: str, new: str) -> tuple[E
     assert row is not None and row["closed_seq"] is not None
     if event is None:
         [event] = src.read_after(row["closed_seq"] - 1)[:1]
-    _copy_log(src, dst, copied, old, new, upto=event.seq - 1)
+    _copy_log(src, dst, copied, new, upto=event.seq - 1)
     key = log_key(project, new, event.seq)
     if not store.backend.put_if_absent(key, event.raw):
         if store.backend.get(key) != event.raw:
@@ -277,14 +283,12 @@ def rename_repository(store: Store, project: str, old: str, new: str) -> tuple[E
     return event, True
 
 
-def _copy_log(src: RefLog, dst: RefLog, done: int, old: str, new: str, upto: int | None = None) -> int:
+def _copy_log(src: RefLog, dst: RefLog, done: int, new: str, upto: int | None = None) -> int:
     """Copy events ``done+1 ..`` (up to ``upto``) of log ``src`` into log ``dst`` byte for byte;
     returns the last sequence number ``dst`` holds. Slots ``dst`` already has must hold the same
     bytes (an interrupted rename), else ``new`` is another repository: ConflictError."""
     events = [e for e in src.read_after(done) if upto is None or e.seq <= upto]
     for event in events:
-        if event.type == "rename" and event["from"] == old:
-            break  # the commit event itself is copied last, by rename_repository
         key = log_key(dst.project, dst.repository, event.seq)
         if not dst.backend.put_if_absent(key, event.raw) and dst.backend.get(key) != event.raw:
             raise ConflictError(f"model repository {new!r} already exists; choose another name "

@@ -100,6 +100,18 @@ def test_rename_keeps_history_and_tags_and_redirects_reads(project):
     assert new.get_tags() == {"prod": 2, "latest": 4}
 
 
+def test_a_closed_repository_cannot_be_renamed_again(project):
+    old = project.get_model_repository("credti-risk")
+    old.rename("credit-risk")
+    with pytest.raises(ConflictError, match="renamed to 'credit-risk'"):
+        old.rename("other")
+    assert not project.store.reflog("default", "other").keys_after(0)  # nothing copied
+    project.get_model_repository("churn").destroy()
+    with pytest.raises(ConflictError, match="destroyed"):
+        project.get_model_repository("churn").rename("churn-2")
+    assert not project.store.reflog("default", "churn-2").keys_after(0)
+
+
 def test_rename_to_an_existing_repository_is_refused(project):
     with pytest.raises(ConflictError, match="'churn' already exists"):
         project.get_model_repository("credti-risk").rename("churn")
