@@ -183,3 +183,21 @@ def test_the_cli(project):
     assert shown["repository"] == "credit-risk" and shown["version"] == 2
     assert "credit-risk:3" in cli(url, "models:log", "credti-risk", "--oneline").stdout
     assert cli(url, "models:tag", "credti-risk:1", "x").exit_code in (3, 5)
+
+
+def test_sync_after_gc_collected_a_destroyed_repository_and_a_deleted_version(project, tmp_path):
+    repo = project.get_model_repository("credti-risk")
+    repo.destroy()
+    churn = project.get_model_repository("churn")
+    save_image(churn, {"kind": "second"})
+    churn.delete_version(1)
+    gc(project.store, grace_seconds=0)  # their objects are gone from SRC
+    dst = str(tmp_path / "dst")
+    report = roro.sync(project.store, dst)
+    assert report.ok, report.summary()
+    other = roro.Project("default", dst)
+    assert other.get_model("churn") == {"kind": "second"}
+    assert other.closed_repositories()[0]["name"] == "credti-risk"
+    assert fsck(other.store, read_data=True).ok
+    with pytest.raises(NotFoundError, match="gc already collected"):
+        other.get_model_repository("credti-risk").restore()

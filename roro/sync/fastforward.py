@@ -268,12 +268,22 @@ class _Syncer:
         """The objects the new events name (manifests, and the blobs they name), sorted into
         those DST lacks and those it has; counts the latter in ``res`` as skipped."""
         images = list(dict.fromkeys(e["image"] for e in new if e.type == "version"))
-        manifests = dict(self.pool.map(self._read_manifest, images))
+        live = _live_images(new)
+        read = dict(self.pool.map(lambda d: self._read_manifest(d, required=d in live), images))
+        manifests = {d: m for d, m in read.items() if m is not None}
         blob_sizes: dict[str, int] = {}
-        for _, manifest in manifests.values():
-            blob_sizes[manifest["model"]["digest"]] = manifest["model"]["size"]
-            for a in manifest["attachments"]:
-                blob_sizes[a["digest"]] = a["size"]
+        required: set[str] = set()
+        for image, (_, manifest) in manifests.items():
+            blobs = {manifest["model"]["digest"]: manifest["model"]["size"],
+                     **{a["digest"]: a["size"] for a in manifest["attachments"]}}
+            blob_sizes.update(blobs)
+            if image in live:
+                required.update(blobs)
+        optional = [d for d in blob_sizes if d not in required]
+        if optional:  # of deleted versions or a destroyed repository: copied while they last
+            present = dict(zip(optional, self.pool.map(self.src.objects.has, optional),
+                               strict=True))
+            blob_sizes = {d: n for d, n in blob_sizes.items() if d in required or present[d]}
         manifest_sizes = {d: len(data) for d, (data, _) in manifests.items()}
         sizes = {**blob_sizes, **manifest_sizes}
         missing_blobs, found_blobs, known_blobs = self.transfer.classify(blob_sizes)
@@ -312,10 +322,15 @@ class _Syncer:
         except KeyNotFoundError:
             return None
 
-    def _read_manifest(self, digest: str) -> tuple[str, tuple[bytes, dict[str, Any]]]:
+    def _read_manifest(self, digest: str, required: bool = True
+                       ) -> tuple[str, tuple[bytes, dict[str, Any]] | None]:
+        """The manifest (verified); one that is not ``required`` (no version live at the end of
+        the copied events names it) may be gone, collected by gc: None."""
         try:
             manifest, data = read_manifest(self.src.objects, digest)  # verified
         except NotFoundError:
+            if not required:
+                return digest, None
             raise missing_in(digest, self.src.url) from None
         return digest, (data, manifest)
 
@@ -348,6 +363,24 @@ class _Syncer:
         res.message = (f"{res.name}: histories diverged after event {common} (SRC is at "
                        f"version {sv}, DST at version {dv}); DST was left untouched. Promote "
                        f"an image across with 'roro models:copy' instead")
+
+
+def _live_images(events: list[Event]) -> set[str]:
+    """The images of the versions these events leave live: not deleted, and not in a repository
+    they leave destroyed. Only their objects must exist in SRC; gc may have collected the
+    others' (DST's index keeps no manifest of such versions either)."""
+    images: dict[int, str] = {}
+    destroyed = False
+    for e in events:
+        if e.type == "version":
+            images[e["version"]] = e["image"]
+        elif e.type == "delete":
+            images.pop(e["version"], None)
+        elif e.type == "destroy":
+            destroyed = True
+        elif e.type == "restore":
+            destroyed = False
+    return set() if destroyed else set(images.values())
 
 
 def _valid(name: str, kind: str = "repository") -> bool:
