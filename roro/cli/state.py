@@ -4,14 +4,17 @@ and the check that a store named explicitly exists (:func:`require_store`)."""
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import click
-from click.shell_completion import CompletionItem
 
 from ..config import Settings, current_settings
 from ..errors import NotFoundError
 from ..project import Project
 from ..store import Store
+
+if TYPE_CHECKING:
+    from click.shell_completion import CompletionItem
 
 
 class CliState:
@@ -75,6 +78,8 @@ def complete_spec(ctx: click.Context, param: click.Parameter,
         path = store.index_path()
     except Exception:  # completion must never fail the shell: no names is the answer
         return []
+    from click.shell_completion import CompletionItem  # only when completing
+
     from ..refs.index import peek_names  # sqlite3, only when completing
     name, colon, partial = incomplete.partition(":")
     if colon:
