@@ -315,6 +315,11 @@ def test_mutating_commands_take_json(store, tmp_path):
     assert doc["project"] == "x" and doc["config"].endswith("roro.yml")
 
 
+def test_every_command_takes_json():
+    for name, command in main.commands.items():
+        assert any("--json" in p.opts for p in command.params), name
+
+
 # -- 15: roro init in a git work tree ----------------------------------------------------------------
 def test_init_inside_a_git_work_tree_ignores_the_store(tmp_path, monkeypatch):
     work = tmp_path / "repo"

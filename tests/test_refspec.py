@@ -65,8 +65,7 @@ def test_v_versions_everywhere_in_the_cli(repo):
 @pytest.mark.parametrize("tag", ["v2", "V17", "v10"])
 def test_tags_that_look_like_versions_are_refused(repo, tag):
     result = cli(repo.store.url, "models:tag", "iris-clf:3", tag)
-    assert result.exit_code == 2 and "looks like a version" in result.stderr or \
-        "invalid tag name" in result.stderr
+    assert result.exit_code == 2 and "looks like a version" in result.stderr
     with pytest.raises(InvalidNameError):
         repo.add_tag(tag, 3)
     assert tag not in repo.get_tags()
