@@ -8,21 +8,27 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from .config import current_settings
 from .errors import (
+    AmbiguousRefError,
+    AttributeNameError,
     ConfigError,
     ConflictError,
     DownloadError,
     ImmutableError,
     IntegrityError,
+    InvalidArgumentError,
     InvalidMetadataError,
     InvalidNameError,
+    MissingDependencyError,
     NotFoundError,
     QuerySyntaxError,
     RoroError,
     StoreError,
 )
-from .image import Attachment, Downloaded, ModelImage, RoroWarning
+from .image import Attachment, Downloaded, ImageList, ModelImage, RoroWarning
 from .project import Project
 from .repository import ModelRepository, TagChange
 from .store import Store
@@ -31,16 +37,21 @@ from .sync import CopyReport, SyncReport, copy_image, sync
 __version__ = "0.1.0"
 
 __all__ = [
+    "AmbiguousRefError",
     "Attachment",
+    "AttributeNameError",
     "ConfigError",
     "ConflictError",
     "CopyReport",
     "DownloadError",
     "Downloaded",
+    "ImageList",
     "ImmutableError",
     "IntegrityError",
+    "InvalidArgumentError",
     "InvalidMetadataError",
     "InvalidNameError",
+    "MissingDependencyError",
     "ModelImage",
     "ModelRepository",
     "NotFoundError",
@@ -54,6 +65,7 @@ __all__ = [
     "TagChange",
     "copy_image",
     "get_current_project",
+    "load",
     "sync",
     "__version__",
 ]
@@ -64,3 +76,11 @@ def get_current_project(project: str | None = None, store: str | None = None) ->
     ``default`` project in ``$RORO_HOME`` (default ``~/.roro``)."""
     settings = current_settings(project, store)
     return Project(settings.project, settings.store, **settings.options)
+
+
+def load(spec: str) -> Any:
+    """The model object that ``spec`` names in the current project (see
+    :func:`get_current_project`): ``"credit-risk"`` (latest), ``"credit-risk:3"``,
+    ``"credit-risk:v3"``, ``"credit-risk:production"``, ``"credit-risk@sha256:3f7bc85"``. Its
+    bytes are verified before they are unpickled."""
+    return get_current_project().get_model(spec)

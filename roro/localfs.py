@@ -7,7 +7,9 @@ followed out of it, and a file appears only complete, verified and fsynced under
 
 from __future__ import annotations
 
+import hashlib
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Iterable
 from typing import IO
@@ -78,9 +80,37 @@ def _link_new(tmp: str, path: str) -> None:
         os.replace(tmp, path)
 
 
-def refuse_existing(path: str, force: bool) -> None:
-    if os.path.lexists(path) and not force:
-        raise DownloadError(f"{path} exists; pass --force (force=True) to overwrite it")
+def refuse_existing(path: str, force: bool, digest: str | None = None,
+                    size: int | None = None) -> bool:
+    """Before writing ``path``: True if it already holds exactly the bytes of ``digest`` (a
+    regular file of ``size`` bytes hashing to it: nothing to write); False if it is absent (or
+    ``force``); else DownloadError (it exists with other bytes)."""
+    if not os.path.lexists(path):
+        return False
+    if digest is not None and same_file_bytes(path, digest, size):
+        return True
+    if force:
+        return False
+    raise DownloadError(f"{path} exists with other bytes; pass --force (force=True) to "
+                        f"overwrite it")
+
+
+def same_file_bytes(path: str, digest: str, size: int | None) -> bool:
+    """True if ``path`` is a regular file (not a link) whose bytes hash to ``digest``."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    if not stat.S_ISREG(st.st_mode) or (size is not None and st.st_size != size):
+        return False
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+    except OSError:
+        return False
+    return f"sha256:{h.hexdigest()}" == digest
 
 
 def check_inside(directory: str, path: str, name: str) -> None:
@@ -94,11 +124,14 @@ def check_inside(directory: str, path: str, name: str) -> None:
                             f"{directory}")
 
 
-def plan_attachments(directory: str, names: Iterable[str], force: bool) -> list[str]:
+def plan_attachments(directory: str, names: Iterable[str], force: bool,
+                     contents: dict[str, tuple[str, int]] | None = None) -> list[str]:
     """The path each attachment will be written to below ``directory``, refused before any byte
     is fetched if a name is invalid, leads outside ``directory``, collides with another on a
-    case-insensitive filesystem, or exists (without ``force``)."""
+    case-insensitive filesystem, or exists with other bytes than ``contents[name]`` (``(digest,
+    size)``; without ``force``)."""
     planned, folded = [], set()
+    contents = contents or {}
     for name in names:
         validate_attachment_name(name)
         if name.casefold() in folded:
@@ -107,7 +140,7 @@ def plan_attachments(directory: str, names: Iterable[str], force: bool) -> list[
         folded.add(name.casefold())
         path = os.path.join(directory, *name.split("/"))
         check_inside(directory, path, name)
-        refuse_existing(path, force)
+        refuse_existing(path, force, *contents.get(name, (None, None)))
         planned.append(path)
     return planned
 

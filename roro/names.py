@@ -117,14 +117,3 @@ def attachment_name_conflict(name: str, others: Iterable[str]) -> str | None:
             return (f"attachment name {name!r} and {other!r} would need the same path as a file "
                     f"and as a folder")
     return None
-
-
-def parse_refspec(spec: str) -> tuple[str, int | None, str | None]:
-    """Parse ``NAME[:VERSION|TAG]`` into ``(name, version, tag)``; ``latest`` gives (name, None, None)."""
-    name, sep, ref = spec.partition(":")
-    validate_name(name)
-    if not sep or ref == LATEST:
-        return name, None, None
-    if ref.isdigit():
-        return name, validate_version(ref), None
-    return name, None, validate_tag(ref)

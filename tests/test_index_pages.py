@@ -13,6 +13,7 @@ from support.histories import build_history
 
 import roro
 from roro.query import parse
+from roro.refs.index import SCHEMA_VERSION
 
 VALUES = [0, 1, -1, 2.5, -0.25, 1.0, 10**12, 0.1, "a", "B", "b", "", "é", "z" * 50, "10",
           True, False, None, [1, 2], {"x": 1}, "nul\x00inside", 3, 3.0, "a"]
@@ -107,12 +108,50 @@ def test_version_keys_follow_deletes_and_rebuilds(repo):
     assert store.index.dump() == before
 
 
+def keyed_versions(store, repository: str) -> set[int]:
+    return {r["version"] for r in store.index.dump()["version_keys"]
+            if (r["project"], r["repository"]) == ("p", repository)}
+
+
+def test_version_keys_follow_destroy_restore_and_rename(repo):
+    """A closed repository's versions are hidden (``deleted = 2``) and so are its key rows: no
+    page, key list or series shows them; a restore brings them back as they were; a rename
+    gives them to the new name. A rebuild then gives the same rows."""
+    store, index = repo.project.store, repo.project.store.index
+    live = {i.version for i in repo.list_model_images()}
+    pages_before = all_pages(index, "score", True, 13)
+    keys_before = index.indexed_keys("p", "r")
+    repo.destroy()
+    store.refresh("p", "r")
+    assert keyed_versions(store, "r") == set()
+    assert all_pages(index, "score", True, 13) == all_pages(index, None, True, 13) == []
+    assert index.indexed_keys("p", "r") == []
+    assert index.numeric_series("p", "r", "acc", newest=1000) == []
+    assert index.repository_summary("p", "r") == {"versions": 0, "latest": None,
+                                                  "last_saved": None}
+    store.rebuild_index()
+    assert keyed_versions(store, "r") == set()
+    repo.restore()
+    store.refresh("p", "r")
+    assert keyed_versions(store, "r") == live
+    assert all_pages(index, "score", True, 13) == pages_before
+    assert index.indexed_keys("p", "r") == keys_before
+    renamed = repo.rename("r2")
+    store.refresh("p", "r")
+    store.refresh("p", "r2")
+    assert keyed_versions(store, "r") == set()
+    assert keyed_versions(store, "r2") == {i.version for i in renamed.list_model_images()}
+    dumped = index.dump()
+    store.rebuild_index()
+    assert index.dump() == dumped
+
+
 def test_metadata_keys_and_series(repo):
     index = repo.project.store.index
-    keys = index.metadata_keys("p", "r")
+    keys = index.indexed_keys("p", "r")
     assert [k for k, _ in keys] == ["acc", "group", "i", "score"]
     assert dict(keys) == {"acc": True, "group": False, "i": True, "score": True}
-    assert index.metadata_keys("p", "r", limit=2) == keys[:2]
+    assert index.indexed_keys("p", "r", limit=2) == keys[:2]
     images = {i.version: i for i in repo.list_model_images()}
     newest = sorted(images, reverse=True)[:30]
     expected = [(v, images[v]["acc"]) for v in sorted(newest) if "acc" in images[v]]
@@ -141,7 +180,7 @@ def test_tag_history_pages(repo):
 
 
 def test_an_index_of_the_previous_schema_is_rebuilt_with_version_keys(tmp_path):
-    """An index written before ``version_keys`` existed (schema 2: no such table) is dropped and
+    """An index written before ``version_keys`` existed (the schema before: no such table) is dropped and
     rebuilt by the next process that opens it, which then sorts by a key as a fresh index does."""
     root = str(tmp_path / "store")
     store = roro.Store(root)
@@ -154,7 +193,7 @@ def test_an_index_of_the_previous_schema_is_rebuilt_with_version_keys(tmp_path):
     old = sqlite3.connect(path)
     old.execute("DROP TABLE version_keys")
     old.execute("DROP INDEX versions_deleted")
-    old.execute("UPDATE meta SET value = '2' WHERE key = 'schema'")
+    old.execute("UPDATE meta SET value = ? WHERE key = 'schema'", [str(SCHEMA_VERSION - 1)])
     old.commit()
     old.close()
     reopened = roro.Store(root)

@@ -172,6 +172,35 @@ def test_errors_are_pages(tmp_path):
         assert r.status_code == status, (url, r.status_code, r.text[:300])
 
 
+def test_closed_repositories_are_not_shown(tmp_path):
+    """A destroyed repository and the old name of a renamed one are left out of the lists (as
+    ``roro models`` does) and their pages are a 404 saying why; a restore brings them back."""
+    project = roro.Project("demo", str(tmp_path / "store"))
+    repo = save_demo(project, 3)
+    other = project.get_model_repository("churn")
+    other.new_image({"w": 1}).save()
+    c = client(project)
+    base = "/p/demo/r/credit-risk"
+    urls = [f"{base}/", f"{base}/v/3", f"{base}/diff?a=1&b=3", f"{base}/tags", f"{base}/plot",
+            f"{base}/v/3/files/README.md"]
+    repo.destroy()
+    for page in ("/", "/p/demo/"):
+        text = c.get(page).text
+        assert "churn" in text and "credit-risk" not in text, page
+    for url in urls:
+        r = c.get(url)
+        assert r.status_code == 404 and "was destroyed" in r.text, url
+    repo.restore()
+    assert all(c.get(url).status_code == 200 for url in urls)
+    repo.rename("credit")
+    home = c.get("/").text
+    assert 'href="/p/demo/r/credit/"' in home and 'href="/p/demo/r/credit-risk/"' not in home
+    for url in urls:
+        r = c.get(url)
+        assert r.status_code == 404 and "was renamed to &#39;credit&#39;" in r.text, url
+        assert c.get(url.replace("credit-risk", "credit")).status_code == 200
+
+
 def test_previews_read_at_most_one_mib_of_verified_bytes(tmp_path, monkeypatch):
     from roro.objects.store import ObjectStore
     project = roro.Project("demo", str(tmp_path / "store"))
@@ -343,6 +372,9 @@ def test_serve_cli(tmp_path):
 
 def test_serve_cli_warns_off_loopback_and_refuses_a_busy_port(tmp_path):
     store = str(tmp_path / "store")
+    missing = CliRunner().invoke(main, ["--store", store, "ui", "--port", "0", "--no-browser"])
+    assert missing.exit_code == 3 and "does not exist" in missing.stderr  # a typo'd --store
+    save_demo(roro.Project("default", store), 1)
     proc = _start(["--store", store, "ui", "--host", "0.0.0.0", "--port", "0", "--no-browser"],
                   tmp_path)
     try:

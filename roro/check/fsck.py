@@ -20,12 +20,14 @@ from ..objects.canonical import canonical_json, loads
 from ..objects.manifest import read_manifest
 from ..refs import Event, RepoState
 from ..refs.events import parse_event
-from ..refs.state import event_problem
+from ..refs.state import DESTROYED, RENAMED, event_problem
+from ..refspec import looks_like_version
 from ..storage import Backend, KeyNotFoundError
 from ..storage.layout import (
     OBJECTS_PREFIX,
     REFS_PREFIX,
     digest_from_object_key,
+    log_key,
     object_key,
     seq_from_log_key,
 )
@@ -33,10 +35,12 @@ from ..store import Store
 from .report import (
     BROKEN_LOG,
     CORRUPT_OBJECT,
+    INCOMPLETE_RENAME,
     INDEX_MISMATCH,
     INVALID_MANIFEST,
     MISSING_OBJECT,
     STRAY_FILE,
+    VERSION_LIKE_TAG,
     FsckReport,
     Problem,
     problem_order,
@@ -56,8 +60,9 @@ def fsck(store: Store, read_data: bool = False) -> FsckReport:
     if not store.is_initialized():  # nothing was ever written (an unknown format raises)
         return report
     with ThreadPoolExecutor(WORKERS) as pool:
-        refs = _check_logs(store, report, pool)
+        refs, destroyed = _check_logs(store, report, pool)
         manifests = _check_manifests(store.backend, refs, report, pool)
+        _destroyed_objects(store.backend, destroyed, refs, report, pool)
         stored = _list_objects(store.backend, report)
         report.objects = len(stored)
         report.referenced = len(refs)
@@ -69,7 +74,8 @@ def fsck(store: Store, read_data: bool = False) -> FsckReport:
                 MISSING_OBJECT, d, refs[d], "is missing from the store", blocks_gc=False))
         if read_data:
             _read_data(store, sorted(stored - set(manifests)), refs, report, pool)
-    report.unreferenced = sorted(stored - set(refs))
+    report.retained = {d: t for d, t in report.retained.items() if d in stored}
+    report.unreferenced = sorted(stored - set(refs) - set(report.retained))
     report.problems.sort(key=problem_order)
     report.seconds = round(time.monotonic() - started, 3)
     return report
@@ -79,10 +85,13 @@ def fsck(store: Store, read_data: bool = False) -> FsckReport:
 Refs = dict[str, list[tuple[str, str, int, str]]]
 
 
-def _check_logs(store: Store, report: FsckReport, pool: ThreadPoolExecutor) -> Refs:
+def _check_logs(store: Store, report: FsckReport,
+                pool: ThreadPoolExecutor) -> tuple[Refs, dict[str, str]]:
     """Fold every log (reporting each problem) and compare it with what the index saw; returns
-    the manifests live versions name."""
+    the manifests live versions name, and those only destroyed repositories name (with the
+    time of the newest such destroy)."""
     refs: Refs = {}
+    destroyed: dict[str, str] = {}
     # The index before the logs: it never runs ahead of a log, so read in this order a writer
     # appending meanwhile cannot make it look as if the log lost events.
     positions = store.index_positions()
@@ -94,13 +103,70 @@ def _check_logs(store: Store, report: FsckReport, pool: ThreadPoolExecutor) -> R
         state, seen = _check_log(store.backend, project, name, items, report, pool,
                                  position[0] if position else 0)
         _check_against_index(position, project, name, state, seen, report)
+        if state.status == DESTROYED:
+            report.destroyed_repositories += 1
+            for ref in state.versions.values():
+                destroyed[ref.image] = max(destroyed.get(ref.image, ""), state.closed_time or "")
+            continue
+        if state.status == RENAMED:
+            assert state.renamed_to is not None and state.closed_seq is not None
+            if _rename_complete(store.backend, project, state):
+                continue  # its versions are the new name's now
+            report.problems.append(Problem(
+                INCOMPLETE_RENAME, f"{name!r} was renamed to {state.renamed_to!r} (event "
+                f"{state.closed_seq}), but {state.renamed_to!r} does not hold that event: the "
+                f"rename was interrupted; run 'roro models:rename {name} {state.renamed_to}' "
+                f"again to complete it (its objects are kept meanwhile)", project=project,
+                repository=name, seq=state.closed_seq, blocks_gc=False))
         report.versions += len(state.versions)
         report.deleted_versions += len(state.deleted)
         report.tags += len(state.tags)
+        for tag, target in sorted(state.tags.items()):
+            if looks_like_version(tag):
+                report.warnings.append(Problem(
+                    VERSION_LIKE_TAG, f"tag {tag!r} looks like a version: {name}:{tag} is "
+                    f"ambiguous (version {tag.lstrip('vV')} or this tag); move it to another "
+                    f"name ('roro models:tag {name}:{target} NEW', then 'roro models:untag "
+                    f"{name} {tag}')", project=project, repository=name, version=target,
+                    blocks_gc=False))
         for v, ref in sorted(state.versions.items()):
             refs.setdefault(ref.image, []).append((project, name, v, "manifest"))
-    return refs
+    return refs, destroyed
 
+
+def _rename_complete(backend: Backend, project: str, state: RepoState) -> bool:
+    """Whether the log ``state`` was renamed to holds the very rename event (same bytes)."""
+    assert state.renamed_to is not None and state.closed_seq is not None
+    try:
+        raw = backend.get(log_key(project, state.renamed_to, state.closed_seq))
+    except (KeyNotFoundError, ValueError):
+        return False
+    return digest_bytes(raw) == state.last_hash
+
+
+def _destroyed_objects(backend: Backend, destroyed: dict[str, str], refs: Refs,
+                       report: FsckReport, pool: ThreadPoolExecutor) -> None:
+    """The objects only destroyed repositories still name (their manifests and the blobs
+    those name), with the time of the destroy: gc collects them once it is older than its
+    grace period. A manifest gc already collected is no problem: the repository is gone."""
+    uncached = ObjectStore(backend)
+
+    def read(digest: str) -> dict[str, Any] | None:
+        try:
+            return read_manifest(uncached, digest)[0]
+        except (NotFoundError, IntegrityError):
+            return None
+
+    retained: dict[str, str] = {}
+    for digest, manifest in zip(destroyed, pool.map(read, list(destroyed)), strict=True):
+        when = destroyed[digest]
+        names = [digest]
+        if manifest is not None:
+            names += [manifest["model"]["digest"], *(a["digest"] for a in manifest["attachments"])]
+        for d in names:
+            if d not in refs:
+                retained[d] = max(retained.get(d, ""), when)
+    report.retained = retained
 
 def _check_manifests(backend: Backend, refs: Refs, report: FsckReport,
                      pool: ThreadPoolExecutor) -> dict[str, dict[str, Any] | None]:
@@ -226,7 +292,7 @@ def _check_log(backend: Backend, project: str, name: str, items: list[tuple[int,
                     seq=seq, version=_version_of(event), digest=event.hash,
                     expected=event.prev, actual=state.last_hash)
         state.last_seq, state.last_hash = seq - 1, event.prev  # judge the event on its own merits
-        why = event_problem(state, event)
+        why = event_problem(state, event, name)
         if why is not None:
             problem(why, seq=seq, version=_version_of(event),
                     digest=event["image"] if event.type == "version" else event.hash)

@@ -12,6 +12,9 @@ MISSING_OBJECT = "missing-object"    # a manifest or blob that a live version ne
 CORRUPT_OBJECT = "corrupt-object"    # an object whose bytes do not hash to its name
 INVALID_MANIFEST = "invalid-manifest"  # a manifest that is not valid JSON or not a manifest
 INDEX_MISMATCH = "index-mismatch"    # the local index saw log events that the store no longer has
+INCOMPLETE_RENAME = "incomplete-rename"  # renamed, but the new name lacks the rename event
+# Warning kinds: reported, never a failure.
+VERSION_LIKE_TAG = "version-like-tag"  # a tag such as v2 (from before tags could not look so)
 
 
 @dataclass
@@ -67,11 +70,16 @@ class FsckReport:
     versions: int = 0             # live versions
     deleted_versions: int = 0
     tags: int = 0
+    destroyed_repositories: int = 0
     objects: int = 0              # objects in the store
     referenced: int = 0           # distinct objects that live versions reach
     verified: int = 0             # objects re-hashed (manifests always; everything with read_data)
     problems: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)  # not failures (ok stays True)
     unreferenced: list[str] = field(default_factory=list)  # digests, sorted
+    #: objects only destroyed repositories name -> the time of the (newest) destroy: kept for a
+    #: restore until gc's grace period has passed since then
+    retained: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     reachable: set[str] = field(default_factory=set, repr=False)  # for gc; not in to_dict()
 
@@ -110,6 +118,7 @@ class GcReport:
     deleted: list[CollectedObject] = field(default_factory=list)
     temp_files: list[CollectedObject] = field(default_factory=list)
     kept_young: int = 0              # unreferenced but younger than the grace period
+    kept_destroyed: int = 0          # of destroyed repositories, destroyed within the grace period
     kept_young_bytes: int = 0
     missing_blobs: int = 0           # live versions' blobs fsck found missing (gc cannot help)
     seconds: float = 0.0

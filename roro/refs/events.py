@@ -11,6 +11,14 @@ Types and their payloads:
 - ``version``: ``version`` (int), ``image`` (manifest digest), ``comment`` (str)
 - ``tag``: ``tag``, ``version`` (int, or null when the tag is removed), ``previous`` (int or null)
 - ``delete``: ``version`` (int)
+- ``destroy``: none: the repository is retired (hidden, read-only) until a ``restore``
+- ``restore``: none: a destroyed repository (or one whose rename did not complete) is live again
+- ``rename``: ``from``, ``to`` (names): in the log of ``from`` it closes the repository; the log
+  of ``to`` holds the same events (a byte copy of ``from``'s) and then this same event, after
+  which its own history goes on (see docs/architecture.md, "Repository lifecycle")
+
+``destroy``, ``restore`` and ``rename`` are the store feature ``repository-lifecycle``
+(DESIGN §14): a roro that does not know them refuses such a store instead of misreading it.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from typing import Any
 
 from ..digests import digest_bytes, parse_digest
 from ..errors import IntegrityError
+from ..names import validate_name
 from ..objects.canonical import canonical_json, loads
 
 #: The field types of each event type's payload (what ``isinstance`` accepts).
@@ -29,7 +38,13 @@ EVENT_TYPES: dict[str, FieldTypes] = {
     "version": {"version": int, "image": str, "comment": str},
     "tag": {"tag": str, "version": (int, type(None)), "previous": (int, type(None))},
     "delete": {"version": int},
+    "destroy": {},
+    "restore": {},
+    "rename": {"from": str, "to": str},
 }
+#: The event types of the ``repository-lifecycle`` format feature.
+LIFECYCLE_EVENTS = frozenset({"destroy", "restore", "rename"})
+LIFECYCLE_FEATURE = "repository-lifecycle"
 _COMMON: FieldTypes = {"seq": int, "prev": (str, type(None)), "type": str, "author": str, "time": str}
 
 
@@ -91,6 +106,9 @@ def parse_event(raw: bytes, *, repository: str, seq: int) -> Event:
             parse_digest(body["prev"])
         if type_ == "version":
             parse_digest(body["image"])
+        if type_ == "rename":
+            validate_name(body["from"])
+            validate_name(body["to"])
     except ValueError as e:
         raise broken(str(e)) from None
     payload = {k: body[k] for k in EVENT_TYPES[type_]}

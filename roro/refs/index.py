@@ -1,9 +1,11 @@
 """The SQLite index: derived data, refreshed incrementally from the ref logs, rebuildable at will.
 
-Tables (one row per …): ``repositories`` (repository, with its log position), ``versions`` (saved
-version, with the manifest's metadata as JSON), ``tags`` (current tag), ``tag_events`` (tag move),
-``version_keys`` (top-level metadata key of a live version, with its value when it can be sorted:
-what sorting a page by a metadata key reads). Each refresh reads only the log entries after the last indexed one (one listing), fetches their
+Tables (one row per …): ``repositories`` (repository, with its log position and, once closed by
+a ``destroy`` or a ``rename``, its ``status``), ``versions`` (saved version, with the manifest's
+metadata as JSON; ``deleted`` is 0 live, 1 deleted, 2 hidden with its closed repository),
+``tags`` (current tag), ``tag_events`` (tag move), ``version_keys`` (top-level metadata key of a
+live version, with its value when it can be sorted: what sorting a page by a metadata key reads).
+Each refresh reads only the log entries after the last indexed one (one listing), fetches their
 manifests outside any lock, then applies them in one ``BEGIN IMMEDIATE`` transaction, re-checking
 the position so concurrent refreshers never apply an event twice.
 
@@ -30,8 +32,9 @@ from .events import Event
 from .log import RefLog
 from .state import apply_event
 
-#: 3: ``version_keys`` and the partial index ``versions_deleted`` (the web UI's pages).
-SCHEMA_VERSION = 3
+#: 3: the lifecycle columns of ``repositories`` and ``versions.deleted = 2`` (issue 14).
+#: 4: ``version_keys`` and the partial index ``versions_deleted`` (the web UI's pages).
+SCHEMA_VERSION = 4
 BUSY_TIMEOUT_MS = 60_000
 REFRESH_ATTEMPTS = 20
 PARALLEL_READS = 16
@@ -54,6 +57,7 @@ _SCHEMA = [
     """CREATE TABLE repositories (
         project TEXT NOT NULL, name TEXT NOT NULL, last_seq INTEGER NOT NULL,
         last_hash TEXT, max_version INTEGER NOT NULL, created TEXT, updated TEXT,
+        status TEXT, renamed_to TEXT, closed_seq INTEGER, closed_time TEXT, closed_by TEXT,
         PRIMARY KEY (project, name))""",
     """CREATE TABLE versions (
         project TEXT NOT NULL, repository TEXT NOT NULL, version INTEGER NOT NULL,
@@ -75,7 +79,7 @@ _SCHEMA = [
         PRIMARY KEY (project, repository, seq))""",
     "CREATE INDEX tag_events_by_tag ON tag_events (project, repository, tag, seq)",
     # One B-tree (WITHOUT ROWID) that answers "versions ordered by key K" and, through its
-    # (project, repository, key) prefix, "which keys exist" (see metadata_keys).
+    # (project, repository, key) prefix, "which keys exist" (see indexed_keys).
     """CREATE TABLE version_keys (
         project TEXT NOT NULL, repository TEXT NOT NULL, key TEXT NOT NULL,
         value NOT NULL, version INTEGER NOT NULL,
@@ -189,7 +193,7 @@ class Index:
             events = log.read_after(seq)
             if not events:
                 return row
-            manifests = _fetch_manifests(_needing_manifests(events), objects,
+            manifests = _fetch_manifests(_needing_manifests(events, name), objects,
                                          known_manifests or {})
             with self.transaction() as conn:
                 view = _SqlView(conn, project, name, manifests)
@@ -199,6 +203,10 @@ class Index:
                             apply_event(view, event, name)
                     crash_point("during-index-update")
             if view.last_seq >= seq:
+                if any(e.type == "restore" for e in events) and self._lacks_manifests(project,
+                                                                                    name):
+                    # restored: its versions' manifests were dropped when it was closed
+                    return self.rebuild_repository(log, objects)
                 return self.repository(project, name)
             # The index lost rows since we looked (another process rebuilt it or bound it to a
             # recreated store): read the log again from where it now stands.
@@ -216,14 +224,14 @@ class Index:
         project, name = log.project, log.repository
         try:
             events = log.read_after(0)
-            manifests = _fetch_manifests(_needing_manifests(events), objects, {})
+            manifests = _fetch_manifests(_needing_manifests(events, name), objects, {})
             with self.transaction() as conn:
                 self._delete_repository(project, name)
                 tail = log.read_after(events[-1].seq if events else 0)
                 if tail:
                     events += tail
                     manifests.update(_fetch_manifests(
-                        [e for e in _needing_manifests(events) if e.seq >= tail[0].seq],
+                        [e for e in _needing_manifests(events, name) if e.seq >= tail[0].seq],
                         objects, {}))
                 view = _SqlView(conn, project, name, manifests)
                 for event in events:
@@ -233,6 +241,15 @@ class Index:
                 self._delete_repository(project, name)
             raise
         return self.repository(project, name)
+
+    def _lacks_manifests(self, project: str, name: str) -> bool:
+        return self._one("SELECT count(*) FROM versions WHERE project = ? AND repository = ? AND "
+                         "deleted = 0 AND manifest IS NULL", [project, name]) > 0
+
+    def closed_versions(self, project: str, repository: str) -> list[dict[str, Any]]:
+        """The versions hidden with their closed repository (what a restore brings back)."""
+        return self._rows("SELECT version, image FROM versions WHERE project = ? AND "
+                          "repository = ? AND deleted = 2 ORDER BY version", [project, repository])
 
     def forget_repositories(self, keep: set[tuple[str, str]],
                             still_absent: Callable[[str, str], bool]) -> list[tuple[str, str]]:
@@ -289,6 +306,15 @@ class Index:
             "SELECT * FROM versions WHERE project = ? AND repository = ? AND version = ?",
             [project, repository, version])
         return rows[0] if rows else None
+
+    def versions_by_image_prefix(self, project: str, repository: str,
+                                 prefix: str) -> list[dict[str, Any]]:
+        """Live versions whose image digest starts with ``prefix`` (``sha256:`` and hex digits,
+        validated by the caller), newest first, at most 100."""
+        return self._rows(
+            "SELECT version, image FROM versions WHERE project = ? AND repository = ? "
+            "AND deleted = 0 AND substr(image, 1, ?) = ? ORDER BY version DESC LIMIT 100",
+            [project, repository, len(prefix), prefix])
 
     def latest_version(self, project: str, repository: str) -> int | None:
         latest: int | None = self._one(
@@ -447,8 +473,8 @@ class Index:
             return rows[:limit], ("k", last["sort_value"], last["version"])
         return rows[:limit], ("m", last["version"])
 
-    def metadata_keys(self, project: str, repository: str,
-                      limit: int = 500) -> list[tuple[str, bool]]:
+    def indexed_keys(self, project: str, repository: str,
+                     limit: int = 500) -> list[tuple[str, bool]]:
         """The distinct top-level metadata keys of a repository's live versions, in code point
         order, each with whether some value of it is a number: ``limit`` index seeks (a loose
         index scan of ``version_keys``), whatever the number of versions."""
@@ -511,9 +537,9 @@ class Index:
     def repository_summary(self, project: str, repository: str) -> Row:
         """Live version count, latest version and its save time, for a list of repositories:
         O(deleted versions), not O(history) (version numbers are gap-free; deleted ones keep
-        their row)."""
+        their row). A closed (destroyed or renamed) repository has none."""
         max_version = self._one("SELECT max_version FROM repositories WHERE project = ? "
-                                "AND name = ?", [project, repository])
+                                "AND name = ? AND status IS NULL", [project, repository])
         if max_version is None:
             return {"versions": 0, "latest": None, "last_saved": None}
         deleted = self._one("SELECT count(*) FROM versions WHERE project = ? AND repository = ? "
@@ -523,6 +549,39 @@ class Index:
             "AND deleted = 0 ORDER BY version DESC LIMIT 1", [project, repository]).fetchone()
         return {"versions": max_version - deleted, "latest": latest[0] if latest else None,
                 "last_saved": latest[1] if latest else None}
+
+    @staticmethod
+    def _recent_metadata(project: str, repository: str | None,
+                         scan: int) -> tuple[str, list[Any]]:
+        """A subquery of the metadata of the ``scan`` newest live versions (of one repository or
+        the project), with its parameters."""
+        sql = "SELECT metadata FROM versions WHERE project = ? AND deleted = 0"
+        params: list[Any] = [project]
+        if repository is not None:
+            sql += " AND repository = ?"
+            params.append(repository)
+        return f"({sql} ORDER BY time DESC LIMIT ?)", [*params, scan]
+
+    def metadata_key_types(self, project: str, repository: str | None, key: str,
+                           scan: int = 10_000) -> dict[str, set[str]]:
+        """The metadata keys equal to ``key`` ignoring case, each with the JSON types its values
+        have (``integer``, ``real``, ``text``, ``true``…), over the ``scan`` newest live versions
+        (of one repository or the project): what a search that matched nothing is told."""
+        recent, params = self._recent_metadata(project, repository, scan)
+        out: dict[str, set[str]] = {}
+        for r in self._rows(f"SELECT j.key AS key, j.type AS type FROM {recent} AS v, "
+                            f"json_each(v.metadata) AS j WHERE lower(j.key) = lower(?) "
+                            f"GROUP BY j.key, j.type", [*params, key]):
+            out.setdefault(r["key"], set()).add(r["type"])
+        return out
+
+    def metadata_keys(self, project: str, repository: str | None,
+                      scan: int = 10_000) -> list[str]:
+        """Every metadata key of the ``scan`` newest live versions, sorted."""
+        recent, params = self._recent_metadata(project, repository, scan)
+        return [r["key"] for r in self._rows(
+            f"SELECT DISTINCT j.key AS key FROM {recent} AS v, json_each(v.metadata) AS j "
+            f"ORDER BY j.key", params)]
 
     def _optimize_once(self) -> None:
         """Once per connection, after a search: ``PRAGMA optimize`` gathers the statistics SQLite's
@@ -555,10 +614,42 @@ class Index:
         return {t: self._rows(f"SELECT * FROM [{t}] ORDER BY {o}") for t, o in order.items()}
 
 
-def _needing_manifests(events: list[Event]) -> list[Event]:
+def peek_names(path: str, project: str, repository: str | None = None) -> list[str]:
+    """For shell completion: the live repositories of ``project`` (or, with ``repository``, its
+    tags) as the index file at ``path`` last saw them, read-only; ``[]`` if there is no such
+    index or it cannot be read. Never refreshes, never creates a file."""
+    if not os.path.isfile(path):
+        return []
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1)
+        try:
+            if repository is None:
+                sql = ("SELECT name FROM repositories WHERE project = ? AND status IS NULL "
+                       "ORDER BY name")
+                rows = conn.execute(sql, [project]).fetchall()
+            else:
+                rows = conn.execute("SELECT tag FROM tags WHERE project = ? AND repository = ? "
+                                    "ORDER BY tag", [project, repository]).fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return []
+    return [r[0] for r in rows]
+
+
+def _needing_manifests(events: list[Event], repository: str) -> list[Event]:
     """The events whose manifest the index needs. A version deleted later in the same batch needs
-    none: the index keeps only what the log says about deleted versions, and gc may already have
+    none, nor does any version of a repository the batch leaves closed (destroyed, renamed
+    away): the index keeps only what the log says about them, and gc may already have
     collected their objects."""
+    closed = False
+    for e in events:
+        if e.type == "destroy" or (e.type == "rename" and e["from"] == repository):
+            closed = True
+        elif e.type == "restore":
+            closed = False
+    if closed:
+        return []
     deleted = {e["version"] for e in events if e.type == "delete"}
     return [e for e in events if not (e.type == "version" and e["version"] in deleted)]
 
@@ -590,12 +681,13 @@ class _SqlView:
     def __init__(self, conn: sqlite3.Connection, project: str, name: str,
                  manifests: dict[str, Described]):
         self.conn, self.project, self.name, self.manifests = conn, project, name, manifests
-        row = conn.execute("SELECT last_seq, last_hash, max_version FROM repositories "
+        row = conn.execute("SELECT last_seq, last_hash, max_version, status FROM repositories "
                            "WHERE project = ? AND name = ?", [project, name]).fetchone()
         self.exists = row is not None
         self.last_seq: int = row[0] if row else 0
         self.last_hash: str | None = row[1] if row else None
         self.max_version: int = row[2] if row else 0
+        self.status: str | None = row[3] if row else None
 
     def is_live(self, version: int) -> bool:
         return self.conn.execute(
@@ -612,25 +704,32 @@ class _SqlView:
             "SELECT tag FROM tags WHERE project = ? AND repository = ? AND version = ? ORDER BY tag",
             [self.project, self.name, version])]
 
+    def _described(self, image: str) -> list[Any]:
+        """The manifest columns of a version of ``image`` (None each: not fetched, because the
+        version is deleted, or its repository closed, later in the same batch)."""
+        if image not in self.manifests:
+            return [None] * 6
+        m, text = self.manifests[image]
+        size = m["model"]["size"] + sum(a["size"] for a in m["attachments"])
+        return [queryable_metadata(m["metadata"]), m["model"]["type"], m["model"]["size"], size,
+                json.dumps(m["attachments"], ensure_ascii=False), text]
+
     def add_version(self, event: Event) -> None:
-        described: list[Any] = [None] * 6  # a version deleted later in the same batch
-        if event["image"] in self.manifests:
-            m, text = self.manifests[event["image"]]
-            size = m["model"]["size"] + sum(a["size"] for a in m["attachments"])
-            described = [queryable_metadata(m["metadata"]), m["model"]["type"],
-                         m["model"]["size"], size,
-                         json.dumps(m["attachments"], ensure_ascii=False), text]
+        described = self._described(event["image"])
         self.conn.execute(
             "INSERT INTO versions (project, repository, version, image, seq, author, time, "
             "comment, deleted, metadata, model_type, model_size, size, attachments, manifest) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?)",
             [self.project, self.name, event["version"], event["image"], event.seq, event.author,
              event.time, event["comment"], *described])
-        if described[0] is not None:
+        self._add_keys(event["version"], described[0])
+
+    def _add_keys(self, version: int, metadata_column: str | None) -> None:
+        if metadata_column is not None:
             self.conn.executemany(
                 "INSERT INTO version_keys VALUES (?, ?, ?, ?, ?)",
-                [(self.project, self.name, key, value, event["version"])
-                 for key, value in key_values(described[0])])
+                [(self.project, self.name, key, value, version)
+                 for key, value in key_values(metadata_column)])
 
     def set_tag(self, event: Event) -> None:
         p, n = self.project, self.name
@@ -668,9 +767,46 @@ class _SqlView:
                 "UPDATE repositories SET last_seq = ?, last_hash = ?, max_version = ?, "
                 "updated = ? WHERE project = ? AND name = ?", [*position, self.project, self.name])
         else:
-            self.conn.execute("INSERT INTO repositories VALUES (?, ?, ?, ?, ?, ?, ?)",
+            self.conn.execute("INSERT INTO repositories (project, name, last_seq, last_hash, "
+                              "max_version, updated, created) VALUES (?, ?, ?, ?, ?, ?, ?)",
                               [self.project, self.name, *position, event.time])
             self.exists = True
+
+    def close(self, event: Event) -> None:
+        # Its versions are hidden (deleted = 2) and, like a deleted version's, keep only what the
+        # log says: gc may collect a destroyed repository's objects, so a rebuilt index could not
+        # know more. A restore reads the manifests again (Index.refresh).
+        self.status = "renamed" if event.type == "rename" else "destroyed"
+        self.conn.execute(
+            "UPDATE versions SET deleted = 2, metadata = NULL, model_type = NULL, "
+            "model_size = NULL, size = NULL, attachments = NULL, manifest = NULL "
+            "WHERE project = ? AND repository = ? AND deleted = 0", [self.project, self.name])
+        self.conn.execute("DELETE FROM version_keys WHERE project = ? AND repository = ?",
+                          [self.project, self.name])
+        self._set_status(event, self.status, event["to"] if event.type == "rename" else None)
+
+    def reopen(self, event: Event) -> None:
+        self.status = None
+        self.conn.execute("UPDATE versions SET deleted = 0 WHERE project = ? AND repository = ? "
+                          "AND deleted = 2", [self.project, self.name])
+        for version, image in self.conn.execute(
+                "SELECT version, image FROM versions WHERE project = ? AND repository = ? AND "
+                "deleted = 0 AND manifest IS NULL", [self.project, self.name]).fetchall():
+            if image in self.manifests:  # else Index.refresh rebuilds the repository after
+                described = self._described(image)
+                self.conn.execute(
+                    "UPDATE versions SET metadata = ?, model_type = ?, model_size = ?, size = ?, "
+                    "attachments = ?, manifest = ? WHERE project = ? AND repository = ? AND "
+                    "version = ?", [*described, self.project, self.name, version])
+                self._add_keys(version, described[0])
+        self._set_status(event, None, None)
+
+    def _set_status(self, event: Event, status: str | None, renamed_to: str | None) -> None:
+        closed = [event.seq, event.time, event.author] if status else [None, None, None]
+        self.conn.execute(
+            "UPDATE repositories SET status = ?, renamed_to = ?, closed_seq = ?, closed_time = ?, "
+            "closed_by = ? WHERE project = ? AND name = ?",
+            [status, renamed_to, *closed, self.project, self.name])
 
 
 def key_values(metadata_column: str) -> list[tuple[str, Any]]:

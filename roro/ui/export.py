@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import IntegrityError, InvalidNameError, RoroError
 from ..names import LATEST, validate_name
 from ..project import Project
-from ..refs import list_projects, list_repositories
+from ..refs import list_projects
 from . import pages
 from .links import ExportLinks, ExportPlan, attachment_path, encode_cursor, plot_slug
 from .render import page_csp, render
@@ -101,13 +101,12 @@ class Site:
                          for n in sorted(names)}
         for pname, proj in self.projects.items():
             self.plan.projects.add(pname)
-            repos = (list_repositories(self.store.backend, pname)
-                     if self.store.is_initialized() else [])
-            for rname in repos:
+            for rname in proj.repository_names():
                 try:
                     validate_name(rname)
-                    if self.store.refresh(pname, rname) is None:
-                        continue
+                    row = self.store.refresh(pname, rname)
+                    if row is None or row["status"] is not None:
+                        continue  # destroyed, or renamed away (its new name is exported)
                 except (InvalidNameError, IntegrityError) as e:
                     self.report.problems[f"{pname}/{rname}"] = str(e)
                     continue
@@ -131,7 +130,7 @@ class Site:
             if latest is not None and v != latest:
                 plan.diffs.add((pname, rname, v, latest))
         plan.tag_pages.add((pname, rname, None))
-        keys = self.store.index.metadata_keys(pname, rname, pages.MAX_KEYS)
+        keys = self.store.index.indexed_keys(pname, rname, pages.MAX_KEYS)
         for key in [k for k, numeric in keys if numeric][:MAX_PLOTS]:
             plan.plots.add((pname, rname, key))
 

@@ -19,7 +19,7 @@ from ..metadata import AUTOMATIC_KEYS
 from ..names import LATEST, validate_attachment_name, validate_name, validate_tag
 from ..objects.canonical import canonical_json
 from ..query import parse
-from ..refs import list_projects, list_repositories
+from ..refs import list_projects
 from .links import Links
 from .render import markdown, plot_svg
 
@@ -77,9 +77,15 @@ def existing_repository(project: Project, name: str) -> ModelRepository:
         repo = project.get_model_repository(name)
     except InvalidNameError as e:
         raise PageError(str(e), 404) from None
-    if project.store.refresh(project.name, repo.name) is None:
+    row = project.store.refresh(project.name, repo.name)
+    if row is None:
         raise PageError(f"model repository {name!r} does not exist in project {project.name!r}",
                         404)
+    if row["status"] == "renamed":
+        raise PageError(f"model repository {name!r} was renamed to {row['renamed_to']!r}", 404)
+    if row["status"] is not None:
+        raise PageError(f"model repository {name!r} was destroyed (by {row['closed_by']}, "
+                        f"{row['closed_time']})", 404)
     return repo
 
 
@@ -101,25 +107,27 @@ def with_latest(repo: ModelRepository, versions: list[int]) -> dict[int, list[st
 
 # -- projects and repositories ----------------------------------------------------------------------
 def repositories(project: Project, after: str | None = None) -> dict[str, Any]:
-    """One page of a project's repositories by name: versions, latest, last save, tags."""
+    """One page of a project's repositories by name: versions, latest, last save, tags.
+    Destroyed repositories and the old names of renamed ones are left out (as by
+    :meth:`~roro.project.Project.list_model_repositories`), and only one page is refreshed."""
     store = project.store
     names: list[str] = []
-    if store.is_initialized():
-        for n in list_repositories(store.backend, project.name):
-            try:
-                names.append(validate_name(n))
-            except InvalidNameError:
-                continue
+    for n in project.repository_names():
+        try:
+            names.append(validate_name(n))
+        except InvalidNameError:
+            continue
     if after:
         names = [n for n in names if n > after]
     shown = names[:REPOS_PER_PAGE]
     rows: list[dict[str, Any]] = []
     for name in shown:
         try:
-            if store.refresh(project.name, name) is None:
-                continue
+            row = store.refresh(project.name, name)
         except IntegrityError as e:
             rows.append({"name": name, "error": str(e)})
+            continue
+        if row is None or row["status"] is not None:
             continue
         summary = store.index.repository_summary(project.name, name)
         tags = store.index.tags(project.name, name)
@@ -186,7 +194,7 @@ def repository(project: Project, links: Links, name: str, *, q: str | None = Non
     if order not in (None, "", "asc", "desc"):
         raise PageError("order must be 'asc' or 'desc'")
     descending = order != "asc"
-    keys = index.metadata_keys(project.name, repo.name, MAX_KEYS)
+    keys = index.indexed_keys(project.name, repo.name, MAX_KEYS)
     custom = bool(cols)
     if cols:
         cols = [c for c in dict.fromkeys(cols) if len(c) <= 1000][:MAX_COLUMNS]
@@ -444,7 +452,7 @@ def plot(project: Project, links: Links, name: str, key: str | None = None,
     sample = sample or "newest"
     if sample not in ("newest", "even"):
         raise PageError("sample must be 'newest' or 'even'")
-    numeric = [k for k, is_num in index.metadata_keys(project.name, repo.name, MAX_KEYS) if is_num]
+    numeric = [k for k, is_num in index.indexed_keys(project.name, repo.name, MAX_KEYS) if is_num]
     if not key:
         key = numeric[0] if numeric else None
     points: list[tuple[int, float]] = []
