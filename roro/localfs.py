@@ -14,7 +14,7 @@ from typing import IO
 
 from .digests import digest_stream
 from .errors import ConflictError, DownloadError, IntegrityError, InvalidNameError
-from .names import validate_attachment_name
+from .names import attachment_collision, check_download_name
 
 
 def quiet_unlink(path: str | os.PathLike[str]) -> None:
@@ -96,15 +96,14 @@ def check_inside(directory: str, path: str, name: str) -> None:
 
 def plan_attachments(directory: str, names: Iterable[str], force: bool) -> list[str]:
     """The path each attachment will be written to below ``directory``, refused before any byte
-    is fetched if a name is invalid, leads outside ``directory``, collides with another on a
-    case-insensitive filesystem, or exists (without ``force``)."""
-    planned, folded = [], set()
+    is fetched if a name is invalid, leads outside ``directory``, collides with another (as a
+    file and a folder, or on a case-insensitive or normalizing filesystem), or exists (without
+    ``force``)."""
+    names = list(names)
+    check_no_collision(names)
+    planned = []
     for name in names:
-        validate_attachment_name(name)
-        if name.casefold() in folded:
-            raise DownloadError(f"refusing to write attachment {name!r}: another attachment has "
-                                f"the same name on a case-insensitive filesystem")
-        folded.add(name.casefold())
+        check_download_name(name)
         path = os.path.join(directory, *name.split("/"))
         check_inside(directory, path, name)
         refuse_existing(path, force)
@@ -112,11 +111,20 @@ def plan_attachments(directory: str, names: Iterable[str], force: bool) -> list[
     return planned
 
 
+def check_no_collision(names: Iterable[str]) -> None:
+    """Refuse (:class:`~roro.errors.DownloadError`) attachment names that cannot all be written
+    below one directory (:func:`~roro.names.attachment_collision`): before anything is written."""
+    why = attachment_collision(names)
+    if why is not None:
+        raise DownloadError(f"refusing to download: {why}; the manifest was not written by roro "
+                            f"(run 'roro fsck')")
+
+
 def attachment_target(directory: str | os.PathLike[str], name: str) -> str:
     """The path of attachment ``name`` below ``directory``, with its parent folders made; refuses
     any path that could resolve outside ``directory`` (a folder that is a symbolic link:
     :class:`~roro.errors.ConflictError`)."""
-    validate_attachment_name(name)
+    check_download_name(name)
     root = os.path.realpath(os.fspath(directory))
     os.makedirs(root, exist_ok=True)
     *folders, filename = name.split("/")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from . import writer
 from .errors import ConflictError, NotFoundError
 from .image import ModelImage
-from .names import LATEST, validate_name, validate_tag, validate_version
+from .names import LATEST, validate_name, validate_new_tag, validate_tag, validate_version
 from .objects.manifest import read_manifest
 from .query import Query
 from .query import parse as parse_query
@@ -207,6 +207,8 @@ class ModelRepository:
                                     f"exist", repository=self.name, version=v)
             if current[0] == v:
                 return None
+            if current[0] is None:  # a new tag: the rules for new names (an existing one moves)
+                validate_new_tag(tag)
             return "tag", {"tag": tag, "version": v, "previous": current[0]}
 
         return self._tag_change(tag, writer.append(self.store, self.project.name, self.name,

@@ -29,11 +29,12 @@ from .errors import ConflictError
 from .faults import crash_point
 from .lineage import collect_lineage
 from .metadata import check_total
+from .names import validate_new_name
 from .objects import SpooledObject
 from .objects.canonical import canonical_json
 from .objects.manifest import FORMAT, referenced_digests
 from .objects.transfer import ObjectTransfer
-from .refs import Event
+from .refs import Event, list_repositories
 from .store import Store
 
 MAX_APPEND_ATTEMPTS = 10_000
@@ -60,6 +61,8 @@ def append(store: Store, project: str, repository: str,
         if decision is None:
             return None
         type_, payload = decision
+        if row is None:
+            check_new_names(store, project, repository)
         seq = row["last_seq"] + 1 if row else 1
         event = log.append(seq, row["last_hash"] if row else None, type_, current_author(),
                            now_utc(), **payload)
@@ -71,6 +74,15 @@ def append(store: Store, project: str, repository: str,
         time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 25)))
     raise ConflictError(f"gave up writing to {repository!r} after {MAX_APPEND_ATTEMPTS} lost "
                         f"races with other writers; try again", repository=repository)
+
+
+def check_new_names(store: Store, project: str, repository: str) -> None:
+    """Before the first event of a repository: its name, and its project's if the project has no
+    repository yet, must pass the rules for new names (no Windows device name...). Names that
+    exist already stay usable."""
+    validate_new_name(repository)
+    if not list_repositories(store.backend, project):
+        validate_new_name(project, "project")
 
 
 class Published(NamedTuple):

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..digests import digest_bytes
 from ..errors import IntegrityError, InvalidNameError, NotFoundError
-from ..names import validate_name
+from ..names import attachment_collision, attachment_name_warning, name_warning, validate_name
 from ..objects import ObjectStore
 from ..objects.canonical import canonical_json, loads
 from ..objects.manifest import read_manifest
@@ -36,6 +36,7 @@ from .report import (
     INDEX_MISMATCH,
     INVALID_MANIFEST,
     MISSING_OBJECT,
+    NAME_WARNING,
     STRAY_FILE,
     FsckReport,
     Problem,
@@ -71,6 +72,7 @@ def fsck(store: Store, read_data: bool = False) -> FsckReport:
             _read_data(store, sorted(stored - set(manifests)), refs, report, pool)
     report.unreferenced = sorted(stored - set(refs))
     report.problems.sort(key=problem_order)
+    report.warnings.sort(key=problem_order)
     report.seconds = round(time.monotonic() - started, 3)
     return report
 
@@ -94,6 +96,7 @@ def _check_logs(store: Store, report: FsckReport, pool: ThreadPoolExecutor) -> R
         state, seen = _check_log(store.backend, project, name, items, report, pool,
                                  position[0] if position else 0)
         _check_against_index(position, project, name, state, seen, report)
+        _warn_names(project, name, state, report)
         report.versions += len(state.versions)
         report.deleted_versions += len(state.deleted)
         report.tags += len(state.tags)
@@ -113,12 +116,35 @@ def _check_manifests(backend: Backend, refs: Refs, report: FsckReport,
     for mdigest, manifest in manifests.items():
         if manifest is None:
             continue
+        _warn_attachment_names(mdigest, manifest, refs[mdigest], report)
         for project, name, v, _ in refs[mdigest]:
             refs.setdefault(manifest["model"]["digest"], []).append((project, name, v, "model"))
             for a in manifest["attachments"]:
                 refs.setdefault(a["digest"], []).append(
                     (project, name, v, f"attachment {a['name']}"))
     return manifests
+
+
+def _warn_names(project: str, name: str, state: RepoState, report: FsckReport) -> None:
+    """Warn about a project, repository or tag name that a new write would refuse."""
+    if not any(w.kind == NAME_WARNING and w.repository is None and w.project == project
+               for w in report.warnings):
+        why = name_warning(project, "project")
+        if why is not None:
+            report.warnings.append(Problem(NAME_WARNING, why, project=project, blocks_gc=False))
+    whys = [name_warning(name)] + [name_warning(tag, "tag") for tag in sorted(state.tags)]
+    report.warnings += [Problem(NAME_WARNING, why, project=project, repository=name,
+                                blocks_gc=False) for why in whys if why is not None]
+
+
+def _warn_attachment_names(digest: str, manifest: dict[str, Any],
+                           who: list[tuple[str, str, int, str]], report: FsckReport) -> None:
+    """Warn about attachment names that a new image would refuse (readable, but written under
+    older rules): one warning per name and manifest."""
+    names = [a["name"] for a in manifest["attachments"]]
+    whys = [attachment_name_warning(n) for n in names] + [attachment_collision(names)]
+    report.warnings += [_object_problem(NAME_WARNING, digest, who, f"names {why}",
+                                        blocks_gc=False) for why in whys if why is not None]
 
 
 def _list_objects(backend: Backend, report: FsckReport) -> set[str]:

@@ -12,6 +12,8 @@ MISSING_OBJECT = "missing-object"    # a manifest or blob that a live version ne
 CORRUPT_OBJECT = "corrupt-object"    # an object whose bytes do not hash to its name
 INVALID_MANIFEST = "invalid-manifest"  # a manifest that is not valid JSON or not a manifest
 INDEX_MISMATCH = "index-mismatch"    # the local index saw log events that the store no longer has
+# Warning kinds (FsckReport.warnings: reported, never errors, never blocking gc).
+NAME_WARNING = "name-warning"        # a stored name a new write would refuse (e.g. a Windows device name)
 
 
 @dataclass
@@ -71,6 +73,8 @@ class FsckReport:
     referenced: int = 0           # distinct objects that live versions reach
     verified: int = 0             # objects re-hashed (manifests always; everything with read_data)
     problems: list[Problem] = field(default_factory=list)
+    #: What a new write would refuse but reading handles (DESIGN.md §14): not problems.
+    warnings: list[Problem] = field(default_factory=list)
     unreferenced: list[str] = field(default_factory=list)  # digests, sorted
     seconds: float = 0.0
     reachable: set[str] = field(default_factory=set, repr=False)  # for gc; not in to_dict()

@@ -51,6 +51,8 @@ def fsck(ctx: click.Context, read_data: bool, as_json: bool) -> None:
         out = render.console()
         for problem in report.problems:
             out.print(render.text(("error", "bold red"), " ", render.safe_line(problem)))
+        for warning in report.warnings:
+            out.print(render.text(("warning", "bold yellow"), " ", render.safe_line(warning)))
         if report.unreferenced:
             out.print(render.text(("info", "bold"), f" {len(report.unreferenced)} unreferenced "
                                   f"object{'s' * (len(report.unreferenced) != 1)} (a deleted "
@@ -60,7 +62,9 @@ def fsck(ctx: click.Context, read_data: bool, as_json: bool) -> None:
             verdict, f": {report.repositories} repositories, {report.events} events, "
             f"{report.versions} versions, {report.objects} objects ({report.verified} verified), "
             f"{len(report.unreferenced)} unreferenced, {len(report.problems)} "
-            f"problem{'s' * (len(report.problems) != 1)} in {report.seconds:.1f} s"))
+            f"problem{'s' * (len(report.problems) != 1)}"
+            + (f", {len(report.warnings)} warning{'s' * (len(report.warnings) != 1)}"
+               if report.warnings else "") + f" in {report.seconds:.1f} s"))
     if not report.ok:
         ctx.exit(EXIT_INTEGRITY)
 
