@@ -153,16 +153,29 @@ class Store:
         return marker
 
     def is_initialized(self) -> bool:
-        """True if the store has a valid format marker (raises StoreError for an unknown one)."""
+        """True if the store has a valid format marker; False for an empty or missing store.
+        Raises StoreError for an unknown marker, or for a store that holds roro's ``objects/``
+        or ``refs/`` without one (damage: reading it as empty would hide every version)."""
         if self._store_id is None:
             marker = self._read_marker()
             if marker is None:
+                self._refuse_unmarked()
                 return False
             self._store_id = marker["id"]
             idx = getattr(self._local, "index", None)
             if idx is not None:  # opened while the store did not exist yet
                 idx.bind_store(self._store_id)
         return True
+
+    def _refuse_unmarked(self) -> None:
+        """Raise StoreError if the store holds roro data but no ``roro.json`` (one listing of
+        the store's top level, only while the marker is missing)."""
+        found = sorted({"objects", "refs"} & set(self.backend.list_dirs("")))
+        if found:
+            what = " and ".join(f"{d}/" for d in found)
+            raise StoreError(f"store {self.url} has {what} but no {FORMAT_KEY} (its format "
+                             f"marker): it was damaged or copied incompletely; restore "
+                             f"{FORMAT_KEY} from a backup or from the store it was copied from")
 
     def store_id(self) -> str:
         if self.is_initialized() and self._store_id is not None:
