@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from .refs.index import Index
 
 INDEX_FILE = INDEX_KEY
+MAX_MARKER_SIZE = 64 << 10  # roro.json is ~60 bytes; more is not a marker roro wrote
 _MANIFEST_MEMO = 256
 
 
@@ -137,9 +138,11 @@ class Store:
     # -- format marker ---------------------------------------------------------------------------
     def _read_marker(self) -> dict | None:
         try:
-            raw = self.backend.get(FORMAT_KEY)
+            raw = self.backend.get(FORMAT_KEY, MAX_MARKER_SIZE)
         except KeyNotFoundError:
             return None
+        except IntegrityError as e:  # too large, or not a regular file
+            raise StoreError(f"store {self.url} has an unreadable {FORMAT_KEY}: {e}") from None
         try:
             marker = json.loads(raw)
         except ValueError:

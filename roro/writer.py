@@ -25,14 +25,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 from .environment import cloudpickle_version, current_author, now_utc, python_version
-from .errors import ConflictError
+from .errors import ConflictError, InvalidMetadataError
 from .faults import crash_point
 from .lineage import collect_lineage
 from .metadata import check_total
 from .names import validate_new_name
 from .objects import SpooledObject
 from .objects.canonical import canonical_json
-from .objects.manifest import FORMAT, referenced_digests
+from .objects.manifest import FORMAT, MAX_MANIFEST_SIZE, referenced_digests
 from .objects.transfer import ObjectTransfer
 from .refs import Event, list_repositories
 from .store import Store
@@ -105,6 +105,11 @@ def publish(store: Store, project: str, repository: str, manifest: dict[str, Any
     """
     store.ensure_initialized()
     data = canonical_json(manifest)
+    if len(data) > MAX_MANIFEST_SIZE:
+        raise InvalidMetadataError(
+            f"the manifest would be {len(data)} bytes, more than the {MAX_MANIFEST_SIZE} a "
+            f"manifest may hold ({len(manifest['attachments'])} attachments); put many small "
+            f"files into one archive and attach that")
     digest = store.objects.put_bytes(data)
     store.remember_manifest(digest, data)
     crash_point("after-manifest")

@@ -19,14 +19,13 @@ from ..objects import ObjectStore
 from ..objects.canonical import canonical_json, loads
 from ..objects.manifest import read_manifest
 from ..refs import Event, RepoState
-from ..refs.events import parse_event
+from ..refs.events import MAX_EVENT_SIZE, parse_event
 from ..refs.state import event_problem
 from ..storage import Backend, KeyNotFoundError
 from ..storage.layout import (
     OBJECTS_PREFIX,
     REFS_PREFIX,
     digest_from_object_key,
-    object_key,
     seq_from_log_key,
 )
 from ..store import Store
@@ -37,6 +36,7 @@ from .report import (
     INVALID_MANIFEST,
     MISSING_OBJECT,
     NAME_WARNING,
+    SPECIAL_FILE,
     STRAY_FILE,
     FsckReport,
     Problem,
@@ -56,16 +56,17 @@ def fsck(store: Store, read_data: bool = False) -> FsckReport:
     report = FsckReport(store=store.url, read_data=read_data)
     if not store.is_initialized():  # nothing was ever written (an unknown format raises)
         return report
+    special = _check_special_files(store.backend, report)
     with ThreadPoolExecutor(WORKERS) as pool:
         refs = _check_logs(store, report, pool)
         manifests = _check_manifests(store.backend, refs, report, pool)
-        stored = _list_objects(store.backend, report)
+        stored = _list_objects(store.backend, report) - special
         report.objects = len(stored)
         report.referenced = len(refs)
         report.reachable = set(refs)
         for d in sorted(set(refs) - stored):
-            if d in manifests or store.backend.exists(object_key(d)):
-                continue  # a manifest is reported when it is read; exists() guards a listing race
+            if d in manifests or (d not in special and store.objects.has(d)):
+                continue  # a manifest is reported when it is read; has() guards a listing race
             report.problems.append(_object_problem(
                 MISSING_OBJECT, d, refs[d], "is missing from the store", blocks_gc=False))
         if read_data:
@@ -123,6 +124,23 @@ def _check_manifests(backend: Backend, refs: Refs, report: FsckReport,
                 refs.setdefault(a["digest"], []).append(
                     (project, name, v, f"attachment {a['name']}"))
     return manifests
+
+
+def _check_special_files(backend: Backend, report: FsckReport) -> set[str]:
+    """Report every entry of a local store that is not a regular file where roro keeps files:
+    symbolic links, FIFOs, devices anywhere; a directory at an object's or event's path (a
+    directory at the next event's slot would stop every writer). Returns the digests of the
+    object keys among them (never stored objects: not read, not collected)."""
+    special = set()
+    for key, what in backend.irregular_entries():
+        report.problems.append(Problem(
+            SPECIAL_FILE, f"a {what}, not a regular file: roro never writes one, and never reads "
+            f"or follows it; move it out of the store", key=key,
+            blocks_gc=key.startswith(REFS_PREFIX)))
+        digest = digest_from_object_key(key)
+        if digest is not None:
+            special.add(digest)
+    return special
 
 
 def _warn_names(project: str, name: str, state: RepoState, report: FsckReport) -> None:
@@ -213,10 +231,15 @@ def _check_log(backend: Backend, project: str, name: str, items: list[tuple[int,
     def problem(message: str, **kw: Any) -> None:
         report.problems.append(Problem(BROKEN_LOG, message, project=project, repository=name, **kw))
 
+    unreadable: dict[int, str] = {}
+
     def fetch(item: tuple[int, str]) -> bytes | None:
         try:
-            return backend.get(item[1])
+            return backend.get(item[1], MAX_EVENT_SIZE)
         except KeyNotFoundError:
+            return None
+        except IntegrityError as e:  # too large, or not a regular file: never read whole
+            unreadable[item[0]] = str(e)
             return None
 
     state = RepoState(name)
@@ -232,7 +255,8 @@ def _check_log(backend: Backend, project: str, name: str, items: list[tuple[int,
             problem(f"{which} missing: the log was edited (an entry removed or renamed)",
                     seq=first)
         if raw is None:
-            problem("the event vanished while it was read", seq=seq)
+            problem(f"the event cannot be read: {unreadable[seq]}" if seq in unreadable
+                    else "the event vanished while it was read", seq=seq)
             state.last_seq, state.last_hash = seq, None
             continue
         try:

@@ -12,6 +12,7 @@ MISSING_OBJECT = "missing-object"    # a manifest or blob that a live version ne
 CORRUPT_OBJECT = "corrupt-object"    # an object whose bytes do not hash to its name
 INVALID_MANIFEST = "invalid-manifest"  # a manifest that is not valid JSON or not a manifest
 INDEX_MISMATCH = "index-mismatch"    # the local index saw log events that the store no longer has
+SPECIAL_FILE = "special-file"        # a symlink, FIFO, device, or a directory where a key's file goes
 # Warning kinds (FsckReport.warnings: reported, never errors, never blocking gc).
 NAME_WARNING = "name-warning"        # a stored name a new write would refuse (e.g. a Windows device name)
 

@@ -45,10 +45,14 @@ class ObjectCache:
         quiet_unlink(path)
         return None
 
-    def read(self, digest: str) -> bytes | None:
+    def read(self, digest: str, max_size: int | None = None) -> bytes | None:
+        """The cached, verified bytes; None if absent, corrupted, or larger than ``max_size``
+        (then the caller reads the store, which refuses it)."""
         path = self.path(digest)
         try:
             with open(path, "rb") as f:
+                if max_size is not None and os.fstat(f.fileno()).st_size > max_size:
+                    return None
                 data = f.read()
         except FileNotFoundError:
             return None

@@ -16,7 +16,7 @@ from typing import Any, BinaryIO
 from ..digests import digest_bytes, digest_of_hasher, digest_stream, new_hasher, parse_digest
 from ..errors import IntegrityError, NotFoundError
 from ..localfs import quiet_unlink
-from ..storage import Backend, KeyNotFoundError
+from ..storage import Backend, IrregularKeyError, KeyNotFoundError
 from ..storage.layout import OBJECTS_PREFIX, digest_from_object_key, object_key
 from .canonical import canonical_json, loads
 
@@ -120,8 +120,10 @@ class ObjectStore:
 
     def put_spooled(self, obj: SpooledObject) -> bool:
         """Store a spooled object unless present (dedup); True if its bytes were uploaded.
-        The spool file is left for the caller to discard."""
-        if self.has(obj.digest):
+        The spool file is left for the caller to discard. Present means a regular file of the
+        right size: anything else at its key (a truncated copy; on a folder, a directory, a
+        dangling symbolic link, a FIFO) is replaced, or refused with its path."""
+        if self.has(obj.digest, obj.size):
             self.touch(obj.digest)
             return False
         self.backend.put_file(object_key(obj.digest), obj.path)
@@ -131,7 +133,7 @@ class ObjectStore:
         """Store small bytes (a manifest); returns the digest. Present objects are not rewritten."""
         digest = digest_bytes(data)
         key = object_key(digest)
-        if self.backend.exists(key):
+        if self.has(digest, len(data)):
             self.backend.touch(key)
         else:
             self.backend.put(key, data)
@@ -145,8 +147,15 @@ class ObjectStore:
         self.backend.touch(object_key(digest))
 
     # -- reading ---------------------------------------------------------------------------------
-    def has(self, digest: str) -> bool:
-        return self.backend.exists(object_key(digest))
+    def has(self, digest: str, size: int | None = None) -> bool:
+        """Is the object stored: a key that is a regular file (on a folder store), of ``size``
+        bytes if given? Anything else at its key (a FIFO, a symbolic link, a truncated copy) is
+        not the object."""
+        try:
+            info = self.backend.stat(object_key(digest))
+        except (KeyNotFoundError, IrregularKeyError):
+            return False
+        return size is None or info.size == size
 
     def size(self, digest: str) -> int:
         try:
@@ -154,15 +163,16 @@ class ObjectStore:
         except KeyNotFoundError:
             raise _missing(digest) from None
 
-    def read(self, digest: str) -> bytes:
-        """The verified bytes of a (small) object."""
+    def read(self, digest: str, max_size: int | None = None) -> bytes:
+        """The verified bytes of a (small) object; :class:`~roro.storage.TooLargeError` (an
+        IntegrityError) without reading it if it holds more than ``max_size`` bytes."""
         parse_digest(digest)
         if self.cache is not None:
-            data = self.cache.read(digest)
+            data = self.cache.read(digest, max_size)
             if data is not None:
                 return data
         try:
-            data = self.backend.get(object_key(digest))
+            data = self.backend.get(object_key(digest), max_size)
         except KeyNotFoundError:
             raise _missing(digest) from None
         actual = digest_bytes(data)
@@ -186,9 +196,8 @@ class ObjectStore:
         cache (or an anonymous temporary file) first. Either way the caller only sees verified bytes.
         """
         parse_digest(digest)
-        local = self._local_path(digest)
-        if local is not None:
-            f = _open_missing_as_not_found(local, digest)
+        if self._local_path(digest) is not None:
+            f = self._open_in_place(digest)
             try:
                 _verify_file(f, digest)
                 f.seek(0)
@@ -217,11 +226,18 @@ class ObjectStore:
     def _local_path(self, digest: str) -> str | None:
         return self.backend.local_path(object_key(digest))
 
+    def _open_in_place(self, digest: str) -> BinaryIO:
+        """The object's own file in a local store, opened by the backend (a regular file only,
+        never through a symbolic link)."""
+        try:
+            return self.backend.open(object_key(digest))
+        except KeyNotFoundError:
+            raise _missing(digest) from None
+
     def verify(self, digest: str) -> None:
         """Re-hash an object in the store itself (never the cache); IntegrityError or NotFoundError."""
-        local = self._local_path(digest)
-        if local is not None:
-            with _open_missing_as_not_found(local, digest) as f:
+        if self._local_path(digest) is not None:
+            with self._open_in_place(digest) as f:
                 _verify_file(f, digest)
             return
         fd, tmp = tempfile.mkstemp(prefix="roro-verify-")
@@ -239,13 +255,6 @@ class ObjectStore:
 
     def delete(self, digest: str) -> None:
         self.backend.delete(object_key(digest))
-
-
-def _open_missing_as_not_found(path: str, digest: str) -> BinaryIO:
-    try:
-        return open(path, "rb")
-    except FileNotFoundError:
-        raise _missing(digest) from None
 
 
 def _verify_file(f: BinaryIO, digest: str) -> None:

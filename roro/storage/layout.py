@@ -60,3 +60,13 @@ def seq_from_log_key(key: str) -> int | None:
     if ext != "json" or len(stem) != SEQ_DIGITS or not stem.isdigit() or not stem.isascii():
         return None
     return int(stem)
+
+
+def is_key_path(key: str) -> bool:
+    """True for a path where roro keeps a file: ``roro.json``, an object key, a log event key
+    (a directory there is damage that fsck reports)."""
+    if key == FORMAT_KEY or digest_from_object_key(key) is not None:
+        return True
+    parts = key.split("/")
+    return (len(parts) == 5 and parts[0] == REFS_PREFIX.rstrip("/") and parts[3] == "log"
+            and seq_from_log_key(key) is not None)

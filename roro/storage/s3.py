@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from typing import Any, BinaryIO
 
 from ..errors import ConflictError, RoroError, StoreError
-from .base import Backend, KeyInfo, KeyNotFoundError, Names, check_key
+from .base import Backend, KeyInfo, KeyNotFoundError, Names, check_key, refuse_too_large
 from .url import parse_s3_url
 
 __all__ = ["S3Backend", "parse_s3_url"]
@@ -268,9 +268,22 @@ class S3Backend(Backend):
         return full[len(self.prefix) + 1:] if self.prefix else full
 
     # -- reads -----------------------------------------------------------------------------------
-    def get(self, key: str) -> bytes:
-        with self.open(key) as f:
-            return f.read()
+    def get(self, key: str, max_size: int | None = None) -> bytes:
+        if max_size is None:
+            with self.open(key) as f:
+                return f.read()
+        full = self._full(key)
+        with self._boto("GetObject", key):
+            response = self.client.get_object(Bucket=self.bucket, Key=full)
+        body = response["Body"]
+        try:
+            refuse_too_large(key, int(response.get("ContentLength") or 0), max_size, self.url)
+            with self._boto("GetObject", key):
+                data: bytes = body.read(max_size + 1)  # never more, whatever the header said
+            refuse_too_large(key, len(data), max_size, self.url)
+            return data
+        finally:
+            body.close()
 
     def open(self, key: str) -> BinaryIO:
         full = self._full(key)

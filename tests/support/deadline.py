@@ -28,7 +28,10 @@ def _child(conn: Any, fn: Callable[[], Any]) -> None:
         except Exception:
             result = ("raised", AssertionError("".join(traceback.format_exception(e))))
     try:
-        conn.send(result)
+        try:
+            conn.send(result)
+        except Exception as e:  # noqa: BLE001 - an unpicklable result
+            conn.send(("raised", AssertionError(f"the result cannot be sent back: {e!r}")))
     finally:
         conn.close()
 
