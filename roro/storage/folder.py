@@ -336,6 +336,22 @@ class FolderBackend(Backend):
     def put_if_absent(self, key: str, data: bytes) -> bool:
         return self._link(self._spool(data), key, replace_damaged=False)
 
+    def replace(self, key: str, data: bytes) -> None:
+        tmp = self._spool(data)
+        try:
+            os.chmod(tmp, 0o444)
+            with self._parent(key, create=True) as (dirfd, name):
+                try:
+                    mode = os.stat(name, dir_fd=dirfd, follow_symlinks=False).st_mode
+                except FileNotFoundError:
+                    mode = 0
+                if stat.S_ISDIR(mode):  # rename would fail; a link or FIFO is replaced
+                    raise self._irregular(key, "directory")
+                os.replace(tmp, name, dst_dir_fd=dirfd)
+                os.fsync(dirfd)
+        finally:
+            quiet_unlink(tmp)
+
     def delete(self, key: str) -> None:
         """Remove the file at ``key`` (a symbolic link or FIFO there too; never a directory)."""
         try:
