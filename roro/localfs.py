@@ -7,14 +7,49 @@ followed out of it, and a file appears only complete, verified and fsynced under
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from collections.abc import Callable, Iterable
 from typing import IO
 
 from .digests import digest_stream
-from .errors import ConflictError, DownloadError, IntegrityError, InvalidNameError
+from .errors import ConflictError, DownloadError, IntegrityError, InvalidNameError, StoreError
 from .names import attachment_collision, check_download_name
+
+#: errno values that mean "you may not write here" and "no room to write here".
+READ_ONLY_ERRNOS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
+FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def free_bytes(path: str) -> int | None:
+    """Bytes free for this user on the file system of ``path`` (its nearest existing parent)."""
+    while path and not os.path.exists(path):
+        path = os.path.dirname(path)
+    try:
+        st = os.statvfs(path or ".")
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def write_failure(error: OSError, path: str, where: str, needed: int | None = None,
+                  at_least: bool = False) -> StoreError | None:
+    """The one-line StoreError for a write that failed because ``where`` (a store, a cache) is
+    read-only for this user or its disk is full, naming ``path`` and, for a full disk, the
+    space free and needed (``needed``: bytes, ``at_least`` that many when the total is not
+    known, as for a model streamed into a spool; None if not known); None for other errors."""
+    if error.errno in READ_ONLY_ERRNOS:
+        return StoreError(f"{where} is read-only for this user ({error.strerror}: {path}): "
+                          f"reading it works, writing does not")
+    if error.errno in FULL_ERRNOS:
+        free = free_bytes(path)
+        need = ("more than that needed" if needed is None else
+                f"{'at least ' if at_least else ''}{needed} bytes needed")
+        return StoreError(f"no space left on the device to write {path} ({where}): "
+                          f"{'?' if free is None else free} bytes free, {need}; free some space "
+                          f"('roro gc' removes unreferenced objects) and try again")
+    return None
 
 
 def quiet_unlink(path: str | os.PathLike[str]) -> None:

@@ -7,6 +7,7 @@ in :meth:`RoroGroup.main`. Any other exception is a bug in roro: it propagates w
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -59,6 +60,13 @@ def fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str,
+                      lineno: int, line: str | None = None) -> str:
+    """A warning as the CLI shows it: one line, no source location (an index kept in memory on
+    a full disk, a model saved with another Python...)."""
+    return f"Warning: {one_line(str(message))}\n"
+
+
 class RoroGroup(click.Group):
     """The ``roro`` group: runs click without its own error printing, then maps errors to one line.
 
@@ -71,6 +79,7 @@ class RoroGroup(click.Group):
              **extra: Any) -> Any:
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        formatwarning, warnings.formatwarning = warnings.formatwarning, _one_line_warning
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.exceptions.Abort:
@@ -85,6 +94,8 @@ class RoroGroup(click.Group):
             fail(e.format_message(), e.exit_code)
         except RoroError as e:
             fail(str(e), exit_code_for(e))
+        finally:
+            warnings.formatwarning = formatwarning
         # Without standalone mode click returns the command's value, or the code of ctx.exit(code)
         # (``--help``, ``--version``); roro's commands return None.
         sys.exit(rv if isinstance(rv, int) and not isinstance(rv, bool) else EXIT_OK)

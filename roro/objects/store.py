@@ -15,7 +15,7 @@ from typing import Any, BinaryIO
 
 from ..digests import digest_bytes, digest_of_hasher, digest_stream, new_hasher, parse_digest
 from ..errors import IntegrityError, NotFoundError
-from ..localfs import quiet_unlink
+from ..localfs import quiet_unlink, write_failure
 from ..storage import Backend, IrregularKeyError, KeyNotFoundError
 from ..storage.layout import OBJECTS_PREFIX, digest_from_object_key, object_key
 from .canonical import canonical_json, loads
@@ -37,10 +37,24 @@ class HashingWriter:
 
     def __init__(self, directory: str | None):
         self._durable = directory is not None
-        fd, self.path = tempfile.mkstemp(dir=directory, prefix="obj-", suffix=".tmp")
+        self.size = 0
+        with self._failing(directory or tempfile.gettempdir()):
+            fd, self.path = tempfile.mkstemp(dir=directory, prefix="obj-", suffix=".tmp")
         self._file = os.fdopen(fd, "wb")
         self._hasher = new_hasher()
-        self.size = 0
+
+    @contextmanager
+    def _failing(self, path: str, more: int = 0) -> Iterator[None]:
+        """A full disk or a read-only spool directory as one line naming the path and, for a
+        full disk, at least the bytes needed (what was written, and ``more``)."""
+        try:
+            yield
+        except OSError as e:
+            failure = write_failure(e, path, "the spool directory", self.size + more,
+                                    at_least=True)
+            if failure is None:
+                raise
+            raise failure from e
 
     def write(self, data: Buffer) -> int:
         """Write a bytes-like object: bytes, bytearray, a memoryview, or the
@@ -50,7 +64,8 @@ class HashingWriter:
         if view.ndim != 1 or view.itemsize != 1:
             view = view.cast("B") if view.c_contiguous else memoryview(view.tobytes())
         self._hasher.update(view)
-        self._file.write(view)
+        with self._failing(self.path, view.nbytes):
+            self._file.write(view)
         self.size += view.nbytes
         return view.nbytes
 
@@ -63,15 +78,19 @@ class HashingWriter:
     def finish(self) -> str:
         """Flush (and fsync, in a backend's directory) the file; return the digest of
         everything written."""
-        self._file.flush()
-        if self._durable:
-            os.fsync(self._file.fileno())
-        self._file.close()
+        with self._failing(self.path):
+            self._file.flush()
+            if self._durable:
+                os.fsync(self._file.fileno())
+            self._file.close()
         return digest_of_hasher(self._hasher)
 
     def discard(self) -> None:
         if not self._file.closed:
-            self._file.close()
+            try:
+                self._file.close()
+            except OSError:  # flushing what was buffered onto a full disk: it goes anyway
+                pass
         quiet_unlink(self.path)
 
 

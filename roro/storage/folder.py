@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from typing import BinaryIO
 
 from ..errors import StoreError
-from ..localfs import quiet_unlink
+from ..localfs import quiet_unlink, write_failure
 from .base import (
     Backend,
     IrregularKeyError,
@@ -147,12 +147,37 @@ class FolderBackend(Backend):
             except (FileNotFoundError, NotADirectoryError):
                 raise KeyNotFoundError(key, self.url) from None
 
+    @contextmanager
+    def _writing(self, path: str, needed: int | None = None) -> Iterator[None]:
+        """Turn a write's OSError into one line: a read-only store, or a full disk naming the
+        space free and ``needed``."""
+        try:
+            yield
+        except (FileNotFoundError, FileExistsError):
+            raise  # the callers' business
+        except OSError as e:
+            failure = write_failure(e, path, f"store {self.root}", needed)
+            if failure is None:
+                raise StoreError(f"cannot write {path} in store {self.root}: "
+                                 f"{e.strerror or e}") from e
+            raise failure from e
+
+    def prepare_for_writes(self) -> None:
+        """Refuse a store this user may not write, before anything is written (reading it
+        works: see ``Store.index``)."""
+        top = self.root
+        while not os.path.exists(top) and os.path.dirname(top) != top:
+            top = os.path.dirname(top)
+        if not os.access(top, os.W_OK):
+            with self._writing(top):
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), top)
+
     def tempdir(self) -> str:
         path = os.path.join(self.root, TMP_DIR)
-        try:
+        with self._writing(path):
             os.makedirs(path, exist_ok=True)
-        except OSError as e:
-            raise StoreError(f"cannot write to store {self.root}: {e.strerror}") from e
+            if not os.access(path, os.W_OK):
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
         if os.path.islink(path) or not os.path.isdir(path):
             raise StoreError(f"cannot write to store {self.root}: {path} is not a directory "
                              f"(a symbolic link?); roro keeps its temporary files there")
@@ -269,15 +294,17 @@ class FolderBackend(Backend):
 
     # -- writes ----------------------------------------------------------------------------------
     def _spool(self, data: bytes) -> str:
-        fd, tmp = tempfile.mkstemp(dir=self.tempdir(), prefix="put-")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-        except BaseException:
-            quiet_unlink(tmp)
-            raise
+        directory = self.tempdir()
+        with self._writing(directory, len(data)):
+            fd, tmp = tempfile.mkstemp(dir=directory, prefix="put-")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+            except BaseException:
+                quiet_unlink(tmp)
+                raise
         return tmp
 
     def _link(self, tmp: str, key: str, replace_damaged: bool) -> bool:
@@ -291,7 +318,7 @@ class FolderBackend(Backend):
         never be written, which is not a lost race."""
         try:
             os.chmod(tmp, 0o444)
-            with self._parent(key, create=True) as (dirfd, name):
+            with self._writing(self._path(key)), self._parent(key, create=True) as (dirfd, name):
                 try:
                     os.link(tmp, name, dst_dir_fd=dirfd)
                 except FileExistsError:
@@ -313,11 +340,16 @@ class FolderBackend(Backend):
     def put_file(self, key: str, path: str) -> None:
         src = os.path.abspath(path)
         if os.path.dirname(src) != self.tempdir():
-            fd, tmp = tempfile.mkstemp(dir=self.tempdir(), prefix="put-")
-            os.close(fd)
-            shutil.copyfile(src, tmp)
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
+            with self._writing(self.tempdir(), os.path.getsize(src)):
+                fd, tmp = tempfile.mkstemp(dir=self.tempdir(), prefix="put-")
+                os.close(fd)
+                try:
+                    shutil.copyfile(src, tmp)
+                    with open(tmp, "rb+") as f:
+                        os.fsync(f.fileno())
+                except BaseException:
+                    quiet_unlink(tmp)
+                    raise
             self._link(tmp, key, replace_damaged=True)
             return
         # The caller spooled into our tempdir: link it directly (no copy). Take our own name for it
@@ -340,7 +372,7 @@ class FolderBackend(Backend):
         tmp = self._spool(data)
         try:
             os.chmod(tmp, 0o444)
-            with self._parent(key, create=True) as (dirfd, name):
+            with self._writing(self._path(key)), self._parent(key, create=True) as (dirfd, name):
                 try:
                     mode = os.stat(name, dir_fd=dirfd, follow_symlinks=False).st_mode
                 except FileNotFoundError:
@@ -355,7 +387,7 @@ class FolderBackend(Backend):
     def delete(self, key: str) -> None:
         """Remove the file at ``key`` (a symbolic link or FIFO there too; never a directory)."""
         try:
-            with self._parent(key) as (dirfd, name):
+            with self._writing(self._path(key)), self._parent(key) as (dirfd, name):
                 os.unlink(name, dir_fd=dirfd)
         except (KeyNotFoundError, FileNotFoundError):
             pass
