@@ -21,7 +21,7 @@ from .environment import cache_dir, now_utc
 from .errors import IntegrityError, InvalidNameError, StoreError
 from .names import validate_name
 from .objects import ObjectStore
-from .objects.cache import ObjectCache
+from .objects.cache import ObjectCache, cache_max_bytes
 from .objects.canonical import canonical_json
 from .refs import RefLog, list_projects, list_repositories
 from .storage import Backend, KeyNotFoundError, StoreLocation, layout, open_backend, parse_store_url
@@ -123,7 +123,8 @@ class Store:
     @property
     def objects(self) -> ObjectStore:
         if self._objects is None:
-            cache = ObjectCache(os.path.join(self.cache_root(), "cache")) if self.remote else None
+            cache = ObjectCache(os.path.join(self.cache_root(), "cache"), cache_max_bytes(),
+                                os.path.join(cache_dir(), "stores")) if self.remote else None
             self._objects = ObjectStore(self.backend, cache=cache)
         return self._objects
 
