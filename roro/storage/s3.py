@@ -132,8 +132,8 @@ class S3Backend(Backend):
         from botocore.config import Config  # boto3 (~0.2 s): at the first S3 request
         from botocore.httpsession import URLLib3Session  # (imported with boto3 above)
 
-        # botocore >= 1.40 lets each request carry its own read timeout (request.context); an
-        # older one cannot, and then every attempt waits at most the first-contact timeout.
+        # A recent botocore lets each request carry its own read timeout (request.context); with
+        # an older one every attempt waits at most the first-contact timeout instead.
         self._per_request_timeouts = hasattr(URLLib3Session, "_get_request_timeout")
         read_timeout = self.read_timeout if self._per_request_timeouts else min(
             self.read_timeout, self.first_contact_timeout)
