@@ -24,9 +24,12 @@ from .suggest import close_matches
 
 CONFIG_FILE = "roro.yml"
 DEFAULT_PROJECT = "default"
+#: roro.yml keys passed to its store as options (how long to wait for an S3 endpoint).
+TIMING_OPTIONS = ("connect_timeout", "read_timeout", "first_contact_timeout", "retry_deadline",
+                  "max_retries")
 #: The keys this roro reads in roro.yml. A key close to one of them (``projet``) is an error; any
 #: other key is a warning, so that settings a newer roro writes never break an older one.
-KNOWN_KEYS = ("project", "store", "endpoint_url", "remotes")
+KNOWN_KEYS = ("project", "store", "endpoint_url", "remotes", *TIMING_OPTIONS)
 
 #: Where the store came from: the ``--store`` option (or the ``store`` argument of
 #: :func:`current_settings`), ``RORO_STORE``, ``roro.yml``, or the default user store.
@@ -106,6 +109,12 @@ def load_config(path: str) -> dict[str, Any]:
     for key in ("project", "store", "endpoint_url"):
         if key in data and not isinstance(data[key], str):
             raise ConfigError(f"{path}: '{key}' must be a string")
+    for key in TIMING_OPTIONS:
+        value = data.get(key)
+        if key in data and (isinstance(value, bool) or not isinstance(value, (int, float))
+                            or value <= 0 or (key == "max_retries" and not isinstance(value, int))):
+            raise ConfigError(f"{path}: '{key}' must be a positive number"
+                              f"{'' if key == 'max_retries' else ' of seconds'}")
     if "remotes" in data and not isinstance(data["remotes"], dict):
         raise ConfigError(f"{path}: 'remotes' must be a mapping of name to {{store: …}}")
     return data
@@ -137,6 +146,7 @@ def current_settings(project: str | None = None, store: str | None = None) -> Se
         # uses AWS_ENDPOINT_URL.
         if data.get("endpoint_url"):
             options["endpoint_url"] = data["endpoint_url"]
+        options.update({k: data[k] for k in TIMING_OPTIONS if k in data})
     else:
         url = roro_home()
     remotes = {}

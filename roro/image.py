@@ -24,6 +24,7 @@ from .errors import (
 from .localfs import (
     attachment_target,
     check_inside,
+    check_no_collision,
     copy_verified,
     plan_attachments,
     refuse_existing,
@@ -394,11 +395,8 @@ class ModelImage:
         """Write every attachment below ``directory`` (see :meth:`Attachment.download`); returns
         the paths written, in name order."""
         attachments = self.get_attachments()
-        names = [a.name for a in attachments]
-        for a in attachments:  # a hostile manifest could name colliding files: refuse up front
-            conflict = attachment_name_conflict(a.name, names)
-            if conflict is not None:
-                raise InvalidNameError(conflict, name=a.name)
+        # A hostile manifest could name colliding files: refuse before anything is written.
+        check_no_collision(a.name for a in attachments)
         return [a.download(directory) for a in attachments]
 
     def get_attachment(self, name: str) -> Attachment:

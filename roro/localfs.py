@@ -7,6 +7,7 @@ followed out of it, and a file appears only complete, verified and fsynced under
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import stat
@@ -15,8 +16,42 @@ from collections.abc import Callable, Iterable
 from typing import IO
 
 from .digests import digest_stream
-from .errors import ConflictError, DownloadError, IntegrityError, InvalidNameError
-from .names import validate_attachment_name
+from .errors import ConflictError, DownloadError, IntegrityError, InvalidNameError, StoreError
+from .names import attachment_collision, check_download_name
+
+#: errno values that mean "you may not write here" and "no room to write here".
+READ_ONLY_ERRNOS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
+FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def free_bytes(path: str) -> int | None:
+    """Bytes free for this user on the file system of ``path`` (its nearest existing parent)."""
+    while path and not os.path.exists(path):
+        path = os.path.dirname(path)
+    try:
+        st = os.statvfs(path or ".")
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def write_failure(error: OSError, path: str, where: str, needed: int | None = None,
+                  at_least: bool = False) -> StoreError | None:
+    """The one-line StoreError for a write that failed because ``where`` (a store, a cache) is
+    read-only for this user or its disk is full, naming ``path`` and, for a full disk, the
+    space free and needed (``needed``: bytes, ``at_least`` that many when the total is not
+    known, as for a model streamed into a spool; None if not known); None for other errors."""
+    if error.errno in READ_ONLY_ERRNOS:
+        return StoreError(f"{where} is read-only for this user ({error.strerror}: {path}): "
+                          f"reading it works, writing does not")
+    if error.errno in FULL_ERRNOS:
+        free = free_bytes(path)
+        need = ("more than that needed" if needed is None else
+                f"{'at least ' if at_least else ''}{needed} bytes needed")
+        return StoreError(f"no space left on the device to write {path} ({where}): "
+                          f"{'?' if free is None else free} bytes free, {need}; free some space "
+                          f"('roro gc' removes unreferenced objects) and try again")
+    return None
 
 
 def quiet_unlink(path: str | os.PathLike[str]) -> None:
@@ -127,17 +162,15 @@ def check_inside(directory: str, path: str, name: str) -> None:
 def plan_attachments(directory: str, names: Iterable[str], force: bool,
                      contents: dict[str, tuple[str, int]] | None = None) -> list[str]:
     """The path each attachment will be written to below ``directory``, refused before any byte
-    is fetched if a name is invalid, leads outside ``directory``, collides with another on a
-    case-insensitive filesystem, or exists with other bytes than ``contents[name]`` (``(digest,
-    size)``; without ``force``)."""
-    planned, folded = [], set()
+    is fetched if a name is invalid, leads outside ``directory``, collides with another (as a
+    file and a folder, or on a case-insensitive or normalizing filesystem), or exists with other
+    bytes than ``contents[name]`` (``(digest, size)``; without ``force``)."""
+    names = list(names)
+    check_no_collision(names)
+    planned = []
     contents = contents or {}
     for name in names:
-        validate_attachment_name(name)
-        if name.casefold() in folded:
-            raise DownloadError(f"refusing to write attachment {name!r}: another attachment has "
-                                f"the same name on a case-insensitive filesystem")
-        folded.add(name.casefold())
+        check_download_name(name)
         path = os.path.join(directory, *name.split("/"))
         check_inside(directory, path, name)
         refuse_existing(path, force, *contents.get(name, (None, None)))
@@ -145,11 +178,20 @@ def plan_attachments(directory: str, names: Iterable[str], force: bool,
     return planned
 
 
+def check_no_collision(names: Iterable[str]) -> None:
+    """Refuse (:class:`~roro.errors.DownloadError`) attachment names that cannot all be written
+    below one directory (:func:`~roro.names.attachment_collision`): before anything is written."""
+    why = attachment_collision(names)
+    if why is not None:
+        raise DownloadError(f"refusing to download: {why}; the manifest was not written by roro "
+                            f"(run 'roro fsck')")
+
+
 def attachment_target(directory: str | os.PathLike[str], name: str) -> str:
     """The path of attachment ``name`` below ``directory``, with its parent folders made; refuses
     any path that could resolve outside ``directory`` (a folder that is a symbolic link:
     :class:`~roro.errors.ConflictError`)."""
-    validate_attachment_name(name)
+    check_download_name(name)
     root = os.path.realpath(os.fspath(directory))
     os.makedirs(root, exist_ok=True)
     *folders, filename = name.split("/")

@@ -377,6 +377,8 @@ class ModelRepository:
                                     f"exist", repository=self.name, version=v)
             if current[0] == v:
                 return None
+            if current[0] is None:  # a new tag: the rules for new names (an existing one moves)
+                validate_new_tag(tag)
             return "tag", {"tag": tag, "version": v, "previous": current[0]}
 
         return self._tag_change(tag, writer.append(self.store, self.project.name, self.name,

@@ -26,15 +26,16 @@ from typing import Any, NamedTuple
 
 from .digests import digest_bytes
 from .environment import cloudpickle_version, current_author, now_utc, python_version
-from .errors import ConflictError, NotFoundError
+from .errors import ConflictError, InvalidMetadataError, NotFoundError
 from .faults import crash_point
 from .lineage import collect_lineage
 from .metadata import check_total
+from .names import validate_new_name
 from .objects import SpooledObject
 from .objects.canonical import canonical_json
-from .objects.manifest import FORMAT, referenced_digests
+from .objects.manifest import FORMAT, MAX_MANIFEST_SIZE, referenced_digests
 from .objects.transfer import ObjectTransfer
-from .refs import Event, RefLog
+from .refs import Event, RefLog, list_repositories
 from .refs.events import LIFECYCLE_FEATURE
 from .storage import KeyNotFoundError
 from .storage.layout import log_key
@@ -82,6 +83,8 @@ def append(store: Store, project: str, repository: str,
         if decision is None:
             return None
         type_, payload = decision
+        if row is None:
+            check_new_names(store, project, repository)
         seq = row["last_seq"] + 1 if row else 1
         event = log.append(seq, row["last_hash"] if row else None, type_, current_author(),
                            now_utc(), **payload)
@@ -93,6 +96,15 @@ def append(store: Store, project: str, repository: str,
         time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 25)))
     raise ConflictError(f"gave up writing to {repository!r} after {MAX_APPEND_ATTEMPTS} lost "
                         f"races with other writers; try again", repository=repository)
+
+
+def check_new_names(store: Store, project: str, repository: str) -> None:
+    """Before the first event of a repository: its name, and its project's if the project has no
+    repository yet, must pass the rules for new names (no Windows device name...). Names that
+    exist already stay usable."""
+    validate_new_name(repository)
+    if not list_repositories(store.backend, project):
+        validate_new_name(project, "project")
 
 
 class Published(NamedTuple):
@@ -115,6 +127,11 @@ def publish(store: Store, project: str, repository: str, manifest: dict[str, Any
     """
     store.ensure_initialized()
     data = canonical_json(manifest)
+    if len(data) > MAX_MANIFEST_SIZE:
+        raise InvalidMetadataError(
+            f"the manifest would be {len(data)} bytes, more than the {MAX_MANIFEST_SIZE} a "
+            f"manifest may hold ({len(manifest['attachments'])} attachments); put many small "
+            f"files into one archive and attach that")
     digest = store.objects.put_bytes(data)
     store.remember_manifest(digest, data)
     crash_point("after-manifest")

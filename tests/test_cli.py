@@ -414,7 +414,7 @@ def test_download_refuses_names_that_collide_when_case_is_folded(store_url, tmp_
     _save_crafted_image(store_url, "twins", [{"name": "A.txt", "size": 1, "data": b"A"},
                                              {"name": "a.txt", "size": 1, "data": b"a"}])
     result = run("models:download", "twins", "--attachments", "files", store=store_url, ok=False)
-    assert "case-insensitive" in result.stderr
+    assert "differ only in case" in result.stderr
     assert not (tmp_path / "files").exists() and not (tmp_path / "twins-v2.pkl").exists()
 
 

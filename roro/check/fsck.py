@@ -14,12 +14,12 @@ from typing import Any
 
 from ..digests import digest_bytes
 from ..errors import IntegrityError, InvalidNameError, NotFoundError
-from ..names import validate_name
+from ..names import attachment_collision, attachment_name_warning, name_warning, validate_name
 from ..objects import ObjectStore
 from ..objects.canonical import canonical_json, loads
 from ..objects.manifest import read_manifest
 from ..refs import Event, RepoState
-from ..refs.events import parse_event
+from ..refs.events import MAX_EVENT_SIZE, parse_event
 from ..refs.state import DESTROYED, RENAMED, event_problem
 from ..refspec import looks_like_version
 from ..storage import Backend, KeyNotFoundError
@@ -28,7 +28,6 @@ from ..storage.layout import (
     REFS_PREFIX,
     digest_from_object_key,
     log_key,
-    object_key,
     seq_from_log_key,
 )
 from ..store import Store
@@ -39,6 +38,8 @@ from .report import (
     INDEX_MISMATCH,
     INVALID_MANIFEST,
     MISSING_OBJECT,
+    NAME_WARNING,
+    SPECIAL_FILE,
     STRAY_FILE,
     VERSION_LIKE_TAG,
     FsckReport,
@@ -59,17 +60,18 @@ def fsck(store: Store, read_data: bool = False) -> FsckReport:
     report = FsckReport(store=store.url, read_data=read_data)
     if not store.is_initialized():  # nothing was ever written (an unknown format raises)
         return report
+    special = _check_special_files(store.backend, report)
     with ThreadPoolExecutor(WORKERS) as pool:
         refs, destroyed = _check_logs(store, report, pool)
         manifests = _check_manifests(store.backend, refs, report, pool)
         _destroyed_objects(store.backend, destroyed, refs, report, pool)
-        stored = _list_objects(store.backend, report)
+        stored = _list_objects(store.backend, report) - special
         report.objects = len(stored)
         report.referenced = len(refs)
         report.reachable = set(refs)
         for d in sorted(set(refs) - stored):
-            if d in manifests or store.backend.exists(object_key(d)):
-                continue  # a manifest is reported when it is read; exists() guards a listing race
+            if d in manifests or (d not in special and store.objects.has(d)):
+                continue  # a manifest is reported when it is read; has() guards a listing race
             report.problems.append(_object_problem(
                 MISSING_OBJECT, d, refs[d], "is missing from the store", blocks_gc=False))
         if read_data:
@@ -77,6 +79,7 @@ def fsck(store: Store, read_data: bool = False) -> FsckReport:
     report.retained = {d: t for d, t in report.retained.items() if d in stored}
     report.unreferenced = sorted(stored - set(refs) - set(report.retained))
     report.problems.sort(key=problem_order)
+    report.warnings.sort(key=problem_order)
     report.seconds = round(time.monotonic() - started, 3)
     return report
 
@@ -103,6 +106,7 @@ def _check_logs(store: Store, report: FsckReport,
         state, seen = _check_log(store.backend, project, name, items, report, pool,
                                  position[0] if position else 0)
         _check_against_index(position, project, name, state, seen, report)
+        _warn_names(project, name, state, report)
         if state.status == DESTROYED:
             report.destroyed_repositories += 1
             for ref in state.versions.values():
@@ -179,12 +183,52 @@ def _check_manifests(backend: Backend, refs: Refs, report: FsckReport,
     for mdigest, manifest in manifests.items():
         if manifest is None:
             continue
+        _warn_attachment_names(mdigest, manifest, refs[mdigest], report)
         for project, name, v, _ in refs[mdigest]:
             refs.setdefault(manifest["model"]["digest"], []).append((project, name, v, "model"))
             for a in manifest["attachments"]:
                 refs.setdefault(a["digest"], []).append(
                     (project, name, v, f"attachment {a['name']}"))
     return manifests
+
+
+def _check_special_files(backend: Backend, report: FsckReport) -> set[str]:
+    """Report every entry of a local store that is not a regular file where roro keeps files:
+    symbolic links, FIFOs, devices anywhere; a directory at an object's or event's path (a
+    directory at the next event's slot would stop every writer). Returns the digests of the
+    object keys among them (never stored objects: not read, not collected)."""
+    special = set()
+    for key, what in backend.irregular_entries():
+        report.problems.append(Problem(
+            SPECIAL_FILE, f"a {what}, not a regular file: roro never writes one, and never reads "
+            f"or follows it; move it out of the store", key=key,
+            blocks_gc=key.startswith(REFS_PREFIX)))
+        digest = digest_from_object_key(key)
+        if digest is not None:
+            special.add(digest)
+    return special
+
+
+def _warn_names(project: str, name: str, state: RepoState, report: FsckReport) -> None:
+    """Warn about a project, repository or tag name that a new write would refuse."""
+    if not any(w.kind == NAME_WARNING and w.repository is None and w.project == project
+               for w in report.warnings):
+        why = name_warning(project, "project")
+        if why is not None:
+            report.warnings.append(Problem(NAME_WARNING, why, project=project, blocks_gc=False))
+    whys = [name_warning(name)] + [name_warning(tag, "tag") for tag in sorted(state.tags)]
+    report.warnings += [Problem(NAME_WARNING, why, project=project, repository=name,
+                                blocks_gc=False) for why in whys if why is not None]
+
+
+def _warn_attachment_names(digest: str, manifest: dict[str, Any],
+                           who: list[tuple[str, str, int, str]], report: FsckReport) -> None:
+    """Warn about attachment names that a new image would refuse (readable, but written under
+    older rules): one warning per name and manifest."""
+    names = [a["name"] for a in manifest["attachments"]]
+    whys = [attachment_name_warning(n) for n in names] + [attachment_collision(names)]
+    report.warnings += [_object_problem(NAME_WARNING, digest, who, f"names {why}",
+                                        blocks_gc=False) for why in whys if why is not None]
 
 
 def _list_objects(backend: Backend, report: FsckReport) -> set[str]:
@@ -253,10 +297,15 @@ def _check_log(backend: Backend, project: str, name: str, items: list[tuple[int,
     def problem(message: str, **kw: Any) -> None:
         report.problems.append(Problem(BROKEN_LOG, message, project=project, repository=name, **kw))
 
+    unreadable: dict[int, str] = {}
+
     def fetch(item: tuple[int, str]) -> bytes | None:
         try:
-            return backend.get(item[1])
+            return backend.get(item[1], MAX_EVENT_SIZE)
         except KeyNotFoundError:
+            return None
+        except IntegrityError as e:  # too large, or not a regular file: never read whole
+            unreadable[item[0]] = str(e)
             return None
 
     state = RepoState(name)
@@ -272,7 +321,8 @@ def _check_log(backend: Backend, project: str, name: str, items: list[tuple[int,
             problem(f"{which} missing: the log was edited (an entry removed or renamed)",
                     seq=first)
         if raw is None:
-            problem("the event vanished while it was read", seq=seq)
+            problem(f"the event cannot be read: {unreadable[seq]}" if seq in unreadable
+                    else "the event vanished while it was read", seq=seq)
             state.last_seq, state.last_hash = seq, None
             continue
         try:

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..errors import GcRefusedError, InvalidDurationError
-from ..storage import Backend, KeyNotFoundError
+from ..storage import Backend, IrregularKeyError, KeyNotFoundError
 from ..storage.layout import object_key
 from ..store import Store
 from .fsck import WORKERS, fsck
@@ -54,7 +54,7 @@ def gc(store: Store, grace_seconds: float = DEFAULT_GRACE_SECONDS,
     def stat_object(digest: str) -> tuple[str, Any]:
         try:
             return digest, backend.stat(object_key(digest))
-        except KeyNotFoundError:
+        except (KeyNotFoundError, IrregularKeyError):  # gone, or not an object (fsck says)
             return digest, None
 
     with ThreadPoolExecutor(WORKERS) as pool:

@@ -13,8 +13,10 @@ CORRUPT_OBJECT = "corrupt-object"    # an object whose bytes do not hash to its 
 INVALID_MANIFEST = "invalid-manifest"  # a manifest that is not valid JSON or not a manifest
 INDEX_MISMATCH = "index-mismatch"    # the local index saw log events that the store no longer has
 INCOMPLETE_RENAME = "incomplete-rename"  # renamed, but the new name lacks the rename event
-# Warning kinds: reported, never a failure.
+SPECIAL_FILE = "special-file"        # a symlink, FIFO, device, or a directory where a key's file goes
+# Warning kinds (FsckReport.warnings: reported, never errors, never blocking gc).
 VERSION_LIKE_TAG = "version-like-tag"  # a tag such as v2 (from before tags could not look so)
+NAME_WARNING = "name-warning"        # a stored name a new write would refuse (e.g. a Windows device name)
 
 
 @dataclass
@@ -75,7 +77,8 @@ class FsckReport:
     referenced: int = 0           # distinct objects that live versions reach
     verified: int = 0             # objects re-hashed (manifests always; everything with read_data)
     problems: list[Problem] = field(default_factory=list)
-    warnings: list[Problem] = field(default_factory=list)  # not failures (ok stays True)
+    #: What a new write would refuse but reading handles (DESIGN.md §14): not problems.
+    warnings: list[Problem] = field(default_factory=list)
     unreferenced: list[str] = field(default_factory=list)  # digests, sorted
     #: objects only destroyed repositories name -> the time of the (newest) destroy: kept for a
     #: restore until gc's grace period has passed since then

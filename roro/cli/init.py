@@ -10,7 +10,7 @@ import click
 
 from ..config import CONFIG_FILE, DEFAULT_PROJECT, find_config
 from ..environment import roro_home
-from ..names import validate_name
+from ..names import validate_name, validate_new_name
 from ..store import Store
 from . import render
 from .render import json_option
@@ -24,7 +24,7 @@ def _default_project_name(directory: str) -> str:
     name = re.sub(r"[^a-z0-9._-]+", "-", os.path.basename(directory).lower())
     name = re.sub(r"\.{2,}", ".", name).strip("-._")[:100]
     try:
-        return validate_name(name, "project")
+        return validate_new_name(name, "project")
     except ValueError:
         return DEFAULT_PROJECT
 

@@ -60,7 +60,9 @@ def fsck(ctx: click.Context, read_data: bool, as_json: bool) -> None:
             verdict, f": {report.repositories} repositories, {report.events} events, "
             f"{report.versions} versions, {report.objects} objects ({report.verified} verified), "
             f"{len(report.unreferenced)} unreferenced, {len(report.problems)} "
-            f"problem{'s' * (len(report.problems) != 1)} in {report.seconds:.1f} s"))
+            f"problem{'s' * (len(report.problems) != 1)}"
+            + (f", {len(report.warnings)} warning{'s' * (len(report.warnings) != 1)}"
+               if report.warnings else "") + f" in {report.seconds:.1f} s"))
     if not report.ok:
         ctx.exit(EXIT_INTEGRITY)
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..digests import digest_bytes, parse_digest
-from ..errors import IntegrityError
+from ..errors import IntegrityError, InvalidMetadataError
 from ..names import validate_name
 from ..objects.canonical import canonical_json, loads
 
@@ -45,6 +45,10 @@ EVENT_TYPES: dict[str, FieldTypes] = {
 #: The event types of the ``repository-lifecycle`` format feature.
 LIFECYCLE_EVENTS = frozenset({"destroy", "restore", "rename"})
 LIFECYCLE_FEATURE = "repository-lifecycle"
+#: The most bytes an event may hold: a comment of at most 64 KiB (up to 6 bytes each when JSON
+#: escapes it: 384 KiB), names, an author, and room for the signatures of DESIGN.md §11. A reader
+#: never reads more of a stored event than this (a forged 200 MB event costs 1 MiB, then fails).
+MAX_EVENT_SIZE = 1 << 20
 _COMMON: FieldTypes = {"seq": int, "prev": (str, type(None)), "type": str, "author": str, "time": str}
 
 
@@ -73,7 +77,12 @@ class Event:
 def make_event(seq: int, prev: str | None, type_: str, author: str, time: str,
                **payload: Any) -> Event:
     body = {"seq": seq, "prev": prev, "type": type_, "author": author, "time": time, **payload}
-    return Event(seq, prev, type_, author, time, payload, canonical_json(body))
+    raw = canonical_json(body)
+    if len(raw) > MAX_EVENT_SIZE:
+        raise InvalidMetadataError(f"the {type_} event would be {len(raw)} bytes, more than the "
+                                   f"{MAX_EVENT_SIZE} an event may hold (is the author name, "
+                                   f"$RORO_AUTHOR, that long?)")
+    return Event(seq, prev, type_, author, time, payload, raw)
 
 
 def parse_event(raw: bytes, *, repository: str, seq: int) -> Event:
@@ -81,6 +90,8 @@ def parse_event(raw: bytes, *, repository: str, seq: int) -> Event:
     def broken(why: str) -> IntegrityError:
         return IntegrityError(f"ref log of {repository!r} is broken at event {seq}: {why}; "
                               f"run 'roro fsck'", repository=repository, seq=seq)
+    if len(raw) > MAX_EVENT_SIZE:
+        raise broken(f"it is {len(raw)} bytes, more than the {MAX_EVENT_SIZE} an event may hold")
     try:
         body = loads(raw)
     except (ValueError, UnicodeDecodeError) as e:

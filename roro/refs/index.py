@@ -16,9 +16,11 @@ of import per command (and an import hook to keep it from importing numpy) for n
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sqlite3
+import urllib.parse
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -26,6 +28,7 @@ from typing import Any
 
 from ..errors import IntegrityError, NotFoundError, StoreError
 from ..faults import crash_point
+from ..localfs import free_bytes
 from ..objects import ObjectStore
 from ..objects.manifest import read_manifest
 from .events import Event
@@ -87,24 +90,58 @@ _SCHEMA = [
 ]
 
 
-class Index:
-    """One connection to the index file at ``path`` (one per thread: see ``Store.index``)."""
+IN_MEMORY = ":memory:"
 
-    def __init__(self, path: str):
+
+class IndexUnavailableError(StoreError):
+    """The index file cannot be opened or written: ``reason`` is ``"read-only"`` (SQLite's WAL
+    needs write access to the file and its directory), ``"full"`` (no space left on the
+    device) or ``"other"``. The store decides where else to keep the index."""
+
+    def __init__(self, path: str, error: BaseException):
+        name = str(getattr(error, "sqlite_errorname", "") or "")
+        text = str(error)
+        if name.startswith("SQLITE_FULL") or "disk is full" in text or (
+                isinstance(error, OSError) and error.errno == errno.ENOSPC):
+            self.reason = "full"
+        elif name.startswith("SQLITE_IOERR") and _nearly_full(path):
+            self.reason = "full"  # a WAL or shared-memory write that met a full disk
+        elif name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM")) or \
+                "readonly" in text or "unable to open" in text or isinstance(error, PermissionError) \
+                or (isinstance(error, OSError) and error.errno == errno.EROFS):
+            self.reason = "read-only"
+        else:
+            self.reason = "other"
+        super().__init__(f"cannot use the index {path}: {text}")
+        self.path = path
+
+
+class Index:
+    """One connection to the index file at ``path`` (one per thread: see ``Store.index``), or
+    to an index in memory (``path`` ``":memory:"``: for a store whose index cannot be written
+    anywhere, for one command). ``seed`` is an index file to start from, copied (read-only,
+    with SQLite's backup API) when ``path`` has no index yet."""
+
+    def __init__(self, path: str, seed: str | None = None):
         self.path = path
         self._optimized = False
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         try:
+            if path != IN_MEMORY:
+                os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            fresh = path == IN_MEMORY or not os.path.exists(path)
             # isolation_level=None: no implicit transactions; every write is in transaction().
             self.conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000,
                                         check_same_thread=False, isolation_level=None)
-        except sqlite3.Error as e:
-            raise StoreError(f"cannot open the index {path}: {e}") from e
-        self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        if self.conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            self.conn.execute("PRAGMA journal_mode = wal")
-        self.conn.execute("PRAGMA synchronous = NORMAL")
-        self._create_schema()
+            if seed is not None and fresh:
+                copy_index(seed, self.conn)
+            self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            if path != IN_MEMORY and \
+                    self.conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                self.conn.execute("PRAGMA journal_mode = wal")
+            self.conn.execute("PRAGMA synchronous = NORMAL")
+            self._create_schema()
+        except (sqlite3.Error, OSError) as e:
+            raise IndexUnavailableError(path, e) from e
 
     def close(self) -> None:
         self.conn.close()
@@ -125,15 +162,23 @@ class Index:
         """One write transaction, ``BEGIN IMMEDIATE`` (it reads, then writes: taking the write
         lock first is what keeps two refreshers from applying one event twice). Committed when
         the block ends, rolled back if it raises."""
-        if self.conn.in_transaction:
-            self.conn.commit()
-        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            if self.conn.in_transaction:
+                self.conn.commit()
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as e:
+            raise _unavailable(self.path, e) from e
         try:
             yield self.conn
-        except BaseException:
-            self.conn.rollback()
+            self.conn.commit()
+        except BaseException as e:
+            try:
+                self.conn.rollback()
+            except sqlite3.Error:
+                pass
+            if isinstance(e, sqlite3.OperationalError):
+                raise _unavailable(self.path, e) from e
             raise
-        self.conn.commit()
 
     def table_names(self) -> list[str]:
         return [r[0] for r in self.conn.execute(
@@ -635,6 +680,45 @@ def peek_names(path: str, project: str, repository: str | None = None) -> list[s
     except sqlite3.Error:
         return []
     return [r[0] for r in rows]
+
+
+def _nearly_full(path: str) -> bool:
+    """Is the file system of ``path`` (all but) full? SQLite reports some writes that met a full
+    disk as a plain I/O error."""
+    free = free_bytes(os.path.dirname(os.path.abspath(path)))
+    return free is not None and free < 1 << 20
+
+
+def _unavailable(path: str, error: sqlite3.OperationalError) -> BaseException:
+    """A write refused because the index is read-only or its disk is full, as a StoreError the
+    store can act on; any other SQLite error as it is (a bug, or a lock held past the timeout)."""
+    unavailable = IndexUnavailableError(path, error)
+    return unavailable if unavailable.reason != "other" else error
+
+
+def copy_index(source: str, target: sqlite3.Connection) -> None:
+    """Copy the index file ``source`` into the connection ``target`` with SQLite's backup API,
+    opening ``source`` read-only (a store we may not write). ``immutable=1`` if a plain
+    read-only open fails (a WAL database in a read-only directory cannot build its shared-memory
+    file): then nothing may be writing it, which a read-only mount makes true. A copy that
+    fails its quick check leaves ``target`` empty (the log rebuilds it)."""
+    uri = "file:" + urllib.parse.quote(os.path.abspath(source))
+    for flags in ("?mode=ro", "?mode=ro&immutable=1"):
+        try:
+            src = sqlite3.connect(uri + flags, uri=True)
+        except sqlite3.Error:
+            continue
+        try:
+            src.backup(target)
+            if target.execute("PRAGMA quick_check").fetchone()[0] == "ok":
+                return
+        except sqlite3.Error:
+            pass
+        finally:
+            src.close()
+        for (name,) in target.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
+            target.execute(f"DROP TABLE IF EXISTS [{name}]")
 
 
 def _needing_manifests(events: list[Event], repository: str) -> list[Event]:

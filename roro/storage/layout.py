@@ -89,3 +89,14 @@ def feature_from_key(key: str) -> str | None:
         return None
     name = key[len(FEATURES_PREFIX):-len(".json")]
     return name if _FEATURE_NAME.fullmatch(name) else None
+
+
+def is_key_path(key: str) -> bool:
+    """True for a path where roro keeps a file: ``roro.json``, an object key, a log event key,
+    a feature key (a directory there is damage that fsck reports)."""
+    if key == FORMAT_KEY or digest_from_object_key(key) is not None \
+            or feature_from_key(key) is not None:
+        return True
+    parts = key.split("/")
+    return (len(parts) == 5 and parts[0] == REFS_PREFIX.rstrip("/") and parts[3] == "log"
+            and seq_from_log_key(key) is not None)

@@ -32,6 +32,7 @@ from ..names import validate_name
 from ..objects.manifest import read_manifest
 from ..objects.transfer import ObjectTransfer, missing_in
 from ..refs import Event, RefLog, apply_event, fold, list_projects, list_repositories
+from ..refs.events import MAX_EVENT_SIZE
 from ..storage import KeyNotFoundError
 from ..storage.layout import log_key
 from ..store import Store
@@ -318,7 +319,7 @@ class _Syncer:
 
     def _read_or_none(self, key: str) -> bytes | None:
         try:
-            return self.dst.backend.get(key)
+            return self.dst.backend.get(key, MAX_EVENT_SIZE)
         except KeyNotFoundError:
             return None
 
