@@ -12,6 +12,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import time
 import uuid
 import warnings
 
@@ -19,6 +20,7 @@ import pytest
 from click.testing import CliRunner
 from support.browser import CSV, save_demo
 from support.histories import build_history
+from support.mounts import read_only_view
 
 import roro
 from roro.cli import main
@@ -201,6 +203,39 @@ def test_closed_repositories_are_not_shown(tmp_path):
         assert c.get(url.replace("credit-risk", "credit")).status_code == 200
 
 
+def test_a_read_only_store(tmp_path):
+    """``roro ui`` on a folder store this user may not write (a real read-only bind mount): its
+    index goes to the user cache (issue 13), every page and attachment is served, the export
+    works, and the store is unchanged."""
+    src = str(tmp_path / "src")
+    save_demo(roro.Project("demo", src))
+    for name in os.listdir(src):  # no index of its own: the reader builds one from the log
+        if name.startswith("index.sqlite3"):
+            os.unlink(os.path.join(src, name))
+    with read_only_view(src, str(tmp_path / "ro")) as view:
+        before = store_keys(roro.Store(view))
+        c = client(roro.Project("demo", roro.Store(view)))
+        for url in page_urls():
+            r = c.get(url)
+            assert r.status_code == 200, (url, r.text[:500])
+        out = tmp_path / "site"
+        result = CliRunner().invoke(main, ["--store", view, "--project", "demo", "ui",
+                                           "--export", str(out), "--json"])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["versions"] == 12
+        proc = _start(["--store", view, "--project", "demo", "ui", "--port", "0",
+                       "--no-browser", "--json"], tmp_path)
+        try:
+            info = json.loads(proc.stdout.readline())
+            assert "v12" in _get_when_up(info["url"] + "p/demo/r/credit-risk/").text
+        finally:
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0 and err == "", err
+        assert store_keys(roro.Store(view)) == before
+        assert not any(n.startswith("index.sqlite3") for n in os.listdir(view))
+
+
 def test_previews_read_at_most_one_mib_of_verified_bytes(tmp_path, monkeypatch):
     from roro.objects.store import ObjectStore
     project = roro.Project("demo", str(tmp_path / "store"))
@@ -229,8 +264,8 @@ def test_previews_read_at_most_one_mib_of_verified_bytes(tmp_path, monkeypatch):
     reads: list[int] = []
     real_read = ObjectStore.read
 
-    def read(self, digest):
-        data = real_read(self, digest)
+    def read(self, digest, max_size=None):
+        data = real_read(self, digest, max_size)
         reads.append(len(data))
         return data
 
@@ -345,8 +380,18 @@ def _start(args: list[str], tmp_path) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
 
 
-def test_serve_cli(tmp_path):
+def _get_when_up(url: str):
+    """GET ``url`` once the server listens (the CLI prints its address just before)."""
     import httpx
+    for _ in range(100):
+        try:
+            return httpx.get(url, timeout=5)
+        except httpx.ConnectError:
+            time.sleep(0.1)
+    return httpx.get(url, timeout=5)
+
+
+def test_serve_cli(tmp_path):
     store = str(tmp_path / "store")
     save_demo(roro.Project("demo", store), 2)
     proc = _start(["--store", store, "--project", "demo", "ui", "--port", "0", "--no-browser",
@@ -355,13 +400,7 @@ def test_serve_cli(tmp_path):
         line = proc.stdout.readline()
         info = json.loads(line)
         assert info["project"] == "demo" and info["url"].startswith("http://127.0.0.1:")
-        for _ in range(100):
-            try:
-                r = httpx.get(info["url"] + "p/demo/r/credit-risk/", timeout=5)
-                break
-            except httpx.ConnectError:
-                import time
-                time.sleep(0.1)
+        r = _get_when_up(info["url"] + "p/demo/r/credit-risk/")
         assert r.status_code == 200 and "v2" in r.text
     finally:
         proc.send_signal(signal.SIGINT)

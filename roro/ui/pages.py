@@ -20,6 +20,7 @@ from ..names import LATEST, validate_attachment_name, validate_name, validate_ta
 from ..objects.canonical import canonical_json
 from ..query import parse
 from ..refs import list_projects
+from ..storage import TooLargeError
 from .links import Links
 from .render import markdown, plot_svg
 
@@ -261,15 +262,14 @@ def preview_kind(name: str) -> str | None:
 
 
 def read_preview(image: ModelImage, digest: str) -> bytes | None:
-    """The attachment's bytes, verified, if the object is at most PREVIEW_MAX bytes (its real size
-    is checked first: a manifest could understate it); else None."""
+    """The attachment's bytes, verified, if the object is at most PREVIEW_MAX bytes; else None.
+    The store's own size decides (a manifest could understate it): a bounded read refuses a
+    bigger object before reading it."""
     objects = image.repository.project.store.objects
     try:
-        if objects.size(digest) > PREVIEW_MAX:
-            return None
-    except NotFoundError:
+        return objects.read(digest, max_size=PREVIEW_MAX)
+    except (NotFoundError, TooLargeError):
         return None
-    return objects.read(digest)
 
 
 def _decode(data: bytes) -> str:
