@@ -11,6 +11,7 @@ import re
 import pytest
 from selenium.webdriver.common.by import By
 from support.browser import (
+    chromium,
     console,
     demo_accuracy,
     foreign_requests,
@@ -19,7 +20,6 @@ from support.browser import (
     save_demo,
     screenshot,
     serving,
-    start_chromium,
 )
 from support.histories import build_history
 
@@ -56,9 +56,8 @@ def site(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    driver = start_chromium()
-    yield driver
-    driver.quit()
+    with chromium() as driver:
+        yield driver
 
 
 @pytest.fixture(scope="module")

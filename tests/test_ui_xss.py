@@ -16,6 +16,7 @@ from urllib.parse import quote
 import pytest
 from selenium.webdriver.common.by import By
 from support.browser import (
+    chromium,
     console,
     foreign_requests,
     open_dialog,
@@ -23,7 +24,6 @@ from support.browser import (
     requests_made,
     screenshot,
     serving,
-    start_chromium,
 )
 
 import roro
@@ -144,9 +144,8 @@ def hostile(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    driver = start_chromium()
-    yield driver
-    driver.quit()
+    with chromium() as driver:
+        yield driver
 
 
 CHECK_DOM = """

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import struct
 import tempfile
@@ -120,17 +121,30 @@ def require_chromium() -> None:
                            f"'make test' does it when run as root)")
 
 
-def start_chromium():
-    """Headless Chromium with a new empty profile, logging the console and every network request
+@contextlib.contextmanager
+def chromium() -> Iterator:
+    """Headless Chromium with a new empty profile (its own temporary directory, removed at the
+    end: parallel workers never share one), logging the console and every network request
     (``driver.get_log('performance')``), leaving dialogs open so a test can see them."""
     require_chromium()
+    profile = tempfile.mkdtemp(prefix="roro-chromium-")
+    try:
+        driver = _start_chromium(profile)
+        try:
+            yield driver
+        finally:
+            driver.quit()
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def _start_chromium(profile: str):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in CHROMIUM_FLAGS:
         options.add_argument(flag)
-    profile = tempfile.mkdtemp(prefix="roro-chromium-")
     options.add_argument(f"--user-data-dir={profile}")
     options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
     options.set_capability("unhandledPromptBehavior", "ignore")
