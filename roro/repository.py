@@ -365,7 +365,7 @@ class ModelRepository:
     def add_tag(self, tag: str, version: int | str) -> TagChange:
         """Point ``tag`` at ``version``, creating or moving it; every move is recorded. Returns
         the move made (decided against the log's tail, so it is the move that happened)."""
-        validate_new_tag(tag)
+        validate_tag(tag)
         v = validate_version(version)
         current: list[int | None] = []
 
@@ -377,6 +377,8 @@ class ModelRepository:
                                     f"exist", repository=self.name, version=v)
             if current[0] == v:
                 return None
+            if current[0] is None:  # a new tag: the rules for new names (an existing one moves)
+                validate_new_tag(tag)
             if current[0] is None:  # a new tag: the rules for new names (an existing one moves)
                 validate_new_tag(tag)
             return "tag", {"tag": tag, "version": v, "previous": current[0]}
