@@ -185,12 +185,17 @@ class Store:
             idx.bind_store(self._store_id)
 
     # -- refresh ---------------------------------------------------------------------------------
-    def refresh(self, project: str, repository: str) -> dict[str, Any] | None:
-        """Bring the index up to date for one repository; its row, or None if it has no log."""
+    def refresh(self, project: str, repository: str, *,
+                check_tail: bool = False) -> dict[str, Any] | None:
+        """Bring the index up to date for one repository; its row, or None if it has no log.
+
+        ``check_tail`` (before a write): first make sure the event the index saw last is still
+        in the log, unchanged; :class:`~roro.errors.IntegrityError` if the log was truncated or
+        rewritten behind the index (writing after it would break the log for everyone)."""
         if not self.is_initialized():
             return None
         return self.index.refresh(self.reflog(project, repository), self.objects,
-                                  self.recent_manifests)
+                                  self.recent_manifests, check_tail=check_tail)
 
     def rebuild_index(self) -> IndexRebuildReport:
         """Index every repository of every project again from the store alone (``roro index

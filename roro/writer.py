@@ -55,7 +55,7 @@ def append(store: Store, project: str, repository: str,
     store.ensure_initialized()
     log = store.reflog(project, repository)
     for attempt in range(MAX_APPEND_ATTEMPTS):
-        row = store.refresh(project, repository)
+        row = store.refresh(project, repository, check_tail=True)
         decision = decide(row)
         if decision is None:
             return None

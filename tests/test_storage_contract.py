@@ -128,6 +128,22 @@ def test_list_sorted_with_prefix_and_start_after(backend):
     assert list(backend.list("refs/nothing/")) == []
 
 
+def test_list_info_gives_sizes_times_and_etags(backend):
+    keys = [f"refs/p/r/log/{i:010d}.json" for i in (1, 2, 3)]
+    before = time.time()
+    for i, k in enumerate(keys):
+        backend.put(k, b"x" * (i + 1))
+    infos = list(backend.list_info("refs/p/r/log/", start_after=keys[0]))
+    assert [(i.key, i.size) for i in infos] == [(keys[1], 2), (keys[2], 3)]
+    for info in infos:
+        assert before - 2 < info.mtime < time.time() + 2  # S3 keeps whole seconds
+        assert info == backend.stat(info.key)
+        # S3 names single-part uploads by their MD5; local backends have no ETag
+        assert info.etag in (None, hashlib.md5(backend.get(info.key)).hexdigest())
+    assert (infos[0].etag is None) == (not backend.unwrap().remote)
+    assert list(backend.list_info("refs/nothing/")) == []
+
+
 def test_list_dirs(backend):
     for k in ("refs/p/a/log/1", "refs/p/b/log/1", "refs/p/b/log/2", "refs/q/c/log/1", "refs/p/file"):
         backend.put(k, b"x")

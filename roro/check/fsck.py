@@ -89,6 +89,13 @@ def _check_logs(store: Store, report: FsckReport, pool: ThreadPoolExecutor) -> R
     logs = _group_log_keys(store.backend.list(REFS_PREFIX), report)
     report.projects = len({p for p, _ in logs})
     report.repositories = len(logs)
+    for (project, name), (seq, _) in sorted(positions.items()):
+        if seq > 0 and (project, name) not in logs:
+            report.problems.append(Problem(
+                INDEX_MISMATCH, f"the local index saw {seq} events of this repository, but its "
+                f"log is gone from the store: it was deleted, or the store was restored from an "
+                f"older copy (if so, run 'roro index --rebuild')", project=project,
+                repository=name, seq=seq))
     for (project, name), items in sorted(logs.items()):
         position = positions.get((project, name))
         state, seen = _check_log(store.backend, project, name, items, report, pool,

@@ -26,10 +26,10 @@ from ..faults import crash_point
 from ..objects import ObjectStore
 from ..objects.manifest import read_manifest
 from .events import Event
-from .log import RefLog
+from .log import RefLog, Tail
 from .state import apply_event
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_MS = 60_000
 REFRESH_ATTEMPTS = 20
 PARALLEL_READS = 16
@@ -47,7 +47,7 @@ _SCHEMA = [
     """CREATE TABLE repositories (
         project TEXT NOT NULL, name TEXT NOT NULL, last_seq INTEGER NOT NULL,
         last_hash TEXT, max_version INTEGER NOT NULL, created TEXT, updated TEXT,
-        PRIMARY KEY (project, name))""",
+        last_md5 TEXT, PRIMARY KEY (project, name))""",
     """CREATE TABLE versions (
         project TEXT NOT NULL, repository TEXT NOT NULL, version INTEGER NOT NULL,
         image TEXT NOT NULL, seq INTEGER NOT NULL, author TEXT, time TEXT, comment TEXT,
@@ -164,13 +164,19 @@ class Index:
         return rows[0] if rows else None
 
     def refresh(self, log: RefLog, objects: ObjectStore,
-                known_manifests: dict[str, bytes] | None = None) -> Row | None:
-        """Apply the events of ``log`` that are not indexed yet; return the repository row."""
+                known_manifests: dict[str, bytes] | None = None, *,
+                check_tail: bool = False) -> Row | None:
+        """Apply the events of ``log`` that are not indexed yet; return the repository row.
+
+        With ``check_tail`` (a writer's refresh), first make sure that the event the index saw
+        last is still in the log, unchanged: an :class:`~roro.errors.IntegrityError` says the
+        log was truncated or rewritten behind the index (see :meth:`RefLog.check_tail`)."""
         project, name = log.project, log.repository
         for _ in range(REFRESH_ATTEMPTS):
             row = self.repository(project, name)
             seq = row["last_seq"] if row else 0
-            events = log.read_after(seq)
+            tail = Tail(seq, row["last_hash"], row["last_md5"]) if check_tail and row else None
+            events = log.read_after(seq, tail)
             if not events:
                 return row
             manifests = _fetch_manifests(_needing_manifests(events), objects,
@@ -473,14 +479,17 @@ class _SqlView:
 
     def advance(self, event: Event, max_version: int) -> None:
         self.last_seq, self.last_hash, self.max_version = event.seq, event.hash, max_version
-        position = [self.last_seq, self.last_hash, self.max_version, event.time]
+        position = [self.last_seq, self.last_hash, self.max_version, event.time, event.md5]
         if self.exists:
             self.conn.execute(
                 "UPDATE repositories SET last_seq = ?, last_hash = ?, max_version = ?, "
-                "updated = ? WHERE project = ? AND name = ?", [*position, self.project, self.name])
+                "updated = ?, last_md5 = ? WHERE project = ? AND name = ?",
+                [*position, self.project, self.name])
         else:
-            self.conn.execute("INSERT INTO repositories VALUES (?, ?, ?, ?, ?, ?, ?)",
-                              [self.project, self.name, *position, event.time])
+            self.conn.execute(
+                "INSERT INTO repositories (project, name, last_seq, last_hash, max_version, "
+                "updated, last_md5, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [self.project, self.name, *position, event.time])
             self.exists = True
 
 

@@ -8,7 +8,7 @@ Every capability a layer above may use is a method here, with a safe default whe
 nothing above this package asks ``getattr(backend, ...)`` or tests for a concrete class:
 
 - data: ``get``, ``open``, ``download``, ``put``, ``put_file``, ``put_if_absent``, ``exists``,
-  ``stat``, ``list``, ``list_dirs``, ``delete``, ``touch``, ``copy_from``;
+  ``stat``, ``list``, ``list_info``, ``list_dirs``, ``delete``, ``touch``, ``copy_from``;
 - local files: ``local_path`` (read a key in place), ``tempdir`` (where to spool for ``put_file``),
   ``collect_temp`` (what a crashed writer left there);
 - set-up: ``prepare_for_writes`` (checks before the first write), ``cache_identity`` (what keys the
@@ -42,6 +42,9 @@ class KeyInfo:
     key: str
     size: int
     mtime: float  # seconds since the epoch, UTC
+    #: What the server says identifies the bytes (S3: the ETag, without quotes; the MD5 of the
+    #: bytes for a single-part upload), or None where the backend has none (folder, memory).
+    etag: str | None = None
 
 
 # Names for return types of Backend methods (in a class that defines ``list``, ``list[...]``
@@ -109,6 +112,17 @@ class Backend(ABC):
     @abstractmethod
     def list(self, prefix: str, start_after: str | None = None) -> Iterator[str]:
         """Every key starting with ``prefix``, sorted, optionally only those after ``start_after``."""
+
+    def list_info(self, prefix: str, start_after: str | None = None) -> Iterator[KeyInfo]:
+        """:meth:`list` with each key's size and modification time (and ``etag`` where the
+        backend has one): what gc lists objects with, and the ref log checks its tail with. The
+        default asks :meth:`stat` for each key (a key deleted meanwhile is left out); S3 gets it
+        all from the listing itself."""
+        for key in self.list(prefix, start_after):
+            try:
+                yield self.stat(key)
+            except KeyNotFoundError:
+                continue
 
     @abstractmethod
     def list_dirs(self, prefix: str) -> Names:

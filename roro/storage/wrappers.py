@@ -64,6 +64,9 @@ class WrappingBackend(Backend):
     def list(self, prefix: str, start_after: str | None = None) -> Iterator[str]:
         return self.inner.list(prefix, start_after)
 
+    def list_info(self, prefix: str, start_after: str | None = None) -> Iterator[KeyInfo]:
+        return self.inner.list_info(prefix, start_after)
+
     def list_dirs(self, prefix: str) -> Names:
         return self.inner.list_dirs(prefix)
 
@@ -151,6 +154,10 @@ class CountingBackend(WrappingBackend):
     def list(self, prefix: str, start_after: str | None = None) -> Iterator[str]:
         self._count("list")
         return super().list(prefix, start_after)
+
+    def list_info(self, prefix: str, start_after: str | None = None) -> Iterator[KeyInfo]:
+        self._count("list")  # one listing: on S3 the sizes and times come with it
+        return super().list_info(prefix, start_after)
 
     def list_dirs(self, prefix: str) -> Names:
         self._count("list_dirs")

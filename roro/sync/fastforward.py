@@ -32,6 +32,7 @@ from ..names import validate_name
 from ..objects.manifest import read_manifest
 from ..objects.transfer import ObjectTransfer, missing_in
 from ..refs import Event, RefLog, apply_event, fold, list_projects, list_repositories
+from ..refs.log import Tail
 from ..storage import KeyNotFoundError
 from ..storage.layout import log_key
 from ..store import Store
@@ -241,6 +242,14 @@ class _Syncer:
         if not new:
             res.status = UP_TO_DATE
             return []
+        if dst_row is not None:
+            # The events go after DST's last event: it must still be there, unchanged (a log
+            # cut behind DST's index would get a hole). Only now: an up-to-date repository
+            # costs nothing more.
+            try:
+                dst_log.verify_tail(Tail(m, h, dst_row["last_md5"]))
+            except IntegrityError as e:
+                raise IntegrityError(f"in DST {self.dst.url}: {e}", repository=r) from None
         # Never copy a broken log: judge every new event on top of DST's state.
         view = _AppendView(self.dst.index if dst_row else None, p, r, dst_row)
         try:
