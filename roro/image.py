@@ -18,6 +18,7 @@ from .errors import (
     InvalidNameError,
     NotFoundError,
     RoroError,
+    RoroWarning,
 )
 from .localfs import (
     attachment_target,
@@ -43,10 +44,6 @@ if TYPE_CHECKING:
     from .repository import ModelRepository
 
 CHUNK = 1 << 20
-
-
-class RoroWarning(UserWarning):
-    """A model was saved with a different Python or cloudpickle version than is loading it."""
 
 
 class Attachment:

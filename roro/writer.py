@@ -20,12 +20,13 @@ from __future__ import annotations
 import json
 import random
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 from .environment import cloudpickle_version, current_author, now_utc, python_version
-from .errors import ConflictError
+from .errors import ConflictError, RoroWarning
 from .faults import crash_point
 from .lineage import collect_lineage
 from .metadata import check_total
@@ -65,12 +66,39 @@ def append(store: Store, project: str, repository: str,
                            now_utc(), **payload)
         if event is not None:
             crash_point("after-ref-event")
-            crash_point("before-index-update")
-            store.refresh(project, repository)
+            after_commit(lambda: store.refresh(project, repository),
+                         committed(project, repository, event))
             return event
         time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 25)))
     raise ConflictError(f"gave up writing to {repository!r} after {MAX_APPEND_ATTEMPTS} lost "
                         f"races with other writers; try again", repository=repository)
+
+
+def after_commit(update_index: Callable[[], object], what: str) -> None:
+    """Bring the index up to date after an event was written. The event is committed: the
+    write has happened, whatever happens to the index now, so a failure here (a full disk, a
+    locked or damaged index file) is a :class:`~roro.errors.RoroWarning`, never an error (an
+    error would invite a retry that duplicates the version). The next refresh repairs the index."""
+    try:
+        crash_point("before-index-update")
+        update_index()
+    except Exception as e:  # noqa: BLE001 - the event is committed; only derived data failed
+        warnings.warn(f"{what}, but the local index could not be updated ({e}); the next "
+                      f"command that reads it brings the index up to date", RoroWarning,
+                      stacklevel=4)
+
+
+def committed(project: str, repository: str, event: Event) -> str:
+    """What a committed event did, for a warning: "version 3 of p/m was saved"."""
+    name = f"{project}/{repository}"
+    if event.type == "version":
+        return f"version {event['version']} of {name} was saved"
+    if event.type == "tag":
+        return (f"tag {event['tag']!r} of {name} was moved to version {event['version']}"
+                if event["version"] is not None else f"tag {event['tag']!r} of {name} was removed")
+    if event.type == "delete":
+        return f"version {event['version']} of {name} was deleted"
+    return f"{event.type} event {event.seq} of {name} was written"
 
 
 class Published(NamedTuple):

@@ -36,6 +36,7 @@ from ..refs.log import Tail
 from ..storage import KeyNotFoundError
 from ..storage.layout import log_key
 from ..store import Store
+from ..writer import after_commit
 
 if TYPE_CHECKING:
     from ..refs.index import Index
@@ -216,7 +217,13 @@ class _Syncer:
                                        done)
         self._append_events(res, new, plan, src_log, dst_log)
         known = {d: data for d, (data, _) in plan.manifests.items()}
-        self.dst.index.refresh(dst_log, self.dst.objects, known)
+        def update() -> None:
+            self.dst.index.refresh(dst_log, self.dst.objects, known)
+
+        if res.events_appended:  # committed: an index failure is only a warning now
+            after_commit(update, f"{res.events_appended} events of {res.name} were synced")
+        else:
+            update()
         self._notify(res, "done", plan, len(new))
 
     def _new_events(self, res: RepositorySync, src_log: RefLog, dst_log: RefLog) -> list[Event]:
