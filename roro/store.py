@@ -16,14 +16,24 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .environment import cache_dir
+from .environment import cache_dir, now_utc
 from .errors import IntegrityError, InvalidNameError, StoreError
 from .names import validate_name
 from .objects import ObjectStore
 from .objects.cache import ObjectCache
+from .objects.canonical import canonical_json
 from .refs import RefLog, list_projects, list_repositories
-from .storage import Backend, KeyNotFoundError, StoreLocation, open_backend, parse_store_url
-from .storage.layout import FORMAT_KEY, FORMAT_VERSION, INDEX_KEY
+from .storage import Backend, KeyNotFoundError, StoreLocation, layout, open_backend, parse_store_url
+from .storage.layout import (
+    FEATURES_FORMAT,
+    FEATURES_PREFIX,
+    FORMAT_KEY,
+    FORMAT_VERSION,
+    INDEX_KEY,
+    READABLE_FORMATS,
+    feature_from_key,
+    feature_key,
+)
 from .storage.url import check_options
 
 if TYPE_CHECKING:
@@ -75,6 +85,7 @@ class Store:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._store_id: str | None = None
+        self._features: frozenset[str] | None = None
         self.recent_manifests: dict[str, bytes] = {}
 
     def __repr__(self) -> str:
@@ -135,7 +146,7 @@ class Store:
         return RefLog(self.backend, project, repository)
 
     # -- format marker ---------------------------------------------------------------------------
-    def _read_marker(self) -> dict | None:
+    def _read_marker(self) -> dict[str, Any] | None:
         try:
             raw = self.backend.get(FORMAT_KEY)
         except KeyNotFoundError:
@@ -145,24 +156,72 @@ class Store:
         except ValueError:
             raise StoreError(f"store {self.url} has an unreadable {FORMAT_KEY}; is it a roro "
                              f"store?") from None
-        if not isinstance(marker, dict) or marker.get("format") != FORMAT_VERSION \
+        found = marker.get("format") if isinstance(marker, dict) else marker
+        if not isinstance(marker, dict) or found not in READABLE_FORMATS \
                 or not isinstance(marker.get("id"), str):
-            raise StoreError(f"store {self.url} has format {marker.get('format') if isinstance(marker, dict) else marker!r}, "
-                             f"which this roro does not know (it reads format {FORMAT_VERSION}); "
+            raise StoreError(f"store {self.url} has format {found!r}, which this roro does not "
+                             f"know (it reads formats {', '.join(map(str, READABLE_FORMATS))}); "
                              f"upgrade roro")
         return marker
 
+    def _read_features(self, marker: dict[str, Any]) -> frozenset[str]:
+        """The features a format-2 store records; StoreError for one this roro does not know."""
+        if marker["format"] < FEATURES_FORMAT:
+            return frozenset()
+        names = {feature_from_key(k) for k in self.backend.list(FEATURES_PREFIX)}
+        features = frozenset(n for n in names if n is not None)
+        unknown = sorted(features - layout.KNOWN_FEATURES)
+        if unknown:
+            raise StoreError(f"store {self.url} uses format features this roro does not know "
+                             f"({', '.join(unknown)}): it was written by a newer roro; upgrade "
+                             f"roro")
+        return features
+
     def is_initialized(self) -> bool:
-        """True if the store has a valid format marker (raises StoreError for an unknown one)."""
+        """True if the store has a valid format marker (raises StoreError for an unknown format,
+        or a format feature this roro does not know)."""
         if self._store_id is None:
             marker = self._read_marker()
             if marker is None:
                 return False
+            self._features = self._read_features(marker)
             self._store_id = marker["id"]
             idx = getattr(self._local, "index", None)
             if idx is not None:  # opened while the store did not exist yet
                 idx.bind_store(self._store_id)
         return True
+
+    def features(self) -> frozenset[str]:
+        """The format features this store uses (DESIGN §14); empty for a store not written yet."""
+        if not self.is_initialized() or self._features is None:
+            return frozenset()
+        return self._features
+
+    def require_features(self, names: frozenset[str] | set[str]) -> None:
+        """Before a write that needs format features: record each one the store does not have
+        yet, so that a roro that does not know it refuses the store ("upgrade roro") instead of
+        misreading what follows. The marker is raised to format 2 first (every writer writes the
+        same bytes), then each feature is written create-only; only then may the data follow."""
+        unknown = sorted(set(names) - layout.KNOWN_FEATURES)
+        if unknown:
+            raise ValueError(f"unknown format features {unknown}")
+        self.ensure_initialized()
+        missing = set(names) - self.features()
+        if not missing:
+            return
+        marker = self._read_marker()
+        assert marker is not None
+        if marker["format"] < FEATURES_FORMAT:
+            self.backend.replace(FORMAT_KEY, canonical_json(
+                {"format": FEATURES_FORMAT, "id": marker["id"]}))
+        for name in sorted(missing):
+            self.backend.put_if_absent(feature_key(name), canonical_json(
+                {"feature": name, "time": now_utc()}))
+        self._features = self.features() | missing
+
+    def require_feature(self, name: str) -> None:
+        """:meth:`require_features` for one feature."""
+        self.require_features({name})
 
     def store_id(self) -> str:
         if self.is_initialized() and self._store_id is not None:

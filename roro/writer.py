@@ -201,7 +201,7 @@ def copy_image(src: Store, manifest: dict[str, Any], origin: dict[str, Any], dst
     transfer = ObjectTransfer(src.objects, dst.objects, pool)
     sizes = {manifest["model"]["digest"]: manifest["model"]["size"],
              **{a["digest"]: a["size"] for a in manifest["attachments"]}}
-    dst.ensure_initialized()
+    dst.require_features(src.features())  # DESIGN §14: before what may need them
     missing, found, known = transfer.classify(referenced_digests(manifest))
     transfer.touch(found)
     stats = CopyStats(objects_skipped=len(found) + len(known),

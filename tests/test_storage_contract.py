@@ -1,6 +1,7 @@
 """The storage contract, run unchanged against every backend and every wrapper of one.
 
-Every capability of :class:`roro.storage.Backend` is exercised here: the data methods, ``touch``,
+Every capability of :class:`roro.storage.Backend` is exercised here: the data methods (``replace``
+included), ``touch``,
 ``copy_from``, ``local_path``, ``tempdir``, ``collect_temp``, ``prepare_for_writes``,
 ``cache_identity``, ``unwrap`` and ``close``. The wrappers (counting, fault injection with no
 fault armed) must pass the same tests as what they wrap.
@@ -95,6 +96,14 @@ def test_put_if_absent_only_once(backend):
     assert backend.put_if_absent("refs/p/r/log/0000000001.json", b"first") is True
     assert backend.put_if_absent("refs/p/r/log/0000000001.json", b"second") is False
     assert backend.get("refs/p/r/log/0000000001.json") == b"first"
+
+
+def test_replace_overwrites_atomically(backend):
+    backend.replace("roro.json", b"first")
+    backend.replace("roro.json", b"second, longer")
+    assert backend.get("roro.json") == b"second, longer"
+    assert backend.stat("roro.json").size == len(b"second, longer")
+    assert list(backend.list("roro")) == ["roro.json"]
 
 
 def test_put_if_absent_concurrent_single_winner(backend):

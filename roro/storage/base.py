@@ -98,6 +98,11 @@ class Backend(ABC):
         the file afterwards, and may delete it."""
 
     @abstractmethod
+    def replace(self, key: str, data: bytes) -> None:
+        """Store ``data`` under ``key`` atomically, replacing what is there: the one key that
+        changes is the format marker (raised once, to the same bytes by every writer)."""
+
+    @abstractmethod
     def put_if_absent(self, key: str, data: bytes) -> bool:
         """Create ``key`` with ``data`` only if it does not exist: True if this call created it,
         False if it was already there (someone else won)."""

@@ -178,6 +178,18 @@ class FolderBackend(Backend):
     def put_if_absent(self, key: str, data: bytes) -> bool:
         return self._link(self._spool(data), key)
 
+    def replace(self, key: str, data: bytes) -> None:
+        tmp = self._spool(data)
+        target = self._path(key)
+        try:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, target)
+        except BaseException:
+            quiet_unlink(tmp)
+            raise
+        fsync_dir(os.path.dirname(target))
+
     def delete(self, key: str) -> None:
         quiet_unlink(self._path(key))
 

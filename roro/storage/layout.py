@@ -1,7 +1,8 @@
 """The key layout of a store: one pure function per kind of key, shared by every backend.
 
 ```
-roro.json                                          format marker
+roro.json                                          format marker: {"format": 1|2, "id": ...}
+features/<name>.json                               format features the store uses (format 2)
 index.sqlite3                                      a folder store's index (derived, local only)
 objects/sha256/<2 hex>/<62 hex>                    immutable objects (blobs and manifests)
 refs/<project>/<repo>/log/<seq, 10 digits>.json    ref events, create-only
@@ -10,12 +11,24 @@ refs/<project>/<repo>/log/<seq, 10 digits>.json    ref events, create-only
 
 from __future__ import annotations
 
+import re
+
 from ..digests import ALGORITHM, hex_of, parse_digest
 from ..names import validate_name
 
 FORMAT_KEY = "roro.json"
 INDEX_KEY = "index.sqlite3"
+#: The format a store is created with, and the one a store is raised to by its first feature.
+#: Format 1 stores have no features; a roro that reads only format 1 refuses format 2 clearly.
 FORMAT_VERSION = 1
+FEATURES_FORMAT = 2
+READABLE_FORMATS = (FORMAT_VERSION, FEATURES_FORMAT)
+FEATURES_PREFIX = "features/"
+#: The format features this roro knows (DESIGN §14): a store that records any other one was
+#: written by a newer roro and is refused with "upgrade roro". Each feature is recorded by the
+#: first write that needs it (``Store.require_feature``), before that write.
+KNOWN_FEATURES: frozenset[str] = frozenset()
+_FEATURE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 OBJECTS_PREFIX = f"objects/{ALGORITHM}/"
 REFS_PREFIX = "refs/"
 SEQ_DIGITS = 10
@@ -60,3 +73,17 @@ def seq_from_log_key(key: str) -> int | None:
     if ext != "json" or len(stem) != SEQ_DIGITS or not stem.isdigit() or not stem.isascii():
         return None
     return int(stem)
+
+
+def feature_key(name: str) -> str:
+    if not _FEATURE_NAME.fullmatch(name):
+        raise ValueError(f"invalid feature name {name!r}")
+    return f"{FEATURES_PREFIX}{name}.json"
+
+
+def feature_from_key(key: str) -> str | None:
+    """The feature a key under ``features/`` records, or None if it is not a feature key."""
+    if not key.startswith(FEATURES_PREFIX) or not key.endswith(".json"):
+        return None
+    name = key[len(FEATURES_PREFIX):-len(".json")]
+    return name if _FEATURE_NAME.fullmatch(name) else None

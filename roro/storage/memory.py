@@ -64,6 +64,9 @@ class MemoryBackend(Backend):
         with self._lock:
             self._data[check_key(key)] = (bytes(data), time.time())
 
+    def replace(self, key: str, data: bytes) -> None:
+        self.put(key, data)
+
     def put_file(self, key: str, path: str) -> None:
         with open(path, "rb") as f:
             self.put(key, f.read())

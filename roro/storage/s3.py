@@ -352,6 +352,9 @@ class S3Backend(Backend):
         with self._boto("PutObject", key):
             self.client.put_object(Bucket=self.bucket, Key=full, Body=bytes(data))
 
+    def replace(self, key: str, data: bytes) -> None:
+        self.put(key, data)  # a PutObject replaces atomically
+
     def put_file(self, key: str, path: str) -> None:
         """Multipart above the threshold, parts in parallel; a failed upload is aborted."""
         full = self._full(key)

@@ -52,6 +52,9 @@ class WrappingBackend(Backend):
     def put_file(self, key: str, path: str) -> None:
         self.inner.put_file(key, path)
 
+    def replace(self, key: str, data: bytes) -> None:
+        self.inner.replace(key, data)
+
     def put_if_absent(self, key: str, data: bytes) -> bool:
         return self.inner.put_if_absent(key, data)
 
@@ -138,6 +141,10 @@ class CountingBackend(WrappingBackend):
     def put_file(self, key: str, path: str) -> None:
         self._count("put_file")
         super().put_file(key, path)
+
+    def replace(self, key: str, data: bytes) -> None:
+        self._count("replace")
+        super().replace(key, data)
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
         self._count("put_if_absent")

@@ -203,7 +203,7 @@ class _Syncer:
             res.objects_transferred, res.bytes_transferred = plan.objects_total, plan.bytes_total
             res.events_appended = len(new)
             return
-        self.dst.ensure_initialized()
+        self.dst.require_features(self.src.features())  # DESIGN §14: before what needs them
         self.transfer.touch(plan.found)
 
         def done(size: int) -> None:
