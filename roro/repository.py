@@ -8,10 +8,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import writer
-from .errors import ConflictError, NotFoundError
+from .errors import ConflictError, IntegrityError, NotFoundError
 from .image import ModelImage
 from .names import LATEST, validate_name, validate_tag, validate_version
-from .objects.manifest import read_manifest
+from .objects.manifest import read_manifest, read_manifest_or_damage
 from .query import Query
 from .query import parse as parse_query
 from .refs import Event
@@ -110,6 +110,7 @@ class ModelRepository:
             if target is None:
                 raise NotFoundError(f"model repository {self.name!r} has no tag {tag!r}",
                                     repository=self.name, tag=tag)
+            self._confirm_tag(tag, target)
             return target
         v = validate_version(version)
         row = index.version(self.project.name, self.name, v)
@@ -126,8 +127,46 @@ class ModelRepository:
         v = self.resolve(version, tag)
         row = self.store.index.version(self.project.name, self.name, v)
         assert row is not None  # resolve() found it
-        manifest, _ = read_manifest(self.store.objects, row["image"])
+        self.confirm_version(row)
+        if row["damaged"] is None:
+            manifest, _ = read_manifest(self.store.objects, row["image"])
+        else:  # damaged when indexed: read it again (restored since?), else say what is wrong
+            found = read_manifest_or_damage(self.store.objects, row["image"])
+            if isinstance(found, str):
+                raise IntegrityError(f"version {v} of model repository {self.name!r} is "
+                                     f"damaged: {found}; run 'roro fsck' (the other versions "
+                                     f"are readable)", digest=row["image"],
+                                     repository=self.name)
+            manifest = found[0]
+            self.store.index.heal_version(self.project.name, self.name, v, manifest,
+                                          found[1].decode("utf-8"))
         return ModelImage(self, manifest=manifest, digest=row["image"], version=v)
+
+    def confirm_version(self, row: dict[str, Any]) -> None:
+        """Make sure the log names the image the index row ``row`` says for its version (one
+        read of the event the row cites, memoised per process; see
+        :meth:`~roro.store.Store.confirm_event`): an edited index never serves another model."""
+        v = row["version"]
+        self.store.confirm_event(self.project.name, self.name, row["seq"],
+                                 f"version {v} is image {row['image']}", type="version",
+                                 version=v, image=row["image"])
+
+    def _confirm_tag(self, tag: str, target: int) -> None:
+        """The log's last move of ``tag`` (as the index recorded it) must point at ``target``."""
+        what = f"tag {tag!r} points at version {target}"
+        move = self.store.index.tag_move(self.project.name, self.name, tag)
+        if move is None or move["version"] != target:
+            raise IntegrityError(f"the local index says {what} of {self.name!r}, but its tag "
+                                 f"history does not: the index was edited or damaged; run "
+                                 f"'roro index --rebuild'", repository=self.name)
+        self.store.confirm_event(self.project.name, self.name, move["seq"], what, type="tag",
+                                 tag=tag, version=target)
+
+    def damaged_versions(self) -> dict[int, str]:
+        """``{version: why}`` of the live versions whose manifest is missing or unreadable
+        (they are listed, flagged :attr:`ModelImage.damaged`; the others stay readable)."""
+        self._require()
+        return self.store.index.damaged_versions(self.project.name, self.name)
 
     def get_model(self, version: int | str | None = None, tag: str | None = None) -> Any:
         """The model object of ``version`` or ``tag`` (default latest), verified before unpickling."""

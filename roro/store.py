@@ -22,7 +22,7 @@ from .names import validate_name
 from .objects import ObjectStore
 from .objects.cache import ObjectCache
 from .objects.canonical import canonical_json
-from .refs import RefLog, list_projects, list_repositories
+from .refs import Event, RefLog, list_projects, list_repositories
 from .storage import Backend, KeyNotFoundError, StoreLocation, layout, open_backend, parse_store_url
 from .storage.layout import (
     FEATURES_FORMAT,
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
 INDEX_FILE = INDEX_KEY
 _MANIFEST_MEMO = 256
+_EVENT_MEMO = 4096
 
 
 @dataclass
@@ -53,6 +54,9 @@ class IndexRebuildReport:
     repositories: int = 0
     versions: int = 0
     failed: dict[str, str] = field(default_factory=dict)
+    #: ``project/repository:version`` -> why: versions indexed as damaged (their manifest is
+    #: missing or unreadable); their repositories are indexed, the rest of them readable.
+    damaged: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -87,6 +91,7 @@ class Store:
         self._store_id: str | None = None
         self._features: frozenset[str] | None = None
         self.recent_manifests: dict[str, bytes] = {}
+        self._confirmed: dict[tuple[str, str, int], Event] = {}  # see confirm_event
 
     def __repr__(self) -> str:
         return f"Store({self.url!r})"
@@ -290,6 +295,8 @@ class Store:
                     if row is not None:
                         report.repositories += 1
                         report.versions += index.count_versions(project, name)
+                        for v, why in index.damaged_versions(project, name).items():
+                            report.damaged[f"{project}/{name}:{v}"] = why
 
         def absent(project: str, name: str) -> bool:
             try:
@@ -306,6 +313,42 @@ class Store:
         if not os.path.exists(self.index_path()):
             return {}
         return self.index.positions()
+
+    def index_snapshot(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """Every row of the local index, read at once (``Index.snapshot``; fsck compares them
+        with the logs); nothing if this store has no index yet (and none is created)."""
+        if not os.path.exists(self.index_path()):
+            return {}
+        return self.index.snapshot()
+
+    def confirm_event(self, project: str, repository: str, seq: int, what: str,
+                      **expected: Any) -> None:
+        """Make sure event ``seq`` of the log says what the index says it does (``type`` and
+        payload fields in ``expected``), before serving what the index derived from it: one
+        read of that event (a local file on a folder, one GET on S3), memoised per process
+        (events are immutable). ``what`` names the claim for the error, e.g. "version 2 is
+        image sha256:…". Raises :class:`~roro.errors.IntegrityError` if the log disagrees."""
+        key = (project, repository, seq)
+        event = self._confirmed.get(key)
+        if event is None:
+            try:
+                event = self.reflog(project, repository).read_event(seq)
+            except IntegrityError as e:
+                raise self._index_disagrees(repository, seq, what, str(e)) from None
+            if len(self._confirmed) >= _EVENT_MEMO:
+                self._confirmed.clear()
+            self._confirmed[key] = event
+        found = {"type": event.type, **event.payload}
+        wrong = sorted(k for k, v in expected.items() if found.get(k, object()) != v)
+        if wrong:
+            said = ", ".join(f"{k} {found.get(k)!r}" for k in wrong)
+            raise self._index_disagrees(repository, seq, what, f"event {seq} says {said}")
+
+    def _index_disagrees(self, repository: str, seq: int, what: str, why: str) -> IntegrityError:
+        return IntegrityError(
+            f"the local index says {what} of {repository!r}, but the log does not ({why}): the "
+            f"index was edited or damaged; refusing to serve it. Run 'roro index --rebuild' "
+            f"(and 'roro fsck' to see what else differs)", repository=repository, seq=seq)
 
     def remember_manifest(self, digest: str, data: bytes) -> None:
         if len(self.recent_manifests) >= _MANIFEST_MEMO:

@@ -44,10 +44,12 @@ def image_document(image: ModelImage, tags: list[str]) -> dict[str, Any]:
         "comment": d["comment"],
         "metadata": d["metadata"],
         "model": {k: d["model"][k]
-                  for k in ("type", "size", "digest", "serializer", "python", "cloudpickle")},
+                  for k in ("type", "size", "digest", "serializer", "python", "cloudpickle")}
+                 if d["model"] else None,
         "attachments": [{"name": a["name"], "size": a["size"], "digest": a["digest"]}
                         for a in d["attachments"]],
         "lineage": d["lineage"] or {},
+        **({"damaged": d["damaged"]} if "damaged" in d else {}),
     }
 
 
@@ -186,6 +188,9 @@ def models_log(state: CliState, name: str | None, limit: int | None, before: int
             header.append(")")
         meta = image.get_metadata()
         out.print(header)
+        if image.damaged:
+            out.print(render.text(("damaged", "bold red"), ": ", render.safe_line(image.damaged),
+                                  "; run 'roro fsck'"))
         out.print(render.text("Author: ", render.safe_line(meta["author"])))
         out.print(render.text("Date:   ", render.human_time(meta["timestamp"])))
         if image.comment:

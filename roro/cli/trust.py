@@ -126,6 +126,10 @@ def index(ctx: click.Context, rebuild: bool, as_json: bool) -> None:
         for name, error in report.failed.items():
             out.print(render.text(("error", "bold red"), " ", render.safe_line(name), ": ",
                                   render.safe_line(error)))
+        for name, why in report.damaged.items():
+            out.print(render.text(("damaged", "bold yellow"), " ", render.safe_line(name), ": ",
+                                  render.safe_line(why), " (listed as damaged; the other "
+                                  "versions are readable)"))
         out.print(render.text(
             "Rebuilt ", (render.safe_line(report.index), "bold"), f": {report.projects} "
             f"projects, {report.repositories} repositories, {report.versions} versions"

@@ -13,6 +13,7 @@ of import per command (and an import hook to keep it from importing numpy) for n
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -21,10 +22,10 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
-from ..errors import IntegrityError, NotFoundError, StoreError
+from ..errors import IntegrityError, StoreError
 from ..faults import crash_point
 from ..objects import ObjectStore
-from ..objects.manifest import read_manifest
+from ..objects.manifest import read_manifest_or_damage
 from .events import Event
 from .log import RefLog, Tail
 from .state import apply_event
@@ -41,6 +42,10 @@ TABLES = ("repositories", "versions", "tags", "tag_events")
 Row = dict[str, Any]
 #: A manifest as the index stores it: the parsed manifest and its JSON text.
 Described = tuple[dict[str, Any], str]
+#: What a refresh learnt of each manifest it needed: described, or why it is damaged (a str).
+Manifests = dict[str, "Described | str"]
+#: The columns of a ``versions`` row that the index derives from the manifest.
+DERIVED = ("metadata", "model_type", "model_size", "size", "attachments", "manifest")
 
 _SCHEMA = [
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)",
@@ -52,7 +57,7 @@ _SCHEMA = [
         project TEXT NOT NULL, repository TEXT NOT NULL, version INTEGER NOT NULL,
         image TEXT NOT NULL, seq INTEGER NOT NULL, author TEXT, time TEXT, comment TEXT,
         deleted INTEGER NOT NULL DEFAULT 0, metadata TEXT, model_type TEXT,
-        model_size INTEGER, size INTEGER, attachments TEXT, manifest TEXT,
+        model_size INTEGER, size INTEGER, attachments TEXT, manifest TEXT, damaged TEXT,
         PRIMARY KEY (project, repository, version))""",
     "CREATE INDEX versions_by_time ON versions (project, time)",
     """CREATE TABLE tags (
@@ -377,6 +382,60 @@ class Index:
             except sqlite3.Error:
                 pass
 
+    def damaged_versions(self, project: str, repository: str) -> dict[int, str]:
+        """``{version: why}`` of the live versions whose manifest could not be read when they
+        were indexed (missing, corrupt, not a manifest)."""
+        return {r["version"]: r["damaged"] for r in self._rows(
+            "SELECT version, damaged FROM versions WHERE project = ? AND repository = ? AND "
+            "deleted = 0 AND damaged IS NOT NULL ORDER BY version", [project, repository])}
+
+    def heal_version(self, project: str, repository: str, version: int,
+                     manifest: dict[str, Any], text: str) -> None:
+        """A damaged version's manifest is readable again (restored): describe it. Best
+        effort (a read must not fail because the index cannot be written): the next rebuild
+        heals it otherwise."""
+        with contextlib.suppress(sqlite3.Error), self.transaction() as conn:
+            conn.execute(
+                "UPDATE versions SET metadata = ?, model_type = ?, model_size = ?, size = ?, "
+                "attachments = ?, manifest = ?, damaged = NULL WHERE project = ? AND "
+                "repository = ? AND version = ? AND deleted = 0 AND damaged IS NOT NULL",
+                [*derived_columns(manifest, text), project, repository, version])
+
+    def tag_move(self, project: str, repository: str, tag: str) -> dict[str, Any] | None:
+        """The last recorded move of ``tag`` (the event that set its current target)."""
+        rows = self._rows("SELECT * FROM tag_events WHERE project = ? AND repository = ? AND "
+                          "tag = ? ORDER BY seq DESC LIMIT 1", [project, repository, tag])
+        return rows[0] if rows else None
+
+    def snapshot(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """Every repository's rows as one consistent read (fsck compares them with the logs):
+        ``{(project, name): {"row": …, "versions": {v: row}, "tags": {tag: v},
+        "tag_events": [row, …]}}``."""
+        out: dict[tuple[str, str], dict[str, Any]] = {}
+        if self.conn.in_transaction:
+            self.conn.commit()
+        self.conn.execute("BEGIN")  # one read transaction: a snapshot, whatever writers do
+        try:
+            for r in self._rows("SELECT * FROM repositories"):
+                out[(r["project"], r["name"])] = {"row": r, "versions": {}, "tags": {},
+                                                  "tag_events": []}
+
+            def of(r: Row) -> dict[str, Any]:
+                key = (r["project"], r["repository"])
+                if key not in out:  # rows of a repository the index has no position for
+                    out[key] = {"row": None, "versions": {}, "tags": {}, "tag_events": []}
+                return out[key]
+
+            for r in self._rows("SELECT * FROM versions"):
+                of(r)["versions"][r["version"]] = r
+            for r in self._rows("SELECT * FROM tags"):
+                of(r)["tags"][r["tag"]] = r["version"]
+            for r in self._rows("SELECT * FROM tag_events ORDER BY seq"):
+                of(r)["tag_events"].append(r)
+        finally:
+            self.conn.commit()
+        return out
+
     def dump(self) -> dict[str, list[dict[str, Any]]]:
         """Every indexed row, in a stable order (tests compare rebuilt and incremental indexes)."""
         order = {"repositories": "project, name", "versions": "project, repository, version",
@@ -393,17 +452,18 @@ def _needing_manifests(events: list[Event]) -> list[Event]:
 
 
 def _fetch_manifests(events: list[Event], objects: ObjectStore,
-                     known: dict[str, bytes]) -> dict[str, Described]:
-    """The manifests the ``version`` events name, read in parallel (verified, shape-checked)."""
+                     known: dict[str, bytes]) -> Manifests:
+    """The manifests the ``version`` events name, read in parallel (verified, shape-checked).
+
+    A manifest that is missing, corrupt or not a manifest makes its version *damaged*, not the
+    repository: its value is then the reason (a str), and the index lists the version as
+    damaged while every other version stays readable. A failure to read at all (the store
+    unreachable) still raises."""
     digests = sorted({e["image"] for e in events if e.type == "version"})
 
-    def fetch(digest: str) -> tuple[str, Described]:
-        try:
-            manifest, data = read_manifest(objects, digest, known.get(digest))
-        except NotFoundError:
-            raise IntegrityError(f"manifest {digest} named by the ref log is missing from the "
-                                 f"store; run 'roro fsck'", digest=digest) from None
-        return digest, (manifest, data.decode("utf-8"))
+    def fetch(digest: str) -> tuple[str, Described | str]:
+        found = read_manifest_or_damage(objects, digest, known.get(digest))
+        return digest, found if isinstance(found, str) else (found[0], found[1].decode("utf-8"))
 
     if len(digests) <= 4:
         return dict(map(fetch, digests))
@@ -417,7 +477,7 @@ class _SqlView:
     versions about to be added (a version deleted later in the same batch has none)."""
 
     def __init__(self, conn: sqlite3.Connection, project: str, name: str,
-                 manifests: dict[str, Described]):
+                 manifests: Manifests):
         self.conn, self.project, self.name, self.manifests = conn, project, name, manifests
         row = conn.execute("SELECT last_seq, last_hash, max_version FROM repositories "
                            "WHERE project = ? AND name = ?", [project, name]).fetchone()
@@ -442,19 +502,19 @@ class _SqlView:
             [self.project, self.name, version])]
 
     def add_version(self, event: Event) -> None:
-        described: list[Any] = [None] * 6  # a version deleted later in the same batch
-        if event["image"] in self.manifests:
-            m, text = self.manifests[event["image"]]
-            size = m["model"]["size"] + sum(a["size"] for a in m["attachments"])
-            described = [queryable_metadata(m["metadata"]), m["model"]["type"],
-                         m["model"]["size"], size,
-                         json.dumps(m["attachments"], ensure_ascii=False), text]
+        described: list[Any] = [None] * len(DERIVED)  # a version deleted later in the batch
+        damaged = None
+        found = self.manifests.get(event["image"])
+        if isinstance(found, str):
+            damaged = found
+        elif found is not None:
+            described = derived_columns(*found)
         self.conn.execute(
             "INSERT INTO versions (project, repository, version, image, seq, author, time, "
-            "comment, deleted, metadata, model_type, model_size, size, attachments, manifest) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?)",
+            "comment, deleted, metadata, model_type, model_size, size, attachments, manifest, "
+            "damaged) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?)",
             [self.project, self.name, event["version"], event["image"], event.seq, event.author,
-             event.time, event["comment"], *described])
+             event.time, event["comment"], *described, damaged])
 
     def set_tag(self, event: Event) -> None:
         p, n = self.project, self.name
@@ -473,8 +533,8 @@ class _SqlView:
         # gc, so a rebuilt index could not know more, and must answer the same.
         self.conn.execute(
             "UPDATE versions SET deleted = 1, metadata = NULL, model_type = NULL, "
-            "model_size = NULL, size = NULL, attachments = NULL, manifest = NULL "
-            "WHERE project = ? AND repository = ? AND version = ?",
+            "model_size = NULL, size = NULL, attachments = NULL, manifest = NULL, "
+            "damaged = NULL WHERE project = ? AND repository = ? AND version = ?",
             [self.project, self.name, event["version"]])
 
     def advance(self, event: Event, max_version: int) -> None:
@@ -491,6 +551,14 @@ class _SqlView:
                 "updated, last_md5, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [self.project, self.name, *position, event.time])
             self.exists = True
+
+
+def derived_columns(manifest: dict[str, Any], text: str) -> list[Any]:
+    """The values of :data:`DERIVED` for a manifest (and its exact JSON text)."""
+    size = manifest["model"]["size"] + sum(a["size"] for a in manifest["attachments"])
+    return [queryable_metadata(manifest["metadata"]), manifest["model"]["type"],
+            manifest["model"]["size"], size,
+            json.dumps(manifest["attachments"], ensure_ascii=False), text]
 
 
 def queryable_metadata(metadata: dict[str, Any]) -> str:

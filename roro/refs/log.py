@@ -141,6 +141,15 @@ class RefLog:
         with ThreadPoolExecutor(min(PARALLEL_READS, len(keys))) as pool:
             return list(pool.map(fetch, keys))
 
+    def read_event(self, seq: int) -> Event:
+        """Event ``seq``, parsed; IntegrityError if it is missing or malformed."""
+        try:
+            raw = self.backend.get(log_key(self.project, self.repository, seq))
+        except KeyNotFoundError:
+            raise IntegrityError(f"ref log of {self.repository!r} has no event {seq}",
+                                 repository=self.repository, seq=seq) from None
+        return parse_event(raw, repository=self.repository, seq=seq)
+
     def read_all(self) -> list[Event]:
         return self.read_after(0)
 
