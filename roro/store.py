@@ -249,17 +249,19 @@ class Store:
             idx.bind_store(self._store_id)
 
     # -- refresh ---------------------------------------------------------------------------------
-    def refresh(self, project: str, repository: str, *,
-                check_tail: bool = False) -> dict[str, Any] | None:
+    def refresh(self, project: str, repository: str, *, check_tail: bool = False,
+                appended: Event | None = None) -> dict[str, Any] | None:
         """Bring the index up to date for one repository; its row, or None if it has no log.
 
         ``check_tail`` (before a write): first make sure the event the index saw last is still
         in the log, unchanged; :class:`~roro.errors.IntegrityError` if the log was truncated or
-        rewritten behind the index (writing after it would break the log for everyone)."""
+        rewritten behind the index (writing after it would break the log for everyone).
+        ``appended``: an event this process has just written (applied without a read)."""
         if not self.is_initialized():
             return None
         return self.index.refresh(self.reflog(project, repository), self.objects,
-                                  self.recent_manifests, check_tail=check_tail)
+                                  self.recent_manifests, check_tail=check_tail,
+                                  appended=appended)
 
     def rebuild_index(self) -> IndexRebuildReport:
         """Index every repository of every project again from the store alone (``roro index

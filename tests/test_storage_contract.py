@@ -185,18 +185,26 @@ def test_roundtrip_property(backend, data):
 
 
 # -- the capabilities beyond get and put --------------------------------------------------------
-def test_touch_refreshes_the_modification_time(backend):
-    backend.put("t/k", b"x")
-    before = backend.stat("t/k").mtime
-    time.sleep(0.05)
-    backend.touch("t/k")
-    if backend.stat("t/k").mtime <= before:  # S3 keeps whole seconds
-        time.sleep(1.05)
-        backend.touch("t/k")
-    assert backend.stat("t/k").mtime > before
-    assert backend.get("t/k") == b"x"
-    backend.touch("t/missing")  # not an error, and creates nothing
-    assert not backend.exists("t/missing")
+def test_write_if_absent_for_content_addressed_keys(backend, tmp_path):
+    """put_bytes_if_absent / put_file_if_absent: True and a fresh time when written; False
+    when present, and then nothing is sent and the time is left as it was (no touch)."""
+    data = b"content-addressed bytes"
+    key = f"objects/{hashlib.sha256(data).hexdigest()}"
+    before = time.time()
+    assert backend.put_bytes_if_absent(key, data) is True
+    assert backend.stat(key).mtime > before - 2  # S3 keeps whole seconds
+    first = backend.stat(key).mtime
+    time.sleep(1.05)
+    assert backend.put_bytes_if_absent(key, data) is False
+    path = tmp_path / "spool"
+    path.write_bytes(data)
+    assert backend.put_file_if_absent(key, str(path)) is False
+    assert backend.stat(key).mtime == first and backend.get(key) == data
+    other = tmp_path / "other"
+    other.write_bytes(b"a file")
+    assert backend.put_file_if_absent("objects/f", str(other)) is True
+    assert backend.get("objects/f") == b"a file" and other.read_bytes() == b"a file"
+    assert not hasattr(backend, "touch")
 
 
 def test_copy_from_copies_or_declines(case):

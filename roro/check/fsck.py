@@ -23,9 +23,11 @@ from ..refs.events import parse_event
 from ..refs.state import event_problem
 from ..storage import Backend, KeyNotFoundError
 from ..storage.layout import (
+    GC_PREFIX,
     OBJECTS_PREFIX,
     REFS_PREFIX,
     digest_from_object_key,
+    is_gc_key,
     object_key,
     seq_from_log_key,
 )
@@ -57,30 +59,62 @@ def fsck(store: Store, read_data: bool = False) -> FsckReport:
     if not store.is_initialized():  # nothing was ever written (an unknown format raises)
         return report
     with ThreadPoolExecutor(WORKERS) as pool:
-        refs, facts, snapshot = _check_logs(store, report, pool)
-        manifests = _check_manifests(store.backend, refs, report, pool)
-        texts = {d: m for d, m in manifests.items() if m is not None}
-        for (project, name), at in sorted(facts.items()):
-            check_rows(snapshot[(project, name)], at, texts, project, name, report)
+        refs, manifests = scan_refs(store, report, pool)
         stored = _list_objects(store.backend, report)
         report.objects = len(stored)
-        report.referenced = len(refs)
-        report.reachable = set(refs)
-        for d in sorted(set(refs) - stored):
-            if d in manifests or store.backend.exists(object_key(d)):
-                continue  # a manifest is reported when it is read; exists() guards a listing race
-            report.problems.append(_object_problem(
-                MISSING_OBJECT, d, refs[d], "is missing from the store", blocks_gc=False))
+        report_missing_blobs(store.backend, refs, manifests, stored, report)
         if read_data:
             _read_data(store, sorted(stored - set(manifests)), refs, report, pool)
+        _check_gc_keys(store.backend, report)
     report.unreferenced = sorted(stored - set(refs))
     report.problems.sort(key=problem_order)
     report.seconds = round(time.monotonic() - started, 3)
     return report
 
 
+def scan_refs(store: Store, report: FsckReport, pool: ThreadPoolExecutor) -> tuple[Refs, Manifests]:
+    """The part of fsck that gc runs too: every log folded and compared with the local index
+    (its position and its rows), every live version's manifest read from the store. Returns
+    what live versions reach (``report.reachable`` too) and the manifests read."""
+    refs, facts, snapshot = _check_logs(store, report, pool)
+    manifests = _check_manifests(store.backend, refs, report, pool)
+    texts = {d: m for d, m in manifests.items() if m is not None}
+    for (project, name), at in sorted(facts.items()):
+        check_rows(snapshot[(project, name)], at, texts, project, name, report)
+    report.referenced = len(refs)
+    report.reachable = set(refs)
+    return refs, manifests
+
+
+def report_missing_blobs(backend: Backend, refs: Refs, manifests: Manifests, stored: set[str],
+                         report: FsckReport) -> int:
+    """Report each blob a live version names that is not among the ``stored`` objects (a
+    listing; ``exists`` is asked again for those, as the listing may be older than the logs);
+    returns how many."""
+    missing = 0
+    for d in sorted(set(refs) - stored):
+        if d in manifests or backend.exists(object_key(d)):
+            continue  # a manifest is reported when it is read
+        missing += 1
+        report.problems.append(_object_problem(
+            MISSING_OBJECT, d, refs[d], "is missing from the store", blocks_gc=False))
+    return missing
+
+
+def _check_gc_keys(backend: Backend, report: FsckReport) -> None:
+    """Keys under gc/ are gc's lock, takeovers and keep markers (docs/trust.md); anything else
+    there is a stray file (it does not block gc)."""
+    for key in backend.list(GC_PREFIX):
+        if not is_gc_key(key):
+            report.problems.append(Problem(
+                STRAY_FILE, "not a key roro's gc writes (gc/lock, gc/keep/<name>.json, "
+                "gc/takeover/<id>.json); move it out of the store", key=key, blocks_gc=False))
+
+
 #: digest -> every (project, repository, version, role) of a live version that names the object
 Refs = dict[str, list[tuple[str, str, int, str]]]
+#: digest -> (manifest, its text) of every live version's manifest (None: missing or unusable)
+Manifests = dict[str, "tuple[dict[str, Any], str] | None"]
 
 
 def _check_logs(store: Store, report: FsckReport, pool: ThreadPoolExecutor
@@ -128,7 +162,7 @@ def _check_logs(store: Store, report: FsckReport, pool: ThreadPoolExecutor
 
 
 def _check_manifests(backend: Backend, refs: Refs, report: FsckReport,
-                     pool: ThreadPoolExecutor) -> dict[str, tuple[dict[str, Any], str] | None]:
+                     pool: ThreadPoolExecutor) -> Manifests:
     """Read and verify every manifest in ``refs``, adding the blobs each names to ``refs``;
     returns ``digest -> (manifest, its text)`` (None: missing or unusable, reported)."""
     uncached = ObjectStore(backend)  # fsck reads the store itself, never a local cache
@@ -260,6 +294,7 @@ def _check_log(backend: Backend, project: str, name: str, items: list[tuple[int,
         state.last_seq, state.last_hash = seq - 1, event.prev  # judge the event on its own merits
         if event.type == "version":
             version_events[event["version"]] = event
+            report.images.add(event["image"])
         why = event_problem(state, event)
         if why is not None:
             problem(why, seq=seq, version=_version_of(event),

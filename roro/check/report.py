@@ -12,6 +12,7 @@ MISSING_OBJECT = "missing-object"    # a manifest or blob that a live version ne
 CORRUPT_OBJECT = "corrupt-object"    # an object whose bytes do not hash to its name
 INVALID_MANIFEST = "invalid-manifest"  # a manifest that is not valid JSON or not a manifest
 INDEX_MISMATCH = "index-mismatch"    # the local index saw log events that the store no longer has
+UNREADABLE_MARKER = "unreadable-marker"  # gc: a young keep marker that cannot be read intact
 
 
 @dataclass
@@ -74,13 +75,15 @@ class FsckReport:
     unreferenced: list[str] = field(default_factory=list)  # digests, sorted
     seconds: float = 0.0
     reachable: set[str] = field(default_factory=set, repr=False)  # for gc; not in to_dict()
+    #: every image any version event names, deleted versions' too (gc deletes these first)
+    images: set[str] = field(default_factory=set, repr=False)
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
     def to_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in asdict(self).items() if k != "reachable"}
+        out = {k: v for k, v in asdict(self).items() if k not in ("reachable", "images")}
         out["ok"] = self.ok
         return out
 
@@ -111,6 +114,8 @@ class GcReport:
     temp_files: list[CollectedObject] = field(default_factory=list)
     kept_young: int = 0              # unreferenced but younger than the grace period
     kept_young_bytes: int = 0
+    kept_protected: int = 0          # unreferenced and old, but named by a young keep marker
+    markers_deleted: int = 0         # keep markers older than the grace period, deleted
     missing_blobs: int = 0           # live versions' blobs fsck found missing (gc cannot help)
     seconds: float = 0.0
 

@@ -170,18 +170,24 @@ class Index:
 
     def refresh(self, log: RefLog, objects: ObjectStore,
                 known_manifests: dict[str, bytes] | None = None, *,
-                check_tail: bool = False) -> Row | None:
+                check_tail: bool = False, appended: Event | None = None) -> Row | None:
         """Apply the events of ``log`` that are not indexed yet; return the repository row.
 
         With ``check_tail`` (a writer's refresh), first make sure that the event the index saw
         last is still in the log, unchanged: an :class:`~roro.errors.IntegrityError` says the
-        log was truncated or rewritten behind the index (see :meth:`RefLog.check_tail`)."""
+        log was truncated or rewritten behind the index (see :meth:`RefLog.check_tail`).
+        ``appended`` is an event this process has just written: if it is the next one, it is
+        applied without reading the log (a writer's refresh after its write costs nothing;
+        events of others are read by the next refresh)."""
         project, name = log.project, log.repository
         for _ in range(REFRESH_ATTEMPTS):
             row = self.repository(project, name)
             seq = row["last_seq"] if row else 0
             tail = Tail(seq, row["last_hash"], row["last_md5"]) if check_tail and row else None
-            events = log.read_after(seq, tail)
+            if appended is not None and appended.seq == seq + 1:
+                events = [appended]
+            else:
+                events = log.read_after(seq, tail)
             if not events:
                 return row
             manifests = _fetch_manifests(_needing_manifests(events), objects,

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 from ..digests import digest_bytes
-from ..errors import IntegrityError
+from ..errors import IntegrityError, RoroError
 from ..storage import Backend, KeyInfo, KeyNotFoundError
 from ..storage.layout import log_key, log_prefix, project_prefix, seq_from_log_key
 from .events import Event, make_event, parse_event
@@ -157,7 +157,18 @@ class RefLog:
                **payload: Any) -> Event | None:
         """Write event ``seq`` if nobody has: the event, or None if another writer won the slot."""
         event = make_event(seq, prev, type_, author, time, **payload)
-        created = self.backend.put_if_absent(log_key(self.project, self.repository, seq), event.raw)
+        key = log_key(self.project, self.repository, seq)
+        try:
+            created = self.backend.put_if_absent(key, event.raw)
+        except RoroError:
+            # The answer was lost, not necessarily the write: an event's bytes are unique (its
+            # author, time and predecessor), so the slot holding exactly them means it is ours.
+            try:
+                if self.backend.get(key) == event.raw:
+                    return event
+            except RoroError:
+                pass
+            raise
         return event if created else None
 
 

@@ -8,7 +8,8 @@ Every capability a layer above may use is a method here, with a safe default whe
 nothing above this package asks ``getattr(backend, ...)`` or tests for a concrete class:
 
 - data: ``get``, ``open``, ``download``, ``put``, ``put_file``, ``put_if_absent``, ``exists``,
-  ``stat``, ``list``, ``list_info``, ``list_dirs``, ``delete``, ``touch``, ``copy_from``;
+  ``stat``, ``list``, ``list_info``, ``list_dirs``, ``delete``, ``put_bytes_if_absent``,
+  ``put_file_if_absent``, ``copy_from``;
 - local files: ``local_path`` (read a key in place), ``tempdir`` (where to spool for ``put_file``),
   ``collect_temp`` (what a crashed writer left there);
 - set-up: ``prepare_for_writes`` (checks before the first write), ``cache_identity`` (what keys the
@@ -137,10 +138,24 @@ class Backend(ABC):
     def delete(self, key: str) -> None:
         """Remove ``key``; removing a missing key is not an error."""
 
-    @abstractmethod
-    def touch(self, key: str) -> None:
-        """Refresh the modification time of ``key`` (protects a re-used object from gc's grace
-        period); a missing key is not an error and is not created."""
+    def put_bytes_if_absent(self, key: str, data: bytes) -> bool:
+        """:meth:`put_if_absent` for a content-addressed key: True if this call wrote it, False
+        if it was present, where "present" wins when it cannot be told apart (S3: a 412 after a
+        retried attempt whose answer was lost); the caller then looks at the object's age. The
+        default is :meth:`put_if_absent`."""
+        return self.put_if_absent(key, data)
+
+    def put_file_if_absent(self, key: str, path: str) -> bool:
+        """Store the file ``path`` under the content-addressed ``key`` unless it is there: True
+        if this call wrote it (its modification time is then now), False if it was present
+        (nothing written: present bytes are never sent again, nor refreshed). The default asks
+        :meth:`exists` first; a folder links (create-if-absent) and S3 sends small files with
+        ``If-None-Match: *``. No touch: nothing in roro refreshes an object's time (the gc rule
+        in docs/trust.md does without)."""
+        if self.exists(key):
+            return False
+        self.put_file(key, path)
+        return True
 
     def copy_from(self, src: Backend, key: str) -> bool:
         """Copy ``key`` from ``src`` without the bytes passing through this process (a

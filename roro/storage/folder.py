@@ -134,12 +134,15 @@ class FolderBackend(Backend):
         return tmp
 
     def _link(self, tmp: str, key: str) -> bool:
-        """Link ``tmp`` at ``key``: True if created, False if the key existed. Removes ``tmp``."""
+        """Link ``tmp`` at ``key``: True if created, False if the key existed. Removes ``tmp``.
+        The new key's modification time is now (a spool may have been written long before):
+        gc's grace period counts from when an object appears in the store."""
         target = self._path(key)
         parent = os.path.dirname(target)
         try:
             os.makedirs(parent, exist_ok=True)
             os.chmod(tmp, 0o444)
+            os.utime(tmp)
             try:
                 os.link(tmp, target)
             except FileExistsError:
@@ -153,6 +156,9 @@ class FolderBackend(Backend):
         self._link(self._spool(data), key)
 
     def put_file(self, key: str, path: str) -> None:
+        self.put_file_if_absent(key, path)
+
+    def put_file_if_absent(self, key: str, path: str) -> bool:
         src = os.path.abspath(path)
         if os.path.dirname(src) != self.tempdir():
             fd, tmp = tempfile.mkstemp(dir=self.tempdir(), prefix="put-")
@@ -160,8 +166,7 @@ class FolderBackend(Backend):
             shutil.copyfile(src, tmp)
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
-            self._link(tmp, key)
-            return
+            return self._link(tmp, key)
         # The caller spooled into our tempdir: link it directly (no copy). Take our own name for it
         # first so that the caller may delete its name at any time.
         fd, tmp = tempfile.mkstemp(dir=self.tempdir(), prefix="put-")
@@ -173,7 +178,7 @@ class FolderBackend(Backend):
             if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
                 raise
             shutil.copyfile(src, tmp)
-        self._link(tmp, key)
+        return self._link(tmp, key)
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
         return self._link(self._spool(data), key)
@@ -192,11 +197,3 @@ class FolderBackend(Backend):
 
     def delete(self, key: str) -> None:
         quiet_unlink(self._path(key))
-
-    def touch(self, key: str) -> None:
-        try:
-            now = time.time()
-            os.utime(self._path(key), (now, now))
-        except OSError:
-            pass
-

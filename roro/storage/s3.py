@@ -36,7 +36,9 @@ MiB = 1 << 20
 MULTIPART_THRESHOLD = 64 * MiB
 MULTIPART_CHUNKSIZE = 32 * MiB
 MAX_CONCURRENCY = 8
-MAX_COPY_SIZE = 5 * 1024 * MiB  # the largest object a single CopyObject may copy
+#: Objects up to this size are written with one conditional PUT (the bytes in one request, a
+#: 412 if present); larger ones are looked for (HEAD) before their bytes are sent.
+CONDITIONAL_PUT_MAX = 8 * MiB
 CONFLICT_RETRIES = 5  # attempts of a conditional put answered 409 ConditionalRequestConflict
 PROBE_PREFIX = "roro-probe/"
 
@@ -363,6 +365,14 @@ class S3Backend(Backend):
                                     Config=self._transfer_config())
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
+        return self._put_conditional(key, data, lost_answer_is_ours=True)
+
+    def put_bytes_if_absent(self, key: str, data: bytes) -> bool:
+        """412 always means "was present": a retried attempt's lost answer is not taken for a
+        creation (the bytes would be the same either way); the caller looks at its age."""
+        return self._put_conditional(key, data, lost_answer_is_ours=False)
+
+    def _put_conditional(self, key: str, data: bytes, lost_answer_is_ours: bool) -> bool:
         full = self._full(key)
         data = bytes(data)
         for attempt in range(CONFLICT_RETRIES):
@@ -375,7 +385,8 @@ class S3Backend(Backend):
                 if e.code == "PreconditionFailed":
                     # After a retried attempt our own first try may have landed and only its
                     # answer was lost: then the key holds exactly our bytes, and we created it.
-                    return e.retry_attempts > 0 and self.get(key) == data
+                    return (lost_answer_is_ours and e.retry_attempts > 0
+                            and self.get(key) == data)
                 # 409: a concurrent conditional write to this key is in flight; try again.
                 time.sleep(random.uniform(0, min(2.0, 0.05 * 2 ** attempt)))
         raise ConflictError(f"conditional writes to {key!r} on store {self.url} kept conflicting "
@@ -387,23 +398,19 @@ class S3Backend(Backend):
         with self._boto("DeleteObject", key):
             self.client.delete_object(Bucket=self.bucket, Key=full)
 
-    def touch(self, key: str) -> None:
-        """Refresh LastModified by copying the object onto itself (a server-side copy, with
-        ``MetadataDirective=REPLACE`` since S3 refuses a copy that changes nothing). S3 has no
-        other way to change an object's mtime, and gc's grace period relies on it."""
-        full = self._full(key)
-        try:
-            with self._boto("CopyObject", key):
-                size = self.stat(key).size
-                if size <= MAX_COPY_SIZE:
-                    self.client.copy_object(Bucket=self.bucket, Key=full,
-                                            CopySource={"Bucket": self.bucket, "Key": full},
-                                            MetadataDirective="REPLACE")
-                else:  # multipart server-side copy
-                    self.client.copy({"Bucket": self.bucket, "Key": full}, self.bucket, full,
-                                     Config=self._transfer_config())
-        except KeyNotFoundError:
-            pass
+    def put_file_if_absent(self, key: str, path: str) -> bool:
+        """A small file (up to :data:`CONDITIONAL_PUT_MAX`, below the multipart threshold) is
+        one ``PutObject`` with ``If-None-Match: *`` (412: present); a larger one is looked for
+        first (HEAD), so that its bytes are not sent for nothing, then uploaded (multipart above
+        the threshold)."""
+        size = os.path.getsize(path)
+        if size <= min(CONDITIONAL_PUT_MAX, self.multipart_threshold - 1):
+            with open(path, "rb") as f:
+                return self.put_bytes_if_absent(key, f.read())
+        if self.exists(key):
+            return False
+        self.put_file(key, path)
+        return True
 
     def cache_identity(self) -> str:
         """The URL and the endpoint it resolved to: the same bucket name on two servers is two

@@ -76,8 +76,11 @@ class WrappingBackend(Backend):
     def delete(self, key: str) -> None:
         self.inner.delete(key)
 
-    def touch(self, key: str) -> None:
-        self.inner.touch(key)
+    def put_bytes_if_absent(self, key: str, data: bytes) -> bool:
+        return self.inner.put_bytes_if_absent(key, data)
+
+    def put_file_if_absent(self, key: str, path: str) -> bool:
+        return self.inner.put_file_if_absent(key, path)
 
     def copy_from(self, src: Backend, key: str) -> bool:
         return self.inner.copy_from(src, key)
@@ -174,9 +177,13 @@ class CountingBackend(WrappingBackend):
         self._count("delete")
         super().delete(key)
 
-    def touch(self, key: str) -> None:
-        self._count("touch")
-        super().touch(key)
+    def put_bytes_if_absent(self, key: str, data: bytes) -> bool:
+        self._count("put_bytes_if_absent")
+        return super().put_bytes_if_absent(key, data)
+
+    def put_file_if_absent(self, key: str, path: str) -> bool:
+        self._count("put_file_if_absent")
+        return super().put_file_if_absent(key, path)
 
     def copy_from(self, src: Backend, key: str) -> bool:
         copied = super().copy_from(src, key)
