@@ -315,9 +315,12 @@ class FolderBackend(Backend):
         cannot be the object (a regular file of another size, a symbolic link, a FIFO, a device)
         is replaced by it; a directory is refused (:class:`IrregularKeyError`, naming its path).
         Without it (create-if-absent), anything but a regular file is refused: the slot can
-        never be written, which is not a lost race."""
+        never be written, which is not a lost race.
+        The new key's modification time is now (a spool may have been written long before):
+        gc's grace period counts from when an object appears in the store."""
         try:
             os.chmod(tmp, 0o444)
+            os.utime(tmp)
             with self._writing(self._path(key)), self._parent(key, create=True) as (dirfd, name):
                 try:
                     os.link(tmp, name, dst_dir_fd=dirfd)
@@ -338,6 +341,9 @@ class FolderBackend(Backend):
         self._link(self._spool(data), key, replace_damaged=True)
 
     def put_file(self, key: str, path: str) -> None:
+        self.put_file_if_absent(key, path)
+
+    def put_file_if_absent(self, key: str, path: str) -> bool:
         src = os.path.abspath(path)
         if os.path.dirname(src) != self.tempdir():
             with self._writing(self.tempdir(), os.path.getsize(src)):
@@ -350,8 +356,7 @@ class FolderBackend(Backend):
                 except BaseException:
                     quiet_unlink(tmp)
                     raise
-            self._link(tmp, key, replace_damaged=True)
-            return
+            return self._link(tmp, key, replace_damaged=True)
         # The caller spooled into our tempdir: link it directly (no copy). Take our own name for it
         # first so that the caller may delete its name at any time.
         fd, tmp = tempfile.mkstemp(dir=self.tempdir(), prefix="put-")
@@ -363,10 +368,13 @@ class FolderBackend(Backend):
             if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
                 raise
             shutil.copyfile(src, tmp)
-        self._link(tmp, key, replace_damaged=True)
+        return self._link(tmp, key, replace_damaged=True)
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
         return self._link(self._spool(data), key, replace_damaged=False)
+
+    def put_bytes_if_absent(self, key: str, data: bytes) -> bool:
+        return self._link(self._spool(data), key, replace_damaged=True)
 
     def replace(self, key: str, data: bytes) -> None:
         tmp = self._spool(data)
@@ -391,12 +399,3 @@ class FolderBackend(Backend):
                 os.unlink(name, dir_fd=dirfd)
         except (KeyNotFoundError, FileNotFoundError):
             pass
-
-    def touch(self, key: str) -> None:
-        try:
-            with self._parent(key) as (dirfd, name):
-                now = time.time()
-                os.utime(name, (now, now), dir_fd=dirfd, follow_symlinks=False)
-        except (KeyNotFoundError, IrregularKeyError, OSError):
-            pass
-
