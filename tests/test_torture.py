@@ -28,9 +28,9 @@ from roro import Project, Store
 from roro.check import CORRUPT_OBJECT, fsck
 
 SEED_ENV = "RORO_TORTURE_SEED"
-ROUNDS = {"folder": 3, "seaweedfs": 2}
+ROUNDS = {"folder": 4, "seaweedfs": 3}
 WORKERS = 4
-OPERATIONS = {"folder": 30, "seaweedfs": 16}
+OPERATIONS = {"folder": 60, "seaweedfs": 30}
 G_MIN = "4"  # seconds: gc collects what is 4 s old, so reuse races happen all the time
 
 
@@ -51,6 +51,16 @@ def test_torture(kind, tmp_path, request, monkeypatch):
         (tmp_path / "seed").write_text(str(seed))
         raise AssertionError(f"torture test failed; replay with {SEED_ENV}={seed}: "
                              f"{type(e).__name__}: {e}") from e
+    print(f"torture {kind}: {SEED_ENV}={seed}: {summary(tmp_path)}")
+
+
+def summary(directory) -> dict[str, int]:
+    """What the workers did, summed (``pytest -s`` shows it)."""
+    total: dict[str, int] = {}
+    for path in directory.glob("round-*/worker-*.jsonl.stats"):
+        for key, n in json.loads(path.read_text()).items():
+            total[key] = total.get(key, 0) + n
+    return dict(sorted(total.items()))
 
 
 def run_round(kind: str, url: str, mirror: str, rng: random.Random, directory) -> None:

@@ -38,7 +38,10 @@ def attachment_of(n: int) -> bytes:
     return hashlib.sha256(f"attachment {n}".encode()).digest() * (64 + 32 * n)
 
 
-def faulty_store(url: str, rng: random.Random):
+def faulty_store(url: str, rng: random.Random, calm: bool = False):
+    """A store whose backend injects faults; ``calm``: only slow ones (gc reads every log and
+    lists every object: at 2 % of failing or flipped reads it would almost never get to delete
+    anything, and its deletions racing saves are what the test is for)."""
     from roro import Store
     from roro.storage import open_backend
     from roro.storage.faulty import READS, FaultyBackend
@@ -46,6 +49,8 @@ def faulty_store(url: str, rng: random.Random):
     backend = FaultyBackend(open_backend(url), seed=rng.randrange(2**32))
     backend.slow(*READS, "put", "put_file", "put_if_absent", delay=0.02, probability=0.05,
                  times=None)
+    if calm:
+        return Store(backend)
     backend.fail(*READS, probability=0.02, times=None)
     backend.flip_bits(probability=0.02, times=None)
     backend.fail("put", "put_file", "put_if_absent", probability=0.02, times=None)
@@ -63,8 +68,10 @@ def main(url: str, mirror: str, seed: int, out_path: str, operations: int) -> No
     warnings.simplefilter("ignore")  # index-behind warnings are expected under faults
     rng = random.Random(seed)
     store = faulty_store(url, rng)
+    calm_store = faulty_store(url, rng, calm=True)
     repo = Project("p", store=store).get_model_repository("m")
     names, weights = zip(*OPS, strict=True)
+    stats: dict[str, int] = {}
     with open(out_path, "a") as out:
         def record(**entry) -> None:
             out.write(json.dumps(entry) + "\n")
@@ -87,16 +94,23 @@ def main(url: str, mirror: str, seed: int, out_path: str, operations: int) -> No
                     if repo.delete_version(rng.randint(1, 30)):
                         pass
                 elif op == "gc":
-                    gc(store, grace_seconds=min_grace())
+                    # half of the runs without failing reads, so that gc gets to delete
+                    target = calm_store if rng.random() < 0.5 else store
+                    deleted = len(gc(target, grace_seconds=min_grace()).deleted)
+                    stats["gc deleted"] = stats.get("gc deleted", 0) + deleted
                 elif op == "rebuild":
                     store.rebuild_index()
                 elif op == "sync":
                     sync(store, mirror)
                 elif op == "load":
                     repo.get_model()
-            except RoroError:
-                pass  # an injected fault, a refused request, a lost race: all fine
+                stats[op] = stats.get(op, 0) + 1
+            except RoroError as e:  # an injected fault, a refused request, a lost race: fine
+                key = f"{op} {type(e).__name__}"
+                stats[key] = stats.get(key, 0) + 1
             time.sleep(rng.uniform(0, 0.02))
+    with open(out_path + ".stats", "w") as f:
+        json.dump(stats, f)
 
 
 if __name__ == "__main__":
