@@ -94,6 +94,11 @@ class StoreError(RoroError):
     """A store that cannot be used: unknown format, unreachable, unsafe, misconfigured."""
 
 
+class DiskFullError(StoreError):
+    """No space left on the device of a folder store or of the user's cache: a write failed,
+    nothing was lost (the message names the path, the bytes free and the bytes needed)."""
+
+
 class DownloadError(RoroError):
     """A download refused before it wrote anything, or a file it could not write: a file that
     exists (without ``force``), a path that leads outside the target directory."""

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .environment import cache_dir, now_utc
-from .errors import IntegrityError, InvalidNameError, StoreError
+from .errors import IntegrityError, InvalidNameError, RoroWarning, StoreError
 from .names import validate_name
 from .objects import ObjectStore
 from .objects.cache import ObjectCache, cache_max_bytes
@@ -303,6 +303,7 @@ class Store:
         self.backend.put_if_absent(FORMAT_KEY, json.dumps(marker).encode())
         if not self.is_initialized():
             raise StoreError(f"cannot initialize store {self.url}")
+        self.backend.keep_reserve()
         idx = getattr(self._local, "index", None)
         if idx is not None:
             idx.bind_store(self._store_id)

@@ -130,9 +130,9 @@ class KeyRecorder(CountingBackend):
         super().__init__(inner)
         self.read = []
 
-    def get(self, key):
+    def get(self, key, max_size=None):
         self.read.append(key)
-        return super().get(key)
+        return super().get(key, max_size)
 
 
 def test_the_load_check_is_one_read_memoised_per_process(store_url):

@@ -118,7 +118,8 @@ def _check_gc_keys(backend: Backend, report: FsckReport) -> None:
         if not is_gc_key(key):
             report.problems.append(Problem(
                 STRAY_FILE, "not a key roro's gc writes (gc/lock, gc/keep/<name>.json, "
-                "gc/takeover/<id>.json); move it out of the store", key=key, blocks_gc=False))
+                "gc/takeover/<id>.json, gc/reserve); move it out of the store", key=key,
+                blocks_gc=False))
 
 
 #: digest -> every (project, repository, version, role) of a live version that names the object

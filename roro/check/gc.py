@@ -77,6 +77,7 @@ def gc(store: Store, grace_seconds: float = DEFAULT_GRACE_SECONDS,
     finally:
         if lock is not None:
             lock.release()
+            backend.keep_reserve()  # taken back if gc needed it on a full disk
     report.seconds = round(time.monotonic() - started, 3)
     return report
 
@@ -113,6 +114,9 @@ def _collect(store: Store, report: GcReport, grace: float, lock: GcLockHolder | 
     for digest, info in listing.items():
         if digest in checked.reachable:
             continue
+        if digest in kept_destroyed:
+            report.kept_destroyed += 1
+            continue
         report.unreferenced += 1
         age = listed_at - info.mtime
         if age < grace + _slack(grace):
@@ -120,8 +124,6 @@ def _collect(store: Store, report: GcReport, grace: float, lock: GcLockHolder | 
             report.kept_young_bytes += info.size
         elif digest in protected:
             report.kept_protected += 1
-        elif digest in kept_destroyed:
-            report.kept_destroyed += 1
         else:
             doomed.append((digest, info, age))
     # Manifests of deleted versions before the blobs they name.

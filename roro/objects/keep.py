@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from ..digests import digest_bytes
 from ..environment import now_utc
-from ..errors import ConflictError, RoroError, StoreError
+from ..errors import ConflictError, DiskFullError, RoroError, StoreError
 from ..faults import delay_point
 from ..storage import Backend, KeyInfo, KeyNotFoundError
 from ..storage.layout import GC_LOCK_KEY, keep_key, object_key, takeover_key
@@ -163,7 +163,13 @@ class GcLockHolder:
     def acquire(cls, backend: Backend, url: str) -> GcLockHolder:
         for _ in range(5):
             me = GcLock.mine()
-            if backend.put_if_absent(GC_LOCK_KEY, me.raw()):
+            try:
+                created = backend.put_if_absent(GC_LOCK_KEY, me.raw())
+            except DiskFullError:  # gc is how space is freed: use the room kept for it
+                if not backend.free_reserve():
+                    raise
+                created = backend.put_if_absent(GC_LOCK_KEY, me.raw())
+            if created:
                 return cls(backend, me)
             held = read_lock(backend)
             if held is None:

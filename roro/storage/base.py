@@ -216,6 +216,18 @@ class Backend(ABC):
         ``dry_run``; returns what was (or would be) deleted. The default has none."""
         return []
 
+    # -- room on a full disk ---------------------------------------------------------------------
+    def free_reserve(self) -> bool:
+        """Give back the room kept for gc: a folder store keeps a small file (``gc/reserve``)
+        so that gc can write its lock on a full disk and then free space. True if room was
+        freed. The default (a store whose disk does not fill: S3) keeps none."""
+        return False
+
+    def keep_reserve(self) -> None:  # noqa: B027 - a hook with a safe default
+        """Keep the room :meth:`free_reserve` gives back, if it is not kept (written when the
+        store is created and after each gc; quietly nothing when there is no room). Default:
+        no-op."""
+
     # -- set-up ----------------------------------------------------------------------------------
     def prepare_for_writes(self) -> None:  # noqa: B027 - a hook with a safe default
         """Check, once per backend object, that writing is safe (S3: that the store honours

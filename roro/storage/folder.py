@@ -41,12 +41,16 @@ from .base import (
     check_key,
     refuse_too_large,
 )
-from .layout import is_key_path
+from .layout import RESERVE_KEY, is_key_path
 
 TMP_DIR = "tmp"
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC
+
+#: The room kept for gc on a full disk (``gc/reserve``): its lock, a takeover key and their
+#: spool files, a few file-system blocks each.
+RESERVE_BYTES = 16 * 1024
 
 
 def file_kind(mode: int) -> str:
@@ -171,6 +175,21 @@ class FolderBackend(Backend):
         if not os.access(top, os.W_OK):
             with self._writing(top):
                 raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), top)
+
+    def free_reserve(self) -> bool:
+        try:
+            with self._writing(self._path(RESERVE_KEY)), self._parent(RESERVE_KEY) as (dirfd, name):
+                os.unlink(name, dir_fd=dirfd)
+        except (KeyNotFoundError, FileNotFoundError):
+            return False
+        return True
+
+    def keep_reserve(self) -> None:
+        if not os.path.lexists(self._path(RESERVE_KEY)):
+            try:
+                self.put_if_absent(RESERVE_KEY, bytes(RESERVE_BYTES))
+            except StoreError:
+                pass  # no room (or read-only): gc can still run where there is room
 
     def tempdir(self) -> str:
         path = os.path.join(self.root, TMP_DIR)

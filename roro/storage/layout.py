@@ -43,6 +43,8 @@ REFS_PREFIX = "refs/"
 SEQ_DIGITS = 10
 GC_PREFIX = "gc/"
 GC_LOCK_KEY = "gc/lock"
+#: Room a folder store keeps for gc (Backend.free_reserve): gc can take its lock on a full disk.
+RESERVE_KEY = "gc/reserve"
 KEEP_PREFIX = "gc/keep/"
 TAKEOVER_PREFIX = "gc/takeover/"
 _GC_NAME = re.compile(r"[0-9A-Za-z][0-9A-Za-z.-]{0,99}")
@@ -128,7 +130,7 @@ def takeover_key(lock_id: str) -> str:
 
 def is_gc_key(key: str) -> bool:
     """True for every key gc writes (its lock, takeovers, keep markers): fsck knows them."""
-    if key == GC_LOCK_KEY:
+    if key in (GC_LOCK_KEY, RESERVE_KEY):
         return True
     for prefix in (KEEP_PREFIX, TAKEOVER_PREFIX):
         if key.startswith(prefix) and key.endswith(".json"):

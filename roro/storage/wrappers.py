@@ -97,6 +97,12 @@ class WrappingBackend(Backend):
     def collect_temp(self, older_than: float, dry_run: bool = False) -> KeyInfos:
         return self.inner.collect_temp(older_than, dry_run)
 
+    def free_reserve(self) -> bool:
+        return self.inner.free_reserve()
+
+    def keep_reserve(self) -> None:
+        self.inner.keep_reserve()
+
     def prepare_for_writes(self) -> None:
         self.inner.prepare_for_writes()
 
