@@ -51,10 +51,14 @@ browser:
 		echo "the browser tests need Debian's chromium and chromium-driver: sudo apt-get install $(BROWSER_PACKAGES)" >&2; exit 1; \
 	fi
 
+# The suite runs in parallel (pytest-xdist): one worker per core, at least 2 (its tests wait on
+# servers and subprocesses as much as on the CPU). PYTEST_WORKERS=0 runs it in one process.
+PYTEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -lt 2 ] && n=2; echo $$n)
+
 test: install-test browser
 	$(PYTHON) -m ruff check roro tests
 	$(PYTHON) -m mypy
-	$(PYTHON) -m pytest -q -p no:cacheprovider
+	$(PYTHON) -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS)
 
 lint: install-test
 	$(PYTHON) -m ruff check roro tests

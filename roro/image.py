@@ -11,15 +11,18 @@ from collections.abc import KeysView
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, NamedTuple, Protocol
 
 from . import writer
+from .digests import digest_bytes
 from .environment import cloudpickle_version, python_version
 from .errors import (
     AttributeNameError,
     ImmutableError,
+    IntegrityError,
     InvalidArgumentError,
     InvalidMetadataError,
     InvalidNameError,
     NotFoundError,
     RoroError,
+    RoroWarning,
 )
 from .localfs import (
     attachment_target,
@@ -41,6 +44,7 @@ from .metadata import (
 from .names import attachment_name_conflict, validate_attachment_name
 from .notebook import image_html, images_html, images_to_pandas
 from .objects import SpooledObject
+from .objects.manifest import FORMAT
 from .objects.store import HashingWriter
 from .suggest import edit_distance
 
@@ -49,10 +53,6 @@ if TYPE_CHECKING:
     from .repository import ModelRepository
 
 CHUNK = 1 << 20
-
-
-class RoroWarning(UserWarning):
-    """A model was saved with a different Python or cloudpickle version than is loading it."""
 
 
 class Attachment:
@@ -70,6 +70,7 @@ class Attachment:
         """A binary file of the attachment's (verified) bytes; close it when done."""
         if self._spooled is not None:
             return open(self._spooled.path, "rb")
+        self._image.authenticate()
         return self._image._repository.project.store.objects.open_verified(self.digest)
 
     def read(self) -> bytes:
@@ -138,6 +139,10 @@ class ModelImage:
         s(self, "_manifest", manifest)
         s(self, "_digest", digest)
         s(self, "_version", version)
+        # An image read from the index (a listing) is checked against the log before any of
+        # its bytes are served: the index row it came from, until authenticate() has run.
+        s(self, "_unconfirmed", None)
+        s(self, "_damaged", None)
         s(self, "_metadata", dict(manifest["metadata"]) if manifest else {})
         s(self, "_budget", None)  # MetadataBudget of a draft, made on the first __setitem__
         s(self, "_attachments", {})  # name -> Attachment (drafts only)
@@ -145,9 +150,50 @@ class ModelImage:
 
     @classmethod
     def from_index_row(cls, repository: ModelRepository, row: dict[str, Any]) -> ModelImage:
-        """The saved image an index row describes (its manifest was verified when indexed)."""
-        return cls(repository, manifest=json.loads(row["manifest"]), digest=row["image"],
-                   version=row["version"])
+        """The saved image an index row describes. The index is a cache of the log, never its
+        authority: before any byte of the model or an attachment is served,
+        :meth:`authenticate` checks the row against the log. A version whose manifest was
+        damaged when indexed is an image with :attr:`damaged` set, the facts its event
+        records (author, time, comment) and nothing to load."""
+        if row["damaged"] is not None:
+            facts = {"format": FORMAT, "model": None, "attachments": [], "metadata": {},
+                     "timestamp": row["time"], "author": row["author"],
+                     "comment": row["comment"]}
+            image = cls(repository, manifest=facts, digest=row["image"], version=row["version"])
+            object.__setattr__(image, "_damaged", row["damaged"])
+            return image
+        image = cls(repository, manifest=json.loads(row["manifest"]), digest=row["image"],
+                    version=row["version"])
+        object.__setattr__(image, "_unconfirmed", row)
+        return image
+
+    @property
+    def damaged(self) -> str | None:
+        """Why this version cannot be read (its manifest is missing or unreadable), or None.
+        Only images from a listing can be damaged; the rest of the repository is readable."""
+        return self._damaged
+
+    def authenticate(self) -> None:
+        """Make sure the log names this image for this version and that the manifest came
+        from the index unaltered, before any of its bytes are served (an edited index never
+        serves another model): one read of the event, memoised per process. Images that were
+        saved, copied or read with ``get_model_image`` need nothing more."""
+        if self._damaged is not None:
+            raise IntegrityError(f"version {self._version} of model repository "
+                                 f"{self._repository.name!r} is damaged: {self._damaged}; run "
+                                 f"'roro fsck' (the other versions are readable)",
+                                 digest=self._digest, repository=self._repository.name)
+        row = self._unconfirmed
+        if row is None:
+            return
+        if digest_bytes(row["manifest"].encode("utf-8")) != self._digest:
+            raise IntegrityError(f"the local index holds a manifest for version "
+                                 f"{self._version} of {self._repository.name!r} that is not "
+                                 f"image {self._digest}: the index was edited or damaged; "
+                                 f"refusing to serve it. Run 'roro index --rebuild'",
+                                 digest=self._digest, repository=self._repository.name)
+        self._repository.confirm_version(row)
+        object.__setattr__(self, "_unconfirmed", None)
 
     # -- identity --------------------------------------------------------------------------------
     @property
@@ -190,11 +236,11 @@ class ModelImage:
 
     @property
     def model_type(self) -> str | None:
-        return self._manifest["model"]["type"] if self._manifest else None
+        return self._manifest["model"]["type"] if self._manifest and self._manifest["model"] else None
 
     @property
     def model_size(self) -> int | None:
-        return self._manifest["model"]["size"] if self._manifest else None
+        return self._manifest["model"]["size"] if self._manifest and self._manifest["model"] else None
 
     def __repr__(self) -> str:
         where = f"v{self._version}" if self._version else "unsaved"
@@ -410,6 +456,7 @@ class ModelImage:
         """The model object. For a saved image, its bytes are verified before they are unpickled."""
         if self._manifest is None:
             return self._model
+        self.authenticate()
         import cloudpickle  # imported by the first save or load: `import roro` stays cheap
 
         model = self._manifest["model"]
@@ -419,7 +466,7 @@ class ModelImage:
                 warnings.warn(f"{self!r} was saved with {what} {theirs} and is loaded with "
                               f"{mine[what]}; the model may not load or behave the same",
                               RoroWarning, stacklevel=2)
-        with self._repository.project.store.objects.open_verified(model["digest"]) as f:
+        with self.open_model() as f:
             return cloudpickle.load(f)
 
     def open_model(self) -> BinaryIO:
@@ -429,6 +476,7 @@ class ModelImage:
         if self._manifest is None:
             raise RoroError(f"{self!r} is not saved yet: it has no stored bytes to open; "
                             f"use get_model() for the object")
+        self.authenticate()
         return self._repository.project.store.objects.open_verified(self._manifest["model"]["digest"])
 
     def download(self, to: str | os.PathLike[str] | IO[bytes] | None = None, *,
@@ -448,6 +496,7 @@ class ModelImage:
         """
         if self._manifest is None:
             raise RoroError(f"{self!r} is not saved yet: it has nothing to download")
+        self.authenticate()
         progress = progress or _Silent()
         stream = None if to is None or isinstance(to, (str, os.PathLike)) else to
         target = None
@@ -541,10 +590,12 @@ class ModelImage:
             "comment": m["comment"] if m else None,
             "metadata": json.loads(json.dumps(self._metadata)),
             "model": ({k: m["model"][k] for k in ("digest", "size", "type", "serializer",
-                                                   "python", "cloudpickle")} if m else None),
+                                                   "python", "cloudpickle")}
+                      if m and m["model"] else None),
             "attachments": [{"name": a.name, "digest": a.digest, "size": a.size}
                             for a in self.get_attachments()],
             "lineage": self.lineage,
+            **({"damaged": self._damaged} if self._damaged is not None else {}),
         }
 
     def __eq__(self, other: object) -> bool:

@@ -203,6 +203,51 @@ def test_closed_repositories_are_not_shown(tmp_path):
         assert c.get(url.replace("credit-risk", "credit")).status_code == 200
 
 
+def test_a_damaged_version_is_shown_as_damaged(tmp_path, monkeypatch):
+    """A version whose manifest is missing (issue 13: damage stays in its version) is listed with
+    a 'damaged' mark, its page shows what its event says and why it is damaged, the rest of the
+    repository's pages work, an export reports it; restored, it heals (sortable again)."""
+    url = str(tmp_path / "store")
+    save_demo(roro.Project("demo", url), 4)
+    repo = roro.Project("demo", url).get_model_repository("credit-risk")
+    image = repo.get_model_image(version=2).digest
+    original = repo.store.backend.get(object_key(image))
+    repo.store.backend.delete(object_key(image))
+    monkeypatch.setenv("RORO_CACHE_DIR", str(tmp_path / "another-machine"))
+    roro.Store(url).rebuild_index()
+    project = roro.Project("demo", roro.Store(url))
+    c = client(project)
+    base = "/p/demo/r/credit-risk"
+    table = c.get(f"{base}/?sort=accuracy").text
+    assert re.search(r'v2</a> <span class="damaged" title="[^"]*missing', table)
+    assert table.count('class="damaged"') == 1
+    page = c.get(f"{base}/v/2")
+    assert page.status_code == 200
+    assert 'id="damaged">Damaged: ' in page.text and image in page.text
+    assert "Train run 2" in page.text and "<h2>Attachments" not in page.text
+    for ok in (f"{base}/", f"{base}/v/3", f"{base}/v/1", f"{base}/plot", f"{base}/tags",
+               f"{base}/diff?a=1&b=3", "/"):
+        assert c.get(ok).status_code == 200, ok
+    broken = c.get(f"{base}/diff?a=1&b=2")
+    assert broken.status_code == 500 and "damaged" in broken.text
+    out = tmp_path / "site"
+    result = CliRunner().invoke(main, ["--store", url, "--project", "demo", "ui", "--export",
+                                       str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    assert list(json.loads(result.stdout)["problems"]) == ["demo/credit-risk:2"]
+    exported = out / "p" / "demo" / "r" / "credit-risk"
+    assert "Damaged: " in (exported / "v" / "2.html").read_text()
+    assert not any("2-" in f.name or "-2." in f.name for f in (exported / "diff").iterdir())
+    repo.store.backend.put(object_key(image), original)  # restored from a backup
+    assert 'id="damaged"' not in c.get(f"{base}/v/2").text  # the load heals its row
+    table = c.get(f"{base}/?sort=accuracy").text
+    assert 'class="damaged"' not in table
+    assert table.count('href="/p/demo/r/credit-risk/v/') == 4
+    dumped = project.store.index.dump()
+    project.store.rebuild_index()
+    assert project.store.index.dump()["version_keys"] == dumped["version_keys"]
+
+
 def test_a_read_only_store(tmp_path):
     """``roro ui`` on a folder store this user may not write (a real read-only bind mount): its
     index goes to the user cache (issue 13), every page and attachment is served, the export

@@ -42,10 +42,12 @@ def image_document(image: ModelImage, tags: list[str]) -> dict[str, Any]:
         "comment": d["comment"],
         "metadata": d["metadata"],
         "model": {k: d["model"][k]
-                  for k in ("type", "size", "digest", "serializer", "python", "cloudpickle")},
+                  for k in ("type", "size", "digest", "serializer", "python", "cloudpickle")}
+                 if d["model"] else None,
         "attachments": [{"name": a["name"], "size": a["size"], "digest": a["digest"]}
                         for a in d["attachments"]],
         "lineage": d["lineage"] or {},
+        **({"damaged": d["damaged"]} if "damaged" in d else {}),
     }
 
 
@@ -235,6 +237,9 @@ def _print_log_entry(out: render.Output, image: ModelImage, image_tags: list[str
         header.append(")")
     meta = image.get_metadata()
     out.print(header)
+    if image.damaged:
+        out.print(render.text(("damaged", "bold red"), ": ", render.safe_line(image.damaged),
+                              "; run 'roro fsck'"))
     out.print(render.text("Author: ", render.safe_line(meta["author"])))
     date = render.human_time(meta["timestamp"])
     if relative:

@@ -16,6 +16,7 @@ of import per command (and an import hook to keep it from importing numpy) for n
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -26,18 +27,19 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
-from ..errors import IntegrityError, NotFoundError, StoreError
+from ..errors import IntegrityError, StoreError
 from ..faults import crash_point
 from ..localfs import free_bytes
 from ..objects import ObjectStore
-from ..objects.manifest import read_manifest
+from ..objects.manifest import read_manifest_or_damage
 from .events import Event
-from .log import RefLog
+from .log import RefLog, Tail
 from .state import apply_event
 
 #: 3: the lifecycle columns of ``repositories`` and ``versions.deleted = 2`` (issue 14).
-#: 4: ``version_keys`` and the partial index ``versions_deleted`` (the web UI's pages).
-SCHEMA_VERSION = 4
+#: 4: ``repositories.last_md5`` and ``versions.damaged`` (issue 13).
+#: 5: ``version_keys`` and the partial index ``versions_deleted`` (the web UI's pages).
+SCHEMA_VERSION = 5
 BUSY_TIMEOUT_MS = 60_000
 REFRESH_ATTEMPTS = 20
 PARALLEL_READS = 16
@@ -54,6 +56,10 @@ UNSORTABLE = b""
 Row = dict[str, Any]
 #: A manifest as the index stores it: the parsed manifest and its JSON text.
 Described = tuple[dict[str, Any], str]
+#: What a refresh learnt of each manifest it needed: described, or why it is damaged (a str).
+Manifests = dict[str, "Described | str"]
+#: The columns of a ``versions`` row that the index derives from the manifest.
+DERIVED = ("metadata", "model_type", "model_size", "size", "attachments", "manifest")
 
 _SCHEMA = [
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)",
@@ -61,12 +67,12 @@ _SCHEMA = [
         project TEXT NOT NULL, name TEXT NOT NULL, last_seq INTEGER NOT NULL,
         last_hash TEXT, max_version INTEGER NOT NULL, created TEXT, updated TEXT,
         status TEXT, renamed_to TEXT, closed_seq INTEGER, closed_time TEXT, closed_by TEXT,
-        PRIMARY KEY (project, name))""",
+        last_md5 TEXT, PRIMARY KEY (project, name))""",
     """CREATE TABLE versions (
         project TEXT NOT NULL, repository TEXT NOT NULL, version INTEGER NOT NULL,
         image TEXT NOT NULL, seq INTEGER NOT NULL, author TEXT, time TEXT, comment TEXT,
         deleted INTEGER NOT NULL DEFAULT 0, metadata TEXT, model_type TEXT,
-        model_size INTEGER, size INTEGER, attachments TEXT, manifest TEXT,
+        model_size INTEGER, size INTEGER, attachments TEXT, manifest TEXT, damaged TEXT,
         PRIMARY KEY (project, repository, version))""",
     "CREATE INDEX versions_by_time ON versions (project, time)",
     # Deleted versions are rare: counting them (live = max_version - deleted) costs O(deleted),
@@ -229,13 +235,25 @@ class Index:
         return rows[0] if rows else None
 
     def refresh(self, log: RefLog, objects: ObjectStore,
-                known_manifests: dict[str, bytes] | None = None) -> Row | None:
-        """Apply the events of ``log`` that are not indexed yet; return the repository row."""
+                known_manifests: dict[str, bytes] | None = None, *,
+                check_tail: bool = False, appended: Event | None = None) -> Row | None:
+        """Apply the events of ``log`` that are not indexed yet; return the repository row.
+
+        With ``check_tail`` (a writer's refresh), first make sure that the event the index saw
+        last is still in the log, unchanged: an :class:`~roro.errors.IntegrityError` says the
+        log was truncated or rewritten behind the index (see :meth:`RefLog.check_tail`).
+        ``appended`` is an event this process has just written: if it is the next one, it is
+        applied without reading the log (a writer's refresh after its write costs nothing;
+        events of others are read by the next refresh)."""
         project, name = log.project, log.repository
         for _ in range(REFRESH_ATTEMPTS):
             row = self.repository(project, name)
             seq = row["last_seq"] if row else 0
-            events = log.read_after(seq)
+            tail = Tail(seq, row["last_hash"], row["last_md5"]) if check_tail and row else None
+            if appended is not None and appended.seq == seq + 1:
+                events = [appended]
+            else:
+                events = log.read_after(seq, tail)
             if not events:
                 return row
             manifests = _fetch_manifests(_needing_manifests(events, name), objects,
@@ -437,7 +455,7 @@ class Index:
 
     # -- pages (the web UI): each a bounded query, keyset-paginated ------------------------------
     _PAGE_COLUMNS = ("v.version, v.image, v.time, v.author, substr(v.comment, 1, 500) AS comment, "
-                     "v.metadata")
+                     "v.metadata, v.damaged")
 
     def page(self, project: str, repository: str, *, where_sql: str | None = None,
              params: tuple[Any, ...] | list[Any] = (),
@@ -446,8 +464,8 @@ class Index:
              limit: int = 50) -> tuple[list[Row], tuple[Any, ...] | None]:
         """One page of live versions and the cursor of the next page (None on the last one).
 
-        Rows hold ``version, image, time, author, comment`` (its first 500 characters) and
-        ``metadata`` (the JSON column). ``where_sql``/``params``/``functions`` are a compiled
+        Rows hold ``version, image, time, author, comment`` (its first 500 characters),
+        ``metadata`` (the JSON column) and ``damaged`` (why its manifest is unreadable, or None). ``where_sql``/``params``/``functions`` are a compiled
         query (as for :meth:`search`). Without ``sort_key`` the order is by version; with it, by
         that top-level metadata key's value (numbers, then strings; ties by version) through
         ``version_keys``, then the versions without a sortable value, newest first. ``after`` is
@@ -651,6 +669,65 @@ class Index:
             except sqlite3.Error:
                 pass
 
+    def damaged_versions(self, project: str, repository: str) -> dict[int, str]:
+        """``{version: why}`` of the live versions whose manifest could not be read when they
+        were indexed (missing, corrupt, not a manifest)."""
+        return {r["version"]: r["damaged"] for r in self._rows(
+            "SELECT version, damaged FROM versions WHERE project = ? AND repository = ? AND "
+            "deleted = 0 AND damaged IS NOT NULL ORDER BY version", [project, repository])}
+
+    def heal_version(self, project: str, repository: str, version: int,
+                     manifest: dict[str, Any], text: str) -> None:
+        """A damaged version's manifest is readable again (restored): describe it. Best
+        effort (a read must not fail because the index cannot be written): the next rebuild
+        heals it otherwise."""
+        derived = derived_columns(manifest, text)
+        with contextlib.suppress(sqlite3.Error), self.transaction() as conn:
+            healed = conn.execute(
+                "UPDATE versions SET metadata = ?, model_type = ?, model_size = ?, size = ?, "
+                "attachments = ?, manifest = ?, damaged = NULL WHERE project = ? AND "
+                "repository = ? AND version = ? AND deleted = 0 AND damaged IS NOT NULL",
+                [*derived, project, repository, version]).rowcount
+            if healed:  # and its version_keys rows, as add_version would have written them
+                conn.executemany("INSERT OR IGNORE INTO version_keys VALUES (?, ?, ?, ?, ?)",
+                                 [(project, repository, key, value, version)
+                                  for key, value in key_values(derived[0])])
+
+    def tag_move(self, project: str, repository: str, tag: str) -> dict[str, Any] | None:
+        """The last recorded move of ``tag`` (the event that set its current target)."""
+        rows = self._rows("SELECT * FROM tag_events WHERE project = ? AND repository = ? AND "
+                          "tag = ? ORDER BY seq DESC LIMIT 1", [project, repository, tag])
+        return rows[0] if rows else None
+
+    def snapshot(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """Every repository's rows as one consistent read (fsck compares them with the logs):
+        ``{(project, name): {"row": …, "versions": {v: row}, "tags": {tag: v},
+        "tag_events": [row, …]}}``."""
+        out: dict[tuple[str, str], dict[str, Any]] = {}
+        if self.conn.in_transaction:
+            self.conn.commit()
+        self.conn.execute("BEGIN")  # one read transaction: a snapshot, whatever writers do
+        try:
+            for r in self._rows("SELECT * FROM repositories"):
+                out[(r["project"], r["name"])] = {"row": r, "versions": {}, "tags": {},
+                                                  "tag_events": []}
+
+            def of(r: Row) -> dict[str, Any]:
+                key = (r["project"], r["repository"])
+                if key not in out:  # rows of a repository the index has no position for
+                    out[key] = {"row": None, "versions": {}, "tags": {}, "tag_events": []}
+                return out[key]
+
+            for r in self._rows("SELECT * FROM versions"):
+                of(r)["versions"][r["version"]] = r
+            for r in self._rows("SELECT * FROM tags"):
+                of(r)["tags"][r["tag"]] = r["version"]
+            for r in self._rows("SELECT * FROM tag_events ORDER BY seq"):
+                of(r)["tag_events"].append(r)
+        finally:
+            self.conn.commit()
+        return out
+
     def dump(self) -> dict[str, list[dict[str, Any]]]:
         """Every indexed row, in a stable order (tests compare rebuilt and incremental indexes)."""
         order = {"repositories": "project, name", "versions": "project, repository, version",
@@ -739,17 +816,18 @@ def _needing_manifests(events: list[Event], repository: str) -> list[Event]:
 
 
 def _fetch_manifests(events: list[Event], objects: ObjectStore,
-                     known: dict[str, bytes]) -> dict[str, Described]:
-    """The manifests the ``version`` events name, read in parallel (verified, shape-checked)."""
+                     known: dict[str, bytes]) -> Manifests:
+    """The manifests the ``version`` events name, read in parallel (verified, shape-checked).
+
+    A manifest that is missing, corrupt or not a manifest makes its version *damaged*, not the
+    repository: its value is then the reason (a str), and the index lists the version as
+    damaged while every other version stays readable. A failure to read at all (the store
+    unreachable) still raises."""
     digests = sorted({e["image"] for e in events if e.type == "version"})
 
-    def fetch(digest: str) -> tuple[str, Described]:
-        try:
-            manifest, data = read_manifest(objects, digest, known.get(digest))
-        except NotFoundError:
-            raise IntegrityError(f"manifest {digest} named by the ref log is missing from the "
-                                 f"store; run 'roro fsck'", digest=digest) from None
-        return digest, (manifest, data.decode("utf-8"))
+    def fetch(digest: str) -> tuple[str, Described | str]:
+        found = read_manifest_or_damage(objects, digest, known.get(digest))
+        return digest, found if isinstance(found, str) else (found[0], found[1].decode("utf-8"))
 
     if len(digests) <= 4:
         return dict(map(fetch, digests))
@@ -763,7 +841,7 @@ class _SqlView:
     versions about to be added (a version deleted later in the same batch has none)."""
 
     def __init__(self, conn: sqlite3.Connection, project: str, name: str,
-                 manifests: dict[str, Described]):
+                 manifests: Manifests):
         self.conn, self.project, self.name, self.manifests = conn, project, name, manifests
         row = conn.execute("SELECT last_seq, last_hash, max_version, status FROM repositories "
                            "WHERE project = ? AND name = ?", [project, name]).fetchone()
@@ -788,24 +866,25 @@ class _SqlView:
             "SELECT tag FROM tags WHERE project = ? AND repository = ? AND version = ? ORDER BY tag",
             [self.project, self.name, version])]
 
-    def _described(self, image: str) -> list[Any]:
-        """The manifest columns of a version of ``image`` (None each: not fetched, because the
-        version is deleted, or its repository closed, later in the same batch)."""
-        if image not in self.manifests:
-            return [None] * 6
-        m, text = self.manifests[image]
-        size = m["model"]["size"] + sum(a["size"] for a in m["attachments"])
-        return [queryable_metadata(m["metadata"]), m["model"]["type"], m["model"]["size"], size,
-                json.dumps(m["attachments"], ensure_ascii=False), text]
+    def _described(self, image: str) -> tuple[list[Any], str | None]:
+        """The manifest columns of a version of ``image`` and why it is damaged (None: it is
+        not). The columns are None each when the manifest was not fetched (the version is
+        deleted, or its repository closed, later in the same batch) or is damaged."""
+        found = self.manifests.get(image)
+        if isinstance(found, str):
+            return [None] * len(DERIVED), found
+        if found is None:
+            return [None] * len(DERIVED), None
+        return derived_columns(*found), None
 
     def add_version(self, event: Event) -> None:
-        described = self._described(event["image"])
+        described, damaged = self._described(event["image"])
         self.conn.execute(
             "INSERT INTO versions (project, repository, version, image, seq, author, time, "
-            "comment, deleted, metadata, model_type, model_size, size, attachments, manifest) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?)",
+            "comment, deleted, metadata, model_type, model_size, size, attachments, manifest, "
+            "damaged) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?)",
             [self.project, self.name, event["version"], event["image"], event.seq, event.author,
-             event.time, event["comment"], *described])
+             event.time, event["comment"], *described, damaged])
         self._add_keys(event["version"], described[0])
 
     def _add_keys(self, version: int, metadata_column: str | None) -> None:
@@ -840,20 +919,22 @@ class _SqlView:
                 [(p, n, key, value, v) for key, value in key_values(row[0])])
         self.conn.execute(
             "UPDATE versions SET deleted = 1, metadata = NULL, model_type = NULL, "
-            "model_size = NULL, size = NULL, attachments = NULL, manifest = NULL "
-            "WHERE project = ? AND repository = ? AND version = ?", [p, n, v])
+            "model_size = NULL, size = NULL, attachments = NULL, manifest = NULL, "
+            "damaged = NULL WHERE project = ? AND repository = ? AND version = ?", [p, n, v])
 
     def advance(self, event: Event, max_version: int) -> None:
         self.last_seq, self.last_hash, self.max_version = event.seq, event.hash, max_version
-        position = [self.last_seq, self.last_hash, self.max_version, event.time]
+        position = [self.last_seq, self.last_hash, self.max_version, event.time, event.md5]
         if self.exists:
             self.conn.execute(
                 "UPDATE repositories SET last_seq = ?, last_hash = ?, max_version = ?, "
-                "updated = ? WHERE project = ? AND name = ?", [*position, self.project, self.name])
+                "updated = ?, last_md5 = ? WHERE project = ? AND name = ?",
+                [*position, self.project, self.name])
         else:
-            self.conn.execute("INSERT INTO repositories (project, name, last_seq, last_hash, "
-                              "max_version, updated, created) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                              [self.project, self.name, *position, event.time])
+            self.conn.execute(
+                "INSERT INTO repositories (project, name, last_seq, last_hash, max_version, "
+                "updated, last_md5, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [self.project, self.name, *position, event.time])
             self.exists = True
 
     def close(self, event: Event) -> None:
@@ -877,11 +958,12 @@ class _SqlView:
                 "SELECT version, image FROM versions WHERE project = ? AND repository = ? AND "
                 "deleted = 0 AND manifest IS NULL", [self.project, self.name]).fetchall():
             if image in self.manifests:  # else Index.refresh rebuilds the repository after
-                described = self._described(image)
+                described, damaged = self._described(image)
                 self.conn.execute(
                     "UPDATE versions SET metadata = ?, model_type = ?, model_size = ?, size = ?, "
-                    "attachments = ?, manifest = ? WHERE project = ? AND repository = ? AND "
-                    "version = ?", [*described, self.project, self.name, version])
+                    "attachments = ?, manifest = ?, damaged = ? WHERE project = ? AND "
+                    "repository = ? AND version = ?",
+                    [*described, damaged, self.project, self.name, version])
                 self._add_keys(version, described[0])
         self._set_status(event, None, None)
 
@@ -891,6 +973,14 @@ class _SqlView:
             "UPDATE repositories SET status = ?, renamed_to = ?, closed_seq = ?, closed_time = ?, "
             "closed_by = ? WHERE project = ? AND name = ?",
             [status, renamed_to, *closed, self.project, self.name])
+
+
+def derived_columns(manifest: dict[str, Any], text: str) -> list[Any]:
+    """The values of :data:`DERIVED` for a manifest (and its exact JSON text)."""
+    size = manifest["model"]["size"] + sum(a["size"] for a in manifest["attachments"])
+    return [queryable_metadata(manifest["metadata"]), manifest["model"]["type"],
+            manifest["model"]["size"], size,
+            json.dumps(manifest["attachments"], ensure_ascii=False), text]
 
 
 def key_values(metadata_column: str) -> list[tuple[str, Any]]:

@@ -120,14 +120,17 @@ class Site:
         plan.repos.add((pname, rname))
         plan.repo_pages[(pname, rname)] = max(1, -(-len(versions) // pages.PAGE_SIZE))
         plan.versions.update((pname, rname, v) for v in versions)
+        repo = proj.get_model_repository(rname)
+        damaged = set(repo.damaged_versions())  # shown as damaged; no diff with them
         for older, newer in zip(versions[1:], versions, strict=False):
-            plan.diffs.add((pname, rname, older, newer))
-        tags = proj.get_model_repository(rname).get_tags()
+            if not damaged & {older, newer}:
+                plan.diffs.add((pname, rname, older, newer))
+        tags = repo.get_tags()
         latest = tags.get(LATEST)
         for tag, v in tags.items():
             if tag != LATEST:
                 plan.tag_pages.add((pname, rname, tag))
-            if latest is not None and v != latest:
+            if latest is not None and v != latest and not damaged & {v, latest}:
                 plan.diffs.add((pname, rname, v, latest))
         plan.tag_pages.add((pname, rname, None))
         keys = self.store.index.indexed_keys(pname, rname, pages.MAX_KEYS)
@@ -156,7 +159,13 @@ class Site:
             cursor = page.context["next_cursor"]
         repo = proj.get_model_repository(rname)
         for v in versions:
-            self.write_attachments(repo.get_model_image(version=v).get_attachments())
+            where = f"{pname}/{rname}:{v}"
+            try:
+                attachments = repo.get_model_image(version=v).get_attachments()
+            except IntegrityError as e:  # a damaged version: its page says so
+                self.report.problems[where] = str(e)
+                attachments = []
+            self.write_attachments(attachments, where)
             path = base + f"v/{v}.html"
             self.write_page(path, pages.version(proj, links(path), rname, str(v)))
             self.report.versions += 1
@@ -173,8 +182,9 @@ class Site:
                 path = base + f"plot/{plot_slug(key)}.html"
                 self.write_page(path, pages.plot(proj, links(path), rname, key))
 
-    def write_attachments(self, attachments: list[Attachment]) -> None:
-        """Each attachment not written yet (once per digest) and not too big, verified."""
+    def write_attachments(self, attachments: list[Attachment], where: str) -> None:
+        """Each attachment not written yet (once per digest) and not too big, verified (a
+        corrupt one is reported, not written: its version's page says so)."""
         for att in attachments:
             if att.digest in self.plan.attachments:
                 continue
@@ -182,7 +192,12 @@ class Site:
                 self.report.attachments_skipped += 1
                 continue
             target = attachment_path(att.digest, att.name)
-            with att.open() as src:  # verified before it is copied
+            try:
+                src = att.open()  # verified before it is copied
+            except IntegrityError as e:
+                self.report.problems[f"{where}/{att.name}"] = str(e)
+                continue
+            with src:
                 _write_stream(self.root, target, src)
             self.plan.attachments[att.digest] = target
             self.report.attachments += 1

@@ -227,7 +227,7 @@ def repository(project: Project, links: Links, name: str, *, q: str | None = Non
     for r in rows:
         meta = json.loads(r["metadata"]) if r["metadata"] else {}
         table.append({"version": r["version"], "time": r["time"], "author": r["author"],
-                      "comment": (r["comment"] or "").split("\n", 1)[0],
+                      "comment": (r["comment"] or "").split("\n", 1)[0], "damaged": r["damaged"],
                       "image": r["image"], "tags": tags.get(r["version"], []),
                       "cells": [(c in meta, meta.get(c)) for c in cols]})
     state = {"q": q, "sort": sort, "order": "asc" if not descending else "desc", "cols": cols,
@@ -366,7 +366,10 @@ def version(project: Project, links: Links, name: str, version_text: str) -> Pag
     repo = existing_repository(project, name)
     v = positive_int(version_text, "the version")
     assert v is not None
-    image = repo.get_model_image(version=v)
+    try:
+        image = repo.get_model_image(version=v)
+    except IntegrityError as e:
+        return damaged_version(project, links, repo, v, e)
     manifest = image.manifest or {}
     tags = with_latest(repo, [v]).get(v, [])
     older, newer = neighbours(project, repo.name, v)
@@ -374,12 +377,29 @@ def version(project: Project, links: Links, name: str, version_text: str) -> Pag
     meta = image.get_metadata()
     return Page("version.html", _base(
         project, links, f"{repo.name}:{v}", repo=repo.name, version=v, digest=image.digest,
-        tags=tags, comment=manifest.get("comment", ""), author=meta.get("author"),
+        tags=tags, comment=manifest.get("comment", ""), author=meta.get("author"), damaged=None,
         timestamp=meta.get("timestamp"),
         metadata={k: val for k, val in manifest.get("metadata", {}).items()
                   if k not in AUTOMATIC_KEYS},
         model=manifest.get("model", {}), lineage=image.lineage or {}, extras=extras,
         older=older, newer=newer, **attachments_view(image, links, project.name, repo.name, v)))
+
+
+def damaged_version(project: Project, links: Links, repo: ModelRepository, v: int,
+                    error: IntegrityError) -> Page:
+    """The page of a version whose manifest is missing or unreadable (issue 13: damage stays in
+    its version): what its event says (image, author, time, comment, tags) and what is wrong;
+    nothing of the manifest. Any other integrity error (an edited index) is raised."""
+    row = project.store.index.version(project.name, repo.name, v)
+    if row is None or row.get("damaged") is None or row["deleted"]:
+        raise error
+    older, newer = neighbours(project, repo.name, v)
+    return Page("version.html", _base(
+        project, links, f"{repo.name}:{v}", repo=repo.name, version=v, digest=row["image"],
+        tags=with_latest(repo, [v]).get(v, []), comment=row["comment"] or "",
+        author=row["author"], timestamp=row["time"], damaged=str(error), metadata={}, model={},
+        lineage={}, extras={}, older=older, newer=newer, attachments=[], attachments_cut=False,
+        attachment_count=0, attachment_bytes=0, card=None, previews=[]))
 
 
 # -- diff ------------------------------------------------------------------------------------------
