@@ -7,7 +7,7 @@ JSON to ``bench/results/<timestamp>.json``. ``ratio`` is baseline time / roro ti
 as the baseline, 0.8 = 80 % of its throughput). Starts and stops its own SeaweedFS.
 
 Benchmarks (``--only`` takes one of these names, or several separated by commas):
-``startup``, ``big_folder``, ``small_saves``, ``dedup``, ``browse``, ``big_s3``, ``sync``.
+``startup``, ``big_folder``, ``small_saves``, ``dedup``, ``browse``, ``ui``, ``big_s3``, ``sync``.
 """
 
 from __future__ import annotations
@@ -312,7 +312,8 @@ def bench_dedup(ctx: dict[str, Any], res: Results) -> None:
 
 
 # -- browsing at scale -----------------------------------------------------------------------------
-def build_history(root: str, name: str, n: int) -> None:
+def build_history(root: str, name: str, n: int,
+                  metadata: Callable[[int], dict[str, Any]] | None = None) -> None:
     """A folder store whose repository ``name`` has ``n`` versions (and tag ``production`` on the
     middle one): real manifests and real ref-log events, written as plain files (without the
     per-file fsync of the write path: this is set-up, not what is measured), then indexed by
@@ -347,7 +348,8 @@ def build_history(root: str, name: str, n: int) -> None:
     for i in range(n):
         when = (base + dt.timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         manifest = {"format": FORMAT, "attachments": [], "author": "bench",
-                    "comment": f"save {i}", "metadata": {**small_metadata(i), "i": i},
+                    "comment": f"save {i}",
+                    "metadata": metadata(i) if metadata else {**small_metadata(i), "i": i},
                     "timestamp": when, "lineage": {},
                     "model": {"digest": model, "size": len(model_bytes),
                               "serializer": "cloudpickle", "type": "builtins.dict",
@@ -446,6 +448,130 @@ def bench_browse(ctx: dict[str, Any], res: Results) -> None:
     res.details["browse_api_p95_ms"] = api
 
 
+# -- the web UI ------------------------------------------------------------------------------------
+def ui_metadata(i: int) -> dict[str, Any]:
+    """20 keys, like a real training run's: 14 metrics, the 5 of small_metadata, and i."""
+    out: dict[str, Any] = {f"metric_{j:02d}": round(((i * 7919 + j * 104729) % 10007) / 10007, 4)
+                           for j in range(14)}
+    return {**out, **small_metadata(i), "i": i}
+
+
+def upload_tree(root: str, endpoint: str, bucket: str, prefix: str) -> int:
+    """Copy a folder store's own tree (roro.json, objects/, refs/) into a bucket, in parallel."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from support.s3servers import s3_client
+    paths = [os.path.join(root, "roro.json")]
+    for top in ("objects", "refs"):
+        for dirpath, _, files in os.walk(os.path.join(root, top)):
+            paths += [os.path.join(dirpath, f) for f in files]
+    client = s3_client(endpoint)
+
+    def put(path: str) -> None:
+        key = prefix + "/" + os.path.relpath(path, root).replace(os.sep, "/")
+        with open(path, "rb") as f:
+            client.put_object(Bucket=bucket, Key=key, Body=f.read())
+
+    with ThreadPoolExecutor(32) as pool:
+        list(pool.map(put, paths))
+    client.close()
+    return len(paths)
+
+
+def bench_ui(ctx: dict[str, Any], res: Results) -> None:
+    """Server time (p95) of each ``roro ui`` page at 100,000 versions of ~20 metadata keys, on a
+    folder store and on a warm S3 store (SeaweedFS, index already built), measured in-process
+    through the ASGI app (Starlette's TestClient; the time is the endpoint's, from request to
+    response body, excluding the client)."""
+    import sqlite3
+    import warnings
+
+    import roro
+    from roro.ui.app import create_app
+    from roro.ui.links import encode_cursor
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from starlette.testclient import TestClient
+    n = ctx["sizes"]["browse"][-1]
+    calls = ctx["sizes"]["browse_calls"]
+    root = os.path.join(ctx["tmp"], "ui-folder")
+    t = time.perf_counter()
+    build_history(root, "big", n, ui_metadata)
+    print(f"  (built {n:,} versions of {len(ui_metadata(0))} keys in "
+          f"{time.perf_counter() - t:.1f} s)", flush=True)
+    store = roro.Store(root)
+    project = roro.Project(PROJECT, store)
+    repo = project.get_model_repository("big")
+    repo.add_tag("candidate", n - 10)
+    sorted_rows, sorted_next = store.index.page(PROJECT, "big", sort_key="metric_03", limit=50)
+    mid = n // 2
+    base = f"/p/{PROJECT}/r/big/"
+    pages = {
+        "repositories": f"/p/{PROJECT}/",
+        "versions": base,
+        "versions, page 2": base + "?after=" + encode_cursor((n - 50,)),
+        "sorted by a key": base + "?sort=metric_03",
+        "sorted, page 2": base + "?sort=metric_03&after=" + encode_cursor(sorted_next),
+        "sorted ascending": base + "?sort=metric_03&order=asc",
+        "search": base + "?q=" + SEARCH.replace(" ", "+").replace('"', "%22"),
+        "search, sorted": base + "?q=Accuracy+%3E+0.9&sort=metric_05",
+        "version": base + f"v/{mid}",
+        "diff": base + f"diff?a={mid - 1}&b={mid}",
+        "tag history": base + "tags",
+        "plot (newest 1,000)": base + "plot?key=metric_07",
+        "plot (even sample)": base + "plot?key=metric_07&sample=even",
+    }
+    raw = {
+        "versions": ("SELECT * FROM versions WHERE project = ? AND repository = ? AND deleted = 0 "
+                     "ORDER BY version DESC LIMIT 50", [PROJECT, "big"]),
+        "sorted by a key": ("SELECT * FROM versions WHERE project = ? AND repository = ? "
+                            "AND deleted = 0 ORDER BY json_extract(metadata, '$.metric_03') DESC, "
+                            "version DESC LIMIT 50", [PROJECT, "big"]),
+    }
+    conn = sqlite3.connect(store.index_path())
+    baseline = {name: pct(timed(lambda sql=sql, args=args: conn.execute(sql, args).fetchall(),
+                                max(5, calls // 5)), 0.95) * 1000
+                for name, (sql, args) in raw.items()}
+    conn.close()
+    store.close()
+
+    def measure(label: str, project: roro.Project) -> dict[str, float]:
+        timings: list[float] = []
+        client = TestClient(create_app(project, timings=timings), base_url="http://127.0.0.1")
+        out = {}
+        for name, url in pages.items():
+            for _ in range(2):  # warm: the first request of a page refreshes the index
+                assert client.get(url).status_code == 200, url
+            timings.clear()
+            for _ in range(calls):
+                client.get(url)
+            p95 = pct(timings, 0.95) * 1000
+            out[name] = p95
+            res.add(f"UI {name} @ {n:,}, {label} (p95)", p95, baseline.get(name), "ms",
+                    target="<= 100 ms", met=p95 <= 100,
+                    note="server time in-process (ASGI); baseline: sqlite3 reading the rows"
+                         + (" sorted by json_extract" if name == "sorted by a key" else "")
+                    if name in baseline else "server time in-process (ASGI)")
+        client.close()
+        project.store.close()
+        return out
+
+    folder = measure("folder", roro.Project(PROJECT, roro.Store(root)))
+    from support.s3servers import create_bucket
+    endpoint = ctx["endpoint"]()
+    bucket = create_bucket(endpoint)
+    t = time.perf_counter()
+    count = upload_tree(root, endpoint, bucket, "ui")
+    print(f"  (uploaded {count:,} objects to SeaweedFS in {time.perf_counter() - t:.1f} s)",
+          flush=True)
+    s3 = roro.Store(f"s3://{bucket}/ui")
+    os.makedirs(os.path.dirname(s3.index_path()), exist_ok=True)
+    shutil.copyfile(os.path.join(root, "index.sqlite3"), s3.index_path())  # warm: built already
+    s3_times = measure("warm S3", roro.Project(PROJECT, s3))
+    res.details["ui_p95_ms"] = {"folder": folder, "s3": s3_times, "baseline": baseline}
+    shutil.rmtree(root)
+
+
 # -- sync ------------------------------------------------------------------------------------------
 def bench_sync(ctx: dict[str, Any], res: Results) -> None:
     from support.s3servers import create_bucket, s3_client
@@ -525,6 +651,7 @@ BENCHMARKS: dict[str, Callable[[dict[str, Any], Results], None]] = {
     "small_saves": bench_small_saves,
     "dedup": bench_dedup,
     "browse": bench_browse,
+    "ui": bench_ui,
     # Last: SeaweedFS starts with the first of these and keeps a core busy now and then.
     "big_s3": bench_big_s3,
     "sync": bench_sync,

@@ -124,3 +124,30 @@ def save_image(repo, model, comment="", attachments=None, **meta):
     for name, data in (attachments or {}).items():
         img.attach(name, data)
     return img.save(comment=comment)
+
+
+_SCREENSHOTS_SEEN: list[str] = []
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A test's new screenshots travel in its report (to the controller under pytest-xdist)."""
+    outcome = yield
+    from support.browser import SCREENSHOTS
+    if SCREENSHOTS:
+        outcome.get_result().user_properties.append(("screenshots", list(SCREENSHOTS)))
+        SCREENSHOTS.clear()
+
+
+def pytest_runtest_logreport(report):
+    for name, value in report.user_properties:
+        if name == "screenshots":
+            _SCREENSHOTS_SEEN.extend(value)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Where the browser tests saved their screenshots (test artifacts)."""
+    if _SCREENSHOTS_SEEN:
+        folders = sorted({os.path.dirname(p) for p in _SCREENSHOTS_SEEN})
+        terminalreporter.write_line(f"browser screenshots ({len(_SCREENSHOTS_SEEN)}): "
+                                    + ", ".join(folders))

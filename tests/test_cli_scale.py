@@ -3,7 +3,6 @@ manifests, and the index does the same work at 20,000 versions as at 2,000."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import sqlite3
 import time
@@ -11,39 +10,13 @@ import uuid
 
 import pytest
 from click.testing import CliRunner
+from support.histories import build_history
 
 import roro
 from roro.cli import main
-from roro.objects.canonical import canonical_json
-from roro.objects.manifest import FORMAT
 from roro.storage.memory import MemoryBackend
 
 PAGE = 20
-
-
-def build_history(store: roro.Store, project: str, repositories: list[str], total: int) -> None:
-    """``total`` versions spread round-robin over ``repositories``, written straight through the
-    object store and the ref logs (what ``save()`` writes, without pickling ``total`` models)."""
-    store.ensure_initialized()
-    objects = store.objects
-    model = objects.put_bytes(b"not really a pickle")
-    base = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
-    heads = {name: (0, None) for name in repositories}  # name -> (last version, hash of last event)
-    for i in range(total):
-        name = repositories[i % len(repositories)]
-        when = (base + dt.timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        version, prev = heads[name]
-        version += 1
-        manifest = {"format": FORMAT, "attachments": [], "author": "bench", "comment": f"save {i}",
-                    "metadata": {"i": i}, "timestamp": when,
-                    "model": {"digest": model, "size": 19, "serializer": "cloudpickle",
-                              "type": "builtins.bytes", "python": "3.11.7", "cloudpickle": "3.0.0"}}
-        digest = objects.put_bytes(canonical_json(manifest))
-        event = store.reflog(project, name).append(version, prev, "version", "bench", when,
-                                                   version=version, image=digest,
-                                                   comment=f"save {i}")
-        assert event is not None
-        heads[name] = (version, event.hash)
 
 
 class Meter:

@@ -32,6 +32,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("project", ["roro.project"]),
     ("sync, check", ["roro.sync.*", "roro.check.*"]),
     ("api", ["roro"]),
+    ("ui", ["roro.ui.*"]),
     ("cli", ["roro.cli.*", "roro.__main__"]),
 ]
 

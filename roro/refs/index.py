@@ -3,7 +3,8 @@
 Tables (one row per …): ``repositories`` (repository, with its log position and, once closed by
 a ``destroy`` or a ``rename``, its ``status``), ``versions`` (saved version, with the manifest's
 metadata as JSON; ``deleted`` is 0 live, 1 deleted, 2 hidden with its closed repository),
-``tags`` (current tag), ``tag_events`` (tag move).
+``tags`` (current tag), ``tag_events`` (tag move), ``version_keys`` (top-level metadata key of a
+live version, with its value when it can be sorted: what sorting a page by a metadata key reads).
 Each refresh reads only the log entries after the last indexed one (one listing), fetches their
 manifests outside any lock, then applies them in one ``BEGIN IMMEDIATE`` transaction, re-checking
 the position so concurrent refreshers never apply an event twice.
@@ -35,7 +36,10 @@ from .events import Event
 from .log import RefLog, Tail
 from .state import apply_event
 
-SCHEMA_VERSION = 4
+#: 3: the lifecycle columns of ``repositories`` and ``versions.deleted = 2`` (issue 14).
+#: 4: ``repositories.last_md5`` and ``versions.damaged`` (issue 13).
+#: 5: ``version_keys`` and the partial index ``versions_deleted`` (the web UI's pages).
+SCHEMA_VERSION = 5
 BUSY_TIMEOUT_MS = 60_000
 REFRESH_ATTEMPTS = 20
 PARALLEL_READS = 16
@@ -43,7 +47,12 @@ PARALLEL_READS = 16
 #: JSON functions (3.40) end such a string at the NUL, so it is indexed as an object, which no
 #: query literal can match (see docs/query.md).
 NUL_STRING_PLACEHOLDER = {"roro:string-with-nul": True}
-TABLES = ("repositories", "versions", "tags", "tag_events")
+#: Every table of indexed rows: what a store-id change or ``reset`` empties.
+TABLES = ("repositories", "versions", "tags", "tag_events", "version_keys")
+#: The ``value`` of a ``version_keys`` row whose JSON value cannot be sorted (boolean, null, array,
+#: object): a BLOB, which SQLite orders after every number and string, so ``value < x''`` selects
+#: exactly the sortable rows, numbers (numerically) before strings (by code point).
+UNSORTABLE = b""
 Row = dict[str, Any]
 #: A manifest as the index stores it: the parsed manifest and its JSON text.
 Described = tuple[dict[str, Any], str]
@@ -66,6 +75,9 @@ _SCHEMA = [
         model_size INTEGER, size INTEGER, attachments TEXT, manifest TEXT, damaged TEXT,
         PRIMARY KEY (project, repository, version))""",
     "CREATE INDEX versions_by_time ON versions (project, time)",
+    # Deleted versions are rare: counting them (live = max_version - deleted) costs O(deleted),
+    # where counting live rows would cost O(history).
+    "CREATE INDEX versions_deleted ON versions (project, repository) WHERE deleted = 1",
     """CREATE TABLE tags (
         project TEXT NOT NULL, repository TEXT NOT NULL, tag TEXT NOT NULL,
         version INTEGER NOT NULL, PRIMARY KEY (project, repository, tag))""",
@@ -75,6 +87,12 @@ _SCHEMA = [
         tag TEXT NOT NULL, version INTEGER, previous INTEGER, author TEXT, time TEXT,
         PRIMARY KEY (project, repository, seq))""",
     "CREATE INDEX tag_events_by_tag ON tag_events (project, repository, tag, seq)",
+    # One B-tree (WITHOUT ROWID) that answers "versions ordered by key K" and, through its
+    # (project, repository, key) prefix, "which keys exist" (see indexed_keys).
+    """CREATE TABLE version_keys (
+        project TEXT NOT NULL, repository TEXT NOT NULL, key TEXT NOT NULL,
+        value NOT NULL, version INTEGER NOT NULL,
+        PRIMARY KEY (project, repository, key, value, version)) WITHOUT ROWID""",
 ]
 
 
@@ -313,7 +331,7 @@ class Index:
     def _delete_repository(self, project: str, name: str) -> None:
         self.conn.execute("DELETE FROM repositories WHERE project = ? AND name = ?",
                           [project, name])
-        for t in ("versions", "tags", "tag_events"):
+        for t in ("versions", "tags", "tag_events", "version_keys"):
             self.conn.execute(f"DELETE FROM [{t}] WHERE project = ? AND repository = ?",
                               [project, name])
 
@@ -435,6 +453,166 @@ class Index:
         self._optimize_once()
         return rows
 
+    # -- pages (the web UI): each a bounded query, keyset-paginated ------------------------------
+    _PAGE_COLUMNS = ("v.version, v.image, v.time, v.author, substr(v.comment, 1, 500) AS comment, "
+                     "v.metadata, v.damaged")
+
+    def page(self, project: str, repository: str, *, where_sql: str | None = None,
+             params: tuple[Any, ...] | list[Any] = (),
+             functions: dict[str, tuple[int, Any]] | None = None, sort_key: str | None = None,
+             descending: bool = True, after: tuple[Any, ...] | None = None,
+             limit: int = 50) -> tuple[list[Row], tuple[Any, ...] | None]:
+        """One page of live versions and the cursor of the next page (None on the last one).
+
+        Rows hold ``version, image, time, author, comment`` (its first 500 characters),
+        ``metadata`` (the JSON column) and ``damaged`` (why its manifest is unreadable, or None). ``where_sql``/``params``/``functions`` are a compiled
+        query (as for :meth:`search`). Without ``sort_key`` the order is by version; with it, by
+        that top-level metadata key's value (numbers, then strings; ties by version) through
+        ``version_keys``, then the versions without a sortable value, newest first. ``after`` is
+        a cursor this method returned; each page costs O(limit) index steps (plus the rows a
+        ``where_sql`` filters out).
+        """
+        for name, (arity, fn) in (functions or {}).items():
+            self.conn.create_function(name, arity, fn, deterministic=True)
+        filt = f" AND ({where_sql})" if where_sql else ""
+        if sort_key is None:
+            op, order = ("<", "DESC") if descending else (">", "ASC")
+            sql = (f"SELECT {self._PAGE_COLUMNS} FROM versions AS v WHERE v.project = ? "
+                   "AND v.repository = ? AND v.deleted = 0")
+            args: list[Any] = [project, repository]
+            if after is not None:
+                sql += f" AND v.version {op} ?"
+                args.append(after[0])
+            rows = self._rows(sql + filt + f" ORDER BY v.version {order} LIMIT ?",
+                              [*args, *params, limit + 1])
+            if where_sql:
+                self._optimize_once()  # statistics for driving a query from the tags (see search)
+            if len(rows) > limit:
+                return rows[:limit], (rows[limit - 1]["version"],)
+            return rows, None
+        return self._page_by_key(project, repository, sort_key, filt, list(params), descending,
+                                 after, limit)
+
+    def _page_by_key(self, project: str, repository: str, key: str, filt: str,
+                     params: list[Any], descending: bool, after: tuple[Any, ...] | None,
+                     limit: int) -> tuple[list[Row], tuple[Any, ...] | None]:
+        """:meth:`page` sorted by ``key``: first the ``version_keys`` rows with a sortable value
+        (cursor ``("k", value, version)``), then the versions without one (``("m", version)``)."""
+        cols = self._PAGE_COLUMNS
+        rows: list[Row] = []
+        if after is None or after[0] == "k":
+            op, order = ("<", "DESC") if descending else (">", "ASC")
+            sql = (f"SELECT {cols}, k.value AS sort_value FROM version_keys AS k JOIN versions AS v "
+                   "ON v.project = k.project AND v.repository = k.repository "
+                   "AND v.version = k.version WHERE k.project = ? AND k.repository = ? "
+                   "AND k.key = ? AND k.value < x''")
+            args: list[Any] = [project, repository, key]
+            if after is not None:
+                sql += f" AND (k.value, k.version) {op} (?, ?)"
+                args += [after[1], after[2]]
+            rows = self._rows(sql + " AND v.deleted = 0" + filt +
+                              f" ORDER BY k.value {order}, k.version {order} LIMIT ?",
+                              [*args, *params, limit + 1])
+            if len(rows) > limit:
+                last = rows[limit - 1]
+                return rows[:limit], ("k", last["sort_value"], last["version"])
+            after = None
+        # Versions without a sortable value of the key, newest first.
+        sql = (f"SELECT {cols}, NULL AS sort_value FROM versions AS v WHERE v.project = ? "
+               "AND v.repository = ? AND v.deleted = 0 AND NOT EXISTS (SELECT 1 FROM "
+               "json_each(v.metadata) AS j WHERE j.key = ? AND j.type IN ('integer', 'real', "
+               "'text'))")
+        args = [project, repository, key]
+        if after is not None:
+            sql += " AND v.version < ?"
+            args.append(after[1])
+        keyed = len(rows)
+        rows += self._rows(sql + filt + " ORDER BY v.version DESC LIMIT ?",
+                           [*args, *params, limit + 1 - keyed])
+        if len(rows) <= limit:
+            return rows, None
+        last = rows[limit - 1]
+        if limit <= keyed:  # the page ends on a keyed row: the next starts after it
+            return rows[:limit], ("k", last["sort_value"], last["version"])
+        return rows[:limit], ("m", last["version"])
+
+    def indexed_keys(self, project: str, repository: str,
+                     limit: int = 500) -> list[tuple[str, bool]]:
+        """The distinct top-level metadata keys of a repository's live versions, in code point
+        order, each with whether some value of it is a number: ``limit`` index seeks (a loose
+        index scan of ``version_keys``), whatever the number of versions."""
+        sql = """WITH RECURSIVE k(key) AS (
+                SELECT (SELECT min(key) FROM version_keys WHERE project = ?1 AND repository = ?2)
+                UNION ALL
+                SELECT (SELECT min(key) FROM version_keys WHERE project = ?1 AND repository = ?2
+                        AND key > k.key) FROM k WHERE k.key IS NOT NULL LIMIT ?3)
+            SELECT key, (SELECT typeof(value) FROM version_keys WHERE project = ?1
+                         AND repository = ?2 AND key = k.key ORDER BY value LIMIT 1) AS first
+            FROM k WHERE key IS NOT NULL"""
+        return [(r[0], r[1] in ("integer", "real"))
+                for r in self.conn.execute(sql, [project, repository, limit + 1])][:limit]
+
+    def numeric_series(self, project: str, repository: str, key: str, *,
+                       newest: int | None = None,
+                       versions: list[int] | None = None) -> list[tuple[int, int | float]]:
+        """``(version, value)`` of the live versions whose top-level ``key`` is a number, oldest
+        first, among the ``newest`` highest versions or among ``versions``; never more rows."""
+        if newest is not None and versions is None:
+            source = ("(SELECT version, metadata FROM versions WHERE project = ? AND repository = ? "
+                      "AND deleted = 0 ORDER BY version DESC LIMIT ?)")
+            args: list[Any] = [project, repository, newest]
+        elif versions is not None and newest is None:
+            marks = ",".join("?" * len(versions)) or "NULL"
+            source = (f"(SELECT version, metadata FROM versions WHERE project = ? AND repository = ? "
+                      f"AND deleted = 0 AND version IN ({marks}))")
+            args = [project, repository, *versions]
+        else:
+            raise ValueError("give newest or versions")
+        sql = (f"SELECT v.version, j.value FROM {source} AS v JOIN json_each(v.metadata) AS j "
+               "ON j.key = ? AND j.type IN ('integer', 'real') ORDER BY v.version")
+        return [(r[0], r[1]) for r in self.conn.execute(sql, [*args, key])]
+
+    def version_bounds(self, project: str, repository: str) -> tuple[int | None, int | None]:
+        """The lowest and highest live version numbers (two seeks from the ends of the primary
+        key: one ``min(), max()`` query would scan every row)."""
+        sql = ("SELECT version FROM versions WHERE project = ? AND repository = ? AND deleted = 0 "
+               "ORDER BY version {} LIMIT 1")
+        return (self._one(sql.format("ASC"), [project, repository]),
+                self._one(sql.format("DESC"), [project, repository]))
+
+    def tag_history_page(self, project: str, repository: str, tag: str | None = None, *,
+                         before: int | None = None,
+                         limit: int = 100) -> tuple[list[Row], int | None]:
+        """Tag moves newest first, ``limit`` at a time; the next page's ``before`` (a seq)."""
+        sql = "SELECT * FROM tag_events WHERE project = ? AND repository = ?"
+        args: list[Any] = [project, repository]
+        if tag is not None:
+            sql += " AND tag = ?"
+            args.append(tag)
+        if before is not None:
+            sql += " AND seq < ?"
+            args.append(before)
+        rows = self._rows(sql + " ORDER BY seq DESC LIMIT ?", [*args, limit + 1])
+        if len(rows) > limit:
+            return rows[:limit], rows[limit - 1]["seq"]
+        return rows, None
+
+    def repository_summary(self, project: str, repository: str) -> Row:
+        """Live version count, latest version and its save time, for a list of repositories:
+        O(deleted versions), not O(history) (version numbers are gap-free; deleted ones keep
+        their row). A closed (destroyed or renamed) repository has none."""
+        max_version = self._one("SELECT max_version FROM repositories WHERE project = ? "
+                                "AND name = ? AND status IS NULL", [project, repository])
+        if max_version is None:
+            return {"versions": 0, "latest": None, "last_saved": None}
+        deleted = self._one("SELECT count(*) FROM versions WHERE project = ? AND repository = ? "
+                            "AND deleted = 1", [project, repository])
+        latest = self.conn.execute(
+            "SELECT version, time FROM versions WHERE project = ? AND repository = ? "
+            "AND deleted = 0 ORDER BY version DESC LIMIT 1", [project, repository]).fetchone()
+        return {"versions": max_version - deleted, "latest": latest[0] if latest else None,
+                "last_saved": latest[1] if latest else None}
+
     @staticmethod
     def _recent_metadata(project: str, repository: str | None,
                          scan: int) -> tuple[str, list[Any]]:
@@ -503,12 +681,17 @@ class Index:
         """A damaged version's manifest is readable again (restored): describe it. Best
         effort (a read must not fail because the index cannot be written): the next rebuild
         heals it otherwise."""
+        derived = derived_columns(manifest, text)
         with contextlib.suppress(sqlite3.Error), self.transaction() as conn:
-            conn.execute(
+            healed = conn.execute(
                 "UPDATE versions SET metadata = ?, model_type = ?, model_size = ?, size = ?, "
                 "attachments = ?, manifest = ?, damaged = NULL WHERE project = ? AND "
                 "repository = ? AND version = ? AND deleted = 0 AND damaged IS NOT NULL",
-                [*derived_columns(manifest, text), project, repository, version])
+                [*derived, project, repository, version]).rowcount
+            if healed:  # and its version_keys rows, as add_version would have written them
+                conn.executemany("INSERT OR IGNORE INTO version_keys VALUES (?, ?, ?, ?, ?)",
+                                 [(project, repository, key, value, version)
+                                  for key, value in key_values(derived[0])])
 
     def tag_move(self, project: str, repository: str, tag: str) -> dict[str, Any] | None:
         """The last recorded move of ``tag`` (the event that set its current target)."""
@@ -548,7 +731,8 @@ class Index:
     def dump(self) -> dict[str, list[dict[str, Any]]]:
         """Every indexed row, in a stable order (tests compare rebuilt and incremental indexes)."""
         order = {"repositories": "project, name", "versions": "project, repository, version",
-                 "tags": "project, repository, tag", "tag_events": "project, repository, seq"}
+                 "tags": "project, repository, tag", "tag_events": "project, repository, seq",
+                 "version_keys": "project, repository, key, value, version"}
         return {t: self._rows(f"SELECT * FROM [{t}] ORDER BY {o}") for t, o in order.items()}
 
 
@@ -701,6 +885,14 @@ class _SqlView:
             "damaged) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?)",
             [self.project, self.name, event["version"], event["image"], event.seq, event.author,
              event.time, event["comment"], *described, damaged])
+        self._add_keys(event["version"], described[0])
+
+    def _add_keys(self, version: int, metadata_column: str | None) -> None:
+        if metadata_column is not None:
+            self.conn.executemany(
+                "INSERT INTO version_keys VALUES (?, ?, ?, ?, ?)",
+                [(self.project, self.name, key, value, version)
+                 for key, value in key_values(metadata_column)])
 
     def set_tag(self, event: Event) -> None:
         p, n = self.project, self.name
@@ -717,11 +909,18 @@ class _SqlView:
     def delete_version(self, event: Event) -> None:
         # Keep only what the log says: the manifest of a deleted version may be collected by
         # gc, so a rebuilt index could not know more, and must answer the same.
+        p, n, v = self.project, self.name, event["version"]
+        row = self.conn.execute("SELECT metadata FROM versions WHERE project = ? AND "
+                                "repository = ? AND version = ?", [p, n, v]).fetchone()
+        if row is not None and row[0] is not None:  # its exact keys: one seek per key
+            self.conn.executemany(
+                "DELETE FROM version_keys WHERE project = ? AND repository = ? AND key = ? "
+                "AND value = ? AND version = ?",
+                [(p, n, key, value, v) for key, value in key_values(row[0])])
         self.conn.execute(
             "UPDATE versions SET deleted = 1, metadata = NULL, model_type = NULL, "
             "model_size = NULL, size = NULL, attachments = NULL, manifest = NULL, "
-            "damaged = NULL WHERE project = ? AND repository = ? AND version = ?",
-            [self.project, self.name, event["version"]])
+            "damaged = NULL WHERE project = ? AND repository = ? AND version = ?", [p, n, v])
 
     def advance(self, event: Event, max_version: int) -> None:
         self.last_seq, self.last_hash, self.max_version = event.seq, event.hash, max_version
@@ -747,6 +946,8 @@ class _SqlView:
             "UPDATE versions SET deleted = 2, metadata = NULL, model_type = NULL, "
             "model_size = NULL, size = NULL, attachments = NULL, manifest = NULL "
             "WHERE project = ? AND repository = ? AND deleted = 0", [self.project, self.name])
+        self.conn.execute("DELETE FROM version_keys WHERE project = ? AND repository = ?",
+                          [self.project, self.name])
         self._set_status(event, self.status, event["to"] if event.type == "rename" else None)
 
     def reopen(self, event: Event) -> None:
@@ -763,6 +964,7 @@ class _SqlView:
                     "attachments = ?, manifest = ?, damaged = ? WHERE project = ? AND "
                     "repository = ? AND version = ?",
                     [*described, damaged, self.project, self.name, version])
+                self._add_keys(version, described[0])
         self._set_status(event, None, None)
 
     def _set_status(self, event: Event, status: str | None, renamed_to: str | None) -> None:
@@ -779,6 +981,18 @@ def derived_columns(manifest: dict[str, Any], text: str) -> list[Any]:
     return [queryable_metadata(manifest["metadata"]), manifest["model"]["type"],
             manifest["model"]["size"], size,
             json.dumps(manifest["attachments"], ensure_ascii=False), text]
+
+
+def key_values(metadata_column: str) -> list[tuple[str, Any]]:
+    """The ``version_keys`` rows of one version, from its ``metadata`` column: ``(key, value)``
+    for every top-level key, the value being the number or string itself, or
+    :data:`UNSORTABLE`."""
+    out: list[tuple[str, Any]] = []
+    for key, value in json.loads(metadata_column).items():
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            value = UNSORTABLE
+        out.append((key, value))
+    return out
 
 
 def queryable_metadata(metadata: dict[str, Any]) -> str:
