@@ -15,12 +15,14 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from .environment import roro_home
+from .environment import config_dir, roro_home
 from .errors import ConfigError
+from .formats.trust import Trust, parse_env_trust
 from .names import validate_name
 from .store import Store
 
 CONFIG_FILE = "roro.yml"
+USER_CONFIG_FILE = "config.yml"
 DEFAULT_PROJECT = "default"
 
 
@@ -46,13 +48,56 @@ def find_config(start: str | None = None) -> str | None:
         d = parent
 
 
-def load_config(path: str) -> dict[str, Any]:
+def _load_yaml(path: str) -> Any:
     import yaml  # PyYAML: only when a roro.yml is read
     try:
         with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
+            return yaml.safe_load(f)
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
         raise ConfigError(f"cannot read {path}: {str(e).splitlines()[0]}") from None
+
+
+def user_config_path() -> str:
+    """``$XDG_CONFIG_HOME/roro/config.yml`` (``~/.config/roro/config.yml``)."""
+    return os.path.join(config_dir(), USER_CONFIG_FILE)
+
+
+def load_user_config() -> dict[str, Any]:
+    """The user configuration (``{}`` when there is none); ConfigError if it is not a mapping."""
+    path = user_config_path()
+    if not os.path.isfile(path):
+        return {}
+    data = _load_yaml(path)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must be a mapping (e.g. 'trust: {{pickle: deny}}')")
+    return data
+
+
+def trust_settings(explicit: dict[str, Any] | None = None) -> Trust:
+    """The load gate's settings: the user configuration, then ``RORO_TRUST``, then the nearest
+    ``roro.yml``, then ``explicit`` (``get_model(trust=...)``), each only tightening the ones
+    before it (see :mod:`roro.formats.trust`)."""
+    trust = Trust()
+    user = load_user_config()
+    if "trust" in user:
+        trust = trust.tighten(user["trust"], user_config_path())
+    env = os.environ.get("RORO_TRUST")
+    if env:
+        trust = trust.tighten(parse_env_trust(env), "RORO_TRUST")
+    path = find_config()
+    if path is not None:
+        data = load_config(path)
+        if "trust" in data:
+            trust = trust.tighten(data["trust"], path)
+    if explicit is not None:
+        trust = trust.tighten(explicit, "get_model(trust=...)")
+    return trust
+
+
+def load_config(path: str) -> dict[str, Any]:
+    data = _load_yaml(path)
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -1,4 +1,5 @@
-"""What changed between two saved model images: metadata, attachments, model, comment, lineage.
+"""What changed between two saved model images: metadata, attachments, model, comment, lineage
+and contract (library versions, input schema).
 
 >>> d = repo.get_model_image(version=12).diff(repo.get_model_image(tag="production"))
 >>> d.metadata_changed            # {"Accuracy": (0.87, 0.89)}
@@ -15,7 +16,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .errors import RoroError
+from .formats.contract import flatten as flatten_contract
 from .objects.canonical import canonical_json
+from .objects.manifest import model_format
 
 if TYPE_CHECKING:
     from .image import ModelImage
@@ -62,6 +65,8 @@ class ImageDiff:
     comment_a: str
     comment_b: str
     lineage: DictDiff
+    #: The contract, flattened (``library numpy``, ``input dtype``, ``input column age``…).
+    contract: DictDiff = field(default_factory=DictDiff)
 
     @property
     def metadata_added(self) -> dict[str, Any]:
@@ -108,6 +113,7 @@ class ImageDiff:
             "comment": {"changed": self.comment_changed, "a": self.comment_a,
                         "b": self.comment_b},
             "lineage": self.lineage.to_dict(),
+            "contract": self.contract.to_dict(),
         }
 
     def format(self) -> str:
@@ -123,6 +129,9 @@ class ImageDiff:
                          f"{self.model_b['digest'][:19]} {self.model_b['size']} bytes")
             if self.model_a["type"] != self.model_b["type"]:
                 lines.append(f"~ model type: {self.model_a['type']} -> {self.model_b['type']}")
+            if self.model_a["format"] != self.model_b["format"]:
+                lines.append(f"~ model format: {self.model_a['format']} -> "
+                             f"{self.model_b['format']}")
         for k, v in self.metadata.added.items():
             lines.append(f"+ metadata {k}: {_short(v)}")
         for k, v in self.metadata.removed.items():
@@ -136,6 +145,12 @@ class ImageDiff:
         for att in self.attachments_changed:
             lines.append(f"~ attachment {att['name']}: {att['a']['digest'][:19]} -> "
                          f"{att['b']['digest'][:19]}")
+        for k, v in self.contract.added.items():
+            lines.append(f"+ contract {k}: {_short(v)}")
+        for k, v in self.contract.removed.items():
+            lines.append(f"- contract {k}: {_short(v)}")
+        for k, (x, y) in self.contract.changed.items():
+            lines.append(f"~ contract {k}: {_short(x)} -> {_short(y)}")
         if self.comment_changed:
             lines.append(f"~ comment: {_short(self.comment_a)} -> {_short(self.comment_b)}")
         if self.identical:
@@ -166,7 +181,8 @@ def diff_images(a: ModelImage, b: ModelImage) -> ImageDiff:
                 "digest": image.digest, "timestamp": m["timestamp"], "author": m["author"]}
 
     def model(m: dict[str, Any]) -> dict[str, Any]:
-        return {k: m["model"][k] for k in ("digest", "size", "type")}
+        return {"digest": m["model"]["digest"], "size": m["model"]["size"],
+                "type": m["model"].get("type"), "format": model_format(m)}
 
     return ImageDiff(
         a=side(a, ma), b=side(b, mb),
@@ -180,4 +196,6 @@ def diff_images(a: ModelImage, b: ModelImage) -> ImageDiff:
         model_a=model(ma), model_b=model(mb),
         comment_a=ma["comment"], comment_b=mb["comment"],
         lineage=DictDiff.between(a.lineage or {}, b.lineage or {}),
+        contract=DictDiff.between(flatten_contract(ma.get("contract")),
+                                  flatten_contract(mb.get("contract"))),
     )

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -86,11 +87,33 @@ class ModelRepository:
         return self._refresh() is not None
 
     # -- images ----------------------------------------------------------------------------------
-    def new_model_image(self, model: Any) -> ModelImage:
-        """A new, unsaved image of ``model``: add metadata and attachments, then ``save()``."""
-        return ModelImage(self, model)
+    def new_model_image(self, model: Any, format: str = "cloudpickle",
+                        input_example: Any = None) -> ModelImage:
+        """A new, unsaved image of ``model``: add metadata and attachments, then ``save()``.
+
+        ``format`` is how the model is stored: ``cloudpickle`` (any object, the default),
+        ``safetensors`` (a dict of numpy arrays), ``onnx`` (an ``onnx.ModelProto``), ``skops``
+        (a scikit-learn estimator), ``file`` (bytes, a path or a binary file, stored as they
+        are), or ``auto`` (a safe format when the object allows it, else cloudpickle).
+        ``input_example`` (a numpy array or pandas DataFrame) records the input schema in the
+        model's contract (see :meth:`ModelImage.check_input`).
+        """
+        return ModelImage(self, model, format=format, input_example=input_example)
 
     new_image = new_model_image
+
+    def save_file(self, path: str | os.PathLike[str], format: str = "file",
+                  metadata: dict[str, Any] | None = None,
+                  attachments: dict[str, Any] | None = None, comment: str = "") -> ModelImage:
+        """Save an existing model file as the next version, as it is, without loading it (what
+        ``roro models:save`` does). The file must check out as ``format`` (``file`` takes any
+        file); ``attachments`` maps names to what :meth:`ModelImage.attach` takes."""
+        image = ModelImage(self, None, format=format)
+        if metadata:
+            image.set_metadata(metadata)
+        for name, source in (attachments or {}).items():
+            image.attach(name, source)
+        return image.save_file(path, comment)
 
     def resolve(self, version: int | str | None = None, tag: str | None = None) -> int:
         """The version number that ``version`` or ``tag`` (neither: latest) names."""
@@ -129,9 +152,11 @@ class ModelRepository:
         manifest, _ = read_manifest(self.store.objects, row["image"])
         return ModelImage(self, manifest=manifest, digest=row["image"], version=v)
 
-    def get_model(self, version: int | str | None = None, tag: str | None = None) -> Any:
-        """The model object of ``version`` or ``tag`` (default latest), verified before unpickling."""
-        return self.get_model_image(version, tag).get_model()
+    def get_model(self, version: int | str | None = None, tag: str | None = None, *,
+                  trust: dict[str, Any] | None = None, tensors: list[str] | None = None) -> Any:
+        """The model object of ``version`` or ``tag`` (default latest), verified before it is
+        loaded; ``trust`` and ``tensors`` as in :meth:`ModelImage.get_model`."""
+        return self.get_model_image(version, tag).get_model(trust=trust, tensors=tensors)
 
     def list_model_images(self, limit: int | None = None,
                           before: int | None = None) -> list[ModelImage]:

@@ -25,13 +25,17 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 from .environment import cloudpickle_version, current_author, now_utc, python_version
-from .errors import ConflictError
+from .errors import ConflictError, RoroError
 from .faults import crash_point
+from .formats import DEFAULT as DEFAULT_FORMAT
+from .formats import ModelFormat, get_format
+from .formats import choose as choose_format
+from .formats.contract import collect_libraries
 from .lineage import collect_lineage
 from .metadata import check_total
 from .objects import SpooledObject
 from .objects.canonical import canonical_json
-from .objects.manifest import FORMAT, referenced_digests
+from .objects.manifest import FORMAT, MANIFEST_FEATURE, blob_sizes, referenced_digests
 from .objects.transfer import ObjectTransfer
 from .refs import Event
 from .store import Store
@@ -117,36 +121,88 @@ def publish(store: Store, project: str, repository: str, manifest: dict[str, Any
 
 def save_model(store: Store, project: str, repository: str, model: Any,
                metadata: dict[str, Any], attachments: Sequence[tuple[str, SpooledObject]],
-               comment: str) -> Published:
-    """Save ``model`` (cloudpickled, streamed) with ``metadata`` and already spooled
-    ``attachments`` (``(name, spool)``, sorted by name) as the next version."""
-    import cloudpickle  # imported by the first save or load: `import roro` stays cheap
-
+               comment: str, format: str = DEFAULT_FORMAT,
+               input_schema: dict[str, Any] | None = None) -> Published:
+    """Save ``model`` in ``format`` (a name from :mod:`roro.formats`, or ``auto``; streamed into
+    a hashing spool) with ``metadata`` and already spooled ``attachments`` (``(name, spool)``,
+    sorted by name) as the next version; ``input_schema`` goes into the contract."""
     check_total(metadata)
+    fmt = choose_format(model, format)
     store.ensure_initialized()
-    objects = store.objects
-    spooled = objects.spool_writer(lambda w: cloudpickle.dump(model, w))
+    spooled = store.objects.spool_writer(lambda w: fmt.dump(model, w))
+    model_entry: dict[str, Any] = {"type": fmt.model_type(model)}
+    if fmt.pickled:
+        model_entry.update(python=python_version(), cloudpickle=cloudpickle_version())
+    contract: dict[str, Any] = {"libraries": collect_libraries(model, fmt.libraries,
+                                                                fmt.pickled)}
+    if input_schema is not None:
+        contract["input"] = input_schema
+    return _publish_model(store, project, repository, fmt, spooled, model_entry, metadata,
+                          attachments, comment, contract,
+                          collect_lineage(model, exclude=store.local_paths()))
+
+
+def save_file(store: Store, project: str, repository: str, path: str, format: str,
+              metadata: dict[str, Any], attachments: Sequence[tuple[str, SpooledObject]],
+              comment: str) -> Published:
+    """Save the existing model file ``path`` as it is, without loading it (``roro models:save``).
+
+    The stored copy is checked to be in ``format`` (a safetensors header that adds up, an ONNX
+    protobuf that parses, a skops archive, a pickle stream that scans — never unpickled; any
+    file for ``file``), else :class:`~roro.formats.FormatError`.
+    """
+    check_total(metadata)
+    fmt = get_format(format)
+    store.ensure_initialized()
     try:
+        with open(path, "rb") as f:
+            spooled = store.objects.spool_stream(f)
+    except OSError as e:
+        raise RoroError(f"cannot read {path!r}: {e.strerror}") from None
+    try:
+        fmt.check_file(spooled.path)
+    except BaseException:
+        spooled.discard()
+        raise
+    return _publish_model(store, project, repository, fmt, spooled, {}, metadata, attachments,
+                          comment, None, collect_lineage(None, exclude=store.local_paths()))
+
+
+def _publish_model(store: Store, project: str, repository: str, fmt: ModelFormat,
+                   spooled: SpooledObject, model_entry: dict[str, Any],
+                   metadata: dict[str, Any], attachments: Sequence[tuple[str, SpooledObject]],
+                   comment: str, contract: dict[str, Any] | None,
+                   lineage: dict[str, Any]) -> Published:
+    """Store the spooled model, its summary and the attachments, then publish a version 2
+    manifest (the store records the ``manifest-v2`` feature before anything is written)."""
+    objects = store.objects
+    try:
+        summary = fmt.summarize(spooled.path)
+        store.require_feature(MANIFEST_FEATURE)
         objects.put_spooled(spooled)
     finally:
         spooled.discard()
+    entry: dict[str, Any] = {"format": fmt.name, "digest": spooled.digest, "size": spooled.size,
+                             **model_entry}
+    if summary is not None:
+        data = canonical_json(summary)
+        entry["summary"] = {"digest": objects.put_bytes(data), "size": len(data)}
     for _, attachment in attachments:
         objects.put_spooled(attachment)
     crash_point("after-blobs")
-    mtype = type(model)
-    manifest = {
+    manifest: dict[str, Any] = {
         "format": FORMAT,
-        "model": {"digest": spooled.digest, "size": spooled.size, "serializer": "cloudpickle",
-                  "type": f"{mtype.__module__}.{mtype.__qualname__}",
-                  "python": python_version(), "cloudpickle": cloudpickle_version()},
+        "model": entry,
         "attachments": [{"name": name, "digest": a.digest, "size": a.size}
                         for name, a in attachments],
         "metadata": metadata,
         "timestamp": now_utc(),
         "author": current_author(),
         "comment": comment,
-        "lineage": collect_lineage(model, exclude=store.local_paths()),
+        "lineage": lineage,
     }
+    if contract is not None:
+        manifest["contract"] = contract
     return publish(store, project, repository, manifest)
 
 
@@ -171,8 +227,7 @@ def copy_image(src: Store, manifest: dict[str, Any], origin: dict[str, Any], dst
     published, unless the latest version already is that very copy.
     """
     transfer = ObjectTransfer(src.objects, dst.objects, pool)
-    sizes = {manifest["model"]["digest"]: manifest["model"]["size"],
-             **{a["digest"]: a["size"] for a in manifest["attachments"]}}
+    sizes = blob_sizes(manifest)
     dst.require_features(src.features())  # DESIGN §14: before what may need them
     missing, found, known = transfer.classify(referenced_digests(manifest))
     transfer.touch(found)

@@ -17,7 +17,7 @@ from ..errors import IntegrityError, InvalidNameError, NotFoundError
 from ..names import validate_name
 from ..objects import ObjectStore
 from ..objects.canonical import canonical_json, loads
-from ..objects.manifest import read_manifest
+from ..objects.manifest import named_blobs, read_manifest
 from ..refs import Event, RepoState
 from ..refs.events import parse_event
 from ..refs.state import event_problem
@@ -114,10 +114,8 @@ def _check_manifests(backend: Backend, refs: Refs, report: FsckReport,
         if manifest is None:
             continue
         for project, name, v, _ in refs[mdigest]:
-            refs.setdefault(manifest["model"]["digest"], []).append((project, name, v, "model"))
-            for a in manifest["attachments"]:
-                refs.setdefault(a["digest"], []).append(
-                    (project, name, v, f"attachment {a['name']}"))
+            for digest, _size, role in named_blobs(manifest):
+                refs.setdefault(digest, []).append((project, name, v, role))
     return manifests
 
 

@@ -49,9 +49,9 @@ def main(ctx: click.Context, store: str | None, project: str | None) -> None:
     ctx.obj = CliState(project, store)
 
 
-from . import init, models, query, sync, trust  # noqa: E402 - they need CliState, defined above
+from . import formats, init, models, query, sync, trust  # noqa: E402 - they need CliState, defined above
 
 main.add_command(init.init)
-for _module in (models, query, trust, sync):
+for _module in (models, formats, query, trust, sync):
     for _command in _module.COMMANDS:
         main.add_command(_command)

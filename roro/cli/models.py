@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ..errors import IntegrityError, NotFoundError
 from ..names import LATEST, parse_refspec, validate_name, validate_tag
 from ..query import parse
 from . import render
@@ -20,6 +21,10 @@ if TYPE_CHECKING:
     from . import CliState
 
 PROGRESS_MIN_BYTES = 16 << 20  # a progress bar for downloads of at least this size, on a terminal
+#: models:show scans a pickle up to this size (a bigger one: 'roro models:scan').
+SHOW_SCAN_MAX = 256 << 20
+#: Rows of a summary (tensors) that models:show prints; --json has them all.
+SHOW_MAX_ROWS = 50
 
 spec_argument = click.argument("spec", metavar="NAME[:VERSION|TAG]")
 
@@ -43,11 +48,12 @@ def image_document(image: ModelImage, tags: list[str]) -> dict[str, Any]:
         "timestamp": d["timestamp"],
         "comment": d["comment"],
         "metadata": d["metadata"],
-        "model": {k: d["model"][k]
-                  for k in ("type", "size", "digest", "serializer", "python", "cloudpickle")},
+        "model": {**(image.manifest or {}).get("model", {}), "format": image.model_format,
+                  "type": image.model_type},
         "attachments": [{"name": a["name"], "size": a["size"], "digest": a["digest"]}
                         for a in d["attachments"]],
         "lineage": d["lineage"] or {},
+        "contract": d["contract"],
     }
 
 
@@ -197,13 +203,23 @@ def models_log(state: CliState, name: str | None, limit: int | None, before: int
 # -- models:show -----------------------------------------------------------------------------------
 @click.command("models:show")
 @spec_argument
+@click.option("--no-scan", is_flag=True,
+              help="Do not read a pickle's bytes to list what it would import.")
 @json_option
 @click.pass_obj
-def models_show(state: CliState, spec: str, as_json: bool) -> None:
-    """Show one version (default latest): metadata, model, attachments, tags, comment."""
+def models_show(state: CliState, spec: str, no_scan: bool, as_json: bool) -> None:
+    """Show one version (default latest): metadata, model, attachments, tags, comment.
+
+    Also the model's summary (tensors, inputs and outputs: recorded at save, so the model is not
+    fetched), its contract, and for a pickle what it would import (read from its opcodes, never
+    run: the pickle's bytes are read and verified, not loaded; --no-scan skips this; see
+    'roro models:scan').
+    """
     image = _image(state.project, spec)
     tags = image.repository.get_tags_by_version([_version(image)]).get(_version(image), [])
     doc = image_document(image, tags)
+    doc["summary"] = image.summary
+    doc["pickle"] = pickle_document(image, scan=not no_scan)
     if as_json:
         render.emit_json(doc)
         return
@@ -213,9 +229,31 @@ def models_show(state: CliState, spec: str, as_json: bool) -> None:
         header.append("  (" + render.tag_list(tags) + ")", style="bold cyan")
     out.print(header)
     out.print(_facts(doc))
-    for section in (_lineage_section, _metadata_section, _attachments_section):
-        out.print()
-        out.print(section(doc))
+    for section in (_pickle_section, _summary_section, _contract_section, _lineage_section,
+                    _metadata_section, _attachments_section):
+        rendered = section(doc)
+        if rendered is not None:
+            out.print()
+            out.print(rendered)
+
+
+def pickle_document(image: ModelImage, scan: bool = True) -> dict[str, Any] | None:
+    """What ``models:show`` says of a pickle: the scan of its verified bytes (None for a model
+    that is not a pickle). Not scanned: a pickle over :data:`SHOW_SCAN_MAX` bytes (left to
+    models:scan), with ``scan=False``, or one whose bytes cannot be read or are corrupted (the
+    rest of the version is still shown; ``skipped`` says why)."""
+    if image.model_format != "cloudpickle":
+        return None
+    if not scan:
+        return {"verdict": None, "skipped": "--no-scan"}
+    if (image.model_size or 0) > SHOW_SCAN_MAX:
+        return {"verdict": None, "skipped": f"larger than {render.human_size(SHOW_SCAN_MAX)}; "
+                                            f"run 'roro models:scan' to scan it"}
+    try:
+        result = image.scan()
+    except (IntegrityError, NotFoundError) as e:
+        return {"verdict": None, "skipped": f"cannot read the model: {e}"}
+    return result.to_dict() if result is not None else None
 
 
 def _facts(doc: dict[str, Any]) -> Any:
@@ -230,11 +268,121 @@ def _facts(doc: dict[str, Any]) -> Any:
     facts.add_row("model", render.text(render.safe_line(model["type"]), ", ",
                                        render.human_size(model["size"]), " (",
                                        render.short_digest(model["digest"]), ")"))
-    facts.add_row("format", f"{render.safe_line(model['serializer'])} "
-                              f"{render.safe_line(model['cloudpickle'])}, "
-                              f"Python {render.safe_line(model['python'])}")
+    versions = ", ".join(
+        f"{label} {render.safe_line(model[key])}"
+        for key, label in (("cloudpickle", ""), ("python", "Python"))
+        if isinstance(model.get(key), str)).lstrip()
+    facts.add_row("format", render.safe_line(model["format"]) + (f" {versions}" if versions
+                                                                  else ""))
     facts.add_row("comment", render.safe(doc["comment"]) if doc["comment"] else "-")
     return facts
+
+
+def _pickle_section(doc: dict[str, Any]) -> Any:
+    from rich.console import Group  # rich (~40 ms): only when something is rendered
+    scan = doc.get("pickle")
+    if scan is None:
+        return None
+    if scan["verdict"] is None:
+        return render.text(("Pickle", "bold"), ": not scanned (",
+                           render.safe_line(scan["skipped"]), ")")
+    style = {"clean": "bold green", "contains code": "bold yellow"}.get(scan["verdict"],
+                                                                        "bold red")
+    lines: list[Any] = [render.text(("Pickle", "bold"), ": ", (scan["verdict"], style),
+                                    " (read from its opcodes, not run; a clean scan is no proof "
+                                    "of safety)")]
+    flagged = set(scan["flagged"])
+    for name in scan["imports"]:
+        mark = ("  FLAGGED", "bold red") if name in flagged else ""
+        lines.append(render.text("  imports ", render.safe_line(name), mark))
+    for item in scan["flagged"]:
+        if item not in scan["imports"]:
+            lines.append(render.text(("  FLAGGED ", "bold red"), render.safe_line(item)))
+    if scan["code_objects"]:
+        lines.append(render.text(f"  {scan['code_objects']} code object"
+                                 f"{'s' * (scan['code_objects'] != 1)} (functions or classes "
+                                 f"pickled by value) naming: ",
+                                 render.safe_line(", ".join(scan["code_names"][:40]))))
+    for problem in scan["problems"]:
+        lines.append(render.text(("  FLAGGED ", "bold red"), render.safe_line(problem)))
+    return Group(*lines)
+
+
+def _summary_section(doc: dict[str, Any]) -> Any:
+    from rich.table import Table  # rich (~40 ms): only when something is rendered
+    summary = doc.get("summary")
+    if not summary:
+        return None
+    if "tensors" in summary:
+        tensors = summary["tensors"]
+        table = Table(title=f"Tensors ({len(tensors)}, {summary.get('parameters', 0):,} "
+                            f"parameters)", title_justify="left", title_style="bold", box=None,
+                      pad_edge=False, header_style="bold")
+        table.add_column("NAME")
+        table.add_column("DTYPE", no_wrap=True)
+        table.add_column("SHAPE", no_wrap=True)
+        for t in tensors[:SHOW_MAX_ROWS]:
+            table.add_row(render.safe_line(t["name"]), render.safe_line(t["dtype"]),
+                          render.safe_line(_shape(t["shape"])))
+        if len(tensors) > SHOW_MAX_ROWS:
+            table.add_row(f"… {len(tensors) - SHOW_MAX_ROWS} more (--json lists them all)", "",
+                          "")
+        return table
+    if "inputs" in summary:
+        table = Table(title=f"ONNX graph (opset {_opsets(summary)}, {summary.get('nodes', 0)} "
+                            f"nodes, {summary.get('initializers', 0)} initializers, "
+                            f"{summary.get('parameters', 0):,} parameters)",
+                      title_justify="left", title_style="bold", box=None, pad_edge=False,
+                      header_style="bold")
+        table.add_column("")
+        table.add_column("NAME")
+        table.add_column("DTYPE", no_wrap=True)
+        table.add_column("SHAPE", no_wrap=True)
+        for kind in ("inputs", "outputs"):
+            for v in summary.get(kind) or []:
+                table.add_row(kind[:-1], render.safe_line(v.get("name")),
+                              render.safe_line(v.get("dtype")), render.safe_line(
+                                  _shape(v.get("shape"))))
+        return table
+    if "untrusted_types" in summary:
+        types = summary["untrusted_types"]
+        return render.text(("skops types to trust", "bold"), ": ",
+                           render.safe_line(", ".join(types)) if types else "none")
+    return None
+
+
+def _shape(shape: Any) -> str:
+    if not isinstance(shape, list):
+        return "?"
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+
+
+def _opsets(summary: dict[str, Any]) -> str:
+    return ", ".join(f"{o.get('version')}" if o.get("domain") == "ai.onnx"
+                     else f"{o.get('domain')} {o.get('version')}"
+                     for o in summary.get("opset") or [])
+
+
+def _contract_section(doc: dict[str, Any]) -> Any:
+    from rich.table import Table  # rich (~40 ms): only when something is rendered
+    rows = contract_rows(doc.get("contract"))
+    if not rows:
+        return None
+    table = Table.grid(padding=(0, 2))
+    table.add_column(no_wrap=True)
+    table.add_column()
+    for key, value in rows:
+        table.add_row(key, value)
+    from rich.console import Group  # rich (~40 ms): only when something is rendered
+    return Group(render.text(("Contract", "bold")), table)
+
+
+def contract_rows(contract: Any) -> list[tuple[str, str]]:
+    """The lines of a contract: each library and version, the input schema."""
+    from ..formats.contract import flatten  # the contract helpers: only when one is shown
+    return [(render.safe_line(k), render.safe_line(v if isinstance(v, str) else _shape(v)
+                                                   if isinstance(v, list) else str(v)))
+            for k, v in flatten(contract).items()]
 
 
 def _lineage_section(doc: dict[str, Any]) -> Any:

@@ -24,12 +24,12 @@ from typing import Any
 from ..errors import IntegrityError, NotFoundError, StoreError
 from ..faults import crash_point
 from ..objects import ObjectStore
-from ..objects.manifest import read_manifest
+from ..objects.manifest import model_format, read_manifest
 from .events import Event
 from .log import RefLog
 from .state import apply_event
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_MS = 60_000
 REFRESH_ATTEMPTS = 20
 PARALLEL_READS = 16
@@ -52,7 +52,7 @@ _SCHEMA = [
         project TEXT NOT NULL, repository TEXT NOT NULL, version INTEGER NOT NULL,
         image TEXT NOT NULL, seq INTEGER NOT NULL, author TEXT, time TEXT, comment TEXT,
         deleted INTEGER NOT NULL DEFAULT 0, metadata TEXT, model_type TEXT,
-        model_size INTEGER, size INTEGER, attachments TEXT, manifest TEXT,
+        model_size INTEGER, size INTEGER, attachments TEXT, manifest TEXT, model_format TEXT,
         PRIMARY KEY (project, repository, version))""",
     "CREATE INDEX versions_by_time ON versions (project, time)",
     """CREATE TABLE tags (
@@ -436,17 +436,18 @@ class _SqlView:
             [self.project, self.name, version])]
 
     def add_version(self, event: Event) -> None:
-        described: list[Any] = [None] * 6  # a version deleted later in the same batch
+        described: list[Any] = [None] * 7  # a version deleted later in the same batch
         if event["image"] in self.manifests:
             m, text = self.manifests[event["image"]]
             size = m["model"]["size"] + sum(a["size"] for a in m["attachments"])
-            described = [queryable_metadata(m["metadata"]), m["model"]["type"],
+            described = [queryable_metadata(m["metadata"]), m["model"].get("type"),
                          m["model"]["size"], size,
-                         json.dumps(m["attachments"], ensure_ascii=False), text]
+                         json.dumps(m["attachments"], ensure_ascii=False), text,
+                         model_format(m)]
         self.conn.execute(
             "INSERT INTO versions (project, repository, version, image, seq, author, time, "
-            "comment, deleted, metadata, model_type, model_size, size, attachments, manifest) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?)",
+            "comment, deleted, metadata, model_type, model_size, size, attachments, manifest, "
+            "model_format) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?)",
             [self.project, self.name, event["version"], event["image"], event.seq, event.author,
              event.time, event["comment"], *described])
 
@@ -467,7 +468,8 @@ class _SqlView:
         # gc, so a rebuilt index could not know more, and must answer the same.
         self.conn.execute(
             "UPDATE versions SET deleted = 1, metadata = NULL, model_type = NULL, "
-            "model_size = NULL, size = NULL, attachments = NULL, manifest = NULL "
+            "model_size = NULL, size = NULL, attachments = NULL, manifest = NULL, "
+            "model_format = NULL "
             "WHERE project = ? AND repository = ? AND version = ?",
             [self.project, self.name, event["version"]])
 

@@ -27,7 +27,9 @@ FEATURES_PREFIX = "features/"
 #: The format features this roro knows (DESIGN §14): a store that records any other one was
 #: written by a newer roro and is refused with "upgrade roro". Each feature is recorded by the
 #: first write that needs it (``Store.require_feature``), before that write.
-KNOWN_FEATURES: frozenset[str] = frozenset()
+KNOWN_FEATURES: frozenset[str] = frozenset({
+    "manifest-v2",  # version 2 manifests: model formats, summaries, contracts (issue 15)
+})
 _FEATURE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 OBJECTS_PREFIX = f"objects/{ALGORITHM}/"
 REFS_PREFIX = "refs/"

@@ -12,14 +12,36 @@ Closing a wrapper does not close what it wraps: the inner backend belongs to who
 
 from __future__ import annotations
 
+import io
+import os
 import threading
 from collections import Counter
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from .base import Backend, KeyInfo, KeyInfos, Names
 
 __all__ = ["CountingBackend", "WrappingBackend"]
+
+
+class _CountingReader(io.RawIOBase):
+    """A binary stream that adds what is read from it to a :class:`CountingBackend`'s bytes."""
+
+    def __init__(self, inner: BinaryIO, owner: CountingBackend):
+        self._inner, self._owner = inner, owner
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._inner.read(len(buffer))
+        buffer[:len(data)] = data
+        self._owner._count("", len(data))
+        return len(data)
+
+    def close(self) -> None:
+        self._inner.close()
+        super().close()
 
 
 class WrappingBackend(Backend):
@@ -113,23 +135,31 @@ class CountingBackend(WrappingBackend):
     def __init__(self, inner: Backend):
         super().__init__(inner)
         self.counts: Counter[str] = Counter()
+        #: Bytes read from the inner backend (``get``, ``download``, and ``open`` streams as
+        #: they are read).
+        self.bytes_read = 0
         self._lock = threading.Lock()
 
-    def _count(self, op: str) -> None:
+    def _count(self, op: str, nbytes: int = 0) -> None:
         with self._lock:
-            self.counts[op] += 1
+            if op:
+                self.counts[op] += 1
+            self.bytes_read += nbytes
 
     def get(self, key: str) -> bytes:
         self._count("get")
-        return super().get(key)
+        data = super().get(key)
+        self._count("", len(data))
+        return data
 
     def open(self, key: str) -> BinaryIO:
         self._count("open")
-        return super().open(key)
+        return io.BufferedReader(_CountingReader(super().open(key), self))
 
     def download(self, key: str, path: str) -> None:
         self._count("download")
         super().download(key, path)
+        self._count("", os.path.getsize(path))
 
     def put(self, key: str, data: bytes) -> None:
         self._count("put")

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import IntegrityError, InvalidNameError, NotFoundError, RoroError
 from ..names import validate_name
+from ..objects.manifest import blob_sizes as sizes_of_blobs
 from ..objects.manifest import read_manifest
 from ..objects.transfer import ObjectTransfer, missing_in
 from ..refs import Event, RefLog, apply_event, fold, list_projects, list_repositories
@@ -257,9 +258,7 @@ class _Syncer:
         manifests = dict(self.pool.map(self._read_manifest, images))
         blob_sizes: dict[str, int] = {}
         for _, manifest in manifests.values():
-            blob_sizes[manifest["model"]["digest"]] = manifest["model"]["size"]
-            for a in manifest["attachments"]:
-                blob_sizes[a["digest"]] = a["size"]
+            blob_sizes.update(sizes_of_blobs(manifest))
         manifest_sizes = {d: len(data) for d, (data, _) in manifests.items()}
         sizes = {**blob_sizes, **manifest_sizes}
         missing_blobs, found_blobs, known_blobs = self.transfer.classify(blob_sizes)

@@ -1,0 +1,74 @@
+"""What every model format provides, and the errors formats raise.
+
+A format is a small module with a :class:`ModelFormat` object: ``detect(obj)`` (can it hold this
+object?), ``dump(obj, writer)`` (stream it into a binary writer), ``load(file, **options)`` (the
+object, from a verified binary file), ``check_file(path)`` (is this file in the format? without
+running anything) and ``summarize(path)`` (a small JSON-able description, read from the file's
+header where the format has one). Heavy libraries (numpy, safetensors, onnx, skops) are imported
+only inside these functions, through :func:`require`, which names the pip extra when one is
+missing.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, BinaryIO, Protocol
+
+from ..errors import RoroError
+
+
+class FormatError(RoroError, ValueError):
+    """An object or a file that is not in the format asked for, or an unknown format."""
+
+
+class MissingLibraryError(RoroError, ImportError):
+    """A format whose library is not installed; the message names the pip extra to install."""
+
+
+class Writer(Protocol):
+    def write(self, data: Any) -> int: ...
+
+
+class ModelFormat(Protocol):
+    """One model format (see the module docstring)."""
+
+    name: str
+    #: True when loading runs pickle code (the load gate's ``pickle`` setting applies).
+    pickled: bool
+    #: The libraries (distribution names) whose versions a model in this format depends on.
+    libraries: tuple[str, ...]
+
+    def detect(self, obj: Any) -> bool: ...
+
+    def model_type(self, obj: Any) -> str: ...
+
+    def dump(self, obj: Any, writer: Writer) -> None: ...
+
+    def load(self, f: BinaryIO, **options: Any) -> Any: ...
+
+    def check_file(self, path: str) -> None: ...
+
+    def summarize(self, path: str) -> dict[str, Any] | None: ...
+
+
+def require(module: str, extra: str) -> Any:
+    """``import module``, or :class:`MissingLibraryError` naming the extra that installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise MissingLibraryError(
+            f"the {extra} format needs the {module.split('.')[0]} package, which is not "
+            f"installed ({e}); install it with: pip install 'roro[{extra}]' (or 'roro[formats]' "
+            f"for every format)") from None
+
+
+def type_name(obj: Any) -> str:
+    """``module.QualName`` of ``obj``'s class."""
+    t = type(obj)
+    return f"{t.__module__}.{t.__qualname__}"
+
+
+def is_ndarray(obj: Any) -> bool:
+    """A numpy array, recognised without importing numpy."""
+    t = type(obj)
+    return t.__name__ == "ndarray" and t.__module__ == "numpy"
