@@ -309,15 +309,16 @@ def _pickle_section(doc: dict[str, Any]) -> Any:
 
 
 def _summary_section(doc: dict[str, Any]) -> Any:
+    from rich.console import Group  # rich (~40 ms): only when something is rendered
     from rich.table import Table  # rich (~40 ms): only when something is rendered
     summary = doc.get("summary")
     if not summary:
         return None
     if "tensors" in summary:
         tensors = summary["tensors"]
-        table = Table(title=f"Tensors ({len(tensors)}, {summary.get('parameters', 0):,} "
-                            f"parameters)", title_justify="left", title_style="bold", box=None,
-                      pad_edge=False, header_style="bold")
+        title = render.text((f"Tensors ({len(tensors)}, {summary.get('parameters', 0):,} "
+                             f"parameters)", "bold"))
+        table = Table(box=None, pad_edge=False, header_style="bold")
         table.add_column("NAME")
         table.add_column("DTYPE", no_wrap=True)
         table.add_column("SHAPE", no_wrap=True)
@@ -327,13 +328,12 @@ def _summary_section(doc: dict[str, Any]) -> Any:
         if len(tensors) > SHOW_MAX_ROWS:
             table.add_row(f"… {len(tensors) - SHOW_MAX_ROWS} more (--json lists them all)", "",
                           "")
-        return table
+        return Group(title, table)
     if "inputs" in summary:
-        table = Table(title=f"ONNX graph (opset {_opsets(summary)}, {summary.get('nodes', 0)} "
-                            f"nodes, {summary.get('initializers', 0)} initializers, "
-                            f"{summary.get('parameters', 0):,} parameters)",
-                      title_justify="left", title_style="bold", box=None, pad_edge=False,
-                      header_style="bold")
+        title = render.text((f"ONNX graph (opset {_opsets(summary)}, {summary.get('nodes', 0)} "
+                             f"nodes, {summary.get('initializers', 0)} initializers, "
+                             f"{summary.get('parameters', 0):,} parameters)", "bold"))
+        table = Table(box=None, pad_edge=False, header_style="bold")
         table.add_column("")
         table.add_column("NAME")
         table.add_column("DTYPE", no_wrap=True)
@@ -343,7 +343,7 @@ def _summary_section(doc: dict[str, Any]) -> Any:
                 table.add_row(kind[:-1], render.safe_line(v.get("name")),
                               render.safe_line(v.get("dtype")), render.safe_line(
                                   _shape(v.get("shape"))))
-        return table
+        return Group(title, table)
     if "untrusted_types" in summary:
         types = summary["untrusted_types"]
         return render.text(("skops types to trust", "bold"), ": ",
@@ -364,6 +364,7 @@ def _opsets(summary: dict[str, Any]) -> str:
 
 
 def _contract_section(doc: dict[str, Any]) -> Any:
+    from rich.console import Group  # rich (~40 ms): only when something is rendered
     from rich.table import Table  # rich (~40 ms): only when something is rendered
     rows = contract_rows(doc.get("contract"))
     if not rows:
@@ -373,7 +374,6 @@ def _contract_section(doc: dict[str, Any]) -> Any:
     table.add_column()
     for key, value in rows:
         table.add_row(key, value)
-    from rich.console import Group  # rich (~40 ms): only when something is rendered
     return Group(render.text(("Contract", "bold")), table)
 
 

@@ -57,6 +57,6 @@ def choose(obj: Any, name: str) -> ModelFormat:
         return FORMATS[DEFAULT]
     fmt = get_format(name)
     if not fmt.detect(obj):
-        raise FormatError(f"a {type(obj).__name__} cannot be saved in the {fmt.name} format "
-                          f"(see docs: 'Formats and trust'); use format='cloudpickle' or 'auto'")
+        raise FormatError(f"a {type(obj).__name__} cannot be saved in the {fmt.name} format, "
+                          f"which stores {fmt.holds}; use format='cloudpickle' or 'auto'")
     return fmt

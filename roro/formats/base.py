@@ -33,6 +33,8 @@ class ModelFormat(Protocol):
     """One model format (see the module docstring)."""
 
     name: str
+    #: What it stores, for messages ("a dict of numpy arrays").
+    holds: str
     #: True when loading runs pickle code (the load gate's ``pickle`` setting applies).
     pickled: bool
     #: The libraries (distribution names) whose versions a model in this format depends on.

@@ -10,6 +10,7 @@ from .base import FormatError, Writer
 
 class FileFormat:
     name = "file"
+    holds = "bytes, a path or a binary file object"
     pickled = False
     libraries: tuple[str, ...] = ()
 

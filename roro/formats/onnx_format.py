@@ -18,6 +18,7 @@ MAX_LISTED = 1000
 
 class OnnxFormat:
     name = "onnx"
+    holds = "an onnx.ModelProto"
     pickled = False
     libraries: tuple[str, ...] = ("onnx",)
 

@@ -10,6 +10,7 @@ from .scan import scan_pickle
 
 class CloudpickleFormat:
     name = "cloudpickle"
+    holds = "any Python object"
     pickled = True
     libraries: tuple[str, ...] = ()  # the model's own packages: see roro.formats.contract
 

@@ -30,6 +30,7 @@ SIZES = {"BOOL": 1, "U8": 1, "I8": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2, "
 
 class SafetensorsFormat:
     name = "safetensors"
+    holds = "a non-empty dict of numpy arrays with string keys"
     pickled = False
     libraries: tuple[str, ...] = ("numpy", "safetensors")
 

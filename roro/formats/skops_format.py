@@ -18,6 +18,7 @@ EXTRA = "skops"
 
 class SkopsFormat:
     name = "skops"
+    holds = "a scikit-learn estimator"
     pickled = False
     libraries: tuple[str, ...] = ("skops", "scikit-learn")
 
