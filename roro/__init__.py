@@ -12,6 +12,7 @@ from .config import current_settings
 from .errors import (
     ConfigError,
     ConflictError,
+    ContractError,
     DownloadError,
     ImmutableError,
     IntegrityError,
@@ -21,7 +22,9 @@ from .errors import (
     QuerySyntaxError,
     RoroError,
     StoreError,
+    TrustError,
 )
+from .formats import FormatError, MissingLibraryError
 from .image import Attachment, Downloaded, ModelImage, RoroWarning
 from .project import Project
 from .repository import ModelRepository, TagChange
@@ -34,13 +37,16 @@ __all__ = [
     "Attachment",
     "ConfigError",
     "ConflictError",
+    "ContractError",
     "CopyReport",
     "DownloadError",
     "Downloaded",
+    "FormatError",
     "ImmutableError",
     "IntegrityError",
     "InvalidMetadataError",
     "InvalidNameError",
+    "MissingLibraryError",
     "ModelImage",
     "ModelRepository",
     "NotFoundError",
@@ -52,6 +58,7 @@ __all__ = [
     "StoreError",
     "SyncReport",
     "TagChange",
+    "TrustError",
     "copy_image",
     "get_current_project",
     "sync",

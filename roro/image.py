@@ -25,7 +25,6 @@ from .errors import (
 from .formats import AUTO, FormatError, ModelFormat, get_format
 from .formats import DEFAULT as DEFAULT_FORMAT
 from .formats.contract import check_input, library_mismatches, schema_of
-from .formats.scan import PickleScan, scan_pickle
 from .localfs import (
     attachment_target,
     check_inside,
@@ -48,6 +47,7 @@ from .objects.store import HashingWriter
 
 if TYPE_CHECKING:
     from .diff import ImageDiff
+    from .formats.scan import PickleScan
     from .repository import ModelRepository
 
 CHUNK = 1 << 20
@@ -271,6 +271,7 @@ class ModelImage:
             raise RoroError(f"{self!r} is not saved yet: there are no stored bytes to scan")
         if not self._format_of_saved().pickled:
             return None
+        from .formats.scan import scan_pickle  # pickletools (~5 ms): only when a pickle is scanned
         with self.open_model() as f:
             return scan_pickle(f)
 

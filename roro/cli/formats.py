@@ -12,7 +12,7 @@ import click
 
 from ..errors import InvalidMetadataError, NotFoundError
 from ..formats import FORMATS
-from ..formats.scan import CLEAN, CODE, FLAGGED
+from ..formats.base import CLEAN, CODE, FLAGGED
 from ..names import parse_refspec, validate_name
 from . import render
 from .render import json_option

@@ -16,6 +16,12 @@ from typing import Any, BinaryIO, Protocol
 
 from ..errors import RoroError
 
+#: The verdicts of a pickle scan (:mod:`roro.formats.scan`), kept here so that naming them does not
+#: import the scanner (and pickletools).
+CLEAN = "clean"
+CODE = "contains code"
+FLAGGED = "flagged"
+
 
 class FormatError(RoroError, ValueError):
     """An object or a file that is not in the format asked for, or an unknown format."""

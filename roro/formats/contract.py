@@ -14,6 +14,7 @@ differs gives a :class:`~roro.image.RoroWarning` naming both versions.
 
 from __future__ import annotations
 
+import functools
 import sys
 from typing import Any
 
@@ -24,7 +25,10 @@ from ..lineage import package_of
 WATCHED = {"numpy": "numpy", "sklearn": "scikit-learn", "pandas": "pandas", "torch": "torch"}
 
 
+@functools.lru_cache(maxsize=256)
 def installed_version(distribution: str) -> str | None:
+    """The installed version of ``distribution`` (None if it is not installed); looked up once
+    per process (a lookup scans the installed distributions)."""
     from importlib import metadata  # importlib.metadata: only when a contract is made or checked
     try:
         return metadata.version(distribution)

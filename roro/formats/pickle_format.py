@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any, BinaryIO
 
 from .base import FormatError, Writer, type_name
-from .scan import scan_pickle
 
 
 class CloudpickleFormat:
@@ -29,6 +28,7 @@ class CloudpickleFormat:
         return cloudpickle.load(f)
 
     def check_file(self, path: str) -> None:
+        from .scan import scan_pickle  # pickletools (~5 ms): only when a pickle is scanned
         with open(path, "rb") as f:
             scan = scan_pickle(f)
         bad = [p for p in scan.problems if p.startswith("not a valid pickle")]

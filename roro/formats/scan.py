@@ -29,9 +29,8 @@ import re
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-CLEAN = "clean"
-CODE = "contains code"
-FLAGGED = "flagged"
+from .base import CLEAN, CODE, FLAGGED
+
 VERDICTS = (CLEAN, CODE, FLAGGED)
 
 #: Top-level modules no model needs at unpickling time: importing from them is flagged.

@@ -36,7 +36,7 @@ class _CountingReader(io.RawIOBase):
     def readinto(self, buffer: Any) -> int:
         data = self._inner.read(len(buffer))
         buffer[:len(data)] = data
-        self._owner._count("", len(data))
+        self._owner.add_bytes_read(len(data))
         return len(data)
 
     def close(self) -> None:
@@ -140,16 +140,18 @@ class CountingBackend(WrappingBackend):
         self.bytes_read = 0
         self._lock = threading.Lock()
 
-    def _count(self, op: str, nbytes: int = 0) -> None:
+    def _count(self, op: str) -> None:
         with self._lock:
-            if op:
-                self.counts[op] += 1
-            self.bytes_read += nbytes
+            self.counts[op] += 1
+
+    def add_bytes_read(self, n: int) -> None:
+        with self._lock:
+            self.bytes_read += n
 
     def get(self, key: str) -> bytes:
         self._count("get")
         data = super().get(key)
-        self._count("", len(data))
+        self.add_bytes_read(len(data))
         return data
 
     def open(self, key: str) -> BinaryIO:
@@ -159,7 +161,7 @@ class CountingBackend(WrappingBackend):
     def download(self, key: str, path: str) -> None:
         self._count("download")
         super().download(key, path)
-        self._count("", os.path.getsize(path))
+        self.add_bytes_read(os.path.getsize(path))
 
     def put(self, key: str, data: bytes) -> None:
         self._count("put")
