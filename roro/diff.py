@@ -45,6 +45,13 @@ class DictDiff:
     def __bool__(self) -> bool:
         return bool(self.added or self.removed or self.changed)
 
+    def lines(self, label: str) -> list[str]:
+        """One line per change: ``+ LABEL key: value``, ``- …``, ``~ LABEL key: a -> b``."""
+        return [*(f"+ {label} {k}: {_short(v)}" for k, v in self.added.items()),
+                *(f"- {label} {k}: {_short(v)}" for k, v in self.removed.items()),
+                *(f"~ {label} {k}: {_short(x)} -> {_short(y)}"
+                  for k, (x, y) in self.changed.items())]
+
     def to_dict(self) -> dict[str, Any]:
         return {"added": dict(self.added), "removed": dict(self.removed),
                 "changed": {k: {"a": a, "b": b} for k, (a, b) in self.changed.items()}}
@@ -132,12 +139,7 @@ class ImageDiff:
             if self.model_a["format"] != self.model_b["format"]:
                 lines.append(f"~ model format: {self.model_a['format']} -> "
                              f"{self.model_b['format']}")
-        for k, v in self.metadata.added.items():
-            lines.append(f"+ metadata {k}: {_short(v)}")
-        for k, v in self.metadata.removed.items():
-            lines.append(f"- metadata {k}: {_short(v)}")
-        for k, (x, y) in self.metadata.changed.items():
-            lines.append(f"~ metadata {k}: {_short(x)} -> {_short(y)}")
+        lines.extend(self.metadata.lines("metadata"))
         for att in self.attachments_added:
             lines.append(f"+ attachment {att['name']} ({att['size']} bytes)")
         for att in self.attachments_removed:
@@ -145,12 +147,7 @@ class ImageDiff:
         for att in self.attachments_changed:
             lines.append(f"~ attachment {att['name']}: {att['a']['digest'][:19]} -> "
                          f"{att['b']['digest'][:19]}")
-        for k, v in self.contract.added.items():
-            lines.append(f"+ contract {k}: {_short(v)}")
-        for k, v in self.contract.removed.items():
-            lines.append(f"- contract {k}: {_short(v)}")
-        for k, (x, y) in self.contract.changed.items():
-            lines.append(f"~ contract {k}: {_short(x)} -> {_short(y)}")
+        lines.extend(self.contract.lines("contract"))
         if self.comment_changed:
             lines.append(f"~ comment: {_short(self.comment_a)} -> {_short(self.comment_b)}")
         if self.identical:

@@ -364,17 +364,8 @@ def _opsets(summary: dict[str, Any]) -> str:
 
 
 def _contract_section(doc: dict[str, Any]) -> Any:
-    from rich.console import Group  # rich (~40 ms): only when something is rendered
-    from rich.table import Table  # rich (~40 ms): only when something is rendered
     rows = contract_rows(doc.get("contract"))
-    if not rows:
-        return None
-    table = Table.grid(padding=(0, 2))
-    table.add_column(no_wrap=True)
-    table.add_column()
-    for key, value in rows:
-        table.add_row(key, value)
-    return Group(render.text(("Contract", "bold")), table)
+    return _key_value_section("Contract", rows) if rows else None
 
 
 def contract_rows(contract: Any) -> list[tuple[str, str]]:
@@ -386,17 +377,22 @@ def contract_rows(contract: Any) -> list[tuple[str, str]]:
 
 
 def _lineage_section(doc: dict[str, Any]) -> Any:
-    from rich.console import Group  # rich (~40 ms): only when something is rendered
-    from rich.table import Table  # rich (~40 ms): only when something is rendered
     lineage = lineage_rows(doc["lineage"])
     if not lineage:
         return render.text(("Lineage", "bold"), ": none recorded")
-    rows = Table.grid(padding=(0, 2))
-    rows.add_column(no_wrap=True)
-    rows.add_column()
-    for key, value in lineage:
-        rows.add_row(key, value)
-    return Group(render.text(("Lineage", "bold")), rows)
+    return _key_value_section("Lineage", lineage)
+
+
+def _key_value_section(title: str, rows: list[tuple[str, str]]) -> Any:
+    """A bold title over a two-column grid of ``(key, value)`` rows."""
+    from rich.console import Group  # rich (~40 ms): only when something is rendered
+    from rich.table import Table  # rich (~40 ms): only when something is rendered
+    table = Table.grid(padding=(0, 2))
+    table.add_column(no_wrap=True)
+    table.add_column()
+    for key, value in rows:
+        table.add_row(key, value)
+    return Group(render.text((title, "bold")), table)
 
 
 def _metadata_section(doc: dict[str, Any]) -> Any:
