@@ -24,6 +24,7 @@ from .errors import (
 )
 from .formats import AUTO, FormatError, ModelFormat, get_format
 from .formats import DEFAULT as DEFAULT_FORMAT
+from .formats.base import summary_problem
 from .formats.contract import check_input, library_mismatches, schema_of
 from .localfs import (
     attachment_target,
@@ -234,9 +235,10 @@ class ModelImage:
             except ValueError as e:
                 raise IntegrityError(f"the summary {ref['digest']} of {self!r} is not JSON: {e}",
                                      digest=ref["digest"]) from None
-            if not isinstance(value, dict):
-                raise IntegrityError(f"the summary {ref['digest']} of {self!r} is not a JSON "
-                                     f"object", digest=ref["digest"])
+            problem = summary_problem(value)
+            if problem is not None:
+                raise IntegrityError(f"the summary {ref['digest']} of {self!r} is invalid: "
+                                     f"{problem}", digest=ref["digest"])
             object.__setattr__(self, "_summary", value)
         return json.loads(json.dumps(self._summary))
 

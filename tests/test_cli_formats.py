@@ -204,5 +204,29 @@ def test_show_of_a_1_gib_safetensors_model_on_s3_reads_under_1_mib(seaweedfs_end
     doc = json.loads(run("models:show", "llm", "--json", store=url).stdout)
     assert doc["summary"]["metadata"] == {"note": "sparse"} and doc["model"]["size"] > 1 << 30
     read = sum(c.bytes_read for c in counters)
+    print(f"models:show x2 of a 1 GiB safetensors model read {read} bytes from the bucket")
     assert 0 < read < 1 << 20, read
     assert not any(c.counts["download"] for c in counters)
+
+
+@pytest.mark.parametrize("forged", [{"tensors": 5, "parameters": 1},
+                                    {"tensors": [{"name": 1, "dtype": "F32", "shape": [1]}],
+                                     "parameters": 1},
+                                    {"inputs": "x"}, {"untrusted_types": [3]}, [1, 2]])
+def test_a_forged_summary_is_an_error_never_a_crash(store, forged):
+    """A summary object is written by whoever can write the store: a malformed one that hashes
+    right is reported (the API raises IntegrityError; models:show shows the rest)."""
+    from roro import writer
+    from roro.objects.canonical import canonical_json
+    repo = roro.Project("default", store).get_model_repository("m")
+    image = repo.new_image({"w": np.zeros(2)}, format="safetensors").save()
+    data = canonical_json(forged)
+    manifest = image.manifest
+    manifest["model"]["summary"] = {"digest": repo.store.objects.put_bytes(data),
+                                    "size": len(data)}
+    writer.publish(repo.store, "default", "m", manifest)
+    with pytest.raises(roro.IntegrityError, match="summary .* is invalid"):
+        _ = repo.get_model_image().summary
+    shown = run("models:show", "m", store=store).stdout
+    assert "Summary: unreadable" in shown and "format   safetensors" in shown
+    assert "summary" in json.loads(run("models:show", "m", "--json", store=store).stdout)

@@ -218,7 +218,10 @@ def models_show(state: CliState, spec: str, no_scan: bool, as_json: bool) -> Non
     image = _image(state.project, spec)
     tags = image.repository.get_tags_by_version([_version(image)]).get(_version(image), [])
     doc = image_document(image, tags)
-    doc["summary"] = image.summary
+    try:
+        doc["summary"] = image.summary
+    except (IntegrityError, NotFoundError) as e:  # the rest of the version is still shown
+        doc["summary"] = {"error": str(e)}
     doc["pickle"] = pickle_document(image, scan=not no_scan)
     if as_json:
         render.emit_json(doc)
@@ -314,6 +317,9 @@ def _summary_section(doc: dict[str, Any]) -> Any:
     summary = doc.get("summary")
     if not summary:
         return None
+    if "error" in summary:
+        return render.text(("Summary", "bold"), ": unreadable (",
+                           render.safe_line(summary["error"]), ")")
     if "tensors" in summary:
         tensors = summary["tensors"]
         title = render.text((f"Tensors ({len(tensors)}, {summary.get('parameters', 0):,} "

@@ -59,6 +59,48 @@ class ModelFormat(Protocol):
     def summarize(self, path: str) -> dict[str, Any] | None: ...
 
 
+def _is_shape(value: Any) -> bool:
+    return isinstance(value, list) and all(
+        d is None or isinstance(d, str) or (isinstance(d, int) and not isinstance(d, bool))
+        for d in value)
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _entries_ok(value: Any, nullable_dtype: bool) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(e, dict) and isinstance(e.get("name"), str)
+        and (isinstance(e.get("dtype"), str) or (nullable_dtype and e.get("dtype") is None))
+        and (_is_shape(e.get("shape")) or (nullable_dtype and e.get("shape") is None))
+        for e in value)
+
+
+def summary_problem(summary: Any) -> str | None:
+    """What is wrong with a summary object read from a store (None: it has the shape a format
+    writes), so that a forged one is an error, never a crash of whatever shows it."""
+    if not isinstance(summary, dict):
+        return "not a JSON object"
+    if "tensors" in summary:
+        if not (_entries_ok(summary["tensors"], False) and _is_count(summary.get("parameters"))
+                and isinstance(summary.get("metadata", {}), dict)):
+            return "malformed safetensors summary"
+    elif "inputs" in summary:
+        if not (_entries_ok(summary["inputs"], True) and _entries_ok(summary.get("outputs"), True)
+                and _entries_ok(summary.get("initializer_list", []), False)
+                and all(_is_count(summary.get(k)) for k in ("initializers", "parameters", "nodes"))
+                and isinstance(summary.get("opset"), list)
+                and all(isinstance(o, dict) and isinstance(o.get("domain"), str)
+                        and _is_count(o.get("version")) for o in summary["opset"])):
+            return "malformed ONNX summary"
+    elif "untrusted_types" in summary:
+        types = summary["untrusted_types"]
+        if not (isinstance(types, list) and all(isinstance(t, str) for t in types)):
+            return "malformed skops summary"
+    return None
+
+
 def require(module: str, extra: str) -> Any:
     """``import module``, or :class:`MissingLibraryError` naming the extra that installs it."""
     try:

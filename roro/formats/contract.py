@@ -142,7 +142,8 @@ def flatten(contract: dict[str, Any] | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if not isinstance(contract, dict):
         return out
-    for name, version in sorted((contract.get("libraries") or {}).items()):
+    libraries = contract.get("libraries")
+    for name, version in sorted(libraries.items() if isinstance(libraries, dict) else ()):
         out[f"library {name}"] = version
     schema = contract.get("input")
     if isinstance(schema, dict):
@@ -151,7 +152,8 @@ def flatten(contract: dict[str, Any] | None) -> dict[str, Any]:
             out["input dtype"] = schema["dtype"]
         if "shape" in schema:
             out["input shape"] = schema["shape"]
-        for col in schema.get("columns") or []:
+        columns = schema.get("columns")
+        for col in columns if isinstance(columns, list) else ():
             if isinstance(col, dict):
                 out[f"input column {col.get('name')}"] = col.get("dtype")
     return out
