@@ -258,6 +258,13 @@ class ModelImage:
         schema = contract.get("input")
         return schema if isinstance(schema, dict) else None
 
+    @property
+    def input_example(self) -> Any:
+        """The first rows of the input example given at save (a list of rows, or a DataFrame's
+        ``{column: values}``), when they were small and plain enough to keep; else None."""
+        schema = self.input_schema or {}
+        return schema.get("example")
+
     def check_input(self, batch: Any) -> None:
         """Check a batch (numpy array or pandas DataFrame) against the recorded input schema:
         dtype and shape (the first axis is the batch), or columns and dtypes. Raises

@@ -248,7 +248,9 @@ def test_contract_libraries_and_input_schema(folder_repo, monkeypatch):
     assert libraries["scikit-learn"] == sklearn.__version__
     assert libraries["numpy"] == np.__version__ and "torch" not in libraries
     assert "torch" not in sys.modules  # never imported to find out
-    assert image.input_schema == {"kind": "ndarray", "dtype": "float64", "shape": [None, 3]}
+    assert image.input_schema == {"kind": "ndarray", "dtype": "float64", "shape": [None, 3],
+                                  "example": x[:3].tolist()}
+    assert image.input_example == x[:3].tolist()
     image.check_input(np.zeros((100, 3)))
     with pytest.raises(ContractError, match="dtype float32 .* axis 1 has size 4"):
         image.check_input(np.zeros((2, 4), dtype=np.float32))
@@ -266,7 +268,10 @@ def test_contract_libraries_and_input_schema(folder_repo, monkeypatch):
 def test_dataframe_schema_and_diff_of_contracts(folder_repo):
     df = pd.DataFrame({"age": [30, 40], "income": [1.0, 2.0]})
     a = folder_repo.new_image({"m": 1}, input_example=df).save()
+    assert a.input_example == {"age": [30, 40], "income": [1.0, 2.0]}
     a.check_input(df.iloc[:1])
+    unkept = folder_repo.new_image({"m": 0}, input_example=np.full((2, 2), np.nan)).save()
+    assert unkept.input_example is None and unkept.input_schema["dtype"] == "float64"
     changed = df.assign(age=df["age"].astype("float64"), debt=[0.1, 0.2])
     with pytest.raises(ContractError, match="column 'age' has dtype float64.*'debt' is not in"):
         a.check_input(changed)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -377,9 +378,19 @@ def _contract_section(doc: dict[str, Any]) -> Any:
 def contract_rows(contract: Any) -> list[tuple[str, str]]:
     """The lines of a contract: each library and version, the input schema."""
     from ..formats.contract import flatten  # the contract helpers: only when one is shown
-    return [(render.safe_line(k), render.safe_line(v if isinstance(v, str) else _shape(v)
-                                                   if isinstance(v, list) else str(v)))
-            for k, v in flatten(contract).items()]
+    def value(key: str, v: Any) -> str:
+        if isinstance(v, str):
+            return v
+        if key == "input shape":
+            return _shape(v)
+        text = json.dumps(v, separators=(",", ":"))
+        return text if len(text) <= 80 else text[:77] + "..."
+
+    rows = dict(flatten(contract))
+    schema = contract.get("input") if isinstance(contract, dict) else None
+    if isinstance(schema, dict) and "example" in schema:
+        rows["input example"] = schema["example"]
+    return [(render.safe_line(k), render.safe_line(value(k, v))) for k, v in rows.items()]
 
 
 def _lineage_section(doc: dict[str, Any]) -> Any:

@@ -3,8 +3,10 @@
 Recorded at save under the manifest's ``contract`` key::
 
     {"libraries": {"numpy": "2.4.6", "scikit-learn": "1.9.1"},
-     "input": {"kind": "ndarray", "dtype": "float64", "shape": [null, 4]}}
-     # or {"kind": "dataframe", "columns": [{"name": "age", "dtype": "int64"}, ...]}
+     "input": {"kind": "ndarray", "dtype": "float64", "shape": [null, 4],
+               "example": [[5.1, 3.5, 1.4, 0.2], ...]}}     (the first rows, when small)
+     # or {"kind": "dataframe", "columns": [{"name": "age", "dtype": "int64"}, ...],
+     #     "example": {"age": [30, 40, 50]}}
 
 Libraries: the distribution of the model's top-level package, the format's own libraries, and
 numpy, scikit-learn, pandas and torch when the saving process had already imported them (this
@@ -15,6 +17,7 @@ differs gives a :class:`~roro.image.RoroWarning` naming both versions.
 from __future__ import annotations
 
 import functools
+import json
 import sys
 from typing import Any
 
@@ -22,6 +25,9 @@ from ..errors import ContractError, InvalidMetadataError
 from ..lineage import package_of
 
 #: Libraries recorded when the saving process has imported them: top-level module -> distribution.
+#: Rows of an input example kept in the contract, and the most bytes of JSON they may take.
+EXAMPLE_ROWS = 3
+MAX_EXAMPLE = 16 * 1024
 WATCHED = {"numpy": "numpy", "sklearn": "scikit-learn", "pandas": "pandas", "torch": "torch"}
 
 
@@ -82,17 +88,31 @@ def _kind(obj: Any) -> str | None:
 
 def schema_of(example: Any) -> dict[str, Any]:
     """The input schema of an example batch: a numpy array's dtype and shape (the first axis, the
-    batch, is left open), or a pandas DataFrame's columns and dtypes."""
+    batch, is left open), or a pandas DataFrame's columns and dtypes; with ``example``, the first
+    rows of the batch as JSON when they fit in :data:`MAX_EXAMPLE` bytes and are plain numbers,
+    strings or booleans (else no example is kept, only the schema)."""
     kind = _kind(example)
     if kind == "ndarray":
         shape = list(example.shape)
-        return {"kind": kind, "dtype": str(example.dtype),
-                "shape": [None, *shape[1:]] if shape else []}
-    if kind == "dataframe":
-        return {"kind": kind, "columns": [{"name": str(c), "dtype": str(example[c].dtype)}
-                                          for c in example.columns]}
-    raise InvalidMetadataError(f"input_example must be a numpy array or a pandas DataFrame, not "
-                               f"a {type(example).__name__}")
+        schema = {"kind": kind, "dtype": str(example.dtype),
+                  "shape": [None, *shape[1:]] if shape else []}
+        rows = example[:EXAMPLE_ROWS].tolist() if shape else None
+    elif kind == "dataframe":
+        schema = {"kind": kind, "columns": [{"name": str(c), "dtype": str(example[c].dtype)}
+                                            for c in example.columns]}
+        rows = {str(c): example[c].iloc[:EXAMPLE_ROWS].tolist() for c in example.columns}
+    else:
+        rows = None
+    if kind is None:
+        raise InvalidMetadataError(f"input_example must be a numpy array or a pandas DataFrame, "
+                                   f"not a {type(example).__name__}")
+    try:
+        text = json.dumps(rows, allow_nan=False)
+    except (TypeError, ValueError):
+        return schema  # values JSON cannot hold (objects, NaN): the schema only
+    if rows is not None and len(text) <= MAX_EXAMPLE:
+        schema["example"] = rows
+    return schema
 
 
 def input_problems(schema: dict[str, Any], batch: Any) -> list[str]:
@@ -138,7 +158,7 @@ def check_input(schema: dict[str, Any] | None, batch: Any, what: str) -> None:
 
 def flatten(contract: dict[str, Any] | None) -> dict[str, Any]:
     """A contract as flat ``{key: value}`` pairs for a diff: ``library numpy``, ``input dtype``,
-    ``input column age``..."""
+    ``input column age``... (the example rows are data, not contract: left out)."""
     out: dict[str, Any] = {}
     if not isinstance(contract, dict):
         return out
