@@ -12,7 +12,7 @@ missing.
 from __future__ import annotations
 
 import importlib
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO
 
 from ..errors import RoroError
 
@@ -31,32 +31,39 @@ class MissingLibraryError(RoroError, ImportError):
     """A format whose library is not installed; the message names the pip extra to install."""
 
 
-class Writer(Protocol):
-    def write(self, data: Any) -> int: ...
+#: What ``dump`` writes into: a binary sink with ``write(bytes-like) -> int`` (the hashing spool).
+Writer = Any
 
 
-class ModelFormat(Protocol):
-    """One model format (see the module docstring)."""
+class ModelFormat:
+    """One model format (see the module docstring); each format module defines a subclass and
+    one instance of it. (A plain base class: a ``typing.Protocol`` costs ``import roro`` time.)"""
 
-    name: str
+    name: str = ""
     #: What it stores, for messages ("a dict of numpy arrays").
-    holds: str
+    holds: str = ""
     #: True when loading runs pickle code (the load gate's ``pickle`` setting applies).
-    pickled: bool
+    pickled: bool = False
     #: The libraries (distribution names) whose versions a model in this format depends on.
-    libraries: tuple[str, ...]
+    libraries: tuple[str, ...] = ()
 
-    def detect(self, obj: Any) -> bool: ...
+    def detect(self, obj: Any) -> bool:
+        raise NotImplementedError
 
-    def model_type(self, obj: Any) -> str: ...
+    def model_type(self, obj: Any) -> str:
+        raise NotImplementedError
 
-    def dump(self, obj: Any, writer: Writer) -> None: ...
+    def dump(self, obj: Any, writer: Writer) -> None:
+        raise NotImplementedError
 
-    def load(self, f: BinaryIO, **options: Any) -> Any: ...
+    def load(self, f: BinaryIO, **options: Any) -> Any:
+        raise NotImplementedError
 
-    def check_file(self, path: str) -> None: ...
+    def check_file(self, path: str) -> None:
+        raise NotImplementedError
 
-    def summarize(self, path: str) -> dict[str, Any] | None: ...
+    def summarize(self, path: str) -> dict[str, Any] | None:
+        raise NotImplementedError
 
 
 def _is_shape(value: Any) -> bool:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 from typing import Any, BinaryIO
 
-from .base import FormatError, Writer
+from .base import FormatError, ModelFormat, Writer
 
 
-class FileFormat:
+class FileFormat(ModelFormat):
     name = "file"
     holds = "bytes, a path or a binary file object"
     pickled = False

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from typing import Any, BinaryIO
 
-from .base import FormatError, Writer, require
+from .base import FormatError, ModelFormat, Writer, require
 
 EXTRA = "onnx"
 #: Initializers listed by name in a summary at most (their count and parameters are always there).
 MAX_LISTED = 1000
 
 
-class OnnxFormat:
+class OnnxFormat(ModelFormat):
     name = "onnx"
     holds = "an onnx.ModelProto"
     pickled = False

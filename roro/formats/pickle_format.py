@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any, BinaryIO
 
-from .base import FormatError, Writer, type_name
+from .base import FormatError, ModelFormat, Writer, type_name
 
 
-class CloudpickleFormat:
+class CloudpickleFormat(ModelFormat):
     name = "cloudpickle"
     holds = "any Python object"
     pickled = True

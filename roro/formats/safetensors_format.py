@@ -14,7 +14,7 @@ import os
 import struct
 from typing import Any, BinaryIO
 
-from .base import FormatError, Writer, is_ndarray, require
+from .base import FormatError, ModelFormat, Writer, is_ndarray, require
 
 EXTRA = "safetensors"
 #: A header larger than this is refused (the safetensors library's own limit is 100 MB).
@@ -28,7 +28,7 @@ SIZES = {"BOOL": 1, "U8": 1, "I8": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2, "
          "C64": 8, "F4": 1, "F6_E2M3": 1, "F6_E3M2": 1, "F8_E8M0": 1}
 
 
-class SafetensorsFormat:
+class SafetensorsFormat(ModelFormat):
     name = "safetensors"
     holds = "a non-empty dict of numpy arrays with string keys"
     pickled = False

@@ -11,12 +11,12 @@ from __future__ import annotations
 from typing import Any, BinaryIO
 
 from ..errors import TrustError
-from .base import FormatError, Writer, require, type_name
+from .base import FormatError, ModelFormat, Writer, require, type_name
 
 EXTRA = "skops"
 
 
-class SkopsFormat:
+class SkopsFormat(ModelFormat):
     name = "skops"
     holds = "a scikit-learn estimator"
     pickled = False
