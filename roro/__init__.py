@@ -14,17 +14,18 @@ from .errors import (
     ConflictError,
     ContractError,
     DownloadError,
+    FormatError,
     ImmutableError,
     IntegrityError,
     InvalidMetadataError,
     InvalidNameError,
+    MissingLibraryError,
     NotFoundError,
     QuerySyntaxError,
     RoroError,
     StoreError,
     TrustError,
 )
-from .formats import FormatError, MissingLibraryError
 from .image import Attachment, Downloaded, ModelImage, RoroWarning
 from .project import Project
 from .repository import ModelRepository, TagChange

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .environment import config_dir, roro_home
 from .errors import ConfigError
-from .formats.trust import Trust, parse_env_trust
 from .names import validate_name
 from .store import Store
+
+if TYPE_CHECKING:
+    from .formats.trust import Trust
 
 CONFIG_FILE = "roro.yml"
 USER_CONFIG_FILE = "config.yml"
@@ -79,6 +81,7 @@ def trust_settings(explicit: dict[str, Any] | None = None) -> Trust:
     """The load gate's settings: the user configuration, then ``RORO_TRUST``, then the nearest
     ``roro.yml``, then ``explicit`` (``get_model(trust=...)``), each only tightening the ones
     before it (see :mod:`roro.formats.trust`)."""
+    from .formats.trust import Trust, parse_env_trust  # only when a model is loaded
     trust = Trust()
     user = load_user_config()
     if "trust" in user:

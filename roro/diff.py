@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .errors import RoroError
-from .formats.contract import flatten as flatten_contract
 from .objects.canonical import canonical_json
 from .objects.manifest import model_format
 
@@ -181,6 +180,7 @@ def diff_images(a: ModelImage, b: ModelImage) -> ImageDiff:
         return {"digest": m["model"]["digest"], "size": m["model"]["size"],
                 "type": m["model"].get("type"), "format": model_format(m)}
 
+    from .formats.contract import flatten as flatten_contract  # only when images are compared
     return ImageDiff(
         a=side(a, ma), b=side(b, mb),
         metadata=DictDiff.between(ma["metadata"], mb["metadata"]),

@@ -120,3 +120,11 @@ class TrustError(RoroError):
 
 class ContractError(RoroError, ValueError):
     """Input that does not match a model's recorded input schema (``image.check_input``)."""
+
+
+class FormatError(RoroError, ValueError):
+    """An object or a file that is not in the format asked for, or an unknown format."""
+
+
+class MissingLibraryError(RoroError, ImportError):
+    """A format whose library is not installed; the message names the pip extra to install."""

@@ -14,6 +14,7 @@ from . import writer
 from .config import trust_settings
 from .environment import cloudpickle_version, python_version
 from .errors import (
+    FormatError,
     ImmutableError,
     IntegrityError,
     InvalidMetadataError,
@@ -22,10 +23,6 @@ from .errors import (
     RoroError,
     TrustError,
 )
-from .formats import AUTO, FormatError, ModelFormat, get_format
-from .formats import DEFAULT as DEFAULT_FORMAT
-from .formats.base import summary_problem
-from .formats.contract import check_input, library_mismatches, schema_of
 from .localfs import (
     attachment_target,
     check_inside,
@@ -48,6 +45,7 @@ from .objects.store import HashingWriter
 
 if TYPE_CHECKING:
     from .diff import ImageDiff
+    from .formats import ModelFormat
     from .formats.scan import PickleScan
     from .repository import ModelRepository
 
@@ -140,15 +138,20 @@ class ModelImage:
 
     def __init__(self, repository: ModelRepository, model: Any = None, *,
                  manifest: dict[str, Any] | None = None, digest: str | None = None,
-                 version: int | None = None, format: str = DEFAULT_FORMAT,
+                 version: int | None = None, format: str = "cloudpickle",
                  input_example: Any = None):
-        if format != AUTO:
+        if format != "auto" and manifest is None:
+            from .formats import get_format  # the format table: only for a new image
             get_format(format)  # an unknown name is refused now, not at save
         s = object.__setattr__
         s(self, "_repository", repository)
         s(self, "_model", model)
         s(self, "_format", format)
-        s(self, "_input_schema", schema_of(input_example) if input_example is not None else None)
+        schema = None
+        if input_example is not None:
+            from .formats.contract import schema_of  # only for an image with an input example
+            schema = schema_of(input_example)
+        s(self, "_input_schema", schema)
         s(self, "_summary", None)
         s(self, "_manifest", manifest)
         s(self, "_digest", digest)
@@ -235,6 +238,7 @@ class ModelImage:
             except ValueError as e:
                 raise IntegrityError(f"the summary {ref['digest']} of {self!r} is not JSON: {e}",
                                      digest=ref["digest"]) from None
+            from .formats.base import summary_problem  # only when a summary is read
             problem = summary_problem(value)
             if problem is not None:
                 raise IntegrityError(f"the summary {ref['digest']} of {self!r} is invalid: "
@@ -269,6 +273,7 @@ class ModelImage:
         """Check a batch (numpy array or pandas DataFrame) against the recorded input schema:
         dtype and shape (the first axis is the batch), or columns and dtypes. Raises
         :class:`~roro.errors.ContractError` listing every mismatch."""
+        from .formats.contract import check_input  # only when an input is checked
         check_input(self.input_schema, batch, repr(self))
 
     def scan(self) -> PickleScan | None:
@@ -292,6 +297,7 @@ class ModelImage:
         return result.imports if result is not None else None
 
     def _format_of_saved(self) -> ModelFormat:
+        from .formats import get_format  # the format table: only when a model's bytes are used
         return get_format(self.model_format)
 
     @property
@@ -495,6 +501,7 @@ class ModelImage:
         contract = self._manifest.get("contract")
         libraries = contract.get("libraries") if isinstance(contract, dict) else None
         if isinstance(libraries, dict):
+            from .formats.contract import library_mismatches  # only when a model is loaded
             mismatches.extend(library_mismatches(libraries))
         for what, theirs, here in mismatches:
             loaded = f"is loaded with {here}" if here else f"{what} is not installed here"
@@ -580,7 +587,7 @@ class ModelImage:
         """Save the model file at ``path``, as it is and without loading it, in this image's
         format (checked, see :func:`roro.writer.save_file`), as the next version."""
         self._check_comment(comment)
-        if self._format == AUTO:
+        if self._format == "auto":
             raise FormatError("a file is saved in a named format: file, cloudpickle, "
                               "safetensors, onnx or skops")
         repo = self._repository

@@ -22,15 +22,11 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .environment import cloudpickle_version, current_author, now_utc, python_version
 from .errors import ConflictError, RoroError
 from .faults import crash_point
-from .formats import DEFAULT as DEFAULT_FORMAT
-from .formats import ModelFormat, get_format
-from .formats import choose as choose_format
-from .formats.contract import collect_libraries
 from .lineage import collect_lineage
 from .metadata import check_total
 from .objects import SpooledObject
@@ -39,6 +35,9 @@ from .objects.manifest import FORMAT, MANIFEST_FEATURE, blob_sizes, referenced_d
 from .objects.transfer import ObjectTransfer
 from .refs import Event
 from .store import Store
+
+if TYPE_CHECKING:
+    from .formats import ModelFormat
 
 MAX_APPEND_ATTEMPTS = 10_000
 
@@ -121,13 +120,15 @@ def publish(store: Store, project: str, repository: str, manifest: dict[str, Any
 
 def save_model(store: Store, project: str, repository: str, model: Any,
                metadata: dict[str, Any], attachments: Sequence[tuple[str, SpooledObject]],
-               comment: str, format: str = DEFAULT_FORMAT,
+               comment: str, format: str = "cloudpickle",
                input_schema: dict[str, Any] | None = None) -> Published:
     """Save ``model`` in ``format`` (a name from :mod:`roro.formats`, or ``auto``; streamed into
     a hashing spool) with ``metadata`` and already spooled ``attachments`` (``(name, spool)``,
     sorted by name) as the next version; ``input_schema`` goes into the contract."""
+    from .formats import choose  # the format table: only by a save (`import roro` stays cheap)
+    from .formats.contract import collect_libraries  # likewise: only by a save
     check_total(metadata)
-    fmt = choose_format(model, format)
+    fmt = choose(model, format)
     store.ensure_initialized()
     spooled = store.objects.spool_writer(lambda w: fmt.dump(model, w))
     model_entry: dict[str, Any] = {"type": fmt.model_type(model)}
@@ -151,6 +152,7 @@ def save_file(store: Store, project: str, repository: str, path: str, format: st
     protobuf that parses, a skops archive, a pickle stream that scans — never unpickled; any
     file for ``file``), else :class:`~roro.formats.FormatError`.
     """
+    from .formats import get_format  # the format table: only by a save
     check_total(metadata)
     fmt = get_format(format)
     store.ensure_initialized()

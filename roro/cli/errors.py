@@ -15,6 +15,7 @@ import click
 from ..errors import (
     ConflictError,
     ContractError,
+    FormatError,
     IntegrityError,
     InvalidDurationError,
     InvalidMetadataError,
@@ -24,7 +25,6 @@ from ..errors import (
     RoroError,
     TrustError,
 )
-from ..formats.base import FormatError
 
 # Exit codes, most specific class first (documented in docs/cli.md).
 EXIT_OK = 0

@@ -14,21 +14,16 @@ from __future__ import annotations
 import importlib
 from typing import Any, BinaryIO
 
-from ..errors import RoroError
+from ..errors import FormatError, MissingLibraryError
+
+__all__ = ["CLEAN", "CODE", "FLAGGED", "FormatError", "MissingLibraryError", "ModelFormat",
+           "Writer", "is_ndarray", "require", "summary_problem", "type_name"]
 
 #: The verdicts of a pickle scan (:mod:`roro.formats.scan`), kept here so that naming them does not
 #: import the scanner (and pickletools).
 CLEAN = "clean"
 CODE = "contains code"
 FLAGGED = "flagged"
-
-
-class FormatError(RoroError, ValueError):
-    """An object or a file that is not in the format asked for, or an unknown format."""
-
-
-class MissingLibraryError(RoroError, ImportError):
-    """A format whose library is not installed; the message names the pip extra to install."""
 
 
 #: What ``dump`` writes into: a binary sink with ``write(bytes-like) -> int`` (the hashing spool).
