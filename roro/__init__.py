@@ -8,8 +8,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from .config import current_settings
 from .errors import (
+    AmbiguousRefError,
+    AttributeNameError,
     ConfigError,
     ConflictError,
     ContractError,
@@ -17,16 +21,17 @@ from .errors import (
     FormatError,
     ImmutableError,
     IntegrityError,
+    InvalidArgumentError,
     InvalidMetadataError,
     InvalidNameError,
-    MissingLibraryError,
+    MissingDependencyError,
     NotFoundError,
     QuerySyntaxError,
     RoroError,
     StoreError,
     TrustError,
 )
-from .image import Attachment, Downloaded, ModelImage, RoroWarning
+from .image import Attachment, Downloaded, ImageList, ModelImage, RoroWarning
 from .project import Project
 from .repository import ModelRepository, TagChange
 from .store import Store
@@ -35,7 +40,9 @@ from .sync import CopyReport, SyncReport, copy_image, sync
 __version__ = "0.1.0"
 
 __all__ = [
+    "AmbiguousRefError",
     "Attachment",
+    "AttributeNameError",
     "ConfigError",
     "ConflictError",
     "ContractError",
@@ -43,11 +50,13 @@ __all__ = [
     "DownloadError",
     "Downloaded",
     "FormatError",
+    "ImageList",
     "ImmutableError",
     "IntegrityError",
+    "InvalidArgumentError",
     "InvalidMetadataError",
     "InvalidNameError",
-    "MissingLibraryError",
+    "MissingDependencyError",
     "ModelImage",
     "ModelRepository",
     "NotFoundError",
@@ -62,6 +71,7 @@ __all__ = [
     "TrustError",
     "copy_image",
     "get_current_project",
+    "load",
     "sync",
     "__version__",
 ]
@@ -72,3 +82,14 @@ def get_current_project(project: str | None = None, store: str | None = None) ->
     ``default`` project in ``$RORO_HOME`` (default ``~/.roro``)."""
     settings = current_settings(project, store)
     return Project(settings.project, settings.store, **settings.options)
+
+
+def load(spec: str, *, trust: dict[str, Any] | None = None,
+         tensors: list[str] | None = None) -> Any:
+    """The model object that ``spec`` names in the current project (see
+    :func:`get_current_project`): ``"credit-risk"`` (latest), ``"credit-risk:3"``,
+    ``"credit-risk:v3"``, ``"credit-risk:production"``, ``"credit-risk@sha256:3f7bc85"``. Its
+    bytes are verified before they are loaded, and the load gate applies (``trust`` tightens the
+    caller's trust settings; ``tensors`` selects tensors of a safetensors model; see
+    :meth:`ModelImage.get_model`)."""
+    return get_current_project().get_model(spec, trust=trust, tensors=tensors)

@@ -12,6 +12,7 @@ Resolution, first match wins, separately for the project name and the store:
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,7 @@ from .environment import config_dir, roro_home
 from .errors import ConfigError
 from .names import validate_name
 from .store import Store
+from .suggest import close_matches
 
 if TYPE_CHECKING:
     from .formats.trust import Trust
@@ -26,6 +28,20 @@ if TYPE_CHECKING:
 CONFIG_FILE = "roro.yml"
 USER_CONFIG_FILE = "config.yml"
 DEFAULT_PROJECT = "default"
+#: roro.yml keys passed to its store as options (how long to wait for an S3 endpoint).
+TIMING_OPTIONS = ("connect_timeout", "read_timeout", "first_contact_timeout", "retry_deadline",
+                  "max_retries")
+#: The keys this roro reads in roro.yml. A key close to one of them (``projet``) is an error; any
+#: other key is a warning, so that settings a newer roro writes never break an older one.
+KNOWN_KEYS = ("project", "store", "endpoint_url", "remotes", "trust", *TIMING_OPTIONS)
+
+#: Where the store came from: the ``--store`` option (or the ``store`` argument of
+#: :func:`current_settings`), ``RORO_STORE``, ``roro.yml``, or the default user store.
+ORIGIN_ARGUMENT, ORIGIN_ENV, ORIGIN_CONFIG, ORIGIN_DEFAULT = "argument", "env", "roro.yml", "default"
+
+
+class ConfigWarning(UserWarning):
+    """A roro.yml key this roro does not know (written by a newer roro, or by hand)."""
 
 
 @dataclass
@@ -35,6 +51,18 @@ class Settings:
     options: dict[str, Any] = field(default_factory=dict)
     config_path: str | None = None
     remotes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    store_origin: str = ORIGIN_DEFAULT
+
+    @property
+    def store_named_explicitly(self) -> bool:
+        """True when the store was named (option, environment, roro.yml), not the default."""
+        return self.store_origin != ORIGIN_DEFAULT
+
+    def store_source(self) -> str:
+        """Where the store was named, for messages: ``--store``, ``RORO_STORE``, a roro.yml."""
+        return {ORIGIN_ARGUMENT: "--store", ORIGIN_ENV: "RORO_STORE",
+                ORIGIN_CONFIG: f"'store' in {self.config_path}"}.get(self.store_origin,
+                                                                     "$RORO_HOME")
 
 
 def find_config(start: str | None = None) -> str | None:
@@ -50,13 +78,23 @@ def find_config(start: str | None = None) -> str | None:
         d = parent
 
 
-def _load_yaml(path: str) -> Any:
-    import yaml  # PyYAML: only when a roro.yml is read
+def _read_yaml(path: str) -> tuple[Any, Any]:
+    """``(node, data)`` of the YAML file at ``path``: the composed node (for line numbers) and
+    the value. A YAML error is a :class:`ConfigError` that keeps PyYAML's line and column."""
+    import yaml  # PyYAML: only when a configuration file is read
     try:
         with open(path, encoding="utf-8") as f:
-            return yaml.safe_load(f)
+            text = f.read()
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = " ".join(x for x in (e.context, e.problem) if x)
+        raise ConfigError(f"cannot read {path}{where}: {what}") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
         raise ConfigError(f"cannot read {path}: {str(e).splitlines()[0]}") from None
+    return node, data
 
 
 def user_config_path() -> str:
@@ -69,7 +107,7 @@ def load_user_config() -> dict[str, Any]:
     path = user_config_path()
     if not os.path.isfile(path):
         return {}
-    data = _load_yaml(path)
+    _, data = _read_yaml(path)
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -100,14 +138,35 @@ def trust_settings(explicit: dict[str, Any] | None = None) -> Trust:
 
 
 def load_config(path: str) -> dict[str, Any]:
-    data = _load_yaml(path)
+    """The mapping in ``roro.yml`` at ``path``. A YAML error keeps PyYAML's line and column; an
+    unknown key within two edits of a known one (``projet``) is a :class:`ConfigError` naming it
+    and its line; any other unknown key is a :class:`ConfigWarning`."""
+    import yaml  # PyYAML: its node types, only when a roro.yml is read
+    node, data = _read_yaml(path)
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must be a mapping with keys 'project' and 'store'")
+    lines = {k.value: k.start_mark.line + 1 for k, _ in getattr(node, "value", [])
+             if isinstance(k, yaml.ScalarNode)}
+    for key in data:
+        if key in KNOWN_KEYS:
+            continue
+        line = f", line {lines[key]}" if key in lines else ""
+        near = close_matches(str(key), KNOWN_KEYS, n=1)
+        if near:
+            raise ConfigError(f"{path}{line}: unknown key {key!r}; did you mean {near[0]!r}?")
+        warnings.warn(f"{path}{line}: unknown key {key!r} ignored (written by a newer roro? "
+                      f"this one reads {', '.join(KNOWN_KEYS)})", ConfigWarning, stacklevel=3)
     for key in ("project", "store", "endpoint_url"):
         if key in data and not isinstance(data[key], str):
             raise ConfigError(f"{path}: '{key}' must be a string")
+    for key in TIMING_OPTIONS:
+        value = data.get(key)
+        if key in data and (isinstance(value, bool) or not isinstance(value, (int, float))
+                            or value <= 0 or (key == "max_retries" and not isinstance(value, int))):
+            raise ConfigError(f"{path}: '{key}' must be a positive number"
+                              f"{'' if key == 'max_retries' else ' of seconds'}")
     if "remotes" in data and not isinstance(data["remotes"], dict):
         raise ConfigError(f"{path}: 'remotes' must be a mapping of name to {{store: …}}")
     return data
@@ -126,16 +185,20 @@ def current_settings(project: str | None = None, store: str | None = None) -> Se
     base = os.path.dirname(path) if path else os.getcwd()
     options: dict[str, Any] = {}
     name = project or os.environ.get("RORO_PROJECT") or data.get("project") or DEFAULT_PROJECT
+    origin = ORIGIN_DEFAULT
     if store or os.environ.get("RORO_STORE"):
+        origin = ORIGIN_ARGUMENT if store else ORIGIN_ENV
         url = store or os.environ["RORO_STORE"]
         url = resolve_store_path(url, os.getcwd())
     elif data.get("store"):
+        origin = ORIGIN_CONFIG
         url = resolve_store_path(data["store"], base)
         # endpoint_url says where roro.yml's bucket lives, so it goes with roro.yml's store
         # (and beats AWS_ENDPOINT_URL, which is global); a store given by --store or RORO_STORE
         # uses AWS_ENDPOINT_URL.
         if data.get("endpoint_url"):
             options["endpoint_url"] = data["endpoint_url"]
+        options.update({k: data[k] for k in TIMING_OPTIONS if k in data})
     else:
         url = roro_home()
     remotes = {}
@@ -145,7 +208,7 @@ def current_settings(project: str | None = None, store: str | None = None) -> Se
         if not isinstance(spec, dict) or not isinstance(spec.get("store"), str):
             raise ConfigError(f"{path}: remote {rname!r} needs a 'store'")
         remotes[str(rname)] = {**spec, "store": resolve_store_path(spec["store"], base)}
-    return Settings(validate_name(name, "project"), url, options, path, remotes)
+    return Settings(validate_name(name, "project"), url, options, path, remotes, origin)
 
 
 def resolve_store(name_or_url: Store | str | os.PathLike[str]) -> Store:

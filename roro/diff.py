@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import RoroError
 from .objects.canonical import canonical_json
 from .objects.manifest import model_format
+from .units import format_bytes
 
 if TYPE_CHECKING:
     from .image import ModelImage
@@ -44,16 +45,45 @@ class DictDiff:
     def __bool__(self) -> bool:
         return bool(self.added or self.removed or self.changed)
 
-    def lines(self, label: str) -> list[str]:
-        """One line per change: ``+ LABEL key: value``, ``- …``, ``~ LABEL key: a -> b``."""
-        return [*(f"+ {label} {k}: {_short(v)}" for k, v in self.added.items()),
-                *(f"- {label} {k}: {_short(v)}" for k, v in self.removed.items()),
-                *(f"~ {label} {k}: {_short(x)} -> {_short(y)}"
-                  for k, (x, y) in self.changed.items())]
-
     def to_dict(self) -> dict[str, Any]:
         return {"added": dict(self.added), "removed": dict(self.removed),
                 "changed": {k: {"a": a, "b": b} for k, (a, b) in self.changed.items()}}
+
+    def lines(self, label: str) -> list[str]:
+        """One line per change: ``+ LABEL key: value``, ``- …``, ``~ LABEL key: a → b``."""
+        return [*(f"+ {label} {k}: {_text(v)}" for k, v in self.added.items()),
+                *(f"- {label} {k}: {_text(v)}" for k, v in self.removed.items()),
+                *(f"~ {label} {k}: {_text(x)} → {_text(y)}"
+                  for k, (x, y) in self.changed.items())]
+
+    def by_path(self) -> DictDiff:
+        """The same difference with nested objects compared key by key: ``params.C`` changed
+        rather than all of ``params`` (keys are joined with ``.``; lists are compared whole)."""
+        added: dict[str, Any] = {}
+        removed: dict[str, Any] = {}
+        changed: dict[str, tuple[Any, Any]] = {}
+        for k, v in self.added.items():
+            added.update(_paths(k, v))
+        for k, v in self.removed.items():
+            removed.update(_paths(k, v))
+        for k, (a, b) in self.changed.items():
+            if isinstance(a, dict) and isinstance(b, dict) and a and b:
+                inner = DictDiff.between(a, b).by_path()
+                added.update({f"{k}.{p}": v for p, v in inner.added.items()})
+                removed.update({f"{k}.{p}": v for p, v in inner.removed.items()})
+                changed.update({f"{k}.{p}": v for p, v in inner.changed.items()})
+            else:
+                changed[k] = (a, b)
+        return DictDiff(added, removed, changed)
+
+
+def _paths(prefix: str, value: Any) -> dict[str, Any]:
+    if isinstance(value, dict) and value:
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(_paths(f"{prefix}.{k}", v))
+        return out
+    return {prefix: value}
 
 
 @dataclass(frozen=True)
@@ -119,6 +149,7 @@ class ImageDiff:
             "comment": {"changed": self.comment_changed, "a": self.comment_a,
                         "b": self.comment_b},
             "lineage": self.lineage.to_dict(),
+            "metadata_paths": self.metadata.by_path().to_dict(),
             "contract": self.contract.to_dict(),
         }
 
@@ -131,32 +162,34 @@ class ImageDiff:
         if self.model_identical:
             lines.append(f"  model: identical ({self.model_a['digest'][:19]})")
         else:
-            lines.append(f"~ model: {self.model_a['digest'][:19]} {self.model_a['size']} bytes -> "
-                         f"{self.model_b['digest'][:19]} {self.model_b['size']} bytes")
+            lines.append(f"~ model: {self.model_a['digest'][:19]} "
+                         f"{format_bytes(self.model_a['size'])} → "
+                         f"{self.model_b['digest'][:19]} {format_bytes(self.model_b['size'])}")
             if self.model_a["type"] != self.model_b["type"]:
-                lines.append(f"~ model type: {self.model_a['type']} -> {self.model_b['type']}")
+                lines.append(f"~ model type: {self.model_a['type']} → {self.model_b['type']}")
             if self.model_a["format"] != self.model_b["format"]:
-                lines.append(f"~ model format: {self.model_a['format']} -> "
+                lines.append(f"~ model format: {self.model_a['format']} → "
                              f"{self.model_b['format']}")
-        lines.extend(self.metadata.lines("metadata"))
+        lines.extend(self.metadata.by_path().lines("metadata"))
         for att in self.attachments_added:
-            lines.append(f"+ attachment {att['name']} ({att['size']} bytes)")
+            lines.append(f"+ attachment {att['name']} ({format_bytes(att['size'])})")
         for att in self.attachments_removed:
-            lines.append(f"- attachment {att['name']} ({att['size']} bytes)")
+            lines.append(f"- attachment {att['name']} ({format_bytes(att['size'])})")
         for att in self.attachments_changed:
-            lines.append(f"~ attachment {att['name']}: {att['a']['digest'][:19]} -> "
-                         f"{att['b']['digest'][:19]}")
+            lines.append(f"~ attachment {att['name']}: {att['a']['digest'][:19]} "
+                         f"{format_bytes(att['a']['size'])} → {att['b']['digest'][:19]} "
+                         f"{format_bytes(att['b']['size'])}")
         lines.extend(self.contract.lines("contract"))
         if self.comment_changed:
-            lines.append(f"~ comment: {_short(self.comment_a)} -> {_short(self.comment_b)}")
+            lines.append(f"~ comment: {_text(self.comment_a)} → {_text(self.comment_b)}")
         if self.identical:
             lines.append("  (no differences)")
         return "\n".join(lines)
 
 
-def _short(value: Any, width: int = 60) -> str:
-    text = canonical_json(value).decode("utf-8")
-    return text if len(text) <= width else text[:width - 3] + "..."
+def _text(value: Any) -> str:
+    """A value in full, as compact JSON (never cut: the change may be at its end)."""
+    return canonical_json(value).decode("utf-8")
 
 
 def diff_images(a: ModelImage, b: ModelImage) -> ImageDiff:

@@ -53,6 +53,30 @@ class InvalidNameError(RoroError, ValueError):
         self.name = name
 
 
+class InvalidArgumentError(RoroError, ValueError):
+    """An argument of a call that cannot be used as given (both a version and a tag, a negative
+    limit, an unsaved image where a saved one is needed...)."""
+
+
+class AmbiguousRefError(InvalidNameError):
+    """A version reference that names two things: an image digest prefix shared by several
+    images, or ``NAME:v2`` in a store that also has a tag ``v2``. ``candidates`` lists them."""
+
+    def __init__(self, message: str, *, name: object = None, candidates: list[str] | None = None):
+        super().__init__(message, name=name)
+        self.candidates = list(candidates or [])
+
+
+class AttributeNameError(RoroError, AttributeError):
+    """Setting an attribute of a model image that is not metadata: a real attribute
+    (``image.comment = …``) or a name within two edits of one (``image.coment = …``)."""
+
+
+class MissingDependencyError(RoroError, ImportError):
+    """An optional package a call needs is not installed (``to_pandas()`` needs pandas; a model
+    format its library, and the message names the pip extra that installs it)."""
+
+
 class InvalidMetadataError(RoroError, ValueError):
     """A metadata key or value that is not allowed (not JSON, NaN, too large, too deep...)."""
 
@@ -124,7 +148,3 @@ class ContractError(RoroError, ValueError):
 
 class FormatError(RoroError, ValueError):
     """An object or a file that is not in the format asked for, or an unknown format."""
-
-
-class MissingLibraryError(RoroError, ImportError):
-    """A format whose library is not installed; the message names the pip extra to install."""

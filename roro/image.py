@@ -14,9 +14,11 @@ from . import writer
 from .config import trust_settings
 from .environment import cloudpickle_version, python_version
 from .errors import (
+    AttributeNameError,
     FormatError,
     ImmutableError,
     IntegrityError,
+    InvalidArgumentError,
     InvalidMetadataError,
     InvalidNameError,
     NotFoundError,
@@ -26,9 +28,11 @@ from .errors import (
 from .localfs import (
     attachment_target,
     check_inside,
+    check_no_collision,
     copy_verified,
     plan_attachments,
     refuse_existing,
+    same_file_bytes,
     write_verified,
 )
 from .metadata import (
@@ -39,9 +43,12 @@ from .metadata import (
     validate_key,
 )
 from .names import attachment_name_conflict, validate_attachment_name
+from .notebook import image_html, images_html, images_to_pandas
 from .objects import SpooledObject
+from .objects.canonical import loads
 from .objects.manifest import model_format
 from .objects.store import HashingWriter
+from .suggest import edit_distance
 
 if TYPE_CHECKING:
     from .diff import ImageDiff
@@ -123,10 +130,12 @@ class _Silent:
 
 class Downloaded(NamedTuple):
     """What :meth:`ModelImage.download` wrote: the model's file (None: it went to a stream) and
-    the attachments' files, in name order."""
+    the attachments' files, in name order; ``unchanged`` lists those of them that already held
+    exactly these bytes and were left as they were."""
 
     model: str | None
     attachments: list[str]
+    unchanged: list[str] = []
 
 
 class ModelImage:
@@ -232,9 +241,10 @@ class ModelImage:
         if not isinstance(ref, dict):
             return None
         if self._summary is None:
-            data = self._repository.project.store.objects.read(ref["digest"])
+            # Never more than the manifest says (a forged one may name a 1 GiB blob).
+            data = self._repository.project.store.objects.read(ref["digest"], ref["size"])
             try:
-                value = json.loads(data)
+                value = loads(data)
             except ValueError as e:
                 raise IntegrityError(f"the summary {ref['digest']} of {self!r} is not JSON: {e}",
                                      digest=ref["digest"]) from None
@@ -308,6 +318,19 @@ class ModelImage:
         where = f"v{self._version}" if self._version else "unsaved"
         return f"<ModelImage {self._repository.name}:{where}>"
 
+    def _repr_html_(self) -> str:
+        """A compact table in a notebook: version, image, saved, author, comment, metadata,
+        attachments."""
+        return image_html(self)
+
+    @property
+    def tags(self) -> list[str]:
+        """The tags pointing at this saved version (``latest`` first where it applies), read
+        from the index; ``[]`` for an image not saved yet."""
+        if self._version is None:
+            return []
+        return self._repository.get_tags_by_version([self._version]).get(self._version, [])
+
     # -- metadata --------------------------------------------------------------------------------
     def _check_mutable(self) -> None:
         if self.saved:
@@ -372,8 +395,15 @@ class ModelImage:
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name.startswith("_") or hasattr(type(self), name):
-            raise AttributeError(f"{name!r} is not metadata and cannot be set; "
-                                 f"use image[{name!r}] = … for metadata with that name")
+            raise AttributeNameError(f"{name!r} is not metadata and cannot be set; "
+                                     f"use image[{name!r}] = … for metadata with that name")
+        if name not in self._metadata:
+            near = sorted((a for a in _public_attributes() if edit_distance(name, a) <= 2),
+                          key=lambda a: edit_distance(name, a))
+            if near:
+                raise AttributeNameError(
+                    f"{name!r} is close to the image's attribute {near[0]!r}; did you mean "
+                    f"{near[0]!r}? To store metadata named {name!r}, write image[{name!r}] = …")
         self[name] = value
 
     def __delattr__(self, name: str) -> None:
@@ -383,13 +413,29 @@ class ModelImage:
             raise AttributeError(name) from None
 
     # -- attachments -----------------------------------------------------------------------------
-    def attach(self, filename: str, fileobj: Any) -> Attachment:
-        """Attach a file: a binary or text file object (text is stored UTF-8), ``bytes``, or a path.
+    def attach(self, filename: str, fileobj: Any = None, *, text: str | None = None) -> Attachment:
+        """Attach a file: a binary or text file object (text is stored UTF-8), ``bytes``, a path
+        to a file, or, with ``text=``, a string's contents (``attach("labels.csv",
+        text="a,b\\n")``). A whole folder is :meth:`attach_dir`.
 
         The content is copied (and hashed) now; later changes to the source do not affect the image.
         Attaching the same name again replaces the earlier attachment.
         """
         self._check_mutable()
+        if text is not None:
+            if fileobj is not None:
+                raise InvalidArgumentError("give a file (or bytes, or a path) or text=, not both")
+            if not isinstance(text, str):
+                raise InvalidArgumentError(f"text= takes a str, not {type(text).__name__}; pass "
+                                           f"bytes as the second argument")
+            fileobj = _text_bytes(text)
+        elif fileobj is None:
+            raise InvalidArgumentError(f"attach({filename!r}) needs the content: a file object, "
+                                       f"bytes, a path, or text=")
+        if isinstance(fileobj, (str, os.PathLike)) and os.path.isdir(fileobj):
+            raise InvalidArgumentError(f"{os.fspath(fileobj)!r} is a folder: attach it with "
+                                       f"attach_dir({filename!r}, {os.fspath(fileobj)!r}), which "
+                                       f"keeps the names of the files below it")
         name = validate_attachment_name(filename)
         conflict = attachment_name_conflict(name, self._attachments)
         if conflict is not None:
@@ -402,6 +448,30 @@ class ModelImage:
         self._attachments[name] = att
         return att
 
+    def attach_dir(self, name: str, path: str | os.PathLike[str]) -> list[Attachment]:
+        """Attach every file below the folder ``path``, each under ``name/<its path relative to
+        the folder>`` (``attach_dir("plots", "out/plots")`` gives ``plots/roc.png``,
+        ``plots/pr/curve.png``); ``name=""`` puts them at the top. Sub-folders are walked,
+        symbolic links to folders are not followed. Returns the attachments, in name order."""
+        self._check_mutable()
+        root = os.fspath(path)
+        if not os.path.isdir(root):
+            raise InvalidArgumentError(f"attach_dir: {root!r} is not a folder")
+        prefix = name.strip("/")
+        if prefix:
+            validate_attachment_name(prefix)
+        files = []
+        for folder, dirs, names in os.walk(root):
+            dirs.sort()
+            for n in sorted(names):
+                full = os.path.join(folder, n)
+                rel = os.path.relpath(full, root).replace(os.sep, "/")
+                files.append((f"{prefix}/{rel}" if prefix else rel, full))
+        files.sort()
+        for attachment_name, _ in files:  # every name is checked before anything is copied
+            validate_attachment_name(attachment_name)
+        return [self.attach(attachment_name, full) for attachment_name, full in files]
+
     def _spool(self, source: Any) -> SpooledObject:
         objects = self._repository.project.store.objects
         if isinstance(source, (bytes, bytearray, memoryview)):
@@ -411,7 +481,12 @@ class ModelImage:
                 with open(source, "rb") as f:
                     return objects.spool_stream(f)
             except OSError as e:
-                raise RoroError(f"cannot read attachment {os.fspath(source)!r}: {e.strerror}") from None
+                hint = ""
+                if isinstance(source, str) and not os.path.exists(source):
+                    hint = ("; a string is a path: to attach the string itself, use "
+                            "attach(name, text=...)")
+                raise RoroError(f"cannot read attachment {os.fspath(source)[:80]!r}: "
+                                f"{e.strerror}{hint}") from None
         if hasattr(source, "read"):
             def fill(w: HashingWriter) -> None:
                 while True:
@@ -438,11 +513,8 @@ class ModelImage:
         """Write every attachment below ``directory`` (see :meth:`Attachment.download`); returns
         the paths written, in name order."""
         attachments = self.get_attachments()
-        names = [a.name for a in attachments]
-        for a in attachments:  # a hostile manifest could name colliding files: refuse up front
-            conflict = attachment_name_conflict(a.name, names)
-            if conflict is not None:
-                raise InvalidNameError(conflict, name=a.name)
+        # A hostile manifest could name colliding files: refuse before anything is written.
+        check_no_collision(a.name for a in attachments)
         return [a.download(directory) for a in attachments]
 
     def get_attachment(self, name: str) -> Attachment:
@@ -525,10 +597,12 @@ class ModelImage:
 
         ``to`` is a file path, a directory (``NAME-vN.pkl`` inside it), a binary stream, or None
         (``NAME-vN.pkl`` here). Every file is checked against its digest while it is written and
-        appears, complete and fsynced, only under its final name. Before any byte is fetched, an
-        existing file (without ``force``), an attachment name that is invalid, collides with
-        another on a case-insensitive filesystem, or leads outside the directory (symbolic links
-        included) is refused with :class:`~roro.errors.DownloadError`.
+        appears, complete and fsynced, only under its final name. A file that already holds
+        exactly these bytes is left as it is (listed in ``unchanged``), so running a download
+        again is harmless. Before any byte is fetched, an existing file with other bytes (without
+        ``force``), an attachment name that is invalid, collides with another on a
+        case-insensitive filesystem, or leads outside the directory (symbolic links included) is
+        refused with :class:`~roro.errors.DownloadError`.
         """
         if self._manifest is None:
             raise RoroError(f"{self!r} is not saved yet: it has nothing to download")
@@ -541,24 +615,33 @@ class ModelImage:
             target = os.fspath(to) if to is not None else default  # type: ignore[arg-type]
             if os.path.isdir(target):
                 target = os.path.join(target, default)
-            refuse_existing(target, force)
+        digest, size = self._manifest["model"]["digest"], self._manifest["model"]["size"]
+        model_same = target is not None and refuse_existing(target, force, digest, size)
         directory = os.fspath(attachments) if attachments is not None else None
         atts = self.get_attachments() if directory is not None else []
-        planned = plan_attachments(directory, [a.name for a in atts], force) if directory else []
-        digest = self._manifest["model"]["digest"]
-        progress.phase("model: fetching and verifying")
-        with self.open_model() as src:
-            progress.phase("model: writing")
-            if stream is not None:
-                copy_verified(src, stream, digest, "the model", progress.advance)
-            else:
-                assert target is not None
-                write_verified(src, target, digest, "the model", replace=force,
-                               on_chunk=progress.advance)
+        planned = plan_attachments(directory, [a.name for a in atts], force,
+                                   {a.name: (a.digest, a.size) for a in atts}) if directory else []
+        unchanged = [target] if model_same and target is not None else []
+        if not model_same:
+            progress.phase("model: fetching and verifying")
+            with self.open_model() as src:
+                progress.phase("model: writing")
+                if stream is not None:
+                    copy_verified(src, stream, digest, "the model", progress.advance)
+                else:
+                    assert target is not None
+                    write_verified(src, target, digest, "the model", replace=force,
+                                   on_chunk=progress.advance)
+        else:
+            progress.advance(size)
         for att, path in zip(atts, planned, strict=True):
             assert directory is not None
+            if same_file_bytes(path, att.digest, att.size):
+                unchanged.append(path)
+                progress.advance(att.size)
+                continue
             self._download_attachment(att, directory, path, force, progress)
-        return Downloaded(target, planned)
+        return Downloaded(target, planned, unchanged)
 
     @staticmethod
     def _download_attachment(att: Attachment, directory: str, path: str, force: bool,
@@ -659,6 +742,40 @@ class ModelImage:
 
     def __hash__(self) -> int:
         return hash((self._digest, self._version)) if self.saved else id(self)
+
+
+def _text_bytes(text: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise InvalidMetadataError(f"attachment text is not valid Unicode: {e}") from None
+
+
+class ImageList(list[ModelImage]):
+    """The images a listing or a search returned: a plain list (``len``, indexing, iteration,
+    slicing as before) that also converts to a pandas DataFrame and shows as a table in a
+    notebook."""
+
+    def to_pandas(self) -> Any:
+        """A pandas DataFrame, one row per image: ``repository``, ``version``, ``image``,
+        ``tags``, ``timestamp`` (timezone-aware), ``author``, ``comment``, ``model_type``,
+        ``model_size``, then one column per metadata key path (``params.C`` for nested
+        objects; a key that clashes with a fixed column is prefixed ``metadata.``). Needs
+        pandas (:class:`~roro.errors.MissingDependencyError` names it when it is missing)."""
+        return images_to_pandas(self)
+
+    def _repr_html_(self) -> str:
+        return images_html(self)
+
+
+_ATTRIBUTES: list[str] = []
+
+
+def _public_attributes() -> list[str]:
+    """The public attributes and methods of :class:`ModelImage` (what a typo may be near)."""
+    if not _ATTRIBUTES:
+        _ATTRIBUTES.extend(a for a in dir(ModelImage) if not a.startswith("_"))
+    return _ATTRIBUTES
 
 
 def _discard_all(attachments: dict[str, Attachment]) -> None:

@@ -7,14 +7,51 @@ followed out of it, and a file appears only complete, verified and fsynced under
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Iterable
 from typing import IO
 
 from .digests import digest_stream
-from .errors import ConflictError, DownloadError, IntegrityError, InvalidNameError
-from .names import validate_attachment_name
+from .errors import ConflictError, DownloadError, IntegrityError, InvalidNameError, StoreError
+from .names import attachment_collision, check_download_name
+
+#: errno values that mean "you may not write here" and "no room to write here".
+READ_ONLY_ERRNOS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
+FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def free_bytes(path: str) -> int | None:
+    """Bytes free for this user on the file system of ``path`` (its nearest existing parent)."""
+    while path and not os.path.exists(path):
+        path = os.path.dirname(path)
+    try:
+        st = os.statvfs(path or ".")
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def write_failure(error: OSError, path: str, where: str, needed: int | None = None,
+                  at_least: bool = False) -> StoreError | None:
+    """The one-line StoreError for a write that failed because ``where`` (a store, a cache) is
+    read-only for this user or its disk is full, naming ``path`` and, for a full disk, the
+    space free and needed (``needed``: bytes, ``at_least`` that many when the total is not
+    known, as for a model streamed into a spool; None if not known); None for other errors."""
+    if error.errno in READ_ONLY_ERRNOS:
+        return StoreError(f"{where} is read-only for this user ({error.strerror}: {path}): "
+                          f"reading it works, writing does not")
+    if error.errno in FULL_ERRNOS:
+        free = free_bytes(path)
+        need = ("more than that needed" if needed is None else
+                f"{'at least ' if at_least else ''}{needed} bytes needed")
+        return StoreError(f"no space left on the device to write {path} ({where}): "
+                          f"{'?' if free is None else free} bytes free, {need}; free some space "
+                          f"('roro gc' removes unreferenced objects) and try again")
+    return None
 
 
 def quiet_unlink(path: str | os.PathLike[str]) -> None:
@@ -78,9 +115,37 @@ def _link_new(tmp: str, path: str) -> None:
         os.replace(tmp, path)
 
 
-def refuse_existing(path: str, force: bool) -> None:
-    if os.path.lexists(path) and not force:
-        raise DownloadError(f"{path} exists; pass --force (force=True) to overwrite it")
+def refuse_existing(path: str, force: bool, digest: str | None = None,
+                    size: int | None = None) -> bool:
+    """Before writing ``path``: True if it already holds exactly the bytes of ``digest`` (a
+    regular file of ``size`` bytes hashing to it: nothing to write); False if it is absent (or
+    ``force``); else DownloadError (it exists with other bytes)."""
+    if not os.path.lexists(path):
+        return False
+    if digest is not None and same_file_bytes(path, digest, size):
+        return True
+    if force:
+        return False
+    raise DownloadError(f"{path} exists with other bytes; pass --force (force=True) to "
+                        f"overwrite it")
+
+
+def same_file_bytes(path: str, digest: str, size: int | None) -> bool:
+    """True if ``path`` is a regular file (not a link) whose bytes hash to ``digest``."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    if not stat.S_ISREG(st.st_mode) or (size is not None and st.st_size != size):
+        return False
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+    except OSError:
+        return False
+    return f"sha256:{h.hexdigest()}" == digest
 
 
 def check_inside(directory: str, path: str, name: str) -> None:
@@ -94,29 +159,39 @@ def check_inside(directory: str, path: str, name: str) -> None:
                             f"{directory}")
 
 
-def plan_attachments(directory: str, names: Iterable[str], force: bool) -> list[str]:
+def plan_attachments(directory: str, names: Iterable[str], force: bool,
+                     contents: dict[str, tuple[str, int]] | None = None) -> list[str]:
     """The path each attachment will be written to below ``directory``, refused before any byte
-    is fetched if a name is invalid, leads outside ``directory``, collides with another on a
-    case-insensitive filesystem, or exists (without ``force``)."""
-    planned, folded = [], set()
+    is fetched if a name is invalid, leads outside ``directory``, collides with another (as a
+    file and a folder, or on a case-insensitive or normalizing filesystem), or exists with other
+    bytes than ``contents[name]`` (``(digest, size)``; without ``force``)."""
+    names = list(names)
+    check_no_collision(names)
+    planned = []
+    contents = contents or {}
     for name in names:
-        validate_attachment_name(name)
-        if name.casefold() in folded:
-            raise DownloadError(f"refusing to write attachment {name!r}: another attachment has "
-                                f"the same name on a case-insensitive filesystem")
-        folded.add(name.casefold())
+        check_download_name(name)
         path = os.path.join(directory, *name.split("/"))
         check_inside(directory, path, name)
-        refuse_existing(path, force)
+        refuse_existing(path, force, *contents.get(name, (None, None)))
         planned.append(path)
     return planned
+
+
+def check_no_collision(names: Iterable[str]) -> None:
+    """Refuse (:class:`~roro.errors.DownloadError`) attachment names that cannot all be written
+    below one directory (:func:`~roro.names.attachment_collision`): before anything is written."""
+    why = attachment_collision(names)
+    if why is not None:
+        raise DownloadError(f"refusing to download: {why}; the manifest was not written by roro "
+                            f"(run 'roro fsck')")
 
 
 def attachment_target(directory: str | os.PathLike[str], name: str) -> str:
     """The path of attachment ``name`` below ``directory``, with its parent folders made; refuses
     any path that could resolve outside ``directory`` (a folder that is a symbolic link:
     :class:`~roro.errors.ConflictError`)."""
-    validate_attachment_name(name)
+    check_download_name(name)
     root = os.path.realpath(os.fspath(directory))
     os.makedirs(root, exist_ok=True)
     *folders, filename = name.split("/")

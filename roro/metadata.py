@@ -8,10 +8,17 @@ Limits (each refused with :class:`~roro.errors.InvalidMetadataError`):
   (tuples are stored as lists) or an object with string keys; nesting at most 32 deep;
 - one value encodes to at most 1 MiB of JSON, all metadata of an image to at most 4 MiB and
   10,000 keys.
+
+Values of a few common non-JSON types are stored as the JSON value they stand for: numpy
+scalars, 0-d and other arrays (``np.int64(5)`` → ``5``, ``np.bool_(True)`` → ``true``, an array →
+nested lists), ``datetime``/``date`` (pandas ``Timestamp`` included) → ISO 8601 strings as
+``isoformat()`` writes them (a naive time stays naive), pandas ``NaT`` → null. numpy is never
+imported: a value is recognised by its type's module.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import unicodedata
@@ -43,11 +50,40 @@ def validate_key(key: object) -> str:
     return key
 
 
+_PLAIN = (str, int, float, list, tuple, dict)
+_NOT_ADAPTED = object()
+
+
+def _adapt(key: str, value: Any) -> Any:
+    """The JSON value a numpy or datetime ``value`` stands for, or ``_NOT_ADAPTED``."""
+    module = type(value).__module__
+    if module == "numpy" or module.startswith("numpy."):
+        if hasattr(value, "tolist") and hasattr(value, "ndim"):  # a numpy scalar or array
+            if getattr(value, "size", 1) > MAX_VALUE_BYTES:
+                raise InvalidMetadataError(f"metadata value for {key!r} is larger than 1 MiB "
+                                           f"of JSON")
+            return value.tolist()
+        return _NOT_ADAPTED
+    if isinstance(value, datetime.date):  # datetime, pandas Timestamp
+        if value != value:  # pandas NaT, the missing time
+            return None
+        return value.isoformat()
+    return _NOT_ADAPTED
+
+
+def _json_default(value: Any) -> Any:
+    adapted = _adapt("", value)
+    if adapted is _NOT_ADAPTED:
+        raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+    return adapted
+
+
 def normalize_value(key: str, value: Any) -> Any:
-    """Validate ``value`` and return an independent JSON copy of it (tuples become lists)."""
+    """Validate ``value`` and return an independent JSON copy of it (tuples become lists, numpy
+    values and times the JSON values they stand for)."""
     _check_value(key, value)
     try:
-        text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False, default=_json_default)
     except (ValueError, TypeError) as e:
         raise InvalidMetadataError(f"metadata value for {key!r} is not a JSON value: {e}") from None
     if len(text.encode("utf-8")) > MAX_VALUE_BYTES:
@@ -135,6 +171,12 @@ def _check_value(key: str, value: Any) -> None:
             raise InvalidMetadataError(f"metadata value for {key!r} is nested deeper than {MAX_DEPTH}")
         if v is None or isinstance(v, bool):
             continue
+        if not isinstance(v, _PLAIN):
+            adapted = _adapt(key, v)
+            if adapted is not _NOT_ADAPTED:
+                stack.append((adapted, depth))  # check what will be stored
+                used -= 1
+                continue
         if isinstance(v, int):
             if not -_INT_LIMIT <= v < _INT_LIMIT:
                 raise InvalidMetadataError(f"metadata value for {key!r}: integer out of the 64-bit range")

@@ -8,12 +8,20 @@ version).
 Attachment names: a relative POSIX path (``log.txt``, ``plots/roc.png``) of at most 255 characters,
 each part 1 to 100 characters, no part ``.`` or ``..``, no leading ``/``, no backslash, no drive
 letter or ``:``, no control characters (NUL included), none of ``<>:"|?*`` and no leading or
-trailing spaces or dots in a part, no Windows device name (``CON``, ``NUL.txt``, ``COM1``…). Such a name can be written below any directory on Linux, macOS or
-Windows without escaping it.
+trailing spaces or dots in a part, no Windows device name (``CON``, ``NUL.txt``, ``COM1``,
+``COM¹``…). Such a name can be written below any directory on Linux, macOS or Windows without
+escaping it.
+
+Two strengths of each rule (DESIGN.md §14): names given for a *new* write (a new repository, project
+or tag, an attachment of a new image) must pass every rule; names *read* from a store only need
+the rules that keep reading and downloading safe (:func:`check_attachment_path`: no path escapes),
+so that stores written under older rules stay readable, and fsck warns about the rest
+(:func:`name_warning`, :func:`attachment_name_warning`).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -26,8 +34,10 @@ _NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,99}")
 LATEST = "latest"
 MAX_ATTACHMENT_NAME = 255
 _BAD_ATTACHMENT_CHARS = set('\\:<>"|?*')
-_WINDOWS_DEVICES = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(10)),
-                    *(f"LPT{i}" for i in range(10)), "CONIN$", "CONOUT$"}
+#: Windows reserves these names in every directory, with any extension (``nul.txt``), in any case;
+#: it reads the superscript digits ¹ ² ³ as digits too (``COM¹``).
+_WINDOWS_DEVICES = {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$",
+                    *(f"{port}{d}" for port in ("COM", "LPT") for d in "0123456789\u00b9\u00b2\u00b3")}
 
 
 def validate_name(name: object, kind: str = "repository") -> str:
@@ -35,6 +45,42 @@ def validate_name(name: object, kind: str = "repository") -> str:
     if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or ".." in name:
         raise InvalidNameError(f"invalid {kind} name {name!r}: use {NAME_RULE}", name=name)
     return name
+
+
+def windows_name_problem(part: str) -> str | None:
+    """Why ``part`` (a repository, project or tag name, or one part of an attachment path) would
+    break as a file name on Windows, or None: a device name (``con``, ``nul.txt``, ``COM¹``), or
+    a name ending with a dot or a space (Windows drops them: ``x.`` is ``x``)."""
+    if part.split(".", 1)[0].rstrip(" ").upper() in _WINDOWS_DEVICES:
+        return f"{part!r} is a device name on Windows"
+    if part.endswith((".", " ")):
+        return f"{part!r} ends with a dot or a space, which Windows drops"
+    return None
+
+
+def validate_new_name(name: object, kind: str = "repository") -> str:
+    """:func:`validate_name` plus the rules for a name a write is about to create: not a Windows
+    device name, not ending with a dot (a repository, project or tag that exists already stays
+    usable: fsck only warns about it)."""
+    validate_name(name, kind)
+    assert isinstance(name, str)
+    why = windows_name_problem(name)
+    if why is not None:
+        raise InvalidNameError(f"invalid {kind} name {name!r}: {why}; choose another name",
+                               name=name)
+    return name
+
+
+def name_warning(name: str, kind: str = "repository") -> str | None:
+    """What a new write of ``name`` would be refused for, though reading it is fine (fsck warns)."""
+    why = windows_name_problem(name)
+    return None if why is None else f"{kind} name {name!r}: {why}; a new one would be refused"
+
+
+def validate_new_tag(tag: object) -> str:
+    """:func:`validate_tag` plus the rules for a new name (:func:`validate_new_name`)."""
+    validate_tag(tag)
+    return validate_new_name(tag, "tag")
 
 
 def validate_tag(tag: object) -> str:
@@ -61,8 +107,11 @@ def validate_version(version: object) -> int:
     return version
 
 
-def validate_attachment_name(name: object) -> str:
-    """Return ``name`` if it is a safe relative attachment path, else raise InvalidNameError."""
+def check_attachment_path(name: object) -> str:
+    """Return ``name`` if it is safe to read and to write below a directory, else raise
+    InvalidNameError: a non-empty relative POSIX path with no ``.``/``..``/empty part, no
+    backslash, no ``:`` (drive letters, alternate data streams) and no control character. The rules
+    a manifest read from a store must pass (names written under older rules stay readable)."""
     def bad(why: str) -> InvalidNameError:
         return InvalidNameError(f"invalid attachment name {name!r}: {why}", name=name)
 
@@ -70,8 +119,6 @@ def validate_attachment_name(name: object) -> str:
         raise bad("expected a string")
     if not name:
         raise bad("it is empty")
-    if len(name) > MAX_ATTACHMENT_NAME:
-        raise bad(f"longer than {MAX_ATTACHMENT_NAME} characters")
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:
@@ -79,18 +126,62 @@ def validate_attachment_name(name: object) -> str:
     if name.startswith("/"):
         raise bad("absolute paths are not allowed")
     for ch in name:
-        if ch in _BAD_ATTACHMENT_CHARS or unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn"):
+        if ch in "\\:" or unicodedata.category(ch) == "Cc":
             raise bad(f"character {ch!r} is not allowed")
-    for part in name.split("/"):
-        if part in ("", ".", ".."):
-            raise bad("empty, '.' and '..' path parts are not allowed")
-        if part.split(".", 1)[0].rstrip(" ").upper() in _WINDOWS_DEVICES:
-            raise bad(f"{part!r} is a device name on Windows")
-        if len(part) > 100:
-            raise bad("a path part is longer than 100 characters")
-        if part != part.strip(" ") or part.endswith("."):
-            raise bad("a path part may not start or end with a space or end with a dot")
+    if any(part in ("", ".", "..") for part in name.split("/")):
+        raise bad("empty, '.' and '..' path parts are not allowed")
     return name
+
+
+def attachment_name_problem(name: str) -> str | None:
+    """Why a new attachment may not be called ``name`` (which passed
+    :func:`check_attachment_path`), or None."""
+    if len(name) > MAX_ATTACHMENT_NAME:
+        return f"longer than {MAX_ATTACHMENT_NAME} characters"
+    for ch in name:
+        if ch in _BAD_ATTACHMENT_CHARS or unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn"):
+            return f"character {ch!r} is not allowed"
+    for part in name.split("/"):
+        if len(part) > 100:
+            return "a path part is longer than 100 characters"
+        if part != part.strip(" ") or part.endswith("."):
+            return "a path part may not start or end with a space or end with a dot"
+        why = windows_name_problem(part)
+        if why is not None:
+            return why
+    return None
+
+
+def validate_attachment_name(name: object) -> str:
+    """Return ``name`` if it is a valid name for a new attachment (every rule of the module
+    docstring), else raise InvalidNameError."""
+    check_attachment_path(name)
+    assert isinstance(name, str)
+    why = attachment_name_problem(name)
+    if why is not None:
+        raise InvalidNameError(f"invalid attachment name {name!r}: {why}", name=name)
+    return name
+
+
+def check_download_name(name: object) -> str:
+    """Return ``name`` if an attachment of that name, read from a store, can be written below a
+    directory here: :func:`check_attachment_path`, and on Windows no device name and no part
+    ending with a dot or a space. Else raise InvalidNameError."""
+    check_attachment_path(name)
+    assert isinstance(name, str)
+    if os.name == "nt":
+        for part in name.split("/"):
+            why = windows_name_problem(part)
+            if why is not None:
+                raise InvalidNameError(f"cannot write attachment {name!r} here: {why}", name=name)
+    return name
+
+
+def attachment_name_warning(name: str) -> str | None:
+    """What a new attachment called ``name`` (read from a store) would be refused for, or None."""
+    why = attachment_name_problem(name)
+    return None if why is None else (f"attachment name {name!r}: {why}; a new one would be "
+                                     f"refused")
 
 
 def _fold(name: str) -> str:
@@ -119,12 +210,25 @@ def attachment_name_conflict(name: str, others: Iterable[str]) -> str | None:
     return None
 
 
-def parse_refspec(spec: str) -> tuple[str, int | None, str | None]:
-    """Parse ``NAME[:VERSION|TAG]`` into ``(name, version, tag)``; ``latest`` gives (name, None, None)."""
-    name, sep, ref = spec.partition(":")
-    validate_name(name)
-    if not sep or ref == LATEST:
-        return name, None, None
-    if ref.isdigit():
-        return name, validate_version(ref), None
-    return name, None, validate_tag(ref)
+def attachment_collision(names: Iterable[str]) -> str | None:
+    """Why ``names`` (one image's attachments) cannot all be written below one directory, or
+    None: two that are one file where case or Unicode normalization is ignored (or the same name
+    twice), or one that is both a file and a folder (``a`` and ``a/b``). O(names × depth), for
+    manifests read from a store (which may hold many names)."""
+    seen: dict[str, str] = {}
+    for name in names:
+        folded = _fold(name)
+        other = seen.get(folded)
+        if other is not None:
+            return (f"attachment names {other!r} and {name!r} would be one file (they differ only "
+                    f"in case or Unicode normalization, or not at all)")
+        seen[folded] = name
+    for folded, name in seen.items():
+        parts = folded.split("/")
+        for i in range(1, len(parts)):
+            other = seen.get("/".join(parts[:i]))
+            if other is not None:
+                return (f"attachment names {other!r} and {name!r} would need the same path as a "
+                        f"file and as a folder")
+    return None
+

@@ -9,14 +9,22 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import writer
-from .errors import ConflictError, NotFoundError
-from .image import ModelImage
+from .errors import (
+    AmbiguousRefError,
+    ConflictError,
+    InvalidArgumentError,
+    NotFoundError,
+)
+from .image import ImageList, ModelImage
 from .names import LATEST, validate_name, validate_tag, validate_version
-from .objects.manifest import read_manifest
+from .notebook import repository_html
+from .objects.manifest import read_manifest, referenced_digests
 from .query import Query
 from .query import parse as parse_query
 from .refs import Event
+from .refspec import Ref, parse_ref, validate_new_tag
 from .store import Store
+from .suggest import did_you_mean
 
 if TYPE_CHECKING:
     from .project import Project
@@ -44,7 +52,7 @@ def check_limit(limit: object) -> int | None:
     if limit is None:
         return None
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-        raise ValueError(f"limit must be None or an integer >= 0, not {limit!r}")
+        raise InvalidArgumentError(f"limit must be None or an integer >= 0, not {limit!r}")
     return limit
 
 
@@ -58,6 +66,10 @@ class ModelRepository:
 
     def __repr__(self) -> str:
         return f"<ModelRepository {self.project.name}/{self.name}>"
+
+    def _repr_html_(self) -> str:
+        """Versions, latest, tags and the ten newest versions as a table in a notebook."""
+        return repository_html(self)
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, ModelRepository) and other.name == self.name
@@ -79,12 +91,113 @@ class ModelRepository:
         row = self._refresh()
         if row is None:
             raise NotFoundError(f"model repository {self.name!r} does not exist in project "
-                                f"{self.project.name!r}; save an image to create it",
-                                repository=self.name)
+                                f"{self.project.name!r}"
+                                f"{did_you_mean(self.name, self.project.repository_names())}"
+                                f" (saving an image creates it)", repository=self.name)
+        if row["status"] == "renamed":
+            error = NotFoundError(f"model repository {self.name!r} was renamed to "
+                                  f"{row['renamed_to']!r}; use {row['renamed_to']!r}",
+                                  repository=self.name)
+            error.renamed_to = row["renamed_to"]  # type: ignore[attr-defined]
+            raise error
+        if row["status"] == "destroyed":
+            raise NotFoundError(f"model repository {self.name!r} was destroyed (by "
+                                f"{row['closed_by']}, {row['closed_time']}); restore it with "
+                                f"'roro models:restore {self.name}'", repository=self.name)
         return row
 
     def exists(self) -> bool:
-        return self._refresh() is not None
+        """True if the repository has a log and is live (not destroyed, not renamed away)."""
+        row = self._refresh()
+        return row is not None and row["status"] is None
+
+    @property
+    def status(self) -> str | None:
+        """None for a live repository (or one with no log), ``"destroyed"`` or ``"renamed"``."""
+        row = self._refresh()
+        return row["status"] if row is not None else None
+
+    @property
+    def renamed_to(self) -> str | None:
+        """The name this repository was renamed to (None if it was not)."""
+        row = self._refresh()
+        return row["renamed_to"] if row is not None else None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def destroy(self) -> Event:
+        """Retire the whole repository: a ``destroy`` event. It disappears from listings, reads
+        raise NotFoundError and writes ConflictError, until :meth:`restore`; ``gc`` may collect
+        its objects once the destroy is older than its grace period, after which it cannot be
+        restored. Returns the event."""
+        def decide(row: writer.Row) -> writer.Decision:
+            if row is None:
+                self._require()  # raises NotFoundError with did-you-mean
+            assert row is not None
+            if row["status"] is not None:
+                raise writer.closed_error(self.name, row)
+            return "destroy", {}
+
+        event = writer.append(self.store, self.project.name, self.name, decide, lifecycle=True)
+        assert event is not None
+        return event
+
+    def restore(self) -> Event:
+        """Bring back a destroyed repository as it was (versions, tags, history), or one whose
+        rename did not complete. Every object of its versions must still be in the store (gc
+        collects them once the destroy is older than the grace period): each is touched first,
+        so a gc running meanwhile keeps it. Returns the ``restore`` event."""
+        def decide(row: writer.Row) -> writer.Decision:
+            if row is None:
+                self._require()
+            assert row is not None
+            if row["status"] is None:
+                raise ConflictError(f"model repository {self.name!r} is not destroyed; there "
+                                    f"is nothing to restore", repository=self.name)
+            if row["status"] == "renamed":
+                target = self.project.get_model_repository(row["renamed_to"])
+                if writer.holds_event(self.store, self.project.name, target.name,
+                                      row["closed_seq"], row["last_hash"]):
+                    raise ConflictError(f"model repository {self.name!r} was renamed to "
+                                        f"{target.name!r}, which holds its history; use "
+                                        f"{target.name!r}", repository=self.name)
+            self._touch_objects()
+            return "restore", {}
+
+        event = writer.append(self.store, self.project.name, self.name, decide, lifecycle=True)
+        assert event is not None
+        return event
+
+    def _touch_objects(self) -> None:
+        """Check that every object of the hidden versions is still stored, and touch it (gc's
+        grace period then protects it until the restore event is written)."""
+        objects = self.store.objects
+        for row in self.store.index.closed_versions(self.project.name, self.name):
+            try:
+                manifest, _ = read_manifest(objects, row["image"])
+            except NotFoundError:
+                raise NotFoundError(f"cannot restore {self.name!r}: gc already collected the "
+                                    f"objects of its version {row['version']} (manifest "
+                                    f"{row['image']})", repository=self.name,
+                                    digest=row["image"]) from None
+            for digest in [row["image"], *referenced_digests(manifest)]:
+                if not objects.has(digest):
+                    raise NotFoundError(f"cannot restore {self.name!r}: gc already collected "
+                                        f"object {digest} of its version {row['version']}",
+                                        repository=self.name, digest=digest)
+                objects.touch(digest)
+
+    def rename(self, new_name: str) -> ModelRepository:
+        """Rename this repository to ``new_name``, keeping every version, tag and the whole
+        history (docs/architecture.md, "Repository lifecycle"). The old name then redirects
+        reads by reference (``roro.load("old:3")``, the CLI) to the new one and refuses writes.
+        ConflictError if ``new_name`` exists. Returns the repository under its new name."""
+        new = validate_name(new_name)
+        if new == self.name:
+            raise InvalidArgumentError(f"{self.name!r} is already called so")
+        if self._refresh() is None:
+            self._require()  # raises NotFoundError (a closed one is judged by the writer)
+        writer.rename_repository(self.store, self.project.name, self.name, new)
+        return self.project.get_model_repository(new)
 
     # -- images ----------------------------------------------------------------------------------
     def new_model_image(self, model: Any, format: str = "cloudpickle",
@@ -115,57 +228,113 @@ class ModelRepository:
             image.attach(name, source)
         return image.save_file(path, comment)
 
-    def resolve(self, version: int | str | None = None, tag: str | None = None) -> int:
-        """The version number that ``version`` or ``tag`` (neither: latest) names."""
+    def resolve(self, version: int | str | Ref | None = None, tag: str | None = None) -> int:
+        """The version number that ``version`` or ``tag`` (neither: latest) names.
+
+        ``version`` may be any reference of the one grammar (:mod:`roro.refspec`): ``3``,
+        ``"3"``, ``"v3"``, ``"prod"`` (a tag), ``"latest"``, ``"sha256:3f7bc85"`` (an image digest
+        prefix of at least 7 hex digits). ``tag`` names a tag and nothing else."""
+        return self.resolve_ref(self._ref(version, tag))
+
+    def _ref(self, version: int | str | Ref | None, tag: str | None) -> Ref:
+        if version is not None and tag is not None:
+            raise InvalidArgumentError(f"give a version or a tag, not both (version={version!r}, "
+                                       f"tag={tag!r})")
+        if isinstance(version, Ref):
+            return version
+        if tag is not None:
+            if tag == LATEST:
+                return Ref(self.name, text=tag)
+            return Ref(self.name, tag=validate_tag(tag), text=tag)
+        if version is None:
+            return Ref(self.name, text=LATEST)
+        return parse_ref(version, name=self.name)
+
+    def resolve_ref(self, ref: Ref) -> int:
+        """The live version number a parsed reference names (see :meth:`resolve`)."""
         self._require()
         index = self.store.index
-        if version is not None and tag is not None:
-            raise ValueError("give a version or a tag, not both")
-        if version is None and (tag is None or tag == LATEST):
-            latest = index.latest_version(self.project.name, self.name)
-            if latest is None:
-                raise NotFoundError(f"model repository {self.name!r} has no versions yet",
-                                    repository=self.name, tag=LATEST)
-            return latest
-        if version is None:
-            tag = validate_tag(tag)
-            target = index.tags(self.project.name, self.name).get(tag)
+        p, n = self.project.name, self.name
+        if ref.digest is not None:
+            return self._resolve_digest(ref.digest)
+        if ref.tag is not None:
+            tags = index.tags(p, n)
+            target = tags.get(ref.tag)
             if target is None:
-                raise NotFoundError(f"model repository {self.name!r} has no tag {tag!r}",
-                                    repository=self.name, tag=tag)
+                known = ", ".join(sorted(tags)) if tags else "none"
+                raise NotFoundError(f"model repository {n!r} has no tag {ref.tag!r}"
+                                    f"{did_you_mean(ref.tag, tags)} (its tags: {known})",
+                                    repository=n, tag=ref.tag)
             return target
-        v = validate_version(version)
-        row = index.version(self.project.name, self.name, v)
+        if ref.version is None:
+            latest = index.latest_version(p, n)
+            if latest is None:
+                raise NotFoundError(f"model repository {n!r} has no versions yet",
+                                    repository=n, tag=LATEST)
+            return latest
+        v = ref.version
+        if ref.version_word is not None:
+            old_tag = index.tags(p, n).get(ref.version_word)
+            if old_tag is not None:
+                raise AmbiguousRefError(
+                    f"{n}:{ref.version_word} is ambiguous: version {v}, or the tag "
+                    f"{ref.version_word!r} (a tag from before tags could look like versions; it "
+                    f"points at version {old_tag}); write {n}:{v} for the version, or move the "
+                    f"tag to another name", name=ref.text,
+                    candidates=[f"{n}:{v}", f"tag {ref.version_word}"])
+        row = index.version(p, n, v)
         if row is None or row["deleted"]:
             what = "was deleted" if row else "does not exist"
-            raise NotFoundError(f"version {v} of model repository {self.name!r} {what}",
-                                repository=self.name, version=v)
+            latest = index.latest_version(p, n)
+            hint = f" (the latest is {latest})" if latest is not None and row is None else ""
+            raise NotFoundError(f"version {v} of model repository {n!r} {what}{hint}",
+                                repository=n, version=v)
         return v
 
-    def get_model_image(self, version: int | str | None = None,
+    def _resolve_digest(self, prefix: str) -> int:
+        rows = self.store.index.versions_by_image_prefix(self.project.name, self.name, prefix)
+        images = sorted({r["image"] for r in rows})
+        if not images:
+            raise NotFoundError(f"no live version of model repository {self.name!r} has an image "
+                                f"digest starting with {prefix!r}", repository=self.name,
+                                digest=prefix)
+        if len(images) > 1:
+            shown = [f"{self.name}:{r['version']} {r['image'][:19]}" for r in rows[:10]]
+            raise AmbiguousRefError(f"image digest prefix {prefix!r} is ambiguous in "
+                                    f"{self.name!r}: it matches {', '.join(shown)}; give more "
+                                    f"hex digits", name=prefix, candidates=shown)
+        return max(r["version"] for r in rows)  # one image saved twice: its newest version
+
+    def get_model_image(self, version: int | str | Ref | None = None,
                         tag: str | None = None) -> ModelImage:
-        """The image with ``version`` or ``tag`` (neither, or tag ``latest``: the highest version).
-        Its manifest is fetched and verified; the model itself is only fetched by ``get_model()``."""
+        """The image that ``version`` names (any reference: ``3``, ``"v3"``, ``"prod"``,
+        ``"latest"``, ``"sha256:3f7bc85"``; see :meth:`resolve`), or ``tag``; neither: the
+        highest version. Its manifest is fetched and verified; the model itself is only fetched
+        by ``get_model()``."""
         v = self.resolve(version, tag)
         row = self.store.index.version(self.project.name, self.name, v)
         assert row is not None  # resolve() found it
         manifest, _ = read_manifest(self.store.objects, row["image"])
         return ModelImage(self, manifest=manifest, digest=row["image"], version=v)
 
-    def get_model(self, version: int | str | None = None, tag: str | None = None, *,
+    def get_model(self, version: int | str | Ref | None = None, tag: str | None = None, *,
                   trust: dict[str, Any] | None = None, tensors: list[str] | None = None) -> Any:
         """The model object of ``version`` or ``tag`` (default latest), verified before it is
         loaded; ``trust`` and ``tensors`` as in :meth:`ModelImage.get_model`."""
         return self.get_model_image(version, tag).get_model(trust=trust, tensors=tensors)
 
     def list_model_images(self, limit: int | None = None,
-                          before: int | None = None) -> list[ModelImage]:
-        """Images newest first, from the index (no model is downloaded). ``before`` pages."""
+                          before: int | None = None) -> ImageList:
+        """Images newest first, from the index (no model is downloaded). ``before`` pages.
+        The list converts to a pandas DataFrame with ``.to_pandas()``."""
+        limit = check_limit(limit)
+        if before is not None:
+            before = validate_version(before)
         self._require()
         rows = self.store.index.versions(self.project.name, self.name, limit=limit, before=before)
-        return [ModelImage.from_index_row(self, r) for r in rows]
+        return ImageList(ModelImage.from_index_row(self, r) for r in rows)
 
-    def search(self, expr: str | Query, limit: int | None = None) -> list[ModelImage]:
+    def search(self, expr: str | Query, limit: int | None = None) -> ImageList:
         """Images whose version matches the query ``expr``, newest first (no model is downloaded).
 
         ``expr`` is a query such as ``Accuracy > 0.88 and tag = 'production'`` (the language is
@@ -179,7 +348,7 @@ class ModelRepository:
         compiled = query.to_sql()
         rows = self.store.index.search(self.project.name, self.name, compiled.sql,
                                         compiled.params, limit, dict(compiled.functions))
-        return [ModelImage.from_index_row(self, r) for r in rows]
+        return ImageList(ModelImage.from_index_row(self, r) for r in rows)
 
     def count(self) -> int:
         """Number of live versions."""
@@ -220,7 +389,7 @@ class ModelRepository:
     def add_tag(self, tag: str, version: int | str) -> TagChange:
         """Point ``tag`` at ``version``, creating or moving it; every move is recorded. Returns
         the move made (decided against the log's tail, so it is the move that happened)."""
-        validate_tag(tag)
+        validate_tag(tag)  # the rules for new tags apply below, once the tag is known to be new
         v = validate_version(version)
         current: list[int | None] = []
 
@@ -232,6 +401,8 @@ class ModelRepository:
                                     f"exist", repository=self.name, version=v)
             if current[0] == v:
                 return None
+            if current[0] is None:  # a new tag: the rules for new names (an existing one moves)
+                validate_new_tag(tag)
             return "tag", {"tag": tag, "version": v, "previous": current[0]}
 
         return self._tag_change(tag, writer.append(self.store, self.project.name, self.name,
@@ -245,7 +416,10 @@ class ModelRepository:
         def decide(row: writer.Row) -> writer.Decision:
             current[:] = [self._tag_target(row, tag)]
             if current[0] is None:
-                raise NotFoundError(f"model repository {self.name!r} has no tag {tag!r}",
+                tags = self.store.index.tags(self.project.name, self.name)
+                known = ", ".join(sorted(tags)) if tags else "none"
+                raise NotFoundError(f"model repository {self.name!r} has no tag {tag!r}"
+                                    f"{did_you_mean(tag, tags)} (its tags: {known})",
                                     repository=self.name, tag=tag)
             return "tag", {"tag": tag, "version": None, "previous": current[0]}
 
@@ -326,7 +500,7 @@ def copy_into(image: ModelImage, target: ModelRepository,
     """Append saved ``image`` to ``target`` (see :meth:`ModelRepository.copy_image`): the copy,
     whether a version was appended, and what was transferred."""
     if not image.saved:
-        raise ValueError("only a saved image can be copied; save() it first")
+        raise InvalidArgumentError("only a saved image can be copied; save() it first")
     manifest = image.manifest
     assert manifest is not None
     source = image.repository

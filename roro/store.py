@@ -13,6 +13,7 @@ import json
 import os
 import threading
 import uuid
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,7 @@ from .environment import cache_dir, now_utc
 from .errors import IntegrityError, InvalidNameError, StoreError
 from .names import validate_name
 from .objects import ObjectStore
-from .objects.cache import ObjectCache
+from .objects.cache import ObjectCache, cache_max_bytes
 from .objects.canonical import canonical_json
 from .refs import RefLog, list_projects, list_repositories
 from .storage import Backend, KeyNotFoundError, StoreLocation, layout, open_backend, parse_store_url
@@ -40,7 +41,20 @@ if TYPE_CHECKING:
     from .refs.index import Index
 
 INDEX_FILE = INDEX_KEY
+MAX_MARKER_SIZE = 64 << 10  # roro.json is ~60 bytes; more is not a marker roro wrote
 _MANIFEST_MEMO = 256
+
+
+class IndexWarning(UserWarning):
+    """The index could not be written where it lives (a full disk): kept in memory meanwhile."""
+
+
+def _writable_index(path: str) -> bool:
+    """May this process write the SQLite index at ``path`` (and its folder and WAL files)?"""
+    if not os.access(os.path.dirname(path), os.W_OK):
+        return False
+    return all(os.access(p, os.W_OK) for p in (path, path + "-wal", path + "-shm")
+               if os.path.exists(p))
 
 
 @dataclass
@@ -109,7 +123,8 @@ class Store:
     @property
     def objects(self) -> ObjectStore:
         if self._objects is None:
-            cache = ObjectCache(os.path.join(self.cache_root(), "cache")) if self.remote else None
+            cache = ObjectCache(os.path.join(self.cache_root(), "cache"), cache_max_bytes(),
+                                os.path.join(cache_dir(), "stores")) if self.remote else None
             self._objects = ObjectStore(self.backend, cache=cache)
         return self._objects
 
@@ -121,19 +136,48 @@ class Store:
         return os.path.join(cache_dir(), "stores", hashlib.sha256(key.encode()).hexdigest()[:16])
 
     def index_path(self) -> str:
-        """A folder store keeps its index in itself; any other store in the user cache."""
-        return self.backend.local_path(INDEX_KEY) or os.path.join(self.cache_root(), INDEX_FILE)
+        """Where this store's index lives: a folder store keeps it in itself when this user may
+        write it there (SQLite's WAL needs write access to the file, its ``-wal`` and ``-shm``
+        files and the folder); any other store, and a folder store we may only read, in the
+        user cache."""
+        own = self.backend.local_path(INDEX_KEY)
+        if own is not None and _writable_index(own):
+            return own
+        return os.path.join(self.cache_root(), INDEX_FILE)
 
     @property
     def index(self) -> Index:
-        """This thread's connection to the index (SQLite connections are not shared by threads)."""
+        """This thread's connection to the index (SQLite connections are not shared by threads).
+
+        A read-only folder store's index lives in the user cache, seeded from the store's own
+        ``index.sqlite3`` if it has one (then brought up to date from the log, as any index). If
+        no index can be written at all (a full disk), this handle keeps one in memory, seeded
+        from the file if there is one: reads, fsck and gc still work."""
         index = getattr(self._local, "index", None)
         if index is None:
-            from .refs.index import Index  # sqlite3 (~1 ms): only when an index is opened
-            index = self._local.index = Index(self.index_path())
-            if self.is_initialized():  # an index is bound to a store id only once there is one
-                index.bind_store(self.store_id())
+            from .refs.index import Index, IndexUnavailableError  # sqlite3 (~1 ms): when used
+            path = self.index_path()
+            own = self.backend.local_path(INDEX_KEY)
+            seed = own if own is not None and own != path and os.path.exists(own) else None
+            try:
+                index = self._bound(Index(path, seed=seed))
+            except IndexUnavailableError as e:
+                if e.reason == "other":
+                    raise
+                index = self._bound(self._index_in_memory(path, seed, e))
+            self._local.index = index
         return index
+
+    def _bound(self, index: Index) -> Index:
+        if self.is_initialized():  # an index is bound to a store id only once there is one
+            index.bind_store(self.store_id())
+        return index
+
+    def _index_in_memory(self, path: str, seed: str | None, why: BaseException) -> Index:
+        from .refs.index import IN_MEMORY, Index  # sqlite3: the index module is loaded already
+        warnings.warn(f"{why}; this command keeps its index in memory (the next command that can "
+                      f"write it brings it up to date)", IndexWarning, stacklevel=3)
+        return Index(IN_MEMORY, seed=path if os.path.exists(path) else seed)
 
     def local_paths(self) -> list[str]:
         """Local folders this store writes to (its folder, or its cache), for lineage's dirty check."""
@@ -148,9 +192,11 @@ class Store:
     # -- format marker ---------------------------------------------------------------------------
     def _read_marker(self) -> dict[str, Any] | None:
         try:
-            raw = self.backend.get(FORMAT_KEY)
+            raw = self.backend.get(FORMAT_KEY, MAX_MARKER_SIZE)
         except KeyNotFoundError:
             return None
+        except IntegrityError as e:  # too large, or not a regular file
+            raise StoreError(f"store {self.url} has an unreadable {FORMAT_KEY}: {e}") from None
         try:
             marker = json.loads(raw)
         except ValueError:
@@ -178,11 +224,14 @@ class Store:
         return features
 
     def is_initialized(self) -> bool:
-        """True if the store has a valid format marker (raises StoreError for an unknown format,
-        or a format feature this roro does not know)."""
+        """True if the store has a valid format marker; False for an empty or missing store.
+        Raises StoreError for an unknown format or a format feature this roro does not know, or
+        for a store that holds roro's ``objects/`` or ``refs/`` without a marker (damage:
+        reading it as empty would hide every version)."""
         if self._store_id is None:
             marker = self._read_marker()
             if marker is None:
+                self._refuse_unmarked()
                 return False
             self._features = self._read_features(marker)
             self._store_id = marker["id"]
@@ -190,6 +239,16 @@ class Store:
             if idx is not None:  # opened while the store did not exist yet
                 idx.bind_store(self._store_id)
         return True
+
+    def _refuse_unmarked(self) -> None:
+        """Raise StoreError if the store holds roro data but no ``roro.json`` (one listing of
+        the store's top level, only while the marker is missing)."""
+        found = sorted({"objects", "refs", "features"} & set(self.backend.list_dirs("")))
+        if found:
+            what = " and ".join(f"{d}/" for d in found)
+            raise StoreError(f"store {self.url} has {what} but no {FORMAT_KEY} (its format "
+                             f"marker): it was damaged or copied incompletely; restore "
+                             f"{FORMAT_KEY} from a backup or from the store it was copied from")
 
     def features(self) -> frozenset[str]:
         """The format features this store uses (DESIGN §14); empty for a store not written yet."""
@@ -245,11 +304,23 @@ class Store:
 
     # -- refresh ---------------------------------------------------------------------------------
     def refresh(self, project: str, repository: str) -> dict[str, Any] | None:
-        """Bring the index up to date for one repository; its row, or None if it has no log."""
+        """Bring the index up to date for one repository; its row, or None if it has no log.
+        If the index file cannot be written (a full disk), this handle goes on with a copy of
+        it in memory, so that reading still works."""
         if not self.is_initialized():
             return None
-        return self.index.refresh(self.reflog(project, repository), self.objects,
-                                  self.recent_manifests)
+        from .refs.index import IN_MEMORY, IndexUnavailableError  # loaded with self.index
+        index = self.index
+        try:
+            return index.refresh(self.reflog(project, repository), self.objects,
+                                 self.recent_manifests)
+        except IndexUnavailableError as e:
+            if e.reason == "other" or index.path == IN_MEMORY:
+                raise
+            index.close()
+            self._local.index = self._bound(self._index_in_memory(index.path, None, e))
+            return self._local.index.refresh(self.reflog(project, repository), self.objects,
+                                             self.recent_manifests)
 
     def rebuild_index(self) -> IndexRebuildReport:
         """Index every repository of every project again from the store alone (``roro index

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from .errors import InvalidDurationError
+from .errors import ConfigError, InvalidDurationError
 
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -35,6 +35,20 @@ def parse_duration(text: str | float | int) -> float:
     if value < 0 or value != value or value == float("inf"):
         raise InvalidDurationError(f"invalid duration {text!r}: it must be a finite number >= 0")
     return value
+
+
+_SIZE_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?")
+_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_size(text: str, what: str = "size") -> int:
+    """Bytes in a size such as ``10G``, ``500M``, ``64K``, ``1.5GiB`` or a plain number of bytes
+    (binary units: ``1K`` is 1024 bytes); :class:`~roro.errors.ConfigError` naming ``what``."""
+    m = _SIZE_RE.fullmatch(str(text).strip().lower())
+    if not m:
+        raise ConfigError(f"invalid {what} {text!r}: use bytes with an optional K, M, G or T "
+                          f"(binary units), such as '10G' or '500M'")
+    return int(float(m.group(1)) * _SIZE_UNITS[m.group(2)])
 
 
 def format_bytes(n: int | None) -> str:

@@ -24,16 +24,27 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from .digests import digest_bytes
 from .environment import cloudpickle_version, current_author, now_utc, python_version
-from .errors import ConflictError, RoroError
+from .errors import ConflictError, InvalidMetadataError, NotFoundError, RoroError
 from .faults import crash_point
 from .lineage import collect_lineage
 from .metadata import check_total
+from .names import validate_new_name
 from .objects import SpooledObject
 from .objects.canonical import canonical_json
-from .objects.manifest import FORMAT, MANIFEST_FEATURE, blob_sizes, referenced_digests
+from .objects.manifest import (
+    FORMAT,
+    MANIFEST_FEATURE,
+    MAX_MANIFEST_SIZE,
+    blob_sizes,
+    referenced_digests,
+)
 from .objects.transfer import ObjectTransfer
-from .refs import Event
+from .refs import Event, RefLog, list_repositories
+from .refs.events import LIFECYCLE_FEATURE
+from .storage import KeyNotFoundError
+from .storage.layout import log_key
 from .store import Store
 
 if TYPE_CHECKING:
@@ -47,22 +58,42 @@ Row = dict[str, Any] | None
 Decision = tuple[str, dict[str, Any]] | None
 
 
+def closed_error(repository: str, row: dict[str, Any]) -> ConflictError:
+    """Why nothing but a restore may be written to a closed repository (``row``: its index row)."""
+    if row["status"] == "renamed":
+        return ConflictError(f"model repository {repository!r} was renamed to "
+                             f"{row['renamed_to']!r}; use {row['renamed_to']!r}",
+                             repository=repository)
+    return ConflictError(f"model repository {repository!r} was destroyed (by {row['closed_by']}, "
+                         f"{row['closed_time']}); restore it with 'roro models:restore "
+                         f"{repository}' first, or use another name", repository=repository)
+
+
 def append(store: Store, project: str, repository: str,
-           decide: Callable[[Row], Decision]) -> Event | None:
+           decide: Callable[[Row], Decision], *, lifecycle: bool = False) -> Event | None:
     """Append one event at the tail of ``project/repository``'s log, re-deciding after every
     lost race; returns the event, or None if ``decide`` found nothing to do.
 
     ``decide(row)`` sees the freshly refreshed state (the index answers questions about it) and
-    returns ``(type, payload)`` or None; it raises for a request the current state refuses.
+    returns ``(type, payload)`` or None; it raises for a request the current state refuses. A
+    closed (destroyed or renamed) repository refuses every event with a ConflictError, unless
+    ``lifecycle`` (destroy, restore, rename: their decisions judge that themselves, and they
+    first record the store feature ``repository-lifecycle``, DESIGN §14).
     """
     store.ensure_initialized()
+    if lifecycle:
+        store.require_feature(LIFECYCLE_FEATURE)
     log = store.reflog(project, repository)
     for attempt in range(MAX_APPEND_ATTEMPTS):
         row = store.refresh(project, repository)
+        if row is not None and row["status"] is not None and not lifecycle:
+            raise closed_error(repository, row)
         decision = decide(row)
         if decision is None:
             return None
         type_, payload = decision
+        if row is None:
+            check_new_names(store, project, repository)
         seq = row["last_seq"] + 1 if row else 1
         event = log.append(seq, row["last_hash"] if row else None, type_, current_author(),
                            now_utc(), **payload)
@@ -74,6 +105,15 @@ def append(store: Store, project: str, repository: str,
         time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 25)))
     raise ConflictError(f"gave up writing to {repository!r} after {MAX_APPEND_ATTEMPTS} lost "
                         f"races with other writers; try again", repository=repository)
+
+
+def check_new_names(store: Store, project: str, repository: str) -> None:
+    """Before the first event of a repository: its name, and its project's if the project has no
+    repository yet, must pass the rules for new names (no Windows device name...). Names that
+    exist already stay usable."""
+    validate_new_name(repository)
+    if not list_repositories(store.backend, project):
+        validate_new_name(project, "project")
 
 
 class Published(NamedTuple):
@@ -96,6 +136,11 @@ def publish(store: Store, project: str, repository: str, manifest: dict[str, Any
     """
     store.ensure_initialized()
     data = canonical_json(manifest)
+    if len(data) > MAX_MANIFEST_SIZE:
+        raise InvalidMetadataError(
+            f"the manifest would be {len(data)} bytes, more than the {MAX_MANIFEST_SIZE} a "
+            f"manifest may hold ({len(manifest['attachments'])} attachments); put many small "
+            f"files into one archive and attach that")
     digest = store.objects.put_bytes(data)
     store.remember_manifest(digest, data)
     crash_point("after-manifest")
@@ -255,3 +300,88 @@ def copied_lineage(manifest: dict[str, Any], origin: dict[str, Any]) -> dict[str
         entry["previous"] = lineage["copied_from"]
     lineage["copied_from"] = entry
     return lineage
+
+
+def rename_repository(store: Store, project: str, old: str, new: str) -> tuple[Event, bool]:
+    """Rename ``old`` to ``new``, keeping its history and tags (docs/architecture.md,
+    "Repository lifecycle"); returns the ``rename`` event and whether this call completed the
+    rename (False: it was complete already).
+
+    1. ``new``'s log is made a byte copy of ``old``'s (create-if-absent, event by event; a log
+       that is already a prefix of ``old``'s, from an interrupted rename, is continued; any other
+       log of ``new`` is a ConflictError and nothing is written to ``old``).
+    2. The commit point: a ``rename`` event appended to ``old`` (decided at its tail, after
+       copying what was appended meanwhile), which closes it.
+    3. The same event, byte for byte, appended to ``new`` at the same sequence number: ``new``'s
+       history now goes on from there. If another writer took that slot, ``old`` is reopened
+       with a ``restore`` and the rename fails with a ConflictError.
+
+    A crash between the steps leaves either a copy of ``old`` under ``new`` (step 1) or a closed
+    ``old`` whose copy lacks the last event (step 2); running the rename again completes it.
+    """
+    store.ensure_initialized()
+    store.require_feature(LIFECYCLE_FEATURE)
+    src, dst = store.reflog(project, old), store.reflog(project, new)
+    row = store.refresh(project, old)
+    if row is None:
+        raise NotFoundError(f"model repository {old!r} does not exist", repository=old)
+    resuming = row["status"] == "renamed" and row["renamed_to"] == new
+    if row["status"] is not None and not resuming:
+        raise closed_error(old, row)
+    copied = _copy_log(src, dst, 0, new, upto=row["closed_seq"] - 1 if resuming else None)
+
+    def decide(row: Row) -> Decision:
+        nonlocal copied
+        if row is None:
+            raise ConflictError(f"model repository {old!r} does not exist", repository=old)
+        if row["status"] == "renamed" and row["renamed_to"] == new:
+            return None  # committed by an earlier run: complete it below
+        if row["status"] is not None:
+            raise closed_error(old, row)
+        copied = _copy_log(src, dst, copied, new)  # what was appended meanwhile
+        return "rename", {"from": old, "to": new}
+
+    event = append(store, project, old, decide, lifecycle=True)
+    row = store.refresh(project, old)
+    assert row is not None and row["closed_seq"] is not None
+    if event is None:
+        [event] = src.read_after(row["closed_seq"] - 1)[:1]
+    _copy_log(src, dst, copied, new, upto=event.seq - 1)
+    key = log_key(project, new, event.seq)
+    if not store.backend.put_if_absent(key, event.raw):
+        if store.backend.get(key) != event.raw:
+            restore = append(store, project, old, lambda r: ("restore", {}), lifecycle=True)
+            raise ConflictError(f"another writer appended to {new!r} while {old!r} was renamed "
+                                f"to it; {old!r} was reopened (event {restore and restore.seq}) "
+                                f"and {new!r} holds a copy of its history: remove it with "
+                                f"'roro models:destroy {new}' and rename again",
+                                repository=new)
+        store.refresh(project, new)
+        return event, False
+    crash_point("after-rename")
+    store.refresh(project, new)
+    return event, True
+
+
+def _copy_log(src: RefLog, dst: RefLog, done: int, new: str, upto: int | None = None) -> int:
+    """Copy events ``done+1 ..`` (up to ``upto``) of log ``src`` into log ``dst`` byte for byte;
+    returns the last sequence number ``dst`` holds. Slots ``dst`` already has must hold the same
+    bytes (an interrupted rename), else ``new`` is another repository: ConflictError."""
+    events = [e for e in src.read_after(done) if upto is None or e.seq <= upto]
+    for event in events:
+        key = log_key(dst.project, dst.repository, event.seq)
+        if not dst.backend.put_if_absent(key, event.raw) and dst.backend.get(key) != event.raw:
+            raise ConflictError(f"model repository {new!r} already exists; choose another name "
+                                f"(or destroy it first)", repository=new)
+        done = event.seq
+    return done
+
+
+def holds_event(store: Store, project: str, repository: str, seq: int, digest: str) -> bool:
+    """True if ``repository``'s log holds, at ``seq``, the event whose bytes hash to ``digest``:
+    the completed other half of a rename (see :func:`rename_repository`)."""
+    try:
+        raw = store.backend.get(log_key(project, repository, seq))
+    except KeyNotFoundError:
+        return False
+    return digest_bytes(raw) == digest

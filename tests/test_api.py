@@ -449,7 +449,12 @@ def test_download_writes_the_model_and_attachments_verified(repo, tmp_path):
     assert (tmp_path / "files" / "notes" / "a.txt").read_bytes() == b"a"
     with open(done.model, "rb") as f:
         assert cloudpickle.load(f).w == 5
-    with pytest.raises(roro.DownloadError, match="exists"):
+    again = img.download(tmp_path)  # the same bytes are there: nothing to write (issue 14)
+    assert again.unchanged == [done.model] and again.model == done.model
+    os.chmod(done.model, 0o644)
+    with open(done.model, "wb") as f:
+        f.write(b"other")
+    with pytest.raises(roro.DownloadError, match="exists with other bytes"):
         img.download(tmp_path)
     assert img.download(tmp_path, force=True).model == done.model
     with pytest.raises(RoroError, match="not saved"):

@@ -89,7 +89,8 @@ def test_browse_download_and_tag_an_s3_store(saved, env, tmp_path):
 
     missing = roro_cli(url, "models:show", "credit-risk:9", env=env, ok=False)
     assert missing.returncode == 3 and missing.stdout == ""
-    assert missing.stderr == "Error: version 9 of model repository 'credit-risk' does not exist\n"
+    assert missing.stderr == ("Error: version 9 of model repository 'credit-risk' does not exist "
+                              "(the latest is 2)\n")
 
 
 def test_search_fsck_and_sync_an_s3_store(saved, env, tmp_path):

@@ -60,9 +60,9 @@ class Meter:
             elif key.startswith("refs/"):
                 self.events += 1
 
-        def get(backend, key):
+        def get(backend, key, max_size=None):
             count(key)
-            return real_get(backend, key)
+            return real_get(backend, key, max_size)
 
         def open_(backend, key):
             count(key)

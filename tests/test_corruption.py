@@ -122,8 +122,8 @@ def test_shared_blob_is_reported_once_with_every_reference(project, tmp_path):
 
 def test_corrupt_unreferenced_object_is_a_problem_but_does_not_block_gc(project):
     from roro.check import gc
+    project.store.ensure_initialized()  # (objects without roro.json would be a damaged store)
     digest = project.store.objects.put_bytes(b"orphan bytes")
-    project.store.ensure_initialized()
     corrupt_object(project.store, digest)
     report = fsck(project.store, read_data=True)
     assert [(p.kind, p.digest, p.repository) for p in report.problems] == [

@@ -76,7 +76,7 @@ def test_to_dict_is_plain_json(repo):
     data = a.diff(b).to_dict()
     assert json.loads(json.dumps(data)) == data
     assert set(data) == {"a", "b", "identical", "model", "metadata", "attachments", "comment",
-                         "lineage", "contract"}
+                         "metadata_paths", "lineage", "contract"}
     assert data["metadata"] == {"added": {"new": [1, 2]}, "removed": {"src": "may"},
                                 "changed": {"acc": {"a": 0.8, "b": 0.9}}}
     assert data["model"]["identical"] is False
@@ -91,8 +91,8 @@ def test_format_lists_each_change(repo):
     b = save(repo, Model(2), "second", {"g.txt": b"z"}, acc=0.9)
     text = a.diff(b).format()
     assert text.splitlines()[0] == "diff credit:1 credit:2"
-    for line in ["~ metadata acc: 0.8 -> 0.9", '- metadata src: "may"', "+ attachment g.txt (1 bytes)",
-                 "- attachment f.txt (1 bytes)", '~ comment: "first" -> "second"']:
+    for line in ["~ metadata acc: 0.8 → 0.9", '- metadata src: "may"', "+ attachment g.txt (1 B)",
+                 "- attachment f.txt (1 B)", '~ comment: "first" → "second"']:
         assert line in text.splitlines()
     assert any(x.startswith("~ model: sha256:") for x in text.splitlines())
 

@@ -24,7 +24,7 @@ import roro
 from roro import writer
 from roro.check import fsck
 from roro.errors import ConfigError, ContractError, TrustError
-from roro.formats import FormatError, MissingLibraryError
+from roro.formats import FormatError, MissingDependencyError
 from roro.formats import contract as contract_module
 from roro.objects.manifest import FORMAT_V1
 
@@ -333,7 +333,7 @@ def test_a_missing_library_names_the_extra(folder_repo, monkeypatch):
     monkeypatch.setitem(sys.modules, "safetensors", None)  # as if it were not installed
     monkeypatch.setitem(sys.modules, "safetensors.numpy", None)
     image = folder_repo.new_image(WEIGHTS, format="safetensors").save()  # writing needs numpy only
-    with pytest.raises(MissingLibraryError, match=r"pip install 'roro\[safetensors\]'"):
+    with pytest.raises(MissingDependencyError, match=r"pip install 'roro\[safetensors\]'"):
         image.get_model()
 
 

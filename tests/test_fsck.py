@@ -215,12 +215,14 @@ def test_stray_files(project):
     b.put("refs/Bad Name/m/log/0000000001.json", b"x")
     b.put("objects/sha256/zz/not-a-digest", b"x")
     report = fsck(project.store)
-    assert sorted((p.kind, p.key) for p in report.problems) == [
+    # On a folder store "0000000002.json" is a directory at the next event's slot, too.
+    folder = [("special-file", "refs/p/m/log/0000000002.json")] if b.local_path("x") else []
+    assert sorted((p.kind, p.key) for p in report.problems) == sorted([
         (STRAY_FILE, "objects/sha256/zz/not-a-digest"),
         (STRAY_FILE, "refs/Bad Name/m/log/0000000001.json"),
         (STRAY_FILE, "refs/p/m/log/0000000002.json/inner"),
         (STRAY_FILE, "refs/p/m/log/notes.txt"),
-    ]
+        *folder])
 
 
 @pytest.mark.parametrize("kind", AGEABLE)

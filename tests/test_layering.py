@@ -20,7 +20,7 @@ PACKAGE = ROOT / "roro"
 
 #: Bottom to top. A name ending in ".*" is a package and every module in it.
 LAYERS: list[tuple[str, list[str]]] = [
-    ("leaf", ["roro.errors", "roro.digests", "roro.names", "roro.metadata", "roro.environment",
+    ("leaf", ["roro.errors", "roro.digests", "roro.names", "roro.refspec", "roro.suggest", "roro.metadata", "roro.environment",
               "roro.faults", "roro.units", "roro.lineage", "roro.localfs"]),
     ("storage", ["roro.storage.*"]),
     ("objects", ["roro.objects.*"]),
@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("refs", ["roro.refs.*"]),
     ("store, query", ["roro.store", "roro.config", "roro.query.*"]),
     ("writer", ["roro.writer"]),
-    ("image", ["roro.image", "roro.diff"]),
+    ("image", ["roro.image", "roro.diff", "roro.notebook"]),
     ("repository", ["roro.repository"]),
     ("project", ["roro.project"]),
     ("sync, check", ["roro.sync.*", "roro.check.*"]),

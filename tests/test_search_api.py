@@ -149,7 +149,7 @@ def test_rebuilt_index_gives_the_same_answers(project, credit):
 
 
 def test_metadata_string_with_nul_is_saved_intact_and_exists_but_never_compares(project):
-    repo = project.get_model_repository("nul")
+    repo = project.get_model_repository("nuls")
     save(repo, 1, a="x\x00y", b="x")
     assert repo.get_model_image()["a"] == "x\x00y"
     assert versions(repo.search("a = 'x'")) == []

@@ -1,5 +1,5 @@
 """A hypothesis RuleBasedStateMachine drives a store through saves, loads, tags, tag moves and
-removals, deletions, gc, crashes at every named point followed by a reopen, and corruption followed
+removals, deletions, destroying and restoring whole repositories, gc, crashes at every named point followed by a reopen, and corruption followed
 by fsck, and checks after every step that the registry agrees with a plain dict model of it.
 
 It runs once per backend kind, through the ``store_factory`` fixture (S3 kinds join when they
@@ -45,6 +45,7 @@ class RepoModel:
         self.max_version = 0
         self.tags: dict[str, int] = {}
         self.history: list[tuple[str, int | None, int | None]] = []
+        self.destroyed = False
 
     def saved(self, model: dict) -> int:
         self.max_version += 1
@@ -80,6 +81,10 @@ def make_machine(new_store_url) -> type[RuleBasedStateMachine]:
         # -- operations, shared by the plain rules and the crash rule --------------------------
         def do_save(self, name: str, payload: int, attach: bool) -> int:
             model = {"payload": payload}
+            if self.models[name].destroyed:
+                with pytest.raises(ConflictError, match="destroyed"):
+                    self.repo(name).new_image(model).save()
+                return self.models[name].max_version
             image = self.repo(name).new_image(model)
             image["payload"] = payload
             if attach:
@@ -90,6 +95,10 @@ def make_machine(new_store_url) -> type[RuleBasedStateMachine]:
 
         def do_tag(self, name: str, tag: str, version: int) -> None:
             m = self.models[name]
+            if m.destroyed:
+                with pytest.raises(ConflictError, match="destroyed"):
+                    self.repo(name).add_tag(tag, version)
+                return
             if version not in m.live:
                 with pytest.raises(NotFoundError):
                     self.repo(name).add_tag(tag, version)
@@ -99,7 +108,10 @@ def make_machine(new_store_url) -> type[RuleBasedStateMachine]:
 
         def do_delete(self, name: str, version: int) -> None:
             m, repo = self.models[name], self.repo(name)
-            if version in m.deleted:
+            if m.destroyed:
+                with pytest.raises(ConflictError, match="destroyed"):
+                    repo.delete_version(version)
+            elif version in m.deleted:
                 assert repo.delete_version(version) is False
             elif version not in m.live:
                 with pytest.raises(NotFoundError):
@@ -128,10 +140,11 @@ def make_machine(new_store_url) -> type[RuleBasedStateMachine]:
             self.apply_pending()
             assert version == self.models[name].max_version
 
-        @precondition(lambda self: any(m.live for m in self.models.values()))
+        @precondition(lambda self: any(m.live and not m.destroyed for m in self.models.values()))
         @rule(data=st.data())
         def load(self, data):
-            name = data.draw(st.sampled_from([n for n in REPOS if self.models[n].live]))
+            name = data.draw(st.sampled_from([n for n in REPOS if self.models[n].live
+                                              and not self.models[n].destroyed]))
             m = self.models[name]
             version = data.draw(st.sampled_from(sorted(m.live)))
             image = self.repo(name).get_model_image(version)
@@ -154,6 +167,10 @@ def make_machine(new_store_url) -> type[RuleBasedStateMachine]:
         @rule(name=st.sampled_from(REPOS), tag=st.sampled_from(TAGS))
         def remove_tag(self, name, tag):
             m = self.models[name]
+            if m.destroyed:
+                with pytest.raises(ConflictError):
+                    self.repo(name).remove_tag(tag)
+                return
             if tag not in m.tags:
                 with pytest.raises(NotFoundError):
                     self.repo(name).remove_tag(tag)
@@ -166,11 +183,42 @@ def make_machine(new_store_url) -> type[RuleBasedStateMachine]:
             self.do_delete(name, self.some_version(data, name))
             self.apply_pending()
 
+        @rule(name=st.sampled_from(REPOS))
+        def destroy(self, name):
+            m, repo = self.models[name], self.repo(name)
+            if m.max_version == 0:
+                with pytest.raises(NotFoundError):
+                    repo.destroy()
+            elif m.destroyed:
+                with pytest.raises(ConflictError):
+                    repo.destroy()
+            else:
+                repo.destroy()
+                m.destroyed = True
+
+        @rule(name=st.sampled_from(REPOS))
+        def restore(self, name):
+            m, repo = self.models[name], self.repo(name)
+            if not m.destroyed:
+                with pytest.raises((ConflictError, NotFoundError)):
+                    repo.restore()
+                return
+            try:
+                repo.restore()
+            except NotFoundError:  # gc collected some of its objects: it stays destroyed
+                assert repo.status == "destroyed"
+                return
+            m.destroyed = False
+            for version, model in m.live.items():
+                assert repo.get_model(version) == model
+
         @rule()
         def collect(self):
             report = gc(self.store, grace_seconds=0)
             assert all(o.digest not in self.live_objects() for o in report.deleted)
             for name, m in self.models.items():
+                if m.destroyed:
+                    continue
                 for version, model in m.live.items():
                     assert self.repo(name).get_model(version) == model
 
@@ -215,7 +263,7 @@ def make_machine(new_store_url) -> type[RuleBasedStateMachine]:
                 self.do_save(name, payload, attach=payload % 2 == 0)
                 self.apply_pending()
 
-        @precondition(lambda self: any(m.live for m in self.models.values()))
+        @precondition(lambda self: any(m.live and not m.destroyed for m in self.models.values()))
         @rule(data=st.data(), read_data=st.booleans())
         def corrupt_then_fsck(self, data, read_data):
             live = sorted(self.live_objects().items())
@@ -236,7 +284,7 @@ def make_machine(new_store_url) -> type[RuleBasedStateMachine]:
             """Every object a live version needs: digest -> "manifest" or "blob"."""
             out: dict[str, str] = {}
             for name, m in self.models.items():
-                if not m.live:
+                if not m.live or m.destroyed:
                     continue
                 for image in self.repo(name).list_model_images():
                     out[image.digest] = "manifest"
@@ -252,6 +300,9 @@ def make_machine(new_store_url) -> type[RuleBasedStateMachine]:
                 repo = self.repo(name)
                 if m.max_version == 0:
                     assert not repo.exists()
+                    continue
+                if m.destroyed:
+                    assert not repo.exists() and repo.status == "destroyed"
                     continue
                 assert [i.version for i in repo.list_model_images()] == sorted(m.live, reverse=True)
                 expected_tags = dict(m.tags)

@@ -279,10 +279,10 @@ def test_object_shared_by_repositories_is_checked_once(tmp_path):
     roro.sync(src, dst, repositories=["a"])
 
     class ObjectChecks(CountingBackend):
-        def exists(self, key):
+        def stat(self, key):  # "is it there, whole?" (a regular file of its size)
             if key.startswith("objects/"):
                 self.checked.append(key)
-            return super().exists(key)
+            return super().stat(key)
 
     dst_store, checks = wrap_backend(dst, ObjectChecks, checked=[])
     report = roro.sync(src, dst_store)

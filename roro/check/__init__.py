@@ -25,6 +25,8 @@ from .report import (
     INDEX_MISMATCH,
     INVALID_MANIFEST,
     MISSING_OBJECT,
+    NAME_WARNING,
+    SPECIAL_FILE,
     STRAY_FILE,
     CollectedObject,
     FsckReport,
@@ -33,5 +35,5 @@ from .report import (
 )
 
 __all__ = ["BROKEN_LOG", "CORRUPT_OBJECT", "DEFAULT_GRACE_SECONDS", "INDEX_MISMATCH",
-           "INVALID_MANIFEST", "MISSING_OBJECT", "STRAY_FILE", "CollectedObject", "FsckReport",
+           "INVALID_MANIFEST", "MISSING_OBJECT", "NAME_WARNING", "SPECIAL_FILE", "STRAY_FILE", "CollectedObject", "FsckReport",
            "GcReport", "Problem", "fsck", "gc", "parse_duration"]

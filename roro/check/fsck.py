@@ -14,29 +14,34 @@ from typing import Any
 
 from ..digests import digest_bytes
 from ..errors import IntegrityError, InvalidNameError, NotFoundError
-from ..names import validate_name
+from ..names import attachment_collision, attachment_name_warning, name_warning, validate_name
 from ..objects import ObjectStore
 from ..objects.canonical import canonical_json, loads
-from ..objects.manifest import named_blobs, read_manifest
+from ..objects.manifest import named_blobs, read_manifest, referenced_digests
 from ..refs import Event, RepoState
-from ..refs.events import parse_event
-from ..refs.state import event_problem
+from ..refs.events import MAX_EVENT_SIZE, parse_event
+from ..refs.state import DESTROYED, RENAMED, event_problem
+from ..refspec import looks_like_version
 from ..storage import Backend, KeyNotFoundError
 from ..storage.layout import (
     OBJECTS_PREFIX,
     REFS_PREFIX,
     digest_from_object_key,
-    object_key,
+    log_key,
     seq_from_log_key,
 )
 from ..store import Store
 from .report import (
     BROKEN_LOG,
     CORRUPT_OBJECT,
+    INCOMPLETE_RENAME,
     INDEX_MISMATCH,
     INVALID_MANIFEST,
     MISSING_OBJECT,
+    NAME_WARNING,
+    SPECIAL_FILE,
     STRAY_FILE,
+    VERSION_LIKE_TAG,
     FsckReport,
     Problem,
     problem_order,
@@ -55,22 +60,26 @@ def fsck(store: Store, read_data: bool = False) -> FsckReport:
     report = FsckReport(store=store.url, read_data=read_data)
     if not store.is_initialized():  # nothing was ever written (an unknown format raises)
         return report
+    special = _check_special_files(store.backend, report)
     with ThreadPoolExecutor(WORKERS) as pool:
-        refs = _check_logs(store, report, pool)
+        refs, destroyed = _check_logs(store, report, pool)
         manifests = _check_manifests(store.backend, refs, report, pool)
-        stored = _list_objects(store.backend, report)
+        _destroyed_objects(store.backend, destroyed, refs, report, pool)
+        stored = _list_objects(store.backend, report) - special
         report.objects = len(stored)
         report.referenced = len(refs)
         report.reachable = set(refs)
         for d in sorted(set(refs) - stored):
-            if d in manifests or store.backend.exists(object_key(d)):
-                continue  # a manifest is reported when it is read; exists() guards a listing race
+            if d in manifests or (d not in special and store.objects.has(d)):
+                continue  # a manifest is reported when it is read; has() guards a listing race
             report.problems.append(_object_problem(
                 MISSING_OBJECT, d, refs[d], "is missing from the store", blocks_gc=False))
         if read_data:
             _read_data(store, sorted(stored - set(manifests)), refs, report, pool)
-    report.unreferenced = sorted(stored - set(refs))
+    report.retained = {d: t for d, t in report.retained.items() if d in stored}
+    report.unreferenced = sorted(stored - set(refs) - set(report.retained))
     report.problems.sort(key=problem_order)
+    report.warnings.sort(key=problem_order)
     report.seconds = round(time.monotonic() - started, 3)
     return report
 
@@ -79,10 +88,13 @@ def fsck(store: Store, read_data: bool = False) -> FsckReport:
 Refs = dict[str, list[tuple[str, str, int, str]]]
 
 
-def _check_logs(store: Store, report: FsckReport, pool: ThreadPoolExecutor) -> Refs:
+def _check_logs(store: Store, report: FsckReport,
+                pool: ThreadPoolExecutor) -> tuple[Refs, dict[str, str]]:
     """Fold every log (reporting each problem) and compare it with what the index saw; returns
-    the manifests live versions name."""
+    the manifests live versions name, and those only destroyed repositories name (with the
+    time of the newest such destroy)."""
     refs: Refs = {}
+    destroyed: dict[str, str] = {}
     # The index before the logs: it never runs ahead of a log, so read in this order a writer
     # appending meanwhile cannot make it look as if the log lost events.
     positions = store.index_positions()
@@ -94,13 +106,71 @@ def _check_logs(store: Store, report: FsckReport, pool: ThreadPoolExecutor) -> R
         state, seen = _check_log(store.backend, project, name, items, report, pool,
                                  position[0] if position else 0)
         _check_against_index(position, project, name, state, seen, report)
+        _warn_names(project, name, state, report)
+        if state.status == DESTROYED:
+            report.destroyed_repositories += 1
+            for ref in state.versions.values():
+                destroyed[ref.image] = max(destroyed.get(ref.image, ""), state.closed_time or "")
+            continue
+        if state.status == RENAMED:
+            assert state.renamed_to is not None and state.closed_seq is not None
+            if _rename_complete(store.backend, project, state):
+                continue  # its versions are the new name's now
+            report.problems.append(Problem(
+                INCOMPLETE_RENAME, f"{name!r} was renamed to {state.renamed_to!r} (event "
+                f"{state.closed_seq}), but {state.renamed_to!r} does not hold that event: the "
+                f"rename was interrupted; run 'roro models:rename {name} {state.renamed_to}' "
+                f"again to complete it (its objects are kept meanwhile)", project=project,
+                repository=name, seq=state.closed_seq, blocks_gc=False))
         report.versions += len(state.versions)
         report.deleted_versions += len(state.deleted)
         report.tags += len(state.tags)
+        for tag, target in sorted(state.tags.items()):
+            if looks_like_version(tag):
+                report.warnings.append(Problem(
+                    VERSION_LIKE_TAG, f"tag {tag!r} looks like a version: {name}:{tag} is "
+                    f"ambiguous (version {tag.lstrip('vV')} or this tag); move it to another "
+                    f"name ('roro models:tag {name}:{target} NEW', then 'roro models:untag "
+                    f"{name} {tag}')", project=project, repository=name, version=target,
+                    blocks_gc=False))
         for v, ref in sorted(state.versions.items()):
             refs.setdefault(ref.image, []).append((project, name, v, "manifest"))
-    return refs
+    return refs, destroyed
 
+
+def _rename_complete(backend: Backend, project: str, state: RepoState) -> bool:
+    """Whether the log ``state`` was renamed to holds the very rename event (same bytes)."""
+    assert state.renamed_to is not None and state.closed_seq is not None
+    try:
+        raw = backend.get(log_key(project, state.renamed_to, state.closed_seq))
+    except (KeyNotFoundError, ValueError):
+        return False
+    return digest_bytes(raw) == state.last_hash
+
+
+def _destroyed_objects(backend: Backend, destroyed: dict[str, str], refs: Refs,
+                       report: FsckReport, pool: ThreadPoolExecutor) -> None:
+    """The objects only destroyed repositories still name (their manifests and the blobs
+    those name), with the time of the destroy: gc collects them once it is older than its
+    grace period. A manifest gc already collected is no problem: the repository is gone."""
+    uncached = ObjectStore(backend)
+
+    def read(digest: str) -> dict[str, Any] | None:
+        try:
+            return read_manifest(uncached, digest)[0]
+        except (NotFoundError, IntegrityError):
+            return None
+
+    retained: dict[str, str] = {}
+    for digest, manifest in zip(destroyed, pool.map(read, list(destroyed)), strict=True):
+        when = destroyed[digest]
+        names = [digest]
+        if manifest is not None:
+            names += referenced_digests(manifest)
+        for d in names:
+            if d not in refs:
+                retained[d] = max(retained.get(d, ""), when)
+    report.retained = retained
 
 def _check_manifests(backend: Backend, refs: Refs, report: FsckReport,
                      pool: ThreadPoolExecutor) -> dict[str, dict[str, Any] | None]:
@@ -113,10 +183,50 @@ def _check_manifests(backend: Backend, refs: Refs, report: FsckReport,
     for mdigest, manifest in manifests.items():
         if manifest is None:
             continue
+        _warn_attachment_names(mdigest, manifest, refs[mdigest], report)
         for project, name, v, _ in refs[mdigest]:
             for digest, _size, role in named_blobs(manifest):
                 refs.setdefault(digest, []).append((project, name, v, role))
     return manifests
+
+
+def _check_special_files(backend: Backend, report: FsckReport) -> set[str]:
+    """Report every entry of a local store that is not a regular file where roro keeps files:
+    symbolic links, FIFOs, devices anywhere; a directory at an object's or event's path (a
+    directory at the next event's slot would stop every writer). Returns the digests of the
+    object keys among them (never stored objects: not read, not collected)."""
+    special = set()
+    for key, what in backend.irregular_entries():
+        report.problems.append(Problem(
+            SPECIAL_FILE, f"a {what}, not a regular file: roro never writes one, and never reads "
+            f"or follows it; move it out of the store", key=key,
+            blocks_gc=key.startswith(REFS_PREFIX)))
+        digest = digest_from_object_key(key)
+        if digest is not None:
+            special.add(digest)
+    return special
+
+
+def _warn_names(project: str, name: str, state: RepoState, report: FsckReport) -> None:
+    """Warn about a project, repository or tag name that a new write would refuse."""
+    if not any(w.kind == NAME_WARNING and w.repository is None and w.project == project
+               for w in report.warnings):
+        why = name_warning(project, "project")
+        if why is not None:
+            report.warnings.append(Problem(NAME_WARNING, why, project=project, blocks_gc=False))
+    whys = [name_warning(name)] + [name_warning(tag, "tag") for tag in sorted(state.tags)]
+    report.warnings += [Problem(NAME_WARNING, why, project=project, repository=name,
+                                blocks_gc=False) for why in whys if why is not None]
+
+
+def _warn_attachment_names(digest: str, manifest: dict[str, Any],
+                           who: list[tuple[str, str, int, str]], report: FsckReport) -> None:
+    """Warn about attachment names that a new image would refuse (readable, but written under
+    older rules): one warning per name and manifest."""
+    names = [a["name"] for a in manifest["attachments"]]
+    whys = [attachment_name_warning(n) for n in names] + [attachment_collision(names)]
+    report.warnings += [_object_problem(NAME_WARNING, digest, who, f"names {why}",
+                                        blocks_gc=False) for why in whys if why is not None]
 
 
 def _list_objects(backend: Backend, report: FsckReport) -> set[str]:
@@ -185,10 +295,15 @@ def _check_log(backend: Backend, project: str, name: str, items: list[tuple[int,
     def problem(message: str, **kw: Any) -> None:
         report.problems.append(Problem(BROKEN_LOG, message, project=project, repository=name, **kw))
 
+    unreadable: dict[int, str] = {}
+
     def fetch(item: tuple[int, str]) -> bytes | None:
         try:
-            return backend.get(item[1])
+            return backend.get(item[1], MAX_EVENT_SIZE)
         except KeyNotFoundError:
+            return None
+        except IntegrityError as e:  # too large, or not a regular file: never read whole
+            unreadable[item[0]] = str(e)
             return None
 
     state = RepoState(name)
@@ -204,7 +319,8 @@ def _check_log(backend: Backend, project: str, name: str, items: list[tuple[int,
             problem(f"{which} missing: the log was edited (an entry removed or renamed)",
                     seq=first)
         if raw is None:
-            problem("the event vanished while it was read", seq=seq)
+            problem(f"the event cannot be read: {unreadable[seq]}" if seq in unreadable
+                    else "the event vanished while it was read", seq=seq)
             state.last_seq, state.last_hash = seq, None
             continue
         try:
@@ -224,7 +340,7 @@ def _check_log(backend: Backend, project: str, name: str, items: list[tuple[int,
                     seq=seq, version=_version_of(event), digest=event.hash,
                     expected=event.prev, actual=state.last_hash)
         state.last_seq, state.last_hash = seq - 1, event.prev  # judge the event on its own merits
-        why = event_problem(state, event)
+        why = event_problem(state, event, name)
         if why is not None:
             problem(why, seq=seq, version=_version_of(event),
                     digest=event["image"] if event.type == "version" else event.hash)

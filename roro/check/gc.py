@@ -7,16 +7,17 @@ written (or, when already present, touched) before the event that makes them rea
 
 from __future__ import annotations
 
+import datetime
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..errors import GcRefusedError, InvalidDurationError
-from ..storage import Backend, KeyNotFoundError
+from ..storage import Backend, IrregularKeyError, KeyNotFoundError
 from ..storage.layout import object_key
 from ..store import Store
 from .fsck import WORKERS, fsck
-from .report import MISSING_OBJECT, CollectedObject, GcReport
+from .report import MISSING_OBJECT, CollectedObject, FsckReport, GcReport
 
 DEFAULT_GRACE_SECONDS = 24 * 3600
 
@@ -45,18 +46,19 @@ def gc(store: Store, grace_seconds: float = DEFAULT_GRACE_SECONDS,
             f"which objects are still needed, so nothing was deleted: {lines}{more}; run "
             f"'roro fsck' and repair the store first", report=checked)
     report.objects = checked.objects
-    report.unreferenced = len(checked.unreferenced)
+    candidates = _candidates(checked, grace_seconds, report)
+    report.unreferenced = len(candidates)
     report.missing_blobs = sum(p.kind == MISSING_OBJECT for p in checked.problems)
     backend = store.backend
 
     def stat_object(digest: str) -> tuple[str, Any]:
         try:
             return digest, backend.stat(object_key(digest))
-        except KeyNotFoundError:
+        except (KeyNotFoundError, IrregularKeyError):  # gone, or not an object (fsck says)
             return digest, None
 
     with ThreadPoolExecutor(WORKERS) as pool:
-        infos = list(pool.map(stat_object, checked.unreferenced))
+        infos = list(pool.map(stat_object, candidates))
     for digest, info in infos:
         if info is None:
             continue  # deleted meanwhile (another gc)
@@ -77,6 +79,27 @@ def gc(store: Store, grace_seconds: float = DEFAULT_GRACE_SECONDS,
     report.temp_files = _collect_temp_files(backend, grace_seconds, dry_run)
     report.seconds = round(time.monotonic() - started, 3)
     return report
+
+
+def _candidates(checked: FsckReport, grace_seconds: float, report: GcReport) -> list[str]:
+    """The objects gc may delete if they are old enough: those nothing names, and those only
+    destroyed repositories name once the destroy is older than the grace period (until then a
+    restore finds them; it touches them first)."""
+    now = time.time()
+    expired = sorted(d for d, when in checked.retained.items()
+                     if now - _epoch(when) >= grace_seconds)
+    report.kept_destroyed = len(checked.retained) - len(expired)
+    return [*checked.unreferenced, *expired]
+
+
+def _epoch(iso: str) -> float:
+    """An event's ISO 8601 UTC time as seconds since the epoch (0 if it cannot be read: such an
+    object is as old as can be, and still only collected past its own mtime grace)."""
+    try:
+        return datetime.datetime.strptime(iso, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+            tzinfo=datetime.timezone.utc).timestamp()
+    except ValueError:
+        return 0.0
 
 
 def _collect_temp_files(backend: Backend, grace_seconds: float,

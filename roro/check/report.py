@@ -12,6 +12,11 @@ MISSING_OBJECT = "missing-object"    # a manifest or blob that a live version ne
 CORRUPT_OBJECT = "corrupt-object"    # an object whose bytes do not hash to its name
 INVALID_MANIFEST = "invalid-manifest"  # a manifest that is not valid JSON or not a manifest
 INDEX_MISMATCH = "index-mismatch"    # the local index saw log events that the store no longer has
+INCOMPLETE_RENAME = "incomplete-rename"  # renamed, but the new name lacks the rename event
+SPECIAL_FILE = "special-file"        # a symlink, FIFO, device, or a directory where a key's file goes
+# Warning kinds (FsckReport.warnings: reported, never errors, never blocking gc).
+VERSION_LIKE_TAG = "version-like-tag"  # a tag such as v2 (from before tags could not look so)
+NAME_WARNING = "name-warning"        # a stored name a new write would refuse (e.g. a Windows device name)
 
 
 @dataclass
@@ -67,11 +72,17 @@ class FsckReport:
     versions: int = 0             # live versions
     deleted_versions: int = 0
     tags: int = 0
+    destroyed_repositories: int = 0
     objects: int = 0              # objects in the store
     referenced: int = 0           # distinct objects that live versions reach
     verified: int = 0             # objects re-hashed (manifests always; everything with read_data)
     problems: list[Problem] = field(default_factory=list)
+    #: What a new write would refuse but reading handles (DESIGN.md §14): not problems.
+    warnings: list[Problem] = field(default_factory=list)
     unreferenced: list[str] = field(default_factory=list)  # digests, sorted
+    #: objects only destroyed repositories name -> the time of the (newest) destroy: kept for a
+    #: restore until gc's grace period has passed since then
+    retained: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     reachable: set[str] = field(default_factory=set, repr=False)  # for gc; not in to_dict()
 
@@ -110,6 +121,7 @@ class GcReport:
     deleted: list[CollectedObject] = field(default_factory=list)
     temp_files: list[CollectedObject] = field(default_factory=list)
     kept_young: int = 0              # unreferenced but younger than the grace period
+    kept_destroyed: int = 0          # of destroyed repositories, destroyed within the grace period
     kept_young_bytes: int = 0
     missing_blobs: int = 0           # live versions' blobs fsck found missing (gc cannot help)
     seconds: float = 0.0

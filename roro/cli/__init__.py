@@ -9,26 +9,11 @@ from __future__ import annotations
 
 import click
 
-from .. import __version__, get_current_project
-from ..project import Project
+from .. import __version__
 from .errors import RoroGroup
+from .state import CliState
 
-__all__ = ["main"]
-
-
-class CliState:
-    """The global options, and the project they name, opened on first use."""
-
-    def __init__(self, project: str | None, store: str | None):
-        self.project_name = project
-        self.store_url = store
-        self._project: Project | None = None
-
-    @property
-    def project(self) -> Project:
-        if self._project is None:
-            self._project = get_current_project(project=self.project_name, store=self.store_url)
-        return self._project
+__all__ = ["CliState", "main"]
 
 
 @click.group("roro", cls=RoroGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -46,12 +31,14 @@ def main(ctx: click.Context, store: str | None, project: str | None) -> None:
     Browse, tag and download the model images saved with the Python API. Every command takes
     --json where it lists or shows something, for scripts.
     """
+    if ctx.get_parameter_source("store") == click.core.ParameterSource.ENVIRONMENT:
+        store = None  # current_settings reads RORO_STORE itself, and says so in messages
     ctx.obj = CliState(project, store)
 
 
-from . import formats, init, models, query, sync, trust  # noqa: E402 - they need CliState, defined above
+from . import formats, init, lifecycle, models, query, sync, trust  # noqa: E402
 
 main.add_command(init.init)
-for _module in (models, formats, query, trust, sync):
+for _module in (models, formats, query, trust, lifecycle, sync):
     for _command in _module.COMMANDS:
         main.add_command(_command)

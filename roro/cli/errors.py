@@ -6,9 +6,11 @@ in :meth:`RoroGroup.main`. Any other exception is a bug in roro: it propagates w
 
 from __future__ import annotations
 
+import os
 import sys
+import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TextIO
 
 import click
 
@@ -66,6 +68,28 @@ def fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports a process killed by SIGINT
+
+
+def show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                 file: TextIO | None = None, line: str | None = None) -> None:
+    """Warnings (a roro.yml key this roro does not know, a model saved by another Python) as one
+    ``Warning:`` line on stderr, like errors, instead of Python's two-line form."""
+    click.echo(f"Warning: {one_line(str(message))}", err=True)
+
+
+def closed_pipe() -> None:
+    """stdout's reader went away (``roro models:log | head -3``): stop quietly with exit 0, as
+    ``git log`` does. stdout is pointed at /dev/null so that the interpreter's final flush does
+    not complain about the pipe again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass  # stdout is not a real file (a test runner's buffer): nothing to flush to
+    sys.exit(EXIT_OK)
+
+
 class RoroGroup(click.Group):
     """The ``roro`` group: runs click without its own error printing, then maps errors to one line.
 
@@ -73,15 +97,24 @@ class RoroGroup(click.Group):
     every other error. Exceptions that are neither click's nor a RoroError propagate.
     """
 
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:  # before click's own handler, which would exit 1
+            closed_pipe()
+
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
              complete_var: str | None = None, standalone_mode: bool = True,
              **extra: Any) -> Any:
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        warnings.showwarning = show_warning
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        except click.exceptions.Abort:
-            fail("aborted", 130)
+        except (click.exceptions.Abort, KeyboardInterrupt):
+            sys.exit(EXIT_INTERRUPTED)  # quiet: the user pressed Ctrl-C and knows why it stopped
+        except BrokenPipeError:  # while click printed help or a usage error
+            closed_pipe()
         except click.UsageError as e:
             hint = ""
             if e.ctx is not None:

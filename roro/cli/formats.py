@@ -13,9 +13,11 @@ import click
 from ..errors import InvalidMetadataError, NotFoundError
 from ..formats import FORMATS
 from ..formats.base import CLEAN, CODE, FLAGGED
-from ..names import parse_refspec, validate_name
+from ..names import validate_name
+from ..refspec import parse_refspec
 from . import render
 from .render import json_option
+from .state import complete_spec
 
 if TYPE_CHECKING:
     from ..image import ModelImage
@@ -68,7 +70,7 @@ def models_save(state: CliState, name: str, file: str, fmt: str, meta: tuple[str
     validate_name(name)
     if not os.path.isfile(file):
         raise NotFoundError(f"no such file: {file}")
-    image = state.project.get_model_repository(name).save_file(
+    image = state.writable_project.get_model_repository(name).save_file(
         file, format=fmt, metadata=parse_meta(meta),
         attachments={os.path.basename(p.rstrip("/")): p for p in attach}, comment=comment)
     if as_json:
@@ -84,7 +86,7 @@ def models_save(state: CliState, name: str, file: str, fmt: str, meta: tuple[str
 
 
 @click.command("models:scan")
-@click.argument("spec", metavar="NAME[:VERSION|TAG]")
+@click.argument("spec", metavar="NAME[:VERSION|TAG]", shell_complete=complete_spec)
 @click.option("--all", "all_versions", is_flag=True,
               help="Scan every live version of NAME (not only the one SPEC names).")
 @json_option
@@ -98,14 +100,17 @@ def models_scan(state: CliState, spec: str, all_versions: bool, as_json: bool) -
     A model that is not a pickle is clean. A clean scan is not proof of safety: the load gate
     (trust: pickle: deny) is the control.
     """
-    name, version, tag = parse_refspec(spec)
-    repo = state.project.get_model_repository(name)
+    ref = parse_refspec(spec)  # a bad name is reported before the store is looked at
+    assert ref.name is not None
     if all_versions:
-        if version is not None or tag is not None:
+        if not ref.is_latest or ref.text != ref.name:
             raise click.UsageError("give NAME with --all, not NAME:VERSION")
-        images = repo.list_model_images()
+        repo = state.project.resolve_repository(ref.name)
+        images = list(repo.list_model_images())  # NotFoundError for an unknown repository
     else:
-        images = [repo.get_model_image(version, tag)]
+        image = state.project.get_model_image(ref)
+        repo, images = image.repository, [image]
+    name = repo.name  # a renamed repository's new name
     results = [scan_document(i) for i in images]
     worst = max((EXIT_SCAN[r["verdict"]] for r in results), default=0)
     if as_json:

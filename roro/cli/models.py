@@ -11,14 +11,17 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..errors import IntegrityError, NotFoundError
-from ..names import LATEST, parse_refspec, validate_name, validate_tag
+from ..names import LATEST, validate_name, validate_tag
 from ..query import parse
+from ..refspec import parse_refspec, validate_new_tag
 from . import render
 from .render import json_option
+from .state import complete_spec
 
 if TYPE_CHECKING:
     from ..image import ModelImage
     from ..project import Project
+    from ..repository import TagChange
     from . import CliState
 
 PROGRESS_MIN_BYTES = 16 << 20  # a progress bar for downloads of at least this size, on a terminal
@@ -27,12 +30,7 @@ SHOW_SCAN_MAX = 256 << 20
 #: Rows of a summary (tensors) that models:show prints; --json has them all.
 SHOW_MAX_ROWS = 50
 
-spec_argument = click.argument("spec", metavar="NAME[:VERSION|TAG]")
-
-
-def _image(project: Project, spec: str) -> ModelImage:
-    name, version, tag = parse_refspec(spec)
-    return project.get_model_repository(name).get_model_image(version, tag)
+spec_argument = click.argument("spec", metavar="NAME[:VERSION|TAG]", shell_complete=complete_spec)
 
 
 def image_document(image: ModelImage, tags: list[str]) -> dict[str, Any]:
@@ -76,11 +74,13 @@ def _version(image: ModelImage) -> int:
 
 # -- models ----------------------------------------------------------------------------------------
 @click.command("models")
+@render.relative_option
 @json_option
 @click.pass_obj
-def models(state: CliState, as_json: bool) -> None:
+def models(state: CliState, absolute: bool, as_json: bool) -> None:
     """List the project's model repositories: versions, latest, last save, tags."""
     project = state.project
+    project.require_exists()
     rows: list[dict[str, Any]] = []
     for repo in project.list_model_repositories():
         newest = repo.list_model_images(limit=1)
@@ -93,8 +93,10 @@ def models(state: CliState, as_json: bool) -> None:
             "last_saved": newest[0].get_metadata()["timestamp"] if newest else None,
             "tags": tags,
         })
+    closed = project.closed_repositories()
     if as_json:
-        render.emit_json({"project": project.name, "store": project.store.url, "models": rows})
+        render.emit_json({"project": project.name, "store": project.store.url, "models": rows,
+                          "closed": closed})
         return
     out = render.console()
     where = render.text("project ", (project.name, "bold cyan"), " in ",
@@ -102,36 +104,65 @@ def models(state: CliState, as_json: bool) -> None:
     if not rows:
         out.print(render.text("No model repositories in ", where, ". Save a model with the "
                               "Python API, or create one with 'roro models:create NAME'."))
+        _print_closed(out, closed)
         return
     from rich.table import Table  # rich (~40 ms): only when something is rendered
     table = Table(title=where, title_justify="left", box=None, pad_edge=False, header_style="bold")
-    table.add_column("MODEL", style="bold", no_wrap=True)
+    tag_cells = [", ".join(f"{render.safe_line(t)}→v{v}" for t, v in r["tags"].items())
+                 for r in rows]
+    table.add_column("MODEL", style="bold", **render.whole([r["name"] for r in rows]))
     table.add_column("VERSIONS", justify="right")
     table.add_column("LATEST", justify="right")
-    table.add_column("LAST SAVED", no_wrap=True)
-    table.add_column("TAGS")
-    for r in rows:
+    table.add_column("LAST SAVED")
+    table.add_column("TAGS", overflow="fold")
+    for r, tag_cell in zip(rows, tag_cells, strict=True):
         table.add_row(r["name"], str(r["versions"]), f"v{r['latest']}" if r["latest"] else "-",
-                      render.human_time(r["last_saved"], seconds=False),
-                      ", ".join(f"{render.safe_line(t)}→v{v}" for t, v in r["tags"].items()))
+                      render.when(r["last_saved"], not absolute, seconds=False), tag_cell)
     out.print(table)
+    _print_closed(out, closed)
+
+
+def _print_closed(out: render.Output, closed: list[dict[str, Any]]) -> None:
+    destroyed = [c["name"] for c in closed if c["status"] == "destroyed"]
+    renamed = [f"{c['name']}→{c['renamed_to']}" for c in closed if c["status"] == "renamed"]
+    if destroyed:
+        out.print(render.text(f"Destroyed (restore with 'roro models:restore NAME'): "
+                              f"{render.safe_line(', '.join(destroyed))}"))
+    if renamed:
+        out.print(render.text(f"Renamed: {render.safe_line(', '.join(renamed))}"))
 
 
 # -- models:create ---------------------------------------------------------------------------------
 @click.command("models:create")
 @click.argument("name")
+@json_option
 @click.pass_obj
-def models_create(state: CliState, name: str) -> None:
+def models_create(state: CliState, name: str, as_json: bool) -> None:
     """Create an empty model repository (saving an image also creates one)."""
-    project = state.project
+    project = state.writable_project
     project.create_model_repository(name)
+    if as_json:
+        render.emit_json({"project": project.name, "store": project.store.url,
+                          "repository": name, "created": True})
+        return
     render.console().print(render.text("Created model repository ", (name, "bold"),
                                        " in project ", (project.name, "bold cyan"), "."))
 
 
 # -- models:log ------------------------------------------------------------------------------------
+#: ``--columns`` of models:log and models:search.
+columns_option = click.option(
+    "--columns", "columns", metavar="K1,K2", callback=lambda ctx, p, v: split_columns(v),
+    help="Also show these metadata keys (or key paths such as params.C), comma-separated.")
+
+
+def split_columns(value: str | None) -> list[str]:
+    return [c.strip() for c in (value or "").split(",") if c.strip()]
+
+
 @click.command("models:log")
-@click.argument("name", metavar="[NAME[:VERSION|TAG]]", required=False)
+@click.argument("name", metavar="[NAME[:VERSION|TAG]]", required=False,
+                shell_complete=complete_spec)
 @click.option("-n", "--max-count", "limit", type=click.IntRange(min=0), metavar="N",
               help="Show only the N newest versions.")
 @click.option("--before", type=click.IntRange(min=1), metavar="VERSION",
@@ -139,26 +170,34 @@ def models_create(state: CliState, name: str) -> None:
 @click.option("--where", "where", metavar="EXPR",
               help="Only versions matching the query EXPR, e.g. \"Accuracy > 0.88 and "
                    "tag = 'prod'\" (language: docs/query.md).")
+@click.option("--oneline", is_flag=True,
+              help="One line per version: version, image, tags, when, first line of the comment.")
+@columns_option
+@render.relative_option
 @json_option
 @click.pass_obj
 def models_log(state: CliState, name: str | None, limit: int | None, before: int | None,
-               where: str | None, as_json: bool) -> None:
+               where: str | None, oneline: bool, columns: list[str], absolute: bool,
+               as_json: bool) -> None:
     """Show the history of saves, newest first, like 'git log'.
 
     With NAME, that repository's versions (NAME:VERSION or NAME:TAG: from that version down);
     without, every repository's, interleaved by time. --where EXPR keeps only the versions that
-    match a query. Reads only the index: '-n 20' is as fast at 100,000 versions as at 20.
+    match a query. Reads only the index: '-n 20' is as fast at 100,000 versions as at 20. On a
+    terminal a long log goes through a pager ($RORO_PAGER, $PAGER, else less).
     """
-    project = state.project
     if where is not None:
         parse(where)  # a syntax error is reported before anything is read
-    if name is not None:
-        name, version, tag = parse_refspec(name)
-        repo = project.get_model_repository(name)
-        if version is not None or tag is not None:
+    ref = parse_refspec(name) if name is not None else None  # so is a bad name
+    project = state.project
+    if ref is not None:
+        assert ref.name is not None
+        repo = project.resolve_repository(ref.name)  # an old name leads to the new one
+        name = repo.name
+        if not ref.is_latest:
             if before is not None:
                 raise click.UsageError("give NAME:VERSION or --before, not both")
-            before = repo.resolve(version, tag) + 1
+            before = repo.resolve_ref(ref) + 1
         if where is not None:
             if before is not None:
                 raise click.UsageError("--where searches the whole history: give NAME without "
@@ -169,6 +208,7 @@ def models_log(state: CliState, name: str | None, limit: int | None, before: int
     else:
         if before is not None:
             raise click.UsageError("--before pages one repository's history: give NAME too")
+        project.require_exists()
         images = project.search(where, limit) if where is not None else project.log(limit)
     entries = with_tags(project, images)
     if as_json:
@@ -180,25 +220,66 @@ def models_log(state: CliState, name: str | None, limit: int | None, before: int
         what = f"model repository {name!r}" if name else f"project {project.name!r}"
         out.print(f"No saved versions in {what}.")
         return
-    for n, (image, image_tags) in enumerate(entries):
-        if n:
-            out.print()
-        header = render.text((render.ref(image.repository.name, image.version), "bold yellow"),
-                             "  ", (render.short_digest(image.digest), "yellow"))
-        if image_tags:
-            header.append("  (")
-            for k, t in enumerate(image_tags):
-                header.append(", " if k else "")
-                header.append(render.safe_line(t), style="bold green" if t == LATEST else "bold cyan")
-            header.append(")")
+    with render.paged(out):
+        if oneline:
+            out.print(oneline_table(entries, columns, not absolute))
+        else:
+            for n, (image, image_tags) in enumerate(entries):
+                if n:
+                    out.print()
+                _print_log_entry(out, image, image_tags, columns, not absolute)
+
+
+def _print_log_entry(out: render.Output, image: ModelImage, image_tags: list[str],
+                     columns: list[str], relative: bool) -> None:
+    header = render.text((render.ref(image.repository.name, image.version), "bold yellow"),
+                         "  ", (render.short_digest(image.digest), "yellow"))
+    if image_tags:
+        header.append("  (")
+        for k, t in enumerate(image_tags):
+            header.append(", " if k else "")
+            header.append(render.safe_line(t), style="bold green" if t == LATEST else "bold cyan")
+        header.append(")")
+    meta = image.get_metadata()
+    out.print(header)
+    out.print(render.text("Author: ", render.safe_line(meta["author"])))
+    date = render.human_time(meta["timestamp"])
+    if relative:
+        date += f" ({render.relative_time(meta['timestamp'])})"
+    out.print(render.text("Date:   ", date))
+    for key in columns:
+        out.print(render.text(f"{render.safe_line(key)}: ",
+                              render.cell(render.lookup(meta, key))))
+    if image.comment:
+        out.print()
+        for line in render.safe(image.comment.rstrip("\n")).split("\n"):
+            out.print(render.text("    ", line))
+
+
+def oneline_table(entries: list[tuple[ModelImage, list[str]]], columns: list[str],
+                  relative: bool) -> Any:
+    """``models:log --oneline``: version, image, tags, time, the given metadata columns and the
+    first line of the comment, one version per line, no header (like ``git log --oneline``)."""
+    from rich.table import Table  # rich (~40 ms): only when something is rendered
+    refs = [render.ref(i.repository.name, i.version) for i, _ in entries]
+    tag_cells = [f"({render.tag_list(t)})" if t else "" for _, t in entries]
+    table = Table(box=None, pad_edge=False, show_header=False)
+    table.add_column(style="bold yellow", **render.whole(refs))
+    table.add_column(style="yellow", **render.whole(["x" * 12]))
+    table.add_column(style="bold cyan", **render.whole(tag_cells))
+    table.add_column(no_wrap=True)
+    for _ in columns:
+        table.add_column(no_wrap=True)
+    table.add_column()
+    for (image, _), ref, tag_cell in zip(entries, refs, tag_cells, strict=True):
         meta = image.get_metadata()
-        out.print(header)
-        out.print(render.text("Author: ", render.safe_line(meta["author"])))
-        out.print(render.text("Date:   ", render.human_time(meta["timestamp"])))
-        if image.comment:
-            out.print()
-            for line in render.safe(image.comment.rstrip("\n")).split("\n"):
-                out.print(render.text("    ", line))
+        first = (image.comment or "").strip().split("\n", 1)[0]
+        table.add_row(ref, render.short_digest(image.digest), tag_cell,
+                      render.when(meta["timestamp"], relative, seconds=False),
+                      *(f"{render.safe_line(k)}={render.cell(render.lookup(meta, k))}"
+                        for k in columns),
+                      render.safe_line(first))
+    return table
 
 
 # -- models:show -----------------------------------------------------------------------------------
@@ -216,7 +297,8 @@ def models_show(state: CliState, spec: str, no_scan: bool, as_json: bool) -> Non
     run: the pickle's bytes are read and verified, not loaded; --no-scan skips this; see
     'roro models:scan').
     """
-    image = _image(state.project, spec)
+    ref = parse_refspec(spec)  # a bad name is reported before the store is looked at
+    image = state.project.get_model_image(ref)
     tags = image.repository.get_tags_by_version([_version(image)]).get(_version(image), [])
     doc = image_document(image, tags)
     try:
@@ -265,7 +347,7 @@ def _facts(doc: dict[str, Any]) -> Any:
     model = doc["model"]
     facts = Table.grid(padding=(0, 2))
     facts.add_column(style="bold", no_wrap=True)
-    facts.add_column()
+    facts.add_column(overflow="fold")
     facts.add_row("image", doc["image"])
     facts.add_row("author", render.safe_line(doc["author"]))
     facts.add_row("saved", render.human_time(doc["timestamp"]))
@@ -437,7 +519,7 @@ def _attachments_section(doc: dict[str, Any]) -> Any:
                   header_style="bold")
     table.add_column("NAME")
     table.add_column("SIZE", justify="right", no_wrap=True)
-    table.add_column("DIGEST", no_wrap=True)
+    table.add_column("DIGEST", overflow="fold")
     for a in attachments:
         table.add_row(render.safe_line(a["name"]), render.human_size(a["size"]),
                       render.short_digest(a["digest"]))
@@ -478,36 +560,63 @@ def lineage_rows(lineage: dict[str, Any]) -> list[tuple[str, str]]:
                    "or '-' for stdout. Default: NAME-vN.pkl here.")
 @click.option("--attachments", "attachments_dir", metavar="DIR",
               help="Also write the attachments below DIR (created if missing).")
-@click.option("--force", is_flag=True, help="Overwrite files that exist.")
+@click.option("--force", is_flag=True, help="Overwrite files that exist with other bytes.")
+@json_option
 @click.pass_obj
 def models_download(state: CliState, spec: str, output: str | None,
-                    attachments_dir: str | None, force: bool) -> None:
+                    attachments_dir: str | None, force: bool, as_json: bool) -> None:
     """Download a version's model bytes (a cloudpickle), verified, and its attachments.
 
     Nothing is unpickled. Every file is checked against its sha256 digest while it is written and
-    only appears, complete, under its final name. Attachments are never written outside DIR.
+    only appears, complete, under its final name. Attachments are never written outside DIR. A
+    file that already holds the same bytes is left alone (run it twice: nothing to do); one
+    with other bytes is refused unless --force.
     """
-    image = _image(state.project, spec)
+    ref = parse_refspec(spec)  # a bad name is reported before the store is looked at
+    image = state.project.get_model_image(ref)
     to_stdout = output == "-"
     if to_stdout and render.stdout_is_terminal():
         raise click.ClickException("refusing to write a model's binary bytes to a terminal; "
                                    "redirect stdout or use -o PATH")
+    if to_stdout and as_json:
+        raise click.UsageError("--json prints the report on stdout: give -o PATH, not -o -")
     attachments = image.get_attachments() if attachments_dir is not None else []
     total = (image.model_size or 0) + sum(a.size for a in attachments)
     label = render.ref(image.repository.name, image.version)
     with _progress(total, label) as progress:
         done = image.download(sys.stdout.buffer if to_stdout else output,
                               attachments=attachments_dir, force=force, progress=progress)
+    unchanged = set(done.unchanged)
+    if as_json:
+        model = image.to_dict()["model"]
+        render.emit_json({
+            "project": image.repository.project.name, "repository": image.repository.name,
+            "version": image.version, "image": image.digest,
+            "model": {"path": done.model, "size": model["size"], "digest": model["digest"],
+                      "written": done.model not in unchanged},
+            "attachments": [{"name": a.name, "path": path, "size": a.size, "digest": a.digest,
+                             "written": path not in unchanged}
+                            for a, path in zip(attachments, done.attachments, strict=True)]})
+        return
     status = render.console(stderr=to_stdout)
-    status.print(render.text("Wrote ", (label, "bold yellow"), " (",
-                             render.safe_line(image.model_type), ", ",
-                             render.human_size(image.model_size), ") to ",
-                             (render.safe_line(done.model or "stdout"), "bold")))
+    model_what = (render.safe_line(image.model_type), ", ", render.human_size(image.model_size))
+    if done.model is not None and done.model in unchanged:
+        status.print(render.text((render.safe_line(done.model), "bold"), " already holds ",
+                                 (label, "bold yellow"), " (", *model_what,
+                                 "): the same bytes, left as it is"))
+    else:
+        status.print(render.text("Wrote ", (label, "bold yellow"), " (", *model_what, ") to ",
+                                 (render.safe_line(done.model or "stdout"), "bold")))
     if attachments_dir is not None:
-        n = len(done.attachments)
-        size = render.human_size(sum(a.size for a in attachments))
-        status.print(render.text(f"Wrote {n} attachment{'s' * (n != 1)} ({size}) below ",
-                                 (render.safe_line(attachments_dir), "bold")))
+        same = [p for p in done.attachments if p in unchanged]
+        n = len(done.attachments) - len(same)
+        size = render.human_size(sum(a.size for a, p in zip(attachments, done.attachments,
+                                                             strict=True) if p not in unchanged))
+        line = render.text(f"Wrote {n} attachment{'s' * (n != 1)} ({size}) below ",
+                           (render.safe_line(attachments_dir), "bold"))
+        if same:
+            line.append(f"; {len(same)} already held the same bytes")
+        status.print(line)
 
 
 class _Quiet:
@@ -544,54 +653,74 @@ def _progress(total: int, label: str) -> Iterator[_Quiet]:
 
 # -- models:tag, models:untag, models:history ------------------------------------------------------
 @click.command("models:tag")
-@click.argument("spec", metavar="NAME:VERSION")
+@click.argument("spec", metavar="NAME:VERSION", shell_complete=complete_spec)
 @click.argument("tag")
+@json_option
 @click.pass_obj
-def models_tag(state: CliState, spec: str, tag: str) -> None:
+def models_tag(state: CliState, spec: str, tag: str, as_json: bool) -> None:
     """Point TAG at a version, creating or moving it (every move is kept in models:history).
 
     NAME:VERSION may also be NAME:TAG (the version that tag points at) or NAME (the latest).
     """
-    name, version, via = parse_refspec(spec)
-    validate_tag(tag)
+    ref = parse_refspec(spec)
+    validate_new_tag(tag)
+    assert ref.name is not None
+    name = ref.name
     repo = state.project.get_model_repository(name)
-    target = repo.resolve(version, via)
+    target = repo.resolve_ref(ref)
     change = repo.add_tag(tag, target)
+    if as_json:
+        render.emit_json(tag_change_document(state, name, change))
+        return
     out = render.console()
-    ref = (render.ref(name, target), "bold yellow")
+    shown = (render.ref(name, target), "bold yellow")
     if not change.changed:
-        out.print(render.text("Tag ", (tag, "bold cyan"), " already points at ", ref, "."))
+        out.print(render.text("Tag ", (tag, "bold cyan"), " already points at ", shown, "."))
     elif change.previous is None:
-        out.print(render.text("Tagged ", ref, " as ", (tag, "bold cyan"), "."))
+        out.print(render.text("Tagged ", shown, " as ", (tag, "bold cyan"), "."))
     else:
         out.print(render.text("Moved tag ", (tag, "bold cyan"), " from ",
-                              (render.ref(name, change.previous), "yellow"), " to ", ref, "."))
+                              (render.ref(name, change.previous), "yellow"), " to ", shown, "."))
 
 
 @click.command("models:untag")
 @click.argument("name")
 @click.argument("tag")
+@json_option
 @click.pass_obj
-def models_untag(state: CliState, name: str, tag: str) -> None:
+def models_untag(state: CliState, name: str, tag: str, as_json: bool) -> None:
     """Remove TAG from NAME (the removal is kept in models:history)."""
     validate_name(name)
     validate_tag(tag)
     change = state.project.get_model_repository(name).remove_tag(tag)
+    if as_json:
+        render.emit_json(tag_change_document(state, name, change))
+        return
     render.console().print(render.text("Removed tag ", (tag, "bold cyan"), " from ",
                                        (name, "bold"), f" (it pointed at v{change.previous})."))
 
 
+def tag_change_document(state: CliState, name: str, change: TagChange) -> dict[str, Any]:
+    """``models:tag --json`` and ``models:untag --json``: the move made (``seq`` null and
+    ``changed`` false when the tag already pointed there)."""
+    return {"project": state.project.name, "repository": name, "tag": change.tag,
+            "version": change.version, "previous": change.previous, "seq": change.seq,
+            "changed": change.changed}
+
+
 @click.command("models:history")
-@click.argument("spec", metavar="NAME[:TAG]")
+@click.argument("spec", metavar="NAME[:TAG]", shell_complete=complete_spec)
+@render.relative_option
 @json_option
 @click.pass_obj
-def models_history(state: CliState, spec: str, as_json: bool) -> None:
+def models_history(state: CliState, spec: str, absolute: bool, as_json: bool) -> None:
     """Show every move of NAME's tags (or of one TAG), oldest first: from → to, author, time."""
     name, sep, tag = spec.partition(":")
     validate_name(name)
     if sep:
         validate_tag(tag)
-    repo = state.project.get_model_repository(name)
+    repo = state.project.resolve_repository(name)
+    name = repo.name
     moves = [{"seq": m["seq"], "tag": m["tag"], "from": m["previous"], "to": m["version"],
               "author": m["author"], "time": m["time"]}
              for m in repo.get_tag_history(tag if sep else None)]
@@ -607,7 +736,7 @@ def models_history(state: CliState, spec: str, as_json: bool) -> None:
     from rich.table import Table  # rich (~40 ms): only when something is rendered
     table = Table(box=None, pad_edge=False, header_style="bold")
     table.add_column("TIME", no_wrap=True)
-    table.add_column("TAG", style="bold cyan")
+    table.add_column("TAG", style="bold cyan", overflow="fold")
     table.add_column("MOVE", no_wrap=True)
     table.add_column("AUTHOR")
 
@@ -615,7 +744,7 @@ def models_history(state: CliState, spec: str, as_json: bool) -> None:
         return "—" if n is None else f"v{n}"
 
     for m in moves:
-        table.add_row(render.human_time(m["time"]), render.safe_line(m["tag"]),
+        table.add_row(render.when(m["time"], not absolute), render.safe_line(m["tag"]),
                       f"{v(m['from'])} → {v(m['to'])}", render.safe_line(m["author"]))
     out.print(table)
 

@@ -6,13 +6,13 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ..errors import NotFoundError
-from ..names import parse_refspec
+from ..refspec import parse_refspec
 from ..store import Store
 from ..units import parse_duration
 from . import render
 from .errors import EXIT_INTEGRITY
 from .render import json_option
+from .state import require_store
 
 if TYPE_CHECKING:
     from . import CliState
@@ -23,10 +23,8 @@ def _store(state: CliState) -> Store:
 
     A store that does not exist yet is refused rather than reported clean: checking a mistyped
     path should not say "ok" (nor create an index there)."""
-    store = state.project.store
-    if not store.is_initialized():
-        raise NotFoundError(f"{store.url} is not a roro store (it has no roro.json); check "
-                            f"--store, RORO_STORE or the store in roro.yml")
+    store = state.writable_project.store
+    require_store(store, state.settings.store_source())
     return store
 
 
@@ -51,6 +49,8 @@ def fsck(ctx: click.Context, read_data: bool, as_json: bool) -> None:
         out = render.console()
         for problem in report.problems:
             out.print(render.text(("error", "bold red"), " ", render.safe_line(problem)))
+        for warning in report.warnings:
+            out.print(render.text(("warning", "bold yellow"), " ", render.safe_line(warning)))
         if report.unreferenced:
             out.print(render.text(("info", "bold"), f" {len(report.unreferenced)} unreferenced "
                                   f"object{'s' * (len(report.unreferenced) != 1)} (a deleted "
@@ -60,7 +60,9 @@ def fsck(ctx: click.Context, read_data: bool, as_json: bool) -> None:
             verdict, f": {report.repositories} repositories, {report.events} events, "
             f"{report.versions} versions, {report.objects} objects ({report.verified} verified), "
             f"{len(report.unreferenced)} unreferenced, {len(report.problems)} "
-            f"problem{'s' * (len(report.problems) != 1)} in {report.seconds:.1f} s"))
+            f"problem{'s' * (len(report.problems) != 1)}"
+            + (f", {len(report.warnings)} warning{'s' * (len(report.warnings) != 1)}"
+               if report.warnings else "") + f" in {report.seconds:.1f} s"))
     if not report.ok:
         ctx.exit(EXIT_INTEGRITY)
 
@@ -138,25 +140,34 @@ def index(ctx: click.Context, rebuild: bool, as_json: bool) -> None:
 # -- models:delete ---------------------------------------------------------------------------------
 @click.command("models:delete")
 @click.argument("spec", metavar="NAME:VERSION")
+@json_option
 @click.pass_obj
-def models_delete(state: CliState, spec: str) -> None:
+def models_delete(state: CliState, spec: str, as_json: bool) -> None:
     """Delete one version (a ref-log event: the deletion is history too).
 
     Refused while a tag points at the version: move or remove the tag first. Version numbers are
     never reused; the objects become collectable by 'roro gc' unless another version shares them.
     """
-    name, version, tag = parse_refspec(spec)
+    ref = parse_refspec(spec)
+    name, version = ref.name, ref.version
+    assert name is not None
     if version is None:
         raise click.UsageError(f"give the version to delete as NAME:VERSION (a number), not "
                                f"{spec!r}")
     repo = state.project.get_model_repository(name)
+    if ref.version_word is not None and ref.version_word in repo.get_tags():
+        repo.resolve_ref(ref)  # raises: NAME:vN is ambiguous while a tag vN exists
     deleted = repo.delete_version(version)
-    ref = (render.ref(name, version), "bold yellow")
+    if as_json:
+        render.emit_json({"project": state.project.name, "repository": name, "version": version,
+                          "deleted": deleted})
+        return
+    shown = (render.ref(name, version), "bold yellow")
     if deleted:
-        render.console().print(render.text("Deleted ", ref, "; 'roro gc' frees its objects after "
-                                           "the grace period."))
+        render.console().print(render.text("Deleted ", shown, "; 'roro gc' frees its objects "
+                                           "after the grace period."))
     else:
-        render.console().print(render.text(ref, " was already deleted."))
+        render.console().print(render.text(shown, " was already deleted."))
 
 
 COMMANDS = [fsck, gc, index, models_delete]

@@ -19,14 +19,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .base import FormatError, MissingLibraryError, ModelFormat
+from .base import FormatError, MissingDependencyError, ModelFormat
 from .file_format import FORMAT as _FILE
 from .onnx_format import FORMAT as _ONNX
 from .pickle_format import FORMAT as _CLOUDPICKLE
 from .safetensors_format import FORMAT as _SAFETENSORS
 from .skops_format import FORMAT as _SKOPS
 
-__all__ = ["AUTO", "DEFAULT", "FORMATS", "FormatError", "MissingLibraryError", "ModelFormat",
+__all__ = ["AUTO", "DEFAULT", "FORMATS", "FormatError", "MissingDependencyError", "ModelFormat",
            "choose", "get_format"]
 
 FORMATS: dict[str, ModelFormat] = {f.name: f for f in (_CLOUDPICKLE, _SAFETENSORS, _ONNX,

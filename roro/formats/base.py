@@ -14,9 +14,9 @@ from __future__ import annotations
 import importlib
 from typing import Any, BinaryIO
 
-from ..errors import FormatError, MissingLibraryError
+from ..errors import FormatError, MissingDependencyError
 
-__all__ = ["CLEAN", "CODE", "FLAGGED", "FormatError", "MissingLibraryError", "ModelFormat",
+__all__ = ["CLEAN", "CODE", "FLAGGED", "FormatError", "MissingDependencyError", "ModelFormat",
            "Writer", "is_ndarray", "require", "summary_problem", "type_name"]
 
 #: The verdicts of a pickle scan (:mod:`roro.formats.scan`), kept here so that naming them does not
@@ -104,11 +104,11 @@ def summary_problem(summary: Any) -> str | None:
 
 
 def require(module: str, extra: str) -> Any:
-    """``import module``, or :class:`MissingLibraryError` naming the extra that installs it."""
+    """``import module``, or :class:`MissingDependencyError` naming the extra that installs it."""
     try:
         return importlib.import_module(module)
     except ImportError as e:
-        raise MissingLibraryError(
+        raise MissingDependencyError(
             f"the {extra} format needs the {module.split('.')[0]} package, which is not "
             f"installed ({e}); install it with: pip install 'roro[{extra}]' (or 'roro[formats]' "
             f"for every format)") from None

@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..digests import parse_digest
 from ..errors import IntegrityError
-from ..names import validate_attachment_name
+from ..names import check_attachment_path
+from ..storage import TooLargeError
 from .canonical import loads
 
 if TYPE_CHECKING:
@@ -38,8 +39,14 @@ FORMAT_V1 = "roro.image/1"
 FORMAT = "roro.image/2"
 #: The store format feature a version 2 manifest needs (DESIGN §14).
 MANIFEST_FEATURE = "manifest-v2"
-#: The largest summary object a manifest may name (a summary is read whole, verified).
+#: The largest summary object a manifest may name (a summary is read whole, verified, and never
+#: more than this of it: a forged manifest may name a 1 GiB blob as its summary).
 MAX_SUMMARY = 16 << 20
+#: The most bytes a manifest may hold: metadata (at most 4 MiB of JSON), a comment (64 KiB, up to
+#: 384 KiB JSON-escaped), lineage, and the attachment list (~100 to ~1,100 bytes each: thousands
+#: fit). A save refuses a larger one; a reader never reads more than this of an object it reads
+#: as a manifest (a forged event may name a 1 GiB blob as its image).
+MAX_MANIFEST_SIZE = 16 << 20
 _REQUIRED: dict[str, type] = {"format": str, "model": dict, "attachments": list, "metadata": dict, "timestamp": str,
              "author": str, "comment": str}
 _MODEL: dict[str, type] = {"digest": str, "size": int, "serializer": str, "type": str, "python": str,
@@ -93,7 +100,7 @@ def check_manifest(manifest: Any, digest: str) -> dict[str, Any]:
                     and isinstance(a.get("size"), int)):
                 raise bad("malformed attachment entry")
             parse_digest(a.get("digest"))
-            validate_attachment_name(a["name"])
+            check_attachment_path(a["name"])  # what reading needs; fsck warns of the rest
     except ValueError as e:
         raise bad(str(e)) from None
     return manifest
@@ -120,7 +127,15 @@ def read_manifest(objects: ObjectStore, digest: str,
     ``digest``, and :class:`~roro.errors.IntegrityError` without it for a valid object that is
     not a manifest.
     """
-    data = known if known is not None else objects.read(digest)
+    if known is not None:
+        data = known
+    else:
+        try:
+            data = objects.read(digest, MAX_MANIFEST_SIZE)
+        except TooLargeError as e:
+            raise IntegrityError(f"object {digest} is not a valid image manifest: it is {e.size} "
+                                 f"bytes, more than the {MAX_MANIFEST_SIZE} a manifest may hold",
+                                 digest=digest) from None
     return parse_manifest(data, digest), data
 
 

@@ -15,8 +15,8 @@ from typing import Any, BinaryIO
 
 from ..digests import digest_bytes, digest_of_hasher, digest_stream, new_hasher, parse_digest
 from ..errors import IntegrityError, NotFoundError
-from ..localfs import quiet_unlink
-from ..storage import Backend, KeyNotFoundError
+from ..localfs import quiet_unlink, write_failure
+from ..storage import Backend, IrregularKeyError, KeyNotFoundError
 from ..storage.layout import OBJECTS_PREFIX, digest_from_object_key, object_key
 from .canonical import canonical_json, loads
 
@@ -37,10 +37,24 @@ class HashingWriter:
 
     def __init__(self, directory: str | None):
         self._durable = directory is not None
-        fd, self.path = tempfile.mkstemp(dir=directory, prefix="obj-", suffix=".tmp")
+        self.size = 0
+        with self._failing(directory or tempfile.gettempdir()):
+            fd, self.path = tempfile.mkstemp(dir=directory, prefix="obj-", suffix=".tmp")
         self._file = os.fdopen(fd, "wb")
         self._hasher = new_hasher()
-        self.size = 0
+
+    @contextmanager
+    def _failing(self, path: str, more: int = 0) -> Iterator[None]:
+        """A full disk or a read-only spool directory as one line naming the path and, for a
+        full disk, at least the bytes needed (what was written, and ``more``)."""
+        try:
+            yield
+        except OSError as e:
+            failure = write_failure(e, path, "the spool directory", self.size + more,
+                                    at_least=True)
+            if failure is None:
+                raise
+            raise failure from e
 
     def write(self, data: Buffer) -> int:
         """Write a bytes-like object: bytes, bytearray, a memoryview, or the
@@ -50,7 +64,8 @@ class HashingWriter:
         if view.ndim != 1 or view.itemsize != 1:
             view = view.cast("B") if view.c_contiguous else memoryview(view.tobytes())
         self._hasher.update(view)
-        self._file.write(view)
+        with self._failing(self.path, view.nbytes):
+            self._file.write(view)
         self.size += view.nbytes
         return view.nbytes
 
@@ -63,15 +78,19 @@ class HashingWriter:
     def finish(self) -> str:
         """Flush (and fsync, in a backend's directory) the file; return the digest of
         everything written."""
-        self._file.flush()
-        if self._durable:
-            os.fsync(self._file.fileno())
-        self._file.close()
+        with self._failing(self.path):
+            self._file.flush()
+            if self._durable:
+                os.fsync(self._file.fileno())
+            self._file.close()
         return digest_of_hasher(self._hasher)
 
     def discard(self) -> None:
         if not self._file.closed:
-            self._file.close()
+            try:
+                self._file.close()
+            except OSError:  # flushing what was buffered onto a full disk: it goes anyway
+                pass
         quiet_unlink(self.path)
 
 
@@ -120,8 +139,10 @@ class ObjectStore:
 
     def put_spooled(self, obj: SpooledObject) -> bool:
         """Store a spooled object unless present (dedup); True if its bytes were uploaded.
-        The spool file is left for the caller to discard."""
-        if self.has(obj.digest):
+        The spool file is left for the caller to discard. Present means a regular file of the
+        right size: anything else at its key (a truncated copy; on a folder, a directory, a
+        dangling symbolic link, a FIFO) is replaced, or refused with its path."""
+        if self.has(obj.digest, obj.size):
             self.touch(obj.digest)
             return False
         self.backend.put_file(object_key(obj.digest), obj.path)
@@ -131,7 +152,7 @@ class ObjectStore:
         """Store small bytes (a manifest); returns the digest. Present objects are not rewritten."""
         digest = digest_bytes(data)
         key = object_key(digest)
-        if self.backend.exists(key):
+        if self.has(digest, len(data)):
             self.backend.touch(key)
         else:
             self.backend.put(key, data)
@@ -145,8 +166,15 @@ class ObjectStore:
         self.backend.touch(object_key(digest))
 
     # -- reading ---------------------------------------------------------------------------------
-    def has(self, digest: str) -> bool:
-        return self.backend.exists(object_key(digest))
+    def has(self, digest: str, size: int | None = None) -> bool:
+        """Is the object stored: a key that is a regular file (on a folder store), of ``size``
+        bytes if given? Anything else at its key (a FIFO, a symbolic link, a truncated copy) is
+        not the object."""
+        try:
+            info = self.backend.stat(object_key(digest))
+        except (KeyNotFoundError, IrregularKeyError):
+            return False
+        return size is None or info.size == size
 
     def size(self, digest: str) -> int:
         try:
@@ -154,15 +182,16 @@ class ObjectStore:
         except KeyNotFoundError:
             raise _missing(digest) from None
 
-    def read(self, digest: str) -> bytes:
-        """The verified bytes of a (small) object."""
+    def read(self, digest: str, max_size: int | None = None) -> bytes:
+        """The verified bytes of a (small) object; :class:`~roro.storage.TooLargeError` (an
+        IntegrityError) without reading it if it holds more than ``max_size`` bytes."""
         parse_digest(digest)
         if self.cache is not None:
-            data = self.cache.read(digest)
+            data = self.cache.read(digest, max_size)
             if data is not None:
                 return data
         try:
-            data = self.backend.get(object_key(digest))
+            data = self.backend.get(object_key(digest), max_size)
         except KeyNotFoundError:
             raise _missing(digest) from None
         actual = digest_bytes(data)
@@ -186,9 +215,8 @@ class ObjectStore:
         cache (or an anonymous temporary file) first. Either way the caller only sees verified bytes.
         """
         parse_digest(digest)
-        local = self._local_path(digest)
-        if local is not None:
-            f = _open_missing_as_not_found(local, digest)
+        if self._local_path(digest) is not None:
+            f = self._open_in_place(digest)
             try:
                 _verify_file(f, digest)
                 f.seek(0)
@@ -217,11 +245,18 @@ class ObjectStore:
     def _local_path(self, digest: str) -> str | None:
         return self.backend.local_path(object_key(digest))
 
+    def _open_in_place(self, digest: str) -> BinaryIO:
+        """The object's own file in a local store, opened by the backend (a regular file only,
+        never through a symbolic link)."""
+        try:
+            return self.backend.open(object_key(digest))
+        except KeyNotFoundError:
+            raise _missing(digest) from None
+
     def verify(self, digest: str) -> None:
         """Re-hash an object in the store itself (never the cache); IntegrityError or NotFoundError."""
-        local = self._local_path(digest)
-        if local is not None:
-            with _open_missing_as_not_found(local, digest) as f:
+        if self._local_path(digest) is not None:
+            with self._open_in_place(digest) as f:
                 _verify_file(f, digest)
             return
         fd, tmp = tempfile.mkstemp(prefix="roro-verify-")
@@ -239,13 +274,6 @@ class ObjectStore:
 
     def delete(self, digest: str) -> None:
         self.backend.delete(object_key(digest))
-
-
-def _open_missing_as_not_found(path: str, digest: str) -> BinaryIO:
-    try:
-        return open(path, "rb")
-    except FileNotFoundError:
-        raise _missing(digest) from None
 
 
 def _verify_file(f: BinaryIO, digest: str) -> None:

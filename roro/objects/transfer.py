@@ -10,13 +10,29 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import BinaryIO, cast
 
 from ..digests import digest_stream
 from ..errors import IntegrityError, NotFoundError
 from ..storage import KeyNotFoundError
 from ..storage.layout import object_key
 from .store import ObjectStore
+
+#: How often (seconds) :meth:`ObjectTransfer.copy_all` reports progress while objects stream.
+TICK = 0.2
+
+
+class _CountingReader:
+    """A binary stream that reports how many bytes were read from it."""
+
+    def __init__(self, inner: BinaryIO, count: Callable[[int], None]):
+        self.inner, self.count = inner, count
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.inner.read(n)
+        self.count(len(data))
+        return data
 
 
 def corrupted_in(digest: str, actual: str, where: str) -> IntegrityError:
@@ -40,6 +56,7 @@ class ObjectTransfer:
         self.server_side = False  # set once DST copied an object from SRC server-side
         self._present: set[str] = set()  # known to be in DST during this run
         self._lock = threading.Lock()
+        self.streamed = 0  # bytes moved so far (objects in flight included)
 
     def classify(self, digests: Iterable[str]) -> tuple[list[str], list[str], list[str]]:
         """``(missing, found, known)``: absent from DST; present in DST (asked now); known to
@@ -78,7 +95,12 @@ class ObjectTransfer:
     def put_verified_bytes(self, digest: str, data: bytes) -> None:
         """Put bytes this run already read and verified (manifests) without reading them again."""
         self.dst.backend.put(object_key(digest), data)
+        self._count(len(data))
         self._mark([digest])
+
+    def _count(self, n: int) -> None:
+        with self._lock:
+            self.streamed += n
 
     def _copy_streaming(self, digest: str) -> int:
         key = object_key(digest)
@@ -88,7 +110,7 @@ class ObjectTransfer:
             raise missing_in(digest, self.src.backend.url) from None
         # The spool hashes while it writes; the file put is exactly the bytes that were hashed.
         with contextlib.closing(stream):
-            spooled = self.dst.spool_stream(stream)
+            spooled = self.dst.spool_stream(cast(BinaryIO, _CountingReader(stream, self._count)))
         try:
             if spooled.digest != digest:
                 raise corrupted_in(digest, spooled.digest, self.src.backend.url)
@@ -114,12 +136,16 @@ class ObjectTransfer:
         if actual != digest:
             self.dst.backend.delete(key)
             raise corrupted_in(digest, actual, self.src.backend.url)
+        self._count(size)
         return size
 
-    def copy_all(self, digests: list[str], on_done: Callable[[int], None]) -> None:
+    def copy_all(self, digests: list[str], on_done: Callable[[int], None],
+                 on_tick: Callable[[], None] | None = None) -> None:
         """Copy in parallel; ``on_done(size)`` after each (in this thread). On the first error the
-        copies not yet started are cancelled, the running ones finish, and the error is raised."""
-        self._run_all([(self.copy, d) for d in digests], on_done)
+        copies not yet started are cancelled, the running ones finish, and the error is raised.
+        ``on_tick()`` is called (in this thread) every :data:`TICK` seconds meanwhile: progress
+        reports read :attr:`streamed`, the bytes moved so far, partial objects included."""
+        self._run_all([(self.copy, d) for d in digests], on_done, on_tick)
 
     def put_all_verified(self, items: dict[str, bytes], on_done: Callable[[int], None]) -> None:
         """:meth:`put_verified_bytes` for many objects, in parallel, as :meth:`copy_all`."""
@@ -130,11 +156,18 @@ class ObjectTransfer:
         self._run_all([(put, d) for d in items], on_done)
 
     def _run_all(self, calls: list[tuple[Callable[[str], int], str]],
-                 on_done: Callable[[int], None]) -> None:
+                 on_done: Callable[[int], None],
+                 on_tick: Callable[[], None] | None = None) -> None:
         futures: list[Future[int]] = [self.pool.submit(fn, d) for fn, d in calls]
         try:
-            for f in as_completed(futures):
-                on_done(f.result())
+            pending = set(futures)
+            while pending:
+                finished, pending = wait(pending, timeout=TICK if on_tick else None,
+                                         return_when=FIRST_COMPLETED)
+                for f in finished:
+                    on_done(f.result())
+                if on_tick is not None:
+                    on_tick()
         except BaseException:
             for f in futures:
                 f.cancel()

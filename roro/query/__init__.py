@@ -77,6 +77,28 @@ class Query:
         """Evaluate the query on one :class:`Record`, in plain Python (the reference semantics)."""
         return evaluate(self.ast, record)
 
+    def keys(self) -> list[str]:
+        """The metadata keys the query looks at, in the order they first appear."""
+        return list(dict.fromkeys(name for name, _ in self.comparisons()))
+
+    def comparisons(self) -> list[tuple[str, list[Value]]]:
+        """Each condition on a metadata key: the key and the literal values it is compared
+        with (none for ``exists``; the pattern for ``like``)."""
+        out: list[tuple[str, list[Value]]] = []
+        stack: list[Node] = [self.ast]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, (And, Or)):
+                stack.extend(reversed(node.operands))
+            elif isinstance(node, Not):
+                stack.append(node.operand)
+            elif not node.field.builtin:
+                values: list[Value] = (
+                    [node.value] if isinstance(node, Compare) else list(node.values)
+                    if isinstance(node, In) else [node.pattern] if isinstance(node, Like) else [])
+                out.append((node.field.name, values))
+        return out
+
     def to_sql(self) -> CompiledQuery:
         """Compile to one parameterized SQL expression over the index row ``v`` (``versions``)."""
         return compile_node(self.ast)

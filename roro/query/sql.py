@@ -11,7 +11,7 @@ from typing import Any
 
 from ..names import LATEST
 from .evaluate import Record, evaluate
-from .patterns import LIKE_FUNCTION, glob_pattern, sql_like
+from .patterns import GLOB_MAX_PATTERN, LIKE_FUNCTION, glob_pattern, sql_like
 from .syntax import And, Compare, Exists, In, Leaf, Like, Node, Not, Or, Value
 
 #: Built-in scalar fields: the SQL expression over the ``versions`` row ``v``, and the literal type
@@ -103,13 +103,15 @@ class _Compiler:
         return f"({left}{joiner}{right})"
 
     def like(self, operand: str, node: Like, nul_free: bool) -> str:
-        """``operand`` (a non-NULL text) matches the pattern. GLOB where it is exact; the Python
-        function for ilike and for text that may hold NUL (where SQLite's GLOB stops)."""
-        if node.ignore_case or not nul_free:
+        """``operand`` (a non-NULL text) matches the pattern. GLOB where it is exact and cheap;
+        the Python function (linear in the value) for ilike, for text that may hold NUL (where
+        SQLite's GLOB stops), and for patterns longer than ``GLOB_MAX_PATTERN`` (GLOB's worst
+        case is O(value x pattern))."""
+        if node.ignore_case or len(node.pattern) > GLOB_MAX_PATTERN or not nul_free:
             self.uses_function = True
             call = (f"{LIKE_FUNCTION}({operand}, {self.p(node.pattern)}, "
                     f"{self.p(int(node.ignore_case))})")
-            if node.ignore_case:
+            if node.ignore_case or len(node.pattern) > GLOB_MAX_PATTERN:
                 return call
             return (f"(CASE WHEN instr({operand}, char(0)) > 0 THEN {call} "
                     f"ELSE {operand} GLOB {self.p(glob_pattern(node.pattern))} END)")

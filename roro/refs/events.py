@@ -11,6 +11,14 @@ Types and their payloads:
 - ``version``: ``version`` (int), ``image`` (manifest digest), ``comment`` (str)
 - ``tag``: ``tag``, ``version`` (int, or null when the tag is removed), ``previous`` (int or null)
 - ``delete``: ``version`` (int)
+- ``destroy``: none: the repository is retired (hidden, read-only) until a ``restore``
+- ``restore``: none: a destroyed repository (or one whose rename did not complete) is live again
+- ``rename``: ``from``, ``to`` (names): in the log of ``from`` it closes the repository; the log
+  of ``to`` holds the same events (a byte copy of ``from``'s) and then this same event, after
+  which its own history goes on (see docs/architecture.md, "Repository lifecycle")
+
+``destroy``, ``restore`` and ``rename`` are the store feature ``repository-lifecycle``
+(DESIGN §14): a roro that does not know them refuses such a store instead of misreading it.
 """
 
 from __future__ import annotations
@@ -19,7 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..digests import digest_bytes, parse_digest
-from ..errors import IntegrityError
+from ..errors import IntegrityError, InvalidMetadataError
+from ..names import validate_name
 from ..objects.canonical import canonical_json, loads
 
 #: The field types of each event type's payload (what ``isinstance`` accepts).
@@ -29,7 +38,17 @@ EVENT_TYPES: dict[str, FieldTypes] = {
     "version": {"version": int, "image": str, "comment": str},
     "tag": {"tag": str, "version": (int, type(None)), "previous": (int, type(None))},
     "delete": {"version": int},
+    "destroy": {},
+    "restore": {},
+    "rename": {"from": str, "to": str},
 }
+#: The event types of the ``repository-lifecycle`` format feature.
+LIFECYCLE_EVENTS = frozenset({"destroy", "restore", "rename"})
+LIFECYCLE_FEATURE = "repository-lifecycle"
+#: The most bytes an event may hold: a comment of at most 64 KiB (up to 6 bytes each when JSON
+#: escapes it: 384 KiB), names, an author, and room for the signatures of DESIGN.md §11. A reader
+#: never reads more of a stored event than this (a forged 200 MB event costs 1 MiB, then fails).
+MAX_EVENT_SIZE = 1 << 20
 _COMMON: FieldTypes = {"seq": int, "prev": (str, type(None)), "type": str, "author": str, "time": str}
 
 
@@ -58,7 +77,12 @@ class Event:
 def make_event(seq: int, prev: str | None, type_: str, author: str, time: str,
                **payload: Any) -> Event:
     body = {"seq": seq, "prev": prev, "type": type_, "author": author, "time": time, **payload}
-    return Event(seq, prev, type_, author, time, payload, canonical_json(body))
+    raw = canonical_json(body)
+    if len(raw) > MAX_EVENT_SIZE:
+        raise InvalidMetadataError(f"the {type_} event would be {len(raw)} bytes, more than the "
+                                   f"{MAX_EVENT_SIZE} an event may hold (is the author name, "
+                                   f"$RORO_AUTHOR, that long?)")
+    return Event(seq, prev, type_, author, time, payload, raw)
 
 
 def parse_event(raw: bytes, *, repository: str, seq: int) -> Event:
@@ -66,6 +90,8 @@ def parse_event(raw: bytes, *, repository: str, seq: int) -> Event:
     def broken(why: str) -> IntegrityError:
         return IntegrityError(f"ref log of {repository!r} is broken at event {seq}: {why}; "
                               f"run 'roro fsck'", repository=repository, seq=seq)
+    if len(raw) > MAX_EVENT_SIZE:
+        raise broken(f"it is {len(raw)} bytes, more than the {MAX_EVENT_SIZE} an event may hold")
     try:
         body = loads(raw)
     except (ValueError, UnicodeDecodeError) as e:
@@ -91,6 +117,9 @@ def parse_event(raw: bytes, *, repository: str, seq: int) -> Event:
             parse_digest(body["prev"])
         if type_ == "version":
             parse_digest(body["image"])
+        if type_ == "rename":
+            validate_name(body["from"])
+            validate_name(body["to"])
     except ValueError as e:
         raise broken(str(e)) from None
     payload = {k: body[k] for k in EVENT_TYPES[type_]}

@@ -1,7 +1,9 @@
 """The SQLite index: derived data, refreshed incrementally from the ref logs, rebuildable at will.
 
-Tables (one row per …): ``repositories`` (repository, with its log position), ``versions`` (saved
-version, with the manifest's metadata as JSON), ``tags`` (current tag), ``tag_events`` (tag move).
+Tables (one row per …): ``repositories`` (repository, with its log position and, once closed by
+a ``destroy`` or a ``rename``, its ``status``), ``versions`` (saved version, with the manifest's
+metadata as JSON; ``deleted`` is 0 live, 1 deleted, 2 hidden with its closed repository),
+``tags`` (current tag), ``tag_events`` (tag move).
 Each refresh reads only the log entries after the last indexed one (one listing), fetches their
 manifests outside any lock, then applies them in one ``BEGIN IMMEDIATE`` transaction, re-checking
 the position so concurrent refreshers never apply an event twice.
@@ -13,9 +15,11 @@ of import per command (and an import hook to keep it from importing numpy) for n
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sqlite3
+import urllib.parse
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -23,13 +27,14 @@ from typing import Any
 
 from ..errors import IntegrityError, NotFoundError, StoreError
 from ..faults import crash_point
+from ..localfs import free_bytes
 from ..objects import ObjectStore
 from ..objects.manifest import model_format, read_manifest
 from .events import Event
 from .log import RefLog
 from .state import apply_event
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 BUSY_TIMEOUT_MS = 60_000
 REFRESH_ATTEMPTS = 20
 PARALLEL_READS = 16
@@ -47,6 +52,7 @@ _SCHEMA = [
     """CREATE TABLE repositories (
         project TEXT NOT NULL, name TEXT NOT NULL, last_seq INTEGER NOT NULL,
         last_hash TEXT, max_version INTEGER NOT NULL, created TEXT, updated TEXT,
+        status TEXT, renamed_to TEXT, closed_seq INTEGER, closed_time TEXT, closed_by TEXT,
         PRIMARY KEY (project, name))""",
     """CREATE TABLE versions (
         project TEXT NOT NULL, repository TEXT NOT NULL, version INTEGER NOT NULL,
@@ -67,24 +73,58 @@ _SCHEMA = [
 ]
 
 
-class Index:
-    """One connection to the index file at ``path`` (one per thread: see ``Store.index``)."""
+IN_MEMORY = ":memory:"
 
-    def __init__(self, path: str):
+
+class IndexUnavailableError(StoreError):
+    """The index file cannot be opened or written: ``reason`` is ``"read-only"`` (SQLite's WAL
+    needs write access to the file and its directory), ``"full"`` (no space left on the
+    device) or ``"other"``. The store decides where else to keep the index."""
+
+    def __init__(self, path: str, error: BaseException):
+        name = str(getattr(error, "sqlite_errorname", "") or "")
+        text = str(error)
+        if name.startswith("SQLITE_FULL") or "disk is full" in text or (
+                isinstance(error, OSError) and error.errno == errno.ENOSPC):
+            self.reason = "full"
+        elif name.startswith("SQLITE_IOERR") and _nearly_full(path):
+            self.reason = "full"  # a WAL or shared-memory write that met a full disk
+        elif name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM")) or \
+                "readonly" in text or "unable to open" in text or isinstance(error, PermissionError) \
+                or (isinstance(error, OSError) and error.errno == errno.EROFS):
+            self.reason = "read-only"
+        else:
+            self.reason = "other"
+        super().__init__(f"cannot use the index {path}: {text}")
+        self.path = path
+
+
+class Index:
+    """One connection to the index file at ``path`` (one per thread: see ``Store.index``), or
+    to an index in memory (``path`` ``":memory:"``: for a store whose index cannot be written
+    anywhere, for one command). ``seed`` is an index file to start from, copied (read-only,
+    with SQLite's backup API) when ``path`` has no index yet."""
+
+    def __init__(self, path: str, seed: str | None = None):
         self.path = path
         self._optimized = False
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         try:
+            if path != IN_MEMORY:
+                os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            fresh = path == IN_MEMORY or not os.path.exists(path)
             # isolation_level=None: no implicit transactions; every write is in transaction().
             self.conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000,
                                         check_same_thread=False, isolation_level=None)
-        except sqlite3.Error as e:
-            raise StoreError(f"cannot open the index {path}: {e}") from e
-        self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        if self.conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            self.conn.execute("PRAGMA journal_mode = wal")
-        self.conn.execute("PRAGMA synchronous = NORMAL")
-        self._create_schema()
+            if seed is not None and fresh:
+                copy_index(seed, self.conn)
+            self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            if path != IN_MEMORY and \
+                    self.conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                self.conn.execute("PRAGMA journal_mode = wal")
+            self.conn.execute("PRAGMA synchronous = NORMAL")
+            self._create_schema()
+        except (sqlite3.Error, OSError) as e:
+            raise IndexUnavailableError(path, e) from e
 
     def close(self) -> None:
         self.conn.close()
@@ -105,15 +145,23 @@ class Index:
         """One write transaction, ``BEGIN IMMEDIATE`` (it reads, then writes: taking the write
         lock first is what keeps two refreshers from applying one event twice). Committed when
         the block ends, rolled back if it raises."""
-        if self.conn.in_transaction:
-            self.conn.commit()
-        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            if self.conn.in_transaction:
+                self.conn.commit()
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as e:
+            raise _unavailable(self.path, e) from e
         try:
             yield self.conn
-        except BaseException:
-            self.conn.rollback()
+            self.conn.commit()
+        except BaseException as e:
+            try:
+                self.conn.rollback()
+            except sqlite3.Error:
+                pass
+            if isinstance(e, sqlite3.OperationalError):
+                raise _unavailable(self.path, e) from e
             raise
-        self.conn.commit()
 
     def table_names(self) -> list[str]:
         return [r[0] for r in self.conn.execute(
@@ -173,7 +221,7 @@ class Index:
             events = log.read_after(seq)
             if not events:
                 return row
-            manifests = _fetch_manifests(_needing_manifests(events), objects,
+            manifests = _fetch_manifests(_needing_manifests(events, name), objects,
                                          known_manifests or {})
             with self.transaction() as conn:
                 view = _SqlView(conn, project, name, manifests)
@@ -183,6 +231,10 @@ class Index:
                             apply_event(view, event, name)
                     crash_point("during-index-update")
             if view.last_seq >= seq:
+                if any(e.type == "restore" for e in events) and self._lacks_manifests(project,
+                                                                                    name):
+                    # restored: its versions' manifests were dropped when it was closed
+                    return self.rebuild_repository(log, objects)
                 return self.repository(project, name)
             # The index lost rows since we looked (another process rebuilt it or bound it to a
             # recreated store): read the log again from where it now stands.
@@ -200,14 +252,14 @@ class Index:
         project, name = log.project, log.repository
         try:
             events = log.read_after(0)
-            manifests = _fetch_manifests(_needing_manifests(events), objects, {})
+            manifests = _fetch_manifests(_needing_manifests(events, name), objects, {})
             with self.transaction() as conn:
                 self._delete_repository(project, name)
                 tail = log.read_after(events[-1].seq if events else 0)
                 if tail:
                     events += tail
                     manifests.update(_fetch_manifests(
-                        [e for e in _needing_manifests(events) if e.seq >= tail[0].seq],
+                        [e for e in _needing_manifests(events, name) if e.seq >= tail[0].seq],
                         objects, {}))
                 view = _SqlView(conn, project, name, manifests)
                 for event in events:
@@ -217,6 +269,15 @@ class Index:
                 self._delete_repository(project, name)
             raise
         return self.repository(project, name)
+
+    def _lacks_manifests(self, project: str, name: str) -> bool:
+        return self._one("SELECT count(*) FROM versions WHERE project = ? AND repository = ? AND "
+                         "deleted = 0 AND manifest IS NULL", [project, name]) > 0
+
+    def closed_versions(self, project: str, repository: str) -> list[dict[str, Any]]:
+        """The versions hidden with their closed repository (what a restore brings back)."""
+        return self._rows("SELECT version, image FROM versions WHERE project = ? AND "
+                          "repository = ? AND deleted = 2 ORDER BY version", [project, repository])
 
     def forget_repositories(self, keep: set[tuple[str, str]],
                             still_absent: Callable[[str, str], bool]) -> list[tuple[str, str]]:
@@ -273,6 +334,15 @@ class Index:
             "SELECT * FROM versions WHERE project = ? AND repository = ? AND version = ?",
             [project, repository, version])
         return rows[0] if rows else None
+
+    def versions_by_image_prefix(self, project: str, repository: str,
+                                 prefix: str) -> list[dict[str, Any]]:
+        """Live versions whose image digest starts with ``prefix`` (``sha256:`` and hex digits,
+        validated by the caller), newest first, at most 100."""
+        return self._rows(
+            "SELECT version, image FROM versions WHERE project = ? AND repository = ? "
+            "AND deleted = 0 AND substr(image, 1, ?) = ? ORDER BY version DESC LIMIT 100",
+            [project, repository, len(prefix), prefix])
 
     def latest_version(self, project: str, repository: str) -> int | None:
         latest: int | None = self._one(
@@ -348,6 +418,39 @@ class Index:
         self._optimize_once()
         return rows
 
+    @staticmethod
+    def _recent_metadata(project: str, repository: str | None,
+                         scan: int) -> tuple[str, list[Any]]:
+        """A subquery of the metadata of the ``scan`` newest live versions (of one repository or
+        the project), with its parameters."""
+        sql = "SELECT metadata FROM versions WHERE project = ? AND deleted = 0"
+        params: list[Any] = [project]
+        if repository is not None:
+            sql += " AND repository = ?"
+            params.append(repository)
+        return f"({sql} ORDER BY time DESC LIMIT ?)", [*params, scan]
+
+    def metadata_key_types(self, project: str, repository: str | None, key: str,
+                           scan: int = 10_000) -> dict[str, set[str]]:
+        """The metadata keys equal to ``key`` ignoring case, each with the JSON types its values
+        have (``integer``, ``real``, ``text``, ``true``…), over the ``scan`` newest live versions
+        (of one repository or the project): what a search that matched nothing is told."""
+        recent, params = self._recent_metadata(project, repository, scan)
+        out: dict[str, set[str]] = {}
+        for r in self._rows(f"SELECT j.key AS key, j.type AS type FROM {recent} AS v, "
+                            f"json_each(v.metadata) AS j WHERE lower(j.key) = lower(?) "
+                            f"GROUP BY j.key, j.type", [*params, key]):
+            out.setdefault(r["key"], set()).add(r["type"])
+        return out
+
+    def metadata_keys(self, project: str, repository: str | None,
+                      scan: int = 10_000) -> list[str]:
+        """Every metadata key of the ``scan`` newest live versions, sorted."""
+        recent, params = self._recent_metadata(project, repository, scan)
+        return [r["key"] for r in self._rows(
+            f"SELECT DISTINCT j.key AS key FROM {recent} AS v, json_each(v.metadata) AS j "
+            f"ORDER BY j.key", params)]
+
     def _optimize_once(self) -> None:
         """Once per connection, after a search: ``PRAGMA optimize`` gathers the statistics SQLite's
         planner needs to drive a selective query (``tag = 'production'``) from the tags rather than
@@ -378,10 +481,81 @@ class Index:
         return {t: self._rows(f"SELECT * FROM [{t}] ORDER BY {o}") for t, o in order.items()}
 
 
-def _needing_manifests(events: list[Event]) -> list[Event]:
+def peek_names(path: str, project: str, repository: str | None = None) -> list[str]:
+    """For shell completion: the live repositories of ``project`` (or, with ``repository``, its
+    tags) as the index file at ``path`` last saw them, read-only; ``[]`` if there is no such
+    index or it cannot be read. Never refreshes, never creates a file."""
+    if not os.path.isfile(path):
+        return []
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1)
+        try:
+            if repository is None:
+                sql = ("SELECT name FROM repositories WHERE project = ? AND status IS NULL "
+                       "ORDER BY name")
+                rows = conn.execute(sql, [project]).fetchall()
+            else:
+                rows = conn.execute("SELECT tag FROM tags WHERE project = ? AND repository = ? "
+                                    "ORDER BY tag", [project, repository]).fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return []
+    return [r[0] for r in rows]
+
+
+def _nearly_full(path: str) -> bool:
+    """Is the file system of ``path`` (all but) full? SQLite reports some writes that met a full
+    disk as a plain I/O error."""
+    free = free_bytes(os.path.dirname(os.path.abspath(path)))
+    return free is not None and free < 1 << 20
+
+
+def _unavailable(path: str, error: sqlite3.OperationalError) -> BaseException:
+    """A write refused because the index is read-only or its disk is full, as a StoreError the
+    store can act on; any other SQLite error as it is (a bug, or a lock held past the timeout)."""
+    unavailable = IndexUnavailableError(path, error)
+    return unavailable if unavailable.reason != "other" else error
+
+
+def copy_index(source: str, target: sqlite3.Connection) -> None:
+    """Copy the index file ``source`` into the connection ``target`` with SQLite's backup API,
+    opening ``source`` read-only (a store we may not write). ``immutable=1`` if a plain
+    read-only open fails (a WAL database in a read-only directory cannot build its shared-memory
+    file): then nothing may be writing it, which a read-only mount makes true. A copy that
+    fails its quick check leaves ``target`` empty (the log rebuilds it)."""
+    uri = "file:" + urllib.parse.quote(os.path.abspath(source))
+    for flags in ("?mode=ro", "?mode=ro&immutable=1"):
+        try:
+            src = sqlite3.connect(uri + flags, uri=True)
+        except sqlite3.Error:
+            continue
+        try:
+            src.backup(target)
+            if target.execute("PRAGMA quick_check").fetchone()[0] == "ok":
+                return
+        except sqlite3.Error:
+            pass
+        finally:
+            src.close()
+        for (name,) in target.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
+            target.execute(f"DROP TABLE IF EXISTS [{name}]")
+
+
+def _needing_manifests(events: list[Event], repository: str) -> list[Event]:
     """The events whose manifest the index needs. A version deleted later in the same batch needs
-    none: the index keeps only what the log says about deleted versions, and gc may already have
+    none, nor does any version of a repository the batch leaves closed (destroyed, renamed
+    away): the index keeps only what the log says about them, and gc may already have
     collected their objects."""
+    closed = False
+    for e in events:
+        if e.type == "destroy" or (e.type == "rename" and e["from"] == repository):
+            closed = True
+        elif e.type == "restore":
+            closed = False
+    if closed:
+        return []
     deleted = {e["version"] for e in events if e.type == "delete"}
     return [e for e in events if not (e.type == "version" and e["version"] in deleted)]
 
@@ -413,12 +587,13 @@ class _SqlView:
     def __init__(self, conn: sqlite3.Connection, project: str, name: str,
                  manifests: dict[str, Described]):
         self.conn, self.project, self.name, self.manifests = conn, project, name, manifests
-        row = conn.execute("SELECT last_seq, last_hash, max_version FROM repositories "
+        row = conn.execute("SELECT last_seq, last_hash, max_version, status FROM repositories "
                            "WHERE project = ? AND name = ?", [project, name]).fetchone()
         self.exists = row is not None
         self.last_seq: int = row[0] if row else 0
         self.last_hash: str | None = row[1] if row else None
         self.max_version: int = row[2] if row else 0
+        self.status: str | None = row[3] if row else None
 
     def is_live(self, version: int) -> bool:
         return self.conn.execute(
@@ -435,19 +610,22 @@ class _SqlView:
             "SELECT tag FROM tags WHERE project = ? AND repository = ? AND version = ? ORDER BY tag",
             [self.project, self.name, version])]
 
+    def _described(self, image: str) -> list[Any]:
+        """The manifest columns of a version of ``image`` (None each: not fetched, because the
+        version is deleted, or its repository closed, later in the same batch)."""
+        if image not in self.manifests:
+            return [None] * len(_DESCRIBED)
+        m, text = self.manifests[image]
+        size = m["model"]["size"] + sum(a["size"] for a in m["attachments"])
+        return [queryable_metadata(m["metadata"]), m["model"].get("type"), m["model"]["size"],
+                size, json.dumps(m["attachments"], ensure_ascii=False), text, model_format(m)]
+
     def add_version(self, event: Event) -> None:
-        described: list[Any] = [None] * 7  # a version deleted later in the same batch
-        if event["image"] in self.manifests:
-            m, text = self.manifests[event["image"]]
-            size = m["model"]["size"] + sum(a["size"] for a in m["attachments"])
-            described = [queryable_metadata(m["metadata"]), m["model"].get("type"),
-                         m["model"]["size"], size,
-                         json.dumps(m["attachments"], ensure_ascii=False), text,
-                         model_format(m)]
+        described = self._described(event["image"])
         self.conn.execute(
-            "INSERT INTO versions (project, repository, version, image, seq, author, time, "
-            "comment, deleted, metadata, model_type, model_size, size, attachments, manifest, "
-            "model_format) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO versions (project, repository, version, image, seq, author, time, "
+            f"comment, deleted, {', '.join(_DESCRIBED)}) "
+            f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, {', '.join('?' * len(_DESCRIBED))})",
             [self.project, self.name, event["version"], event["image"], event.seq, event.author,
              event.time, event["comment"], *described])
 
@@ -467,9 +645,7 @@ class _SqlView:
         # Keep only what the log says: the manifest of a deleted version may be collected by
         # gc, so a rebuilt index could not know more, and must answer the same.
         self.conn.execute(
-            "UPDATE versions SET deleted = 1, metadata = NULL, model_type = NULL, "
-            "model_size = NULL, size = NULL, attachments = NULL, manifest = NULL, "
-            "model_format = NULL "
+            f"UPDATE versions SET deleted = 1, {_UNDESCRIBE} "
             "WHERE project = ? AND repository = ? AND version = ?",
             [self.project, self.name, event["version"]])
 
@@ -481,9 +657,48 @@ class _SqlView:
                 "UPDATE repositories SET last_seq = ?, last_hash = ?, max_version = ?, "
                 "updated = ? WHERE project = ? AND name = ?", [*position, self.project, self.name])
         else:
-            self.conn.execute("INSERT INTO repositories VALUES (?, ?, ?, ?, ?, ?, ?)",
+            self.conn.execute("INSERT INTO repositories (project, name, last_seq, last_hash, "
+                              "max_version, updated, created) VALUES (?, ?, ?, ?, ?, ?, ?)",
                               [self.project, self.name, *position, event.time])
             self.exists = True
+
+    def close(self, event: Event) -> None:
+        # Its versions are hidden (deleted = 2) and, like a deleted version's, keep only what the
+        # log says: gc may collect a destroyed repository's objects, so a rebuilt index could not
+        # know more. A restore reads the manifests again (Index.refresh).
+        self.status = "renamed" if event.type == "rename" else "destroyed"
+        self.conn.execute(
+            f"UPDATE versions SET deleted = 2, {_UNDESCRIBE} "
+            "WHERE project = ? AND repository = ? AND deleted = 0", [self.project, self.name])
+        self._set_status(event, self.status, event["to"] if event.type == "rename" else None)
+
+    def reopen(self, event: Event) -> None:
+        self.status = None
+        self.conn.execute("UPDATE versions SET deleted = 0 WHERE project = ? AND repository = ? "
+                          "AND deleted = 2", [self.project, self.name])
+        for version, image in self.conn.execute(
+                "SELECT version, image FROM versions WHERE project = ? AND repository = ? AND "
+                "deleted = 0 AND manifest IS NULL", [self.project, self.name]).fetchall():
+            if image in self.manifests:  # else Index.refresh rebuilds the repository after
+                self.conn.execute(
+                    f"UPDATE versions SET {', '.join(f'{c} = ?' for c in _DESCRIBED)} "
+                    "WHERE project = ? AND repository = ? AND version = ?",
+                    [*self._described(image), self.project, self.name, version])
+        self._set_status(event, None, None)
+
+    def _set_status(self, event: Event, status: str | None, renamed_to: str | None) -> None:
+        closed = [event.seq, event.time, event.author] if status else [None, None, None]
+        self.conn.execute(
+            "UPDATE repositories SET status = ?, renamed_to = ?, closed_seq = ?, closed_time = ?, "
+            "closed_by = ? WHERE project = ? AND name = ?",
+            [status, renamed_to, *closed, self.project, self.name])
+
+
+#: The columns of ``versions`` that come from a version's manifest (in :meth:`_SqlView._described`'s
+#: order); a deleted version, or one of a closed repository, keeps none of them.
+_DESCRIBED = ("metadata", "model_type", "model_size", "size", "attachments", "manifest",
+              "model_format")
+_UNDESCRIBE = ", ".join(f"{c} = NULL" for c in _DESCRIBED)
 
 
 def queryable_metadata(metadata: dict[str, Any]) -> str:

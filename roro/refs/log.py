@@ -8,7 +8,7 @@ from typing import Any
 from ..errors import IntegrityError
 from ..storage import Backend, KeyNotFoundError
 from ..storage.layout import log_key, log_prefix, project_prefix, seq_from_log_key
-from .events import Event, make_event, parse_event
+from .events import MAX_EVENT_SIZE, Event, make_event, parse_event
 
 PARALLEL_READS = 16
 
@@ -57,11 +57,14 @@ class RefLog:
         def fetch(item: tuple[int, str]) -> Event:
             n, key = item
             try:
-                raw = self.backend.get(key)
+                raw = self.backend.get(key, MAX_EVENT_SIZE)
             except KeyNotFoundError:
                 raise IntegrityError(f"ref log of {self.repository!r} lost event {n} while it was "
                                      f"read; run 'roro fsck'", repository=self.repository,
                                      seq=n) from None
+            except IntegrityError as e:  # too large, or not a regular file: never read whole
+                raise IntegrityError(f"ref log of {self.repository!r} is broken at event {n}: "
+                                     f"{e}", repository=self.repository, seq=n) from None
             return parse_event(raw, repository=self.repository, seq=n)
 
         if len(keys) <= 4:

@@ -17,6 +17,9 @@ from typing import Protocol
 from ..errors import IntegrityError
 from .events import Event
 
+#: What a closed repository's ``status`` is (a live one has None).
+DESTROYED, RENAMED = "destroyed", "renamed"
+
 
 class RepoView(Protocol):
     """What the fold needs to know of a repository's state to judge its next event."""
@@ -24,6 +27,7 @@ class RepoView(Protocol):
     last_seq: int
     last_hash: str | None
     max_version: int
+    status: str | None  # None (live), DESTROYED or RENAMED
 
     def is_live(self, version: int) -> bool: ...
     def tag_target(self, tag: str) -> int | None: ...
@@ -48,13 +52,37 @@ class RepoMutator(RepoView, Protocol):
         """The log now ends at ``event`` (``last_seq``, ``last_hash``) and ``max_version`` is
         the highest version number it ever assigned."""
 
+    def close(self, event: Event) -> None:
+        """The repository is closed by ``event``: a ``destroy``, or a ``rename`` away from it
+        (``event["to"]`` holds its history now). Its versions and tags are kept, hidden, for a
+        ``restore``."""
 
-def event_problem(view: RepoView, event: Event) -> str | None:
-    """Why ``event`` cannot follow ``view``'s state, or None if it can."""
+    def reopen(self, event: Event) -> None:
+        """A ``restore``: the closed repository is live again, as it was."""
+
+
+def event_problem(view: RepoView, event: Event, repository: str | None = None) -> str | None:
+    """Why ``event`` cannot follow ``view``'s state, or None if it can. ``repository`` is the
+    name of the log (a ``rename`` from it closes it; one from another name is history that
+    this log continues)."""
     if event.seq != view.last_seq + 1:
         return f"expected event {view.last_seq + 1}, found {event.seq}"
     if event.prev != view.last_hash:
         return "hash chain broken: 'prev' does not match the hash of the previous event"
+    if view.status is not None:
+        if event.type == "restore":
+            return None
+        return f"a {event.type!r} event after the repository was {view.status}"
+    if event.type == "restore":
+        return "'restore' of a repository that is neither destroyed nor renamed"
+    if event.type in ("destroy", "rename") and view.last_seq == 0:
+        return f"a {event.type!r} event cannot start a log"
+    if event.type == "destroy":
+        return None
+    if event.type == "rename":
+        if event["from"] == event["to"]:
+            return f"renames {event['from']!r} to itself"
+        return None
     if event.type == "create":
         return None if event.seq == 1 else "'create' after the first event"
     if event.type == "version":
@@ -81,7 +109,7 @@ def event_problem(view: RepoView, event: Event) -> str | None:
 
 def check_event(view: RepoView, event: Event, repository: str) -> None:
     """Raise :class:`~roro.errors.IntegrityError` if ``event`` cannot follow ``view``'s state."""
-    problem = event_problem(view, event)
+    problem = event_problem(view, event, repository)
     if problem is not None:
         raise IntegrityError(f"ref log of {repository!r} is broken at event {event.seq}: {problem}; "
                              f"run 'roro fsck'", repository=repository, seq=event.seq)
@@ -103,7 +131,11 @@ def apply_event(state: RepoMutator, event: Event, repository: str, *, judge: boo
         state.set_tag(event)
     elif event.type == "delete":
         state.delete_version(event)
-    elif event.type != "create":  # parse_event refuses unknown types; a judged event never gets here
+    elif event.type == "destroy" or (event.type == "rename" and event["from"] == repository):
+        state.close(event)
+    elif event.type == "restore":
+        state.reopen(event)
+    elif event.type not in ("create", "rename"):  # a rename to this log: its history goes on  # parse_event refuses unknown types; a judged event never gets here
         raise IntegrityError(f"ref log of {repository!r} holds an event of unknown type "
                              f"{event.type!r} at {event.seq}", repository=repository, seq=event.seq)
     state.advance(event, max_version)
@@ -142,6 +174,10 @@ class RepoState:
     tags: dict[str, int] = field(default_factory=dict)
     tag_history: list[TagMove] = field(default_factory=list)
     created: bool = False
+    status: str | None = None       # DESTROYED or RENAMED while closed
+    renamed_to: str | None = None
+    closed_seq: int | None = None   # the event that closed it
+    closed_time: str | None = None
 
     def is_live(self, version: int) -> bool:
         return version in self.versions
@@ -177,6 +213,14 @@ class RepoState:
     def advance(self, event: Event, max_version: int) -> None:
         self.created = True
         self.last_seq, self.last_hash, self.max_version = event.seq, event.hash, max_version
+
+    def close(self, event: Event) -> None:
+        self.status = RENAMED if event.type == "rename" else DESTROYED
+        self.renamed_to = event["to"] if event.type == "rename" else None
+        self.closed_seq, self.closed_time = event.seq, event.time
+
+    def reopen(self, event: Event) -> None:
+        self.status = self.renamed_to = self.closed_seq = self.closed_time = None
 
     def apply(self, event: Event, *, checked: bool = True) -> None:
         """Apply ``event`` through the reducer (:func:`apply_event`); ``checked=False`` applies

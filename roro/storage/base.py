@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from ..errors import InvalidNameError, NotFoundError
+from ..errors import IntegrityError, InvalidNameError, NotFoundError
 
 
 class KeyNotFoundError(NotFoundError):
@@ -35,6 +35,32 @@ class KeyNotFoundError(NotFoundError):
     def __init__(self, key: str, url: str = ""):
         super().__init__(f"{key!r} not found in store {url}".rstrip())
         self.key = key
+
+
+class IrregularKeyError(IntegrityError):
+    """Something that is not a regular file at a key's path in a folder store: a directory, a
+    symbolic link, a FIFO, a device. roro never writes one; it is never read (a FIFO or a link
+    to ``/dev/zero`` would hang or flood the reader) and never counts as the stored key."""
+
+    def __init__(self, key: str, what: str, path: str):
+        super().__init__(f"{path} is a {what}, not a regular file: roro never writes one there; "
+                         f"move it out of the store (run 'roro fsck')")
+        self.key, self.what, self.path = key, what, path
+
+
+class TooLargeError(IntegrityError):
+    """A key larger than the most its kind may hold (an event, a manifest, ``roro.json``): a
+    forged or damaged entry, refused before it is read into memory."""
+
+    def __init__(self, key: str, size: int, limit: int, url: str = ""):
+        super().__init__(f"{key!r} in store {url} is {size} bytes, more than the {limit} bytes "
+                         f"such an entry may hold; it was not written by roro (run 'roro fsck')")
+        self.key, self.size, self.limit = key, size, limit
+
+
+def refuse_too_large(key: str, size: int, limit: int, url: str = "") -> None:
+    if size > limit:
+        raise TooLargeError(key, size, limit, url)
 
 
 @dataclass(frozen=True)
@@ -48,6 +74,7 @@ class KeyInfo:
 # would name the method).
 Names = list[str]
 KeyInfos = list[KeyInfo]
+KeyKinds = list[tuple[str, str]]  # (key, what it is)
 
 
 def check_key(key: str) -> str:
@@ -71,8 +98,10 @@ class Backend(ABC):
 
     # -- data ------------------------------------------------------------------------------------
     @abstractmethod
-    def get(self, key: str) -> bytes:
-        """The bytes under ``key``; raises :class:`KeyNotFoundError`."""
+    def get(self, key: str, max_size: int | None = None) -> bytes:
+        """The bytes under ``key``; raises :class:`KeyNotFoundError`, and
+        :class:`TooLargeError` without reading more than ``max_size + 1`` bytes if it holds
+        more than ``max_size``."""
 
     @abstractmethod
     def open(self, key: str) -> BinaryIO:
@@ -145,6 +174,12 @@ class Backend(ABC):
         """A local directory where callers should spool files meant for :meth:`put_file`, so the
         backend can link them instead of copying; None (the default) means anywhere."""
         return None
+
+    def irregular_entries(self, prefix: str = "") -> KeyKinds:
+        """``(key, what)`` for every entry under ``prefix`` that is not a regular file where
+        roro expects one (a folder store: a symbolic link, a FIFO, a device; a directory at an
+        object's or event's path), for fsck. The default (no local files) has none."""
+        return []
 
     def collect_temp(self, older_than: float, dry_run: bool = False) -> KeyInfos:
         """Temporary files this backend's writers left behind (a crashed save's spool files)

@@ -191,9 +191,9 @@ class FaultyBackend(WrappingBackend):
         return next(f for f in faults if f.kind == TEAR).raise_for(op, key)
 
     # -- reads -----------------------------------------------------------------------------------
-    def get(self, key: str) -> bytes:
+    def get(self, key: str, max_size: int | None = None) -> bytes:
         later = self._before("get", key)
-        data = super().get(key)
+        data = super().get(key, max_size)
         self._after(later, "get", key)
         return self._flipped(later, "get", key, data)
 

@@ -28,6 +28,7 @@ FEATURES_PREFIX = "features/"
 #: written by a newer roro and is refused with "upgrade roro". Each feature is recorded by the
 #: first write that needs it (``Store.require_feature``), before that write.
 KNOWN_FEATURES: frozenset[str] = frozenset({
+    "repository-lifecycle",  # destroy, restore and rename events in ref logs (issue 14)
     "manifest-v2",  # version 2 manifests: model formats, summaries, contracts (issue 15)
 })
 _FEATURE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
@@ -89,3 +90,14 @@ def feature_from_key(key: str) -> str | None:
         return None
     name = key[len(FEATURES_PREFIX):-len(".json")]
     return name if _FEATURE_NAME.fullmatch(name) else None
+
+
+def is_key_path(key: str) -> bool:
+    """True for a path where roro keeps a file: ``roro.json``, an object key, a log event key,
+    a feature key (a directory there is damage that fsck reports)."""
+    if key == FORMAT_KEY or digest_from_object_key(key) is not None \
+            or feature_from_key(key) is not None:
+        return True
+    parts = key.split("/")
+    return (len(parts) == 5 and parts[0] == REFS_PREFIX.rstrip("/") and parts[3] == "log"
+            and seq_from_log_key(key) is not None)

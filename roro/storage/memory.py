@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from .base import Backend, KeyInfo, KeyNotFoundError, Names, check_key
+from .base import Backend, KeyInfo, KeyNotFoundError, Names, check_key, refuse_too_large
 
 _SHARED: dict[str, MemoryBackend] = {}
 _SHARED_LOCK = threading.Lock()
@@ -35,8 +35,11 @@ class MemoryBackend(Backend):
         except KeyError:
             raise KeyNotFoundError(key, self.url) from None
 
-    def get(self, key: str) -> bytes:
-        return self._item(key)[0]
+    def get(self, key: str, max_size: int | None = None) -> bytes:
+        data = self._item(key)[0]
+        if max_size is not None:
+            refuse_too_large(key, len(data), max_size, self.url)
+        return data
 
     def open(self, key: str) -> BinaryIO:
         return io.BytesIO(self.get(key))

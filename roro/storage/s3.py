@@ -10,7 +10,12 @@ and boto3 exception is translated to a :class:`roro.RoroError` in exactly one pl
 client call; no botocore type escapes this module.
 
 Retries of transient faults (5xx, throttling, dropped connections) are botocore's ``standard`` mode,
-set explicitly because the default mode has changed across releases.
+set explicitly because the default mode has changed across releases. Every wait has a deadline a
+user can predict (issue 13): while the endpoint has never answered this backend, a request waits at
+most ``first_contact_timeout`` seconds for an answer and is not retried (an endpoint that accepts
+connections and never answers fails in ~10 s, not 6 × 60 s); once it has answered, a request's
+retries stop when ``retry_deadline`` seconds have passed since it began, and no attempt waits past
+that deadline.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from contextlib import contextmanager
 from typing import Any, BinaryIO
 
 from ..errors import ConflictError, RoroError, StoreError
-from .base import Backend, KeyInfo, KeyNotFoundError, Names, check_key
+from .base import Backend, KeyInfo, KeyInfos, KeyNotFoundError, Names, check_key, refuse_too_large
 from .url import parse_s3_url
 
 __all__ = ["S3Backend", "parse_s3_url"]
@@ -39,6 +44,11 @@ MAX_CONCURRENCY = 8
 MAX_COPY_SIZE = 5 * 1024 * MiB  # the largest object a single CopyObject may copy
 CONFLICT_RETRIES = 5  # attempts of a conditional put answered 409 ConditionalRequestConflict
 PROBE_PREFIX = "roro-probe/"
+FIRST_CONTACT_TIMEOUT = 10.0  # seconds a request waits for an endpoint that never answered yet
+RETRY_DEADLINE = 120.0  # seconds one request may spend in all its attempts, once it answered
+#: Environment variables for the two deadlines (a store option or roro.yml key wins over them).
+DEADLINE_VARIABLES = {"first_contact_timeout": "RORO_S3_FIRST_CONTACT_TIMEOUT",
+                      "retry_deadline": "RORO_S3_RETRY_DEADLINE"}
 
 _ACCESS_DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
                   "InvalidToken", "TokenRefreshRequired", "AllAccessDisabled", "Forbidden", "403"}
@@ -66,7 +76,13 @@ class S3Backend(Backend):
         region: the bucket's region; defaults to boto3's resolution (``AWS_DEFAULT_REGION``...).
         max_retries: retries of a failed request after the first attempt, in botocore's standard
             retry mode (botocore calls it ``max_attempts``: 5 means up to 6 attempts).
-        connect_timeout, read_timeout: seconds.
+        connect_timeout, read_timeout: seconds (``read_timeout``: the longest silence within one
+            attempt, once the endpoint has answered).
+        first_contact_timeout: seconds a request waits for an answer while the endpoint has never
+            answered this backend (it is then not retried); default ``$RORO_S3_FIRST_CONTACT_TIMEOUT``,
+            else 10.
+        retry_deadline: seconds one request may spend in all its attempts once the endpoint has
+            answered; default ``$RORO_S3_RETRY_DEADLINE``, else 120.
         multipart_threshold, multipart_chunksize: bytes, for :meth:`put_file` and :meth:`download`.
 
     Credentials come from the standard chain (environment, profile, instance role...). The option
@@ -78,7 +94,9 @@ class S3Backend(Backend):
     def __init__(self, url: str, endpoint_url: str | None = None, region: str | None = None, *,
                  max_retries: int = 5, connect_timeout: float = 5, read_timeout: float = 60,
                  multipart_threshold: int = MULTIPART_THRESHOLD,
-                 multipart_chunksize: int = MULTIPART_CHUNKSIZE):
+                 multipart_chunksize: int = MULTIPART_CHUNKSIZE,
+                 first_contact_timeout: float | None = None,
+                 retry_deadline: float | None = None):
         self.bucket, self.prefix = parse_s3_url(url)
         self.url = f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
         self.endpoint_url = (endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3")
@@ -87,6 +105,9 @@ class S3Backend(Backend):
         self.max_retries = max_retries
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
+        self.first_contact_timeout = _seconds("first_contact_timeout", first_contact_timeout,
+                                              FIRST_CONTACT_TIMEOUT)
+        self.retry_deadline = _seconds("retry_deadline", retry_deadline, RETRY_DEADLINE)
         self.multipart_threshold = multipart_threshold
         self.multipart_chunksize = multipart_chunksize
         self._client: Any = None
@@ -109,10 +130,16 @@ class S3Backend(Backend):
     def _make_client(self) -> Any:
         import boto3  # boto3 (~0.2 s): at the first S3 request
         from botocore.config import Config  # boto3 (~0.2 s): at the first S3 request
+        from botocore.httpsession import URLLib3Session  # (imported with boto3 above)
 
+        # A recent botocore lets each request carry its own read timeout (request.context); with
+        # an older one every attempt waits at most the first-contact timeout instead.
+        self._per_request_timeouts = hasattr(URLLib3Session, "_get_request_timeout")
+        read_timeout = self.read_timeout if self._per_request_timeouts else min(
+            self.read_timeout, self.first_contact_timeout)
         config = Config(
             retries={"mode": "standard", "max_attempts": self.max_retries},
-            connect_timeout=self.connect_timeout, read_timeout=self.read_timeout,
+            connect_timeout=self.connect_timeout, read_timeout=read_timeout,
             max_pool_connections=32,
             # We keep our own sha256 of every object; CRC trailers only break older S3 clones.
             request_checksum_calculation="when_required",
@@ -127,10 +154,32 @@ class S3Backend(Backend):
             raise StoreError(f"cannot use endpoint {self.endpoint_url!r} for store {self.url}: "
                              f"{e}") from e
         client.meta.events.register_first("needs-retry.s3", self._fail_fast_if_never_reached)
+        client.meta.events.register_first("before-call.s3", self._start_clock)
+        client.meta.events.register_first("before-send.s3", self._bound_attempt)
         return client
+
+    def _start_clock(self, context: dict[str, Any] | None = None, **_: Any) -> None:
+        """When a request begins (before its first attempt): the start of its deadline."""
+        if context is not None:
+            context.setdefault("roro_started", time.monotonic())
+
+    def _bound_attempt(self, request: Any = None, **_: Any) -> None:
+        """Before each attempt: how long it may wait for an answer (the first-contact timeout
+        while the endpoint never answered; else the read timeout, but never past the request's
+        deadline)."""
+        context = getattr(request, "context", None)
+        if context is None:
+            return
+        if not self._reached:
+            context["read_timeout"] = self.first_contact_timeout
+            return
+        left = self.retry_deadline - (time.monotonic() - context.get("roro_started",
+                                                                       time.monotonic()))
+        context["read_timeout"] = max(1.0, min(self.read_timeout, left))
 
     def _fail_fast_if_never_reached(self, response: Any = None,
                                     caught_exception: BaseException | None = None,
+                                    request_dict: dict[str, Any] | None = None,
                                     **_: Any) -> bool | None:
         """Veto botocore's retries of a connection that could not even be opened while the
         endpoint has never answered: a wrong endpoint URL, a DNS name that does not resolve or a
@@ -141,14 +190,11 @@ class S3Backend(Backend):
         ends the retries there."""
         if response is not None:
             self._reached = True
-            return None
-        from botocore.exceptions import (  # boto3 (~0.2 s): at the first S3 request
-            ConnectTimeoutError,
-            EndpointConnectionError,
-        )
-        if not self._reached and isinstance(caught_exception, (EndpointConnectionError,
-                                                                ConnectTimeoutError)):
-            return False
+        elif not self._reached and caught_exception is not None:
+            return False  # never answered: no retry (a wrong URL, a server down or silent)
+        started = (request_dict or {}).get("context", {}).get("roro_started")
+        if started is not None and time.monotonic() - started >= self.retry_deadline:
+            return False  # the request's deadline has passed: raise what the last attempt got
         return None
 
     def _transfer_config(self) -> Any:
@@ -223,12 +269,21 @@ class S3Backend(Backend):
             return StoreError(f"cannot reach endpoint {self._endpoint()} for store {self.url}: "
                               "check the endpoint URL (AWS_ENDPOINT_URL or endpoint_url in "
                               "roro.yml) and the network")
+        if isinstance(exc, bex.ReadTimeoutError) and not self._reached:
+            return StoreError(f"endpoint {self._endpoint()} accepted the connection but did not "
+                              f"answer within {self.first_contact_timeout:g} s (during {what} on "
+                              f"store {self.url}): check the endpoint URL (AWS_ENDPOINT_URL or "
+                              f"endpoint_url in roro.yml), or raise first_contact_timeout "
+                              f"(RORO_S3_FIRST_CONTACT_TIMEOUT) for a slow endpoint")
         if isinstance(exc, bex.ReadTimeoutError):
-            return StoreError(f"endpoint {self._endpoint()} timed out during {what} on store "
-                              f"{self.url}; try again")
+            return StoreError(f"endpoint {self._endpoint()} stopped answering during {what} on "
+                              f"store {self.url}: gave up at the retry deadline of "
+                              f"{self.retry_deadline:g} s (retry_deadline, "
+                              f"RORO_S3_RETRY_DEADLINE); try again")
         if isinstance(exc, bex.HTTPClientError):  # dropped connections, broken streams
             return StoreError(f"the connection to endpoint {self._endpoint()} kept failing during "
-                              f"{what} on store {self.url} ({exc}); try again")
+                              f"{what} on store {self.url} ({exc}; retried up to the deadline of "
+                              f"{self.retry_deadline:g} s); try again")
         if isinstance(exc, (bex.BotoCoreError, Boto3Error)):
             return StoreError(f"S3 failure during {what} on store {self.url} at endpoint "
                               f"{self._endpoint()}: {exc}")
@@ -268,9 +323,22 @@ class S3Backend(Backend):
         return full[len(self.prefix) + 1:] if self.prefix else full
 
     # -- reads -----------------------------------------------------------------------------------
-    def get(self, key: str) -> bytes:
-        with self.open(key) as f:
-            return f.read()
+    def get(self, key: str, max_size: int | None = None) -> bytes:
+        if max_size is None:
+            with self.open(key) as f:
+                return f.read()
+        full = self._full(key)
+        with self._boto("GetObject", key):
+            response = self.client.get_object(Bucket=self.bucket, Key=full)
+        body = response["Body"]
+        try:
+            refuse_too_large(key, int(response.get("ContentLength") or 0), max_size, self.url)
+            with self._boto("GetObject", key):
+                data: bytes = body.read(max_size + 1)  # never more, whatever the header said
+            refuse_too_large(key, len(data), max_size, self.url)
+            return data
+        finally:
+            body.close()
 
     def open(self, key: str) -> BinaryIO:
         full = self._full(key)
@@ -391,6 +459,38 @@ class S3Backend(Backend):
         except KeyNotFoundError:
             pass
 
+    def collect_temp(self, older_than: float, dry_run: bool = False) -> KeyInfos:
+        """Incomplete multipart uploads under the store's prefix (a killed save's, or one whose
+        abort failed) started more than ``older_than`` seconds ago: aborted, unless ``dry_run``.
+        They keep costing storage until aborted, and S3 lists them nowhere else. Sizes are the
+        parts uploaded (one ListParts each); ages are the server's clock (keep the grace period
+        far above any skew)."""
+        prefix = f"{self.prefix}/" if self.prefix else ""
+        now = time.time()
+        out: KeyInfos = []
+        with self._boto("ListMultipartUploads"):
+            pages = self.client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=self.bucket, Prefix=prefix)
+            stale = [(u["Key"], u["UploadId"], u["Initiated"].timestamp())
+                     for page in pages for u in page.get("Uploads", ())
+                     if now - u["Initiated"].timestamp() >= older_than]
+        for full, upload_id, started in stale:
+            key = self._strip(full)
+            with self._boto("ListParts", key):
+                size = sum(p.get("Size", 0) for page in self.client.get_paginator(
+                    "list_parts").paginate(Bucket=self.bucket, Key=full, UploadId=upload_id)
+                    for p in page.get("Parts", ()))
+            if not dry_run:
+                try:
+                    with self._boto("AbortMultipartUpload", key, expect=frozenset({
+                            "NoSuchUpload", "404"})):
+                        self.client.abort_multipart_upload(Bucket=self.bucket, Key=full,
+                                                           UploadId=upload_id)
+                except _Expected:
+                    continue  # completed or aborted meanwhile
+            out.append(KeyInfo(f"{key} (multipart upload {upload_id})", size, started))
+        return out
+
     def cache_identity(self) -> str:
         """The URL and the endpoint it resolved to: the same bucket name on two servers is two
         stores."""
@@ -470,6 +570,22 @@ class _BodyReader(io.RawIOBase):
                 self._body.close()
             finally:
                 super().close()
+
+
+def _seconds(option: str, value: float | None, default: float) -> float:
+    """A deadline: the option if given, else its environment variable, else ``default``."""
+    variable = DEADLINE_VARIABLES[option]
+    if value is None:
+        text = os.environ.get(variable)
+        if not text:
+            return default
+        try:
+            value = float(text)
+        except ValueError:
+            raise StoreError(f"{variable}={text!r} is not a number of seconds") from None
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+        raise StoreError(f"{option} must be a positive number of seconds, not {value!r}")
+    return float(value)
 
 
 def _error_code(exc: BaseException) -> str | None:

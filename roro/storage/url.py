@@ -18,7 +18,8 @@ FOLDER, MEMORY, S3 = "folder", "memory", "s3"
 #: :class:`~roro.storage.s3.S3Backend`. Folder and memory stores ignore them, so one ``roro.yml``
 #: may point its store at a bucket or a folder; any other name is refused.
 STORE_OPTIONS = frozenset({"endpoint_url", "region", "max_retries", "connect_timeout",
-                           "read_timeout", "multipart_threshold", "multipart_chunksize"})
+                           "read_timeout", "multipart_threshold", "multipart_chunksize",
+                           "first_contact_timeout", "retry_deadline"})
 _BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
 

@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
-from .base import Backend, KeyInfo, KeyInfos, Names
+from .base import Backend, KeyInfo, KeyInfos, KeyKinds, Names
 
 __all__ = ["CountingBackend", "WrappingBackend"]
 
@@ -59,8 +59,8 @@ class WrappingBackend(Backend):
     def remote(self) -> bool:  # type: ignore[override]
         return self.inner.remote
 
-    def get(self, key: str) -> bytes:
-        return self.inner.get(key)
+    def get(self, key: str, max_size: int | None = None) -> bytes:
+        return self.inner.get(key, max_size)
 
     def open(self, key: str) -> BinaryIO:
         return self.inner.open(key)
@@ -107,6 +107,9 @@ class WrappingBackend(Backend):
     def tempdir(self) -> str | None:
         return self.inner.tempdir()
 
+    def irregular_entries(self, prefix: str = "") -> KeyKinds:
+        return self.inner.irregular_entries(prefix)
+
     def collect_temp(self, older_than: float, dry_run: bool = False) -> KeyInfos:
         return self.inner.collect_temp(older_than, dry_run)
 
@@ -148,9 +151,9 @@ class CountingBackend(WrappingBackend):
         with self._lock:
             self.bytes_read += n
 
-    def get(self, key: str) -> bytes:
+    def get(self, key: str, max_size: int | None = None) -> bytes:
         self._count("get")
-        data = super().get(key)
+        data = super().get(key, max_size)
         self.add_bytes_read(len(data))
         return data
 

@@ -8,8 +8,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from ..config import current_settings
-from ..names import parse_refspec, validate_name
+from ..names import validate_name
 from ..project import Project
+from ..refspec import parse_refspec
 from ..repository import copy_into
 from .fastforward import DEFAULT_WORKERS
 from .report import CopyReport, requests_dict
@@ -31,19 +32,22 @@ def copy_image(src: StoreSpec, ref: str, dst: StoreSpec, new_name: str | None = 
 
     Args:
         src, dst: stores, URLs/paths or ``roro.yml`` remote names (they may be the same store).
-        ref: ``NAME[:VERSION|TAG]`` in SRC (default ``latest``).
+        ref: a version of SRC in the one grammar (``NAME``, ``NAME:3``, ``NAME:v3``,
+            ``NAME:TAG``, ``NAME@sha256:…``; see :mod:`roro.refspec`).
         new_name: the repository in DST (default: the same name).
         project: the project in SRC (default: the current project, from ``roro.yml`` etc.).
         dst_project: the project in DST (default: ``project``).
     """
     start = time.monotonic()
-    name, version, tag = parse_refspec(ref)
+    parsed = parse_refspec(ref)
+    name = parsed.name
+    assert name is not None
     project = validate_name(project or current_settings().project, "project")
     dst_project = validate_name(dst_project or project, "project")
     new_name = validate_name(new_name or name)
     with counted_pair(src, dst) as (src_c, dst_c, src_n, dst_n), \
             ThreadPoolExecutor(max(1, workers), thread_name_prefix="roro-copy") as pool:
-        image = Project(project, src_c).get_model_repository(name).get_model_image(version, tag)
+        image = Project(project, src_c).get_model_image(parsed)
         target = Project(dst_project, dst_c).get_model_repository(new_name)
         copied, created, stats = copy_into(image, target, pool)
         assert image.version is not None and image.digest is not None

@@ -33,6 +33,7 @@ from ..objects.manifest import blob_sizes as sizes_of_blobs
 from ..objects.manifest import read_manifest
 from ..objects.transfer import ObjectTransfer, missing_in
 from ..refs import Event, RefLog, apply_event, fold, list_projects, list_repositories
+from ..refs.events import MAX_EVENT_SIZE
 from ..storage import KeyNotFoundError
 from ..storage.layout import log_key
 from ..store import Store
@@ -65,6 +66,7 @@ class _AppendView:
         self.last_seq = row["last_seq"] if row else 0
         self.last_hash = row["last_hash"] if row else None
         self.max_version = row["max_version"] if row else 0
+        self.status: str | None = row["status"] if row else None
         self._tags: dict[str, int] = index.tags(project, name) if index and row else {}
         self._live: dict[int, bool] = {}
 
@@ -94,6 +96,12 @@ class _AppendView:
 
     def advance(self, event: Event, max_version: int) -> None:
         self.last_seq, self.last_hash, self.max_version = event.seq, event.hash, max_version
+
+    def close(self, event: Event) -> None:
+        self.status = "renamed" if event.type == "rename" else "destroyed"
+
+    def reopen(self, event: Event) -> None:
+        self.status = None
 
 
 def _describe(name: str, events: list[Event]) -> dict[str, Any] | None:
@@ -182,11 +190,12 @@ class _Syncer:
             out.append(res)
         return out
 
-    def _notify(self, res: RepositorySync, phase: str, plan: _Plan, events_total: int) -> None:
+    def _notify(self, res: RepositorySync, phase: str, plan: _Plan, events_total: int,
+                streamed: int = 0) -> None:
         if self.progress is not None:
             self.progress(SyncProgress(res.project, res.repository, phase,
                                        res.objects_transferred, plan.objects_total,
-                                       res.bytes_transferred, plan.bytes_total,
+                                       max(res.bytes_transferred, streamed), plan.bytes_total,
                                        res.events_appended, events_total))
 
     def _sync_repository(self, res: RepositorySync) -> None:
@@ -205,13 +214,19 @@ class _Syncer:
         self.dst.require_features(self.src.features())  # DESIGN §14: before what needs them
         self.transfer.touch(plan.found)
 
+        start = self.transfer.streamed
+
         def done(size: int) -> None:
             res.objects_transferred += 1
             res.bytes_transferred += size
-            self._notify(res, "objects", plan, len(new))
+            self._notify(res, "objects", plan, len(new), self.transfer.streamed - start)
 
+        def tick() -> None:  # bytes of the objects still streaming
+            self._notify(res, "objects", plan, len(new), self.transfer.streamed - start)
+
+        self._notify(res, "objects", plan, len(new))  # the totals, before the first byte
         # Blobs first, then manifests, then events: whatever DST holds names only what it holds.
-        self.transfer.copy_all(plan.missing_blobs, done)
+        self.transfer.copy_all(plan.missing_blobs, done, tick)
         self.transfer.put_all_verified({d: plan.manifests[d][0] for d in plan.missing_manifests},
                                        done)
         self._append_events(res, new, plan, src_log, dst_log)
@@ -255,10 +270,21 @@ class _Syncer:
         """The objects the new events name (manifests, and the blobs they name), sorted into
         those DST lacks and those it has; counts the latter in ``res`` as skipped."""
         images = list(dict.fromkeys(e["image"] for e in new if e.type == "version"))
-        manifests = dict(self.pool.map(self._read_manifest, images))
+        live = _live_images(new)
+        read = dict(self.pool.map(lambda d: self._read_manifest(d, required=d in live), images))
+        manifests = {d: m for d, m in read.items() if m is not None}
         blob_sizes: dict[str, int] = {}
-        for _, manifest in manifests.values():
-            blob_sizes.update(sizes_of_blobs(manifest))
+        required: set[str] = set()
+        for image, (_, manifest) in manifests.items():
+            blobs = sizes_of_blobs(manifest)
+            blob_sizes.update(blobs)
+            if image in live:
+                required.update(blobs)
+        optional = [d for d in blob_sizes if d not in required]
+        if optional:  # of deleted versions or a destroyed repository: copied while they last
+            present = dict(zip(optional, self.pool.map(self.src.objects.has, optional),
+                               strict=True))
+            blob_sizes = {d: n for d, n in blob_sizes.items() if d in required or present[d]}
         manifest_sizes = {d: len(data) for d, (data, _) in manifests.items()}
         sizes = {**blob_sizes, **manifest_sizes}
         missing_blobs, found_blobs, known_blobs = self.transfer.classify(blob_sizes)
@@ -293,14 +319,19 @@ class _Syncer:
 
     def _read_or_none(self, key: str) -> bytes | None:
         try:
-            return self.dst.backend.get(key)
+            return self.dst.backend.get(key, MAX_EVENT_SIZE)
         except KeyNotFoundError:
             return None
 
-    def _read_manifest(self, digest: str) -> tuple[str, tuple[bytes, dict[str, Any]]]:
+    def _read_manifest(self, digest: str, required: bool = True
+                       ) -> tuple[str, tuple[bytes, dict[str, Any]] | None]:
+        """The manifest (verified); one that is not ``required`` (no version live at the end of
+        the copied events names it) may be gone, collected by gc: None."""
         try:
             manifest, data = read_manifest(self.src.objects, digest)  # verified
         except NotFoundError:
+            if not required:
+                return digest, None
             raise missing_in(digest, self.src.url) from None
         return digest, (data, manifest)
 
@@ -335,6 +366,24 @@ class _Syncer:
                        f"an image across with 'roro models:copy' instead")
 
 
+def _live_images(events: list[Event]) -> set[str]:
+    """The images of the versions these events leave live: not deleted, and not in a repository
+    they leave destroyed. Only their objects must exist in SRC; gc may have collected the
+    others' (DST's index keeps no manifest of such versions either)."""
+    images: dict[int, str] = {}
+    destroyed = False
+    for e in events:
+        if e.type == "version":
+            images[e["version"]] = e["image"]
+        elif e.type == "delete":
+            images.pop(e["version"], None)
+        elif e.type == "destroy":
+            destroyed = True
+        elif e.type == "restore":
+            destroyed = False
+    return set() if destroyed else set(images.values())
+
+
 def _valid(name: str, kind: str = "repository") -> bool:
     try:
         validate_name(name, kind)
@@ -356,8 +405,9 @@ def sync(src: StoreSpec, dst: StoreSpec, repositories: Iterable[str] | None = No
         repositories: names of repositories to sync (``name`` or ``project/name``); default all.
         dry_run: report what would be done; write nothing to DST.
         project: only this project; default every project of SRC.
-        progress: called with a :class:`SyncProgress` after each object and event (from the
-            calling thread).
+        progress: called with a :class:`SyncProgress` before a repository's objects, after
+            each object and event, and about every 0.2 s while objects stream (always from the
+            calling thread); ``bytes_done`` counts the bytes of objects still in flight too.
         workers: parallel object transfers.
 
     Returns:

@@ -55,8 +55,8 @@ def insert(index: Index, project: str, rows: Iterable[Row],
         for r in rows:
             tops[r.repository] = max(tops.get(r.repository, 0), r.version)
         for repo, top in tops.items():
-            db.execute("INSERT OR REPLACE INTO repositories VALUES (?, ?, ?, NULL, ?, NULL, NULL)",
-                       [project, repo, top, top])
+            db.execute("INSERT OR REPLACE INTO repositories (project, name, last_seq, "
+                       "max_version) VALUES (?, ?, ?, ?)", [project, repo, top, top])
         for (repo, tag), version in (tags or {}).items():
             db.execute("INSERT OR REPLACE INTO tags VALUES (?, ?, ?, ?)", [project, repo, tag, version])
 
