@@ -66,6 +66,14 @@ def _minor(version: str) -> str:
     return ".".join(version.split(".")[:2])
 
 
+def _plain(text: str, limit: int = 100) -> str:
+    """``text`` as is when it is short and printable, else its cut ``repr`` (a name or version
+    read from a manifest goes into a warning: no terminal escapes, no pages of it)."""
+    if len(text) <= limit and text.isprintable():
+        return text
+    return repr(text[:limit]) + ("…" if len(text) > limit else "")
+
+
 class RoroWarning(UserWarning):
     """A model was saved with a different Python, cloudpickle or library (major.minor) version
     than is loading it."""
@@ -284,7 +292,7 @@ class ModelImage:
         dtype and shape (the first axis is the batch), or columns and dtypes. Raises
         :class:`~roro.errors.ContractError` listing every mismatch."""
         from .formats.contract import check_input  # only when an input is checked
-        check_input(self.input_schema, batch, repr(self))
+        check_input((self.contract or {}).get("input"), batch, repr(self))
 
     def scan(self) -> PickleScan | None:
         """What the model's pickle would import, read statically from its verified bytes (never
@@ -573,9 +581,14 @@ class ModelImage:
         contract = self._manifest.get("contract")
         libraries = contract.get("libraries") if isinstance(contract, dict) else None
         if isinstance(libraries, dict):
-            from .formats.contract import library_mismatches  # only when a model is loaded
+            from .formats.contract import MAX_CHECKED, library_mismatches  # only at a load
             mismatches.extend(library_mismatches(libraries))
+            if len(libraries) > MAX_CHECKED:
+                warnings.warn(f"the contract of {self!r} records {len(libraries)} libraries; only "
+                              f"the first {MAX_CHECKED} by name were checked", RoroWarning,
+                              stacklevel=3)
         for what, theirs, here in mismatches:
+            what, theirs = _plain(what), _plain(theirs)  # from the manifest: maybe forged
             loaded = f"is loaded with {here}" if here else f"{what} is not installed here"
             warnings.warn(f"{self!r} was saved with {what} {theirs} and {loaded}; the model may "
                           f"not load or behave the same", RoroWarning, stacklevel=3)

@@ -70,6 +70,15 @@ def store_url(request, tmp_path, monkeypatch) -> str:
     return make_store_url(kind, tmp_path, endpoint)
 
 
+@pytest.fixture(params=["folder", "seaweedfs"])
+def real_store_url(request, tmp_path, monkeypatch) -> str:
+    """A fresh, empty store on a folder and on the real S3 server (SeaweedFS): for tests whose
+    subject is not the backend (model formats), run where users keep stores."""
+    kind = request.param
+    endpoint = _start_s3(request, monkeypatch, kind) if kind in S3_KINDS else None
+    return make_store_url(kind, tmp_path, endpoint)
+
+
 @pytest.fixture(params=S3_KINDS)
 def s3_endpoint(request, monkeypatch) -> str:
     """The endpoint URL of each S3 test server, with this test's environment pointed at it."""

@@ -21,13 +21,16 @@ import json
 import sys
 from typing import Any
 
-from ..errors import ContractError, InvalidMetadataError
+from ..errors import ContractError, IntegrityError, InvalidMetadataError
 from ..lineage import package_of
 
-#: Libraries recorded when the saving process has imported them: top-level module -> distribution.
 #: Rows of an input example kept in the contract, and the most bytes of JSON they may take.
 EXAMPLE_ROWS = 3
 MAX_EXAMPLE = 16 * 1024
+#: Recorded libraries checked at load at most (a real contract names a handful; a forged one may
+#: name thousands, and each check looks through the installed distributions).
+MAX_CHECKED = 64
+#: Libraries recorded when the saving process has imported them: top-level module -> distribution.
 WATCHED = {"numpy": "numpy", "sklearn": "scikit-learn", "pandas": "pandas", "torch": "torch"}
 
 
@@ -65,9 +68,10 @@ def _minor(version: str) -> str:
 
 def library_mismatches(libraries: dict[str, Any]) -> list[tuple[str, str, str | None]]:
     """``(distribution, saved version, installed version or None)`` for every recorded library
-    whose installed major.minor differs (or that is not installed)."""
+    whose installed major.minor differs (or that is not installed), among the first
+    :data:`MAX_CHECKED` by name."""
     out = []
-    for name, saved in sorted(libraries.items()):
+    for name, saved in sorted(libraries.items())[:MAX_CHECKED]:
         if not isinstance(saved, str):
             continue
         mine = installed_version(name)
@@ -115,6 +119,28 @@ def schema_of(example: Any) -> dict[str, Any]:
     return schema
 
 
+def schema_problem(schema: Any) -> str | None:
+    """What is wrong with an input schema read from a store (None: it has the shape
+    :func:`schema_of` writes), so that a forged one is an error, never a crash."""
+    if not isinstance(schema, dict):
+        return "not a JSON object"
+    kind = schema.get("kind")
+    if kind == "ndarray":
+        shape = schema.get("shape")
+        if not (isinstance(schema.get("dtype"), str) and isinstance(shape, list) and all(
+                d is None or (isinstance(d, int) and not isinstance(d, bool)) for d in shape)):
+            return "malformed array schema"
+        return None
+    if kind == "dataframe":
+        columns = schema.get("columns")
+        if not (isinstance(columns, list) and all(
+                isinstance(c, dict) and isinstance(c.get("name"), str)
+                and isinstance(c.get("dtype"), str) for c in columns)):
+            return "malformed DataFrame schema"
+        return None
+    return f"unknown kind {str(kind)[:40]!r}"
+
+
 def input_problems(schema: dict[str, Any], batch: Any) -> list[str]:
     """What is wrong with ``batch`` against ``schema`` (empty: it matches)."""
     kind = _kind(batch)
@@ -147,10 +173,14 @@ def input_problems(schema: dict[str, Any], batch: Any) -> list[str]:
     return problems
 
 
-def check_input(schema: dict[str, Any] | None, batch: Any, what: str) -> None:
-    """Raise :class:`ContractError` listing every mismatch of ``batch`` against ``schema``."""
+def check_input(schema: Any, batch: Any, what: str) -> None:
+    """Raise :class:`ContractError` listing every mismatch of ``batch`` against ``schema``
+    (:class:`~roro.errors.IntegrityError` for a recorded schema of the wrong shape)."""
     if schema is None:
         raise ContractError(f"{what} has no input schema (save it with input_example=...)")
+    problem = schema_problem(schema)
+    if problem is not None:
+        raise IntegrityError(f"the input schema recorded for {what} is invalid: {problem}")
     problems = input_problems(schema, batch)
     if problems:
         raise ContractError(f"input does not match the schema of {what}: " + "; ".join(problems))
