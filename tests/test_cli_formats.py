@@ -46,7 +46,9 @@ def store(tmp_path) -> str:
     return str(tmp_path / "store")
 
 
-def test_a_booby_trapped_pickle_is_flagged_and_refused_without_running(store, tmp_path):
+def test_a_booby_trapped_pickle_is_flagged_and_refused_without_running(real_store_url,
+                                                                        tmp_path):
+    store = real_store_url  # a folder and SeaweedFS
     marker = tmp_path / "it-ran"
     evil = tmp_path / "model.pkl"
     evil.write_bytes(pickle.dumps(Booby(str(marker))))

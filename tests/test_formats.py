@@ -15,6 +15,7 @@ import onnx
 import pandas as pd
 import pytest
 import safetensors.numpy
+import skops.io
 from conftest import save_image
 from onnx import TensorProto, helper
 from sklearn.linear_model import LogisticRegression
@@ -40,6 +41,12 @@ def repo(store_url):
 
 
 @pytest.fixture
+def real_repo(real_store_url):
+    """A repository on a folder store and on SeaweedFS."""
+    return roro.Project("p", real_store_url).get_model_repository("m")
+
+
+@pytest.fixture
 def folder_repo(tmp_path):
     return roro.Project("p", str(tmp_path / "store")).get_model_repository("m")
 
@@ -57,6 +64,19 @@ class _NoUnpickling(pickle.Unpickler):
         raise AssertionError("an unpickler was used")
 
 
+#: While True, the audit hook below makes any unpickler that resolves a global raise: the C
+#: unpickler too, however it was imported (audit hooks cannot be removed, hence the switch).
+_UNPICKLING_FORBIDDEN = {"on": False}
+
+
+def _audit(event: str, args: tuple) -> None:
+    if event == "pickle.find_class" and _UNPICKLING_FORBIDDEN["on"]:
+        raise AssertionError(f"pickle was used: it looked up {args[0]}.{args[1]}")
+
+
+sys.addaudithook(_audit)
+
+
 def _forbid_unpickling(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("pickle was used")
@@ -65,6 +85,7 @@ def _forbid_unpickling(monkeypatch):
         for name in ("load", "loads"):
             monkeypatch.setattr(module, name, refuse)
     monkeypatch.setattr(pickle, "Unpickler", _NoUnpickling)
+    monkeypatch.setitem(_UNPICKLING_FORBIDDEN, "on", True)
 
 
 def _same(a, b):
@@ -81,6 +102,8 @@ def test_safetensors_load_runs_no_pickle_at_all(repo, monkeypatch):
     _same(repo.get_model(version=safe.version), WEIGHTS)
     with pytest.raises(AssertionError, match="pickle was used"):  # the trap does work
         repo.get_model(version=pickled.version)
+    with pytest.raises(AssertionError, match="pickle was used: it looked up numpy"):
+        pickle._loads(pickled.open_model().read())  # so does the audit hook, for any unpickler
     monkeypatch.undo()
     _same(repo.get_model(version=pickled.version), WEIGHTS)
 
@@ -142,10 +165,14 @@ def test_onnx_round_trip_and_summary(repo):
     assert image.contract["libraries"] == {"onnx": onnx.__version__}
 
 
-def test_auto_picks_the_safe_format_and_falls_back_to_cloudpickle(folder_repo):
+def test_auto_picks_the_safe_format_and_falls_back_to_cloudpickle(real_repo, tmp_path):
+    folder_repo = real_repo
+    path = tmp_path / "model.onnx"
+    onnx.save_model(onnx_model(), str(path))
     formats = [folder_repo.new_image(m, format="auto").save().model_format
-               for m in (WEIGHTS, onnx_model(), {"a": 1}, LogisticRegression())]
-    assert formats == ["safetensors", "onnx", "cloudpickle", "cloudpickle"]
+               for m in (WEIGHTS, onnx_model(), {"a": 1}, LogisticRegression(), path)]
+    assert formats == ["safetensors", "onnx", "cloudpickle", "cloudpickle", "onnx"]
+    assert folder_repo.get_model().SerializeToString() == path.read_bytes()  # a .onnx file
     with pytest.raises(FormatError, match="unknown model format pickle5"):
         folder_repo.new_image(WEIGHTS, format="pickle5")
 
@@ -168,7 +195,8 @@ def test_skops_loads_only_types_the_caller_trusts(repo, tmp_path, monkeypatch):
         repo.get_model(trust={"skops_types": ["something.Else"]})
 
 
-def test_file_format_stores_bytes_as_they_are(folder_repo, tmp_path):
+def test_file_format_stores_bytes_as_they_are(real_repo, tmp_path):
+    folder_repo = real_repo
     blob = b"GGUF" + bytes(range(256)) * 10
     image = folder_repo.new_image(blob, format="file").save()
     with folder_repo.get_model() as f:
@@ -348,3 +376,36 @@ def test_manifest_v2_shape_is_checked(folder_repo):
         with pytest.raises(roro.IntegrityError, match="not a valid image manifest"):
             check_manifest({**manifest, "model": broken}, "sha256:" + "0" * 64)
     json.dumps(manifest)
+
+
+def test_save_file_in_every_format_stores_it_as_it_is(real_repo, tmp_path):
+    """``save_file`` (what models:save does) with each format's own library writing the file:
+    the bytes are stored unchanged, never loaded at save, and load back with that library."""
+    x = np.random.default_rng(2).random((20, 2))
+    clf = DecisionTreeClassifier(random_state=0).fit(x, np.arange(20) % 2)
+    files = {"safetensors": tmp_path / "w.safetensors", "onnx": tmp_path / "m.onnx",
+             "skops": tmp_path / "c.skops", "cloudpickle": tmp_path / "m.pkl",
+             "file": tmp_path / "m.gguf"}
+    safetensors.numpy.save_file(WEIGHTS, str(files["safetensors"]), metadata={"step": "9"})
+    onnx.save_model(onnx_model(), str(files["onnx"]))
+    skops.io.dump(clf, str(files["skops"]))
+    files["cloudpickle"].write_bytes(cloudpickle.dumps({"w": 3}))
+    files["file"].write_bytes(b"GGUF\x03\x00" + bytes(1000))
+    for fmt, path in files.items():
+        image = real_repo.save_file(path, format=fmt, metadata={"from": fmt})
+        assert image.model_format == fmt and image["from"] == fmt
+        with image.open_model() as f:
+            assert f.read() == path.read_bytes(), fmt
+    images = {i.model_format: i for i in real_repo.list_model_images()}
+    _same(images["safetensors"].get_model(), WEIGHTS)
+    assert images["safetensors"].summary["metadata"] == {"step": "9"}
+    assert images["onnx"].get_model().SerializeToString() == files["onnx"].read_bytes()
+    assert images["onnx"].summary["initializers"] == 1
+    trusted = images["skops"].summary["untrusted_types"]
+    loaded = images["skops"].get_model(trust={"skops_types": trusted})
+    assert np.array_equal(loaded.predict(x), clf.predict(x))
+    assert images["cloudpickle"].get_model() == {"w": 3}
+    assert images["cloudpickle"].pickle_imports == []
+    with images["file"].get_model() as f:
+        assert f.read() == files["file"].read_bytes()
+    assert [i.model_format for i in real_repo.search("format = 'skops'")] == ["skops"]

@@ -7,6 +7,7 @@ small object, so showing a model never fetches it.
 
 from __future__ import annotations
 
+import os
 from typing import Any, BinaryIO
 
 from .base import FormatError, ModelFormat, Writer, require
@@ -18,21 +19,31 @@ MAX_LISTED = 1000
 
 class OnnxFormat(ModelFormat):
     name = "onnx"
-    holds = "an onnx.ModelProto"
+    holds = "an onnx.ModelProto or the path of a .onnx file"
     pickled = False
     libraries: tuple[str, ...] = ("onnx",)
 
     def detect(self, obj: Any) -> bool:
         t = type(obj)
-        return t.__name__ == "ModelProto" and t.__module__.split(".")[0] == "onnx"
+        if t.__name__ == "ModelProto" and t.__module__.split(".")[0] == "onnx":
+            return True
+        return isinstance(obj, (str, os.PathLike)) and os.fspath(obj).endswith(".onnx")
 
     def model_type(self, obj: Any) -> str:
         return "onnx.ModelProto"
 
     def dump(self, obj: Any, writer: Writer) -> None:
         if not self.detect(obj):
-            raise FormatError(f"the onnx format stores an onnx.ModelProto, not a "
+            raise FormatError(f"the onnx format stores {self.holds}, not a "
                               f"{type(obj).__name__}")
+        if isinstance(obj, (str, os.PathLike)):  # the file's bytes, checked by summarize()
+            try:
+                with open(obj, "rb") as f:
+                    while chunk := f.read(1 << 20):
+                        writer.write(chunk)
+            except OSError as e:
+                raise FormatError(f"cannot read {os.fspath(obj)!r}: {e.strerror}") from None
+            return
         writer.write(obj.SerializeToString())
 
     def load(self, f: BinaryIO, **options: Any) -> Any:
