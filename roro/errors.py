@@ -12,6 +12,12 @@ class RoroError(Exception):
     """Root of every error a user of roro can cause."""
 
 
+class RoroWarning(UserWarning):
+    """Something the user should know that did not stop the call: a model saved with another
+    Python or cloudpickle version than is loading it, a write that happened while the local
+    index could not be updated."""
+
+
 class NotFoundError(RoroError, LookupError):
     """A repository, version, tag, object or store that does not exist."""
 
@@ -87,6 +93,11 @@ class ImmutableError(RoroError, TypeError):
 
 class StoreError(RoroError):
     """A store that cannot be used: unknown format, unreachable, unsafe, misconfigured."""
+
+
+class DiskFullError(StoreError):
+    """No space left on the device of a folder store or of the user's cache: a write failed,
+    nothing was lost (the message names the path, the bytes free and the bytes needed)."""
 
 
 class DownloadError(RoroError):

@@ -1,4 +1,6 @@
-"""Named crash points of the write path, for crash-consistency tests (borg's approach).
+"""Named crash points of the write path, and delay points of the gc rule, for tests.
+
+Crash points (borg's approach):
 
 A point is a call ``crash_point("after-blobs")`` at a place where a crash must leave the store
 consistent. When the environment variable ``RORO_CRASH_AT`` names that point, the process kills
@@ -19,17 +21,37 @@ Points, in write-path order:
 - ``after-ref-event``: a ref event (version, tag, delete, create) was just created;
 - ``before-index-update``: the writer is about to update the index after its event;
 - ``during-index-update``: an index transaction has applied events but not committed.
+
+Delay points are the steps of the object-reuse rule (docs/trust.md), on both sides: a test runs
+the other side inside one of them (in-process, with the same handler), or a process sleeps there
+for ``RORO_DELAY_SECONDS`` (default 1) when ``RORO_DELAY_AT`` names it (several: comma-separated).
+``RORO_CRASH_AT`` kills a process at a delay point too.
+
+- ``reuse:after-check``: a writer found an object already stored and judged its age;
+- ``reuse:after-marker``: it wrote its keep marker, and has not looked at the gc lock yet;
+- ``reuse:waiting-for-gc``: it saw a live gc lock and starts waiting for it;
+- ``reuse:after-protect``: what it relies on is protected (or young); it has not published yet;
+- ``gc:after-lock``: gc holds its lock and has not listed the objects yet;
+- ``gc:after-list``: gc listed the objects (with their times), has not read the keep markers;
+- ``gc:after-markers``: gc read the keep markers, has not read the logs;
+- ``gc:after-logs``: gc read the logs and manifests, has not deleted anything.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Callable
 
 CRASH_ENV = "RORO_CRASH_AT"
+DELAY_ENV = "RORO_DELAY_AT"
+DELAY_SECONDS_ENV = "RORO_DELAY_SECONDS"
 POINTS = ("after-blobs", "after-manifest", "after-ref-event", "before-index-update",
           "during-index-update")
+DELAY_POINTS = ("reuse:after-check", "reuse:after-marker", "reuse:waiting-for-gc",
+                "reuse:after-protect", "gc:after-lock", "gc:after-list", "gc:after-markers",
+                "gc:after-logs")
 
 _handler: Callable[[str], None] | None = None
 
@@ -51,8 +73,21 @@ def crash_point(name: str) -> None:
         _die()
 
 
+def delay_point(name: str) -> None:
+    """A step of the gc rule where a test may run the other side (the installed handler), or
+    sleep (``RORO_DELAY_AT``), or die (``RORO_CRASH_AT``)."""
+    if _handler is not None:
+        _handler(name)
+    delay_at = os.environ.get(DELAY_ENV)
+    if delay_at and name in delay_at.split(","):
+        time.sleep(float(os.environ.get(DELAY_SECONDS_ENV) or 1))
+    if os.environ.get(CRASH_ENV) == name:
+        _die()
+
+
 def set_crash_handler(handler: Callable[[str], None] | None) -> Callable[[str], None] | None:
-    """Install ``handler(point)`` to be called at every crash point; returns the previous one."""
+    """Install ``handler(point)`` to be called at every crash and delay point; returns the
+    previous one."""
     global _handler
     previous, _handler = _handler, handler
     return previous

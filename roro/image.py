@@ -12,6 +12,7 @@ from typing import IO, TYPE_CHECKING, Any, BinaryIO, NamedTuple, Protocol
 
 from . import writer
 from .config import trust_settings
+from .digests import digest_bytes
 from .environment import cloudpickle_version, python_version
 from .errors import (
     AttributeNameError,
@@ -23,6 +24,7 @@ from .errors import (
     InvalidNameError,
     NotFoundError,
     RoroError,
+    RoroWarning,
     TrustError,
 )
 from .localfs import (
@@ -46,7 +48,7 @@ from .names import attachment_name_conflict, validate_attachment_name
 from .notebook import image_html, images_html, images_to_pandas
 from .objects import SpooledObject
 from .objects.canonical import loads
-from .objects.manifest import model_format
+from .objects.manifest import FORMAT, model_format
 from .objects.store import HashingWriter
 from .suggest import edit_distance
 
@@ -74,11 +76,6 @@ def _plain(text: str, limit: int = 100) -> str:
     return repr(text[:limit]) + ("…" if len(text) > limit else "")
 
 
-class RoroWarning(UserWarning):
-    """A model was saved with a different Python, cloudpickle or library (major.minor) version
-    than is loading it."""
-
-
 class Attachment:
     """A file attached to a model image."""
 
@@ -94,6 +91,7 @@ class Attachment:
         """A binary file of the attachment's (verified) bytes; close it when done."""
         if self._spooled is not None:
             return open(self._spooled.path, "rb")
+        self._image.authenticate()
         return self._image._repository.project.store.objects.open_verified(self.digest)
 
     def read(self) -> bytes:
@@ -173,6 +171,10 @@ class ModelImage:
         s(self, "_manifest", manifest)
         s(self, "_digest", digest)
         s(self, "_version", version)
+        # An image read from the index (a listing) is checked against the log before any of
+        # its bytes are served: the index row it came from, until authenticate() has run.
+        s(self, "_unconfirmed", None)
+        s(self, "_damaged", None)
         s(self, "_metadata", dict(manifest["metadata"]) if manifest else {})
         s(self, "_budget", None)  # MetadataBudget of a draft, made on the first __setitem__
         s(self, "_attachments", {})  # name -> Attachment (drafts only)
@@ -180,9 +182,50 @@ class ModelImage:
 
     @classmethod
     def from_index_row(cls, repository: ModelRepository, row: dict[str, Any]) -> ModelImage:
-        """The saved image an index row describes (its manifest was verified when indexed)."""
-        return cls(repository, manifest=json.loads(row["manifest"]), digest=row["image"],
-                   version=row["version"])
+        """The saved image an index row describes. The index is a cache of the log, never its
+        authority: before any byte of the model or an attachment is served,
+        :meth:`authenticate` checks the row against the log. A version whose manifest was
+        damaged when indexed is an image with :attr:`damaged` set, the facts its event
+        records (author, time, comment) and nothing to load."""
+        if row["damaged"] is not None:
+            facts = {"format": FORMAT, "model": None, "attachments": [], "metadata": {},
+                     "timestamp": row["time"], "author": row["author"],
+                     "comment": row["comment"]}
+            image = cls(repository, manifest=facts, digest=row["image"], version=row["version"])
+            object.__setattr__(image, "_damaged", row["damaged"])
+            return image
+        image = cls(repository, manifest=json.loads(row["manifest"]), digest=row["image"],
+                    version=row["version"])
+        object.__setattr__(image, "_unconfirmed", row)
+        return image
+
+    @property
+    def damaged(self) -> str | None:
+        """Why this version cannot be read (its manifest is missing or unreadable), or None.
+        Only images from a listing can be damaged; the rest of the repository is readable."""
+        return self._damaged
+
+    def authenticate(self) -> None:
+        """Make sure the log names this image for this version and that the manifest came
+        from the index unaltered, before any of its bytes are served (an edited index never
+        serves another model): one read of the event, memoised per process. Images that were
+        saved, copied or read with ``get_model_image`` need nothing more."""
+        if self._damaged is not None:
+            raise IntegrityError(f"version {self._version} of model repository "
+                                 f"{self._repository.name!r} is damaged: {self._damaged}; run "
+                                 f"'roro fsck' (the other versions are readable)",
+                                 digest=self._digest, repository=self._repository.name)
+        row = self._unconfirmed
+        if row is None:
+            return
+        if digest_bytes(row["manifest"].encode("utf-8")) != self._digest:
+            raise IntegrityError(f"the local index holds a manifest for version "
+                                 f"{self._version} of {self._repository.name!r} that is not "
+                                 f"image {self._digest}: the index was edited or damaged; "
+                                 f"refusing to serve it. Run 'roro index --rebuild'",
+                                 digest=self._digest, repository=self._repository.name)
+        self._repository.confirm_version(row)
+        object.__setattr__(self, "_unconfirmed", None)
 
     # -- identity --------------------------------------------------------------------------------
     @property
@@ -227,15 +270,18 @@ class ModelImage:
     def model_type(self) -> str | None:
         """The model's type (``sklearn.linear_model.LogisticRegression``), or its format for a
         file saved from the command line."""
-        if not self._manifest:
-            return None
+        if not self._manifest or not self._manifest["model"]:
+            return None  # a new image, or a damaged version
         return self._manifest["model"].get("type") or self.model_format
 
     @property
-    def model_format(self) -> str:
+    def model_format(self) -> str | None:
         """The format the model is stored in (``cloudpickle``, ``safetensors``, ``onnx``,
-        ``skops``, ``file``); for a new image, the format asked for (perhaps ``auto``)."""
-        return model_format(self._manifest) if self._manifest else self._format
+        ``skops``, ``file``); for a new image, the format asked for (perhaps ``auto``); None
+        for a damaged version."""
+        if self._manifest is None:
+            return self._format
+        return model_format(self._manifest) if self._manifest["model"] else None
 
     @property
     def summary(self) -> dict[str, Any] | None:
@@ -243,12 +289,13 @@ class ModelImage:
         not read): for safetensors ``tensors`` (name, dtype, shape), ``parameters`` and the
         header's ``metadata``; for ONNX ``inputs``, ``outputs``, ``initializers``, ``opset``…;
         for skops ``untrusted_types``. None for a format without one, or a new image."""
-        if self._manifest is None:
+        if self._manifest is None or not self._manifest["model"]:
             return None
         ref = self._manifest["model"].get("summary")
         if not isinstance(ref, dict):
             return None
         if self._summary is None:
+            self.authenticate()  # an image from a listing: its manifest must be the log's
             # Never more than the manifest says (a forged one may name a 1 GiB blob).
             data = self._repository.project.store.objects.read(ref["digest"], ref["size"])
             try:
@@ -301,6 +348,7 @@ class ModelImage:
         no proof of safety: the load gate (``trust: pickle``) is the control."""
         if self._manifest is None:
             raise RoroError(f"{self!r} is not saved yet: there are no stored bytes to scan")
+        self.authenticate()  # a damaged version raises here
         if not self._format_of_saved().pickled:
             return None
         from .formats.scan import scan_pickle  # pickletools (~5 ms): only when a pickle is scanned
@@ -316,11 +364,12 @@ class ModelImage:
 
     def _format_of_saved(self) -> ModelFormat:
         from .formats import get_format  # the format table: only when a model's bytes are used
-        return get_format(self.model_format)
+        assert self._manifest is not None and self._manifest["model"]  # authenticated
+        return get_format(model_format(self._manifest))
 
     @property
     def model_size(self) -> int | None:
-        return self._manifest["model"]["size"] if self._manifest else None
+        return self._manifest["model"]["size"] if self._manifest and self._manifest["model"] else None
 
     def __repr__(self) -> str:
         where = f"v{self._version}" if self._version else "unsaved"
@@ -545,6 +594,7 @@ class ModelImage:
         """
         if self._manifest is None:
             return self._model
+        self.authenticate()
         fmt = self._format_of_saved()
         settings = trust_settings(trust)
         what = f"{self._repository.name}:{self._version}"
@@ -600,6 +650,7 @@ class ModelImage:
         if self._manifest is None:
             raise RoroError(f"{self!r} is not saved yet: it has no stored bytes to open; "
                             f"use get_model() for the object")
+        self.authenticate()
         return self._repository.project.store.objects.open_verified(self._manifest["model"]["digest"])
 
     def download(self, to: str | os.PathLike[str] | IO[bytes] | None = None, *,
@@ -619,12 +670,13 @@ class ModelImage:
         """
         if self._manifest is None:
             raise RoroError(f"{self!r} is not saved yet: it has nothing to download")
+        self.authenticate()
         progress = progress or _Silent()
         stream = None if to is None or isinstance(to, (str, os.PathLike)) else to
         target = None
         if stream is None:
             default = (f"{self._repository.name}-v{self._version}"
-                       f"{_EXTENSIONS.get(self.model_format, '.bin')}")
+                       f"{_EXTENSIONS.get(self.model_format or '', '.bin')}")
             target = os.fspath(to) if to is not None else default  # type: ignore[arg-type]
             if os.path.isdir(target):
                 target = os.path.join(target, default)
@@ -738,11 +790,12 @@ class ModelImage:
                        "cloudpickle": m["model"].get("cloudpickle"),
                        "summary": (m["model"]["summary"]["digest"]
                                    if isinstance(m["model"].get("summary"), dict) else None)}
-                      if m else None),
+                      if m and m["model"] else None),
             "contract": self.contract,
             "attachments": [{"name": a.name, "digest": a.digest, "size": a.size}
                             for a in self.get_attachments()],
             "lineage": self.lineage,
+            **({"damaged": self._damaged} if self._damaged is not None else {}),
         }
 
     def __eq__(self, other: object) -> bool:

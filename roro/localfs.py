@@ -16,7 +16,14 @@ from collections.abc import Callable, Iterable
 from typing import IO
 
 from .digests import digest_stream
-from .errors import ConflictError, DownloadError, IntegrityError, InvalidNameError, StoreError
+from .errors import (
+    ConflictError,
+    DiskFullError,
+    DownloadError,
+    IntegrityError,
+    InvalidNameError,
+    StoreError,
+)
 from .names import attachment_collision, check_download_name
 
 #: errno values that mean "you may not write here" and "no room to write here".
@@ -48,7 +55,7 @@ def write_failure(error: OSError, path: str, where: str, needed: int | None = No
         free = free_bytes(path)
         need = ("more than that needed" if needed is None else
                 f"{'at least ' if at_least else ''}{needed} bytes needed")
-        return StoreError(f"no space left on the device to write {path} ({where}): "
+        return DiskFullError(f"no space left on the device to write {path} ({where}): "
                           f"{'?' if free is None else free} bytes free, {need}; free some space "
                           f"('roro gc' removes unreferenced objects) and try again")
     return None

@@ -77,12 +77,6 @@ def name_warning(name: str, kind: str = "repository") -> str | None:
     return None if why is None else f"{kind} name {name!r}: {why}; a new one would be refused"
 
 
-def validate_new_tag(tag: object) -> str:
-    """:func:`validate_tag` plus the rules for a new name (:func:`validate_new_name`)."""
-    validate_tag(tag)
-    return validate_new_name(tag, "tag")
-
-
 def validate_tag(tag: object) -> str:
     """Return ``tag`` if it is a valid tag name (not all digits, not 'latest')."""
     validate_name(tag, "tag")

@@ -22,7 +22,6 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-from . import names
 from .errors import InvalidNameError
 from .names import LATEST, validate_name, validate_tag, validate_version
 
@@ -67,7 +66,7 @@ def validate_new_tag(tag: object) -> str:
         raise InvalidNameError(f"invalid tag name {tag!r}: it looks like a version "
                                f"('name:{tag}' means version {int(tag[1:])}); choose another "
                                f"name", name=tag)
-    return names.validate_new_tag(tag)
+    return validate_tag(tag)
 
 
 def parse_ref(text: object, *, name: str | None = None) -> Ref:

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -12,13 +12,14 @@ from . import writer
 from .errors import (
     AmbiguousRefError,
     ConflictError,
+    IntegrityError,
     InvalidArgumentError,
     NotFoundError,
 )
 from .image import ImageList, ModelImage
-from .names import LATEST, validate_name, validate_tag, validate_version
+from .names import LATEST, validate_name, validate_new_name, validate_tag, validate_version
 from .notebook import repository_html
-from .objects.manifest import read_manifest, referenced_digests
+from .objects.manifest import named_blobs, read_manifest, read_manifest_or_damage
 from .query import Query
 from .query import parse as parse_query
 from .refs import Event
@@ -27,6 +28,7 @@ from .store import Store
 from .suggest import did_you_mean
 
 if TYPE_CHECKING:
+    from .objects.keep import ReuseGuard
     from .project import Project
 
 DEFAULT_WORKERS = 8
@@ -144,8 +146,12 @@ class ModelRepository:
     def restore(self) -> Event:
         """Bring back a destroyed repository as it was (versions, tags, history), or one whose
         rename did not complete. Every object of its versions must still be in the store (gc
-        collects them once the destroy is older than the grace period): each is touched first,
-        so a gc running meanwhile keeps it. Returns the ``restore`` event."""
+        collects them once the destroy is older than the grace period): the restore relies on
+        them as a save relies on objects it finds stored (a keep marker protects the old ones
+        from a gc running meanwhile; docs/trust.md, "gc and reuse"). Returns the ``restore``
+        event."""
+        guard = writer.reuse_guard(self.store)
+
         def decide(row: writer.Row) -> writer.Decision:
             if row is None:
                 self._require()
@@ -160,31 +166,38 @@ class ModelRepository:
                     raise ConflictError(f"model repository {self.name!r} was renamed to "
                                         f"{target.name!r}, which holds its history; use "
                                         f"{target.name!r}", repository=self.name)
-            self._touch_objects()
+            self._rely_on_objects(guard)
             return "restore", {}
 
-        event = writer.append(self.store, self.project.name, self.name, decide, lifecycle=True)
+        event = writer.append(self.store, self.project.name, self.name, decide, lifecycle=True,
+                              before_write=guard.before_publish)
         assert event is not None
         return event
 
-    def _touch_objects(self) -> None:
-        """Check that every object of the hidden versions is still stored, and touch it (gc's
-        grace period then protects it until the restore event is written)."""
+    def _rely_on_objects(self, guard: ReuseGuard) -> None:
+        """Check that every object of the hidden versions is still stored, and rely on it
+        through ``guard`` (protected from gc until the restore event is written)."""
         objects = self.store.objects
+
+        def gone(what: str, version: int, digest: str) -> Callable[[], None]:
+            def fail() -> None:
+                raise NotFoundError(f"cannot restore {self.name!r}: gc already collected "
+                                    f"{what} of its version {version}", repository=self.name,
+                                    digest=digest)
+            return fail
+
         for row in self.store.index.closed_versions(self.project.name, self.name):
+            v, image = row["version"], row["image"]
             try:
-                manifest, _ = read_manifest(objects, row["image"])
+                manifest, text = read_manifest(objects, image)
             except NotFoundError:
-                raise NotFoundError(f"cannot restore {self.name!r}: gc already collected the "
-                                    f"objects of its version {row['version']} (manifest "
-                                    f"{row['image']})", repository=self.name,
-                                    digest=row["image"]) from None
-            for digest in [row["image"], *referenced_digests(manifest)]:
-                if not objects.has(digest):
-                    raise NotFoundError(f"cannot restore {self.name!r}: gc already collected "
-                                        f"object {digest} of its version {row['version']}",
-                                        repository=self.name, digest=digest)
-                objects.touch(digest)
+                gone(f"the objects (manifest {image})", v, image)()
+            guard.rely_on(image, len(text), objects.info(image),
+                          gone(f"manifest {image}", v, image))
+            for digest, size, _ in named_blobs(manifest):  # the model, its summary, attachments
+                guard.rely_on(digest, size, objects.info(digest),
+                              gone(f"object {digest}", v, digest))
+        guard.protect()
 
     def rename(self, new_name: str) -> ModelRepository:
         """Rename this repository to ``new_name``, keeping every version, tag and the whole
@@ -265,6 +278,7 @@ class ModelRepository:
                 raise NotFoundError(f"model repository {n!r} has no tag {ref.tag!r}"
                                     f"{did_you_mean(ref.tag, tags)} (its tags: {known})",
                                     repository=n, tag=ref.tag)
+            self._confirm_tag(ref.tag, target)
             return target
         if ref.version is None:
             latest = index.latest_version(p, n)
@@ -314,8 +328,46 @@ class ModelRepository:
         v = self.resolve(version, tag)
         row = self.store.index.version(self.project.name, self.name, v)
         assert row is not None  # resolve() found it
-        manifest, _ = read_manifest(self.store.objects, row["image"])
+        self.confirm_version(row)
+        if row["damaged"] is None:
+            manifest, _ = read_manifest(self.store.objects, row["image"])
+        else:  # damaged when indexed: read it again (restored since?), else say what is wrong
+            found = read_manifest_or_damage(self.store.objects, row["image"])
+            if isinstance(found, str):
+                raise IntegrityError(f"version {v} of model repository {self.name!r} is "
+                                     f"damaged: {found}; run 'roro fsck' (the other versions "
+                                     f"are readable)", digest=row["image"],
+                                     repository=self.name)
+            manifest = found[0]
+            self.store.index.heal_version(self.project.name, self.name, v, manifest,
+                                          found[1].decode("utf-8"))
         return ModelImage(self, manifest=manifest, digest=row["image"], version=v)
+
+    def confirm_version(self, row: dict[str, Any]) -> None:
+        """Make sure the log names the image the index row ``row`` says for its version (one
+        read of the event the row cites, memoised per process; see
+        :meth:`~roro.store.Store.confirm_event`): an edited index never serves another model."""
+        v = row["version"]
+        self.store.confirm_event(self.project.name, self.name, row["seq"],
+                                 f"version {v} is image {row['image']}", type="version",
+                                 version=v, image=row["image"])
+
+    def _confirm_tag(self, tag: str, target: int) -> None:
+        """The log's last move of ``tag`` (as the index recorded it) must point at ``target``."""
+        what = f"tag {tag!r} points at version {target}"
+        move = self.store.index.tag_move(self.project.name, self.name, tag)
+        if move is None or move["version"] != target:
+            raise IntegrityError(f"the local index says {what} of {self.name!r}, but its tag "
+                                 f"history does not: the index was edited or damaged; run "
+                                 f"'roro index --rebuild'", repository=self.name)
+        self.store.confirm_event(self.project.name, self.name, move["seq"], what, type="tag",
+                                 tag=tag, version=target)
+
+    def damaged_versions(self) -> dict[int, str]:
+        """``{version: why}`` of the live versions whose manifest is missing or unreadable
+        (they are listed, flagged :attr:`ModelImage.damaged`; the others stay readable)."""
+        self._require()
+        return self.store.index.damaged_versions(self.project.name, self.name)
 
     def get_model(self, version: int | str | Ref | None = None, tag: str | None = None, *,
                   trust: dict[str, Any] | None = None, tensors: list[str] | None = None) -> Any:
@@ -389,7 +441,7 @@ class ModelRepository:
     def add_tag(self, tag: str, version: int | str) -> TagChange:
         """Point ``tag`` at ``version``, creating or moving it; every move is recorded. Returns
         the move made (decided against the log's tail, so it is the move that happened)."""
-        validate_tag(tag)  # the rules for new tags apply below, once the tag is known to be new
+        validate_new_tag(tag)
         v = validate_version(version)
         current: list[int | None] = []
 
@@ -402,7 +454,7 @@ class ModelRepository:
             if current[0] == v:
                 return None
             if current[0] is None:  # a new tag: the rules for new names (an existing one moves)
-                validate_new_tag(tag)
+                validate_new_name(tag, "tag")
             return "tag", {"tag": tag, "version": v, "previous": current[0]}
 
         return self._tag_change(tag, writer.append(self.store, self.project.name, self.name,

@@ -18,12 +18,12 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .environment import cache_dir, now_utc
-from .errors import IntegrityError, InvalidNameError, StoreError
+from .errors import IntegrityError, InvalidNameError, RoroWarning, StoreError
 from .names import validate_name
 from .objects import ObjectStore
 from .objects.cache import ObjectCache, cache_max_bytes
 from .objects.canonical import canonical_json
-from .refs import RefLog, list_projects, list_repositories
+from .refs import Event, RefLog, list_projects, list_repositories
 from .storage import Backend, KeyNotFoundError, StoreLocation, layout, open_backend, parse_store_url
 from .storage.layout import (
     FEATURES_FORMAT,
@@ -43,9 +43,10 @@ if TYPE_CHECKING:
 INDEX_FILE = INDEX_KEY
 MAX_MARKER_SIZE = 64 << 10  # roro.json is ~60 bytes; more is not a marker roro wrote
 _MANIFEST_MEMO = 256
+_EVENT_MEMO = 4096
 
 
-class IndexWarning(UserWarning):
+class IndexWarning(RoroWarning):
     """The index could not be written where it lives (a full disk): kept in memory meanwhile."""
 
 
@@ -67,6 +68,9 @@ class IndexRebuildReport:
     repositories: int = 0
     versions: int = 0
     failed: dict[str, str] = field(default_factory=dict)
+    #: ``project/repository:version`` -> why: versions indexed as damaged (their manifest is
+    #: missing or unreadable); their repositories are indexed, the rest of them readable.
+    damaged: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -101,6 +105,7 @@ class Store:
         self._store_id: str | None = None
         self._features: frozenset[str] | None = None
         self.recent_manifests: dict[str, bytes] = {}
+        self._confirmed: dict[tuple[str, str, int], Event] = {}  # see confirm_event
 
     def __repr__(self) -> str:
         return f"Store({self.url!r})"
@@ -298,13 +303,20 @@ class Store:
         self.backend.put_if_absent(FORMAT_KEY, json.dumps(marker).encode())
         if not self.is_initialized():
             raise StoreError(f"cannot initialize store {self.url}")
+        self.backend.keep_reserve()
         idx = getattr(self._local, "index", None)
         if idx is not None:
             idx.bind_store(self._store_id)
 
     # -- refresh ---------------------------------------------------------------------------------
-    def refresh(self, project: str, repository: str) -> dict[str, Any] | None:
+    def refresh(self, project: str, repository: str, *, check_tail: bool = False,
+                appended: Event | None = None) -> dict[str, Any] | None:
         """Bring the index up to date for one repository; its row, or None if it has no log.
+
+        ``check_tail`` (before a write): first make sure the event the index saw last is still
+        in the log, unchanged; :class:`~roro.errors.IntegrityError` if the log was truncated or
+        rewritten behind the index (writing after it would break the log for everyone).
+        ``appended``: an event this process has just written (applied without a read).
         If the index file cannot be written (a full disk), this handle goes on with a copy of
         it in memory, so that reading still works."""
         if not self.is_initialized():
@@ -313,14 +325,15 @@ class Store:
         index = self.index
         try:
             return index.refresh(self.reflog(project, repository), self.objects,
-                                 self.recent_manifests)
+                                 self.recent_manifests, check_tail=check_tail, appended=appended)
         except IndexUnavailableError as e:
             if e.reason == "other" or index.path == IN_MEMORY:
                 raise
             index.close()
             self._local.index = self._bound(self._index_in_memory(index.path, None, e))
             return self._local.index.refresh(self.reflog(project, repository), self.objects,
-                                             self.recent_manifests)
+                                             self.recent_manifests, check_tail=check_tail,
+                                             appended=appended)
 
     def rebuild_index(self) -> IndexRebuildReport:
         """Index every repository of every project again from the store alone (``roro index
@@ -356,6 +369,8 @@ class Store:
                     if row is not None:
                         report.repositories += 1
                         report.versions += index.count_versions(project, name)
+                        for v, why in index.damaged_versions(project, name).items():
+                            report.damaged[f"{project}/{name}:{v}"] = why
 
         def absent(project: str, name: str) -> bool:
             try:
@@ -372,6 +387,42 @@ class Store:
         if not os.path.exists(self.index_path()):
             return {}
         return self.index.positions()
+
+    def index_snapshot(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """Every row of the local index, read at once (``Index.snapshot``; fsck compares them
+        with the logs); nothing if this store has no index yet (and none is created)."""
+        if not os.path.exists(self.index_path()):
+            return {}
+        return self.index.snapshot()
+
+    def confirm_event(self, project: str, repository: str, seq: int, what: str,
+                      **expected: Any) -> None:
+        """Make sure event ``seq`` of the log says what the index says it does (``type`` and
+        payload fields in ``expected``), before serving what the index derived from it: one
+        read of that event (a local file on a folder, one GET on S3), memoised per process
+        (events are immutable). ``what`` names the claim for the error, e.g. "version 2 is
+        image sha256:…". Raises :class:`~roro.errors.IntegrityError` if the log disagrees."""
+        key = (project, repository, seq)
+        event = self._confirmed.get(key)
+        if event is None:
+            try:
+                event = self.reflog(project, repository).read_event(seq)
+            except IntegrityError as e:
+                raise self._index_disagrees(repository, seq, what, str(e)) from None
+            if len(self._confirmed) >= _EVENT_MEMO:
+                self._confirmed.clear()
+            self._confirmed[key] = event
+        found = {"type": event.type, **event.payload}
+        wrong = sorted(k for k, v in expected.items() if found.get(k, object()) != v)
+        if wrong:
+            said = ", ".join(f"{k} {found.get(k)!r}" for k in wrong)
+            raise self._index_disagrees(repository, seq, what, f"event {seq} says {said}")
+
+    def _index_disagrees(self, repository: str, seq: int, what: str, why: str) -> IntegrityError:
+        return IntegrityError(
+            f"the local index says {what} of {repository!r}, but the log does not ({why}): the "
+            f"index was edited or damaged; refusing to serve it. Run 'roro index --rebuild' "
+            f"(and 'roro fsck' to see what else differs)", repository=repository, seq=seq)
 
     def remember_manifest(self, digest: str, data: bytes) -> None:
         if len(self.recent_manifests) >= _MANIFEST_MEMO:

@@ -1,8 +1,9 @@
 """The write path, in one module (DESIGN.md §3): the order of these steps is the correctness argument.
 
 1. Objects first: the model is streamed into a hashing spool and put under its digest, the
-   attachments likewise (present objects are only touched, for gc's grace period); then the
-   manifest that names them.
+   attachments likewise, then the manifest that names them; present objects are relied on as
+   the gc rule allows (:mod:`roro.objects.keep`: young ones as they are, old ones protected by
+   a keep marker), never touched or sent again.
 2. Decide the event against the state at the log's tail (the index, refreshed), and append it at
    ``last_seq + 1`` with create-if-absent. A taken slot means another writer won: refresh, decide
    again, retry. Publication is this one write.
@@ -20,19 +21,22 @@ from __future__ import annotations
 import json
 import random
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .digests import digest_bytes
 from .environment import cloudpickle_version, current_author, now_utc, python_version
-from .errors import ConflictError, InvalidMetadataError, NotFoundError, RoroError
+from .errors import ConflictError, InvalidMetadataError, NotFoundError, RoroError, RoroWarning
 from .faults import crash_point
 from .lineage import collect_lineage
 from .metadata import check_total
 from .names import validate_new_name
 from .objects import SpooledObject
 from .objects.canonical import canonical_json
+from .objects.keep import ReuseGuard
 from .objects.manifest import (
     FORMAT,
     MANIFEST_FEATURE,
@@ -44,7 +48,7 @@ from .objects.transfer import ObjectTransfer
 from .refs import Event, RefLog, list_repositories
 from .refs.events import LIFECYCLE_FEATURE
 from .storage import KeyNotFoundError
-from .storage.layout import log_key
+from .storage.layout import GC_KEEP_FEATURE, log_key
 from .store import Store
 
 if TYPE_CHECKING:
@@ -70,7 +74,8 @@ def closed_error(repository: str, row: dict[str, Any]) -> ConflictError:
 
 
 def append(store: Store, project: str, repository: str,
-           decide: Callable[[Row], Decision], *, lifecycle: bool = False) -> Event | None:
+           decide: Callable[[Row], Decision], *, lifecycle: bool = False,
+           before_write: Callable[[], None] | None = None) -> Event | None:
     """Append one event at the tail of ``project/repository``'s log, re-deciding after every
     lost race; returns the event, or None if ``decide`` found nothing to do.
 
@@ -79,13 +84,15 @@ def append(store: Store, project: str, repository: str,
     closed (destroyed or renamed) repository refuses every event with a ConflictError, unless
     ``lifecycle`` (destroy, restore, rename: their decisions judge that themselves, and they
     first record the store feature ``repository-lifecycle``, DESIGN §14).
+    ``before_write()`` runs right before each attempt to write the event (the gc rule's
+    deadline: :meth:`~roro.objects.keep.ReuseGuard.before_publish`).
     """
     store.ensure_initialized()
     if lifecycle:
         store.require_feature(LIFECYCLE_FEATURE)
     log = store.reflog(project, repository)
     for attempt in range(MAX_APPEND_ATTEMPTS):
-        row = store.refresh(project, repository)
+        row = store.refresh(project, repository, check_tail=True)
         if row is not None and row["status"] is not None and not lifecycle:
             raise closed_error(repository, row)
         decision = decide(row)
@@ -95,12 +102,14 @@ def append(store: Store, project: str, repository: str,
         if row is None:
             check_new_names(store, project, repository)
         seq = row["last_seq"] + 1 if row else 1
+        if before_write is not None:
+            before_write()
         event = log.append(seq, row["last_hash"] if row else None, type_, current_author(),
                            now_utc(), **payload)
         if event is not None:
             crash_point("after-ref-event")
-            crash_point("before-index-update")
-            store.refresh(project, repository)
+            after_commit(partial(store.refresh, project, repository, appended=event),
+                         committed(project, repository, event))
             return event
         time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 25)))
     raise ConflictError(f"gave up writing to {repository!r} after {MAX_APPEND_ATTEMPTS} lost "
@@ -116,6 +125,33 @@ def check_new_names(store: Store, project: str, repository: str) -> None:
         validate_new_name(project, "project")
 
 
+def after_commit(update_index: Callable[[], object], what: str) -> None:
+    """Bring the index up to date after an event was written. The event is committed: the
+    write has happened, whatever happens to the index now, so a failure here (a full disk, a
+    locked or damaged index file) is a :class:`~roro.errors.RoroWarning`, never an error (an
+    error would invite a retry that duplicates the version). The next refresh repairs the index."""
+    try:
+        crash_point("before-index-update")
+        update_index()
+    except Exception as e:  # noqa: BLE001 - the event is committed; only derived data failed
+        warnings.warn(f"{what}, but the local index could not be updated ({e}); the next "
+                      f"command that reads it brings the index up to date", RoroWarning,
+                      stacklevel=4)
+
+
+def committed(project: str, repository: str, event: Event) -> str:
+    """What a committed event did, for a warning: "version 3 of p/m was saved"."""
+    name = f"{project}/{repository}"
+    if event.type == "version":
+        return f"version {event['version']} of {name} was saved"
+    if event.type == "tag":
+        return (f"tag {event['tag']!r} of {name} was moved to version {event['version']}"
+                if event["version"] is not None else f"tag {event['tag']!r} of {name} was removed")
+    if event.type == "delete":
+        return f"version {event['version']} of {name} was deleted"
+    return f"{event.type} event {event.seq} of {name} was written"
+
+
 class Published(NamedTuple):
     """A manifest published as a version: ``created`` is False when nothing was appended (the
     latest version already was this very manifest; see :func:`publish`)."""
@@ -126,24 +162,32 @@ class Published(NamedTuple):
     created: bool
 
 
+def reuse_guard(store: Store) -> ReuseGuard:
+    """A :class:`~roro.objects.keep.ReuseGuard` for one write to ``store`` (it records the
+    ``gc-keep`` format feature before its first keep marker)."""
+    return ReuseGuard(store.objects, lambda: store.require_feature(GC_KEEP_FEATURE), store.url)
+
+
 def publish(store: Store, project: str, repository: str, manifest: dict[str, Any], *,
-            unless_latest: bool = False) -> Published:
-    """Put ``manifest`` (whose blobs must already be in the store) and append a ``version``
-    event naming it: the last steps of a save or a copy.
+            unless_latest: bool = False, guard: ReuseGuard | None = None) -> Published:
+    """Put ``manifest`` (whose blobs must already be in the store, fed to ``guard``) and append
+    a ``version`` event naming it: the last steps of a save or a copy.
 
     With ``unless_latest``, nothing is appended when the latest version already is this very
     manifest (so re-running a copy does not stack identical versions).
     """
     store.ensure_initialized()
+    guard = guard or reuse_guard(store)
     data = canonical_json(manifest)
     if len(data) > MAX_MANIFEST_SIZE:
         raise InvalidMetadataError(
             f"the manifest would be {len(data)} bytes, more than the {MAX_MANIFEST_SIZE} a "
             f"manifest may hold ({len(manifest['attachments'])} attachments); put many small "
             f"files into one archive and attach that")
-    digest = store.objects.put_bytes(data)
+    digest = guard.put_bytes(data)
     store.remember_manifest(digest, data)
     crash_point("after-manifest")
+    guard.protect()
     index = store.index
     existing: list[int] = []
 
@@ -157,7 +201,7 @@ def publish(store: Store, project: str, repository: str, manifest: dict[str, Any
         return "version", {"version": (row["max_version"] if row else 0) + 1, "image": digest,
                            "comment": manifest["comment"]}
 
-    event = append(store, project, repository, decide)
+    event = append(store, project, repository, decide, before_write=guard.before_publish)
     if event is None:
         return Published(json.loads(data), digest, existing[-1], False)
     return Published(json.loads(data), digest, event["version"], True)
@@ -175,17 +219,21 @@ def save_model(store: Store, project: str, repository: str, model: Any,
     check_total(metadata)
     fmt = choose(model, format)
     store.ensure_initialized()
+    guard = reuse_guard(store)
     spooled = store.objects.spool_writer(lambda w: fmt.dump(model, w))
-    model_entry: dict[str, Any] = {"type": fmt.model_type(model)}
-    if fmt.pickled:
-        model_entry.update(python=python_version(), cloudpickle=cloudpickle_version())
-    contract: dict[str, Any] = {"libraries": collect_libraries(model, fmt.libraries,
-                                                                fmt.pickled)}
-    if input_schema is not None:
-        contract["input"] = input_schema
-    return _publish_model(store, project, repository, fmt, spooled, model_entry, metadata,
-                          attachments, comment, contract,
-                          collect_lineage(model, exclude=store.local_paths()))
+    try:
+        model_entry: dict[str, Any] = {"type": fmt.model_type(model)}
+        if fmt.pickled:
+            model_entry.update(python=python_version(), cloudpickle=cloudpickle_version())
+        contract: dict[str, Any] = {"libraries": collect_libraries(model, fmt.libraries,
+                                                                    fmt.pickled)}
+        if input_schema is not None:
+            contract["input"] = input_schema
+        return _publish_model(store, project, repository, fmt, spooled, model_entry, metadata,
+                              attachments, comment, contract,
+                              collect_lineage(model, exclude=store.local_paths()), guard)
+    finally:  # the spools live until the version is published: the gc rule may write again
+        spooled.discard()
 
 
 def save_file(store: Store, project: str, repository: str, path: str, format: str,
@@ -201,6 +249,7 @@ def save_file(store: Store, project: str, repository: str, path: str, format: st
     check_total(metadata)
     fmt = get_format(format)
     store.ensure_initialized()
+    guard = reuse_guard(store)
     try:
         with open(path, "rb") as f:
             spooled = store.objects.spool_stream(f)
@@ -208,34 +257,31 @@ def save_file(store: Store, project: str, repository: str, path: str, format: st
         raise RoroError(f"cannot read {path!r}: {e.strerror}") from None
     try:
         fmt.check_file(spooled.path)
-    except BaseException:
+        return _publish_model(store, project, repository, fmt, spooled, {}, metadata,
+                              attachments, comment, None,
+                              collect_lineage(None, exclude=store.local_paths()), guard)
+    finally:  # the spools live until the version is published: the gc rule may write again
         spooled.discard()
-        raise
-    return _publish_model(store, project, repository, fmt, spooled, {}, metadata, attachments,
-                          comment, None, collect_lineage(None, exclude=store.local_paths()))
 
 
 def _publish_model(store: Store, project: str, repository: str, fmt: ModelFormat,
                    spooled: SpooledObject, model_entry: dict[str, Any],
                    metadata: dict[str, Any], attachments: Sequence[tuple[str, SpooledObject]],
                    comment: str, contract: dict[str, Any] | None,
-                   lineage: dict[str, Any]) -> Published:
-    """Store the spooled model, its summary and the attachments, then publish a version 2
-    manifest (the store records the ``manifest-v2`` feature before anything is written)."""
-    objects = store.objects
-    try:
-        summary = fmt.summarize(spooled.path)
-        store.require_feature(MANIFEST_FEATURE)
-        objects.put_spooled(spooled)
-    finally:
-        spooled.discard()
+                   lineage: dict[str, Any], guard: ReuseGuard) -> Published:
+    """Store the spooled model, its summary object and the attachments through ``guard`` (the
+    gc rule covers each of them), then publish a version 2 manifest (the store records the
+    ``manifest-v2`` feature before anything is written)."""
+    summary = fmt.summarize(spooled.path)
+    store.require_feature(MANIFEST_FEATURE)
+    guard.put_spooled(spooled)
     entry: dict[str, Any] = {"format": fmt.name, "digest": spooled.digest, "size": spooled.size,
                              **model_entry}
     if summary is not None:
         data = canonical_json(summary)
-        entry["summary"] = {"digest": objects.put_bytes(data), "size": len(data)}
+        entry["summary"] = {"digest": guard.put_bytes(data), "size": len(data)}
     for _, attachment in attachments:
-        objects.put_spooled(attachment)
+        guard.put_spooled(attachment)
     crash_point("after-blobs")
     manifest: dict[str, Any] = {
         "format": FORMAT,
@@ -250,7 +296,7 @@ def _publish_model(store: Store, project: str, repository: str, fmt: ModelFormat
     }
     if contract is not None:
         manifest["contract"] = contract
-    return publish(store, project, repository, manifest)
+    return publish(store, project, repository, manifest, guard=guard)
 
 
 class CopyStats:
@@ -276,18 +322,26 @@ def copy_image(src: Store, manifest: dict[str, Any], origin: dict[str, Any], dst
     transfer = ObjectTransfer(src.objects, dst.objects, pool)
     sizes = blob_sizes(manifest)
     dst.require_features(src.features())  # DESIGN §14: before what may need them
+    guard = reuse_guard(dst)
+    guard.start()  # before anything is looked at or copied: the gc rule's deadline counts from here
     missing, found, known = transfer.classify(referenced_digests(manifest))
-    transfer.touch(found)
+    def again(digest: str) -> Callable[[], None]:
+        return lambda: None if transfer.copy(digest) else None
+
+    for d, info in {**found, **known}.items():
+        guard.rely_on(d, sizes[d], info, again(d))
     stats = CopyStats(objects_skipped=len(found) + len(known),
-                      bytes_skipped=sum(sizes[d] for d in found + known))
+                      bytes_skipped=sum(sizes[d] for d in [*found, *known]))
 
     def done(size: int) -> None:
         stats.objects_transferred += 1
         stats.bytes_transferred += size
 
     transfer.copy_all(missing, done)
+    for d in missing:
+        guard.written(d, sizes[d], again(d))
     copied = {**manifest, "lineage": copied_lineage(manifest, origin)}
-    return publish(dst, project, repository, copied, unless_latest=True), stats
+    return publish(dst, project, repository, copied, unless_latest=True, guard=guard), stats
 
 
 def copied_lineage(manifest: dict[str, Any], origin: dict[str, Any]) -> dict[str, Any]:

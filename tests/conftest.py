@@ -111,6 +111,13 @@ def examples(factory, local: int, remote: int) -> int:
 
 
 @pytest.fixture
+def no_gc_floor(monkeypatch) -> None:
+    """Let gc run with any grace period, 0 included (``RORO_GC_MIN_GRACE=0``, inherited by
+    subprocesses): for tests that collect what they just made, with nobody else writing."""
+    monkeypatch.setenv("RORO_GC_MIN_GRACE", "0")
+
+
+@pytest.fixture
 def spool_dir(tmp_path, monkeypatch) -> str:
     """Point Python's temporary files (where saves to remote stores spool models) at an empty
     directory, so a test can prove nothing is left behind."""

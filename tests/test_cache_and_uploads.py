@@ -20,6 +20,9 @@ from roro.cli import main
 from roro.environment import cache_dir
 from roro.objects.cache import ObjectCache
 
+#: these tests collect what they just made, with nobody else writing: any grace period
+pytestmark = pytest.mark.usefixtures("no_gc_floor")
+
 KB = 1000
 
 

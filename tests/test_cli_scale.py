@@ -120,9 +120,12 @@ def test_log_page_costs_the_same_at_2000_and_20000_versions(monkeypatch):
                     assert [v["metadata"]["i"] for v in versions] == list(
                         range(total - 1, total - 1 - PAGE, -1))
             # the log reads no manifest and no event (the index is up to date); show reads one
-            # (and with --no-scan not the pickle it would otherwise scan)
-            assert used["events"] == 0, (project, args, used)
-            assert used["objects"] == (1 if args[0] == "models:show" else 0), (project, args, used)
+            # manifest and the one event that names it (an edited index never serves another
+            # model: docs/trust.md), whatever the length of the history (and with --no-scan
+            # not the pickle it would otherwise scan)
+            show = args[0] == "models:show"
+            assert used["events"] == (1 if show else 0), (project, args, used)
+            assert used["objects"] == (1 if show else 0), (project, args, used)
     for key in ("models:log -n", "models:log a", "models:show a"):
         small, big = cost["small", key]["steps"], cost["big", key]["steps"]
         assert big <= small * 1.2 + 100, (key, cost)  # 10x the history, about the same work

@@ -12,6 +12,9 @@ from test_cli import run
 import roro
 from roro.storage.layout import log_key, object_key
 
+# gc with a grace period below the production floor (nobody else writes here)
+pytestmark = pytest.mark.usefixtures("no_gc_floor")
+
 
 @pytest.fixture(params=["memory", "folder"])
 def store_url(request, tmp_path) -> str:

@@ -11,6 +11,9 @@ from support.trust_helpers import corrupt_object, restore_object
 from roro import IntegrityError, Project
 from roro.check import CORRUPT_OBJECT, fsck
 
+# gc with a grace period below the production floor (nobody else writes here)
+pytestmark = pytest.mark.usefixtures("no_gc_floor")
+
 
 class WritesMarker:
     """Unpickling this runs ``Path(marker).write_text("pwned")``: proof the unpickler ran."""

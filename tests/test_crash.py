@@ -22,6 +22,8 @@ from roro.faults import CRASH_ENV, POINTS
 from roro.refs import Index
 
 KILLED = -signal.SIGKILL
+# gc with a grace period below the production floor (nobody else writes here)
+pytestmark = pytest.mark.usefixtures("no_gc_floor")
 
 CHILD = r"""
 import sys

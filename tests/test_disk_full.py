@@ -18,6 +18,10 @@ from support.mounts import fill, small_tmpfs
 from roro import Project, Store, StoreError
 from roro.check import fsck, gc
 from roro.cli import main
+from roro.storage.folder import RESERVE_BYTES
+
+#: these tests collect what they just made, with nobody else writing: any grace period
+pytestmark = pytest.mark.usefixtures("no_gc_floor")
 
 BIG = 600_000  # bytes of a model whose blob gc can free
 
@@ -63,7 +67,9 @@ def test_reads_fsck_and_gc_work_on_a_full_disk(full, tmp_path):
         assert report.ok, [str(p) for p in report.problems]
         collected = gc(Store(root), grace_seconds=0)
     assert sum(o.size for o in collected.deleted) >= BIG  # the deleted version's model
-    assert free(os.path.dirname(root)) >= BIG
+    # the blob's room is free again, less the room gc keeps for its next run on a full disk
+    # (gc/reserve, given back to take its lock this time) and the index written again
+    assert free(os.path.dirname(root)) >= BIG - RESERVE_BYTES
 
 
 def test_the_cli_reads_on_a_full_disk(full, tmp_path):

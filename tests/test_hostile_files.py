@@ -30,6 +30,9 @@ from roro.refs.events import MAX_EVENT_SIZE
 from roro.storage.layout import log_key, object_key
 from roro.sync import sync
 
+#: these tests collect what they just made, with nobody else writing: any grace period
+pytestmark = pytest.mark.usefixtures("no_gc_floor")
+
 MODEL = {"weights": list(range(50))}
 SQUATTERS = ["directory", "dangling symlink", "fifo", "truncated file", "symlink to the bytes"]
 TRAPS = ["fifo", "symlink to /dev/zero", "symlink to the bytes", "directory"]
@@ -289,11 +292,12 @@ def test_an_event_naming_a_huge_blob_as_its_image_costs_bounded_memory(store_url
     log.append(last.seq + 1, last.hash, "version", "x", "2030-01-01T00:00:00Z", version=2,
                image=blob, comment="")
 
-    def read(store):
-        return store.refresh("p", "m")
+    def read(store):  # the version is damaged (issue 13.7), its manifest never read whole
+        store.refresh("p", "m")
+        return store.index.damaged_versions("p", "m")
 
     result, peak = peak_memory(store_url, read)
-    assert "not a valid image manifest" in result and "more than" in result, result
+    assert isinstance(result, dict) and list(result) == [2] and "more than" in result[2], result
     assert peak < 24_000_000, peak
 
 

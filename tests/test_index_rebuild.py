@@ -3,6 +3,7 @@ and both agree with the fold of the ref logs, over random histories (hypothesis)
 
 from __future__ import annotations
 
+import pytest
 from conftest import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -11,6 +12,9 @@ from support.trust_helpers import log_state
 from roro import ConflictError, NotFoundError, Project, Store
 from roro.check import gc
 from roro.refs import Index
+
+# gc with a grace period below the production floor (nobody else writes here)
+pytestmark = pytest.mark.usefixtures("no_gc_floor")
 
 REPOS = [("p", "a"), ("p", "b"), ("q", "a")]
 TAGS = ["prod", "staging"]

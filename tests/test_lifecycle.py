@@ -16,6 +16,9 @@ from roro.cli import main
 from roro.errors import ConflictError, NotFoundError, StoreError
 from roro.storage import layout
 
+#: these tests collect what they just made, with nobody else writing: any grace period
+pytestmark = pytest.mark.usefixtures("no_gc_floor")
+
 
 def cli(store, *args):
     return CliRunner().invoke(main, ["--store", store, *args], catch_exceptions=False)

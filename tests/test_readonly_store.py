@@ -20,6 +20,9 @@ from roro import Project, Store, StoreError
 from roro.check import fsck, gc
 from roro.cli import main
 
+#: these tests collect what they just made, with nobody else writing: any grace period
+pytestmark = pytest.mark.usefixtures("no_gc_floor")
+
 
 def build(root: str) -> None:
     repo = Project("p", store=root).get_model_repository("m")

@@ -131,7 +131,6 @@ def test_missing_key_is_key_not_found(backend, tmp_path):
         assert "botocore" not in type(info.value).__module__
     assert not (tmp_path / "out").exists()
     assert backend.exists("a/missing") is False
-    backend.touch("a/missing")  # nothing to refresh: not an error
     backend.delete("a/missing")
 
 
@@ -337,14 +336,25 @@ def test_failed_multipart_upload_is_aborted(moto_backend, tmp_path, no_backoff):
     assert uploads == []
 
 
-# -- touch -----------------------------------------------------------------------------------------
-def test_touch_refreshes_mtime_and_keeps_bytes(backend):
-    backend.put("objects/aa/bb", b"content")
-    before = backend.stat("objects/aa/bb").mtime
-    time.sleep(1.1)  # LastModified has one-second resolution
-    backend.touch("objects/aa/bb")
-    assert backend.stat("objects/aa/bb").mtime > before
-    assert backend.get("objects/aa/bb") == b"content"
+# -- writes of content-addressed objects -----------------------------------------------------------
+def test_a_small_object_is_one_conditional_put_a_large_one_looks_first(backend, tmp_path,
+                                                                      monkeypatch):
+    from roro.storage import s3
+    calls = []
+    backend.client.meta.events.register("before-call.s3", lambda model, params, **_: calls.append(
+        (model.name, "If-None-Match" in params.get("headers", {}))))
+    small = tmp_path / "small"
+    small.write_bytes(b"small object")
+    assert backend.put_file_if_absent("objects/small", str(small)) is True
+    assert backend.put_file_if_absent("objects/small", str(small)) is False
+    assert calls == [("PutObject", True), ("PutObject", True)]
+    calls.clear()
+    monkeypatch.setattr(s3, "CONDITIONAL_PUT_MAX", 4)
+    assert backend.put_file_if_absent("objects/large", str(small)) is True
+    assert backend.put_file_if_absent("objects/large", str(small)) is False
+    # (HeadBucket: once per handle, after the first 404 of a HEAD, to tell a missing key from
+    # a missing bucket)
+    assert [n for n, _ in calls if n != "HeadBucket"] == ["HeadObject", "PutObject", "HeadObject"]
 
 
 def test_open_backend_uses_env_endpoint(s3_endpoint):

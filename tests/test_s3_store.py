@@ -210,12 +210,17 @@ def test_an_object_in_the_bucket_is_never_uploaded_again(s3_url):
     blobs = [model_digest(first), first.get_attachment("notes.txt").digest]
     assert calls.count(["UploadPart"], blobs[:1]) == 2 and calls.count(["PutObject"], blobs[1:]) == 1
     calls.clear()
+    stored_at = project.store.backend.stat(object_key(blobs[1])).mtime
     for other in (repo, project.get_model_repository("other")):  # same repo, and another one
         again = other.new_image(big)
         again.attach("notes.txt", b"same notes")
         again.save(comment="same bytes")
         assert model_digest(again) == blobs[0]
-    assert calls.count(UPLOADS, blobs) == 0
+    assert calls.count(UPLOADS, blobs[:1]) == 0  # the big model: looked for, never sent
+    # A small object is tried with one conditional PUT (If-None-Match: *), which S3 refuses
+    # (412) when it is present: one request instead of HEAD + PUT, and nothing is replaced.
+    assert calls.count(UPLOADS, blobs[1:]) == 2
+    assert project.store.backend.stat(object_key(blobs[1])).mtime == stored_at
     assert calls.count(["PutObject"]) > 0  # manifests and events were written: the hook works
     assert repo.get_model(version=2) == big
 

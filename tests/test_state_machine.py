@@ -31,6 +31,9 @@ from roro import ConflictError, NotFoundError, Project, Store
 from roro.check import CORRUPT_OBJECT, fsck, gc
 from roro.faults import POINTS, SimulatedCrash, set_crash_handler
 
+# gc with a grace period below the production floor (nobody else writes here)
+pytestmark = pytest.mark.usefixtures("no_gc_floor")
+
 REPOS = ["m", "n"]
 TAGS = ["prod", "staging"]
 PUBLISHED_AFTER = {"after-ref-event", "before-index-update", "during-index-update"}

@@ -137,6 +137,22 @@ def test_list_sorted_with_prefix_and_start_after(backend):
     assert list(backend.list("refs/nothing/")) == []
 
 
+def test_list_info_gives_sizes_times_and_etags(backend):
+    keys = [f"refs/p/r/log/{i:010d}.json" for i in (1, 2, 3)]
+    before = time.time()
+    for i, k in enumerate(keys):
+        backend.put(k, b"x" * (i + 1))
+    infos = list(backend.list_info("refs/p/r/log/", start_after=keys[0]))
+    assert [(i.key, i.size) for i in infos] == [(keys[1], 2), (keys[2], 3)]
+    for info in infos:
+        assert before - 2 < info.mtime < time.time() + 2  # S3 keeps whole seconds
+        assert info == backend.stat(info.key)
+        # S3 names single-part uploads by their MD5; local backends have no ETag
+        assert info.etag in (None, hashlib.md5(backend.get(info.key)).hexdigest())
+    assert (infos[0].etag is None) == (not backend.unwrap().remote)
+    assert list(backend.list_info("refs/nothing/")) == []
+
+
 def test_list_dirs(backend):
     for k in ("refs/p/a/log/1", "refs/p/b/log/1", "refs/p/b/log/2", "refs/q/c/log/1", "refs/p/file"):
         backend.put(k, b"x")
@@ -169,18 +185,26 @@ def test_roundtrip_property(backend, data):
 
 
 # -- the capabilities beyond get and put --------------------------------------------------------
-def test_touch_refreshes_the_modification_time(backend):
-    backend.put("t/k", b"x")
-    before = backend.stat("t/k").mtime
-    time.sleep(0.05)
-    backend.touch("t/k")
-    if backend.stat("t/k").mtime <= before:  # S3 keeps whole seconds
-        time.sleep(1.05)
-        backend.touch("t/k")
-    assert backend.stat("t/k").mtime > before
-    assert backend.get("t/k") == b"x"
-    backend.touch("t/missing")  # not an error, and creates nothing
-    assert not backend.exists("t/missing")
+def test_write_if_absent_for_content_addressed_keys(backend, tmp_path):
+    """put_bytes_if_absent / put_file_if_absent: True and a fresh time when written; False
+    when present, and then nothing is sent and the time is left as it was (no touch)."""
+    data = b"content-addressed bytes"
+    key = f"objects/{hashlib.sha256(data).hexdigest()}"
+    before = time.time()
+    assert backend.put_bytes_if_absent(key, data) is True
+    assert backend.stat(key).mtime > before - 2  # S3 keeps whole seconds
+    first = backend.stat(key).mtime
+    time.sleep(1.05)
+    assert backend.put_bytes_if_absent(key, data) is False
+    path = tmp_path / "spool"
+    path.write_bytes(data)
+    assert backend.put_file_if_absent(key, str(path)) is False
+    assert backend.stat(key).mtime == first and backend.get(key) == data
+    other = tmp_path / "other"
+    other.write_bytes(b"a file")
+    assert backend.put_file_if_absent("objects/f", str(other)) is True
+    assert backend.get("objects/f") == b"a file" and other.read_bytes() == b"a file"
+    assert not hasattr(backend, "touch")
 
 
 def test_copy_from_copies_or_declines(case):

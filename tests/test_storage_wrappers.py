@@ -30,10 +30,10 @@ def test_counting_counts_requests_by_operation(inner, tmp_path):
     counting.get("a/1")
     list(counting.list("a/"))
     counting.exists("a/3")
-    counting.touch("a/1")
+    counting.put_bytes_if_absent("a/4", b"z")
     counting.tempdir(), counting.local_path("a/1"), counting.prepare_for_writes()  # not requests
     assert dict(counting.counts) == {"put": 1, "put_if_absent": 1, "get": 1, "list": 1,
-                                     "exists": 1, "touch": 1}
+                                     "exists": 1, "put_bytes_if_absent": 1}
     assert counting.copy_from(inner, "a/1") is False and "copy_from" not in counting.counts
     counting.close()
     assert inner.get("a/1") == b"x"  # closing the wrapper leaves the inner backend open

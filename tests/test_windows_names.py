@@ -12,6 +12,9 @@ from roro import InvalidNameError, Project
 from roro.check import fsck, gc
 from roro.cli import main
 
+#: these tests collect what they just made, with nobody else writing: any grace period
+pytestmark = pytest.mark.usefixtures("no_gc_floor")
+
 DEVICE_ATTACHMENTS = ["COM\u00b9", "LPT\u00b2", "com\u00b3.log", "lpt\u00b9.txt", "dir/COM\u00b2",
                       "CON", "nul.txt", "Aux.tar.gz", "x."]
 HOSTILE_NAMES = ["con", "nul", "aux", "prn", "com1", "lpt9", "con.d", "nul.tar", "x.", "a.b."]

@@ -24,13 +24,17 @@ from ..refs.state import DESTROYED, RENAMED, event_problem
 from ..refspec import looks_like_version
 from ..storage import Backend, KeyNotFoundError
 from ..storage.layout import (
+    GC_PREFIX,
     OBJECTS_PREFIX,
     REFS_PREFIX,
     digest_from_object_key,
+    is_gc_key,
     log_key,
+    object_key,
     seq_from_log_key,
 )
 from ..store import Store
+from .index_rows import LogFacts, check_rows, freeze
 from .report import (
     BROKEN_LOG,
     CORRUPT_OBJECT,
@@ -62,20 +66,13 @@ def fsck(store: Store, read_data: bool = False) -> FsckReport:
         return report
     special = _check_special_files(store.backend, report)
     with ThreadPoolExecutor(WORKERS) as pool:
-        refs, destroyed = _check_logs(store, report, pool)
-        manifests = _check_manifests(store.backend, refs, report, pool)
-        _destroyed_objects(store.backend, destroyed, refs, report, pool)
+        refs, manifests = scan_refs(store, report, pool)
         stored = _list_objects(store.backend, report) - special
         report.objects = len(stored)
-        report.referenced = len(refs)
-        report.reachable = set(refs)
-        for d in sorted(set(refs) - stored):
-            if d in manifests or (d not in special and store.objects.has(d)):
-                continue  # a manifest is reported when it is read; has() guards a listing race
-            report.problems.append(_object_problem(
-                MISSING_OBJECT, d, refs[d], "is missing from the store", blocks_gc=False))
+        report_missing_blobs(store.backend, refs, manifests, stored, report, special)
         if read_data:
             _read_data(store, sorted(stored - set(manifests)), refs, report, pool)
+        _check_gc_keys(store.backend, report)
     report.retained = {d: t for d, t in report.retained.items() if d in stored}
     report.unreferenced = sorted(stored - set(refs) - set(report.retained))
     report.problems.sort(key=problem_order)
@@ -84,28 +81,93 @@ def fsck(store: Store, read_data: bool = False) -> FsckReport:
     return report
 
 
+def scan_refs(store: Store, report: FsckReport, pool: ThreadPoolExecutor) -> tuple[Refs, Manifests]:
+    """The part of fsck that gc runs too: every log folded and compared with the local index
+    (its position and its rows), every live version's manifest read from the store. Returns
+    what live versions reach (``report.reachable`` too) and the manifests read."""
+    refs, destroyed, facts, snapshot = _check_logs(store, report, pool)
+    manifests = _check_manifests(store.backend, refs, report, pool)
+    _destroyed_objects(store.backend, destroyed, refs, report, pool)
+    texts = {d: m for d, m in manifests.items() if m is not None}
+    for (project, name), at in sorted(facts.items()):
+        check_rows(snapshot[(project, name)], at, texts, project, name, report)
+    report.referenced = len(refs)
+    report.reachable = set(refs)
+    return refs, manifests
+
+
+def report_missing_blobs(backend: Backend, refs: Refs, manifests: Manifests, stored: set[str],
+                         report: FsckReport, special: set[str] | None = None) -> int:
+    """Report each blob a live version names that is not among the ``stored`` objects (a
+    listing; ``exists`` is asked again for those, as the listing may be older than the logs;
+    not for ``special`` ones, whose key holds no regular file); returns how many."""
+    missing = 0
+    for d in sorted(set(refs) - stored):
+        if d in manifests or (d not in (special or ()) and backend.exists(object_key(d))):
+            continue  # a manifest is reported when it is read
+        missing += 1
+        report.problems.append(_object_problem(
+            MISSING_OBJECT, d, refs[d], "is missing from the store", blocks_gc=False))
+    return missing
+
+
+def _check_gc_keys(backend: Backend, report: FsckReport) -> None:
+    """Keys under gc/ are gc's lock, takeovers and keep markers (docs/trust.md); anything else
+    there is a stray file (it does not block gc)."""
+    for key in backend.list(GC_PREFIX):
+        if not is_gc_key(key):
+            report.problems.append(Problem(
+                STRAY_FILE, "not a key roro's gc writes (gc/lock, gc/keep/<name>.json, "
+                "gc/takeover/<id>.json, gc/reserve); move it out of the store", key=key,
+                blocks_gc=False))
+
+
 #: digest -> every (project, repository, version, role) of a live version that names the object
 Refs = dict[str, list[tuple[str, str, int, str]]]
+#: digest -> (manifest, its text) of every live version's manifest (None: missing or unusable)
+Manifests = dict[str, "tuple[dict[str, Any], str] | None"]
 
 
-def _check_logs(store: Store, report: FsckReport,
-                pool: ThreadPoolExecutor) -> tuple[Refs, dict[str, str]]:
+def _check_logs(store: Store, report: FsckReport, pool: ThreadPoolExecutor
+                ) -> tuple[Refs, dict[str, str], dict[tuple[str, str], LogFacts],
+                           dict[tuple[str, str], Any]]:
     """Fold every log (reporting each problem) and compare it with what the index saw; returns
-    the manifests live versions name, and those only destroyed repositories name (with the
-    time of the newest such destroy)."""
+    the manifests live versions name, those only destroyed repositories name (with the time of
+    the newest such destroy), what each open log says at the event the index saw last (for the
+    cross-check of the index's rows) and the index's rows."""
     refs: Refs = {}
     destroyed: dict[str, str] = {}
+    facts: dict[tuple[str, str], LogFacts] = {}
     # The index before the logs: it never runs ahead of a log, so read in this order a writer
     # appending meanwhile cannot make it look as if the log lost events.
-    positions = store.index_positions()
+    snapshot = store.index_snapshot()
+    positions = {k: (r["row"]["last_seq"], r["row"]["last_hash"])
+                 for k, r in snapshot.items() if r["row"] is not None}
+    for (project, name), rows in sorted(snapshot.items()):
+        if rows["row"] is None:  # rows of a repository the index has no position for
+            report.problems.append(Problem(
+                INDEX_MISMATCH, "the local index has rows of a repository it has never read "
+                "the log of: the index was edited or damaged (run 'roro index --rebuild')",
+                project=project, repository=name, blocks_gc=False))
     logs = _group_log_keys(store.backend.list(REFS_PREFIX), report)
     report.projects = len({p for p, _ in logs})
     report.repositories = len(logs)
+    for (project, name), (seq, _) in sorted(positions.items()):
+        if seq > 0 and (project, name) not in logs:
+            report.problems.append(Problem(
+                INDEX_MISMATCH, f"the local index saw {seq} events of this repository, but its "
+                f"log is gone from the store: it was deleted, or the store was restored from an "
+                f"older copy (if so, run 'roro index --rebuild')", project=project,
+                repository=name, seq=seq))
     for (project, name), items in sorted(logs.items()):
         position = positions.get((project, name))
-        state, seen = _check_log(store.backend, project, name, items, report, pool,
-                                 position[0] if position else 0)
-        _check_against_index(position, project, name, state, seen, report)
+        before = len(report.problems)
+        state, seen, at = _check_log(store.backend, project, name, items, report, pool,
+                                     position[0] if position else 0)
+        whole = len(report.problems) == before  # a broken log is no yardstick for the index
+        if _check_against_index(position, project, name, state, seen, report) and at and whole:
+            if state.status is None:  # a closed repository's rows are hidden (deleted = 2)
+                facts[(project, name)] = at
         _warn_names(project, name, state, report)
         if state.status == DESTROYED:
             report.destroyed_repositories += 1
@@ -135,7 +197,7 @@ def _check_logs(store: Store, report: FsckReport,
                     blocks_gc=False))
         for v, ref in sorted(state.versions.items()):
             refs.setdefault(ref.image, []).append((project, name, v, "manifest"))
-    return refs, destroyed
+    return refs, destroyed, facts, snapshot
 
 
 def _rename_complete(backend: Backend, project: str, state: RepoState) -> bool:
@@ -173,16 +235,18 @@ def _destroyed_objects(backend: Backend, destroyed: dict[str, str], refs: Refs,
     report.retained = retained
 
 def _check_manifests(backend: Backend, refs: Refs, report: FsckReport,
-                     pool: ThreadPoolExecutor) -> dict[str, dict[str, Any] | None]:
-    """Read and verify every manifest in ``refs``, adding the blobs each names to ``refs``."""
+                     pool: ThreadPoolExecutor) -> Manifests:
+    """Read and verify every manifest in ``refs``, adding the blobs each names to ``refs``;
+    returns ``digest -> (manifest, its text)`` (None: missing or unusable, reported)."""
     uncached = ObjectStore(backend)  # fsck reads the store itself, never a local cache
     read = list(pool.map(lambda d: (d, *_read_manifest(uncached, d, refs[d], report)),
                          sorted(refs)))
-    manifests = {d: manifest for d, manifest, _ in read}
+    manifests = {d: found for d, found, _ in read}
     report.verified += sum(hashed for _, _, hashed in read)
-    for mdigest, manifest in manifests.items():
-        if manifest is None:
+    for mdigest, found in manifests.items():
+        if found is None:
             continue
+        manifest = found[0]
         _warn_attachment_names(mdigest, manifest, refs[mdigest], report)
         for project, name, v, _ in refs[mdigest]:
             for digest, _size, role in named_blobs(manifest):
@@ -289,9 +353,10 @@ def _group_log_keys(keys: Iterable[str], report: FsckReport) -> dict[tuple[str, 
 
 def _check_log(backend: Backend, project: str, name: str, items: list[tuple[int, str]],
                report: FsckReport, pool: ThreadPoolExecutor,
-               watch_seq: int) -> tuple[RepoState, str | None]:
-    """Fold one log, reporting every problem and reading on past it. Returns the state and the
-    hash of event ``watch_seq`` (None if there is no such event)."""
+               watch_seq: int) -> tuple[RepoState, str | None, LogFacts | None]:
+    """Fold one log, reporting every problem and reading on past it. Returns the state, the
+    hash of event ``watch_seq`` and what the log says at that event (None if there is no such
+    event)."""
     def problem(message: str, **kw: Any) -> None:
         report.problems.append(Problem(BROKEN_LOG, message, project=project, repository=name, **kw))
 
@@ -308,7 +373,11 @@ def _check_log(backend: Backend, project: str, name: str, items: list[tuple[int,
 
     state = RepoState(name)
     seen = None
+    at: LogFacts | None = None
+    version_events: dict[int, Event] = {}
     for (seq, _), raw in zip(items, pool.map(fetch, items), strict=True):
+        if seq > watch_seq and at is None and seen is not None:
+            at = freeze(state, version_events)
         report.events += 1
         if seq == watch_seq and raw is not None:
             seen = digest_bytes(raw)
@@ -340,6 +409,9 @@ def _check_log(backend: Backend, project: str, name: str, items: list[tuple[int,
                     seq=seq, version=_version_of(event), digest=event.hash,
                     expected=event.prev, actual=state.last_hash)
         state.last_seq, state.last_hash = seq - 1, event.prev  # judge the event on its own merits
+        if event.type == "version":
+            version_events[event["version"]] = event
+            report.images.add(event["image"])
         why = event_problem(state, event, name)
         if why is not None:
             problem(why, seq=seq, version=_version_of(event),
@@ -347,7 +419,9 @@ def _check_log(backend: Backend, project: str, name: str, items: list[tuple[int,
             state.apply(event, checked=False)
         else:
             state.apply(event)
-    return state, seen
+    if at is None and seen is not None:
+        at = freeze(state, version_events)
+    return state, seen, at
 
 
 def _parse_leniently(raw: bytes, name: str, seq: int) -> Event | None:
@@ -371,12 +445,12 @@ def _version_of(event: Event) -> int | None:
 
 
 def _check_against_index(position: tuple[int, str | None] | None, project: str, name: str,
-                         state: RepoState, seen: str | None, report: FsckReport) -> None:
+                         state: RepoState, seen: str | None, report: FsckReport) -> bool:
     """A log is append-only, so the event the index saw last must still be there, unchanged. The
     hash chain cannot show by itself that events were cut from the end, or that the whole chain
     was rewritten from some event on; the index remembers what it saw."""
     if position is None or position[0] <= 0:
-        return
+        return False
     seq, last_hash = position
     if seq > state.last_seq:
         why = (f"the local index saw event {seq}, but the log ends at event {state.last_seq}: "
@@ -385,20 +459,22 @@ def _check_against_index(position: tuple[int, str | None] | None, project: str, 
         why = (f"event {seq} is not the event the local index saw there: the history was "
                f"rewritten")
     else:
-        return
+        return True
     report.problems.append(Problem(
         INDEX_MISMATCH, f"{why}, or the store was restored from an older copy (if so, run "
         f"'roro index --rebuild')", project=project, repository=name, seq=seq,
         expected=last_hash, actual=seen))
+    return False
 
 
 def _read_manifest(objects: ObjectStore, digest: str, who: list[tuple[str, str, int, str]],
-                   report: FsckReport) -> tuple[dict[str, Any] | None, bool]:
+                   report: FsckReport) -> tuple[tuple[dict[str, Any], str] | None, bool]:
     """Read and verify a live version's manifest from the store itself (``objects`` has no
-    cache); report what is wrong. Returns the manifest (None if unusable) and whether its bytes
-    were hashed."""
+    cache); report what is wrong. Returns the manifest and its text (None if unusable) and
+    whether its bytes were hashed."""
     try:
-        return read_manifest(objects, digest)[0], True
+        manifest, data = read_manifest(objects, digest)
+        return (manifest, data.decode("utf-8")), True
     except NotFoundError:
         report.problems.append(_object_problem(MISSING_OBJECT, digest, who,
                                                "is missing from the store"))

@@ -14,6 +14,7 @@ INVALID_MANIFEST = "invalid-manifest"  # a manifest that is not valid JSON or no
 INDEX_MISMATCH = "index-mismatch"    # the local index saw log events that the store no longer has
 INCOMPLETE_RENAME = "incomplete-rename"  # renamed, but the new name lacks the rename event
 SPECIAL_FILE = "special-file"        # a symlink, FIFO, device, or a directory where a key's file goes
+UNREADABLE_MARKER = "unreadable-marker"  # gc: a young keep marker that cannot be read intact
 # Warning kinds (FsckReport.warnings: reported, never errors, never blocking gc).
 VERSION_LIKE_TAG = "version-like-tag"  # a tag such as v2 (from before tags could not look so)
 NAME_WARNING = "name-warning"        # a stored name a new write would refuse (e.g. a Windows device name)
@@ -85,13 +86,15 @@ class FsckReport:
     retained: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     reachable: set[str] = field(default_factory=set, repr=False)  # for gc; not in to_dict()
+    #: every image any version event names, deleted versions' too (gc deletes these first)
+    images: set[str] = field(default_factory=set, repr=False)
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
     def to_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in asdict(self).items() if k != "reachable"}
+        out = {k: v for k, v in asdict(self).items() if k not in ("reachable", "images")}
         out["ok"] = self.ok
         return out
 
@@ -123,6 +126,8 @@ class GcReport:
     kept_young: int = 0              # unreferenced but younger than the grace period
     kept_destroyed: int = 0          # of destroyed repositories, destroyed within the grace period
     kept_young_bytes: int = 0
+    kept_protected: int = 0          # unreferenced and old, but named by a young keep marker
+    markers_deleted: int = 0         # keep markers older than the grace period, deleted
     missing_blobs: int = 0           # live versions' blobs fsck found missing (gc cannot help)
     seconds: float = 0.0
 

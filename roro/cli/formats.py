@@ -74,13 +74,13 @@ def models_save(state: CliState, name: str, file: str, fmt: str, meta: tuple[str
         file, format=fmt, metadata=parse_meta(meta),
         attachments={os.path.basename(p.rstrip("/")): p for p in attach}, comment=comment)
     if as_json:
-        render.emit_json({"project": state.project.name, "repository": name,
+        render.emit_json({"project": state.writable_project.name, "repository": name,
                           "version": image.version, "image": image.digest,
-                          "format": image.model_format, "size": image.model_size})
+                          "format": fmt, "size": image.model_size})
         return
     render.console(stderr=True).print(render.text(
         "Saved ", (render.ref(name, image.version), "bold yellow"), " (",
-        image.model_format, ", ", render.human_size(image.model_size), ") ",
+        fmt, ", ", render.human_size(image.model_size), ") ",
         (render.short_digest(image.digest), "yellow")))
     click.echo(f"{name}:{image.version}")  # alone on stdout, for scripts: V=$(roro models:save …)
 

@@ -47,12 +47,13 @@ def image_document(image: ModelImage, tags: list[str]) -> dict[str, Any]:
         "timestamp": d["timestamp"],
         "comment": d["comment"],
         "metadata": d["metadata"],
-        "model": {**(image.manifest or {}).get("model", {}), "format": image.model_format,
-                  "type": image.model_type},
+        "model": {**(image.manifest or {})["model"], "format": image.model_format,
+                  "type": image.model_type} if d["model"] else None,
         "attachments": [{"name": a["name"], "size": a["size"], "digest": a["digest"]}
                         for a in d["attachments"]],
         "lineage": d["lineage"] or {},
         "contract": d["contract"],
+        **({"damaged": d["damaged"]} if "damaged" in d else {}),
     }
 
 
@@ -242,6 +243,9 @@ def _print_log_entry(out: render.Output, image: ModelImage, image_tags: list[str
         header.append(")")
     meta = image.get_metadata()
     out.print(header)
+    if image.damaged:
+        out.print(render.text(("damaged", "bold red"), ": ", render.safe_line(image.damaged),
+                              "; run 'roro fsck'"))
     out.print(render.text("Author: ", render.safe_line(meta["author"])))
     date = render.human_time(meta["timestamp"])
     if relative:

@@ -72,14 +72,17 @@ def fsck(ctx: click.Context, read_data: bool, as_json: bool) -> None:
 @click.option("--dry-run", is_flag=True, help="Show what would be deleted; delete nothing.")
 @click.option("--grace", "grace", metavar="DURATION", default="24h", show_default=True,
               help="Spare objects younger than this (90s, 30m, 24h, 7d, 2w, 1h30m or seconds), "
-                   "so that saves in flight are never robbed. 0 spares nothing.")
+                   "so that saves in flight are never robbed; at least 1h (RORO_GC_MIN_GRACE "
+                   "sets that floor for every process using the store).")
 @json_option
 @click.pass_obj
 def gc(state: CliState, dry_run: bool, grace: str, as_json: bool) -> None:
     """Delete objects that no live version reaches and that are older than the grace period.
 
-    Runs fsck first and deletes nothing if the store has a problem that makes it unknown what is
-    still needed (exit 4). Prints what it frees (or, with --dry-run, would free): count and bytes.
+    Takes the store's gc lock (one gc at a time), lists the objects, reads the keep markers of
+    saves in flight, then the logs, and deletes nothing if the store has a problem that makes it
+    unknown what is still needed (exit 4). Prints what it frees (or, with --dry-run, would
+    free): count and bytes.
     """
     grace_seconds = parse_duration(grace)
     from ..check import gc as run_gc  # the check package (~2 ms): only for its commands
@@ -98,7 +101,10 @@ def gc(state: CliState, dry_run: bool, grace: str, as_json: bool) -> None:
     line.append(render.human_size(report.freed_bytes), style="bold")
     line.append(f" ({report.freed_bytes} bytes); {report.objects} objects in the store, "
                 f"{report.unreferenced} unreferenced, {report.kept_young} kept as younger than "
-                f"{grace} ({render.human_size(report.kept_young_bytes)}).")
+                f"{grace} ({render.human_size(report.kept_young_bytes)})")
+    if report.kept_protected:
+        line.append(f", {report.kept_protected} kept for saves in flight (keep markers)")
+    line.append(".")
     out.print(line)
     if report.missing_blobs:
         out.print(render.text(("warning", "bold yellow"), f" {report.missing_blobs} blob(s) that "
@@ -128,6 +134,10 @@ def index(ctx: click.Context, rebuild: bool, as_json: bool) -> None:
         for name, error in report.failed.items():
             out.print(render.text(("error", "bold red"), " ", render.safe_line(name), ": ",
                                   render.safe_line(error)))
+        for name, why in report.damaged.items():
+            out.print(render.text(("damaged", "bold yellow"), " ", render.safe_line(name), ": ",
+                                  render.safe_line(why), " (listed as damaged; the other "
+                                  "versions are readable)"))
         out.print(render.text(
             "Rebuilt ", (render.safe_line(report.index), "bold"), f": {report.projects} "
             f"projects, {report.repositories} repositories, {report.versions} versions"

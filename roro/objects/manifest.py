@@ -27,7 +27,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from ..digests import parse_digest
-from ..errors import IntegrityError
+from ..errors import IntegrityError, NotFoundError
 from ..names import check_attachment_path
 from ..storage import TooLargeError
 from .canonical import loads
@@ -161,6 +161,24 @@ def named_blobs(manifest: dict[str, Any]) -> list[tuple[str, int, str]]:
 def blob_sizes(manifest: dict[str, Any]) -> dict[str, int]:
     """``{digest: size}`` of the blobs a manifest names (see :func:`named_blobs`)."""
     return {d: size for d, size, _ in named_blobs(manifest)}
+def read_manifest_or_damage(objects: ObjectStore, digest: str,
+                            known: bytes | None = None) -> tuple[dict[str, Any], bytes] | str:
+    """:func:`read_manifest`, or why a version's manifest is damaged: missing, corrupt (after a
+    second read: a read can flip a bit on the way) or not a manifest. Damage stays in its
+    version; a failure to read at all (an unreachable store) still raises."""
+    for attempt in (1, 2):
+        try:
+            return read_manifest(objects, digest, known)
+        except NotFoundError:
+            return f"its manifest {digest} is missing from the store"
+        except IntegrityError as e:
+            if e.actual is None:
+                why = str(e).removeprefix(f"object {digest} is not a valid image manifest: ")
+                return f"its manifest {digest} is not a valid image manifest ({why})"
+            if attempt == 2:
+                return f"its manifest {digest} is corrupted (its bytes hash to {e.actual})"
+            known = None
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def referenced_digests(manifest: dict[str, Any]) -> list[str]:

@@ -16,7 +16,7 @@ from typing import Any, BinaryIO
 from ..digests import digest_bytes, digest_of_hasher, digest_stream, new_hasher, parse_digest
 from ..errors import IntegrityError, NotFoundError
 from ..localfs import quiet_unlink, write_failure
-from ..storage import Backend, IrregularKeyError, KeyNotFoundError
+from ..storage import Backend, IrregularKeyError, KeyInfo, KeyNotFoundError
 from ..storage.layout import OBJECTS_PREFIX, digest_from_object_key, object_key
 from .canonical import canonical_json, loads
 
@@ -138,32 +138,24 @@ class ObjectStore:
         return SpooledObject(w.path, w.finish(), w.size)
 
     def put_spooled(self, obj: SpooledObject) -> bool:
-        """Store a spooled object unless present (dedup); True if its bytes were uploaded.
-        The spool file is left for the caller to discard. Present means a regular file of the
-        right size: anything else at its key (a truncated copy; on a folder, a directory, a
-        dangling symbolic link, a FIFO) is replaced, or refused with its path."""
-        if self.has(obj.digest, obj.size):
-            self.touch(obj.digest)
-            return False
-        self.backend.put_file(object_key(obj.digest), obj.path)
-        return True
+        """Store a spooled object unless present (dedup); True if its bytes were written now.
+        A present object is left as it is (not re-sent, not refreshed: see docs/trust.md for
+        how a save relies on it safely). The spool file is left for the caller to discard.
+        On a folder store, anything at its key that cannot be the object (a truncated copy, a
+        dangling symbolic link, a FIFO) is replaced, and a directory is refused with its path."""
+        return self.backend.put_file_if_absent(object_key(obj.digest), obj.path)
+
+    def create_bytes(self, data: bytes) -> tuple[str, bool]:
+        """Store small bytes (a manifest) unless present: ``(digest, written now)``."""
+        digest = digest_bytes(data)
+        return digest, self.backend.put_bytes_if_absent(object_key(digest), data)
 
     def put_bytes(self, data: bytes) -> str:
-        """Store small bytes (a manifest); returns the digest. Present objects are not rewritten."""
-        digest = digest_bytes(data)
-        key = object_key(digest)
-        if self.has(digest, len(data)):
-            self.backend.touch(key)
-        else:
-            self.backend.put(key, data)
-        return digest
+        """Store small bytes unless present; returns the digest."""
+        return self.create_bytes(data)[0]
 
     def put_json(self, value: Any) -> str:
         return self.put_bytes(canonical_json(value))
-
-    def touch(self, digest: str) -> None:
-        """Refresh a present object's modification time (gc's grace period protects it)."""
-        self.backend.touch(object_key(digest))
 
     # -- reading ---------------------------------------------------------------------------------
     def has(self, digest: str, size: int | None = None) -> bool:
@@ -175,6 +167,13 @@ class ObjectStore:
         except (KeyNotFoundError, IrregularKeyError):
             return False
         return size is None or info.size == size
+
+    def info(self, digest: str) -> KeyInfo | None:
+        """Size and modification time of a stored object, or None if it is absent."""
+        try:
+            return self.backend.stat(object_key(digest))
+        except KeyNotFoundError:
+            return None
 
     def size(self, digest: str) -> int:
         try:

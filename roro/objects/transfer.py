@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import BinaryIO, cast
 
 from ..digests import digest_stream
 from ..errors import IntegrityError, NotFoundError
-from ..storage import KeyNotFoundError
+from ..storage import KeyInfo, KeyNotFoundError
 from ..storage.layout import object_key
 from .store import ObjectStore
 
@@ -54,49 +55,60 @@ class ObjectTransfer:
     def __init__(self, src: ObjectStore, dst: ObjectStore, pool: ThreadPoolExecutor):
         self.src, self.dst, self.pool = src, dst, pool
         self.server_side = False  # set once DST copied an object from SRC server-side
-        self._present: set[str] = set()  # known to be in DST during this run
+        # Known to be in DST during this run, with what was known of it then (for an object
+        # this run copied: its size and the time just before the copy, a lower bound of its
+        # modification time). The gc rule judges a reused object by that time.
+        self._present: dict[str, KeyInfo] = {}
         self._lock = threading.Lock()
         self.streamed = 0  # bytes moved so far (objects in flight included)
 
-    def classify(self, digests: Iterable[str]) -> tuple[list[str], list[str], list[str]]:
-        """``(missing, found, known)``: absent from DST; present in DST (asked now); known to
-        be present from earlier in this run (not asked again)."""
+    def classify(self, digests: Iterable[str]
+                 ) -> tuple[list[str], dict[str, KeyInfo], dict[str, KeyInfo]]:
+        """``(missing, found, known)``: absent from DST; present in DST (asked now, with what a
+        stat said); known to be present from earlier in this run (not asked again)."""
         todo: list[str] = []
-        known: list[str] = []
+        known: dict[str, KeyInfo] = {}
         for d in dict.fromkeys(digests):
-            (known if d in self._present else todo).append(d)
-        there = list(self.pool.map(self.dst.has, todo))
-        missing = [d for d, t in zip(todo, there, strict=True) if not t]
-        found = [d for d, t in zip(todo, there, strict=True) if t]
-        self._mark(found)
+            with self._lock:
+                info = self._present.get(d)
+            if info is None:
+                todo.append(d)
+            else:
+                known[d] = info
+        infos = list(self.pool.map(self.dst.info, todo))
+        missing = [d for d, i in zip(todo, infos, strict=True) if i is None]
+        found = {d: i for d, i in zip(todo, infos, strict=True) if i is not None}
+        with self._lock:
+            self._present.update(found)
         return missing, found, known
-
-    def touch(self, digests: list[str]) -> None:
-        """Refresh the mtime of objects DST already holds that new refs will name (gc grace)."""
-        list(self.pool.map(self.dst.touch, digests))
 
     def assume_present(self, digests: Iterable[str]) -> None:
         """Dry run: count these as copied, so later repositories see them as already there."""
-        self._mark(digests)
-
-    def _mark(self, digests: Iterable[str]) -> None:
+        now = time.time()
         with self._lock:
-            self._present.update(digests)
+            for d in digests:
+                self._present[d] = KeyInfo(object_key(d), 0, now)
+
+    def _mark(self, digest: str, size: int, since: float) -> None:
+        with self._lock:
+            self._present[digest] = KeyInfo(object_key(digest), size, since)
 
     def copy(self, digest: str) -> int:
         """Copy one object DST lacks; returns its size. IntegrityError if it does not hash to its
         name (nothing is left under that name in DST), NotFoundError if SRC lacks it."""
+        since = time.time()
         size = self._copy_server_side(digest)
         if size is None:
             size = self._copy_streaming(digest)
-        self._mark([digest])
+        self._mark(digest, size, since)
         return size
 
     def put_verified_bytes(self, digest: str, data: bytes) -> None:
         """Put bytes this run already read and verified (manifests) without reading them again."""
+        since = time.time()
         self.dst.backend.put(object_key(digest), data)
         self._count(len(data))
-        self._mark([digest])
+        self._mark(digest, len(data), since)
 
     def _count(self, n: int) -> None:
         with self._lock:

@@ -23,6 +23,7 @@ Types and their payloads:
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,6 +66,13 @@ class Event:
     @property
     def hash(self) -> str:
         return digest_bytes(self.raw)
+
+    @property
+    def md5(self) -> str:
+        """The MD5 (hex) of the event's bytes: what S3 lists as its ETag, so that a writer can
+        check from a listing that the event is still there unchanged (not a security hash: the
+        hash chain is sha256)."""
+        return hashlib.md5(self.raw, usedforsecurity=False).hexdigest()
 
     def __getitem__(self, key: str) -> Any:
         return self.payload[key]

@@ -15,6 +15,7 @@ of import per command (and an import hook to keep it from importing numpy) for n
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -25,16 +26,16 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
-from ..errors import IntegrityError, NotFoundError, StoreError
+from ..errors import IntegrityError, StoreError
 from ..faults import crash_point
 from ..localfs import free_bytes
 from ..objects import ObjectStore
-from ..objects.manifest import model_format, read_manifest
+from ..objects.manifest import model_format, read_manifest_or_damage
 from .events import Event
-from .log import RefLog
+from .log import RefLog, Tail
 from .state import apply_event
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 BUSY_TIMEOUT_MS = 60_000
 REFRESH_ATTEMPTS = 20
 PARALLEL_READS = 16
@@ -46,6 +47,11 @@ TABLES = ("repositories", "versions", "tags", "tag_events")
 Row = dict[str, Any]
 #: A manifest as the index stores it: the parsed manifest and its JSON text.
 Described = tuple[dict[str, Any], str]
+#: What a refresh learnt of each manifest it needed: described, or why it is damaged (a str).
+Manifests = dict[str, "Described | str"]
+#: The columns of a ``versions`` row that the index derives from the manifest.
+DERIVED = ("metadata", "model_type", "model_size", "size", "attachments", "manifest",
+           "model_format")
 
 _SCHEMA = [
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)",
@@ -53,12 +59,13 @@ _SCHEMA = [
         project TEXT NOT NULL, name TEXT NOT NULL, last_seq INTEGER NOT NULL,
         last_hash TEXT, max_version INTEGER NOT NULL, created TEXT, updated TEXT,
         status TEXT, renamed_to TEXT, closed_seq INTEGER, closed_time TEXT, closed_by TEXT,
-        PRIMARY KEY (project, name))""",
+        last_md5 TEXT, PRIMARY KEY (project, name))""",
     """CREATE TABLE versions (
         project TEXT NOT NULL, repository TEXT NOT NULL, version INTEGER NOT NULL,
         image TEXT NOT NULL, seq INTEGER NOT NULL, author TEXT, time TEXT, comment TEXT,
         deleted INTEGER NOT NULL DEFAULT 0, metadata TEXT, model_type TEXT,
         model_size INTEGER, size INTEGER, attachments TEXT, manifest TEXT, model_format TEXT,
+        damaged TEXT,
         PRIMARY KEY (project, repository, version))""",
     "CREATE INDEX versions_by_time ON versions (project, time)",
     """CREATE TABLE tags (
@@ -212,13 +219,25 @@ class Index:
         return rows[0] if rows else None
 
     def refresh(self, log: RefLog, objects: ObjectStore,
-                known_manifests: dict[str, bytes] | None = None) -> Row | None:
-        """Apply the events of ``log`` that are not indexed yet; return the repository row."""
+                known_manifests: dict[str, bytes] | None = None, *,
+                check_tail: bool = False, appended: Event | None = None) -> Row | None:
+        """Apply the events of ``log`` that are not indexed yet; return the repository row.
+
+        With ``check_tail`` (a writer's refresh), first make sure that the event the index saw
+        last is still in the log, unchanged: an :class:`~roro.errors.IntegrityError` says the
+        log was truncated or rewritten behind the index (see :meth:`RefLog.check_tail`).
+        ``appended`` is an event this process has just written: if it is the next one, it is
+        applied without reading the log (a writer's refresh after its write costs nothing;
+        events of others are read by the next refresh)."""
         project, name = log.project, log.repository
         for _ in range(REFRESH_ATTEMPTS):
             row = self.repository(project, name)
             seq = row["last_seq"] if row else 0
-            events = log.read_after(seq)
+            tail = Tail(seq, row["last_hash"], row["last_md5"]) if check_tail and row else None
+            if appended is not None and appended.seq == seq + 1:
+                events = [appended]
+            else:
+                events = log.read_after(seq, tail)
             if not events:
                 return row
             manifests = _fetch_manifests(_needing_manifests(events, name), objects,
@@ -474,6 +493,60 @@ class Index:
             except sqlite3.Error:
                 pass
 
+    def damaged_versions(self, project: str, repository: str) -> dict[int, str]:
+        """``{version: why}`` of the live versions whose manifest could not be read when they
+        were indexed (missing, corrupt, not a manifest)."""
+        return {r["version"]: r["damaged"] for r in self._rows(
+            "SELECT version, damaged FROM versions WHERE project = ? AND repository = ? AND "
+            "deleted = 0 AND damaged IS NOT NULL ORDER BY version", [project, repository])}
+
+    def heal_version(self, project: str, repository: str, version: int,
+                     manifest: dict[str, Any], text: str) -> None:
+        """A damaged version's manifest is readable again (restored): describe it. Best
+        effort (a read must not fail because the index cannot be written): the next rebuild
+        heals it otherwise."""
+        with contextlib.suppress(sqlite3.Error), self.transaction() as conn:
+            conn.execute(
+                f"UPDATE versions SET {', '.join(f'{c} = ?' for c in DERIVED)}, damaged = NULL "
+                "WHERE project = ? AND repository = ? AND version = ? AND deleted = 0 AND "
+                "damaged IS NOT NULL",
+                [*derived_columns(manifest, text), project, repository, version])
+
+    def tag_move(self, project: str, repository: str, tag: str) -> dict[str, Any] | None:
+        """The last recorded move of ``tag`` (the event that set its current target)."""
+        rows = self._rows("SELECT * FROM tag_events WHERE project = ? AND repository = ? AND "
+                          "tag = ? ORDER BY seq DESC LIMIT 1", [project, repository, tag])
+        return rows[0] if rows else None
+
+    def snapshot(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """Every repository's rows as one consistent read (fsck compares them with the logs):
+        ``{(project, name): {"row": …, "versions": {v: row}, "tags": {tag: v},
+        "tag_events": [row, …]}}``."""
+        out: dict[tuple[str, str], dict[str, Any]] = {}
+        if self.conn.in_transaction:
+            self.conn.commit()
+        self.conn.execute("BEGIN")  # one read transaction: a snapshot, whatever writers do
+        try:
+            for r in self._rows("SELECT * FROM repositories"):
+                out[(r["project"], r["name"])] = {"row": r, "versions": {}, "tags": {},
+                                                  "tag_events": []}
+
+            def of(r: Row) -> dict[str, Any]:
+                key = (r["project"], r["repository"])
+                if key not in out:  # rows of a repository the index has no position for
+                    out[key] = {"row": None, "versions": {}, "tags": {}, "tag_events": []}
+                return out[key]
+
+            for r in self._rows("SELECT * FROM versions"):
+                of(r)["versions"][r["version"]] = r
+            for r in self._rows("SELECT * FROM tags"):
+                of(r)["tags"][r["tag"]] = r["version"]
+            for r in self._rows("SELECT * FROM tag_events ORDER BY seq"):
+                of(r)["tag_events"].append(r)
+        finally:
+            self.conn.commit()
+        return out
+
     def dump(self) -> dict[str, list[dict[str, Any]]]:
         """Every indexed row, in a stable order (tests compare rebuilt and incremental indexes)."""
         order = {"repositories": "project, name", "versions": "project, repository, version",
@@ -561,17 +634,18 @@ def _needing_manifests(events: list[Event], repository: str) -> list[Event]:
 
 
 def _fetch_manifests(events: list[Event], objects: ObjectStore,
-                     known: dict[str, bytes]) -> dict[str, Described]:
-    """The manifests the ``version`` events name, read in parallel (verified, shape-checked)."""
+                     known: dict[str, bytes]) -> Manifests:
+    """The manifests the ``version`` events name, read in parallel (verified, shape-checked).
+
+    A manifest that is missing, corrupt or not a manifest makes its version *damaged*, not the
+    repository: its value is then the reason (a str), and the index lists the version as
+    damaged while every other version stays readable. A failure to read at all (the store
+    unreachable) still raises."""
     digests = sorted({e["image"] for e in events if e.type == "version"})
 
-    def fetch(digest: str) -> tuple[str, Described]:
-        try:
-            manifest, data = read_manifest(objects, digest, known.get(digest))
-        except NotFoundError:
-            raise IntegrityError(f"manifest {digest} named by the ref log is missing from the "
-                                 f"store; run 'roro fsck'", digest=digest) from None
-        return digest, (manifest, data.decode("utf-8"))
+    def fetch(digest: str) -> tuple[str, Described | str]:
+        found = read_manifest_or_damage(objects, digest, known.get(digest))
+        return digest, found if isinstance(found, str) else (found[0], found[1].decode("utf-8"))
 
     if len(digests) <= 4:
         return dict(map(fetch, digests))
@@ -585,7 +659,7 @@ class _SqlView:
     versions about to be added (a version deleted later in the same batch has none)."""
 
     def __init__(self, conn: sqlite3.Connection, project: str, name: str,
-                 manifests: dict[str, Described]):
+                 manifests: Manifests):
         self.conn, self.project, self.name, self.manifests = conn, project, name, manifests
         row = conn.execute("SELECT last_seq, last_hash, max_version, status FROM repositories "
                            "WHERE project = ? AND name = ?", [project, name]).fetchone()
@@ -610,24 +684,25 @@ class _SqlView:
             "SELECT tag FROM tags WHERE project = ? AND repository = ? AND version = ? ORDER BY tag",
             [self.project, self.name, version])]
 
-    def _described(self, image: str) -> list[Any]:
-        """The manifest columns of a version of ``image`` (None each: not fetched, because the
-        version is deleted, or its repository closed, later in the same batch)."""
-        if image not in self.manifests:
-            return [None] * len(_DESCRIBED)
-        m, text = self.manifests[image]
-        size = m["model"]["size"] + sum(a["size"] for a in m["attachments"])
-        return [queryable_metadata(m["metadata"]), m["model"].get("type"), m["model"]["size"],
-                size, json.dumps(m["attachments"], ensure_ascii=False), text, model_format(m)]
+    def _described(self, image: str) -> tuple[list[Any], str | None]:
+        """The manifest columns of a version of ``image`` and why it is damaged (None: it is
+        not). The columns are None each when the manifest was not fetched (the version is
+        deleted, or its repository closed, later in the same batch) or is damaged."""
+        found = self.manifests.get(image)
+        if isinstance(found, str):
+            return [None] * len(DERIVED), found
+        if found is None:
+            return [None] * len(DERIVED), None
+        return derived_columns(*found), None
 
     def add_version(self, event: Event) -> None:
-        described = self._described(event["image"])
+        described, damaged = self._described(event["image"])
         self.conn.execute(
             f"INSERT INTO versions (project, repository, version, image, seq, author, time, "
-            f"comment, deleted, {', '.join(_DESCRIBED)}) "
-            f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, {', '.join('?' * len(_DESCRIBED))})",
+            f"comment, deleted, {', '.join(DERIVED)}, damaged) "
+            f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, {', '.join('?' * len(DERIVED))}, ?)",
             [self.project, self.name, event["version"], event["image"], event.seq, event.author,
-             event.time, event["comment"], *described])
+             event.time, event["comment"], *described, damaged])
 
     def set_tag(self, event: Event) -> None:
         p, n = self.project, self.name
@@ -645,21 +720,23 @@ class _SqlView:
         # Keep only what the log says: the manifest of a deleted version may be collected by
         # gc, so a rebuilt index could not know more, and must answer the same.
         self.conn.execute(
-            f"UPDATE versions SET deleted = 1, {_UNDESCRIBE} "
+            f"UPDATE versions SET deleted = 1, {_UNDESCRIBE}, damaged = NULL "
             "WHERE project = ? AND repository = ? AND version = ?",
             [self.project, self.name, event["version"]])
 
     def advance(self, event: Event, max_version: int) -> None:
         self.last_seq, self.last_hash, self.max_version = event.seq, event.hash, max_version
-        position = [self.last_seq, self.last_hash, self.max_version, event.time]
+        position = [self.last_seq, self.last_hash, self.max_version, event.time, event.md5]
         if self.exists:
             self.conn.execute(
                 "UPDATE repositories SET last_seq = ?, last_hash = ?, max_version = ?, "
-                "updated = ? WHERE project = ? AND name = ?", [*position, self.project, self.name])
+                "updated = ?, last_md5 = ? WHERE project = ? AND name = ?",
+                [*position, self.project, self.name])
         else:
-            self.conn.execute("INSERT INTO repositories (project, name, last_seq, last_hash, "
-                              "max_version, updated, created) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                              [self.project, self.name, *position, event.time])
+            self.conn.execute(
+                "INSERT INTO repositories (project, name, last_seq, last_hash, max_version, "
+                "updated, last_md5, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [self.project, self.name, *position, event.time])
             self.exists = True
 
     def close(self, event: Event) -> None:
@@ -680,10 +757,11 @@ class _SqlView:
                 "SELECT version, image FROM versions WHERE project = ? AND repository = ? AND "
                 "deleted = 0 AND manifest IS NULL", [self.project, self.name]).fetchall():
             if image in self.manifests:  # else Index.refresh rebuilds the repository after
+                described, damaged = self._described(image)
                 self.conn.execute(
-                    f"UPDATE versions SET {', '.join(f'{c} = ?' for c in _DESCRIBED)} "
-                    "WHERE project = ? AND repository = ? AND version = ?",
-                    [*self._described(image), self.project, self.name, version])
+                    f"UPDATE versions SET {', '.join(f'{c} = ?' for c in DERIVED)}, "
+                    "damaged = ? WHERE project = ? AND repository = ? AND version = ?",
+                    [*described, damaged, self.project, self.name, version])
         self._set_status(event, None, None)
 
     def _set_status(self, event: Event, status: str | None, renamed_to: str | None) -> None:
@@ -694,11 +772,18 @@ class _SqlView:
             [status, renamed_to, *closed, self.project, self.name])
 
 
-#: The columns of ``versions`` that come from a version's manifest (in :meth:`_SqlView._described`'s
-#: order); a deleted version, or one of a closed repository, keeps none of them.
-_DESCRIBED = ("metadata", "model_type", "model_size", "size", "attachments", "manifest",
-              "model_format")
-_UNDESCRIBE = ", ".join(f"{c} = NULL" for c in _DESCRIBED)
+def derived_columns(manifest: dict[str, Any], text: str) -> list[Any]:
+    """The values of :data:`DERIVED` for a manifest (and its exact JSON text)."""
+    size = manifest["model"]["size"] + sum(a["size"] for a in manifest["attachments"])
+    return [queryable_metadata(manifest["metadata"]), manifest["model"].get("type"),
+            manifest["model"]["size"], size,
+            json.dumps(manifest["attachments"], ensure_ascii=False), text,
+            model_format(manifest)]
+
+
+#: ``column = NULL`` for each of :data:`DERIVED`: a deleted version, or one of a closed
+#: repository, keeps none of them.
+_UNDESCRIBE = ", ".join(f"{c} = NULL" for c in DERIVED)
 
 
 def queryable_metadata(metadata: dict[str, Any]) -> str:

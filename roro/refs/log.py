@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import re
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, NamedTuple
 
-from ..errors import IntegrityError
-from ..storage import Backend, KeyNotFoundError
+from ..digests import digest_bytes
+from ..errors import IntegrityError, RoroError
+from ..storage import Backend, KeyInfo, KeyNotFoundError
 from ..storage.layout import log_key, log_prefix, project_prefix, seq_from_log_key
 from .events import MAX_EVENT_SIZE, Event, make_event, parse_event
 
 PARALLEL_READS = 16
+_PLAIN_MD5 = re.compile(r"[0-9a-f]{32}")
+
+
+class Tail(NamedTuple):
+    """Where a reader last saw a log end: event ``seq``, its sha256 ``hash`` and its ``md5``
+    (None if unknown). A writer appends after it only once it knows that event is still there."""
+
+    seq: int
+    hash: str | None
+    md5: str | None
 
 
 class RefLog:
@@ -22,32 +34,92 @@ class RefLog:
         self.repository = repository
         self.prefix = log_prefix(project, repository)
 
-    def keys_after(self, seq: int = 0) -> list[tuple[int, str]]:
+    def keys_after(self, seq: int = 0, tail: Tail | None = None) -> list[tuple[int, str]]:
         """(seq, key) of every event after ``seq``, in order; IntegrityError on a stray file name.
 
         Where ``exists`` is cheap and ``seq > 0``, probes ``seq + 1, seq + 2, …`` until one is
         missing: O(new events) instead of a listing of the whole log (fsck reads with seq 0, which
         lists, so it still sees stray files and gaps).
+
+        With ``tail`` (``tail.seq == seq``), first makes sure that event ``seq`` is still there,
+        unchanged (:meth:`check_tail`): what a writer must know before it appends after it.
         """
+        if tail is not None and tail.seq != seq:
+            raise ValueError(f"tail {tail} is not at event {seq}")
         if seq > 0 and self.backend.cheap_exists:
+            if tail is not None:
+                self.check_tail(tail)
             out = []
             while self.backend.exists(key := log_key(self.project, self.repository, seq + 1)):
                 seq += 1
                 out.append((seq, key))
             return out
+        if tail is not None and seq > 0:
+            # One listing, started one key earlier, shows event `seq` (with its ETag) and the
+            # events after it: the check costs no request of its own.
+            start = log_key(self.project, self.repository, seq - 1) if seq > 1 else None
+            infos = self._checked(self.backend.list_info(self.prefix, start_after=start))
+            if not infos or infos[0][0] != seq:
+                raise self._behind(tail, "is missing")
+            self.check_tail(tail, infos[0][2])
+            return [(n, key) for n, key, _ in infos[1:]]
         start = log_key(self.project, self.repository, seq) if seq > 0 else None
+        return [(n, key) for n, key, _ in self._checked(
+            KeyInfo(k, 0, 0) for k in self.backend.list(self.prefix, start_after=start))]
+
+    def _checked(self, infos: Any) -> list[tuple[int, str, KeyInfo]]:
         out = []
-        for key in self.backend.list(self.prefix, start_after=start):
+        for info in infos:
+            key = info.key
             n = seq_from_log_key(key)
             if n is None or key.count("/") != self.prefix.count("/"):
                 raise IntegrityError(f"ref log of {self.repository!r} holds a stray file {key!r}; "
                                      f"run 'roro fsck'", repository=self.repository)
-            out.append((n, key))
+            out.append((n, key, info))
         return out
 
-    def read_after(self, seq: int = 0) -> list[Event]:
-        """Every event after ``seq``, parsed, contiguous (a gap is an IntegrityError)."""
-        keys = self.keys_after(seq)
+    def verify_tail(self, tail: Tail) -> None:
+        """:meth:`check_tail` on its own, in one request: a listing from the event before it
+        (for its ETag) where listings carry them, else a read of the event."""
+        if tail.seq <= 0:
+            return
+        listed = None
+        if not self.backend.cheap_exists:
+            start = log_key(self.project, self.repository, tail.seq - 1) if tail.seq > 1 else None
+            first = next(iter(self.backend.list_info(self.prefix, start_after=start)), None)
+            if first is None or seq_from_log_key(first.key) != tail.seq:
+                raise self._behind(tail, "is missing")
+            listed = first
+        self.check_tail(tail, listed)
+
+    def check_tail(self, tail: Tail, listed: KeyInfo | None = None) -> None:
+        """Raise :class:`~roro.errors.IntegrityError` unless event ``tail.seq`` is still there
+        with hash ``tail.hash``. ``listed`` is what a listing said of it: an ETag that is a plain
+        MD5 is compared with ``tail.md5`` (no request); otherwise the event is read and hashed
+        (one read; a folder's event is a small local file)."""
+        if listed is not None and listed.etag and tail.md5 and _PLAIN_MD5.fullmatch(listed.etag):
+            if listed.etag != tail.md5:
+                raise self._behind(tail, "is different")
+            return
+        try:
+            raw = self.backend.get(log_key(self.project, self.repository, tail.seq))
+        except KeyNotFoundError:
+            raise self._behind(tail, "is missing") from None
+        if digest_bytes(raw) != tail.hash:
+            raise self._behind(tail, "is different")
+
+    def _behind(self, tail: Tail, what: str) -> IntegrityError:
+        return IntegrityError(
+            f"the ref log of {self.repository!r} was truncated or rewritten behind the local "
+            f"index: event {tail.seq}, the last one the index saw, {what}; refusing to write "
+            f"after it. Run 'roro fsck' to see what happened, then 'roro index --rebuild' to "
+            f"accept the log as it now is (after restoring an older backup, for instance)",
+            repository=self.repository, seq=tail.seq, expected=tail.hash)
+
+    def read_after(self, seq: int = 0, tail: Tail | None = None) -> list[Event]:
+        """Every event after ``seq``, parsed, contiguous (a gap is an IntegrityError); with
+        ``tail``, only once event ``seq`` is known to be still there (see :meth:`keys_after`)."""
+        keys = self.keys_after(seq, tail)
         for expected, (n, _) in enumerate(keys, start=seq + 1):
             if n != expected:
                 raise IntegrityError(f"ref log of {self.repository!r} is broken: event {expected} is "
@@ -72,6 +144,15 @@ class RefLog:
         with ThreadPoolExecutor(min(PARALLEL_READS, len(keys))) as pool:
             return list(pool.map(fetch, keys))
 
+    def read_event(self, seq: int) -> Event:
+        """Event ``seq``, parsed; IntegrityError if it is missing or malformed."""
+        try:
+            raw = self.backend.get(log_key(self.project, self.repository, seq))
+        except KeyNotFoundError:
+            raise IntegrityError(f"ref log of {self.repository!r} has no event {seq}",
+                                 repository=self.repository, seq=seq) from None
+        return parse_event(raw, repository=self.repository, seq=seq)
+
     def read_all(self) -> list[Event]:
         return self.read_after(0)
 
@@ -79,7 +160,18 @@ class RefLog:
                **payload: Any) -> Event | None:
         """Write event ``seq`` if nobody has: the event, or None if another writer won the slot."""
         event = make_event(seq, prev, type_, author, time, **payload)
-        created = self.backend.put_if_absent(log_key(self.project, self.repository, seq), event.raw)
+        key = log_key(self.project, self.repository, seq)
+        try:
+            created = self.backend.put_if_absent(key, event.raw)
+        except RoroError:
+            # The answer was lost, not necessarily the write: an event's bytes are unique (its
+            # author, time and predecessor), so the slot holding exactly them means it is ours.
+            try:
+                if self.backend.get(key) == event.raw:
+                    return event
+            except RoroError:
+                pass
+            raise
         return event if created else None
 
 

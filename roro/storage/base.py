@@ -8,7 +8,8 @@ Every capability a layer above may use is a method here, with a safe default whe
 nothing above this package asks ``getattr(backend, ...)`` or tests for a concrete class:
 
 - data: ``get``, ``open``, ``download``, ``put``, ``put_file``, ``put_if_absent``, ``exists``,
-  ``stat``, ``list``, ``list_dirs``, ``delete``, ``touch``, ``copy_from``;
+  ``stat``, ``list``, ``list_info``, ``list_dirs``, ``delete``, ``put_bytes_if_absent``,
+  ``put_file_if_absent``, ``copy_from``;
 - local files: ``local_path`` (read a key in place), ``tempdir`` (where to spool for ``put_file``),
   ``collect_temp`` (what a crashed writer left there);
 - set-up: ``prepare_for_writes`` (checks before the first write), ``cache_identity`` (what keys the
@@ -68,6 +69,9 @@ class KeyInfo:
     key: str
     size: int
     mtime: float  # seconds since the epoch, UTC
+    #: What the server says identifies the bytes (S3: the ETag, without quotes; the MD5 of the
+    #: bytes for a single-part upload), or None where the backend has none (folder, memory).
+    etag: str | None = None
 
 
 # Names for return types of Backend methods (in a class that defines ``list``, ``list[...]``
@@ -144,6 +148,17 @@ class Backend(ABC):
     def list(self, prefix: str, start_after: str | None = None) -> Iterator[str]:
         """Every key starting with ``prefix``, sorted, optionally only those after ``start_after``."""
 
+    def list_info(self, prefix: str, start_after: str | None = None) -> Iterator[KeyInfo]:
+        """:meth:`list` with each key's size and modification time (and ``etag`` where the
+        backend has one): what gc lists objects with, and the ref log checks its tail with. The
+        default asks :meth:`stat` for each key (a key deleted meanwhile is left out); S3 gets it
+        all from the listing itself."""
+        for key in self.list(prefix, start_after):
+            try:
+                yield self.stat(key)
+            except KeyNotFoundError:
+                continue
+
     @abstractmethod
     def list_dirs(self, prefix: str) -> Names:
         """The sorted names of the immediate 'directories' under ``prefix`` (which ends with '/')."""
@@ -152,10 +167,24 @@ class Backend(ABC):
     def delete(self, key: str) -> None:
         """Remove ``key``; removing a missing key is not an error."""
 
-    @abstractmethod
-    def touch(self, key: str) -> None:
-        """Refresh the modification time of ``key`` (protects a re-used object from gc's grace
-        period); a missing key is not an error and is not created."""
+    def put_bytes_if_absent(self, key: str, data: bytes) -> bool:
+        """:meth:`put_if_absent` for a content-addressed key: True if this call wrote it, False
+        if it was present, where "present" wins when it cannot be told apart (S3: a 412 after a
+        retried attempt whose answer was lost); the caller then looks at the object's age. The
+        default is :meth:`put_if_absent`."""
+        return self.put_if_absent(key, data)
+
+    def put_file_if_absent(self, key: str, path: str) -> bool:
+        """Store the file ``path`` under the content-addressed ``key`` unless it is there: True
+        if this call wrote it (its modification time is then now), False if it was present
+        (nothing written: present bytes are never sent again, nor refreshed). The default asks
+        :meth:`exists` first; a folder links (create-if-absent) and S3 sends small files with
+        ``If-None-Match: *``. No touch: nothing in roro refreshes an object's time (the gc rule
+        in docs/trust.md does without)."""
+        if self.exists(key):
+            return False
+        self.put_file(key, path)
+        return True
 
     def copy_from(self, src: Backend, key: str) -> bool:
         """Copy ``key`` from ``src`` without the bytes passing through this process (a
@@ -186,6 +215,18 @@ class Backend(ABC):
         that were last modified more than ``older_than`` seconds ago: deleted, unless
         ``dry_run``; returns what was (or would be) deleted. The default has none."""
         return []
+
+    # -- room on a full disk ---------------------------------------------------------------------
+    def free_reserve(self) -> bool:
+        """Give back the room kept for gc: a folder store keeps a small file (``gc/reserve``)
+        so that gc can write its lock on a full disk and then free space. True if room was
+        freed. The default (a store whose disk does not fill: S3) keeps none."""
+        return False
+
+    def keep_reserve(self) -> None:  # noqa: B027 - a hook with a safe default
+        """Keep the room :meth:`free_reserve` gives back, if it is not kept (written when the
+        store is created and after each gc; quietly nothing when there is no room). Default:
+        no-op."""
 
     # -- set-up ----------------------------------------------------------------------------------
     def prepare_for_writes(self) -> None:  # noqa: B027 - a hook with a safe default

@@ -243,6 +243,17 @@ class FaultyBackend(WrappingBackend):
         super().put_file(key, path)
         self._after(later, "put_file", key)
 
+    def put_bytes_if_absent(self, key: str, data: bytes) -> bool:
+        return self.put_if_absent(key, data)  # its faults apply to object writes too
+
+    def put_file_if_absent(self, key: str, path: str) -> bool:
+        """As the contract's default: look first, then :meth:`put_file` (so that its faults
+        apply to object writes too)."""
+        if self.exists(key):
+            return False
+        self.put_file(key, path)
+        return True
+
     def put_if_absent(self, key: str, data: bytes) -> bool:
         later = self._before("put_if_absent", key)
         torn = self._torn(later, "put_if_absent", key, data)

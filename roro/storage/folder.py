@@ -41,12 +41,16 @@ from .base import (
     check_key,
     refuse_too_large,
 )
-from .layout import is_key_path
+from .layout import RESERVE_KEY, is_key_path
 
 TMP_DIR = "tmp"
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC
+
+#: The room kept for gc on a full disk (``gc/reserve``): its lock, a takeover key and their
+#: spool files, a few file-system blocks each.
+RESERVE_BYTES = 16 * 1024
 
 
 def file_kind(mode: int) -> str:
@@ -171,6 +175,21 @@ class FolderBackend(Backend):
         if not os.access(top, os.W_OK):
             with self._writing(top):
                 raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), top)
+
+    def free_reserve(self) -> bool:
+        try:
+            with self._writing(self._path(RESERVE_KEY)), self._parent(RESERVE_KEY) as (dirfd, name):
+                os.unlink(name, dir_fd=dirfd)
+        except (KeyNotFoundError, FileNotFoundError):
+            return False
+        return True
+
+    def keep_reserve(self) -> None:
+        if not os.path.lexists(self._path(RESERVE_KEY)):
+            try:
+                self.put_if_absent(RESERVE_KEY, bytes(RESERVE_BYTES))
+            except StoreError:
+                pass  # no room (or read-only): gc can still run where there is room
 
     def tempdir(self) -> str:
         path = os.path.join(self.root, TMP_DIR)
@@ -315,9 +334,12 @@ class FolderBackend(Backend):
         cannot be the object (a regular file of another size, a symbolic link, a FIFO, a device)
         is replaced by it; a directory is refused (:class:`IrregularKeyError`, naming its path).
         Without it (create-if-absent), anything but a regular file is refused: the slot can
-        never be written, which is not a lost race."""
+        never be written, which is not a lost race.
+        The new key's modification time is now (a spool may have been written long before):
+        gc's grace period counts from when an object appears in the store."""
         try:
             os.chmod(tmp, 0o444)
+            os.utime(tmp)
             with self._writing(self._path(key)), self._parent(key, create=True) as (dirfd, name):
                 try:
                     os.link(tmp, name, dst_dir_fd=dirfd)
@@ -338,6 +360,9 @@ class FolderBackend(Backend):
         self._link(self._spool(data), key, replace_damaged=True)
 
     def put_file(self, key: str, path: str) -> None:
+        self.put_file_if_absent(key, path)
+
+    def put_file_if_absent(self, key: str, path: str) -> bool:
         src = os.path.abspath(path)
         if os.path.dirname(src) != self.tempdir():
             with self._writing(self.tempdir(), os.path.getsize(src)):
@@ -350,8 +375,7 @@ class FolderBackend(Backend):
                 except BaseException:
                     quiet_unlink(tmp)
                     raise
-            self._link(tmp, key, replace_damaged=True)
-            return
+            return self._link(tmp, key, replace_damaged=True)
         # The caller spooled into our tempdir: link it directly (no copy). Take our own name for it
         # first so that the caller may delete its name at any time.
         fd, tmp = tempfile.mkstemp(dir=self.tempdir(), prefix="put-")
@@ -363,10 +387,13 @@ class FolderBackend(Backend):
             if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
                 raise
             shutil.copyfile(src, tmp)
-        self._link(tmp, key, replace_damaged=True)
+        return self._link(tmp, key, replace_damaged=True)
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
         return self._link(self._spool(data), key, replace_damaged=False)
+
+    def put_bytes_if_absent(self, key: str, data: bytes) -> bool:
+        return self._link(self._spool(data), key, replace_damaged=True)
 
     def replace(self, key: str, data: bytes) -> None:
         tmp = self._spool(data)
@@ -391,12 +418,3 @@ class FolderBackend(Backend):
                 os.unlink(name, dir_fd=dirfd)
         except (KeyNotFoundError, FileNotFoundError):
             pass
-
-    def touch(self, key: str) -> None:
-        try:
-            with self._parent(key) as (dirfd, name):
-                now = time.time()
-                os.utime(name, (now, now), dir_fd=dirfd, follow_symlinks=False)
-        except (KeyNotFoundError, IrregularKeyError, OSError):
-            pass
-

@@ -6,6 +6,9 @@ features/<name>.json                               format features the store use
 index.sqlite3                                      a folder store's index (derived, local only)
 objects/sha256/<2 hex>/<62 hex>                    immutable objects (blobs and manifests)
 refs/<project>/<repo>/log/<seq, 10 digits>.json    ref events, create-only
+gc/lock                                            the running gc's lock (create-only; docs/trust.md)
+gc/takeover/<lock id>.json                         who replaces a dead gc's stale lock
+gc/keep/<time>-<uuid>.json                         a save's keep marker: old objects it relies on
 ```
 """
 
@@ -29,12 +32,23 @@ FEATURES_PREFIX = "features/"
 #: first write that needs it (``Store.require_feature``), before that write.
 KNOWN_FEATURES: frozenset[str] = frozenset({
     "repository-lifecycle",  # destroy, restore and rename events in ref logs (issue 14)
+    "gc-keep",  # gc keep markers under gc/keep/ (issue 13.3)
     "manifest-v2",  # version 2 manifests: model formats, summaries, contracts (issue 15)
 })
+#: The feature the first keep marker records: a roro that does not know keep markers (whose gc
+#: would ignore them and delete what a save protects) must refuse the store.
+GC_KEEP_FEATURE = "gc-keep"
 _FEATURE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 OBJECTS_PREFIX = f"objects/{ALGORITHM}/"
 REFS_PREFIX = "refs/"
 SEQ_DIGITS = 10
+GC_PREFIX = "gc/"
+GC_LOCK_KEY = "gc/lock"
+#: Room a folder store keeps for gc (Backend.free_reserve): gc can take its lock on a full disk.
+RESERVE_KEY = "gc/reserve"
+KEEP_PREFIX = "gc/keep/"
+TAKEOVER_PREFIX = "gc/takeover/"
+_GC_NAME = re.compile(r"[0-9A-Za-z][0-9A-Za-z.-]{0,99}")
 
 
 def object_key(digest: str) -> str:
@@ -94,10 +108,32 @@ def feature_from_key(key: str) -> str | None:
 
 def is_key_path(key: str) -> bool:
     """True for a path where roro keeps a file: ``roro.json``, an object key, a log event key,
-    a feature key (a directory there is damage that fsck reports)."""
+    a feature key, a gc key (a directory there is damage that fsck reports)."""
     if key == FORMAT_KEY or digest_from_object_key(key) is not None \
-            or feature_from_key(key) is not None:
+            or feature_from_key(key) is not None or is_gc_key(key):
         return True
     parts = key.split("/")
     return (len(parts) == 5 and parts[0] == REFS_PREFIX.rstrip("/") and parts[3] == "log"
             and seq_from_log_key(key) is not None)
+def keep_key(name: str) -> str:
+    """The key of keep marker ``name`` (``<UTC time>-<uuid>``, see ``roro.objects.keep``)."""
+    if not _GC_NAME.fullmatch(name):
+        raise ValueError(f"invalid keep marker name {name!r}")
+    return f"{KEEP_PREFIX}{name}.json"
+
+
+def takeover_key(lock_id: str) -> str:
+    """The create-only key whose writer may replace the stale gc lock ``lock_id``."""
+    if not _GC_NAME.fullmatch(lock_id):
+        raise ValueError(f"invalid gc lock id {lock_id!r}")
+    return f"{TAKEOVER_PREFIX}{lock_id}.json"
+
+
+def is_gc_key(key: str) -> bool:
+    """True for every key gc writes (its lock, takeovers, keep markers): fsck knows them."""
+    if key in (GC_LOCK_KEY, RESERVE_KEY):
+        return True
+    for prefix in (KEEP_PREFIX, TAKEOVER_PREFIX):
+        if key.startswith(prefix) and key.endswith(".json"):
+            return bool(_GC_NAME.fullmatch(key[len(prefix):-len(".json")]))
+    return False

@@ -85,10 +85,9 @@ class MemoryBackend(Backend):
         with self._lock:
             self._data.pop(check_key(key), None)
 
-    def touch(self, key: str) -> None:
-        with self._lock:
-            if key in self._data:
-                self._data[key] = (self._data[key][0], time.time())
+    def put_file_if_absent(self, key: str, path: str) -> bool:
+        with open(path, "rb") as f:
+            return self.put_if_absent(key, f.read())
 
     # for tests: corrupt or age stored bytes
     def replace_raw(self, key: str, data: bytes, mtime: float | None = None) -> None:

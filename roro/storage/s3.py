@@ -41,7 +41,9 @@ MiB = 1 << 20
 MULTIPART_THRESHOLD = 64 * MiB
 MULTIPART_CHUNKSIZE = 32 * MiB
 MAX_CONCURRENCY = 8
-MAX_COPY_SIZE = 5 * 1024 * MiB  # the largest object a single CopyObject may copy
+#: Objects up to this size are written with one conditional PUT (the bytes in one request, a
+#: 412 if present); larger ones are looked for (HEAD) before their bytes are sent.
+CONDITIONAL_PUT_MAX = 8 * MiB
 CONFLICT_RETRIES = 5  # attempts of a conditional put answered 409 ConditionalRequestConflict
 PROBE_PREFIX = "roro-probe/"
 FIRST_CONTACT_TIMEOUT = 10.0  # seconds a request waits for an endpoint that never answered yet
@@ -364,7 +366,8 @@ class S3Backend(Backend):
         full = self._full(key)
         with self._boto("HeadObject", key):
             head = self.client.head_object(Bucket=self.bucket, Key=full)
-        return KeyInfo(key, int(head["ContentLength"]), head["LastModified"].timestamp())
+        return KeyInfo(key, int(head["ContentLength"]), head["LastModified"].timestamp(),
+                       _etag(head.get("ETag")))
 
     def list(self, prefix: str, start_after: str | None = None) -> Iterator[str]:
         """Keys in the order the server lists them: UTF-8 byte order on AWS S3 and moto.
@@ -381,12 +384,25 @@ class S3Backend(Backend):
         return self._list(kwargs, prefix, start_after)
 
     def _list(self, kwargs: dict[str, Any], prefix: str, start_after: str | None) -> Iterator[str]:
+        for info in self._list_info(kwargs, prefix, start_after):
+            yield info.key
+
+    def list_info(self, prefix: str, start_after: str | None = None) -> Iterator[KeyInfo]:
+        """Sizes, modification times and ETags come with the listing: no request per key."""
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self._full_prefix(prefix)}
+        if start_after is not None:
+            kwargs["StartAfter"] = self._full(start_after)
+        return self._list_info(kwargs, prefix, start_after)
+
+    def _list_info(self, kwargs: dict[str, Any], prefix: str,
+                   start_after: str | None) -> Iterator[KeyInfo]:
         with self._boto(f"ListObjectsV2 {prefix!r}"):
             for page in self.client.get_paginator("list_objects_v2").paginate(**kwargs):
                 for item in page.get("Contents", ()):
                     key = self._strip(item["Key"])
                     if start_after is None or key > start_after:
-                        yield key
+                        yield KeyInfo(key, int(item["Size"]), item["LastModified"].timestamp(),
+                                      _etag(item.get("ETag")))
 
     def list_dirs(self, prefix: str) -> Names:
         full_prefix = self._full_prefix(prefix)
@@ -417,6 +433,14 @@ class S3Backend(Backend):
                                     Config=self._transfer_config())
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
+        return self._put_conditional(key, data, lost_answer_is_ours=True)
+
+    def put_bytes_if_absent(self, key: str, data: bytes) -> bool:
+        """412 always means "was present": a retried attempt's lost answer is not taken for a
+        creation (the bytes would be the same either way); the caller looks at its age."""
+        return self._put_conditional(key, data, lost_answer_is_ours=False)
+
+    def _put_conditional(self, key: str, data: bytes, lost_answer_is_ours: bool) -> bool:
         full = self._full(key)
         data = bytes(data)
         for attempt in range(CONFLICT_RETRIES):
@@ -429,7 +453,8 @@ class S3Backend(Backend):
                 if e.code == "PreconditionFailed":
                     # After a retried attempt our own first try may have landed and only its
                     # answer was lost: then the key holds exactly our bytes, and we created it.
-                    return e.retry_attempts > 0 and self.get(key) == data
+                    return (lost_answer_is_ours and e.retry_attempts > 0
+                            and self.get(key) == data)
                 # 409: a concurrent conditional write to this key is in flight; try again.
                 time.sleep(random.uniform(0, min(2.0, 0.05 * 2 ** attempt)))
         raise ConflictError(f"conditional writes to {key!r} on store {self.url} kept conflicting "
@@ -441,23 +466,22 @@ class S3Backend(Backend):
         with self._boto("DeleteObject", key):
             self.client.delete_object(Bucket=self.bucket, Key=full)
 
-    def touch(self, key: str) -> None:
-        """Refresh LastModified by copying the object onto itself (a server-side copy, with
-        ``MetadataDirective=REPLACE`` since S3 refuses a copy that changes nothing). S3 has no
-        other way to change an object's mtime, and gc's grace period relies on it."""
-        full = self._full(key)
+    def put_file_if_absent(self, key: str, path: str) -> bool:
+        """A small file (up to :data:`CONDITIONAL_PUT_MAX`, below the multipart threshold) is
+        one ``PutObject`` with ``If-None-Match: *`` (412: present); a larger one is looked for
+        first (HEAD), so that its bytes are not sent for nothing, then uploaded (multipart above
+        the threshold)."""
+        size = os.path.getsize(path)
+        if size <= min(CONDITIONAL_PUT_MAX, self.multipart_threshold - 1):
+            with open(path, "rb") as f:
+                return self.put_bytes_if_absent(key, f.read())
         try:
-            with self._boto("CopyObject", key):
-                size = self.stat(key).size
-                if size <= MAX_COPY_SIZE:
-                    self.client.copy_object(Bucket=self.bucket, Key=full,
-                                            CopySource={"Bucket": self.bucket, "Key": full},
-                                            MetadataDirective="REPLACE")
-                else:  # multipart server-side copy
-                    self.client.copy({"Bucket": self.bucket, "Key": full}, self.bucket, full,
-                                     Config=self._transfer_config())
+            if self.stat(key).size == size:
+                return False  # present (one of another size is damage: written again)
         except KeyNotFoundError:
             pass
+        self.put_file(key, path)
+        return True
 
     def collect_temp(self, older_than: float, dry_run: bool = False) -> KeyInfos:
         """Incomplete multipart uploads under the store's prefix (a killed save's, or one whose
@@ -586,6 +610,9 @@ def _seconds(option: str, value: float | None, default: float) -> float:
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
         raise StoreError(f"{option} must be a positive number of seconds, not {value!r}")
     return float(value)
+def _etag(value: Any) -> str | None:
+    """An ETag as S3 sends it (``"<hex>"``, quotes included), without the quotes."""
+    return value.strip('"') if isinstance(value, str) and value else None
 
 
 def _error_code(exc: BaseException) -> str | None:

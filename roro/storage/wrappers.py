@@ -25,13 +25,26 @@ __all__ = ["CountingBackend", "WrappingBackend"]
 
 
 class _CountingReader(io.RawIOBase):
-    """A binary stream that adds what is read from it to a :class:`CountingBackend`'s bytes."""
+    """A binary stream that adds what is read from it to a :class:`CountingBackend`'s bytes
+    (seekable, with a file descriptor, when the stream it wraps is)."""
 
     def __init__(self, inner: BinaryIO, owner: CountingBackend):
         self._inner, self._owner = inner, owner
 
     def readable(self) -> bool:
         return True
+
+    def seekable(self) -> bool:
+        return bool(self._inner.seekable())
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._inner.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._inner.tell()
+
+    def fileno(self) -> int:
+        return self._inner.fileno()
 
     def readinto(self, buffer: Any) -> int:
         data = self._inner.read(len(buffer))
@@ -89,14 +102,20 @@ class WrappingBackend(Backend):
     def list(self, prefix: str, start_after: str | None = None) -> Iterator[str]:
         return self.inner.list(prefix, start_after)
 
+    def list_info(self, prefix: str, start_after: str | None = None) -> Iterator[KeyInfo]:
+        return self.inner.list_info(prefix, start_after)
+
     def list_dirs(self, prefix: str) -> Names:
         return self.inner.list_dirs(prefix)
 
     def delete(self, key: str) -> None:
         self.inner.delete(key)
 
-    def touch(self, key: str) -> None:
-        self.inner.touch(key)
+    def put_bytes_if_absent(self, key: str, data: bytes) -> bool:
+        return self.inner.put_bytes_if_absent(key, data)
+
+    def put_file_if_absent(self, key: str, path: str) -> bool:
+        return self.inner.put_file_if_absent(key, path)
 
     def copy_from(self, src: Backend, key: str) -> bool:
         return self.inner.copy_from(src, key)
@@ -112,6 +131,12 @@ class WrappingBackend(Backend):
 
     def collect_temp(self, older_than: float, dry_run: bool = False) -> KeyInfos:
         return self.inner.collect_temp(older_than, dry_run)
+
+    def free_reserve(self) -> bool:
+        return self.inner.free_reserve()
+
+    def keep_reserve(self) -> None:
+        self.inner.keep_reserve()
 
     def prepare_for_writes(self) -> None:
         self.inner.prepare_for_writes()
@@ -194,6 +219,10 @@ class CountingBackend(WrappingBackend):
         self._count("list")
         return super().list(prefix, start_after)
 
+    def list_info(self, prefix: str, start_after: str | None = None) -> Iterator[KeyInfo]:
+        self._count("list")  # one listing: on S3 the sizes and times come with it
+        return super().list_info(prefix, start_after)
+
     def list_dirs(self, prefix: str) -> Names:
         self._count("list_dirs")
         return super().list_dirs(prefix)
@@ -202,9 +231,13 @@ class CountingBackend(WrappingBackend):
         self._count("delete")
         super().delete(key)
 
-    def touch(self, key: str) -> None:
-        self._count("touch")
-        super().touch(key)
+    def put_bytes_if_absent(self, key: str, data: bytes) -> bool:
+        self._count("put_bytes_if_absent")
+        return super().put_bytes_if_absent(key, data)
+
+    def put_file_if_absent(self, key: str, path: str) -> bool:
+        self._count("put_file_if_absent")
+        return super().put_file_if_absent(key, path)
 
     def copy_from(self, src: Backend, key: str) -> bool:
         copied = super().copy_from(src, key)

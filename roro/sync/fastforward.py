@@ -34,9 +34,11 @@ from ..objects.manifest import read_manifest
 from ..objects.transfer import ObjectTransfer, missing_in
 from ..refs import Event, RefLog, apply_event, fold, list_projects, list_repositories
 from ..refs.events import MAX_EVENT_SIZE
-from ..storage import KeyNotFoundError
+from ..refs.log import Tail
+from ..storage import KeyInfo, KeyNotFoundError
 from ..storage.layout import log_key
 from ..store import Store
+from ..writer import after_commit, reuse_guard
 
 if TYPE_CHECKING:
     from ..refs.index import Index
@@ -123,12 +125,14 @@ def _describe(name: str, events: list[Event]) -> dict[str, Any] | None:
 
 class _Plan(NamedTuple):
     """The objects one repository's new events need: its manifests (``digest -> (bytes,
-    manifest)``), those DST lacks (blobs, manifests), those it has (to touch)."""
+    manifest)``), those DST lacks (blobs, manifests), those it has (with what is known of them:
+    the gc rule judges their age), and every object's size."""
 
     manifests: dict[str, tuple[bytes, dict[str, Any]]]
     missing_blobs: list[str]
     missing_manifests: list[str]
-    found: list[str]
+    found: dict[str, KeyInfo]
+    sizes: dict[str, int]
     bytes_total: int
 
     @property
@@ -212,7 +216,12 @@ class _Syncer:
             res.events_appended = len(new)
             return
         self.dst.require_features(self.src.features())  # DESIGN §14: before what needs them
-        self.transfer.touch(plan.found)
+        # The objects DST already has are relied on as the gc rule allows (young ones as they
+        # are, old ones protected); the deadline counts from before the plan's look at them.
+        guard = reuse_guard(self.dst)
+        guard.start()
+        for d, info in plan.found.items():
+            guard.rely_on(d, plan.sizes[d], info, self._again(d, plan))
 
         start = self.transfer.streamed
 
@@ -229,9 +238,18 @@ class _Syncer:
         self.transfer.copy_all(plan.missing_blobs, done, tick)
         self.transfer.put_all_verified({d: plan.manifests[d][0] for d in plan.missing_manifests},
                                        done)
-        self._append_events(res, new, plan, src_log, dst_log)
+        for d in plan.missing:
+            guard.written(d, plan.sizes[d], self._again(d, plan))
+        guard.protect()
+        self._append_events(res, new, plan, src_log, dst_log, guard.before_publish)
         known = {d: data for d, (data, _) in plan.manifests.items()}
-        self.dst.index.refresh(dst_log, self.dst.objects, known)
+        def update() -> None:
+            self.dst.index.refresh(dst_log, self.dst.objects, known)
+
+        if res.events_appended:  # committed: an index failure is only a warning now
+            after_commit(update, f"{res.events_appended} events of {res.name} were synced")
+        else:
+            update()
         self._notify(res, "done", plan, len(new))
 
     def _new_events(self, res: RepositorySync, src_log: RefLog, dst_log: RefLog) -> list[Event]:
@@ -257,6 +275,14 @@ class _Syncer:
         if not new:
             res.status = UP_TO_DATE
             return []
+        if dst_row is not None:
+            # The events go after DST's last event: it must still be there, unchanged (a log
+            # cut behind DST's index would get a hole). Only now: an up-to-date repository
+            # costs nothing more.
+            try:
+                dst_log.verify_tail(Tail(m, h, dst_row["last_md5"]))
+            except IntegrityError as e:
+                raise IntegrityError(f"in DST {self.dst.url}: {e}", repository=r) from None
         # Never copy a broken log: judge every new event on top of DST's state.
         view = _AppendView(self.dst.index if dst_row else None, p, r, dst_row)
         try:
@@ -289,17 +315,26 @@ class _Syncer:
         sizes = {**blob_sizes, **manifest_sizes}
         missing_blobs, found_blobs, known_blobs = self.transfer.classify(blob_sizes)
         missing_mans, found_mans, known_mans = self.transfer.classify(manifest_sizes)
-        skipped = found_blobs + known_blobs + found_mans + known_mans
-        res.objects_skipped = len(skipped)
-        res.bytes_skipped = sum(sizes[d] for d in skipped)
-        return _Plan(manifests, missing_blobs, missing_mans, found_blobs + found_mans,
+        found = {**found_blobs, **known_blobs, **found_mans, **known_mans}
+        res.objects_skipped = len(found)
+        res.bytes_skipped = sum(sizes[d] for d in found)
+        return _Plan(manifests, missing_blobs, missing_mans, found, sizes,
                      sum(sizes[d] for d in missing_blobs + missing_mans))
 
+    def _again(self, digest: str, plan: _Plan) -> Callable[[], None]:
+        """How to write one of the plan's objects into DST again (the gc rule's repair)."""
+        if digest in plan.manifests:
+            return lambda: self.transfer.put_verified_bytes(digest, plan.manifests[digest][0])
+        return lambda: None if self.transfer.copy(digest) else None
+
     def _append_events(self, res: RepositorySync, new: list[Event], plan: _Plan,
-                       src_log: RefLog, dst_log: RefLog) -> None:
+                       src_log: RefLog, dst_log: RefLog,
+                       before_write: Callable[[], None]) -> None:
         """Append the events byte for byte with create-if-absent; a slot another writer took
-        with other bytes makes the repository a conflict."""
+        with other bytes makes the repository a conflict. ``before_write`` runs before each
+        (the gc rule's deadline)."""
         for event in new:
+            before_write()
             key = log_key(res.project, res.repository, event.seq)
             if self.dst.backend.put_if_absent(key, event.raw):
                 res.events_appended += 1
