@@ -47,7 +47,7 @@ def store(tmp_path) -> str:
 
 
 def test_a_booby_trapped_pickle_is_flagged_and_refused_without_running(real_store_url,
-                                                                        tmp_path):
+                                                                        tmp_path, monkeypatch):
     store = real_store_url  # a folder and SeaweedFS
     marker = tmp_path / "it-ran"
     evil = tmp_path / "model.pkl"
@@ -69,6 +69,12 @@ def test_a_booby_trapped_pickle_is_flagged_and_refused_without_running(real_stor
     assert repo.get_model_image().pickle_imports == ["posix.system"]
     with pytest.raises(TrustError, match="evil:1.*cloudpickle.*'deny'"):
         repo.get_model(trust={"pickle": "deny"})
+    monkeypatch.setenv("RORO_STORE", store)
+    with pytest.raises(TrustError, match="set by get_model"):
+        roro.load("evil:v1", trust={"pickle": "deny"})
+    monkeypatch.setenv("RORO_TRUST", "deny")
+    with pytest.raises(TrustError, match="set by RORO_TRUST"):
+        roro.load("evil")
     assert not marker.exists()  # nothing above ran it
     refused = CliRunner().invoke(main, ["--store", store, "models:download", "evil", "-o",
                                         str(tmp_path / "copy.pkl")])
