@@ -15,6 +15,7 @@ import pytest
 import safetensors.numpy
 from click.testing import CliRunner
 from support.s3servers import create_bucket, use_endpoint
+from support.trust_helpers import corrupt_object_uncached
 
 import roro
 from roro import store as store_module
@@ -95,6 +96,12 @@ def test_scan_verdicts_and_exit_codes(store, tmp_path):
     assert [(v["version"], v["verdict"], v["pickle"]) for v in doc["versions"]] == [
         (3, "clean", False), (2, "contains code", True), (1, "clean", True)]
     run("models:scan", "m:9", store=store, code=3)
+    corrupt_object_uncached(repo.store, repo.get_model_image(1).manifest["model"]["digest"])
+    run("models:scan", "m:1", store=store, code=4)  # one version: the usual error
+    doc = json.loads(run("models:scan", "m", "--all", "--json", store=store, code=11).stdout)
+    assert [(v["version"], v["verdict"]) for v in doc["versions"]] == [
+        (3, "clean"), (2, "contains code"), (1, "flagged")]
+    assert "cannot be read" in doc["versions"][2]["problems"][0]
 
 
 def test_code_inside_a_pickled_function_is_read(tmp_path):

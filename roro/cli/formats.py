@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..errors import InvalidMetadataError, NotFoundError
+from ..errors import IntegrityError, InvalidMetadataError, NotFoundError
 from ..formats import FORMATS
 from ..formats.base import CLEAN, CODE, FLAGGED
 from ..names import validate_name
@@ -111,7 +111,7 @@ def models_scan(state: CliState, spec: str, all_versions: bool, as_json: bool) -
         image = state.project.get_model_image(ref)
         repo, images = image.repository, [image]
     name = repo.name  # a renamed repository's new name
-    results = [scan_document(i) for i in images]
+    results = [scan_document(i, unreadable_ok=all_versions) for i in images]
     worst = max((EXIT_SCAN[r["verdict"]] for r in results), default=0)
     if as_json:
         render.emit_json({"project": state.project.name, "repository": name,
@@ -131,11 +131,20 @@ def models_scan(state: CliState, spec: str, all_versions: bool, as_json: bool) -
     sys.exit(worst)
 
 
-def scan_document(image: ModelImage) -> dict[str, Any]:
-    """One version's scan, as ``models:scan --json`` lists it."""
-    result = image.scan()
+def scan_document(image: ModelImage, unreadable_ok: bool = False) -> dict[str, Any]:
+    """One version's scan, as ``models:scan --json`` lists it. With ``unreadable_ok`` (``--all``),
+    a version whose manifest or model cannot be read (damaged, corrupted, missing) is listed as
+    flagged, saying why, instead of stopping the scan of the others."""
     doc: dict[str, Any] = {"version": image.version, "image": image.digest,
                            "format": image.model_format}
+    try:
+        result = image.scan()
+    except (IntegrityError, NotFoundError) as e:
+        if not unreadable_ok:
+            raise
+        doc.update(verdict=FLAGGED, imports=[], flagged=[], code_objects=0, code_names=[],
+                   problems=[f"cannot be read: {e}"], pickle=None)
+        return doc
     if result is None:
         doc.update(verdict=CLEAN, imports=[], flagged=[], code_objects=0, code_names=[],
                    problems=[], pickle=False)
