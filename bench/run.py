@@ -323,7 +323,7 @@ def build_history(root: str, name: str, n: int,
     import roro
     from roro.digests import digest_bytes
     from roro.objects.canonical import canonical_json
-    from roro.objects.manifest import FORMAT
+    from roro.objects.manifest import FORMAT_V1 as FORMAT  # a version 1 store, written fast
     from roro.refs.events import make_event
     from roro.storage.layout import log_key, object_key
     store = roro.Store(root)

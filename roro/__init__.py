@@ -16,7 +16,9 @@ from .errors import (
     AttributeNameError,
     ConfigError,
     ConflictError,
+    ContractError,
     DownloadError,
+    FormatError,
     ImmutableError,
     IntegrityError,
     InvalidArgumentError,
@@ -27,6 +29,7 @@ from .errors import (
     QuerySyntaxError,
     RoroError,
     StoreError,
+    TrustError,
 )
 from .image import Attachment, Downloaded, ImageList, ModelImage, RoroWarning
 from .project import Project
@@ -42,9 +45,11 @@ __all__ = [
     "AttributeNameError",
     "ConfigError",
     "ConflictError",
+    "ContractError",
     "CopyReport",
     "DownloadError",
     "Downloaded",
+    "FormatError",
     "ImageList",
     "ImmutableError",
     "IntegrityError",
@@ -63,6 +68,7 @@ __all__ = [
     "StoreError",
     "SyncReport",
     "TagChange",
+    "TrustError",
     "copy_image",
     "get_current_project",
     "load",
@@ -78,9 +84,12 @@ def get_current_project(project: str | None = None, store: str | None = None) ->
     return Project(settings.project, settings.store, **settings.options)
 
 
-def load(spec: str) -> Any:
+def load(spec: str, *, trust: dict[str, Any] | None = None,
+         tensors: list[str] | None = None) -> Any:
     """The model object that ``spec`` names in the current project (see
     :func:`get_current_project`): ``"credit-risk"`` (latest), ``"credit-risk:3"``,
     ``"credit-risk:v3"``, ``"credit-risk:production"``, ``"credit-risk@sha256:3f7bc85"``. Its
-    bytes are verified before they are unpickled."""
-    return get_current_project().get_model(spec)
+    bytes are verified before they are loaded, and the load gate applies (``trust`` tightens the
+    caller's trust settings; ``tensors`` selects tensors of a safetensors model; see
+    :meth:`ModelImage.get_model`)."""
+    return get_current_project().get_model(spec, trust=trust, tensors=tensors)

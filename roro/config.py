@@ -14,22 +14,26 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .environment import roro_home
+from .environment import config_dir, roro_home
 from .errors import ConfigError
 from .names import validate_name
 from .store import Store
 from .suggest import close_matches
 
+if TYPE_CHECKING:
+    from .formats.trust import Trust
+
 CONFIG_FILE = "roro.yml"
+USER_CONFIG_FILE = "config.yml"
 DEFAULT_PROJECT = "default"
 #: roro.yml keys passed to its store as options (how long to wait for an S3 endpoint).
 TIMING_OPTIONS = ("connect_timeout", "read_timeout", "first_contact_timeout", "retry_deadline",
                   "max_retries")
 #: The keys this roro reads in roro.yml. A key close to one of them (``projet``) is an error; any
 #: other key is a warning, so that settings a newer roro writes never break an older one.
-KNOWN_KEYS = ("project", "store", "endpoint_url", "remotes", *TIMING_OPTIONS)
+KNOWN_KEYS = ("project", "store", "endpoint_url", "remotes", "trust", *TIMING_OPTIONS)
 
 #: Where the store came from: the ``--store`` option (or the ``store`` argument of
 #: :func:`current_settings`), ``RORO_STORE``, ``roro.yml``, or the default user store.
@@ -74,11 +78,10 @@ def find_config(start: str | None = None) -> str | None:
         d = parent
 
 
-def load_config(path: str) -> dict[str, Any]:
-    """The mapping in ``roro.yml`` at ``path``. A YAML error keeps PyYAML's line and column; an
-    unknown key within two edits of a known one (``projet``) is a :class:`ConfigError` naming it
-    and its line; any other unknown key is a :class:`ConfigWarning`."""
-    import yaml  # PyYAML: only when a roro.yml is read
+def _read_yaml(path: str) -> tuple[Any, Any]:
+    """``(node, data)`` of the YAML file at ``path``: the composed node (for line numbers) and
+    the value. A YAML error is a :class:`ConfigError` that keeps PyYAML's line and column."""
+    import yaml  # PyYAML: only when a configuration file is read
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
@@ -91,6 +94,55 @@ def load_config(path: str) -> dict[str, Any]:
         raise ConfigError(f"cannot read {path}{where}: {what}") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
         raise ConfigError(f"cannot read {path}: {str(e).splitlines()[0]}") from None
+    return node, data
+
+
+def user_config_path() -> str:
+    """``$XDG_CONFIG_HOME/roro/config.yml`` (``~/.config/roro/config.yml``)."""
+    return os.path.join(config_dir(), USER_CONFIG_FILE)
+
+
+def load_user_config() -> dict[str, Any]:
+    """The user configuration (``{}`` when there is none); ConfigError if it is not a mapping."""
+    path = user_config_path()
+    if not os.path.isfile(path):
+        return {}
+    _, data = _read_yaml(path)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must be a mapping (e.g. 'trust: {{pickle: deny}}')")
+    return data
+
+
+def trust_settings(explicit: dict[str, Any] | None = None) -> Trust:
+    """The load gate's settings: the user configuration, then ``RORO_TRUST``, then the nearest
+    ``roro.yml``, then ``explicit`` (``get_model(trust=...)``), each only tightening the ones
+    before it (see :mod:`roro.formats.trust`)."""
+    from .formats.trust import Trust, parse_env_trust  # only when a model is loaded
+    trust = Trust()
+    user = load_user_config()
+    if "trust" in user:
+        trust = trust.tighten(user["trust"], user_config_path())
+    env = os.environ.get("RORO_TRUST")
+    if env:
+        trust = trust.tighten(parse_env_trust(env), "RORO_TRUST")
+    path = find_config()
+    if path is not None:
+        data = load_config(path)
+        if "trust" in data:
+            trust = trust.tighten(data["trust"], path)
+    if explicit is not None:
+        trust = trust.tighten(explicit, "get_model(trust=...)")
+    return trust
+
+
+def load_config(path: str) -> dict[str, Any]:
+    """The mapping in ``roro.yml`` at ``path``. A YAML error keeps PyYAML's line and column; an
+    unknown key within two edits of a known one (``projet``) is a :class:`ConfigError` naming it
+    and its line; any other unknown key is a :class:`ConfigWarning`."""
+    import yaml  # PyYAML: its node types, only when a roro.yml is read
+    node, data = _read_yaml(path)
     if data is None:
         data = {}
     if not isinstance(data, dict):

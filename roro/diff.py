@@ -1,4 +1,5 @@
-"""What changed between two saved model images: metadata, attachments, model, comment, lineage.
+"""What changed between two saved model images: metadata, attachments, model, comment, lineage
+and contract (library versions, input schema).
 
 >>> d = repo.get_model_image(version=12).diff(repo.get_model_image(tag="production"))
 >>> d.metadata_changed            # {"Accuracy": (0.87, 0.89)}
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import RoroError
 from .objects.canonical import canonical_json
+from .objects.manifest import model_format
 from .units import format_bytes
 
 if TYPE_CHECKING:
@@ -46,6 +48,13 @@ class DictDiff:
     def to_dict(self) -> dict[str, Any]:
         return {"added": dict(self.added), "removed": dict(self.removed),
                 "changed": {k: {"a": a, "b": b} for k, (a, b) in self.changed.items()}}
+
+    def lines(self, label: str) -> list[str]:
+        """One line per change: ``+ LABEL key: value``, ``- …``, ``~ LABEL key: a → b``."""
+        return [*(f"+ {label} {k}: {_text(v)}" for k, v in self.added.items()),
+                *(f"- {label} {k}: {_text(v)}" for k, v in self.removed.items()),
+                *(f"~ {label} {k}: {_text(x)} → {_text(y)}"
+                  for k, (x, y) in self.changed.items())]
 
     def by_path(self) -> DictDiff:
         """The same difference with nested objects compared key by key: ``params.C`` changed
@@ -92,6 +101,8 @@ class ImageDiff:
     comment_a: str
     comment_b: str
     lineage: DictDiff
+    #: The contract, flattened (``library numpy``, ``input dtype``, ``input column age``…).
+    contract: DictDiff = field(default_factory=DictDiff)
 
     @property
     def metadata_added(self) -> dict[str, Any]:
@@ -139,6 +150,7 @@ class ImageDiff:
                         "b": self.comment_b},
             "lineage": self.lineage.to_dict(),
             "metadata_paths": self.metadata.by_path().to_dict(),
+            "contract": self.contract.to_dict(),
         }
 
     def format(self) -> str:
@@ -155,13 +167,10 @@ class ImageDiff:
                          f"{self.model_b['digest'][:19]} {format_bytes(self.model_b['size'])}")
             if self.model_a["type"] != self.model_b["type"]:
                 lines.append(f"~ model type: {self.model_a['type']} → {self.model_b['type']}")
-        metadata = self.metadata.by_path()
-        for k, v in metadata.added.items():
-            lines.append(f"+ metadata {k}: {_text(v)}")
-        for k, v in metadata.removed.items():
-            lines.append(f"- metadata {k}: {_text(v)}")
-        for k, (x, y) in metadata.changed.items():
-            lines.append(f"~ metadata {k}: {_text(x)} → {_text(y)}")
+            if self.model_a["format"] != self.model_b["format"]:
+                lines.append(f"~ model format: {self.model_a['format']} → "
+                             f"{self.model_b['format']}")
+        lines.extend(self.metadata.by_path().lines("metadata"))
         for att in self.attachments_added:
             lines.append(f"+ attachment {att['name']} ({format_bytes(att['size'])})")
         for att in self.attachments_removed:
@@ -170,6 +179,7 @@ class ImageDiff:
             lines.append(f"~ attachment {att['name']}: {att['a']['digest'][:19]} "
                          f"{format_bytes(att['a']['size'])} → {att['b']['digest'][:19]} "
                          f"{format_bytes(att['b']['size'])}")
+        lines.extend(self.contract.lines("contract"))
         if self.comment_changed:
             lines.append(f"~ comment: {_text(self.comment_a)} → {_text(self.comment_b)}")
         if self.identical:
@@ -200,8 +210,10 @@ def diff_images(a: ModelImage, b: ModelImage) -> ImageDiff:
                 "digest": image.digest, "timestamp": m["timestamp"], "author": m["author"]}
 
     def model(m: dict[str, Any]) -> dict[str, Any]:
-        return {k: m["model"][k] for k in ("digest", "size", "type")}
+        return {"digest": m["model"]["digest"], "size": m["model"]["size"],
+                "type": m["model"].get("type"), "format": model_format(m)}
 
+    from .formats.contract import flatten as flatten_contract  # only when images are compared
     return ImageDiff(
         a=side(a, ma), b=side(b, mb),
         metadata=DictDiff.between(ma["metadata"], mb["metadata"]),
@@ -214,4 +226,6 @@ def diff_images(a: ModelImage, b: ModelImage) -> ImageDiff:
         model_a=model(ma), model_b=model(mb),
         comment_a=ma["comment"], comment_b=mb["comment"],
         lineage=DictDiff.between(a.lineage or {}, b.lineage or {}),
+        contract=DictDiff.between(flatten_contract(ma.get("contract")),
+                                  flatten_contract(mb.get("contract"))),
     )

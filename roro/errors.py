@@ -79,7 +79,8 @@ class AttributeNameError(RoroError, AttributeError):
 
 
 class MissingDependencyError(RoroError, ImportError):
-    """An optional package a call needs is not installed (``to_pandas()`` needs pandas)."""
+    """An optional package a call needs is not installed (``to_pandas()`` needs pandas; a model
+    format its library, and the message names the pip extra that installs it)."""
 
 
 class InvalidMetadataError(RoroError, ValueError):
@@ -133,3 +134,28 @@ class QuerySyntaxError(RoroError, ValueError):
         self.column = column
         self.expected = expected
         self.found = found
+
+
+class TrustError(RoroError):
+    """A load refused by the loader's trust settings (``trust: pickle: deny``, a skops type not
+    listed in ``trust: skops_types``...), before a byte was unpickled. ``setting`` names the
+    setting and ``source`` where it was set; ``repository``, ``version`` and ``format`` the
+    model refused."""
+
+    def __init__(self, message: str, *, setting: str | None = None, source: str | None = None,
+                 repository: str | None = None, version: int | None = None,
+                 format: str | None = None):
+        super().__init__(message)
+        self.setting = setting
+        self.source = source
+        self.repository = repository
+        self.version = version
+        self.format = format
+
+
+class ContractError(RoroError, ValueError):
+    """Input that does not match a model's recorded input schema (``image.check_input``)."""
+
+
+class FormatError(RoroError, ValueError):
+    """An object or a file that is not in the format asked for, or an unknown format."""

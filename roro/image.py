@@ -11,10 +11,12 @@ from collections.abc import KeysView
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, NamedTuple, Protocol
 
 from . import writer
+from .config import trust_settings
 from .digests import digest_bytes
 from .environment import cloudpickle_version, python_version
 from .errors import (
     AttributeNameError,
+    FormatError,
     ImmutableError,
     IntegrityError,
     InvalidArgumentError,
@@ -23,6 +25,7 @@ from .errors import (
     NotFoundError,
     RoroError,
     RoroWarning,
+    TrustError,
 )
 from .localfs import (
     attachment_target,
@@ -44,15 +47,33 @@ from .metadata import (
 from .names import attachment_name_conflict, validate_attachment_name
 from .notebook import image_html, images_html, images_to_pandas
 from .objects import SpooledObject
-from .objects.manifest import FORMAT
+from .objects.canonical import loads
+from .objects.manifest import FORMAT, model_format
 from .objects.store import HashingWriter
 from .suggest import edit_distance
 
 if TYPE_CHECKING:
     from .diff import ImageDiff
+    from .formats import ModelFormat
+    from .formats.scan import PickleScan
     from .repository import ModelRepository
 
 CHUNK = 1 << 20
+#: The file name extension a download of each format gets by default.
+_EXTENSIONS = {"cloudpickle": ".pkl", "safetensors": ".safetensors", "onnx": ".onnx",
+               "skops": ".skops", "file": ".bin"}
+
+
+def _minor(version: str) -> str:
+    return ".".join(version.split(".")[:2])
+
+
+def _plain(text: str, limit: int = 100) -> str:
+    """``text`` as is when it is short and printable, else its cut ``repr`` (a name or version
+    read from a manifest goes into a warning: no terminal escapes, no pages of it)."""
+    if len(text) <= limit and text.isprintable():
+        return text
+    return repr(text[:limit]) + ("…" if len(text) > limit else "")
 
 
 class Attachment:
@@ -132,10 +153,21 @@ class ModelImage:
 
     def __init__(self, repository: ModelRepository, model: Any = None, *,
                  manifest: dict[str, Any] | None = None, digest: str | None = None,
-                 version: int | None = None):
+                 version: int | None = None, format: str = "cloudpickle",
+                 input_example: Any = None):
+        if format != "auto" and manifest is None:
+            from .formats import get_format  # the format table: only for a new image
+            get_format(format)  # an unknown name is refused now, not at save
         s = object.__setattr__
         s(self, "_repository", repository)
         s(self, "_model", model)
+        s(self, "_format", format)
+        schema = None
+        if input_example is not None:
+            from .formats.contract import schema_of  # only for an image with an input example
+            schema = schema_of(input_example)
+        s(self, "_input_schema", schema)
+        s(self, "_summary", None)
         s(self, "_manifest", manifest)
         s(self, "_digest", digest)
         s(self, "_version", version)
@@ -236,7 +268,104 @@ class ModelImage:
 
     @property
     def model_type(self) -> str | None:
-        return self._manifest["model"]["type"] if self._manifest and self._manifest["model"] else None
+        """The model's type (``sklearn.linear_model.LogisticRegression``), or its format for a
+        file saved from the command line."""
+        if not self._manifest or not self._manifest["model"]:
+            return None  # a new image, or a damaged version
+        return self._manifest["model"].get("type") or self.model_format
+
+    @property
+    def model_format(self) -> str | None:
+        """The format the model is stored in (``cloudpickle``, ``safetensors``, ``onnx``,
+        ``skops``, ``file``); for a new image, the format asked for (perhaps ``auto``); None
+        for a damaged version."""
+        if self._manifest is None:
+            return self._format
+        return model_format(self._manifest) if self._manifest["model"] else None
+
+    @property
+    def summary(self) -> dict[str, Any] | None:
+        """What the model is, recorded at save in a small verified object (the model's bytes are
+        not read): for safetensors ``tensors`` (name, dtype, shape), ``parameters`` and the
+        header's ``metadata``; for ONNX ``inputs``, ``outputs``, ``initializers``, ``opset``…;
+        for skops ``untrusted_types``. None for a format without one, or a new image."""
+        if self._manifest is None or not self._manifest["model"]:
+            return None
+        ref = self._manifest["model"].get("summary")
+        if not isinstance(ref, dict):
+            return None
+        if self._summary is None:
+            self.authenticate()  # an image from a listing: its manifest must be the log's
+            # Never more than the manifest says (a forged one may name a 1 GiB blob).
+            data = self._repository.project.store.objects.read(ref["digest"], ref["size"])
+            try:
+                value = loads(data)
+            except ValueError as e:
+                raise IntegrityError(f"the summary {ref['digest']} of {self!r} is not JSON: {e}",
+                                     digest=ref["digest"]) from None
+            from .formats.base import summary_problem  # only when a summary is read
+            problem = summary_problem(value)
+            if problem is not None:
+                raise IntegrityError(f"the summary {ref['digest']} of {self!r} is invalid: "
+                                     f"{problem}", digest=ref["digest"])
+            object.__setattr__(self, "_summary", value)
+        return json.loads(json.dumps(self._summary))
+
+    @property
+    def contract(self) -> dict[str, Any] | None:
+        """The model's contract (a copy): ``libraries`` (distribution → version at save) and, if
+        an input example was given, ``input`` (its schema). None if none was recorded."""
+        if self._manifest is None:
+            return {"input": self._input_schema} if self._input_schema else None
+        contract = self._manifest.get("contract")
+        return json.loads(json.dumps(contract)) if isinstance(contract, dict) else None
+
+    @property
+    def input_schema(self) -> dict[str, Any] | None:
+        """The schema of the input example given at save (see :meth:`check_input`)."""
+        contract = self.contract or {}
+        schema = contract.get("input")
+        return schema if isinstance(schema, dict) else None
+
+    @property
+    def input_example(self) -> Any:
+        """The first rows of the input example given at save (a list of rows, or a DataFrame's
+        ``{column: values}``), when they were small and plain enough to keep; else None."""
+        schema = self.input_schema or {}
+        return schema.get("example")
+
+    def check_input(self, batch: Any) -> None:
+        """Check a batch (numpy array or pandas DataFrame) against the recorded input schema:
+        dtype and shape (the first axis is the batch), or columns and dtypes. Raises
+        :class:`~roro.errors.ContractError` listing every mismatch."""
+        from .formats.contract import check_input  # only when an input is checked
+        check_input((self.contract or {}).get("input"), batch, repr(self))
+
+    def scan(self) -> PickleScan | None:
+        """What the model's pickle would import, read statically from its verified bytes (never
+        unpickled): a :class:`~roro.formats.scan.PickleScan` with the verdict ``clean``,
+        ``contains code`` or ``flagged``. None for a model that is not a pickle. A clean scan is
+        no proof of safety: the load gate (``trust: pickle``) is the control."""
+        if self._manifest is None:
+            raise RoroError(f"{self!r} is not saved yet: there are no stored bytes to scan")
+        self.authenticate()  # a damaged version raises here
+        if not self._format_of_saved().pickled:
+            return None
+        from .formats.scan import scan_pickle  # pickletools (~5 ms): only when a pickle is scanned
+        with self.open_model() as f:
+            return scan_pickle(f)
+
+    @property
+    def pickle_imports(self) -> list[str] | None:
+        """The ``module.name`` globals (and modules) the model's pickle would import, read from
+        its opcodes without running it (see :meth:`scan`); None for a model that is not a pickle."""
+        result = self.scan()
+        return result.imports if result is not None else None
+
+    def _format_of_saved(self) -> ModelFormat:
+        from .formats import get_format  # the format table: only when a model's bytes are used
+        assert self._manifest is not None and self._manifest["model"]  # authenticated
+        return get_format(model_format(self._manifest))
 
     @property
     def model_size(self) -> int | None:
@@ -452,22 +581,67 @@ class ModelImage:
         raise NotFoundError(f"{self!r} has no attachment {name!r}", repository=self._repository.name)
 
     # -- model -----------------------------------------------------------------------------------
-    def get_model(self) -> Any:
-        """The model object. For a saved image, its bytes are verified before they are unpickled."""
+    def get_model(self, *, trust: dict[str, Any] | None = None,
+                  tensors: list[str] | None = None) -> Any:
+        """The model object. For a saved image, its bytes are verified before they are loaded.
+
+        ``trust`` tightens the loader's trust settings for this call (``{"pickle": "deny"}``,
+        ``{"skops_types": [...]}``; see "Formats and trust" in the README): a pickle is refused
+        with :class:`~roro.errors.TrustError` before a byte is read. ``tensors`` loads only
+        those tensors of a safetensors model. A ``file`` model comes back as a verified binary
+        file (close it when done). A recorded library (or Python, or cloudpickle) whose
+        major.minor version differs here gives a :class:`RoroWarning` naming both versions.
+        """
         if self._manifest is None:
             return self._model
         self.authenticate()
-        import cloudpickle  # imported by the first save or load: `import roro` stays cheap
+        fmt = self._format_of_saved()
+        settings = trust_settings(trust)
+        what = f"{self._repository.name}:{self._version}"
+        if fmt.pickled:
+            settings.gate_pickle(what, fmt.name, self._repository.name, self._version)
+        if tensors is not None:
+            if fmt.name != "safetensors":
+                raise FormatError(f"tensors=... selects tensors of a safetensors model; "
+                                  f"{what} is {fmt.name}")
+            if isinstance(tensors, str) or not all(isinstance(t, str) for t in tensors):
+                raise TypeError("tensors must be a list of tensor names")
+        self._warn_versions(fmt)
+        f = self._repository.project.store.objects.open_verified(self._manifest["model"]["digest"])
+        if fmt.name == "file":
+            return f
+        with f:
+            try:
+                return fmt.load(f, tensors=tensors, trusted=settings.skops_types or ())
+            except TrustError as e:
+                raise TrustError(f"refusing to load {what} ({fmt.name}): {e}", setting=e.setting,
+                                 source=settings.skops_source, repository=self._repository.name,
+                                 version=self._version, format=fmt.name) from None
 
+    def _warn_versions(self, fmt: ModelFormat) -> None:
+        assert self._manifest is not None
         model = self._manifest["model"]
-        mine = {"python": python_version(), "cloudpickle": cloudpickle_version()}
-        for what, theirs in (("python", model["python"]), ("cloudpickle", model["cloudpickle"])):
-            if ".".join(theirs.split(".")[:2]) != ".".join(mine[what].split(".")[:2]):
-                warnings.warn(f"{self!r} was saved with {what} {theirs} and is loaded with "
-                              f"{mine[what]}; the model may not load or behave the same",
-                              RoroWarning, stacklevel=2)
-        with self.open_model() as f:
-            return cloudpickle.load(f)
+        mismatches: list[tuple[str, str, str | None]] = []
+        if fmt.pickled:
+            mine = {"python": python_version(), "cloudpickle": cloudpickle_version()}
+            for what in ("python", "cloudpickle"):
+                theirs = model.get(what)
+                if isinstance(theirs, str) and _minor(theirs) != _minor(mine[what]):
+                    mismatches.append((what, theirs, mine[what]))
+        contract = self._manifest.get("contract")
+        libraries = contract.get("libraries") if isinstance(contract, dict) else None
+        if isinstance(libraries, dict):
+            from .formats.contract import MAX_CHECKED, library_mismatches  # only at a load
+            mismatches.extend(library_mismatches(libraries))
+            if len(libraries) > MAX_CHECKED:
+                warnings.warn(f"the contract of {self!r} records {len(libraries)} libraries; only "
+                              f"the first {MAX_CHECKED} by name were checked", RoroWarning,
+                              stacklevel=3)
+        for what, theirs, here in mismatches:
+            what, theirs = _plain(what), _plain(theirs)  # from the manifest: maybe forged
+            loaded = f"is loaded with {here}" if here else f"{what} is not installed here"
+            warnings.warn(f"{self!r} was saved with {what} {theirs} and {loaded}; the model may "
+                          f"not load or behave the same", RoroWarning, stacklevel=3)
 
     def open_model(self) -> BinaryIO:
         """A binary file of the saved model's pickled bytes, verified against the manifest's digest
@@ -501,7 +675,8 @@ class ModelImage:
         stream = None if to is None or isinstance(to, (str, os.PathLike)) else to
         target = None
         if stream is None:
-            default = f"{self._repository.name}-v{self._version}.pkl"
+            default = (f"{self._repository.name}-v{self._version}"
+                       f"{_EXTENSIONS.get(self.model_format or '', '.bin')}")
             target = os.fspath(to) if to is not None else default  # type: ignore[arg-type]
             if os.path.isdir(target):
                 target = os.path.join(target, default)
@@ -548,19 +723,38 @@ class ModelImage:
     # -- save --------------------------------------------------------------------------------------
     def save(self, comment: str = "") -> ModelImage:
         """Save this image as the next version of its repository; returns the image."""
+        self._check_comment(comment)
+        repo = self._repository
+        published = writer.save_model(repo.project.store, repo.project.name, repo.name,
+                                      self._model, self._metadata, self._spooled_attachments(),
+                                      comment, self._format, self._input_schema)
+        self._mark_saved(published.manifest, published.digest, published.version)
+        return self
+
+    def save_file(self, path: str | os.PathLike[str], comment: str = "") -> ModelImage:
+        """Save the model file at ``path``, as it is and without loading it, in this image's
+        format (checked, see :func:`roro.writer.save_file`), as the next version."""
+        self._check_comment(comment)
+        if self._format == "auto":
+            raise FormatError("a file is saved in a named format: file, cloudpickle, "
+                              "safetensors, onnx or skops")
+        repo = self._repository
+        published = writer.save_file(repo.project.store, repo.project.name, repo.name,
+                                     os.fspath(path), self._format, self._metadata,
+                                     self._spooled_attachments(), comment)
+        self._mark_saved(published.manifest, published.digest, published.version)
+        return self
+
+    def _check_comment(self, comment: object) -> None:
         self._check_mutable()
         if not isinstance(comment, str):
             raise InvalidMetadataError("comment must be a string")
         if len(comment.encode("utf-8", "surrogatepass")) > 64 * 1024:
             raise InvalidMetadataError("comment is longer than 64 KiB")
         normalize_value("comment", comment)
-        repo = self._repository
-        attachments = [(a.name, a._spooled) for a in self.get_attachments()
-                       if a._spooled is not None]
-        published = writer.save_model(repo.project.store, repo.project.name, repo.name,
-                                      self._model, self._metadata, attachments, comment)
-        self._mark_saved(published.manifest, published.digest, published.version)
-        return self
+
+    def _spooled_attachments(self) -> list[tuple[str, SpooledObject]]:
+        return [(a.name, a._spooled) for a in self.get_attachments() if a._spooled is not None]
 
     def _mark_saved(self, manifest: dict[str, Any], digest: str, version: int) -> None:
         s = object.__setattr__
@@ -589,9 +783,15 @@ class ModelImage:
             "author": m["author"] if m else None,
             "comment": m["comment"] if m else None,
             "metadata": json.loads(json.dumps(self._metadata)),
-            "model": ({k: m["model"][k] for k in ("digest", "size", "type", "serializer",
-                                                   "python", "cloudpickle")}
+            "model": ({"digest": m["model"]["digest"], "size": m["model"]["size"],
+                       "type": self.model_type, "format": self.model_format,
+                       "serializer": self.model_format,
+                       "python": m["model"].get("python"),
+                       "cloudpickle": m["model"].get("cloudpickle"),
+                       "summary": (m["model"]["summary"]["digest"]
+                                   if isinstance(m["model"].get("summary"), dict) else None)}
                       if m and m["model"] else None),
+            "contract": self.contract,
             "attachments": [{"name": a.name, "digest": a.digest, "size": a.size}
                             for a in self.get_attachments()],
             "lineage": self.lineage,

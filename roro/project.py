@@ -79,10 +79,11 @@ class Project:
         assert ref.name is not None
         return self.resolve_repository(ref.name).get_model_image(ref)
 
-    def get_model(self, spec: str | Ref) -> Any:
+    def get_model(self, spec: str | Ref, *, trust: dict[str, Any] | None = None,
+                  tensors: list[str] | None = None) -> Any:
         """The model object a reference names (see :meth:`get_model_image`), verified before it
-        is unpickled."""
-        return self.get_model_image(spec).get_model()
+        is loaded; ``trust`` and ``tensors`` as in :meth:`ModelImage.get_model`."""
+        return self.get_model_image(spec).get_model(trust=trust, tensors=tensors)
 
     def list_model_repositories(self) -> list[ModelRepository]:
         """Every live repository of this project, sorted by name (destroyed repositories and

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -18,7 +19,7 @@ from .errors import (
 from .image import ImageList, ModelImage
 from .names import LATEST, validate_name, validate_new_name, validate_tag, validate_version
 from .notebook import repository_html
-from .objects.manifest import read_manifest, read_manifest_or_damage
+from .objects.manifest import named_blobs, read_manifest, read_manifest_or_damage
 from .query import Query
 from .query import parse as parse_query
 from .refs import Event
@@ -193,10 +194,8 @@ class ModelRepository:
                 gone(f"the objects (manifest {image})", v, image)()
             guard.rely_on(image, len(text), objects.info(image),
                           gone(f"manifest {image}", v, image))
-            blobs = [manifest["model"], *manifest["attachments"]]
-            for blob in blobs:
-                digest = blob["digest"]
-                guard.rely_on(digest, blob["size"], objects.info(digest),
+            for digest, size, _ in named_blobs(manifest):  # the model, its summary, attachments
+                guard.rely_on(digest, size, objects.info(digest),
                               gone(f"object {digest}", v, digest))
         guard.protect()
 
@@ -214,11 +213,33 @@ class ModelRepository:
         return self.project.get_model_repository(new)
 
     # -- images ----------------------------------------------------------------------------------
-    def new_model_image(self, model: Any) -> ModelImage:
-        """A new, unsaved image of ``model``: add metadata and attachments, then ``save()``."""
-        return ModelImage(self, model)
+    def new_model_image(self, model: Any, format: str = "cloudpickle",
+                        input_example: Any = None) -> ModelImage:
+        """A new, unsaved image of ``model``: add metadata and attachments, then ``save()``.
+
+        ``format`` is how the model is stored: ``cloudpickle`` (any object, the default),
+        ``safetensors`` (a dict of numpy arrays), ``onnx`` (an ``onnx.ModelProto``), ``skops``
+        (a scikit-learn estimator), ``file`` (bytes, a path or a binary file, stored as they
+        are), or ``auto`` (a safe format when the object allows it, else cloudpickle).
+        ``input_example`` (a numpy array or pandas DataFrame) records the input schema in the
+        model's contract (see :meth:`ModelImage.check_input`).
+        """
+        return ModelImage(self, model, format=format, input_example=input_example)
 
     new_image = new_model_image
+
+    def save_file(self, path: str | os.PathLike[str], format: str = "file",
+                  metadata: dict[str, Any] | None = None,
+                  attachments: dict[str, Any] | None = None, comment: str = "") -> ModelImage:
+        """Save an existing model file as the next version, as it is, without loading it (what
+        ``roro models:save`` does). The file must check out as ``format`` (``file`` takes any
+        file); ``attachments`` maps names to what :meth:`ModelImage.attach` takes."""
+        image = ModelImage(self, None, format=format)
+        if metadata:
+            image.set_metadata(metadata)
+        for name, source in (attachments or {}).items():
+            image.attach(name, source)
+        return image.save_file(path, comment)
 
     def resolve(self, version: int | str | Ref | None = None, tag: str | None = None) -> int:
         """The version number that ``version`` or ``tag`` (neither: latest) names.
@@ -348,9 +369,11 @@ class ModelRepository:
         self._require()
         return self.store.index.damaged_versions(self.project.name, self.name)
 
-    def get_model(self, version: int | str | Ref | None = None, tag: str | None = None) -> Any:
-        """The model object of ``version`` or ``tag`` (default latest), verified before unpickling."""
-        return self.get_model_image(version, tag).get_model()
+    def get_model(self, version: int | str | Ref | None = None, tag: str | None = None, *,
+                  trust: dict[str, Any] | None = None, tensors: list[str] | None = None) -> Any:
+        """The model object of ``version`` or ``tag`` (default latest), verified before it is
+        loaded; ``trust`` and ``tensors`` as in :meth:`ModelImage.get_model`."""
+        return self.get_model_image(version, tag).get_model(trust=trust, tensors=tensors)
 
     def list_model_images(self, limit: int | None = None,
                           before: int | None = None) -> ImageList:

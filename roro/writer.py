@@ -25,11 +25,11 @@ import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .digests import digest_bytes
 from .environment import cloudpickle_version, current_author, now_utc, python_version
-from .errors import ConflictError, InvalidMetadataError, NotFoundError, RoroWarning
+from .errors import ConflictError, InvalidMetadataError, NotFoundError, RoroError, RoroWarning
 from .faults import crash_point
 from .lineage import collect_lineage
 from .metadata import check_total
@@ -37,13 +37,22 @@ from .names import validate_new_name
 from .objects import SpooledObject
 from .objects.canonical import canonical_json
 from .objects.keep import ReuseGuard
-from .objects.manifest import FORMAT, MAX_MANIFEST_SIZE, referenced_digests
+from .objects.manifest import (
+    FORMAT,
+    MANIFEST_FEATURE,
+    MAX_MANIFEST_SIZE,
+    blob_sizes,
+    referenced_digests,
+)
 from .objects.transfer import ObjectTransfer
 from .refs import Event, RefLog, list_repositories
 from .refs.events import LIFECYCLE_FEATURE
 from .storage import KeyNotFoundError
 from .storage.layout import GC_KEEP_FEATURE, log_key
 from .store import Store
+
+if TYPE_CHECKING:
+    from .formats import ModelFormat
 
 MAX_APPEND_ATTEMPTS = 10_000
 
@@ -200,44 +209,93 @@ def publish(store: Store, project: str, repository: str, manifest: dict[str, Any
 
 def save_model(store: Store, project: str, repository: str, model: Any,
                metadata: dict[str, Any], attachments: Sequence[tuple[str, SpooledObject]],
-               comment: str) -> Published:
-    """Save ``model`` (cloudpickled, streamed) with ``metadata`` and already spooled
-    ``attachments`` (``(name, spool)``, sorted by name) as the next version."""
-    import cloudpickle  # imported by the first save or load: `import roro` stays cheap
-
+               comment: str, format: str = "cloudpickle",
+               input_schema: dict[str, Any] | None = None) -> Published:
+    """Save ``model`` in ``format`` (a name from :mod:`roro.formats`, or ``auto``; streamed into
+    a hashing spool) with ``metadata`` and already spooled ``attachments`` (``(name, spool)``,
+    sorted by name) as the next version; ``input_schema`` goes into the contract."""
+    from .formats import choose  # the format table: only by a save (`import roro` stays cheap)
+    from .formats.contract import collect_libraries  # likewise: only by a save
     check_total(metadata)
+    fmt = choose(model, format)
     store.ensure_initialized()
     guard = reuse_guard(store)
-    spooled = store.objects.spool_writer(lambda w: cloudpickle.dump(model, w))
+    spooled = store.objects.spool_writer(lambda w: fmt.dump(model, w))
     try:
-        return _save_spooled(store, project, repository, model, spooled, metadata,
-                             attachments, comment, guard)
+        model_entry: dict[str, Any] = {"type": fmt.model_type(model)}
+        if fmt.pickled:
+            model_entry.update(python=python_version(), cloudpickle=cloudpickle_version())
+        contract: dict[str, Any] = {"libraries": collect_libraries(model, fmt.libraries,
+                                                                    fmt.pickled)}
+        if input_schema is not None:
+            contract["input"] = input_schema
+        return _publish_model(store, project, repository, fmt, spooled, model_entry, metadata,
+                              attachments, comment, contract,
+                              collect_lineage(model, exclude=store.local_paths()), guard)
     finally:  # the spools live until the version is published: the gc rule may write again
         spooled.discard()
 
 
-def _save_spooled(store: Store, project: str, repository: str, model: Any,
-                  spooled: SpooledObject, metadata: dict[str, Any],
-                  attachments: Sequence[tuple[str, SpooledObject]], comment: str,
-                  guard: ReuseGuard) -> Published:
+def save_file(store: Store, project: str, repository: str, path: str, format: str,
+              metadata: dict[str, Any], attachments: Sequence[tuple[str, SpooledObject]],
+              comment: str) -> Published:
+    """Save the existing model file ``path`` as it is, without loading it (``roro models:save``).
+
+    The stored copy is checked to be in ``format`` (a safetensors header that adds up, an ONNX
+    protobuf that parses, a skops archive, a pickle stream that scans — never unpickled; any
+    file for ``file``), else :class:`~roro.formats.FormatError`.
+    """
+    from .formats import get_format  # the format table: only by a save
+    check_total(metadata)
+    fmt = get_format(format)
+    store.ensure_initialized()
+    guard = reuse_guard(store)
+    try:
+        with open(path, "rb") as f:
+            spooled = store.objects.spool_stream(f)
+    except OSError as e:
+        raise RoroError(f"cannot read {path!r}: {e.strerror}") from None
+    try:
+        fmt.check_file(spooled.path)
+        return _publish_model(store, project, repository, fmt, spooled, {}, metadata,
+                              attachments, comment, None,
+                              collect_lineage(None, exclude=store.local_paths()), guard)
+    finally:  # the spools live until the version is published: the gc rule may write again
+        spooled.discard()
+
+
+def _publish_model(store: Store, project: str, repository: str, fmt: ModelFormat,
+                   spooled: SpooledObject, model_entry: dict[str, Any],
+                   metadata: dict[str, Any], attachments: Sequence[tuple[str, SpooledObject]],
+                   comment: str, contract: dict[str, Any] | None,
+                   lineage: dict[str, Any], guard: ReuseGuard) -> Published:
+    """Store the spooled model, its summary object and the attachments through ``guard`` (the
+    gc rule covers each of them), then publish a version 2 manifest (the store records the
+    ``manifest-v2`` feature before anything is written)."""
+    summary = fmt.summarize(spooled.path)
+    store.require_feature(MANIFEST_FEATURE)
     guard.put_spooled(spooled)
+    entry: dict[str, Any] = {"format": fmt.name, "digest": spooled.digest, "size": spooled.size,
+                             **model_entry}
+    if summary is not None:
+        data = canonical_json(summary)
+        entry["summary"] = {"digest": guard.put_bytes(data), "size": len(data)}
     for _, attachment in attachments:
         guard.put_spooled(attachment)
     crash_point("after-blobs")
-    mtype = type(model)
-    manifest = {
+    manifest: dict[str, Any] = {
         "format": FORMAT,
-        "model": {"digest": spooled.digest, "size": spooled.size, "serializer": "cloudpickle",
-                  "type": f"{mtype.__module__}.{mtype.__qualname__}",
-                  "python": python_version(), "cloudpickle": cloudpickle_version()},
+        "model": entry,
         "attachments": [{"name": name, "digest": a.digest, "size": a.size}
                         for name, a in attachments],
         "metadata": metadata,
         "timestamp": now_utc(),
         "author": current_author(),
         "comment": comment,
-        "lineage": collect_lineage(model, exclude=store.local_paths()),
+        "lineage": lineage,
     }
+    if contract is not None:
+        manifest["contract"] = contract
     return publish(store, project, repository, manifest, guard=guard)
 
 
@@ -262,8 +320,7 @@ def copy_image(src: Store, manifest: dict[str, Any], origin: dict[str, Any], dst
     published, unless the latest version already is that very copy.
     """
     transfer = ObjectTransfer(src.objects, dst.objects, pool)
-    sizes = {manifest["model"]["digest"]: manifest["model"]["size"],
-             **{a["digest"]: a["size"] for a in manifest["attachments"]}}
+    sizes = blob_sizes(manifest)
     dst.require_features(src.features())  # DESIGN §14: before what may need them
     guard = reuse_guard(dst)
     guard.start()  # before anything is looked at or copied: the gc rule's deadline counts from here

@@ -32,7 +32,9 @@ def _isolated_home(tmp_path, monkeypatch):
     """No test reads or writes the user's ~/.roro or cache, or picks up a roro.yml above tmp."""
     monkeypatch.setenv("RORO_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("RORO_CACHE_DIR", str(tmp_path / "cache"))
-    for var in ("RORO_STORE", "RORO_PROJECT", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))  # the user's trust settings
+    for var in ("RORO_STORE", "RORO_PROJECT", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3",
+                "RORO_TRUST"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.chdir(tmp_path)
 
@@ -63,6 +65,15 @@ def _start_s3(request, monkeypatch, kind: str) -> str:
 @pytest.fixture(params=BACKENDS)
 def store_url(request, tmp_path, monkeypatch) -> str:
     """A fresh, empty store of every backend kind."""
+    kind = request.param
+    endpoint = _start_s3(request, monkeypatch, kind) if kind in S3_KINDS else None
+    return make_store_url(kind, tmp_path, endpoint)
+
+
+@pytest.fixture(params=["folder", "seaweedfs"])
+def real_store_url(request, tmp_path, monkeypatch) -> str:
+    """A fresh, empty store on a folder and on the real S3 server (SeaweedFS): for tests whose
+    subject is not the backend (model formats), run where users keep stores."""
     kind = request.param
     endpoint = _start_s3(request, monkeypatch, kind) if kind in S3_KINDS else None
     return make_store_url(kind, tmp_path, endpoint)

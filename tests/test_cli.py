@@ -262,7 +262,9 @@ def test_show_json_matches_the_api(project, store_url):
             "author": manifest["author"], "timestamp": manifest["timestamp"],
             "comment": manifest["comment"], "metadata": manifest["metadata"],
             "model": manifest["model"], "attachments": manifest["attachments"],
-            "lineage": image.lineage}
+            "lineage": image.lineage, "contract": manifest["contract"], "summary": None,
+            "pickle": image.scan().to_dict()}
+        assert doc["model"]["format"] == "cloudpickle" and doc["pickle"]["verdict"] == "clean"
         assert doc["lineage"]["python"] and doc["lineage"]["platform"]
 
 
@@ -425,9 +427,11 @@ def test_download_of_a_corrupted_model_is_refused(project, store_url, tmp_path):
     assert result.exit_code == 4 and "corrupted" in result.stderr
     assert image.manifest["model"]["digest"] in result.stderr
     assert list(tmp_path.glob("credit-risk*")) == [] and not list(tmp_path.rglob(".roro-download-*"))
-    # listing and showing never read the model blob: they still work
+    # listing never reads the model blob; showing scans a pickle's, and still shows the rest
     run("models:log", "credit-risk", store=store_url)
-    run("models:show", "credit-risk", store=store_url)
+    shown = run("models:show", "credit-risk", store=store_url).stdout
+    assert "Pickle: not scanned (cannot read the model" in shown and "corrupted" in shown
+    run("models:show", "credit-risk", "--no-scan", store=store_url)
 
 
 def test_download_of_a_corrupted_attachment_is_refused(project, store_url, tmp_path):

@@ -76,8 +76,7 @@ def test_to_dict_is_plain_json(repo):
     data = a.diff(b).to_dict()
     assert json.loads(json.dumps(data)) == data
     assert set(data) == {"a", "b", "identical", "model", "metadata", "attachments", "comment",
-                         "metadata_paths",
-                         "lineage"}
+                         "metadata_paths", "lineage", "contract"}
     assert data["metadata"] == {"added": {"new": [1, 2]}, "removed": {"src": "may"},
                                 "changed": {"acc": {"a": 0.8, "b": 0.9}}}
     assert data["model"]["identical"] is False

@@ -19,15 +19,26 @@ from roro.storage import layout
 @pytest.fixture
 def known(monkeypatch):
     """Pretend this roro knows two features, as the issues that add them will make it."""
-    monkeypatch.setattr(layout, "KNOWN_FEATURES", frozenset({"alpha", "beta"}))
+    monkeypatch.setattr(layout, "KNOWN_FEATURES", layout.KNOWN_FEATURES | {"alpha", "beta"})
 
 
 def test_a_new_store_is_format_1_without_features(store_url):
     project = roro.Project("p", store_url)
-    save_image(project.get_model_repository("m"), {"w": 1})
+    project.create_model_repository("m")
     marker = json.loads(project.store.backend.get("roro.json"))
     assert marker["format"] == 1 and project.store.features() == frozenset()
     assert list(project.store.backend.list("features/")) == []
+
+
+def test_a_save_records_manifest_v2_and_an_older_roro_refuses_it(store_url, monkeypatch):
+    project = roro.Project("p", store_url)
+    save_image(project.get_model_repository("m"), {"w": 1})
+    marker = json.loads(project.store.backend.get("roro.json"))
+    assert marker["format"] == 2 and project.store.features() == {"manifest-v2"}
+    assert project.get_model_repository("m").get_model_image().manifest["format"] == "roro.image/2"
+    monkeypatch.setattr(layout, "KNOWN_FEATURES", frozenset())  # a roro from before formats
+    with pytest.raises(StoreError, match=r"does not know \(manifest-v2\).*upgrade roro"):
+        roro.Project("p", store_url).get_model_repository("m").get_model()
 
 
 def test_the_first_write_needing_a_feature_records_it(store_url, known):
@@ -37,14 +48,14 @@ def test_the_first_write_needing_a_feature_records_it(store_url, known):
     project.store.require_feature("alpha")
     marker = json.loads(project.store.backend.get("roro.json"))
     assert marker == {"format": 2, "id": store_id}
-    assert project.store.features() == {"alpha"}
+    assert project.store.features() == {"alpha", "manifest-v2"}  # the save needed the latter
     again = roro.Project("p", store_url)  # a new handle reads it back
-    assert again.store.features() == {"alpha"}
+    assert again.store.features() == {"alpha", "manifest-v2"}
     assert again.get_model_repository("m").get_model() == {"w": 1}
     again.store.require_features({"alpha", "beta"})
-    assert roro.Project("p", store_url).store.features() == {"alpha", "beta"}
+    assert roro.Project("p", store_url).store.features() == {"alpha", "beta", "manifest-v2"}
     assert sorted(again.store.backend.list("features/")) == [
-        "features/alpha.json", "features/beta.json"]
+        "features/alpha.json", "features/beta.json", "features/manifest-v2.json"]
 
 
 def test_a_feature_can_be_the_first_write_of_a_store(store_url, known):
@@ -59,7 +70,7 @@ def test_a_store_using_an_unknown_feature_is_refused_on_read_and_write(tmp_path,
     project = roro.Project("p", path)
     save_image(project.get_model_repository("m"), {"w": 1})
     project.store.require_feature("beta")
-    monkeypatch.setattr(layout, "KNOWN_FEATURES", frozenset({"alpha"}))  # an older roro
+    monkeypatch.setattr(layout, "KNOWN_FEATURES", frozenset({"alpha", "manifest-v2"}))  # older
     older = roro.Project("p", path)
     with pytest.raises(StoreError, match=r"features this roro does not know \(beta\).*upgrade roro"):
         older.list_model_repositories()
@@ -109,9 +120,9 @@ def test_sync_and_copy_give_the_destination_the_source_features(tmp_path, known)
     project.store.require_feature("alpha")
     report = roro.sync(src, dst)
     assert report.ok
-    assert roro.Store(dst).features() == {"alpha"}
+    assert roro.Store(dst).features() == {"alpha", "manifest-v2"}
     roro.copy_image(src, "m:1", dst2, project="p")
-    assert roro.Store(dst2).features() == {"alpha"}
+    assert roro.Store(dst2).features() == {"alpha", "manifest-v2"}
 
 
 def test_an_unknown_feature_name_is_a_programming_error(store_url):

@@ -125,6 +125,35 @@ def test_gc_runs_inside_every_step_of_a_save_reusing_old_objects(kind, tmp_path)
         assert_whole(url)
 
 
+def test_a_summary_object_is_relied_on_like_the_model(kind, tmp_path):
+    """A safetensors save writes a summary object (issue 15) through the same guard as the model
+    and the manifest: found old and unreferenced (v2 deleted), it is protected by the keep
+    marker, or written again if a gc took it before the marker; gc never leaves v3 without it."""
+    import numpy as np
+    weights = {"w": np.arange(64, dtype=np.float32)}
+    urls = {}
+    for point in SAVE_POINTS:
+        url = urls[point] = make_store_url(kind, tmp_path)
+        repo = Project("p", store=url).get_model_repository("m")
+        repo.new_image({"w": np.zeros(1, dtype=np.float32)}, format="safetensors").save()
+        repo.new_image(weights, format="safetensors").save()
+        repo.delete_version(2)
+    make_old(kind, list(urls.values()))
+    for point, url in urls.items():
+        repo = Project("p", store=Store(url)).get_model_repository("m")
+        with at_point(point, lambda url=url: gc(Store(url), grace_seconds=G_MIN)) as reports:
+            image = repo.new_image(weights, format="safetensors").save()
+        summary = image.manifest["model"]["summary"]["digest"]
+        deleted = {o.digest for o in reports[0].deleted}
+        assert (summary in deleted) == (point == "reuse:after-check"), point
+        fresh = Project("p", store=Store(url)).get_model_repository("m").get_model_image(3)
+        assert fresh.summary["tensors"] == [{"name": "w", "dtype": "F32", "shape": [64]}]
+        assert np.array_equal(fresh.get_model()["w"], weights["w"])
+        gc(Store(url), grace_seconds=G_MIN)  # v3 names it: never collected
+        report = fsck(Store(url), read_data=True)
+        assert report.ok and summary in report.reachable, [str(p) for p in report.problems]
+
+
 def test_a_save_inside_every_step_of_gc(kind, tmp_path):
     """A whole save (reusing old, unreferenced objects) runs at each step of gc: the save sees
     gc's lock and waits for it; gc either saw the save's marker (and kept the objects) or

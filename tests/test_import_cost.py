@@ -27,3 +27,25 @@ def test_reading_the_index_does_not_import_numpy(tmp_path):
     env = {**os.environ, "PYTHONPATH": ROOT}
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_formats_import_their_libraries_only_when_used(tmp_path):
+    """``import roro`` does not import the formats package; a cloudpickle or file save and load
+    import none of the formats' libraries (numpy, safetensors, onnx, skops, scikit-learn), and
+    a contract never imports torch to find out its version."""
+    code = (
+        "import sys, roro\n"
+        "assert 'roro.formats' not in sys.modules, 'import roro imported the formats'\n"
+        f"repo = roro.Project('p', {str(tmp_path / 'store')!r}).get_model_repository('m')\n"
+        "repo.new_image({'w': [1, 2]}).save()\n"
+        "repo.new_image(b'GGUF', format='file').save()\n"
+        "repo.new_image({'w': 3}, format='auto').save()\n"
+        "assert repo.get_model(1) == {'w': [1, 2]} and repo.get_model(2).read() == b'GGUF'\n"
+        "assert repo.get_model_image(1).pickle_imports == []\n"
+        "heavy = [m for m in ('numpy', 'safetensors', 'onnx', 'skops', 'sklearn', 'pandas',\n"
+        "                     'torch', 'google.protobuf') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

@@ -24,6 +24,7 @@ LAYERS: list[tuple[str, list[str]]] = [
               "roro.faults", "roro.units", "roro.lineage", "roro.localfs"]),
     ("storage", ["roro.storage.*"]),
     ("objects", ["roro.objects.*"]),
+    ("formats", ["roro.formats.*"]),
     ("refs", ["roro.refs.*"]),
     ("store, query", ["roro.store", "roro.config", "roro.query.*"]),
     ("writer", ["roro.writer"]),

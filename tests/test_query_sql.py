@@ -377,7 +377,8 @@ def test_record_and_row_fields_are_what_queries_see(tmp_path):
     (_, _, rec), = records(index, PROJECT)
     assert dataclasses.asdict(rec) == {
         "version": 1, "author": "ana", "timestamp": "2024-06-02T00:00:00.000000Z",
-        "comment": "june", "tags": ("production", "latest"), "metadata": {"Accuracy": 0.9}}
+        "comment": "june", "tags": ("production", "latest"), "metadata": {"Accuracy": 0.9},
+        "format": None}
     assert json.loads(index.version(PROJECT, "credit", 1)["metadata"]) == {"Accuracy": 0.9}
     index.close()
 

@@ -17,7 +17,7 @@ from hypothesis.stateful import (
 from roro.digests import digest_bytes
 from roro.errors import IntegrityError
 from roro.objects import ObjectStore, canonical_json
-from roro.objects.manifest import FORMAT
+from roro.objects.manifest import FORMAT_V1 as FORMAT  # these tests write version 1 manifests
 from roro.refs import Index, RefLog, RepoState, fold
 from roro.refs.events import make_event, parse_event
 from roro.storage import open_backend

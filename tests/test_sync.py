@@ -101,7 +101,7 @@ def clone_store(template, kind, tmp_path):
     source = Store(template).backend
     target = Store(url).backend
     for key in source.list(""):
-        if key == "roro.json" or key.startswith(("objects/", "refs/")):
+        if key == "roro.json" or key.startswith(("objects/", "refs/", "features/")):
             target.put(key, source.get(key))
     return url
 
@@ -233,7 +233,8 @@ def test_sync_200_versions_then_nothing_then_one(history_template, tmp_path, pai
     assert Project("p", dst).get_model_repository("empty").count() == 0
     d = report.to_dict()
     assert d["ok"] and d["events_appended"] == src_events and d["requests"] == report.request_count
-    assert d["requests_by_operation"]["dst"]["put_if_absent"] == src_events + 1  # + roro.json
+    # + roro.json and features/manifest-v2.json (DST gets the source's format features)
+    assert d["requests_by_operation"]["dst"]["put_if_absent"] == src_events + 2
     assert "synced" in d["summary"]
 
     # The index sync refreshed answers like one rebuilt from scratch.
@@ -250,7 +251,8 @@ def test_sync_200_versions_then_nothing_then_one(history_template, tmp_path, pai
     assert len(again.up_to_date) == 4 and not again.synced
     assert dst_writes(again) == {}
     assert "nothing to transfer" in again.summary()
-    assert again.request_count <= 4 * 4 + 4  # a listing and a read or two per repository
+    # a listing and a read or two per repository, and the features/ listing of each store
+    assert again.request_count <= 4 * 4 + 4 + 2
 
     # One new version: only its new objects move, in a bounded number of requests.
     big = Project("p", src).get_model_repository("big-history")

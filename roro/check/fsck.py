@@ -17,7 +17,7 @@ from ..errors import IntegrityError, InvalidNameError, NotFoundError
 from ..names import attachment_collision, attachment_name_warning, name_warning, validate_name
 from ..objects import ObjectStore
 from ..objects.canonical import canonical_json, loads
-from ..objects.manifest import read_manifest
+from ..objects.manifest import named_blobs, read_manifest, referenced_digests
 from ..refs import Event, RepoState
 from ..refs.events import MAX_EVENT_SIZE, parse_event
 from ..refs.state import DESTROYED, RENAMED, event_problem
@@ -228,7 +228,7 @@ def _destroyed_objects(backend: Backend, destroyed: dict[str, str], refs: Refs,
         when = destroyed[digest]
         names = [digest]
         if manifest is not None:
-            names += [manifest["model"]["digest"], *(a["digest"] for a in manifest["attachments"])]
+            names += referenced_digests(manifest)
         for d in names:
             if d not in refs:
                 retained[d] = max(retained.get(d, ""), when)
@@ -249,10 +249,8 @@ def _check_manifests(backend: Backend, refs: Refs, report: FsckReport,
         manifest = found[0]
         _warn_attachment_names(mdigest, manifest, refs[mdigest], report)
         for project, name, v, _ in refs[mdigest]:
-            refs.setdefault(manifest["model"]["digest"], []).append((project, name, v, "model"))
-            for a in manifest["attachments"]:
-                refs.setdefault(a["digest"], []).append(
-                    (project, name, v, f"attachment {a['name']}"))
+            for digest, _size, role in named_blobs(manifest):
+                refs.setdefault(digest, []).append((project, name, v, role))
     return manifests
 
 

@@ -16,6 +16,8 @@ import click
 
 from ..errors import (
     ConflictError,
+    ContractError,
+    FormatError,
     IntegrityError,
     InvalidDurationError,
     InvalidMetadataError,
@@ -23,6 +25,7 @@ from ..errors import (
     NotFoundError,
     QuerySyntaxError,
     RoroError,
+    TrustError,
 )
 
 # Exit codes, most specific class first (documented in docs/cli.md).
@@ -32,7 +35,11 @@ EXIT_USAGE = 2  # bad command line, invalid name, invalid value (click uses 2 fo
 EXIT_NOT_FOUND = 3  # unknown repository, version, tag or object
 EXIT_INTEGRITY = 4  # corrupted object or broken ref log
 EXIT_CONFLICT = 5  # exists already, lost a race, diverged history
+EXIT_TRUST = 6  # refused by the loader's trust settings (later: by signatures and policy)
 EXIT_CODES: list[tuple[type[BaseException], int]] = [
+    (TrustError, EXIT_TRUST),
+    (FormatError, EXIT_USAGE),
+    (ContractError, EXIT_USAGE),
     (InvalidNameError, EXIT_USAGE),
     (InvalidMetadataError, EXIT_USAGE),
     (InvalidDurationError, EXIT_USAGE),

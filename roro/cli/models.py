@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import click
 
+from ..errors import IntegrityError, NotFoundError
 from ..names import LATEST, validate_name, validate_tag
 from ..query import parse
 from ..refspec import parse_refspec, validate_new_tag
@@ -23,6 +25,10 @@ if TYPE_CHECKING:
     from . import CliState
 
 PROGRESS_MIN_BYTES = 16 << 20  # a progress bar for downloads of at least this size, on a terminal
+#: models:show scans a pickle up to this size (a bigger one: 'roro models:scan').
+SHOW_SCAN_MAX = 256 << 20
+#: Rows of a summary (tensors) that models:show prints; --json has them all.
+SHOW_MAX_ROWS = 50
 
 spec_argument = click.argument("spec", metavar="NAME[:VERSION|TAG]", shell_complete=complete_spec)
 
@@ -41,12 +47,12 @@ def image_document(image: ModelImage, tags: list[str]) -> dict[str, Any]:
         "timestamp": d["timestamp"],
         "comment": d["comment"],
         "metadata": d["metadata"],
-        "model": {k: d["model"][k]
-                  for k in ("type", "size", "digest", "serializer", "python", "cloudpickle")}
-                 if d["model"] else None,
+        "model": {**(image.manifest or {})["model"], "format": image.model_format,
+                  "type": image.model_type} if d["model"] else None,
         "attachments": [{"name": a["name"], "size": a["size"], "digest": a["digest"]}
                         for a in d["attachments"]],
         "lineage": d["lineage"] or {},
+        "contract": d["contract"],
         **({"damaged": d["damaged"]} if "damaged" in d else {}),
     }
 
@@ -283,14 +289,27 @@ def oneline_table(entries: list[tuple[ModelImage, list[str]]], columns: list[str
 # -- models:show -----------------------------------------------------------------------------------
 @click.command("models:show")
 @spec_argument
+@click.option("--no-scan", is_flag=True,
+              help="Do not read a pickle's bytes to list what it would import.")
 @json_option
 @click.pass_obj
-def models_show(state: CliState, spec: str, as_json: bool) -> None:
-    """Show one version (default latest): metadata, model, attachments, tags, comment."""
+def models_show(state: CliState, spec: str, no_scan: bool, as_json: bool) -> None:
+    """Show one version (default latest): metadata, model, attachments, tags, comment.
+
+    Also the model's summary (tensors, inputs and outputs: recorded at save, so the model is not
+    fetched), its contract, and for a pickle what it would import (read from its opcodes, never
+    run: the pickle's bytes are read and verified, not loaded; --no-scan skips this; see
+    'roro models:scan').
+    """
     ref = parse_refspec(spec)  # a bad name is reported before the store is looked at
     image = state.project.get_model_image(ref)
     tags = image.repository.get_tags_by_version([_version(image)]).get(_version(image), [])
     doc = image_document(image, tags)
+    try:
+        doc["summary"] = image.summary
+    except (IntegrityError, NotFoundError) as e:  # the rest of the version is still shown
+        doc["summary"] = {"error": str(e)}
+    doc["pickle"] = pickle_document(image, scan=not no_scan)
     if as_json:
         render.emit_json(doc)
         return
@@ -300,9 +319,31 @@ def models_show(state: CliState, spec: str, as_json: bool) -> None:
         header.append("  (" + render.tag_list(tags) + ")", style="bold cyan")
     out.print(header)
     out.print(_facts(doc))
-    for section in (_lineage_section, _metadata_section, _attachments_section):
-        out.print()
-        out.print(section(doc))
+    for section in (_pickle_section, _summary_section, _contract_section, _lineage_section,
+                    _metadata_section, _attachments_section):
+        rendered = section(doc)
+        if rendered is not None:
+            out.print()
+            out.print(rendered)
+
+
+def pickle_document(image: ModelImage, scan: bool = True) -> dict[str, Any] | None:
+    """What ``models:show`` says of a pickle: the scan of its verified bytes (None for a model
+    that is not a pickle). Not scanned: a pickle over :data:`SHOW_SCAN_MAX` bytes (left to
+    models:scan), with ``scan=False``, or one whose bytes cannot be read or are corrupted (the
+    rest of the version is still shown; ``skipped`` says why)."""
+    if image.model_format != "cloudpickle":
+        return None
+    if not scan:
+        return {"verdict": None, "skipped": "--no-scan"}
+    if (image.model_size or 0) > SHOW_SCAN_MAX:
+        return {"verdict": None, "skipped": f"larger than {render.human_size(SHOW_SCAN_MAX)}; "
+                                            f"run 'roro models:scan' to scan it"}
+    try:
+        result = image.scan()
+    except (IntegrityError, NotFoundError) as e:
+        return {"verdict": None, "skipped": f"cannot read the model: {e}"}
+    return result.to_dict() if result is not None else None
 
 
 def _facts(doc: dict[str, Any]) -> Any:
@@ -317,25 +358,144 @@ def _facts(doc: dict[str, Any]) -> Any:
     facts.add_row("model", render.text(render.safe_line(model["type"]), ", ",
                                        render.human_size(model["size"]), " (",
                                        render.short_digest(model["digest"]), ")"))
-    facts.add_row("format", f"{render.safe_line(model['serializer'])} "
-                              f"{render.safe_line(model['cloudpickle'])}, "
-                              f"Python {render.safe_line(model['python'])}")
+    versions = ", ".join(
+        f"{label} {render.safe_line(model[key])}"
+        for key, label in (("cloudpickle", ""), ("python", "Python"))
+        if isinstance(model.get(key), str)).lstrip()
+    facts.add_row("format", render.safe_line(model["format"]) + (f" {versions}" if versions
+                                                                  else ""))
     facts.add_row("comment", render.safe(doc["comment"]) if doc["comment"] else "-")
     return facts
 
 
-def _lineage_section(doc: dict[str, Any]) -> Any:
+def _pickle_section(doc: dict[str, Any]) -> Any:
+    from rich.console import Group  # rich (~40 ms): only when something is rendered
+    scan = doc.get("pickle")
+    if scan is None:
+        return None
+    if scan["verdict"] is None:
+        return render.text(("Pickle", "bold"), ": not scanned (",
+                           render.safe_line(scan["skipped"]), ")")
+    style = {"clean": "bold green", "contains code": "bold yellow"}.get(scan["verdict"],
+                                                                        "bold red")
+    lines: list[Any] = [render.text(("Pickle", "bold"), ": ", (scan["verdict"], style),
+                                    " (read from its opcodes, not run; a clean scan is no proof "
+                                    "of safety)")]
+    flagged = set(scan["flagged"])
+    for name in scan["imports"]:
+        mark = ("  FLAGGED", "bold red") if name in flagged else ""
+        lines.append(render.text("  imports ", render.safe_line(name), mark))
+    for item in scan["flagged"]:
+        if item not in scan["imports"]:
+            lines.append(render.text(("  FLAGGED ", "bold red"), render.safe_line(item)))
+    if scan["code_objects"]:
+        lines.append(render.text(f"  {scan['code_objects']} code object"
+                                 f"{'s' * (scan['code_objects'] != 1)} (functions or classes "
+                                 f"pickled by value) naming: ",
+                                 render.safe_line(", ".join(scan["code_names"][:40]))))
+    for problem in scan["problems"]:
+        lines.append(render.text(("  FLAGGED ", "bold red"), render.safe_line(problem)))
+    return Group(*lines)
+
+
+def _summary_section(doc: dict[str, Any]) -> Any:
     from rich.console import Group  # rich (~40 ms): only when something is rendered
     from rich.table import Table  # rich (~40 ms): only when something is rendered
+    summary = doc.get("summary")
+    if not summary:
+        return None
+    if "error" in summary:
+        return render.text(("Summary", "bold"), ": unreadable (",
+                           render.safe_line(summary["error"]), ")")
+    if "tensors" in summary:
+        tensors = summary["tensors"]
+        title = render.text((f"Tensors ({len(tensors)}, {summary.get('parameters', 0):,} "
+                             f"parameters)", "bold"))
+        table = Table(box=None, pad_edge=False, header_style="bold")
+        table.add_column("NAME")
+        table.add_column("DTYPE", no_wrap=True)
+        table.add_column("SHAPE", no_wrap=True)
+        for t in tensors[:SHOW_MAX_ROWS]:
+            table.add_row(render.safe_line(t["name"]), render.safe_line(t["dtype"]),
+                          render.safe_line(_shape(t["shape"])))
+        if len(tensors) > SHOW_MAX_ROWS:
+            table.add_row(f"… {len(tensors) - SHOW_MAX_ROWS} more (--json lists them all)", "",
+                          "")
+        return Group(title, table)
+    if "inputs" in summary:
+        title = render.text((f"ONNX graph (opset {_opsets(summary)}, {summary.get('nodes', 0)} "
+                             f"nodes, {summary.get('initializers', 0)} initializers, "
+                             f"{summary.get('parameters', 0):,} parameters)", "bold"))
+        table = Table(box=None, pad_edge=False, header_style="bold")
+        table.add_column("")
+        table.add_column("NAME")
+        table.add_column("DTYPE", no_wrap=True)
+        table.add_column("SHAPE", no_wrap=True)
+        for kind in ("inputs", "outputs"):
+            for v in summary.get(kind) or []:
+                table.add_row(kind[:-1], render.safe_line(v.get("name")),
+                              render.safe_line(v.get("dtype")), render.safe_line(
+                                  _shape(v.get("shape"))))
+        return Group(title, table)
+    if "untrusted_types" in summary:
+        types = summary["untrusted_types"]
+        return render.text(("skops types to trust", "bold"), ": ",
+                           render.safe_line(", ".join(types)) if types else "none")
+    return None
+
+
+def _shape(shape: Any) -> str:
+    if not isinstance(shape, list):
+        return "?"
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+
+
+def _opsets(summary: dict[str, Any]) -> str:
+    return ", ".join(f"{o.get('version')}" if o.get("domain") == "ai.onnx"
+                     else f"{o.get('domain')} {o.get('version')}"
+                     for o in summary.get("opset") or [])
+
+
+def _contract_section(doc: dict[str, Any]) -> Any:
+    rows = contract_rows(doc.get("contract"))
+    return _key_value_section("Contract", rows) if rows else None
+
+
+def contract_rows(contract: Any) -> list[tuple[str, str]]:
+    """The lines of a contract: each library and version, the input schema."""
+    from ..formats.contract import flatten  # the contract helpers: only when one is shown
+    def value(key: str, v: Any) -> str:
+        if isinstance(v, str):
+            return v
+        if key == "input shape":
+            return _shape(v)
+        text = json.dumps(v, separators=(",", ":"))
+        return text if len(text) <= 80 else text[:77] + "..."
+
+    rows = dict(flatten(contract))
+    schema = contract.get("input") if isinstance(contract, dict) else None
+    if isinstance(schema, dict) and "example" in schema:
+        rows["input example"] = schema["example"]
+    return [(render.safe_line(k), render.safe_line(value(k, v))) for k, v in rows.items()]
+
+
+def _lineage_section(doc: dict[str, Any]) -> Any:
     lineage = lineage_rows(doc["lineage"])
     if not lineage:
         return render.text(("Lineage", "bold"), ": none recorded")
-    rows = Table.grid(padding=(0, 2))
-    rows.add_column(no_wrap=True)
-    rows.add_column()
-    for key, value in lineage:
-        rows.add_row(key, value)
-    return Group(render.text(("Lineage", "bold")), rows)
+    return _key_value_section("Lineage", lineage)
+
+
+def _key_value_section(title: str, rows: list[tuple[str, str]]) -> Any:
+    """A bold title over a two-column grid of ``(key, value)`` rows."""
+    from rich.console import Group  # rich (~40 ms): only when something is rendered
+    from rich.table import Table  # rich (~40 ms): only when something is rendered
+    table = Table.grid(padding=(0, 2))
+    table.add_column(no_wrap=True)
+    table.add_column()
+    for key, value in rows:
+        table.add_row(key, value)
+    return Group(render.text((title, "bold")), table)
 
 
 def _metadata_section(doc: dict[str, Any]) -> Any:

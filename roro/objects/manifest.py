@@ -1,18 +1,29 @@
 """The manifest: the canonical JSON object that describes one model image. Its digest is the image id.
 
-```
-{"format": "roro.image/1",
- "model": {"digest": "sha256:…", "size": 1234, "serializer": "cloudpickle", "type": "sklearn.linear_model.LogisticRegression",
-           "python": "3.11.7", "cloudpickle": "3.0.0"},
- "attachments": [{"name": "log.txt", "digest": "sha256:…", "size": 42}],
- "metadata": {"Accuracy": 0.89},
- "timestamp": "2026-11-26T15:13:29.123456Z", "author": "ana", "comment": "…",
- "lineage": {…}}                                                        (optional)
-```
+Version 2 (``roro.image/2``), written by every save since formats (DESIGN §12, §14)::
+
+    {"format": "roro.image/2",
+     "model": {"format": "safetensors", "digest": "sha256:…", "size": 1234,
+               "type": "dict[str, numpy.ndarray]",                        (optional)
+               "python": "3.11.7", "cloudpickle": "3.0.0",                (pickles saved from Python)
+               "summary": {"digest": "sha256:…", "size": 812}},           (optional)
+     "contract": {"libraries": {"numpy": "2.4.6"}, "input": {…}},         (optional)
+     "attachments": [{"name": "log.txt", "digest": "sha256:…", "size": 42}],
+     "metadata": {"Accuracy": 0.89},
+     "timestamp": "2026-11-26T15:13:29.123456Z", "author": "ana", "comment": "…",
+     "lineage": {…}}                                                       (optional)
+
+``model.digest`` names the model's bytes and ``model.size`` their length; nothing here assumes
+that the object behind the digest is a single blob (chunked blobs will name a chunk index there).
+Version 1 (``roro.image/1``) manifests stay readable unchanged: their ``model`` has
+``serializer`` (always ``cloudpickle``), ``type``, ``python`` and ``cloudpickle``. A store that
+holds a version 2 manifest records the ``manifest-v2`` format feature first, so an older roro
+refuses the store ("upgrade roro") instead of calling the manifest corrupt.
 """
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from ..digests import parse_digest
@@ -24,7 +35,13 @@ from .canonical import loads
 if TYPE_CHECKING:
     from .store import ObjectStore
 
-FORMAT = "roro.image/1"
+FORMAT_V1 = "roro.image/1"
+FORMAT = "roro.image/2"
+#: The store format feature a version 2 manifest needs (DESIGN §14).
+MANIFEST_FEATURE = "manifest-v2"
+#: The largest summary object a manifest may name (a summary is read whole, verified, and never
+#: more than this of it: a forged manifest may name a 1 GiB blob as its summary).
+MAX_SUMMARY = 16 << 20
 #: The most bytes a manifest may hold: metadata (at most 4 MiB of JSON), a comment (64 KiB, up to
 #: 384 KiB JSON-escaped), lineage, and the attachment list (~100 to ~1,100 bytes each: thousands
 #: fit). A save refuses a larger one; a reader never reads more than this of an object it reads
@@ -34,6 +51,10 @@ _REQUIRED: dict[str, type] = {"format": str, "model": dict, "attachments": list,
              "author": str, "comment": str}
 _MODEL: dict[str, type] = {"digest": str, "size": int, "serializer": str, "type": str, "python": str,
           "cloudpickle": str}
+_MODEL_V2: dict[str, type] = {"format": str, "digest": str, "size": int}
+_MODEL_V2_OPTIONAL: dict[str, type] = {"type": str, "python": str, "cloudpickle": str,
+                                       "summary": dict}
+_FORMAT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 
 
 def check_manifest(manifest: Any, digest: str) -> dict[str, Any]:
@@ -43,16 +64,37 @@ def check_manifest(manifest: Any, digest: str) -> dict[str, Any]:
 
     if not isinstance(manifest, dict):
         raise bad("not a JSON object")
-    if manifest.get("format") != FORMAT:
-        raise bad(f"unknown format {manifest.get('format')!r}")
+    version = manifest.get("format")
+    if version not in (FORMAT_V1, FORMAT):
+        raise bad(f"unknown format {version!r}")
     for key, typ in _REQUIRED.items():
         if not isinstance(manifest.get(key), typ):
             raise bad(f"field {key!r} is missing or has the wrong type")
-    for key, typ in _MODEL.items():
-        if not isinstance(manifest["model"].get(key), typ):
+    model = manifest["model"]
+    required = _MODEL if version == FORMAT_V1 else _MODEL_V2
+    optional = {} if version == FORMAT_V1 else _MODEL_V2_OPTIONAL
+    for key, typ in required.items():
+        if not isinstance(model.get(key), typ):
             raise bad(f"field 'model.{key}' is missing or has the wrong type")
+    for key, typ in optional.items():
+        if key in model and not isinstance(model[key], typ):
+            raise bad(f"field 'model.{key}' has the wrong type")
+    # Stricter rules apply to version 2 only: reads of version 1 data check what they always did.
+    if version == FORMAT and not _FORMAT_NAME.fullmatch(model["format"]):
+        raise bad("field 'model.format' is not a format name")
+    if version == FORMAT and (isinstance(model["size"], bool) or model["size"] < 0):
+        raise bad("field 'model.size' is not a size")
+    summary = model.get("summary")
+    if summary is not None and not (isinstance(summary.get("size"), int)
+                                    and not isinstance(summary.get("size"), bool)
+                                    and 0 <= summary["size"] <= MAX_SUMMARY):
+        raise bad("field 'model.summary' is malformed")
+    if "contract" in manifest and not isinstance(manifest["contract"], dict):
+        raise bad("field 'contract' has the wrong type")
     try:
-        parse_digest(manifest["model"]["digest"])
+        parse_digest(model["digest"])
+        if summary is not None:
+            parse_digest(summary.get("digest"))
         for a in manifest["attachments"]:
             if not (isinstance(a, dict) and isinstance(a.get("name"), str)
                     and isinstance(a.get("size"), int)):
@@ -97,6 +139,28 @@ def read_manifest(objects: ObjectStore, digest: str,
     return parse_manifest(data, digest), data
 
 
+def model_format(manifest: dict[str, Any]) -> str:
+    """The model's format: ``model.format`` (version 2) or ``model.serializer`` (version 1)."""
+    model = manifest["model"]
+    return str(model["format"] if manifest["format"] != FORMAT_V1 else model["serializer"])
+
+
+def named_blobs(manifest: dict[str, Any]) -> list[tuple[str, int, str]]:
+    """``(digest, size, role)`` of every blob a manifest names: the model, its summary object
+    (``model summary``), then each attachment (``attachment NAME``)."""
+    model = manifest["model"]
+    out = [(model["digest"], model["size"], "model")]
+    summary = model.get("summary")
+    if isinstance(summary, dict):
+        out.append((summary["digest"], summary["size"], "model summary"))
+    out.extend((a["digest"], a["size"], f"attachment {a['name']}")
+               for a in manifest["attachments"])
+    return out
+
+
+def blob_sizes(manifest: dict[str, Any]) -> dict[str, int]:
+    """``{digest: size}`` of the blobs a manifest names (see :func:`named_blobs`)."""
+    return {d: size for d, size, _ in named_blobs(manifest)}
 def read_manifest_or_damage(objects: ObjectStore, digest: str,
                             known: bytes | None = None) -> tuple[dict[str, Any], bytes] | str:
     """:func:`read_manifest`, or why a version's manifest is damaged: missing, corrupt (after a
@@ -118,5 +182,5 @@ def read_manifest_or_damage(objects: ObjectStore, digest: str,
 
 
 def referenced_digests(manifest: dict[str, Any]) -> list[str]:
-    """The digests of the blobs a manifest names (model first, then attachments)."""
-    return [manifest["model"]["digest"], *(a["digest"] for a in manifest["attachments"])]
+    """The digests of the blobs a manifest names (model first, its summary, then attachments)."""
+    return [d for d, _, _ in named_blobs(manifest)]

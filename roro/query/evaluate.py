@@ -36,6 +36,7 @@ class Record:
     comment: str | None = None
     tags: tuple[str, ...] = ()
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    format: str | None = None
 
     @classmethod
     def from_image(cls, image: Any, tags: Sequence[str] = ()) -> Record:
@@ -43,7 +44,8 @@ class Record:
         manifest = image.manifest
         return cls(version=image.version, author=manifest["author"],
                    timestamp=manifest["timestamp"], comment=manifest["comment"],
-                   tags=tuple(tags), metadata=manifest["metadata"])
+                   tags=tuple(tags), metadata=manifest["metadata"],
+                   format=image.model_format)
 
 
 def _scalar_of(record: Record, fld: Field) -> Any:

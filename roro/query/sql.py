@@ -20,6 +20,7 @@ _SCALAR_COLUMNS = {
     "version": ("v.version", "number"),
     "author": ("v.author", "text"),
     "comment": ("v.comment", "text"),
+    "format": ("v.model_format", "text"),
     "timestamp": ("json_extract(v.manifest, '$.timestamp')", "text"),
 }
 _SQL_OPS = {"=": "=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}

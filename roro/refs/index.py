@@ -31,7 +31,7 @@ from ..errors import IntegrityError, StoreError
 from ..faults import crash_point
 from ..localfs import free_bytes
 from ..objects import ObjectStore
-from ..objects.manifest import read_manifest_or_damage
+from ..objects.manifest import model_format, read_manifest_or_damage
 from .events import Event
 from .log import RefLog, Tail
 from .state import apply_event
@@ -39,7 +39,8 @@ from .state import apply_event
 #: 3: the lifecycle columns of ``repositories`` and ``versions.deleted = 2`` (issue 14).
 #: 4: ``repositories.last_md5`` and ``versions.damaged`` (issue 13).
 #: 5: ``version_keys`` and the partial index ``versions_deleted`` (the web UI's pages).
-SCHEMA_VERSION = 5
+#: 6: ``versions.model_format`` (issue 15: a format is a search field).
+SCHEMA_VERSION = 6
 BUSY_TIMEOUT_MS = 60_000
 REFRESH_ATTEMPTS = 20
 PARALLEL_READS = 16
@@ -59,7 +60,8 @@ Described = tuple[dict[str, Any], str]
 #: What a refresh learnt of each manifest it needed: described, or why it is damaged (a str).
 Manifests = dict[str, "Described | str"]
 #: The columns of a ``versions`` row that the index derives from the manifest.
-DERIVED = ("metadata", "model_type", "model_size", "size", "attachments", "manifest")
+DERIVED = ("metadata", "model_type", "model_size", "size", "attachments", "manifest",
+           "model_format")
 
 _SCHEMA = [
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)",
@@ -72,7 +74,8 @@ _SCHEMA = [
         project TEXT NOT NULL, repository TEXT NOT NULL, version INTEGER NOT NULL,
         image TEXT NOT NULL, seq INTEGER NOT NULL, author TEXT, time TEXT, comment TEXT,
         deleted INTEGER NOT NULL DEFAULT 0, metadata TEXT, model_type TEXT,
-        model_size INTEGER, size INTEGER, attachments TEXT, manifest TEXT, damaged TEXT,
+        model_size INTEGER, size INTEGER, attachments TEXT, manifest TEXT, model_format TEXT,
+        damaged TEXT,
         PRIMARY KEY (project, repository, version))""",
     "CREATE INDEX versions_by_time ON versions (project, time)",
     # Deleted versions are rare: counting them (live = max_version - deleted) costs O(deleted),
@@ -684,10 +687,9 @@ class Index:
         derived = derived_columns(manifest, text)
         with contextlib.suppress(sqlite3.Error), self.transaction() as conn:
             healed = conn.execute(
-                "UPDATE versions SET metadata = ?, model_type = ?, model_size = ?, size = ?, "
-                "attachments = ?, manifest = ?, damaged = NULL WHERE project = ? AND "
-                "repository = ? AND version = ? AND deleted = 0 AND damaged IS NOT NULL",
-                [*derived, project, repository, version]).rowcount
+                f"UPDATE versions SET {', '.join(f'{c} = ?' for c in DERIVED)}, damaged = NULL "
+                "WHERE project = ? AND repository = ? AND version = ? AND deleted = 0 AND "
+                "damaged IS NOT NULL", [*derived, project, repository, version]).rowcount
             if healed:  # and its version_keys rows, as add_version would have written them
                 conn.executemany("INSERT OR IGNORE INTO version_keys VALUES (?, ?, ?, ?, ?)",
                                  [(project, repository, key, value, version)
@@ -880,9 +882,9 @@ class _SqlView:
     def add_version(self, event: Event) -> None:
         described, damaged = self._described(event["image"])
         self.conn.execute(
-            "INSERT INTO versions (project, repository, version, image, seq, author, time, "
-            "comment, deleted, metadata, model_type, model_size, size, attachments, manifest, "
-            "damaged) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO versions (project, repository, version, image, seq, author, time, "
+            f"comment, deleted, {', '.join(DERIVED)}, damaged) "
+            f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, {', '.join('?' * len(DERIVED))}, ?)",
             [self.project, self.name, event["version"], event["image"], event.seq, event.author,
              event.time, event["comment"], *described, damaged])
         self._add_keys(event["version"], described[0])
@@ -918,9 +920,8 @@ class _SqlView:
                 "AND value = ? AND version = ?",
                 [(p, n, key, value, v) for key, value in key_values(row[0])])
         self.conn.execute(
-            "UPDATE versions SET deleted = 1, metadata = NULL, model_type = NULL, "
-            "model_size = NULL, size = NULL, attachments = NULL, manifest = NULL, "
-            "damaged = NULL WHERE project = ? AND repository = ? AND version = ?", [p, n, v])
+            f"UPDATE versions SET deleted = 1, {_UNDESCRIBE}, damaged = NULL "
+            "WHERE project = ? AND repository = ? AND version = ?", [p, n, v])
 
     def advance(self, event: Event, max_version: int) -> None:
         self.last_seq, self.last_hash, self.max_version = event.seq, event.hash, max_version
@@ -943,8 +944,7 @@ class _SqlView:
         # know more. A restore reads the manifests again (Index.refresh).
         self.status = "renamed" if event.type == "rename" else "destroyed"
         self.conn.execute(
-            "UPDATE versions SET deleted = 2, metadata = NULL, model_type = NULL, "
-            "model_size = NULL, size = NULL, attachments = NULL, manifest = NULL "
+            f"UPDATE versions SET deleted = 2, {_UNDESCRIBE} "
             "WHERE project = ? AND repository = ? AND deleted = 0", [self.project, self.name])
         self.conn.execute("DELETE FROM version_keys WHERE project = ? AND repository = ?",
                           [self.project, self.name])
@@ -960,9 +960,8 @@ class _SqlView:
             if image in self.manifests:  # else Index.refresh rebuilds the repository after
                 described, damaged = self._described(image)
                 self.conn.execute(
-                    "UPDATE versions SET metadata = ?, model_type = ?, model_size = ?, size = ?, "
-                    "attachments = ?, manifest = ?, damaged = ? WHERE project = ? AND "
-                    "repository = ? AND version = ?",
+                    f"UPDATE versions SET {', '.join(f'{c} = ?' for c in DERIVED)}, "
+                    "damaged = ? WHERE project = ? AND repository = ? AND version = ?",
                     [*described, damaged, self.project, self.name, version])
                 self._add_keys(version, described[0])
         self._set_status(event, None, None)
@@ -978,9 +977,15 @@ class _SqlView:
 def derived_columns(manifest: dict[str, Any], text: str) -> list[Any]:
     """The values of :data:`DERIVED` for a manifest (and its exact JSON text)."""
     size = manifest["model"]["size"] + sum(a["size"] for a in manifest["attachments"])
-    return [queryable_metadata(manifest["metadata"]), manifest["model"]["type"],
+    return [queryable_metadata(manifest["metadata"]), manifest["model"].get("type"),
             manifest["model"]["size"], size,
-            json.dumps(manifest["attachments"], ensure_ascii=False), text]
+            json.dumps(manifest["attachments"], ensure_ascii=False), text,
+            model_format(manifest)]
+
+
+#: ``column = NULL`` for each of :data:`DERIVED`: a deleted version, or one of a closed
+#: repository, keeps none of them.
+_UNDESCRIBE = ", ".join(f"{c} = NULL" for c in DERIVED)
 
 
 def key_values(metadata_column: str) -> list[tuple[str, Any]]:

@@ -33,6 +33,7 @@ FEATURES_PREFIX = "features/"
 KNOWN_FEATURES: frozenset[str] = frozenset({
     "repository-lifecycle",  # destroy, restore and rename events in ref logs (issue 14)
     "gc-keep",  # gc keep markers under gc/keep/ (issue 13.3)
+    "manifest-v2",  # version 2 manifests: model formats, summaries, contracts (issue 15)
 })
 #: The feature the first keep marker records: a roro that does not know keep markers (whose gc
 #: would ignore them and delete what a save protects) must refuse the store.

@@ -12,14 +12,49 @@ Closing a wrapper does not close what it wraps: the inner backend belongs to who
 
 from __future__ import annotations
 
+import io
+import os
 import threading
 from collections import Counter
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from .base import Backend, KeyInfo, KeyInfos, KeyKinds, Names
 
 __all__ = ["CountingBackend", "WrappingBackend"]
+
+
+class _CountingReader(io.RawIOBase):
+    """A binary stream that adds what is read from it to a :class:`CountingBackend`'s bytes
+    (seekable, with a file descriptor, when the stream it wraps is)."""
+
+    def __init__(self, inner: BinaryIO, owner: CountingBackend):
+        self._inner, self._owner = inner, owner
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return bool(self._inner.seekable())
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._inner.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._inner.tell()
+
+    def fileno(self) -> int:
+        return self._inner.fileno()
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._inner.read(len(buffer))
+        buffer[:len(data)] = data
+        self._owner.add_bytes_read(len(data))
+        return len(data)
+
+    def close(self) -> None:
+        self._inner.close()
+        super().close()
 
 
 class WrappingBackend(Backend):
@@ -128,23 +163,33 @@ class CountingBackend(WrappingBackend):
     def __init__(self, inner: Backend):
         super().__init__(inner)
         self.counts: Counter[str] = Counter()
+        #: Bytes read from the inner backend (``get``, ``download``, and ``open`` streams as
+        #: they are read).
+        self.bytes_read = 0
         self._lock = threading.Lock()
 
     def _count(self, op: str) -> None:
         with self._lock:
             self.counts[op] += 1
 
+    def add_bytes_read(self, n: int) -> None:
+        with self._lock:
+            self.bytes_read += n
+
     def get(self, key: str, max_size: int | None = None) -> bytes:
         self._count("get")
-        return super().get(key, max_size)
+        data = super().get(key, max_size)
+        self.add_bytes_read(len(data))
+        return data
 
     def open(self, key: str) -> BinaryIO:
         self._count("open")
-        return super().open(key)
+        return io.BufferedReader(_CountingReader(super().open(key), self))
 
     def download(self, key: str, path: str) -> None:
         self._count("download")
         super().download(key, path)
+        self.add_bytes_read(os.path.getsize(path))
 
     def put(self, key: str, data: bytes) -> None:
         self._count("put")

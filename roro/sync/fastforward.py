@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import IntegrityError, InvalidNameError, NotFoundError, RoroError
 from ..names import validate_name
+from ..objects.manifest import blob_sizes as sizes_of_blobs
 from ..objects.manifest import read_manifest
 from ..objects.transfer import ObjectTransfer, missing_in
 from ..refs import Event, RefLog, apply_event, fold, list_projects, list_repositories
@@ -301,8 +302,7 @@ class _Syncer:
         blob_sizes: dict[str, int] = {}
         required: set[str] = set()
         for image, (_, manifest) in manifests.items():
-            blobs = {manifest["model"]["digest"]: manifest["model"]["size"],
-                     **{a["digest"]: a["size"] for a in manifest["attachments"]}}
+            blobs = sizes_of_blobs(manifest)
             blob_sizes.update(blobs)
             if image in live:
                 required.update(blobs)
