@@ -14,6 +14,7 @@ import sys
 def main() -> None:
     try:
         from roro.cli import main as cli_main
+
+        cli_main()  # handles its own Ctrl-C; this guard covers the few steps before it can
     except KeyboardInterrupt:
         sys.exit(130)
-    cli_main()
