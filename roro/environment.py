@@ -37,6 +37,13 @@ def cache_dir() -> str:
     return os.path.join(base, "roro")
 
 
+def config_dir() -> str:
+    """The user's roro configuration directory: ``$XDG_CONFIG_HOME/roro``, else
+    ``~/.config/roro``. User settings (trust, later keys) live here, never in a store."""
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return os.path.join(os.path.abspath(base), "roro")
+
+
 def python_version() -> str:
     return platform.python_version()
 

@@ -132,7 +132,7 @@ class ModelImage:
 
     def __init__(self, repository: ModelRepository, model: Any = None, *,
                  manifest: dict[str, Any] | None = None, digest: str | None = None,
-                 version: int | None = None):
+                 version: int | None = None, signature: dict[str, Any] | None = None):
         s = object.__setattr__
         s(self, "_repository", repository)
         s(self, "_model", model)
@@ -143,6 +143,7 @@ class ModelImage:
         # its bytes are served: the index row it came from, until authenticate() has run.
         s(self, "_unconfirmed", None)
         s(self, "_damaged", None)
+        s(self, "_signature", signature)  # {signer, key, verified} of a signed version's event
         s(self, "_metadata", dict(manifest["metadata"]) if manifest else {})
         s(self, "_budget", None)  # MetadataBudget of a draft, made on the first __setitem__
         s(self, "_attachments", {})  # name -> Attachment (drafts only)
@@ -161,11 +162,42 @@ class ModelImage:
                      "comment": row["comment"]}
             image = cls(repository, manifest=facts, digest=row["image"], version=row["version"])
             object.__setattr__(image, "_damaged", row["damaged"])
-            return image
-        image = cls(repository, manifest=json.loads(row["manifest"]), digest=row["image"],
-                    version=row["version"])
-        object.__setattr__(image, "_unconfirmed", row)
+        else:
+            image = cls(repository, manifest=json.loads(row["manifest"]), digest=row["image"],
+                        version=row["version"])
+            object.__setattr__(image, "_unconfirmed", row)
+        if row.get("signer_key"):
+            object.__setattr__(image, "_signature", {"signer": row["signer"],
+                                                     "key": row["signer_key"],
+                                                     "verified": None})
         return image
+
+    def _set_signature(self, sig: dict[str, str] | None) -> None:
+        """This version's event was read and its signature ``sig`` (None: unsigned) checked."""
+        object.__setattr__(self, "_signature", verified_signature(sig))
+
+    @property
+    def signature(self) -> dict[str, Any] | None:
+        """Who signed this version's event: ``{"signer": name, "key": fingerprint, "verified":
+        True}`` once the signature was checked (a read with ``get_model_image`` checks it,
+        :meth:`verify` does), ``"verified": None`` for an image from a listing not checked yet;
+        None for an unsigned version. A signature that does not verify is never shown: checking
+        it raises :class:`~roro.errors.SignatureError` naming the event."""
+        return dict(self._signature) if self._signature is not None else None
+
+    def verify(self) -> dict[str, Any] | None:
+        """Check this version's event against the log and its signature (one read of the
+        event, memoised per process); :attr:`signature` after the check."""
+        self.authenticate()
+        repo = self._repository
+        if self._version is not None:
+            row = repo.store.index.version(repo.project.name, repo.name, self._version)
+            if row is not None and self._signature is not None \
+                    and self._signature["verified"] is None:
+                repo.confirm_version(row)
+                event = repo.store.confirmed_event(repo.project.name, repo.name, row["seq"])
+                self._set_signature(event.sig if event is not None else None)
+        return self.signature
 
     @property
     def damaged(self) -> str | None:
@@ -546,8 +578,12 @@ class ModelImage:
                            on_chunk=progress.advance)
 
     # -- save --------------------------------------------------------------------------------------
-    def save(self, comment: str = "") -> ModelImage:
-        """Save this image as the next version of its repository; returns the image."""
+    def save(self, comment: str = "", *, sign: bool | str = True) -> ModelImage:
+        """Save this image as the next version of its repository; returns the image.
+
+        The version is signed when a key is configured (``$RORO_SIGNING_KEY``, or
+        ``signing_key`` in roro.yml; README "Signatures"): ``sign=False`` does not sign, a key
+        name signs with that key."""
         self._check_mutable()
         if not isinstance(comment, str):
             raise InvalidMetadataError("comment must be a string")
@@ -558,8 +594,10 @@ class ModelImage:
         attachments = [(a.name, a._spooled) for a in self.get_attachments()
                        if a._spooled is not None]
         published = writer.save_model(repo.project.store, repo.project.name, repo.name,
-                                      self._model, self._metadata, attachments, comment)
+                                      self._model, self._metadata, attachments, comment,
+                                      sign=sign)
         self._mark_saved(published.manifest, published.digest, published.version)
+        self._set_signature(published.sig)
         return self
 
     def _mark_saved(self, manifest: dict[str, Any], digest: str, version: int) -> None:
@@ -595,6 +633,7 @@ class ModelImage:
             "attachments": [{"name": a.name, "digest": a.digest, "size": a.size}
                             for a in self.get_attachments()],
             "lineage": self.lineage,
+            "signature": self.signature,
             **({"damaged": self._damaged} if self._damaged is not None else {}),
         }
 
@@ -608,6 +647,11 @@ class ModelImage:
 
     def __hash__(self) -> int:
         return hash((self._digest, self._version)) if self.saved else id(self)
+
+
+def verified_signature(sig: dict[str, str] | None) -> dict[str, Any] | None:
+    """What :attr:`ModelImage.signature` shows of an event's checked signature ``sig``."""
+    return None if sig is None else {"signer": sig["name"], "key": sig["key"], "verified": True}
 
 
 def _text_bytes(text: str) -> bytes:

@@ -15,7 +15,7 @@ from .errors import (
     InvalidArgumentError,
     NotFoundError,
 )
-from .image import ImageList, ModelImage
+from .image import ImageList, ModelImage, verified_signature
 from .names import LATEST, validate_name, validate_new_name, validate_tag, validate_version
 from .notebook import repository_html
 from .objects.manifest import read_manifest, read_manifest_or_damage
@@ -320,7 +320,9 @@ class ModelRepository:
             manifest = found[0]
             self.store.index.heal_version(self.project.name, self.name, v, manifest,
                                           found[1].decode("utf-8"))
-        return ModelImage(self, manifest=manifest, digest=row["image"], version=v)
+        event = self.store.confirmed_event(self.project.name, self.name, row["seq"])
+        return ModelImage(self, manifest=manifest, digest=row["image"], version=v,
+                          signature=verified_signature(event.sig if event else None))
 
     def confirm_version(self, row: dict[str, Any]) -> None:
         """Make sure the log names the image the index row ``row`` says for its version (one
@@ -415,9 +417,10 @@ class ModelRepository:
             tags[LATEST] = latest
         return tags
 
-    def add_tag(self, tag: str, version: int | str) -> TagChange:
+    def add_tag(self, tag: str, version: int | str, *, sign: bool | str = True) -> TagChange:
         """Point ``tag`` at ``version``, creating or moving it; every move is recorded. Returns
-        the move made (decided against the log's tail, so it is the move that happened)."""
+        the move made (decided against the log's tail, so it is the move that happened). The
+        move is signed when a key is configured (``sign``: see :meth:`ModelImage.save`)."""
         validate_new_tag(tag)
         v = validate_version(version)
         current: list[int | None] = []
@@ -435,10 +438,11 @@ class ModelRepository:
             return "tag", {"tag": tag, "version": v, "previous": current[0]}
 
         return self._tag_change(tag, writer.append(self.store, self.project.name, self.name,
-                                                   decide), current[0], v)
+                                                   decide, sign=sign), current[0], v)
 
-    def remove_tag(self, tag: str) -> TagChange:
-        """Remove ``tag`` (recorded in the tag history); returns the move (to None) made."""
+    def remove_tag(self, tag: str, *, sign: bool | str = True) -> TagChange:
+        """Remove ``tag`` (recorded in the tag history); returns the move (to None) made,
+        signed as :meth:`add_tag` says."""
         validate_tag(tag)
         current: list[int | None] = []
 
@@ -453,7 +457,7 @@ class ModelRepository:
             return "tag", {"tag": tag, "version": None, "previous": current[0]}
 
         return self._tag_change(tag, writer.append(self.store, self.project.name, self.name,
-                                                   decide), current[0], None)
+                                                   decide, sign=sign), current[0], None)
 
     def _tag_target(self, row: writer.Row, tag: str) -> int | None:
         """The version ``tag`` points at in the state ``row`` describes (the log's tail)."""

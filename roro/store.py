@@ -24,6 +24,7 @@ from .objects import ObjectStore
 from .objects.cache import ObjectCache, cache_max_bytes
 from .objects.canonical import canonical_json
 from .refs import Event, RefLog, list_projects, list_repositories
+from .refs.events import check_signature
 from .storage import Backend, KeyNotFoundError, StoreLocation, layout, open_backend, parse_store_url
 from .storage.layout import (
     FEATURES_FORMAT,
@@ -401,7 +402,10 @@ class Store:
         payload fields in ``expected``), before serving what the index derived from it: one
         read of that event (a local file on a folder, one GET on S3), memoised per process
         (events are immutable). ``what`` names the claim for the error, e.g. "version 2 is
-        image sha256:…". Raises :class:`~roro.errors.IntegrityError` if the log disagrees."""
+        image sha256:…". Raises :class:`~roro.errors.IntegrityError` if the log disagrees, and
+        :class:`~roro.errors.SignatureError` (naming the event) if the event is signed and its
+        signature does not verify: a read checks the signatures of the events it serves, and
+        only those (DESIGN §11)."""
         key = (project, repository, seq)
         event = self._confirmed.get(key)
         if event is None:
@@ -409,6 +413,7 @@ class Store:
                 event = self.reflog(project, repository).read_event(seq)
             except IntegrityError as e:
                 raise self._index_disagrees(repository, seq, what, str(e)) from None
+            check_signature(event, repository)
             if len(self._confirmed) >= _EVENT_MEMO:
                 self._confirmed.clear()
             self._confirmed[key] = event
@@ -417,6 +422,10 @@ class Store:
         if wrong:
             said = ", ".join(f"{k} {found.get(k)!r}" for k in wrong)
             raise self._index_disagrees(repository, seq, what, f"event {seq} says {said}")
+
+    def confirmed_event(self, project: str, repository: str, seq: int) -> Event | None:
+        """The event :meth:`confirm_event` read and checked, if it did (else None)."""
+        return self._confirmed.get((project, repository, seq))
 
     def _index_disagrees(self, repository: str, seq: int, what: str, why: str) -> IntegrityError:
         return IntegrityError(

@@ -24,7 +24,7 @@ LAYERS: list[tuple[str, list[str]]] = [
               "roro.faults", "roro.units", "roro.lineage", "roro.localfs"]),
     ("storage", ["roro.storage.*"]),
     ("objects", ["roro.objects.*"]),
-    ("refs", ["roro.refs.*"]),
+    ("refs", ["roro.refs.*", "roro.signing"]),
     ("store, query", ["roro.store", "roro.config", "roro.query.*"]),
     ("writer", ["roro.writer"]),
     ("image", ["roro.image", "roro.diff", "roro.notebook"]),

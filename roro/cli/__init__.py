@@ -36,9 +36,9 @@ def main(ctx: click.Context, store: str | None, project: str | None) -> None:
     ctx.obj = CliState(project, store)
 
 
-from . import init, lifecycle, models, query, sync, trust  # noqa: E402
+from . import init, keys, lifecycle, models, query, sync, trust  # noqa: E402
 
 main.add_command(init.init)
-for _module in (models, query, trust, lifecycle, sync):
+for _module in (models, query, trust, lifecycle, sync, keys):
     for _command in _module.COMMANDS:
         main.add_command(_command)

@@ -3,7 +3,10 @@
 Tables (one row per …): ``repositories`` (repository, with its log position and, once closed by
 a ``destroy`` or a ``rename``, its ``status``), ``versions`` (saved version, with the manifest's
 metadata as JSON; ``deleted`` is 0 live, 1 deleted, 2 hidden with its closed repository),
-``tags`` (current tag), ``tag_events`` (tag move).
+``tags`` (current tag), ``tag_events`` (tag move). A version and a tag move keep who signed
+their event (``signer``: the name the signature gives, ``signer_key``: the key's fingerprint;
+NULL when unsigned), as the log *claims* it: reads verify the signatures of the events they
+serve (``Store.confirm_event``), ``roro verify`` and fsck all of them.
 Each refresh reads only the log entries after the last indexed one (one listing), fetches their
 manifests outside any lock, then applies them in one ``BEGIN IMMEDIATE`` transaction, re-checking
 the position so concurrent refreshers never apply an event twice.
@@ -35,7 +38,7 @@ from .events import Event
 from .log import RefLog, Tail
 from .state import apply_event
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 BUSY_TIMEOUT_MS = 60_000
 REFRESH_ATTEMPTS = 20
 PARALLEL_READS = 16
@@ -64,6 +67,7 @@ _SCHEMA = [
         image TEXT NOT NULL, seq INTEGER NOT NULL, author TEXT, time TEXT, comment TEXT,
         deleted INTEGER NOT NULL DEFAULT 0, metadata TEXT, model_type TEXT,
         model_size INTEGER, size INTEGER, attachments TEXT, manifest TEXT, damaged TEXT,
+        signer TEXT, signer_key TEXT,
         PRIMARY KEY (project, repository, version))""",
     "CREATE INDEX versions_by_time ON versions (project, time)",
     """CREATE TABLE tags (
@@ -73,6 +77,7 @@ _SCHEMA = [
     """CREATE TABLE tag_events (
         project TEXT NOT NULL, repository TEXT NOT NULL, seq INTEGER NOT NULL,
         tag TEXT NOT NULL, version INTEGER, previous INTEGER, author TEXT, time TEXT,
+        signer TEXT, signer_key TEXT,
         PRIMARY KEY (project, repository, seq))""",
     "CREATE INDEX tag_events_by_tag ON tag_events (project, repository, tag, seq)",
 ]
@@ -698,9 +703,10 @@ class _SqlView:
         self.conn.execute(
             "INSERT INTO versions (project, repository, version, image, seq, author, time, "
             "comment, deleted, metadata, model_type, model_size, size, attachments, manifest, "
-            "damaged) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?)",
+            "damaged, signer, signer_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, "
+            "?, ?)",
             [self.project, self.name, event["version"], event["image"], event.seq, event.author,
-             event.time, event["comment"], *described, damaged])
+             event.time, event["comment"], *described, damaged, event.signer, event.signer_key])
 
     def set_tag(self, event: Event) -> None:
         p, n = self.project, self.name
@@ -710,9 +716,9 @@ class _SqlView:
         else:
             self.conn.execute("INSERT OR REPLACE INTO tags VALUES (?, ?, ?, ?)",
                               [p, n, event["tag"], event["version"]])
-        self.conn.execute("INSERT INTO tag_events VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        self.conn.execute("INSERT INTO tag_events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                           [p, n, event.seq, event["tag"], event["version"], event["previous"],
-                           event.author, event.time])
+                           event.author, event.time, event.signer, event.signer_key])
 
     def delete_version(self, event: Event) -> None:
         # Keep only what the log says: the manifest of a deleted version may be collected by

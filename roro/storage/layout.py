@@ -33,6 +33,7 @@ FEATURES_PREFIX = "features/"
 KNOWN_FEATURES: frozenset[str] = frozenset({
     "repository-lifecycle",  # destroy, restore and rename events in ref logs (issue 14)
     "gc-keep",  # gc keep markers under gc/keep/ (issue 13.3)
+    "signed-events",  # event version 2: ref events with a signature (issue 16)
 })
 #: The feature the first keep marker records: a roro that does not know keep markers (whose gc
 #: would ignore them and delete what a save protects) must refuse the store.
