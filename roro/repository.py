@@ -474,12 +474,15 @@ class ModelRepository:
         return TagChange(tag, event["version"], event["previous"], event.seq)
 
     def get_tag_history(self, tag: str | None = None) -> list[dict[str, Any]]:
-        """Every tag move, oldest first: ``{seq, tag, version, previous, author, time}``."""
+        """Every tag move, oldest first: ``{seq, tag, version, previous, author, time, signer,
+        signer_key}`` (``signer``: the name a signed move's signature gives, as the log claims
+        it; ``roro verify NAME:TAG`` checks it)."""
         self._require()
         if tag is not None:
             validate_tag(tag)
         rows = self.store.index.tag_history(self.project.name, self.name, tag)
-        return [{k: r[k] for k in ("seq", "tag", "version", "previous", "author", "time")}
+        return [{k: r[k] for k in ("seq", "tag", "version", "previous", "author", "time",
+                                    "signer", "signer_key")}
                 for r in rows]
 
     # -- deleting ----------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ _SCALAR_COLUMNS = {
     "version": ("v.version", "number"),
     "author": ("v.author", "text"),
     "comment": ("v.comment", "text"),
+    "signer": ("v.signer", "text"),  # the name the version event's signature gives; NULL: unsigned
     "timestamp": ("json_extract(v.manifest, '$.timestamp')", "text"),
 }
 _SQL_OPS = {"=": "=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
