@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -22,6 +23,7 @@ from .objects.manifest import read_manifest, read_manifest_or_damage
 from .query import Query
 from .query import parse as parse_query
 from .refs import Event
+from .refs.events import check_signature
 from .refspec import Ref, parse_ref, validate_new_tag
 from .store import Store
 from .suggest import did_you_mean
@@ -333,6 +335,22 @@ class ModelRepository:
                                  f"version {v} is image {row['image']}", type="version",
                                  version=v, image=row["image"])
 
+    def version_event(self, image: ModelImage) -> Event | None:
+        """The event that made saved ``image`` a version here, checked against the index and,
+        if signed, its signature (one read, memoised per process); None if the index has no
+        row for it."""
+        if image.version is None:
+            return None
+        row = self.store.index.version(self.project.name, self.name, image.version)
+        if row is None or row["image"] != image.digest:
+            return None
+        self.confirm_version(row)
+        event = self.store.confirmed_event(self.project.name, self.name, row["seq"])
+        if event is None:  # the memo was emptied meanwhile: read and check it again
+            event = self.store.reflog(self.project.name, self.name).read_event(row["seq"])
+            check_signature(event, self.name)
+        return event
+
     def _confirm_tag(self, tag: str, target: int) -> None:
         """The log's last move of ``tag`` (as the index recorded it) must point at ``target``."""
         what = f"tag {tag!r} points at version {target}"
@@ -540,8 +558,14 @@ def copy_into(image: ModelImage, target: ModelRepository,
     manifest = image.manifest
     assert manifest is not None
     source = image.repository
-    origin = {"store": source.store.url, "project": source.project.name,
-              "repository": source.name, "version": image.version, "image": image.digest}
+    origin: dict[str, Any] = {"store": source.store.url, "project": source.project.name,
+                              "repository": source.name, "version": image.version,
+                              "image": image.digest}
+    event = source.version_event(image)
+    if event is not None and event.sig is not None:
+        # The source's signature stays checkable from the copy alone: its event, whole.
+        origin["signer"] = {"name": event.sig["name"], "key": event.sig["key"]}
+        origin["event"] = json.loads(event.raw)
     published, stats = writer.copy_image(source.store, manifest, origin, target.store,
                                          target.project.name, target.name, pool)
     copied = ModelImage(target, manifest=published.manifest, digest=published.digest,

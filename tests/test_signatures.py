@@ -21,6 +21,7 @@ from roro import Store
 from roro.errors import ConfigError, IntegrityError, NotFoundError, SignatureError, StoreError
 from roro.objects.canonical import canonical_json, loads
 from roro.refs.events import parse_event
+from roro.signing import verify_signature
 from roro.storage import layout
 from roro.storage.layout import feature_key, log_key
 
@@ -275,5 +276,32 @@ def test_copy_between_stores_keeps_the_source_signature_and_re_signs(signed, sto
     roro.copy_image(store_url, "m:3", dst)
     copied = roro.Project("default", dst).get_model_repository("m").get_model_image(1)
     assert copied.signature["signer"] == "alice"  # the copier signs the new event
-    assert copied.lineage["copied_from"]["version"] == 3
+    origin = copied.lineage["copied_from"]
+    assert origin["version"] == 3 and origin["signer"] == {"name": "bob", "key": keys["bob"]}
     assert base64.b64decode(event_body(Store(dst), 1)["sig"]["value"])
+    # bob's signature of the source event stays checkable from the copy alone
+    source = dict(origin["event"])
+    sig = source.pop("sig")
+    assert source["image"] == origin["image"] and source["version"] == 3
+    assert verify_signature(source, sig).fingerprint == keys["bob"]
+    with pytest.raises(SignatureError):
+        verify_signature({**source, "image": "sha256:" + "0" * 64}, sig)
+    roro.copy_image(store_url, "m:2", dst)  # an unsigned source: no signer recorded
+    assert "signer" not in roro.Project("default", dst).get_model_repository("m") \
+        .get_model_image(2).lineage["copied_from"]
+
+
+def test_sync_refuses_a_forged_event(signed, store_url, tmp_path):
+    store = Store(store_url)
+    body = event_body(store, 4)
+    body["version"] = 3
+    body["previous"] = 1
+    body["seq"] = 5
+    body["prev"] = "sha256:" + __import__("hashlib").sha256(
+        store.backend.get(log_key("default", "m", 4))).hexdigest()
+    store.backend.put_if_absent(log_key("default", "m", 5), canonical_json(body))
+    dst = str(tmp_path / "copy")
+    report = roro.sync(store_url, dst)
+    assert not report.ok
+    result = run("sync", store_url, dst, ok=None)
+    assert result.exit_code == 4 and "event 5" in result.stdout + result.stderr

@@ -419,6 +419,10 @@ def lineage_rows(lineage: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append(("copied from", render.safe_line(
             f"{origin.get('store')} {origin.get('project')}/{origin.get('repository')}:"
             f"{origin.get('version')}")))
+        signer = origin.get("signer")
+        if isinstance(signer, dict):  # as the source's event says (kept whole in copied_from)
+            rows.append(("source signed", render.safe_line(
+                f"{signer.get('name')} ({signer.get('key')})")))
     return rows
 
 
