@@ -305,3 +305,27 @@ def test_sync_refuses_a_forged_event(signed, store_url, tmp_path):
     assert not report.ok
     result = run("sync", store_url, dst, ok=None)
     assert result.exit_code == 4 and "event 5" in result.stdout + result.stderr
+
+
+def test_without_cryptography_reads_warn_and_checks_fail_naming_the_extra(signed, store_url,
+                                                                          monkeypatch):
+    """A reader without the roro[sign] extra: loads go on with one warning, verify and fsck
+    cannot vouch for the signatures and say so, key commands name the extra."""
+    from roro import signing
+    from roro.refs import events
+
+    def missing():
+        raise signing.SigningUnavailableError(
+            f"signatures need the 'cryptography' package: {signing.EXTRA_HINT}")
+
+    monkeypatch.setattr(signing, "_crypto", missing)
+    monkeypatch.setattr(events, "_warned_unverified", False)
+    repo = fresh(store_url)
+    with pytest.warns(roro.RoroWarning, match=r"not checked.*roro\[sign\]"):
+        assert repo.get_model("prod") == {"w": 1}
+    assert "roro[sign]" in run("keys:generate", "--name", "carol", ok=False).stderr
+    assert "roro[sign]" in run("verify", "m", store=store_url, ok=False).stderr
+    fsck = json.loads(run("fsck", "--json", store=store_url, ok=None).stdout)
+    assert {(p["kind"], p["seq"]) for p in fsck["problems"]} == {
+        ("bad-signature", 1), ("bad-signature", 3), ("bad-signature", 4)}
+    assert "cannot be checked" in fsck["problems"][0]["message"]
