@@ -236,8 +236,13 @@ class Store:
         reading it as empty would hide every version)."""
         if self._store_id is None:
             marker = self._read_marker()
+            if marker is None and self._holds_roro_data():
+                # Another writer may have created the store between our read of the marker
+                # and the listing (it writes roro.json before any object): look once more.
+                marker = self._read_marker()
+                if marker is None:
+                    self._refuse_unmarked()
             if marker is None:
-                self._refuse_unmarked()
                 return False
             self._features = self._read_features(marker)
             self._store_id = marker["id"]
@@ -246,10 +251,14 @@ class Store:
                 idx.bind_store(self._store_id)
         return True
 
+    def _holds_roro_data(self) -> list[str]:
+        """The roro directories at the store's top level (one listing)."""
+        return sorted({"objects", "refs", "features"} & set(self.backend.list_dirs("")))
+
     def _refuse_unmarked(self) -> None:
         """Raise StoreError if the store holds roro data but no ``roro.json`` (one listing of
         the store's top level, only while the marker is missing)."""
-        found = sorted({"objects", "refs", "features"} & set(self.backend.list_dirs("")))
+        found = self._holds_roro_data()
         if found:
             what = " and ".join(f"{d}/" for d in found)
             raise StoreError(f"store {self.url} has {what} but no {FORMAT_KEY} (its format "
