@@ -70,6 +70,8 @@ def fmt(value: float | None, unit: str) -> str:
     if unit == "MiB/s":
         return f"{value:,.0f} MiB/s"
     if unit in ("ms", "s"):
+        if 0 < value < 1:
+            return f"{value:.3f} {unit}"
         return f"{value:,.1f} {unit}" if value < 100 else f"{value:,.0f} {unit}"
     return f"{value:,.0f} {unit}".strip()
 
@@ -309,6 +311,63 @@ def bench_dedup(ctx: dict[str, Any], res: Results) -> None:
             met=len(digests) == 1 and on_disk < 2 * blob,
             note="baseline: 10 pickle files")
     shutil.rmtree(store_path)
+
+
+# -- signatures ------------------------------------------------------------------------------------
+def bench_signing(ctx: dict[str, Any], res: Results) -> None:
+    """What signing adds to a save (one signature over the event's bytes, whatever the model's
+    size) and what verifying 10,000 signed events costs (``roro verify``, fsck)."""
+    import numpy as np
+
+    import roro
+    from roro import signing
+    from roro.refs.events import make_event, parse_event, verify_event
+    os.environ["XDG_CONFIG_HOME"] = os.path.join(ctx["tmp"], "config")
+    signing.generate_key("bench")
+    key = signing.load_signing_key("bench")
+    image = "sha256:" + "ab" * 32
+    prev = "sha256:" + "cd" * 32
+
+    def event(signer: Any) -> Any:
+        return make_event(7, prev, "version", "bench", "2026-11-27T00:00:00.000000Z",
+                          signer=signer, version=7, image=image, comment="a comment")
+
+    plain = timed(lambda: event(None), 2000)
+    signed = timed(lambda: event(key), 2000)
+    key_load = timed(lambda: roro.writer.configured_signer("bench"), 2000)
+    added = (statistics.median(signed) - statistics.median(plain)
+             + 2 * statistics.median(key_load)) * 1000
+    res.add("signing added to a save (event + key look-ups)", added,
+            statistics.median(plain) * 1000, "ms", target="< 1 ms per save", met=added < 1.0,
+            note="signed minus unsigned make_event, plus the save's two key look-ups; "
+                 "baseline: an unsigned event; independent of the model's size")
+    for label, size in (("100 KB", 100_000), ("16 MiB", 16 * MiB)):
+        store = roro.Store(os.path.join(ctx["tmp"], f"sign-{size}"))
+        repo = roro.Project(PROJECT, store).get_model_repository("m")
+        times: dict[bool, list[float]] = {False: [], True: []}
+        for i in range(40 if size < MiB else 6):
+            for sign in ((False, "bench") if i % 2 else ("bench", False)):
+                model = {"w": np.full(size // 8, 2 * i + bool(sign), dtype=np.float64)}
+                t = time.perf_counter()
+                repo.new_model_image(model).save(sign=sign)
+                times[bool(sign)].append(time.perf_counter() - t)
+        on, off = statistics.median(times[True]), statistics.median(times[False])
+        res.add(f"save of a {label} model, signed vs unsigned", on * 1000, off * 1000, "ms",
+                note="medians, alternating order; the difference is noise beside the save")
+        shutil.rmtree(store.url, ignore_errors=True)
+    raws = [event(key).raw for _ in range(10_000)]
+    events = [parse_event(r, repository="m", seq=7) for r in raws]
+    t = time.perf_counter()
+    for e in events:
+        verify_event(e, "m")
+    verify = time.perf_counter() - t
+    t = time.perf_counter()
+    for r in raws:
+        parse_event(r, repository="m", seq=7)
+    parse = time.perf_counter() - t
+    res.add("verify 10,000 signed events (ed25519)", verify, parse, "s",
+            target="~0.1 ms per event", met=verify / 10_000 < 0.0003,
+            note="baseline: parsing the same events")
 
 
 # -- browsing at scale -----------------------------------------------------------------------------
@@ -652,6 +711,7 @@ BENCHMARKS: dict[str, Callable[[dict[str, Any], Results], None]] = {
     "dedup": bench_dedup,
     "browse": bench_browse,
     "ui": bench_ui,
+    "signing": bench_signing,
     # Last: SeaweedFS starts with the first of these and keeps a core busy now and then.
     "big_s3": bench_big_s3,
     "sync": bench_sync,

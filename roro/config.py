@@ -33,7 +33,8 @@ TIMING_OPTIONS = ("connect_timeout", "read_timeout", "first_contact_timeout", "r
                   "max_retries")
 #: The keys this roro reads in roro.yml. A key close to one of them (``projet``) is an error; any
 #: other key is a warning, so that settings a newer roro writes never break an older one.
-KNOWN_KEYS = ("project", "store", "endpoint_url", "remotes", "trust", *TIMING_OPTIONS)
+KNOWN_KEYS = ("project", "store", "endpoint_url", "remotes", "trust", "signing_key",
+              *TIMING_OPTIONS)
 
 #: Where the store came from: the ``--store`` option (or the ``store`` argument of
 #: :func:`current_settings`), ``RORO_STORE``, ``roro.yml``, or the default user store.

@@ -43,6 +43,11 @@ class IntegrityError(RoroError):
         self.seq = seq
 
 
+class SignatureError(IntegrityError):
+    """A signed ref event whose signature does not verify (changed bytes, a forged signature,
+    a public key that is not the one its fingerprint names). The message names the event."""
+
+
 class ConflictError(RoroError):
     """Lost a race that cannot be retried, an existing name, or a diverged history."""
 

@@ -154,7 +154,7 @@ class ModelImage:
     def __init__(self, repository: ModelRepository, model: Any = None, *,
                  manifest: dict[str, Any] | None = None, digest: str | None = None,
                  version: int | None = None, format: str = "cloudpickle",
-                 input_example: Any = None):
+                 input_example: Any = None, signature: dict[str, Any] | None = None):
         if format != "auto" and manifest is None:
             from .formats import get_format  # the format table: only for a new image
             get_format(format)  # an unknown name is refused now, not at save
@@ -175,6 +175,7 @@ class ModelImage:
         # its bytes are served: the index row it came from, until authenticate() has run.
         s(self, "_unconfirmed", None)
         s(self, "_damaged", None)
+        s(self, "_signature", signature)  # {signer, key, verified} of a signed version's event
         s(self, "_metadata", dict(manifest["metadata"]) if manifest else {})
         s(self, "_budget", None)  # MetadataBudget of a draft, made on the first __setitem__
         s(self, "_attachments", {})  # name -> Attachment (drafts only)
@@ -193,11 +194,42 @@ class ModelImage:
                      "comment": row["comment"]}
             image = cls(repository, manifest=facts, digest=row["image"], version=row["version"])
             object.__setattr__(image, "_damaged", row["damaged"])
-            return image
-        image = cls(repository, manifest=json.loads(row["manifest"]), digest=row["image"],
-                    version=row["version"])
-        object.__setattr__(image, "_unconfirmed", row)
+        else:
+            image = cls(repository, manifest=json.loads(row["manifest"]), digest=row["image"],
+                        version=row["version"])
+            object.__setattr__(image, "_unconfirmed", row)
+        if row.get("signer_key"):
+            object.__setattr__(image, "_signature", {"signer": row["signer"],
+                                                     "key": row["signer_key"],
+                                                     "verified": None})
         return image
+
+    def _set_signature(self, sig: dict[str, str] | None) -> None:
+        """This version's event was read and its signature ``sig`` (None: unsigned) checked."""
+        object.__setattr__(self, "_signature", verified_signature(sig))
+
+    @property
+    def signature(self) -> dict[str, Any] | None:
+        """Who signed this version's event: ``{"signer": name, "key": fingerprint, "verified":
+        True}`` once the signature was checked (a read with ``get_model_image`` checks it,
+        :meth:`verify` does), ``"verified": None`` for an image from a listing not checked yet;
+        None for an unsigned version. A signature that does not verify is never shown: checking
+        it raises :class:`~roro.errors.SignatureError` naming the event."""
+        return dict(self._signature) if self._signature is not None else None
+
+    def verify(self) -> dict[str, Any] | None:
+        """Check this version's event against the log and its signature (one read of the
+        event, memoised per process); :attr:`signature` after the check."""
+        self.authenticate()
+        repo = self._repository
+        if self._version is not None:
+            row = repo.store.index.version(repo.project.name, repo.name, self._version)
+            if row is not None and self._signature is not None \
+                    and self._signature["verified"] is None:
+                repo.confirm_version(row)
+                event = repo.store.confirmed_event(repo.project.name, repo.name, row["seq"])
+                self._set_signature(event.sig if event is not None else None)
+        return self.signature
 
     @property
     def damaged(self) -> str | None:
@@ -721,19 +753,26 @@ class ModelImage:
                            on_chunk=progress.advance)
 
     # -- save --------------------------------------------------------------------------------------
-    def save(self, comment: str = "") -> ModelImage:
-        """Save this image as the next version of its repository; returns the image."""
+    def save(self, comment: str = "", *, sign: bool | str = True) -> ModelImage:
+        """Save this image as the next version of its repository; returns the image.
+
+        The version is signed when a key is configured (``$RORO_SIGNING_KEY``, or
+        ``signing_key`` in roro.yml; README "Signatures"): ``sign=False`` does not sign, a key
+        name signs with that key."""
         self._check_comment(comment)
         repo = self._repository
         published = writer.save_model(repo.project.store, repo.project.name, repo.name,
                                       self._model, self._metadata, self._spooled_attachments(),
-                                      comment, self._format, self._input_schema)
+                                      comment, self._format, self._input_schema, sign=sign)
         self._mark_saved(published.manifest, published.digest, published.version)
+        self._set_signature(published.sig)
         return self
 
-    def save_file(self, path: str | os.PathLike[str], comment: str = "") -> ModelImage:
+    def save_file(self, path: str | os.PathLike[str], comment: str = "", *,
+                  sign: bool | str = True) -> ModelImage:
         """Save the model file at ``path``, as it is and without loading it, in this image's
-        format (checked, see :func:`roro.writer.save_file`), as the next version."""
+        format (checked, see :func:`roro.writer.save_file`), as the next version (signed as
+        :meth:`save` says)."""
         self._check_comment(comment)
         if self._format == "auto":
             raise FormatError("a file is saved in a named format: file, cloudpickle, "
@@ -741,8 +780,9 @@ class ModelImage:
         repo = self._repository
         published = writer.save_file(repo.project.store, repo.project.name, repo.name,
                                      os.fspath(path), self._format, self._metadata,
-                                     self._spooled_attachments(), comment)
+                                     self._spooled_attachments(), comment, sign=sign)
         self._mark_saved(published.manifest, published.digest, published.version)
+        self._set_signature(published.sig)
         return self
 
     def _check_comment(self, comment: object) -> None:
@@ -795,6 +835,7 @@ class ModelImage:
             "attachments": [{"name": a.name, "digest": a.digest, "size": a.size}
                             for a in self.get_attachments()],
             "lineage": self.lineage,
+            "signature": self.signature,
             **({"damaged": self._damaged} if self._damaged is not None else {}),
         }
 
@@ -808,6 +849,11 @@ class ModelImage:
 
     def __hash__(self) -> int:
         return hash((self._digest, self._version)) if self.saved else id(self)
+
+
+def verified_signature(sig: dict[str, str] | None) -> dict[str, Any] | None:
+    """What :attr:`ModelImage.signature` shows of an event's checked signature ``sig``."""
+    return None if sig is None else {"signer": sig["name"], "key": sig["key"], "verified": True}
 
 
 def _text_bytes(text: str) -> bytes:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -16,13 +17,14 @@ from .errors import (
     InvalidArgumentError,
     NotFoundError,
 )
-from .image import ImageList, ModelImage
+from .image import ImageList, ModelImage, verified_signature
 from .names import LATEST, validate_name, validate_new_name, validate_tag, validate_version
 from .notebook import repository_html
 from .objects.manifest import named_blobs, read_manifest, read_manifest_or_damage
 from .query import Query
 from .query import parse as parse_query
 from .refs import Event
+from .refs.events import check_signature
 from .refspec import Ref, parse_ref, validate_new_tag
 from .store import Store
 from .suggest import did_you_mean
@@ -341,7 +343,9 @@ class ModelRepository:
             manifest = found[0]
             self.store.index.heal_version(self.project.name, self.name, v, manifest,
                                           found[1].decode("utf-8"))
-        return ModelImage(self, manifest=manifest, digest=row["image"], version=v)
+        event = self.store.confirmed_event(self.project.name, self.name, row["seq"])
+        return ModelImage(self, manifest=manifest, digest=row["image"], version=v,
+                          signature=verified_signature(event.sig if event else None))
 
     def confirm_version(self, row: dict[str, Any]) -> None:
         """Make sure the log names the image the index row ``row`` says for its version (one
@@ -351,6 +355,22 @@ class ModelRepository:
         self.store.confirm_event(self.project.name, self.name, row["seq"],
                                  f"version {v} is image {row['image']}", type="version",
                                  version=v, image=row["image"])
+
+    def version_event(self, image: ModelImage) -> Event | None:
+        """The event that made saved ``image`` a version here, checked against the index and,
+        if signed, its signature (one read, memoised per process); None if the index has no
+        row for it."""
+        if image.version is None:
+            return None
+        row = self.store.index.version(self.project.name, self.name, image.version)
+        if row is None or row["image"] != image.digest:
+            return None
+        self.confirm_version(row)
+        event = self.store.confirmed_event(self.project.name, self.name, row["seq"])
+        if event is None:  # the memo was emptied meanwhile: read and check it again
+            event = self.store.reflog(self.project.name, self.name).read_event(row["seq"])
+            check_signature(event, self.name)
+        return event
 
     def _confirm_tag(self, tag: str, target: int) -> None:
         """The log's last move of ``tag`` (as the index recorded it) must point at ``target``."""
@@ -438,9 +458,10 @@ class ModelRepository:
             tags[LATEST] = latest
         return tags
 
-    def add_tag(self, tag: str, version: int | str) -> TagChange:
+    def add_tag(self, tag: str, version: int | str, *, sign: bool | str = True) -> TagChange:
         """Point ``tag`` at ``version``, creating or moving it; every move is recorded. Returns
-        the move made (decided against the log's tail, so it is the move that happened)."""
+        the move made (decided against the log's tail, so it is the move that happened). The
+        move is signed when a key is configured (``sign``: see :meth:`ModelImage.save`)."""
         validate_new_tag(tag)
         v = validate_version(version)
         current: list[int | None] = []
@@ -458,10 +479,11 @@ class ModelRepository:
             return "tag", {"tag": tag, "version": v, "previous": current[0]}
 
         return self._tag_change(tag, writer.append(self.store, self.project.name, self.name,
-                                                   decide), current[0], v)
+                                                   decide, sign=sign), current[0], v)
 
-    def remove_tag(self, tag: str) -> TagChange:
-        """Remove ``tag`` (recorded in the tag history); returns the move (to None) made."""
+    def remove_tag(self, tag: str, *, sign: bool | str = True) -> TagChange:
+        """Remove ``tag`` (recorded in the tag history); returns the move (to None) made,
+        signed as :meth:`add_tag` says."""
         validate_tag(tag)
         current: list[int | None] = []
 
@@ -476,7 +498,7 @@ class ModelRepository:
             return "tag", {"tag": tag, "version": None, "previous": current[0]}
 
         return self._tag_change(tag, writer.append(self.store, self.project.name, self.name,
-                                                   decide), current[0], None)
+                                                   decide, sign=sign), current[0], None)
 
     def _tag_target(self, row: writer.Row, tag: str) -> int | None:
         """The version ``tag`` points at in the state ``row`` describes (the log's tail)."""
@@ -493,12 +515,15 @@ class ModelRepository:
         return TagChange(tag, event["version"], event["previous"], event.seq)
 
     def get_tag_history(self, tag: str | None = None) -> list[dict[str, Any]]:
-        """Every tag move, oldest first: ``{seq, tag, version, previous, author, time}``."""
+        """Every tag move, oldest first: ``{seq, tag, version, previous, author, time, signer,
+        signer_key}`` (``signer``: the name a signed move's signature gives, as the log claims
+        it; ``roro verify NAME:TAG`` checks it)."""
         self._require()
         if tag is not None:
             validate_tag(tag)
         rows = self.store.index.tag_history(self.project.name, self.name, tag)
-        return [{k: r[k] for k in ("seq", "tag", "version", "previous", "author", "time")}
+        return [{k: r[k] for k in ("seq", "tag", "version", "previous", "author", "time",
+                                    "signer", "signer_key")}
                 for r in rows]
 
     # -- deleting ----------------------------------------------------------------------------------
@@ -556,8 +581,14 @@ def copy_into(image: ModelImage, target: ModelRepository,
     manifest = image.manifest
     assert manifest is not None
     source = image.repository
-    origin = {"store": source.store.url, "project": source.project.name,
-              "repository": source.name, "version": image.version, "image": image.digest}
+    origin: dict[str, Any] = {"store": source.store.url, "project": source.project.name,
+                              "repository": source.name, "version": image.version,
+                              "image": image.digest}
+    event = source.version_event(image)
+    if event is not None and event.sig is not None:
+        # The source's signature stays checkable from the copy alone: its event, whole.
+        origin["signer"] = {"name": event.sig["name"], "key": event.sig["key"]}
+        origin["event"] = json.loads(event.raw)
     published, stats = writer.copy_image(source.store, manifest, origin, target.store,
                                          target.project.name, target.name, pool)
     copied = ModelImage(target, manifest=published.manifest, digest=published.digest,

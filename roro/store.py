@@ -24,6 +24,7 @@ from .objects import ObjectStore
 from .objects.cache import ObjectCache, cache_max_bytes
 from .objects.canonical import canonical_json
 from .refs import Event, RefLog, list_projects, list_repositories
+from .refs.events import check_signature
 from .storage import Backend, KeyNotFoundError, StoreLocation, layout, open_backend, parse_store_url
 from .storage.layout import (
     FEATURES_FORMAT,
@@ -235,8 +236,13 @@ class Store:
         reading it as empty would hide every version)."""
         if self._store_id is None:
             marker = self._read_marker()
+            if marker is None and self._holds_roro_data():
+                # Another writer may have created the store between our read of the marker
+                # and the listing (it writes roro.json before any object): look once more.
+                marker = self._read_marker()
+                if marker is None:
+                    self._refuse_unmarked()
             if marker is None:
-                self._refuse_unmarked()
                 return False
             self._features = self._read_features(marker)
             self._store_id = marker["id"]
@@ -245,10 +251,14 @@ class Store:
                 idx.bind_store(self._store_id)
         return True
 
+    def _holds_roro_data(self) -> list[str]:
+        """The roro directories at the store's top level (one listing)."""
+        return sorted({"objects", "refs", "features"} & set(self.backend.list_dirs("")))
+
     def _refuse_unmarked(self) -> None:
         """Raise StoreError if the store holds roro data but no ``roro.json`` (one listing of
         the store's top level, only while the marker is missing)."""
-        found = sorted({"objects", "refs", "features"} & set(self.backend.list_dirs("")))
+        found = self._holds_roro_data()
         if found:
             what = " and ".join(f"{d}/" for d in found)
             raise StoreError(f"store {self.url} has {what} but no {FORMAT_KEY} (its format "
@@ -401,7 +411,10 @@ class Store:
         payload fields in ``expected``), before serving what the index derived from it: one
         read of that event (a local file on a folder, one GET on S3), memoised per process
         (events are immutable). ``what`` names the claim for the error, e.g. "version 2 is
-        image sha256:…". Raises :class:`~roro.errors.IntegrityError` if the log disagrees."""
+        image sha256:…". Raises :class:`~roro.errors.IntegrityError` if the log disagrees, and
+        :class:`~roro.errors.SignatureError` (naming the event) if the event is signed and its
+        signature does not verify: a read checks the signatures of the events it serves, and
+        only those (DESIGN §11)."""
         key = (project, repository, seq)
         event = self._confirmed.get(key)
         if event is None:
@@ -409,6 +422,7 @@ class Store:
                 event = self.reflog(project, repository).read_event(seq)
             except IntegrityError as e:
                 raise self._index_disagrees(repository, seq, what, str(e)) from None
+            check_signature(event, repository)
             if len(self._confirmed) >= _EVENT_MEMO:
                 self._confirmed.clear()
             self._confirmed[key] = event
@@ -417,6 +431,10 @@ class Store:
         if wrong:
             said = ", ".join(f"{k} {found.get(k)!r}" for k in wrong)
             raise self._index_disagrees(repository, seq, what, f"event {seq} says {said}")
+
+    def confirmed_event(self, project: str, repository: str, seq: int) -> Event | None:
+        """The event :meth:`confirm_event` read and checked, if it did (else None)."""
+        return self._confirmed.get((project, repository, seq))
 
     def _index_disagrees(self, repository: str, seq: int, what: str, why: str) -> IntegrityError:
         return IntegrityError(

@@ -19,6 +19,7 @@ of :mod:`roro.faults`.
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
 import warnings
@@ -27,9 +28,17 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from .config import find_config, load_config
 from .digests import digest_bytes
 from .environment import cloudpickle_version, current_author, now_utc, python_version
-from .errors import ConflictError, InvalidMetadataError, NotFoundError, RoroError, RoroWarning
+from .errors import (
+    ConfigError,
+    ConflictError,
+    InvalidMetadataError,
+    NotFoundError,
+    RoroError,
+    RoroWarning,
+)
 from .faults import crash_point
 from .lineage import collect_lineage
 from .metadata import check_total
@@ -46,7 +55,8 @@ from .objects.manifest import (
 )
 from .objects.transfer import ObjectTransfer
 from .refs import Event, RefLog, list_repositories
-from .refs.events import LIFECYCLE_FEATURE
+from .refs.events import LIFECYCLE_FEATURE, SIGNED_FEATURE
+from .signing import SigningKey, load_signing_key
 from .storage import KeyNotFoundError
 from .storage.layout import GC_KEEP_FEATURE, log_key
 from .store import Store
@@ -55,11 +65,42 @@ if TYPE_CHECKING:
     from .formats import ModelFormat
 
 MAX_APPEND_ATTEMPTS = 10_000
+SIGNING_KEY_ENV = "RORO_SIGNING_KEY"
 
 #: An index row of a repository (None: it has no log yet), as :func:`append` hands it to a decision.
 Row = dict[str, Any] | None
 #: What to append: ``(event type, payload)``, or None for nothing to do.
 Decision = tuple[str, dict[str, Any]] | None
+
+
+def configured_key_name() -> str | None:
+    """The key that signs this process's writes: ``$RORO_SIGNING_KEY``, else ``signing_key`` in
+    the nearest ``roro.yml``; None when neither names one (writes are not signed)."""
+    name = os.environ.get(SIGNING_KEY_ENV)
+    if name:
+        return name
+    path = find_config()
+    if path is not None:
+        value = load_config(path).get("signing_key")
+        if value is not None:
+            if not isinstance(value, str) or not value:
+                raise ConfigError(f"{path}: 'signing_key' must be the name of a key "
+                                  f"('roro keys:list')")
+            return value
+    return None
+
+
+def configured_signer(sign: bool | str | SigningKey = True) -> SigningKey | None:
+    """The key a write signs with: ``sign`` False signs nothing, a name or a key signs with it,
+    True signs with the configured key (:func:`configured_key_name`) if there is one."""
+    if sign is False:
+        return None
+    if isinstance(sign, SigningKey):
+        return sign
+    if isinstance(sign, str):
+        return load_signing_key(sign)
+    name = configured_key_name()
+    return load_signing_key(name) if name else None
 
 
 def closed_error(repository: str, row: dict[str, Any]) -> ConflictError:
@@ -75,7 +116,8 @@ def closed_error(repository: str, row: dict[str, Any]) -> ConflictError:
 
 def append(store: Store, project: str, repository: str,
            decide: Callable[[Row], Decision], *, lifecycle: bool = False,
-           before_write: Callable[[], None] | None = None) -> Event | None:
+           before_write: Callable[[], None] | None = None,
+           sign: bool | str | SigningKey = True) -> Event | None:
     """Append one event at the tail of ``project/repository``'s log, re-deciding after every
     lost race; returns the event, or None if ``decide`` found nothing to do.
 
@@ -86,10 +128,16 @@ def append(store: Store, project: str, repository: str,
     first record the store feature ``repository-lifecycle``, DESIGN §14).
     ``before_write()`` runs right before each attempt to write the event (the gc rule's
     deadline: :meth:`~roro.objects.keep.ReuseGuard.before_publish`).
+    ``sign``: the event is signed by the configured key (``$RORO_SIGNING_KEY`` or
+    ``signing_key`` in roro.yml) when there is one; False never signs, a key name signs with
+    that key. A signed event first records the store feature ``signed-events`` (DESIGN §14).
     """
+    signer = configured_signer(sign)  # before anything is written: a bad key name fails here
     store.ensure_initialized()
     if lifecycle:
         store.require_feature(LIFECYCLE_FEATURE)
+    if signer is not None:
+        store.require_feature(SIGNED_FEATURE)
     log = store.reflog(project, repository)
     for attempt in range(MAX_APPEND_ATTEMPTS):
         row = store.refresh(project, repository, check_tail=True)
@@ -105,7 +153,7 @@ def append(store: Store, project: str, repository: str,
         if before_write is not None:
             before_write()
         event = log.append(seq, row["last_hash"] if row else None, type_, current_author(),
-                           now_utc(), **payload)
+                           now_utc(), signer=signer, **payload)
         if event is not None:
             crash_point("after-ref-event")
             after_commit(partial(store.refresh, project, repository, appended=event),
@@ -160,6 +208,7 @@ class Published(NamedTuple):
     digest: str
     version: int
     created: bool
+    sig: dict[str, str] | None = None  # the signature of the event appended, if signed
 
 
 def reuse_guard(store: Store) -> ReuseGuard:
@@ -169,12 +218,14 @@ def reuse_guard(store: Store) -> ReuseGuard:
 
 
 def publish(store: Store, project: str, repository: str, manifest: dict[str, Any], *,
-            unless_latest: bool = False, guard: ReuseGuard | None = None) -> Published:
+            unless_latest: bool = False, guard: ReuseGuard | None = None,
+            sign: bool | str | SigningKey = True) -> Published:
     """Put ``manifest`` (whose blobs must already be in the store, fed to ``guard``) and append
     a ``version`` event naming it: the last steps of a save or a copy.
 
     With ``unless_latest``, nothing is appended when the latest version already is this very
-    manifest (so re-running a copy does not stack identical versions).
+    manifest (so re-running a copy does not stack identical versions). ``sign``: see
+    :func:`append`.
     """
     store.ensure_initialized()
     guard = guard or reuse_guard(store)
@@ -201,22 +252,26 @@ def publish(store: Store, project: str, repository: str, manifest: dict[str, Any
         return "version", {"version": (row["max_version"] if row else 0) + 1, "image": digest,
                            "comment": manifest["comment"]}
 
-    event = append(store, project, repository, decide, before_write=guard.before_publish)
+    event = append(store, project, repository, decide, before_write=guard.before_publish,
+                   sign=sign)
     if event is None:
         return Published(json.loads(data), digest, existing[-1], False)
-    return Published(json.loads(data), digest, event["version"], True)
+    return Published(json.loads(data), digest, event["version"], True, event.sig)
 
 
 def save_model(store: Store, project: str, repository: str, model: Any,
                metadata: dict[str, Any], attachments: Sequence[tuple[str, SpooledObject]],
                comment: str, format: str = "cloudpickle",
-               input_schema: dict[str, Any] | None = None) -> Published:
+               input_schema: dict[str, Any] | None = None,
+               sign: bool | str | SigningKey = True) -> Published:
     """Save ``model`` in ``format`` (a name from :mod:`roro.formats`, or ``auto``; streamed into
     a hashing spool) with ``metadata`` and already spooled ``attachments`` (``(name, spool)``,
-    sorted by name) as the next version; ``input_schema`` goes into the contract."""
+    sorted by name) as the next version; ``input_schema`` goes into the contract. Signed as
+    :func:`append` says."""
     from .formats import choose  # the format table: only by a save (`import roro` stays cheap)
     from .formats.contract import collect_libraries  # likewise: only by a save
     check_total(metadata)
+    configured_signer(sign)  # a key that cannot sign fails before anything is written
     fmt = choose(model, format)
     store.ensure_initialized()
     guard = reuse_guard(store)
@@ -231,14 +286,14 @@ def save_model(store: Store, project: str, repository: str, model: Any,
             contract["input"] = input_schema
         return _publish_model(store, project, repository, fmt, spooled, model_entry, metadata,
                               attachments, comment, contract,
-                              collect_lineage(model, exclude=store.local_paths()), guard)
+                              collect_lineage(model, exclude=store.local_paths()), guard, sign)
     finally:  # the spools live until the version is published: the gc rule may write again
         spooled.discard()
 
 
 def save_file(store: Store, project: str, repository: str, path: str, format: str,
               metadata: dict[str, Any], attachments: Sequence[tuple[str, SpooledObject]],
-              comment: str) -> Published:
+              comment: str, sign: bool | str | SigningKey = True) -> Published:
     """Save the existing model file ``path`` as it is, without loading it (``roro models:save``).
 
     The stored copy is checked to be in ``format`` (a safetensors header that adds up, an ONNX
@@ -247,6 +302,7 @@ def save_file(store: Store, project: str, repository: str, path: str, format: st
     """
     from .formats import get_format  # the format table: only by a save
     check_total(metadata)
+    configured_signer(sign)
     fmt = get_format(format)
     store.ensure_initialized()
     guard = reuse_guard(store)
@@ -259,7 +315,7 @@ def save_file(store: Store, project: str, repository: str, path: str, format: st
         fmt.check_file(spooled.path)
         return _publish_model(store, project, repository, fmt, spooled, {}, metadata,
                               attachments, comment, None,
-                              collect_lineage(None, exclude=store.local_paths()), guard)
+                              collect_lineage(None, exclude=store.local_paths()), guard, sign)
     finally:  # the spools live until the version is published: the gc rule may write again
         spooled.discard()
 
@@ -268,7 +324,8 @@ def _publish_model(store: Store, project: str, repository: str, fmt: ModelFormat
                    spooled: SpooledObject, model_entry: dict[str, Any],
                    metadata: dict[str, Any], attachments: Sequence[tuple[str, SpooledObject]],
                    comment: str, contract: dict[str, Any] | None,
-                   lineage: dict[str, Any], guard: ReuseGuard) -> Published:
+                   lineage: dict[str, Any], guard: ReuseGuard,
+                   sign: bool | str | SigningKey) -> Published:
     """Store the spooled model, its summary object and the attachments through ``guard`` (the
     gc rule covers each of them), then publish a version 2 manifest (the store records the
     ``manifest-v2`` feature before anything is written)."""
@@ -296,7 +353,7 @@ def _publish_model(store: Store, project: str, repository: str, fmt: ModelFormat
     }
     if contract is not None:
         manifest["contract"] = contract
-    return publish(store, project, repository, manifest, guard=guard)
+    return publish(store, project, repository, manifest, guard=guard, sign=sign)
 
 
 class CopyStats:

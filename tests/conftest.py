@@ -29,12 +29,13 @@ BACKENDS = ["memory", "folder", "moto", "seaweedfs"]
 
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path, monkeypatch):
-    """No test reads or writes the user's ~/.roro or cache, or picks up a roro.yml above tmp."""
+    """No test reads or writes the user's ~/.roro, cache or keys, or picks up a roro.yml above
+    tmp."""
     monkeypatch.setenv("RORO_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("RORO_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))  # the user's trust settings
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))  # trust settings, keys
     for var in ("RORO_STORE", "RORO_PROJECT", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3",
-                "RORO_TRUST"):
+                "RORO_TRUST", "RORO_SIGNING_KEY"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.chdir(tmp_path)
 

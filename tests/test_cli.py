@@ -262,7 +262,8 @@ def test_show_json_matches_the_api(project, store_url):
             "author": manifest["author"], "timestamp": manifest["timestamp"],
             "comment": manifest["comment"], "metadata": manifest["metadata"],
             "model": manifest["model"], "attachments": manifest["attachments"],
-            "lineage": image.lineage, "contract": manifest["contract"], "summary": None,
+            "lineage": image.lineage, "signature": image.signature,
+            "contract": manifest["contract"], "summary": None,
             "pickle": image.scan().to_dict()}
         assert doc["model"]["format"] == "cloudpickle" and doc["pickle"]["verdict"] == "clean"
         assert doc["lineage"]["python"] and doc["lineage"]["platform"]
@@ -503,7 +504,8 @@ def test_tag_untag_and_history(project, store_url):
     assert doc["tag"] == "prod" and [(m["from"], m["to"]) for m in doc["moves"]] == [(None, 2), (2, 3)]
 
     text = run("models:history", "credit-risk", "--no-relative", store=store_url).stdout
-    assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\s+prod\s+— → v2\s+\S+$", text, re.M)
+    assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\s+prod\s+— → v2\s+\S+\s+unsigned$", text,
+                     re.M)
     assert re.search(r"staging\s+v3 → —", text)
     assert "No moves of tag 'x' of churn" in run("models:history", "churn:x", store=store_url).stdout
 

@@ -95,12 +95,12 @@ def test_a_config_key_close_to_a_known_one_is_an_error_with_its_line(tmp_path):
 
 
 def test_other_unknown_config_keys_warn(tmp_path):
-    (tmp_path / "roro.yml").write_text("project: credit\nsigning_key: abc\n")
+    (tmp_path / "roro.yml").write_text("project: credit\nfuture_setting: abc\n")
     result = cli("models")
     assert result.exit_code == 0
     assert result.stderr.startswith("Warning: ") and result.stderr.count("\n") == 1
-    assert "signing_key" in result.stderr and "newer roro" in result.stderr
-    with pytest.warns(UserWarning, match="signing_key"):
+    assert "future_setting" in result.stderr and "newer roro" in result.stderr
+    with pytest.warns(UserWarning, match="future_setting"):
         assert roro.get_current_project().name == "credit"
 
 

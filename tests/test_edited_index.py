@@ -117,7 +117,7 @@ def test_an_index_row_for_a_version_the_log_never_had(repo):
     url = repo.store.url
     edit(repo.store, "INSERT INTO versions SELECT project, repository, 9, image, seq, author, "
                      "time, comment, deleted, metadata, model_type, model_size, size, "
-                     "attachments, manifest, model_format, damaged FROM versions "
+                     "attachments, manifest, model_format, damaged, signer, signer_key FROM versions "
                      "WHERE version = 3")
     assert [p.version for p in mismatches(Store(url))] == [9]
     with pytest.raises(IntegrityError, match="index --rebuild"):

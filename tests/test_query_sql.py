@@ -71,6 +71,7 @@ def datasets(draw):
                 repository=repo, version=v,
                 metadata=draw(st.dictionaries(any_key, json_values, max_size=5)),
                 author=draw(st.sampled_from(["ana", "bob", "Ana", "b%b"])),
+                signer=draw(st.sampled_from([None, "alice", "bob", "Alice"])),
                 timestamp=f"2024-06-{draw(st.integers(1, 28)):02d}T00:00:0{v}.000000Z",
                 comment=draw(st.one_of(st.sampled_from(["", "a", "ab", "a\x00b"]),
                                        st.sampled_from(POOL_TEXT), st.text(max_size=5))),
@@ -377,8 +378,8 @@ def test_record_and_row_fields_are_what_queries_see(tmp_path):
     (_, _, rec), = records(index, PROJECT)
     assert dataclasses.asdict(rec) == {
         "version": 1, "author": "ana", "timestamp": "2024-06-02T00:00:00.000000Z",
-        "comment": "june", "tags": ("production", "latest"), "metadata": {"Accuracy": 0.9},
-        "format": None}
+        "comment": "june", "tags": ("production", "latest"), "signer": None,
+        "metadata": {"Accuracy": 0.9}, "format": None}
     assert json.loads(index.version(PROJECT, "credit", 1)["metadata"]) == {"Accuracy": 0.9}
     index.close()
 

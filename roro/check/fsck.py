@@ -13,15 +13,16 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..digests import digest_bytes
-from ..errors import IntegrityError, InvalidNameError, NotFoundError
+from ..errors import IntegrityError, InvalidNameError, NotFoundError, SignatureError
 from ..names import attachment_collision, attachment_name_warning, name_warning, validate_name
 from ..objects import ObjectStore
 from ..objects.canonical import canonical_json, loads
 from ..objects.manifest import named_blobs, read_manifest, referenced_digests
 from ..refs import Event, RepoState
-from ..refs.events import MAX_EVENT_SIZE, parse_event
+from ..refs.events import MAX_EVENT_SIZE, parse_event, verify_event
 from ..refs.state import DESTROYED, RENAMED, event_problem
 from ..refspec import looks_like_version
+from ..signing import SigningUnavailableError
 from ..storage import Backend, KeyNotFoundError
 from ..storage.layout import (
     GC_PREFIX,
@@ -36,6 +37,7 @@ from ..storage.layout import (
 from ..store import Store
 from .index_rows import LogFacts, check_rows, freeze
 from .report import (
+    BAD_SIGNATURE,
     BROKEN_LOG,
     CORRUPT_OBJECT,
     INCOMPLETE_RENAME,
@@ -401,6 +403,7 @@ def _check_log(backend: Backend, project: str, name: str, items: list[tuple[int,
                 state.apply(lenient, checked=False)
             state.last_seq, state.last_hash = seq, digest_bytes(raw)
             continue
+        _check_signature(event, project, name, report)
         if not gap and event.prev != state.last_hash:
             before = seq - 1
             problem(f"hash chain broken: event {seq} records {event.prev} as the hash of event "
@@ -422,6 +425,27 @@ def _check_log(backend: Backend, project: str, name: str, items: list[tuple[int,
     if at is None and seen is not None:
         at = freeze(state, version_events)
     return state, seen, at
+
+
+def _check_signature(event: Event, project: str, name: str, report: FsckReport) -> None:
+    """Verify a signed event's signature (~0.1 ms); a ``bad-signature`` problem if it does not
+    verify, or if signatures cannot be checked here (no ``cryptography``)."""
+    if event.sig is None:
+        return
+    try:
+        verify_event(event, name)
+    except SignatureError as e:
+        report.problems.append(Problem(BAD_SIGNATURE, _reason(str(e)), project=project,
+                                       repository=name, seq=event.seq,
+                                       version=_version_of(event), digest=event.hash,
+                                       blocks_gc=False))
+        return
+    except SigningUnavailableError as e:
+        report.problems.append(Problem(BAD_SIGNATURE, f"its signature cannot be checked: {e}",
+                                       project=project, repository=name, seq=event.seq,
+                                       blocks_gc=False))
+        return
+    report.signed_events += 1
 
 
 def _parse_leniently(raw: bytes, name: str, seq: int) -> Event | None:

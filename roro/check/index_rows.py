@@ -11,8 +11,9 @@ from typing import Any, NamedTuple
 from ..refs import Event, RepoState
 from .report import INDEX_MISMATCH, FsckReport, Problem
 
-_EVENT_FIELDS = ("image", "seq", "author", "time", "comment", "deleted")
-_TAG_MOVE_FIELDS = ("seq", "tag", "version", "previous", "author", "time")
+_EVENT_FIELDS = ("image", "seq", "author", "time", "comment", "deleted", "signer", "signer_key")
+_TAG_MOVE_FIELDS = ("seq", "tag", "version", "previous", "author", "time", "signer",
+                    "signer_key")
 _REBUILD = "the index was edited or damaged (run 'roro index --rebuild')"
 
 
@@ -33,8 +34,10 @@ def freeze(state: RepoState, version_events: dict[int, Event]) -> LogFacts:
         if v in state.versions or v in state.deleted:
             versions[v] = {"image": e["image"], "seq": e.seq, "author": e.author,
                            "time": e.time, "comment": e["comment"],
-                           "deleted": int(v in state.deleted)}
-    history = [(m.seq, m.tag, m.version, m.previous, m.author, m.time) for m in state.tag_history]
+                           "deleted": int(v in state.deleted), "signer": e.signer,
+                           "signer_key": e.signer_key}
+    history = [(m.seq, m.tag, m.version, m.previous, m.author, m.time, m.signer, m.signer_key)
+               for m in state.tag_history]
     return LogFacts(versions, dict(state.tags), history, state.max_version)
 
 

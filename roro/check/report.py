@@ -15,6 +15,7 @@ INDEX_MISMATCH = "index-mismatch"    # the local index saw log events that the s
 INCOMPLETE_RENAME = "incomplete-rename"  # renamed, but the new name lacks the rename event
 SPECIAL_FILE = "special-file"        # a symlink, FIFO, device, or a directory where a key's file goes
 UNREADABLE_MARKER = "unreadable-marker"  # gc: a young keep marker that cannot be read intact
+BAD_SIGNATURE = "bad-signature"      # a signed event whose signature does not verify (or cannot be checked)
 # Warning kinds (FsckReport.warnings: reported, never errors, never blocking gc).
 VERSION_LIKE_TAG = "version-like-tag"  # a tag such as v2 (from before tags could not look so)
 NAME_WARNING = "name-warning"        # a stored name a new write would refuse (e.g. a Windows device name)
@@ -77,6 +78,7 @@ class FsckReport:
     objects: int = 0              # objects in the store
     referenced: int = 0           # distinct objects that live versions reach
     verified: int = 0             # objects re-hashed (manifests always; everything with read_data)
+    signed_events: int = 0        # signed events whose signature was checked (and verified)
     problems: list[Problem] = field(default_factory=list)
     #: What a new write would refuse but reading handles (DESIGN.md §14): not problems.
     warnings: list[Problem] = field(default_factory=list)

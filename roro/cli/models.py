@@ -53,8 +53,19 @@ def image_document(image: ModelImage, tags: list[str]) -> dict[str, Any]:
                         for a in d["attachments"]],
         "lineage": d["lineage"] or {},
         "contract": d["contract"],
+        "signature": d["signature"],
         **({"damaged": d["damaged"]} if "damaged" in d else {}),
     }
+
+
+def signature_text(signature: dict[str, Any] | None) -> Any:
+    """Who signed a version, and whether that was checked: ``alice (SHA256:…) verified``."""
+    if signature is None:
+        return render.text(("unsigned", "dim"))
+    state = ("verified", "bold green") if signature["verified"] else \
+        ("not checked (roro verify)", "dim")
+    return render.text((render.safe_line(signature["signer"]), "bold"), " (",
+                       signature["key"], ") ", state)
 
 
 def with_tags(project: Project, images: list[ModelImage]) -> list[tuple[ModelImage, list[str]]]:
@@ -173,19 +184,24 @@ def split_columns(value: str | None) -> list[str]:
                    "tag = 'prod'\" (language: docs/query.md).")
 @click.option("--oneline", is_flag=True,
               help="One line per version: version, image, tags, when, first line of the comment.")
+@click.option("--verify", "verify_signatures", is_flag=True,
+              help="Check the signature of each version shown (one read of its event each); "
+                   "and of the move of each tag shown; a bad one fails the command (exit 4), "
+                   "naming the event.")
 @columns_option
 @render.relative_option
 @json_option
 @click.pass_obj
 def models_log(state: CliState, name: str | None, limit: int | None, before: int | None,
-               where: str | None, oneline: bool, columns: list[str], absolute: bool,
-               as_json: bool) -> None:
+               where: str | None, oneline: bool, verify_signatures: bool, columns: list[str],
+               absolute: bool, as_json: bool) -> None:
     """Show the history of saves, newest first, like 'git log'.
 
     With NAME, that repository's versions (NAME:VERSION or NAME:TAG: from that version down);
     without, every repository's, interleaved by time. --where EXPR keeps only the versions that
     match a query. Reads only the index: '-n 20' is as fast at 100,000 versions as at 20. On a
-    terminal a long log goes through a pager ($RORO_PAGER, $PAGER, else less).
+    terminal a long log goes through a pager ($RORO_PAGER, $PAGER, else less). Each version
+    shows who signed it, as the log claims; --verify checks those signatures.
     """
     if where is not None:
         parse(where)  # a syntax error is reported before anything is read
@@ -212,6 +228,13 @@ def models_log(state: CliState, name: str | None, limit: int | None, before: int
         project.require_exists()
         images = project.search(where, limit) if where is not None else project.log(limit)
     entries = with_tags(project, images)
+    if verify_signatures:  # each version's event, and the last move of each tag shown
+        for image, image_tags in entries:
+            if not image.damaged:
+                image.verify()
+            for t in image_tags:
+                if t != LATEST:
+                    image.repository.resolve(tag=t)
     if as_json:
         render.emit_json({"project": project.name, "repository": name,
                           "versions": [image_document(i, t) for i, t in entries]})
@@ -247,6 +270,8 @@ def _print_log_entry(out: render.Output, image: ModelImage, image_tags: list[str
         out.print(render.text(("damaged", "bold red"), ": ", render.safe_line(image.damaged),
                               "; run 'roro fsck'"))
     out.print(render.text("Author: ", render.safe_line(meta["author"])))
+    if image.signature is not None:
+        out.print(render.text("Signed: ", signature_text(image.signature)))
     date = render.human_time(meta["timestamp"])
     if relative:
         date += f" ({render.relative_time(meta['timestamp'])})"
@@ -354,6 +379,7 @@ def _facts(doc: dict[str, Any]) -> Any:
     facts.add_column(overflow="fold")
     facts.add_row("image", doc["image"])
     facts.add_row("author", render.safe_line(doc["author"]))
+    facts.add_row("signed", signature_text(doc["signature"]))
     facts.add_row("saved", render.human_time(doc["timestamp"]))
     facts.add_row("model", render.text(render.safe_line(model["type"]), ", ",
                                        render.human_size(model["size"]), " (",
@@ -553,6 +579,10 @@ def lineage_rows(lineage: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append(("copied from", render.safe_line(
             f"{origin.get('store')} {origin.get('project')}/{origin.get('repository')}:"
             f"{origin.get('version')}")))
+        signer = origin.get("signer")
+        if isinstance(signer, dict):  # as the source's event says (kept whole in copied_from)
+            rows.append(("source signed", render.safe_line(
+                f"{signer.get('name')} ({signer.get('key')})")))
     return rows
 
 
@@ -718,7 +748,8 @@ def tag_change_document(state: CliState, name: str, change: TagChange) -> dict[s
 @json_option
 @click.pass_obj
 def models_history(state: CliState, spec: str, absolute: bool, as_json: bool) -> None:
-    """Show every move of NAME's tags (or of one TAG), oldest first: from → to, author, time."""
+    """Show every move of NAME's tags (or of one TAG), oldest first: from → to, author, time,
+    and who signed the move (as the log claims it; 'roro verify NAME:TAG' checks it)."""
     name, sep, tag = spec.partition(":")
     validate_name(name)
     if sep:
@@ -726,7 +757,8 @@ def models_history(state: CliState, spec: str, absolute: bool, as_json: bool) ->
     repo = state.project.resolve_repository(name)
     name = repo.name
     moves = [{"seq": m["seq"], "tag": m["tag"], "from": m["previous"], "to": m["version"],
-              "author": m["author"], "time": m["time"]}
+              "author": m["author"], "time": m["time"], "signer": m["signer"],
+              "signer_key": m["signer_key"]}
              for m in repo.get_tag_history(tag if sep else None)]
     if as_json:
         render.emit_json({"project": state.project.name, "repository": name,
@@ -743,13 +775,16 @@ def models_history(state: CliState, spec: str, absolute: bool, as_json: bool) ->
     table.add_column("TAG", style="bold cyan", overflow="fold")
     table.add_column("MOVE", no_wrap=True)
     table.add_column("AUTHOR")
+    table.add_column("SIGNED BY", overflow="fold")
 
     def v(n: int | None) -> str:
         return "—" if n is None else f"v{n}"
 
     for m in moves:
+        signed = render.text(render.safe_line(m["signer"]), f" ({m['signer_key'][:19]}…)") \
+            if m["signer"] else render.text(("unsigned", "dim"))
         table.add_row(render.when(m["time"], not absolute), render.safe_line(m["tag"]),
-                      f"{v(m['from'])} → {v(m['to'])}", render.safe_line(m["author"]))
+                      f"{v(m['from'])} → {v(m['to'])}", render.safe_line(m["author"]), signed)
     out.print(table)
 
 

@@ -7,7 +7,8 @@ A query is a boolean expression over the fields of a saved version::
 The full language is documented in ``docs/query.md``. In short:
 
 - fields: ``version``, ``author``, ``timestamp``, ``tag`` (any current tag, ``latest`` included),
-  ``comment``, ``format`` (the model's format: ``cloudpickle``, ``safetensors``…), and any metadata key (bare like ``Accuracy`` or double-quoted like
+  ``comment``, ``format`` (the model's format: ``cloudpickle``, ``safetensors``…), ``signer`` (the name a
+  signed version's signature gives), and any metadata key (bare like ``Accuracy`` or double-quoted like
   ``"Input-Data-Source"``, with ``""`` for a ``"`` inside);
 - values: numbers, ``'strings'`` (``''`` for a ``'`` inside), ``true``, ``false``, ``null``;
 - ``= != < <= > >=``, ``like``/``ilike`` (``%`` any text, ``_`` one character, ``\\`` escapes),

@@ -35,6 +35,7 @@ class Record:
     timestamp: str | None = None
     comment: str | None = None
     tags: tuple[str, ...] = ()
+    signer: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
     format: str | None = None
 
@@ -42,10 +43,12 @@ class Record:
     def from_image(cls, image: Any, tags: Sequence[str] = ()) -> Record:
         """The record of a saved :class:`~roro.image.ModelImage` with its current ``tags``."""
         manifest = image.manifest
+        signature = image.signature
         return cls(version=image.version, author=manifest["author"],
                    timestamp=manifest["timestamp"], comment=manifest["comment"],
                    tags=tuple(tags), metadata=manifest["metadata"],
-                   format=image.model_format)
+                   format=image.model_format,
+                   signer=signature["signer"] if signature else None)
 
 
 def _scalar_of(record: Record, fld: Field) -> Any:

@@ -21,6 +21,7 @@ _SCALAR_COLUMNS = {
     "author": ("v.author", "text"),
     "comment": ("v.comment", "text"),
     "format": ("v.model_format", "text"),
+    "signer": ("v.signer", "text"),  # the name the version event's signature gives; NULL: unsigned
     "timestamp": ("json_extract(v.manifest, '$.timestamp')", "text"),
 }
 _SQL_OPS = {"=": "=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 #: The fields that are not metadata keys (bare names, case-sensitive).
-BUILTIN_FIELDS = ("version", "author", "timestamp", "tag", "comment", "format")
+BUILTIN_FIELDS = ("version", "author", "timestamp", "tag", "comment", "format", "signer")
 #: Fields that are also keys of ``image.get_metadata()``: ``"timestamp"`` quoted means the same.
 AUTOMATIC_FIELDS = ("timestamp", "author")
 KEYWORDS = frozenset({"and", "or", "not", "like", "ilike", "in", "exists", "true", "false", "null"})
@@ -21,7 +21,7 @@ Value = bool | int | float | str | None
 @dataclass(frozen=True)
 class Field:
     """A field: a built-in one (``version``, ``author``, ``timestamp``, ``tag``, ``comment``,
-    ``format``) or a
+    ``format``, ``signer``) or a
     metadata key (``builtin=False``)."""
 
     name: str

@@ -19,16 +19,23 @@ Types and their payloads:
 
 ``destroy``, ``restore`` and ``rename`` are the store feature ``repository-lifecycle``
 (DESIGN §14): a roro that does not know them refuses such a store instead of misreading it.
+
+Event version 2 (the store feature ``signed-events``) adds ``"v": 2`` and an optional ``sig``:
+the signature of the event's canonical bytes by the writer's key (:mod:`roro.signing`). An event
+without ``v`` is version 1 and has neither. :func:`parse_event` checks only the shape of ``sig``
+(cheap, on every read); :func:`verify_event` checks the signature itself (~0.1 ms), which reads do
+only for the events they serve, and ``roro verify`` and fsck for all.
 """
 
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..digests import digest_bytes, parse_digest
-from ..errors import IntegrityError, InvalidMetadataError
+from ..errors import IntegrityError, InvalidMetadataError, RoroWarning, SignatureError
 from ..names import validate_name
 from ..objects.canonical import canonical_json, loads
 
@@ -51,6 +58,9 @@ LIFECYCLE_FEATURE = "repository-lifecycle"
 #: never reads more of a stored event than this (a forged 200 MB event costs 1 MiB, then fails).
 MAX_EVENT_SIZE = 1 << 20
 _COMMON: FieldTypes = {"seq": int, "prev": (str, type(None)), "type": str, "author": str, "time": str}
+#: The event version that may carry a signature, and the store feature it needs (DESIGN §14).
+EVENT_V2 = 2
+SIGNED_FEATURE = "signed-events"
 
 
 @dataclass(frozen=True)
@@ -62,6 +72,8 @@ class Event:
     time: str
     payload: dict[str, Any] = field(default_factory=dict)
     raw: bytes = b""
+    v: int = 1
+    sig: dict[str, str] | None = None
 
     @property
     def hash(self) -> str:
@@ -81,16 +93,78 @@ class Event:
         return {"seq": self.seq, "prev": self.prev, "type": self.type, "author": self.author,
                 "time": self.time, **self.payload}
 
+    def body(self) -> dict[str, Any]:
+        """The event's fields without ``sig``: what its signature signs (with the signature's
+        own metadata, :func:`roro.signing.signed_bytes`)."""
+        body = self.to_dict()
+        if self.v != 1:
+            body["v"] = self.v
+        return body
 
-def make_event(seq: int, prev: str | None, type_: str, author: str, time: str,
-               **payload: Any) -> Event:
-    body = {"seq": seq, "prev": prev, "type": type_, "author": author, "time": time, **payload}
-    raw = canonical_json(body)
+    @property
+    def signer(self) -> str | None:
+        """The name the signature gives its signer (None: unsigned); verified only by
+        :func:`verify_event`."""
+        return self.sig["name"] if self.sig else None
+
+    @property
+    def signer_key(self) -> str | None:
+        """The fingerprint of the key the signature names (None: unsigned)."""
+        return self.sig["key"] if self.sig else None
+
+
+def make_event(seq: int, prev: str | None, type_: str, author: str, time: str, *,
+               signer: Any = None, **payload: Any) -> Event:
+    """A new event; with ``signer`` (a :class:`roro.signing.SigningKey`), a signed event of
+    version 2 (the caller records the store feature ``signed-events`` first)."""
+    body: dict[str, Any] = {"seq": seq, "prev": prev, "type": type_, "author": author,
+                            "time": time, **payload}
+    sig = None
+    if signer is not None:
+        body["v"] = EVENT_V2
+        sig = signer.signature_for(body)
+        raw = canonical_json({**body, "sig": sig})
+    else:
+        raw = canonical_json(body)
     if len(raw) > MAX_EVENT_SIZE:
         raise InvalidMetadataError(f"the {type_} event would be {len(raw)} bytes, more than the "
                                    f"{MAX_EVENT_SIZE} an event may hold (is the author name, "
                                    f"$RORO_AUTHOR, that long?)")
-    return Event(seq, prev, type_, author, time, payload, raw)
+    return Event(seq, prev, type_, author, time, payload, raw,
+                 EVENT_V2 if signer is not None else 1, sig)
+
+
+_warned_unverified = False
+
+
+def check_signature(event: Event, repository: str) -> None:
+    """:func:`verify_event` for a read: a bad signature raises; where ``cryptography`` is
+    missing, the signature cannot be checked, and a :class:`~roro.errors.RoroWarning` says so
+    once per process (``roro verify`` and fsck fail instead)."""
+    global _warned_unverified
+    from ..signing import SigningUnavailableError  # only for a signed event
+    if event.sig is None:
+        return
+    try:
+        verify_event(event, repository)
+    except SigningUnavailableError as e:
+        if not _warned_unverified:
+            _warned_unverified = True
+            warnings.warn(f"signatures in {repository!r} were not checked: {e}", RoroWarning,
+                          stacklevel=3)
+
+
+def verify_event(event: Event, repository: str) -> Any:
+    """Check ``event``'s signature: the signer's :class:`roro.signing.PublicKey`, None for an
+    unsigned event, or :class:`~roro.errors.SignatureError` naming the event."""
+    if event.sig is None:
+        return None
+    from ..signing import verify_signature  # only where a signature is checked
+    try:
+        return verify_signature(event.body(), event.sig)
+    except SignatureError as e:
+        raise SignatureError(f"event {event.seq} of the ref log of {repository!r} has a bad "
+                             f"signature: {e}", repository=repository, seq=event.seq) from None
 
 
 def parse_event(raw: bytes, *, repository: str, seq: int) -> Event:
@@ -110,6 +184,13 @@ def parse_event(raw: bytes, *, repository: str, seq: int) -> Event:
     if type_ not in EVENT_TYPES:
         raise broken(f"unknown event type {type_!r}")
     spec = {**_COMMON, **EVENT_TYPES[type_]}
+    v = body.get("v", 1)
+    if "v" in body:
+        if v != EVENT_V2 or isinstance(v, bool):
+            raise broken(f"unknown event version {v!r} (written by a newer roro? upgrade roro)")
+        spec["v"] = int
+        if "sig" in body:
+            spec["sig"] = dict
     if set(body) != set(spec):
         raise broken(f"unexpected fields {sorted(set(body) ^ set(spec))}")
     for key, typ in spec.items():
@@ -130,5 +211,11 @@ def parse_event(raw: bytes, *, repository: str, seq: int) -> Event:
             validate_name(body["to"])
     except ValueError as e:
         raise broken(str(e)) from None
+    sig = body.get("sig")
+    if sig is not None:
+        from ..signing import sig_shape_problem  # only for a signed event
+        problem = sig_shape_problem(sig)
+        if problem is not None:
+            raise broken(problem)
     payload = {k: body[k] for k in EVENT_TYPES[type_]}
-    return Event(seq, body["prev"], type_, body["author"], body["time"], payload, raw)
+    return Event(seq, body["prev"], type_, body["author"], body["time"], payload, raw, v, sig)

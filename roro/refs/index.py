@@ -4,7 +4,10 @@ Tables (one row per …): ``repositories`` (repository, with its log position an
 a ``destroy`` or a ``rename``, its ``status``), ``versions`` (saved version, with the manifest's
 metadata as JSON; ``deleted`` is 0 live, 1 deleted, 2 hidden with its closed repository),
 ``tags`` (current tag), ``tag_events`` (tag move), ``version_keys`` (top-level metadata key of a
-live version, with its value when it can be sorted: what sorting a page by a metadata key reads).
+live version, with its value when it can be sorted: what sorting a page by a metadata key
+reads). A version and a tag move keep who signed their event (``signer``: the name the signature gives, ``signer_key``: the key's fingerprint;
+NULL when unsigned), as the log *claims* it: reads verify the signatures of the events they
+serve (``Store.confirm_event``), ``roro verify`` and fsck all of them.
 Each refresh reads only the log entries after the last indexed one (one listing), fetches their
 manifests outside any lock, then applies them in one ``BEGIN IMMEDIATE`` transaction, re-checking
 the position so concurrent refreshers never apply an event twice.
@@ -40,7 +43,8 @@ from .state import apply_event
 #: 4: ``repositories.last_md5`` and ``versions.damaged`` (issue 13).
 #: 5: ``version_keys`` and the partial index ``versions_deleted`` (the web UI's pages).
 #: 6: ``versions.model_format`` (issue 15: a format is a search field).
-SCHEMA_VERSION = 6
+#: 7: ``signer`` and ``signer_key`` of versions and tag moves (issue 16).
+SCHEMA_VERSION = 7
 BUSY_TIMEOUT_MS = 60_000
 REFRESH_ATTEMPTS = 20
 PARALLEL_READS = 16
@@ -75,7 +79,7 @@ _SCHEMA = [
         image TEXT NOT NULL, seq INTEGER NOT NULL, author TEXT, time TEXT, comment TEXT,
         deleted INTEGER NOT NULL DEFAULT 0, metadata TEXT, model_type TEXT,
         model_size INTEGER, size INTEGER, attachments TEXT, manifest TEXT, model_format TEXT,
-        damaged TEXT,
+        damaged TEXT, signer TEXT, signer_key TEXT,
         PRIMARY KEY (project, repository, version))""",
     "CREATE INDEX versions_by_time ON versions (project, time)",
     # Deleted versions are rare: counting them (live = max_version - deleted) costs O(deleted),
@@ -88,6 +92,7 @@ _SCHEMA = [
     """CREATE TABLE tag_events (
         project TEXT NOT NULL, repository TEXT NOT NULL, seq INTEGER NOT NULL,
         tag TEXT NOT NULL, version INTEGER, previous INTEGER, author TEXT, time TEXT,
+        signer TEXT, signer_key TEXT,
         PRIMARY KEY (project, repository, seq))""",
     "CREATE INDEX tag_events_by_tag ON tag_events (project, repository, tag, seq)",
     # One B-tree (WITHOUT ROWID) that answers "versions ordered by key K" and, through its
@@ -883,10 +888,10 @@ class _SqlView:
         described, damaged = self._described(event["image"])
         self.conn.execute(
             f"INSERT INTO versions (project, repository, version, image, seq, author, time, "
-            f"comment, deleted, {', '.join(DERIVED)}, damaged) "
-            f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, {', '.join('?' * len(DERIVED))}, ?)",
+            f"comment, deleted, {', '.join(DERIVED)}, damaged, signer, signer_key) "
+            f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, {', '.join('?' * len(DERIVED))}, ?, ?, ?)",
             [self.project, self.name, event["version"], event["image"], event.seq, event.author,
-             event.time, event["comment"], *described, damaged])
+             event.time, event["comment"], *described, damaged, event.signer, event.signer_key])
         self._add_keys(event["version"], described[0])
 
     def _add_keys(self, version: int, metadata_column: str | None) -> None:
@@ -904,9 +909,9 @@ class _SqlView:
         else:
             self.conn.execute("INSERT OR REPLACE INTO tags VALUES (?, ?, ?, ?)",
                               [p, n, event["tag"], event["version"]])
-        self.conn.execute("INSERT INTO tag_events VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        self.conn.execute("INSERT INTO tag_events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                           [p, n, event.seq, event["tag"], event["version"], event["previous"],
-                           event.author, event.time])
+                           event.author, event.time, event.signer, event.signer_key])
 
     def delete_version(self, event: Event) -> None:
         # Keep only what the log says: the manifest of a deleted version may be collected by

@@ -156,10 +156,11 @@ class RefLog:
     def read_all(self) -> list[Event]:
         return self.read_after(0)
 
-    def append(self, seq: int, prev: str | None, type_: str, author: str, time: str,
-               **payload: Any) -> Event | None:
-        """Write event ``seq`` if nobody has: the event, or None if another writer won the slot."""
-        event = make_event(seq, prev, type_, author, time, **payload)
+    def append(self, seq: int, prev: str | None, type_: str, author: str, time: str, *,
+               signer: Any = None, **payload: Any) -> Event | None:
+        """Write event ``seq`` if nobody has: the event, or None if another writer won the slot.
+        With ``signer`` (a :class:`roro.signing.SigningKey`) the event is signed."""
+        event = make_event(seq, prev, type_, author, time, signer=signer, **payload)
         key = log_key(self.project, self.repository, seq)
         try:
             created = self.backend.put_if_absent(key, event.raw)

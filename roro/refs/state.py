@@ -149,6 +149,8 @@ class VersionRef:
     author: str
     time: str
     seq: int
+    signer: str | None = None
+    signer_key: str | None = None
 
 
 @dataclass
@@ -159,6 +161,8 @@ class TagMove:
     previous: int | None
     author: str
     time: str
+    signer: str | None = None
+    signer_key: str | None = None
 
 
 @dataclass
@@ -196,7 +200,7 @@ class RepoState:
     def add_version(self, event: Event) -> None:
         v = event["version"]
         self.versions[v] = VersionRef(v, event["image"], event["comment"], event.author,
-                                      event.time, event.seq)
+                                      event.time, event.seq, event.signer, event.signer_key)
 
     def set_tag(self, event: Event) -> None:
         if event["version"] is None:
@@ -204,7 +208,8 @@ class RepoState:
         else:
             self.tags[event["tag"]] = event["version"]
         self.tag_history.append(TagMove(event.seq, event["tag"], event["version"],
-                                        event["previous"], event.author, event.time))
+                                        event["previous"], event.author, event.time,
+                                        event.signer, event.signer_key))
 
     def delete_version(self, event: Event) -> None:
         self.versions.pop(event["version"], None)

@@ -34,6 +34,7 @@ KNOWN_FEATURES: frozenset[str] = frozenset({
     "repository-lifecycle",  # destroy, restore and rename events in ref logs (issue 14)
     "gc-keep",  # gc keep markers under gc/keep/ (issue 13.3)
     "manifest-v2",  # version 2 manifests: model formats, summaries, contracts (issue 15)
+    "signed-events",  # event version 2: ref events with a signature (issue 16)
 })
 #: The feature the first keep marker records: a roro that does not know keep markers (whose gc
 #: would ignore them and delete what a save protects) must refuse the store.

@@ -33,7 +33,7 @@ from ..objects.manifest import blob_sizes as sizes_of_blobs
 from ..objects.manifest import read_manifest
 from ..objects.transfer import ObjectTransfer, missing_in
 from ..refs import Event, RefLog, apply_event, fold, list_projects, list_repositories
-from ..refs.events import MAX_EVENT_SIZE
+from ..refs.events import MAX_EVENT_SIZE, check_signature
 from ..refs.log import Tail
 from ..storage import KeyInfo, KeyNotFoundError
 from ..storage.layout import log_key
@@ -283,10 +283,12 @@ class _Syncer:
                 dst_log.verify_tail(Tail(m, h, dst_row["last_md5"]))
             except IntegrityError as e:
                 raise IntegrityError(f"in DST {self.dst.url}: {e}", repository=r) from None
-        # Never copy a broken log: judge every new event on top of DST's state.
+        # Never copy a broken log: judge every new event on top of DST's state, and check the
+        # signature of each signed one (~0.1 ms each: sync reads O(new events) anyway).
         view = _AppendView(self.dst.index if dst_row else None, p, r, dst_row)
         try:
             for event in new:
+                check_signature(event, r)
                 apply_event(view, event, r)
         except IntegrityError as e:
             raise IntegrityError(f"in SRC {self.src.url}: {e}", repository=r) from None

@@ -28,6 +28,7 @@ class Row:
     timestamp: str = "2024-06-01T00:00:00.000000Z"
     comment: str = ""
     deleted: bool = False
+    signer: str | None = None
 
 
 def manifest_text(row: Row) -> str:
@@ -46,10 +47,11 @@ def insert(index: Index, project: str, rows: Iterable[Row],
     with index.transaction() as db:
         db.executemany(
             "INSERT INTO versions (project, repository, version, image, seq, author, time, comment, "
-            "deleted, metadata, model_type, model_size, size, attachments, manifest) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'builtins.dict', 1, 1, '[]', ?)",
+            "deleted, metadata, model_type, model_size, size, attachments, manifest, signer) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'builtins.dict', 1, 1, '[]', ?, ?)",
             ([project, r.repository, r.version, DIGEST, r.version, r.author, r.timestamp,
-              r.comment, int(r.deleted), queryable_metadata(r.metadata), manifest_text(r)]
+              r.comment, int(r.deleted), queryable_metadata(r.metadata), manifest_text(r),
+              r.signer]
              for r in rows))
         tops: dict[str, int] = {}
         for r in rows:
@@ -79,5 +81,6 @@ def records(index: Index, project: str) -> list[tuple[str, float | str, Record]]
             row_tags = [*row_tags, "latest"]
         out.append((r["repository"], r["time"], Record(
             version=r["version"], author=r["author"], timestamp=manifest["timestamp"],
-            comment=r["comment"], tags=tuple(row_tags), metadata=manifest["metadata"])))
+            comment=r["comment"], tags=tuple(row_tags), signer=r["signer"],
+            metadata=manifest["metadata"])))
     return out
