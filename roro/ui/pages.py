@@ -381,7 +381,8 @@ def version(project: Project, links: Links, name: str, version_text: str) -> Pag
         timestamp=meta.get("timestamp"),
         metadata={k: val for k, val in manifest.get("metadata", {}).items()
                   if k not in AUTOMATIC_KEYS},
-        model=manifest.get("model", {}), lineage=image.lineage or {}, extras=extras,
+        model=manifest.get("model", {}), model_format=image.model_format,
+        signature=image.signature, lineage=image.lineage or {}, extras=extras,
         older=older, newer=newer, **attachments_view(image, links, project.name, repo.name, v)))
 
 
