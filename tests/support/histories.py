@@ -10,7 +10,7 @@ from typing import Any
 
 import roro
 from roro.objects.canonical import canonical_json
-from roro.objects.manifest import FORMAT
+from roro.objects.manifest import FORMAT_V1 as FORMAT  # version 1 manifests, as before formats
 
 BASE_TIME = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 
