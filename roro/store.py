@@ -248,7 +248,8 @@ class Store:
     def _refuse_unmarked(self) -> None:
         """Raise StoreError if the store holds roro data but no ``roro.json`` (one listing of
         the store's top level, only while the marker is missing)."""
-        found = sorted({"objects", "refs", "features"} & set(self.backend.list_dirs("")))
+        found = sorted({"objects", "refs", "features", "checkpoints"}
+                       & set(self.backend.list_dirs("")))
         if found:
             what = " and ".join(f"{d}/" for d in found)
             raise StoreError(f"store {self.url} has {what} but no {FORMAT_KEY} (its format "
@@ -323,17 +324,27 @@ class Store:
             return None
         from .refs.index import IN_MEMORY, IndexUnavailableError  # loaded with self.index
         index = self.index
+        log = self.reflog(project, repository)
+        start = (lambda: self._checkpoint_start(log)) \
+            if layout.CHECKPOINT_FEATURE in self.features() else None
         try:
-            return index.refresh(self.reflog(project, repository), self.objects,
-                                 self.recent_manifests, check_tail=check_tail, appended=appended)
+            return index.refresh(log, self.objects, self.recent_manifests,
+                                 check_tail=check_tail, appended=appended, checkpoint=start)
         except IndexUnavailableError as e:
             if e.reason == "other" or index.path == IN_MEMORY:
                 raise
             index.close()
             self._local.index = self._bound(self._index_in_memory(index.path, None, e))
-            return self._local.index.refresh(self.reflog(project, repository), self.objects,
-                                             self.recent_manifests, check_tail=check_tail,
-                                             appended=appended)
+            return self._local.index.refresh(log, self.objects, self.recent_manifests,
+                                             check_tail=check_tail, appended=appended,
+                                             checkpoint=start)
+
+    def _checkpoint_start(self, log: RefLog) -> tuple[list[Event], dict[str, bytes]] | None:
+        """A cold refresh's start: the newest checkpoint, verified (None: read the log). A
+        wrong one is ignored with one :class:`~roro.refs.checkpoint.CheckpointWarning`."""
+        from .refs import checkpoint  # zlib and struct: only for a repository never indexed
+        return checkpoint.read_verified(log, self.objects, lambda message: warnings.warn(
+            message, checkpoint.CheckpointWarning, stacklevel=6))
 
     def rebuild_index(self) -> IndexRebuildReport:
         """Index every repository of every project again from the store alone (``roro index

@@ -218,7 +218,9 @@ class Index:
 
     def refresh(self, log: RefLog, objects: ObjectStore,
                 known_manifests: dict[str, bytes] | None = None, *,
-                check_tail: bool = False, appended: Event | None = None) -> Row | None:
+                check_tail: bool = False, appended: Event | None = None,
+                checkpoint: Callable[[], tuple[list[Event], dict[str, bytes]] | None] | None = None
+                ) -> Row | None:
         """Apply the events of ``log`` that are not indexed yet; return the repository row.
 
         With ``check_tail`` (a writer's refresh), first make sure that the event the index saw
@@ -226,20 +228,27 @@ class Index:
         log was truncated or rewritten behind the index (see :meth:`RefLog.check_tail`).
         ``appended`` is an event this process has just written: if it is the next one, it is
         applied without reading the log (a writer's refresh after its write costs nothing;
-        events of others are read by the next refresh)."""
+        events of others are read by the next refresh).
+        ``checkpoint()``: for a repository the index has never seen, the events 1..N and the
+        manifests of its newest checkpoint, verified against the log (or None: read the log);
+        only the events after N are then read from the log."""
         project, name = log.project, log.repository
         for _ in range(REFRESH_ATTEMPTS):
             row = self.repository(project, name)
             seq = row["last_seq"] if row else 0
             tail = Tail(seq, row["last_hash"], row["last_md5"]) if check_tail and row else None
+            known = known_manifests or {}
+            start = checkpoint() if checkpoint is not None and row is None else None
             if appended is not None and appended.seq == seq + 1:
                 events = [appended]
+            elif start is not None:
+                events = start[0] + log.read_after(start[0][-1].seq)
+                known = {**known, **start[1]}
             else:
                 events = log.read_after(seq, tail)
             if not events:
                 return row
-            manifests = _fetch_manifests(_needing_manifests(events, name), objects,
-                                         known_manifests or {})
+            manifests = _fetch_manifests(_needing_manifests(events, name), objects, known)
             with self.transaction() as conn:
                 view = _SqlView(conn, project, name, manifests)
                 if view.last_seq >= seq:
@@ -351,6 +360,12 @@ class Index:
             "SELECT * FROM versions WHERE project = ? AND repository = ? AND version = ?",
             [project, repository, version])
         return rows[0] if rows else None
+
+    def manifest_text(self, project: str, repository: str, image: str) -> str | None:
+        """The manifest text the index keeps for ``image`` (None: not kept: deleted, damaged)."""
+        return self._one("SELECT manifest FROM versions WHERE project = ? AND repository = ? "
+                         "AND image = ? AND manifest IS NOT NULL LIMIT 1",
+                         [project, repository, image])
 
     def versions_by_image_prefix(self, project: str, repository: str,
                                  prefix: str) -> list[dict[str, Any]]:
