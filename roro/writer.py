@@ -116,13 +116,16 @@ def append(store: Store, project: str, repository: str,
 
 
 def checkpoint(store: Store, project: str, repository: str, *,
-               known: Event | None = None, auto: bool = False) -> checkpoints.Written:
+               known: Event | list[Event] | None = None,
+               auto: bool = False) -> checkpoints.Written:
     """Make the checkpoint of ``project/repository`` at its log's end (as the refreshed index
-    sees it; ``known``: an event this process just wrote, at that end), unless one exists: the
+    sees it; ``known``: events this process just wrote, the last at that end), unless one
+    exists: the
     objects its chain lacks, then its pointer (DESIGN §10; :mod:`roro.refs.checkpoint`).
     Records the format feature ``checkpoints`` before the first write. ``auto`` (a writer's
     checkpoint): read at most :data:`~roro.refs.checkpoint.AUTO_MAX_LOG_READS` events."""
-    head = known.seq if known is not None else None
+    events = [known] if isinstance(known, Event) else known or []
+    head = events[-1].seq if events else None
     if head is None:
         row = store.refresh(project, repository)
         head = row["last_seq"] if row else 0
@@ -140,7 +143,7 @@ def checkpoint(store: Store, project: str, repository: str, *,
 
     return checkpoints.build(
         store.reflog(project, repository), objects, head, manifest=manifest,
-        known={known.seq: known.raw} if known is not None else None,
+        known={e.seq: e.raw for e in events},
         max_log_reads=checkpoints.AUTO_MAX_LOG_READS if auto else None,
         before_first_write=lambda: store.require_feature(CHECKPOINT_FEATURE),
         crash=crash_point)

@@ -304,10 +304,19 @@ def verified_events(chain: list[tuple[str, Checkpoint]], project: str, repositor
     return events
 
 
-def chain_manifests(chain: list[tuple[str, Checkpoint]]) -> dict[str, bytes]:
+def chain_manifests(chain: list[tuple[str, Checkpoint]],
+                    events: list[Event] | None = None) -> dict[str, bytes]:
     """Every manifest the chain holds, keyed by the hash of its own bytes (so none can be
-    wrong: a swapped one is only a manifest nobody asks for)."""
-    return {digest_bytes(m): m for _, cp in chain for m in cp.manifests}
+    wrong: a swapped one is only a manifest nobody asks for). With ``events`` (the chain's),
+    a manifest that no ``version`` event of them names is a :class:`CheckpointError`."""
+    found = {digest_bytes(m): m for _, cp in chain for m in cp.manifests}
+    if events is not None:
+        named = {e["image"] for e in events if e.type == "version"}
+        stray = sorted(set(found) - named)
+        if stray:
+            raise CheckpointError(f"it holds manifest {stray[0]}, which none of its events "
+                                  f"names", digest=stray[0])
+    return found
 
 
 def read_verified(log: RefLog, objects: ObjectStore,
@@ -331,7 +340,7 @@ def read_verified(log: RefLog, objects: ObjectStore,
         if real != events[-1].raw:
             raise CheckpointError(f"its event {pointer.seq} is not the log's event "
                                   f"{pointer.seq}")
-        return events, chain_manifests(chain)
+        return events, chain_manifests(chain, events)
     except IntegrityError as e:  # CheckpointError, or an unreadable event of the log
         warn(f"the checkpoint {pointer.key} of {project}/{repository} was ignored ({e}); the "
              f"log was read instead (run 'roro fsck', then 'roro checkpoint {repository}')")
