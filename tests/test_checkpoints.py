@@ -285,12 +285,18 @@ def test_sync_copies_the_checkpoint(url, tmp_path, monkeypatch):
     assert fsck(Store(url)).ok
 
 
-def test_sync_builds_a_checkpoint_at_dst_for_a_long_log(tmp_path):
+def test_sync_builds_a_checkpoint_at_dst_where_src_has_none_for_a_long_log(tmp_path):
     src, dst = str(tmp_path / "src"), str(tmp_path / "dst")
     fill(Store(src), "p", "r", 80)
+    fill(Store(src), "p", "other", 10)
+    Project("p", src).get_model_repository("other").checkpoint()  # SRC uses checkpoints
     assert sync(src, dst).ok
     assert [p.seq for p in ck.pointers(open_backend(parse_store_url(dst)), "p", "r")] == [80]
     assert fsck(Store(dst)).ok
+    plain = str(tmp_path / "plain")
+    fill(Store(plain), "p", "r", 80)
+    assert sync(plain, str(tmp_path / "mirror")).ok  # a store without checkpoints: a mirror
+    assert not os.path.exists(tmp_path / "mirror" / "checkpoints")
 
 
 def test_a_roro_that_does_not_know_checkpoints_refuses_the_store(tmp_path, monkeypatch):

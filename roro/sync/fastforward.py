@@ -256,15 +256,16 @@ class _Syncer:
         self._notify(res, "done", plan, len(new))
 
     def _checkpoint(self, res: RepositorySync, new: list[Event]) -> None:
-        """Give DST a checkpoint (derived data, best effort: a failure loses nothing): a copy of
-        SRC's newest one (its objects, verified, then its pointer) when DST's log reaches it,
-        else one built from the events just appended when they are DST's whole log and long
-        enough for writers to have made one (no read: the events are at hand)."""
+        """Give DST a checkpoint where SRC uses them (derived data, best effort: a failure loses
+        nothing): a copy of SRC's newest one (its objects, verified, then its pointer) when
+        DST's log reaches it, else one built from the events just appended when they are DST's
+        whole log and long enough for writers to have made one (no read: they are at hand)."""
         p, r = res.project, res.repository
         head = new[-1].seq
+        if CHECKPOINT_FEATURE not in self.src.features():
+            return  # DST mirrors SRC: no checkpoint there, none here ('roro checkpoint' makes one)
         try:
-            pointer = checkpoints.newest_pointer(self.src.backend, p, r) \
-                if CHECKPOINT_FEATURE in self.src.features() else None
+            pointer = checkpoints.newest_pointer(self.src.backend, p, r)
             if pointer is not None and pointer.seq <= head:
                 have = checkpoints.newest_pointer(self.dst.backend, p, r)
                 if have is not None and have.seq >= pointer.seq:
