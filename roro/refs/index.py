@@ -238,10 +238,9 @@ class Index:
             seq = row["last_seq"] if row else 0
             tail = Tail(seq, row["last_hash"], row["last_md5"]) if check_tail and row else None
             known = known_manifests or {}
-            start = checkpoint() if checkpoint is not None and row is None else None
             if appended is not None and appended.seq == seq + 1:
                 events = [appended]
-            elif start is not None:
+            elif row is None and checkpoint is not None and (start := checkpoint()) is not None:
                 events = start[0] + log.read_after(start[0][-1].seq)
                 known = {**known, **start[1]}
             else:
