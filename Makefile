@@ -39,10 +39,14 @@ demo: install
 	@cd $(DEMO_HOME)/work && RORO_HOME=$(DEMO_HOME)/store $(PYTHON) -m roro models:download credit-risk:production --attachments files
 	@cd $(DEMO_HOME)/work && $(PYTHON) -c "import cloudpickle; m = cloudpickle.load(open('credit-risk-v2.pkl', 'rb')); print('loaded the downloaded file: predict(2.0) =', round(m.predict(2.0), 3))"
 
+# The suite runs in parallel (pytest-xdist): one worker per core, at least 2 (its tests wait on
+# servers and subprocesses as much as on the CPU). PYTEST_WORKERS=0 runs it in one process.
+PYTEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -lt 2 ] && n=2; echo $$n)
+
 test: install-test
 	$(PYTHON) -m ruff check roro tests
 	$(PYTHON) -m mypy
-	$(PYTHON) -m pytest -q -p no:cacheprovider
+	$(PYTHON) -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS)
 
 lint: install-test
 	$(PYTHON) -m ruff check roro tests

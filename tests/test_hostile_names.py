@@ -18,9 +18,9 @@ from roro.names import (
     validate_attachment_name,
     validate_name,
     validate_new_name,
-    validate_new_tag,
 )
 from roro.objects.manifest import check_manifest
+from roro.refspec import validate_new_tag
 from roro.storage.layout import log_key, log_prefix
 
 HOSTILE_ATTACHMENT_NAMES = [
@@ -224,8 +224,9 @@ def _test_accepted_names_round_trip_through_keys_folders_and_index(store_factory
         return
     repo.new_image(1).save()
     tag_ok = True
-    try:
+    try:  # a new tag: not like a version, not a Windows device name
         validate_new_tag(tag)
+        validate_new_name(tag, "tag")
     except InvalidNameError:
         tag_ok = False
         with pytest.raises(InvalidNameError):
