@@ -659,10 +659,13 @@ def _fetch_manifests(events: list[Event], objects: ObjectStore,
         found = read_manifest_or_damage(objects, digest, known.get(digest))
         return digest, found if isinstance(found, str) else (found[0], found[1].decode("utf-8"))
 
-    if len(digests) <= 4:
-        return dict(map(fetch, digests))
+    at_hand = [d for d in digests if d in known]  # no read: parsed here, without threads
+    to_read = [d for d in digests if d not in known]
+    found = dict(map(fetch, at_hand))
+    if len(to_read) <= 4:
+        return {**found, **dict(map(fetch, to_read))}
     with ThreadPoolExecutor(PARALLEL_READS) as pool:
-        return dict(pool.map(fetch, digests))
+        return {**found, **dict(pool.map(fetch, to_read))}
 
 
 class _SqlView:
