@@ -131,10 +131,10 @@ def checkpoint(store: Store, project: str, repository: str, *,
         head = row["last_seq"] if row else 0
     objects, index = store.objects, store.index
 
-    def manifest(digest: str) -> bytes | None:
+    def manifest(digest: str, version: int) -> bytes | None:
         data = store.recent_manifests.get(digest)
         if data is None:
-            text = index.manifest_text(project, repository, digest)
+            text = index.manifest_text(project, repository, version)
             data = text.encode("utf-8") if text is not None else None
         if data is None or digest_bytes(data) != digest:
             found = read_manifest_or_damage(objects, digest)

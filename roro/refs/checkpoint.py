@@ -349,7 +349,8 @@ def read_verified(log: RefLog, objects: ObjectStore,
 
 # -- writing ---------------------------------------------------------------------------------
 
-ManifestSource = Callable[[str], "bytes | None"]
+#: ``manifest(digest, version)``: the bytes of the manifest of that version, or None.
+ManifestSource = Callable[[str, int], "bytes | None"]
 
 
 @dataclass
@@ -382,7 +383,7 @@ def build(log: RefLog, objects: ObjectStore, head: int, *, manifest: ManifestSou
     the rest of the log (``known`` holds event bytes the caller has: no read), write the objects
     the chain lacks (oldest first), then the pointer, create-only.
 
-    ``manifest(digest)`` gives a manifest's bytes (checked against the digest here) or None to
+    ``manifest(digest, version)`` gives a manifest's bytes (checked against the digest here) or None to
     leave it out. ``max_log_reads``: raise :class:`TooFarBehind` rather than read more events.
     ``before_first_write()`` runs before anything is written (the format feature)."""
     project, repository = log.project, log.repository
@@ -479,7 +480,7 @@ def _manifests_of(events: list[Event], from_chain: dict[str, bytes],
         digest = e["image"]
         data = from_chain.get(digest)
         if data is None:
-            data = manifest(digest)
+            data = manifest(digest, e["version"])
             if data is not None and digest_bytes(data) != digest:
                 data = None
         if data is not None:

@@ -360,11 +360,12 @@ class Index:
             [project, repository, version])
         return rows[0] if rows else None
 
-    def manifest_text(self, project: str, repository: str, image: str) -> str | None:
-        """The manifest text the index keeps for ``image`` (None: not kept: deleted, damaged)."""
-        return self._one("SELECT manifest FROM versions WHERE project = ? AND repository = ? "
-                         "AND image = ? AND manifest IS NOT NULL LIMIT 1",
-                         [project, repository, image])
+    def manifest_text(self, project: str, repository: str, version: int) -> str | None:
+        """The manifest text the index keeps for a version (None: not kept: deleted,
+        damaged, closed); one primary-key lookup."""
+        rows = self._rows("SELECT manifest FROM versions WHERE project = ? AND repository = ? "
+                          "AND version = ?", [project, repository, version])
+        return rows[0]["manifest"] if rows else None
 
     def versions_by_image_prefix(self, project: str, repository: str,
                                  prefix: str) -> list[dict[str, Any]]:
