@@ -258,6 +258,7 @@ def test_gc_keeps_the_newest_chain_and_deletes_older_pointers(tmp_path, monkeypa
     assert second["objects_written"] == 1 and first["seq"] == 200
     report = fsck(Store(url))
     assert report.ok and report.checkpoints == 2
+    assert report.unreferenced == []  # the older pointer's object is named until gc
     collected = gc(Store(url), grace_seconds=0)
     assert collected.checkpoints_deleted == 1 and collected.kept_checkpoints == 2
     backend = open_backend(parse_store_url(url))

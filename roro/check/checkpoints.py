@@ -27,6 +27,11 @@ class CheckpointScan:
     pointers: dict[tuple[str, str], list[ck.Pointer]] = field(default_factory=dict)
     kept: set[str] = field(default_factory=set)
 
+    def named(self) -> set[str]:
+        """The objects of the newest chains, and every object a pointer names (fsck does not
+        call those unreferenced: gc deletes an older pointer first, then its objects)."""
+        return self.kept | {p.digest for found in self.pointers.values() for p in found}
+
     def older_pointers(self) -> list[str]:
         """Keys of every pointer but the newest of its repository (what gc deletes)."""
         return [p.key for found in self.pointers.values() for p in found[1:]]

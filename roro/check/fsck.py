@@ -75,7 +75,7 @@ def fsck(store: Store, read_data: bool = False) -> FsckReport:
             _read_data(store, sorted(stored - set(manifests)), refs, report, pool)
         _check_gc_keys(store.backend, report)
         report.checkpoint_objects = scan_checkpoints(store.backend, ObjectStore(store.backend),
-                                                     report).kept
+                                                     report).named()
     report.retained = {d: t for d, t in report.retained.items() if d in stored}
     report.unreferenced = sorted(stored - set(refs) - set(report.retained)
                                  - report.checkpoint_objects)

@@ -90,7 +90,8 @@ class FsckReport:
     reachable: set[str] = field(default_factory=set, repr=False)  # for gc; not in to_dict()
     #: every image any version event names, deleted versions' too (gc deletes these first)
     images: set[str] = field(default_factory=set, repr=False)
-    #: objects of the newest checkpoint of each repository (kept by gc; not unreferenced)
+    #: objects of the newest checkpoint of each repository (kept by gc) and those older
+    #: pointers name (gc deletes them): not unreferenced
     checkpoint_objects: set[str] = field(default_factory=set, repr=False)
 
     @property
