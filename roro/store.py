@@ -236,8 +236,9 @@ class Store:
         if self._store_id is None:
             marker = self._read_marker()
             if marker is None:
-                self._refuse_unmarked()
-                return False
+                marker = self._refuse_unmarked()
+                if marker is None:
+                    return False
             self._features = self._read_features(marker)
             self._store_id = marker["id"]
             idx = getattr(self._local, "index", None)
@@ -245,16 +246,22 @@ class Store:
                 idx.bind_store(self._store_id)
         return True
 
-    def _refuse_unmarked(self) -> None:
+    def _refuse_unmarked(self) -> dict[str, Any] | None:
         """Raise StoreError if the store holds roro data but no ``roro.json`` (one listing of
-        the store's top level, only while the marker is missing)."""
+        the store's top level, only while the marker is missing). The marker is read again
+        before refusing: a first writer writes it before any data, so data seen after a read
+        that missed the marker may be that writer's (returned: the store is initialized)."""
         found = sorted({"objects", "refs", "features", "checkpoints"}
                        & set(self.backend.list_dirs("")))
         if found:
+            marker = self._read_marker()
+            if marker is not None:
+                return marker
             what = " and ".join(f"{d}/" for d in found)
             raise StoreError(f"store {self.url} has {what} but no {FORMAT_KEY} (its format "
                              f"marker): it was damaged or copied incompletely; restore "
                              f"{FORMAT_KEY} from a backup or from the store it was copied from")
+        return None
 
     def features(self) -> frozenset[str]:
         """The format features this store uses (DESIGN §14); empty for a store not written yet."""
