@@ -7,7 +7,8 @@ JSON to ``bench/results/<timestamp>.json``. ``ratio`` is baseline time / roro ti
 as the baseline, 0.8 = 80 % of its throughput). Starts and stops its own SeaweedFS.
 
 Benchmarks (``--only`` takes one of these names, or several separated by commas):
-``startup``, ``big_folder``, ``small_saves``, ``dedup``, ``browse``, ``ui``, ``big_s3``, ``sync``.
+``startup``, ``big_folder``, ``small_saves``, ``dedup``, ``browse``, ``ui``, ``signing``, ``big_s3``,
+``sync``, ``cold``.
 """
 
 from __future__ import annotations
@@ -34,8 +35,10 @@ sys.path.insert(0, ROOT)
 MiB = 1 << 20
 SIZES = {
     "quick": {"big": 128 * MiB, "small_saves": 1000, "browse": (1_000, 10_000, 100_000),
+              "cold": (1_000, 10_000), "cold_without_max": 10_000,
               "browse_calls": 50, "process_runs": 10, "startup_runs": 10, "big_runs": 3},
     "full": {"big": 1024 * MiB, "small_saves": 1000, "browse": (1_000, 10_000, 100_000),
+             "cold": (1_000, 10_000, 100_000), "cold_without_max": 10_000,
              "browse_calls": 200, "process_runs": 20, "startup_runs": 20, "big_runs": 3},
 }
 PROJECT = "bench"
@@ -704,6 +707,41 @@ def _new_digests(image) -> list[str]:
     return [image.digest, m["model"]["digest"], *(a["digest"] for a in m["attachments"])]
 
 
+def bench_cold(ctx: dict[str, Any], res: Results) -> None:
+    """Cold ``roro models:log r -n 20`` on SeaweedFS (bench/bench_cold.py): requests and whole-
+    process seconds without checkpoints (up to ``cold_without_max`` versions: beyond, it is two
+    requests per version), with one at the head, and in the worst case writers leave (3 events
+    behind the head). Targets at the largest size: <= 20 requests, <= 3 s, and the worst case's
+    time within 2x of the smallest size's."""
+    sys.path.insert(0, HERE)
+    import bench_cold
+    endpoint = ctx["endpoint"]()
+    found = {}
+    for n in ctx["sizes"]["cold"]:
+        r = bench_cold.measure(endpoint, n, 20, ctx["sizes"]["startup_runs"] // 2 or 3,
+                               without=n <= ctx["sizes"]["cold_without_max"])
+        found[n] = r
+        largest = n == max(ctx["sizes"]["cold"])
+        req_none, sec_none = r.get("none", (None, None))  # type: ignore[misc]
+        for what, label in (("at_head", "checkpoint at head"), ("worst", "checkpoint 3 behind")):
+            req, sec = r[what]  # type: ignore[misc]
+            res.add(f"cold models:log -n 20, {n:,} versions, {label} (requests)", req, req_none,
+                    "requests", ratio=(req_none / req) if req_none else None,
+                    target="<= 20" if largest else "", met=(req <= 20) if largest else None,
+                    note="baseline: the same read without checkpoints")
+            res.add(f"cold models:log -n 20, {n:,} versions, {label} (s)", sec, sec_none, "s",
+                    target="<= 3 s" if largest else "", met=(sec <= 3) if largest else None)
+        res.add(f"checkpoint of {n:,} versions (size)", r["checkpoint_bytes"], None, "B",
+                note=f"made by 'roro checkpoint' in {r['checkpoint_seconds']} s")
+    sizes = sorted(found)
+    if len(sizes) > 1:
+        small, large = found[sizes[0]]["worst"][1], found[sizes[-1]]["worst"][1]  # type: ignore
+        res.add(f"cold read {sizes[-1]:,} vs {sizes[0]:,} versions (worst case, s)", large, small,
+                "s", target="<= 2x the smaller", met=large / small <= 2,
+                note="baseline: the smallest size")
+    res.details["cold"] = found
+
+
 BENCHMARKS: dict[str, Callable[[dict[str, Any], Results], None]] = {
     "startup": bench_startup,
     "big_folder": bench_big_folder,
@@ -715,6 +753,7 @@ BENCHMARKS: dict[str, Callable[[dict[str, Any], Results], None]] = {
     # Last: SeaweedFS starts with the first of these and keeps a core busy now and then.
     "big_s3": bench_big_s3,
     "sync": bench_sync,
+    "cold": bench_cold,
 }
 
 

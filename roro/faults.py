@@ -20,7 +20,8 @@ Points, in write-path order:
 - ``after-manifest``: the manifest is stored, no ref event names it yet;
 - ``after-ref-event``: a ref event (version, tag, delete, create) was just created;
 - ``before-index-update``: the writer is about to update the index after its event;
-- ``during-index-update``: an index transaction has applied events but not committed.
+- ``during-index-update``: an index transaction has applied events but not committed;
+- ``checkpoint:before-pointer``: a checkpoint's objects are stored, its pointer is not.
 
 Delay points are the steps of the object-reuse rule (docs/trust.md), on both sides: a test runs
 the other side inside one of them (in-process, with the same handler), or a process sleeps there
@@ -49,6 +50,7 @@ DELAY_ENV = "RORO_DELAY_AT"
 DELAY_SECONDS_ENV = "RORO_DELAY_SECONDS"
 POINTS = ("after-blobs", "after-manifest", "after-ref-event", "before-index-update",
           "during-index-update")
+CHECKPOINT_POINTS = ("checkpoint:before-pointer",)
 DELAY_POINTS = ("reuse:after-check", "reuse:after-marker", "reuse:waiting-for-gc",
                 "reuse:after-protect", "gc:after-lock", "gc:after-list", "gc:after-markers",
                 "gc:after-logs")

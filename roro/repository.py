@@ -110,6 +110,14 @@ class ModelRepository:
                                 f"'roro models:restore {self.name}'", repository=self.name)
         return row
 
+    def checkpoint(self) -> dict[str, Any]:
+        """Make the checkpoint of this repository at its log's end unless one exists (writers
+        make them every 4 events from event 64 on; see docs/architecture.md, "Checkpoints"):
+        what was done, as ``seq``, ``checkpoint`` (its digest), ``key`` (its pointer),
+        ``created``, ``objects_written`` and ``size`` (bytes written)."""
+        self._require()
+        return writer.checkpoint(self.store, self.project.name, self.name).to_dict()
+
     def exists(self) -> bool:
         """True if the repository has a log and is live (not destroyed, not renamed away)."""
         row = self._refresh()

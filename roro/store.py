@@ -236,14 +236,10 @@ class Store:
         reading it as empty would hide every version)."""
         if self._store_id is None:
             marker = self._read_marker()
-            if marker is None and self._holds_roro_data():
-                # Another writer may have created the store between our read of the marker
-                # and the listing (it writes roro.json before any object): look once more.
-                marker = self._read_marker()
-                if marker is None:
-                    self._refuse_unmarked()
             if marker is None:
-                return False
+                marker = self._refuse_unmarked()
+                if marker is None:
+                    return False
             self._features = self._read_features(marker)
             self._store_id = marker["id"]
             idx = getattr(self._local, "index", None)
@@ -251,19 +247,22 @@ class Store:
                 idx.bind_store(self._store_id)
         return True
 
-    def _holds_roro_data(self) -> list[str]:
-        """The roro directories at the store's top level (one listing)."""
-        return sorted({"objects", "refs", "features"} & set(self.backend.list_dirs("")))
-
-    def _refuse_unmarked(self) -> None:
+    def _refuse_unmarked(self) -> dict[str, Any] | None:
         """Raise StoreError if the store holds roro data but no ``roro.json`` (one listing of
-        the store's top level, only while the marker is missing)."""
-        found = self._holds_roro_data()
+        the store's top level, only while the marker is missing). The marker is read again
+        before refusing: a first writer writes it before any data, so data seen after a read
+        that missed the marker may be that writer's (returned: the store is initialized)."""
+        found = sorted({"objects", "refs", "features", "checkpoints"}
+                       & set(self.backend.list_dirs("")))
         if found:
+            marker = self._read_marker()
+            if marker is not None:
+                return marker
             what = " and ".join(f"{d}/" for d in found)
             raise StoreError(f"store {self.url} has {what} but no {FORMAT_KEY} (its format "
                              f"marker): it was damaged or copied incompletely; restore "
                              f"{FORMAT_KEY} from a backup or from the store it was copied from")
+        return None
 
     def features(self) -> frozenset[str]:
         """The format features this store uses (DESIGN §14); empty for a store not written yet."""
@@ -333,17 +332,27 @@ class Store:
             return None
         from .refs.index import IN_MEMORY, IndexUnavailableError  # loaded with self.index
         index = self.index
+        log = self.reflog(project, repository)
+        start = (lambda: self._checkpoint_start(log)) \
+            if layout.CHECKPOINT_FEATURE in self.features() else None
         try:
-            return index.refresh(self.reflog(project, repository), self.objects,
-                                 self.recent_manifests, check_tail=check_tail, appended=appended)
+            return index.refresh(log, self.objects, self.recent_manifests,
+                                 check_tail=check_tail, appended=appended, checkpoint=start)
         except IndexUnavailableError as e:
             if e.reason == "other" or index.path == IN_MEMORY:
                 raise
             index.close()
             self._local.index = self._bound(self._index_in_memory(index.path, None, e))
-            return self._local.index.refresh(self.reflog(project, repository), self.objects,
-                                             self.recent_manifests, check_tail=check_tail,
-                                             appended=appended)
+            return self._local.index.refresh(log, self.objects, self.recent_manifests,
+                                             check_tail=check_tail, appended=appended,
+                                             checkpoint=start)
+
+    def _checkpoint_start(self, log: RefLog) -> tuple[list[Event], dict[str, bytes]] | None:
+        """A cold refresh's start: the newest checkpoint, verified (None: read the log). A
+        wrong one is ignored with one :class:`~roro.refs.checkpoint.CheckpointWarning`."""
+        from .refs import checkpoint  # zlib and struct: only for a repository never indexed
+        return checkpoint.read_verified(log, self.objects, lambda message: warnings.warn(
+            message, checkpoint.CheckpointWarning, stacklevel=6))
 
     def rebuild_index(self) -> IndexRebuildReport:
         """Index every repository of every project again from the store alone (``roro index

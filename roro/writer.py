@@ -51,14 +51,16 @@ from .objects.manifest import (
     MANIFEST_FEATURE,
     MAX_MANIFEST_SIZE,
     blob_sizes,
+    read_manifest_or_damage,
     referenced_digests,
 )
 from .objects.transfer import ObjectTransfer
 from .refs import Event, RefLog, list_repositories
+from .refs import checkpoint as checkpoints
 from .refs.events import LIFECYCLE_FEATURE, SIGNED_FEATURE
 from .signing import SigningKey, load_signing_key
 from .storage import KeyNotFoundError
-from .storage.layout import GC_KEEP_FEATURE, log_key
+from .storage.layout import CHECKPOINT_FEATURE, GC_KEEP_FEATURE, log_key
 from .store import Store
 
 if TYPE_CHECKING:
@@ -158,10 +160,55 @@ def append(store: Store, project: str, repository: str,
             crash_point("after-ref-event")
             after_commit(partial(store.refresh, project, repository, appended=event),
                          committed(project, repository, event))
+            if event.seq >= checkpoints.AUTO_FROM and event.seq % checkpoints.PERIODS[0] == 0:
+                auto_checkpoint(store, project, repository, event)
             return event
         time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 25)))
     raise ConflictError(f"gave up writing to {repository!r} after {MAX_APPEND_ATTEMPTS} lost "
                         f"races with other writers; try again", repository=repository)
+
+
+def checkpoint(store: Store, project: str, repository: str, *,
+               known: Event | list[Event] | None = None,
+               auto: bool = False) -> checkpoints.Written:
+    """Make the checkpoint of ``project/repository`` at its log's end (as the refreshed index
+    sees it; ``known``: events this process just wrote, the last at that end), unless one
+    exists: the
+    objects its chain lacks, then its pointer (DESIGN §10; :mod:`roro.refs.checkpoint`).
+    Records the format feature ``checkpoints`` before the first write. ``auto`` (a writer's
+    checkpoint): read at most :data:`~roro.refs.checkpoint.AUTO_MAX_LOG_READS` events."""
+    events = [known] if isinstance(known, Event) else known or []
+    head = events[-1].seq if events else None
+    if head is None:
+        row = store.refresh(project, repository)
+        head = row["last_seq"] if row else 0
+    objects, index = store.objects, store.index
+
+    def manifest(digest: str, version: int) -> bytes | None:
+        data = store.recent_manifests.get(digest)
+        if data is None:
+            text = index.manifest_text(project, repository, version)
+            data = text.encode("utf-8") if text is not None else None
+        if data is None or digest_bytes(data) != digest:
+            found = read_manifest_or_damage(objects, digest)
+            data = None if isinstance(found, str) else found[1]
+        return data
+
+    return checkpoints.build(
+        store.reflog(project, repository), objects, head, manifest=manifest,
+        known={e.seq: e.raw for e in events},
+        max_log_reads=checkpoints.AUTO_MAX_LOG_READS if auto else None,
+        before_first_write=lambda: store.require_feature(CHECKPOINT_FEATURE),
+        crash=crash_point)
+
+
+def auto_checkpoint(store: Store, project: str, repository: str, event: Event) -> None:
+    """A writer's checkpoint after its event crossed a period: best effort, never failing the
+    committed write (a later writer, or ``roro checkpoint``, makes it instead)."""
+    try:
+        checkpoint(store, project, repository, known=event, auto=True)
+    except (checkpoints.TooFarBehind, RoroError, OSError, ValueError):
+        pass
 
 
 def check_new_names(store: Store, project: str, repository: str) -> None:

@@ -117,10 +117,12 @@ def test_store_ignoring_conditional_writes_is_refused_before_anything_is_written
     assert not image.saved and project.list_model_repositories() == []
 
 
-def test_probe_runs_for_every_handle_even_on_an_initialized_store(s3_url):
+def test_probe_runs_on_every_machine_even_on_an_initialized_store(s3_url, tmp_path,
+                                                                  monkeypatch):
     first = Project("p", s3_url)
     first.get_model_repository("m").new_image(1).save()
-    second = Project("p", s3_url)  # e.g. another machine, through a proxy that drops the header
+    monkeypatch.setenv("RORO_CACHE_DIR", str(tmp_path / "another-machine"))
+    second = Project("p", s3_url)  # another machine, through a proxy that drops the header
     second.store.backend.client.meta.events.register("before-call.s3.PutObject",
                                                      _strip_if_none_match)
     with pytest.raises(StoreError, match="does not honour conditional writes"):

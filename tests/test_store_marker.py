@@ -46,3 +46,28 @@ def test_the_cli_says_it_in_one_line(unmarked, argv):
 def test_an_empty_or_missing_store_still_reads_as_empty(store_url):
     assert Project("p", store=store_url).list_model_repositories() == []
     assert not Store(store_url).is_initialized()
+
+
+def test_a_first_writer_racing_a_reader_is_not_damage(tmp_path):
+    """A reader that missed the marker (a first writer wrote it just after) and then sees that
+    writer's objects reads the marker again instead of calling the store damaged (8 processes
+    saving to a new S3 store met this once the conditional-write probe stopped slowing them)."""
+    from roro.storage import KeyNotFoundError, open_backend, parse_store_url
+    from roro.storage.wrappers import WrappingBackend
+
+    url = str(tmp_path / "store")
+    writer = Store(url)
+    writer.ensure_initialized()
+    writer.objects.put_bytes(b"the first writer's object")
+
+    class MissesTheMarkerOnce(WrappingBackend):
+        missed = False
+
+        def get(self, key, max_size=None):
+            if key == "roro.json" and not self.missed:
+                self.missed = True
+                raise KeyNotFoundError(key)
+            return super().get(key, max_size)
+
+    reader = Store(MissesTheMarkerOnce(open_backend(parse_store_url(url))))
+    assert reader.is_initialized() and reader.store_id() == writer.store_id()

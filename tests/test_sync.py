@@ -20,6 +20,7 @@ import roro
 from roro import ConflictError, IntegrityError, NotFoundError, Project, Store
 from roro.config import resolve_store
 from roro.objects.manifest import check_manifest, referenced_digests
+from roro.refs import checkpoint as checkpoints
 from roro.refs.log import list_projects, list_repositories
 from roro.refs.state import fold
 from roro.storage.layout import log_key, log_prefix, object_key
@@ -90,6 +91,9 @@ def history_template(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:  # module scope: set up before _isolated_home
         mp.setenv("RORO_HOME", str(home / "home"))
         mp.setenv("RORO_CACHE_DIR", str(home / "cache"))
+        # No writer's checkpoints: these tests count objects and requests of a plain history
+        # (tests/test_checkpoints.py syncs checkpoints).
+        mp.setattr(checkpoints, "AUTO_FROM", 10**9)
         url = f"memory://history-template-{os.getpid()}"
         build_history(url)
     return url

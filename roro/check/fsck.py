@@ -35,6 +35,7 @@ from ..storage.layout import (
     seq_from_log_key,
 )
 from ..store import Store
+from .checkpoints import scan_checkpoints
 from .index_rows import LogFacts, check_rows, freeze
 from .report import (
     BAD_SIGNATURE,
@@ -75,8 +76,11 @@ def fsck(store: Store, read_data: bool = False) -> FsckReport:
         if read_data:
             _read_data(store, sorted(stored - set(manifests)), refs, report, pool)
         _check_gc_keys(store.backend, report)
+        report.checkpoint_objects = scan_checkpoints(store.backend, ObjectStore(store.backend),
+                                                     report).named()
     report.retained = {d: t for d, t in report.retained.items() if d in stored}
-    report.unreferenced = sorted(stored - set(refs) - set(report.retained))
+    report.unreferenced = sorted(stored - set(refs) - set(report.retained)
+                                 - report.checkpoint_objects)
     report.problems.sort(key=problem_order)
     report.warnings.sort(key=problem_order)
     report.seconds = round(time.monotonic() - started, 3)

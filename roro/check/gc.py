@@ -26,10 +26,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ..errors import GcRefusedError, InvalidDurationError
 from ..faults import delay_point
+from ..objects import ObjectStore
 from ..objects.keep import MTIME_SLACK, GcLockHolder, min_grace, read_marker
 from ..storage import Backend, KeyInfo
 from ..storage.layout import KEEP_PREFIX, OBJECTS_PREFIX, digest_from_object_key, is_gc_key
 from ..store import Store
+from .checkpoints import scan_checkpoints
 from .fsck import WORKERS, report_missing_blobs, scan_refs
 from .report import (
     STRAY_FILE,
@@ -93,6 +95,7 @@ def _collect(store: Store, report: GcReport, grace: float, lock: GcLockHolder | 
     delay_point("gc:after-markers")
     with ThreadPoolExecutor(WORKERS) as pool:
         refs, manifests = scan_refs(store, checked, pool)
+    checkpoints = scan_checkpoints(backend, ObjectStore(backend), checked)
     for key in unreadable:
         checked.problems.append(Problem(
             UNREADABLE_MARKER, "a keep marker of a save in flight that cannot be read intact: "
@@ -114,6 +117,9 @@ def _collect(store: Store, report: GcReport, grace: float, lock: GcLockHolder | 
     for digest, info in listing.items():
         if digest in checked.reachable:
             continue
+        if digest in checkpoints.kept:
+            report.kept_checkpoints += 1
+            continue
         if digest in kept_destroyed:
             report.kept_destroyed += 1
             continue
@@ -126,6 +132,14 @@ def _collect(store: Store, report: GcReport, grace: float, lock: GcLockHolder | 
             report.kept_protected += 1
         else:
             doomed.append((digest, info, age))
+    # Older checkpoint pointers before any object (a reader then never finds a pointer to an
+    # object gc took; only the newest chain of each repository is kept).
+    older = checkpoints.older_pointers()
+    if lock is not None:
+        for key in older:
+            lock.check_alive()
+            backend.delete(key)
+    report.checkpoints_deleted = len(older)
     # Manifests of deleted versions before the blobs they name.
     doomed.sort(key=lambda d: (d[0] not in checked.images, d[0]))
     for digest, info, age in doomed:

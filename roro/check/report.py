@@ -14,6 +14,7 @@ INVALID_MANIFEST = "invalid-manifest"  # a manifest that is not valid JSON or no
 INDEX_MISMATCH = "index-mismatch"    # the local index saw log events that the store no longer has
 INCOMPLETE_RENAME = "incomplete-rename"  # renamed, but the new name lacks the rename event
 SPECIAL_FILE = "special-file"        # a symlink, FIFO, device, or a directory where a key's file goes
+BAD_CHECKPOINT = "bad-checkpoint"    # the newest checkpoint of a repository is wrong or unreadable
 UNREADABLE_MARKER = "unreadable-marker"  # gc: a young keep marker that cannot be read intact
 BAD_SIGNATURE = "bad-signature"      # a signed event whose signature does not verify (or cannot be checked)
 # Warning kinds (FsckReport.warnings: reported, never errors, never blocking gc).
@@ -75,6 +76,7 @@ class FsckReport:
     deleted_versions: int = 0
     tags: int = 0
     destroyed_repositories: int = 0
+    checkpoints: int = 0          # checkpoint pointers
     objects: int = 0              # objects in the store
     referenced: int = 0           # distinct objects that live versions reach
     verified: int = 0             # objects re-hashed (manifests always; everything with read_data)
@@ -90,13 +92,17 @@ class FsckReport:
     reachable: set[str] = field(default_factory=set, repr=False)  # for gc; not in to_dict()
     #: every image any version event names, deleted versions' too (gc deletes these first)
     images: set[str] = field(default_factory=set, repr=False)
+    #: objects of the newest checkpoint of each repository (kept by gc) and those older
+    #: pointers name (gc deletes them): not unreferenced
+    checkpoint_objects: set[str] = field(default_factory=set, repr=False)
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
     def to_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in asdict(self).items() if k not in ("reachable", "images")}
+        out = {k: v for k, v in asdict(self).items()
+               if k not in ("reachable", "images", "checkpoint_objects")}
         out["ok"] = self.ok
         return out
 
@@ -130,6 +136,8 @@ class GcReport:
     kept_young_bytes: int = 0
     kept_protected: int = 0          # unreferenced and old, but named by a young keep marker
     markers_deleted: int = 0         # keep markers older than the grace period, deleted
+    kept_checkpoints: int = 0        # objects of the newest checkpoint of each repository
+    checkpoints_deleted: int = 0     # checkpoint pointers older than their repository's newest
     missing_blobs: int = 0           # live versions' blobs fsck found missing (gc cannot help)
     seconds: float = 0.0
 

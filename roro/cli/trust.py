@@ -147,6 +147,37 @@ def index(ctx: click.Context, rebuild: bool, as_json: bool) -> None:
         ctx.exit(EXIT_INTEGRITY)
 
 
+# -- checkpoint ------------------------------------------------------------------------------------
+@click.command("checkpoint")
+@click.argument("name", required=False)
+@json_option
+@click.pass_obj
+def checkpoint(state: CliState, name: str | None, as_json: bool) -> None:
+    """Make a checkpoint of a repository (or of every repository of the project) at its log's
+    end, unless one exists there.
+
+    A new machine then reads the checkpoint, verified against the log, instead of every event
+    and manifest. Writers make them as history grows; this is for a store written before, or
+    after 'roro fsck' reports a bad one.
+    """
+    project = state.writable_project
+    names = [name] if name else [n for n in project.repository_names()
+                                 if project.get_model_repository(n).status is None]
+    done = []
+    for n in names:
+        done.append({"project": project.name, "repository": n,
+                     **project.get_model_repository(n).checkpoint()})
+    if as_json:
+        render.emit_json(done)
+        return
+    out = render.console()
+    for d in done:
+        what = (f"new checkpoint at event {d['seq']} ({d['objects_written']} objects, "
+                f"{d['size']} bytes)" if d["created"] else
+                f"checkpoint at event {d['seq']} already there" if d["seq"] else "empty log")
+        out.print(render.text((render.safe_line(d["repository"]), "bold"), ": ", what))
+
+
 # -- models:delete ---------------------------------------------------------------------------------
 @click.command("models:delete")
 @click.argument("spec", metavar="NAME:VERSION")
@@ -180,4 +211,4 @@ def models_delete(state: CliState, spec: str, as_json: bool) -> None:
         render.console().print(render.text(shown, " was already deleted."))
 
 
-COMMANDS = [fsck, gc, index, models_delete]
+COMMANDS = [fsck, gc, index, checkpoint, models_delete]

@@ -6,19 +6,25 @@ import json
 from typing import Any, NoReturn
 
 
+def _refuse_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not allowed in roro JSON")
+
+
+# One encoder and one decoder for every call (json.dumps/loads with options build new ones each
+# time: a fifth of the time of parsing a small event). Both are stateless between calls.
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                            allow_nan=False)
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+
+
 def canonical_json(value: Any) -> bytes:
     """UTF-8 JSON with sorted keys, no insignificant white space, no NaN/Infinity."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode("utf-8")
+    return _ENCODER.encode(value).encode("utf-8")
 
 
 def loads(data: bytes) -> Any:
     """Parse roro JSON; ValueError for anything else (NaN, invalid UTF-8, hostile nesting)."""
     try:
-        return json.loads(data.decode("utf-8"), parse_constant=_refuse_constant)
+        return _DECODER.decode(data.decode("utf-8"))
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
-
-
-def _refuse_constant(name: str) -> NoReturn:
-    raise ValueError(f"{name} is not allowed in roro JSON")

@@ -244,7 +244,9 @@ class Index:
 
     def refresh(self, log: RefLog, objects: ObjectStore,
                 known_manifests: dict[str, bytes] | None = None, *,
-                check_tail: bool = False, appended: Event | None = None) -> Row | None:
+                check_tail: bool = False, appended: Event | None = None,
+                checkpoint: Callable[[], tuple[list[Event], dict[str, bytes]] | None] | None = None
+                ) -> Row | None:
         """Apply the events of ``log`` that are not indexed yet; return the repository row.
 
         With ``check_tail`` (a writer's refresh), first make sure that the event the index saw
@@ -252,20 +254,26 @@ class Index:
         log was truncated or rewritten behind the index (see :meth:`RefLog.check_tail`).
         ``appended`` is an event this process has just written: if it is the next one, it is
         applied without reading the log (a writer's refresh after its write costs nothing;
-        events of others are read by the next refresh)."""
+        events of others are read by the next refresh).
+        ``checkpoint()``: for a repository the index has never seen, the events 1..N and the
+        manifests of its newest checkpoint, verified against the log (or None: read the log);
+        only the events after N are then read from the log."""
         project, name = log.project, log.repository
         for _ in range(REFRESH_ATTEMPTS):
             row = self.repository(project, name)
             seq = row["last_seq"] if row else 0
             tail = Tail(seq, row["last_hash"], row["last_md5"]) if check_tail and row else None
+            known = known_manifests or {}
             if appended is not None and appended.seq == seq + 1:
                 events = [appended]
+            elif row is None and checkpoint is not None and (start := checkpoint()) is not None:
+                events = start[0] + log.read_after(start[0][-1].seq)
+                known = {**known, **start[1]}
             else:
                 events = log.read_after(seq, tail)
             if not events:
                 return row
-            manifests = _fetch_manifests(_needing_manifests(events, name), objects,
-                                         known_manifests or {})
+            manifests = _fetch_manifests(_needing_manifests(events, name), objects, known)
             with self.transaction() as conn:
                 view = _SqlView(conn, project, name, manifests)
                 if view.last_seq >= seq:
@@ -377,6 +385,13 @@ class Index:
             "SELECT * FROM versions WHERE project = ? AND repository = ? AND version = ?",
             [project, repository, version])
         return rows[0] if rows else None
+
+    def manifest_text(self, project: str, repository: str, version: int) -> str | None:
+        """The manifest text the index keeps for a version (None: not kept: deleted,
+        damaged, closed); one primary-key lookup."""
+        rows = self._rows("SELECT manifest FROM versions WHERE project = ? AND repository = ? "
+                          "AND version = ?", [project, repository, version])
+        return rows[0]["manifest"] if rows else None
 
     def versions_by_image_prefix(self, project: str, repository: str,
                                  prefix: str) -> list[dict[str, Any]]:
@@ -836,10 +851,13 @@ def _fetch_manifests(events: list[Event], objects: ObjectStore,
         found = read_manifest_or_damage(objects, digest, known.get(digest))
         return digest, found if isinstance(found, str) else (found[0], found[1].decode("utf-8"))
 
-    if len(digests) <= 4:
-        return dict(map(fetch, digests))
+    at_hand = [d for d in digests if d in known]  # no read: parsed here, without threads
+    to_read = [d for d in digests if d not in known]
+    found = dict(map(fetch, at_hand))
+    if len(to_read) <= 4:
+        return {**found, **dict(map(fetch, to_read))}
     with ThreadPoolExecutor(PARALLEL_READS) as pool:
-        return dict(pool.map(fetch, digests))
+        return {**found, **dict(pool.map(fetch, to_read))}
 
 
 class _SqlView:

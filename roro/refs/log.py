@@ -144,6 +144,23 @@ class RefLog:
         with ThreadPoolExecutor(min(PARALLEL_READS, len(keys))) as pool:
             return list(pool.map(fetch, keys))
 
+    def read_range(self, seqs: list[int]) -> list[Event]:
+        """Events ``seqs`` (known to exist), read in parallel and parsed; IntegrityError if one
+        is missing or malformed."""
+        def fetch(seq: int) -> Event:
+            try:
+                raw = self.backend.get(log_key(self.project, self.repository, seq),
+                                       MAX_EVENT_SIZE)
+            except KeyNotFoundError:
+                raise IntegrityError(f"ref log of {self.repository!r} has no event {seq}",
+                                     repository=self.repository, seq=seq) from None
+            return parse_event(raw, repository=self.repository, seq=seq)
+
+        if len(seqs) <= 4:
+            return [fetch(s) for s in seqs]
+        with ThreadPoolExecutor(min(PARALLEL_READS, len(seqs))) as pool:
+            return list(pool.map(fetch, seqs))
+
     def read_event(self, seq: int) -> Event:
         """Event ``seq``, parsed; IntegrityError if it is missing or malformed."""
         try:

@@ -9,6 +9,9 @@ refs/<project>/<repo>/log/<seq, 10 digits>.json    ref events, create-only
 gc/lock                                            the running gc's lock (create-only; docs/trust.md)
 gc/takeover/<lock id>.json                         who replaces a dead gc's stale lock
 gc/keep/<time>-<uuid>.json                         a save's keep marker: old objects it relies on
+checkpoints/<project>/<repo>/<inv seq>-<hex>.json  checkpoint pointers (create-only; feature
+                                                   "checkpoints"): <inv seq> = 9999999999 - N,
+                                                   so a listing names the newest first
 ```
 """
 
@@ -35,7 +38,11 @@ KNOWN_FEATURES: frozenset[str] = frozenset({
     "gc-keep",  # gc keep markers under gc/keep/ (issue 13.3)
     "manifest-v2",  # version 2 manifests: model formats, summaries, contracts (issue 15)
     "signed-events",  # event version 2: ref events with a signature (issue 16)
+    "checkpoints",  # checkpoint pointers under checkpoints/ and their objects (issue 18)
 })
+#: The feature the first checkpoint records (before its object and pointer are written).
+CHECKPOINT_FEATURE = "checkpoints"
+CHECKPOINTS_PREFIX = "checkpoints/"
 #: The feature the first keep marker records: a roro that does not know keep markers (whose gc
 #: would ignore them and delete what a save protects) must refuse the store.
 GC_KEEP_FEATURE = "gc-keep"
@@ -111,7 +118,8 @@ def is_key_path(key: str) -> bool:
     """True for a path where roro keeps a file: ``roro.json``, an object key, a log event key,
     a feature key, a gc key (a directory there is damage that fsck reports)."""
     if key == FORMAT_KEY or digest_from_object_key(key) is not None \
-            or feature_from_key(key) is not None or is_gc_key(key):
+            or feature_from_key(key) is not None or is_gc_key(key) \
+            or parse_checkpoint_key(key) is not None:
         return True
     parts = key.split("/")
     return (len(parts) == 5 and parts[0] == REFS_PREFIX.rstrip("/") and parts[3] == "log"
@@ -138,3 +146,41 @@ def is_gc_key(key: str) -> bool:
         if key.startswith(prefix) and key.endswith(".json"):
             return bool(_GC_NAME.fullmatch(key[len(prefix):-len(".json")]))
     return False
+
+
+_MAX_SEQ = 10**SEQ_DIGITS - 1
+
+
+def checkpoint_prefix(project: str, repo: str) -> str:
+    """Where the checkpoint pointers of one repository live (never under its ``log/``)."""
+    return f"{CHECKPOINTS_PREFIX}{validate_name(project, 'project')}/{validate_name(repo)}/"
+
+
+def checkpoint_key(project: str, repo: str, seq: int, digest: str) -> str:
+    """The pointer to checkpoint ``digest`` of events 1..``seq``: the sequence number is written
+    inverted (``9999999999 - seq``), so the first key a listing returns is the newest."""
+    if not isinstance(seq, int) or seq < 1 or seq > _MAX_SEQ:
+        raise ValueError(f"invalid sequence number {seq!r}")
+    return f"{checkpoint_prefix(project, repo)}{_MAX_SEQ - seq:0{SEQ_DIGITS}d}-{hex_of(digest)}.json"
+
+
+def parse_checkpoint_key(key: str) -> tuple[str, str, int, str] | None:
+    """``(project, repository, seq, digest)`` of a checkpoint pointer key, else None."""
+    parts = key.split("/")
+    if len(parts) != 4 or parts[0] != CHECKPOINTS_PREFIX.rstrip("/"):
+        return None
+    stem, dot, ext = parts[3].partition(".")
+    inv, dash, hexpart = stem.partition("-")
+    if ext != "json" or not dash or len(inv) != SEQ_DIGITS or not inv.isdigit() \
+            or not inv.isascii():
+        return None
+    seq = _MAX_SEQ - int(inv)
+    try:
+        digest = parse_digest(f"{ALGORITHM}:{hexpart}")
+        validate_name(parts[1], "project")
+        validate_name(parts[2])
+    except ValueError:
+        return None
+    if seq < 1:
+        return None
+    return parts[1], parts[2], seq, digest

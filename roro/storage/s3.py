@@ -20,6 +20,7 @@ that deadline.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -31,6 +32,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, BinaryIO
 
+from ..environment import cache_dir
 from ..errors import ConflictError, RoroError, StoreError
 from .base import Backend, KeyInfo, KeyInfos, KeyNotFoundError, Names, check_key, refuse_too_large
 from .url import parse_s3_url
@@ -521,12 +523,25 @@ class S3Backend(Backend):
         return json.dumps([self.url, self.endpoint_url])
 
     def prepare_for_writes(self) -> None:
-        """Probe conditional writes once per backend object, that is once per store handle (not
-        once per store: the same bucket may be reached through another endpoint or proxy that
-        does not honour ``If-None-Match``)."""
+        """Probe conditional writes before the first write of this handle, unless this machine
+        probed the same endpoint and bucket through the same proxy settings less than
+        :data:`PROBE_MAX_AGE` ago (a record in the user cache, ``probes/``): another endpoint or
+        proxy, which may drop ``If-None-Match``, is probed anew. Only a pass is recorded."""
         if not self._prepared:
-            self.probe_conditional_writes()
+            record = self._probe_record()
+            if not _recent_probe(*record):
+                self.probe_conditional_writes()
+                _write_probe(*record)
             self._prepared = True
+
+    def _probe_record(self) -> tuple[str, dict[str, Any]]:
+        """Where this machine records a passed probe of this endpoint, bucket and proxy
+        settings, and what the record says of them."""
+        proxies = sorted((k, v) for k, v in os.environ.items()
+                         if k.lower() in _PROXY_VARIABLES and v)
+        identity = {"endpoint": self._endpoint(), "bucket": self.bucket, "proxies": proxies}
+        name = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
+        return os.path.join(cache_dir(), "probes", f"{name}.json"), identity
 
     def probe_conditional_writes(self) -> None:
         """Check that the store refuses a second ``If-None-Match: *`` write of one key.
@@ -568,6 +583,35 @@ class S3Backend(Backend):
             client, self._client = self._client, None
         if client is not None:
             client.close()
+
+
+#: How long a passed conditional-write probe is trusted on this machine (re-probed after that).
+PROBE_MAX_AGE = 24 * 3600
+_PROXY_VARIABLES = frozenset({"http_proxy", "https_proxy", "all_proxy", "no_proxy"})
+
+
+def _recent_probe(path: str, identity: dict[str, Any]) -> bool:
+    """Did this machine pass the probe of ``identity`` less than PROBE_MAX_AGE ago?"""
+    try:
+        with open(path, "rb") as f:
+            record = json.loads(f.read(64 << 10))
+        age = time.time() - float(record["probed_at"])
+        return record.get("identity") == json.loads(json.dumps(identity)) \
+            and 0 <= age < PROBE_MAX_AGE
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def _write_probe(path: str, identity: dict[str, Any]) -> None:
+    """Record a passed probe (best effort: without the record, the next handle probes)."""
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+        with open(tmp, "w") as f:
+            json.dump({"identity": identity, "probed_at": time.time()}, f)
+        os.replace(tmp, path)
+    except OSError:
+        pass
 
 
 class _BodyReader(io.RawIOBase):

@@ -33,12 +33,14 @@ from ..objects.manifest import blob_sizes as sizes_of_blobs
 from ..objects.manifest import read_manifest
 from ..objects.transfer import ObjectTransfer, missing_in
 from ..refs import Event, RefLog, apply_event, fold, list_projects, list_repositories
+from ..refs import checkpoint as checkpoints
 from ..refs.events import MAX_EVENT_SIZE, check_signature
 from ..refs.log import Tail
 from ..storage import KeyInfo, KeyNotFoundError
-from ..storage.layout import log_key
+from ..storage.layout import CHECKPOINT_FEATURE, log_key
 from ..store import Store
 from ..writer import after_commit, reuse_guard
+from ..writer import checkpoint as writer_checkpoint
 
 if TYPE_CHECKING:
     from ..refs.index import Index
@@ -250,7 +252,33 @@ class _Syncer:
             after_commit(update, f"{res.events_appended} events of {res.name} were synced")
         else:
             update()
+        if res.status == SYNCED:
+            self._checkpoint(res, new)
         self._notify(res, "done", plan, len(new))
+
+    def _checkpoint(self, res: RepositorySync, new: list[Event]) -> None:
+        """Give DST a checkpoint where SRC uses them (derived data, best effort: a failure loses
+        nothing): a copy of SRC's newest one (its objects, verified, then its pointer) when
+        DST's log reaches it, else one built from the events just appended when they are DST's
+        whole log and long enough for writers to have made one (no read: they are at hand)."""
+        p, r = res.project, res.repository
+        head = new[-1].seq
+        if CHECKPOINT_FEATURE not in self.src.features():
+            return  # DST mirrors SRC: no checkpoint there, none here ('roro checkpoint' makes one)
+        try:
+            pointer = checkpoints.newest_pointer(self.src.backend, p, r)
+            if pointer is not None and pointer.seq <= head:
+                have = checkpoints.newest_pointer(self.dst.backend, p, r)
+                if have is not None and have.seq >= pointer.seq:
+                    return
+                self.dst.require_feature(CHECKPOINT_FEATURE)
+                for d in reversed(checkpoints.chain_digests(self.src.objects, pointer, p, r)):
+                    self.dst.objects.create_bytes(self.src.objects.read(d))
+                self.dst.backend.put_if_absent(pointer.key, self.src.backend.get(pointer.key))
+            elif new[0].seq == 1 and head >= checkpoints.AUTO_FROM:
+                writer_checkpoint(self.dst, p, r, known=new)
+        except (RoroError, OSError, ValueError):
+            pass
 
     def _new_events(self, res: RepositorySync, src_log: RefLog, dst_log: RefLog) -> list[Event]:
         """The events of SRC that DST lacks, judged by the fold's rules on top of DST's state;

@@ -1,0 +1,105 @@
+"""Cold start on SeaweedFS: ``roro models:log r -n N`` on a machine that has never seen the store,
+without checkpoints and with them (the newest checkpoint at the head, and just behind it: the
+worst case of writers' checkpoints, 3 events back), as whole processes, and the requests the same
+read makes in-process (``CountingBackend``).
+
+    PYTHONPATH=.:tests python bench/bench_cold.py [VERSIONS ...] [--runs 3] [--endpoint URL]
+
+Starts its own SeaweedFS unless ``--endpoint`` names one. The history is written with the
+library's own event and manifest builders straight into the bucket (tests/support/history.py),
+16 PUTs in flight; the time that takes is printed too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
+
+from support.history import fill  # noqa: E402
+from support.s3servers import DUMMY_CREDENTIALS, create_bucket, start_seaweedfs  # noqa: E402
+
+from roro.project import Project  # noqa: E402
+from roro.storage import open_backend, parse_store_url  # noqa: E402
+from roro.storage.wrappers import CountingBackend  # noqa: E402
+from roro.store import Store  # noqa: E402
+
+
+def cold_requests(url: str, limit: int) -> int:
+    os.environ["RORO_CACHE_DIR"] = tempfile.mkdtemp(prefix="cold-")
+    counted = CountingBackend(open_backend(parse_store_url(url)))
+    store = Store(counted)
+    Project("p", store).get_model_repository("r").list_model_images(limit=limit)
+    store.close()
+    return sum(counted.counts.values())
+
+
+def cold_seconds(url: str, limit: int, runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        env = {**os.environ, "RORO_CACHE_DIR": tempfile.mkdtemp(prefix="cold-"),
+               "RORO_STORE": url, "RORO_PROJECT": "p"}
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "roro", "models:log", "r", "-n", str(limit)],
+                       env=env, check=True, capture_output=True)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def measure(endpoint: str, n: int, limit: int, runs: int,
+            without: bool = True) -> dict[str, object]:
+    """Cold reads of an ``n``-version history: without checkpoints (unless not ``without``),
+    with one at the head, and with one 3 events behind: (requests, seconds) each."""
+    url = f"s3://{create_bucket(endpoint)}/cold-{n}"
+    t = time.perf_counter()
+    fill(Store(url), "p", "r", n)
+    out: dict[str, object] = {"versions": n, "build_seconds": round(time.perf_counter() - t, 1)}
+    if without:
+        out["none"] = (cold_requests(url, limit), cold_seconds(url, limit, runs))
+    t = time.perf_counter()
+    made = Project("p", url).get_model_repository("r").checkpoint()
+    out["checkpoint_seconds"] = round(time.perf_counter() - t, 2)
+    out["checkpoint_bytes"] = made["size"]
+    out["at_head"] = (cold_requests(url, limit), cold_seconds(url, limit, runs))
+    fill(Store(url), "p", "r", 3, start=n)  # the worst case writers leave: 3 events behind
+    out["worst"] = (cold_requests(url, limit), cold_seconds(url, limit, runs))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("versions", nargs="*", type=int, default=[2000])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--limit", type=int, default=5)
+    parser.add_argument("--endpoint")
+    args = parser.parse_args()
+    os.environ.update(DUMMY_CREDENTIALS)
+    stop = None
+    endpoint = args.endpoint
+    if endpoint is None:
+        endpoint, stop = start_seaweedfs(tempfile.mkdtemp(prefix="weed-"))
+    os.environ["AWS_ENDPOINT_URL"] = endpoint
+    try:
+        for n in args.versions:
+            r = measure(endpoint, n, args.limit, args.runs)
+            print(json.dumps(r))
+            for what in ("none", "at_head", "worst"):
+                if what not in r:
+                    continue
+                req, sec = r[what]  # type: ignore[misc]
+                print(f"{n:>7} versions, cold models:log -n {args.limit}, checkpoint {what:8}: "
+                      f"{req:>6} requests, {sec:6.2f} s (median of {args.runs})")
+    finally:
+        if stop is not None:
+            stop()
+
+
+if __name__ == "__main__":
+    main()
