@@ -631,7 +631,8 @@ class ModelImage:
         settings = trust_settings(trust)
         what = f"{self._repository.name}:{self._version}"
         if fmt.pickled:
-            settings.gate_pickle(what, fmt.name, self._repository.name, self._version)
+            settings.gate_pickle(what, fmt.name, self._repository.name, self._version,
+                                 signature=self.verify)
         if tensors is not None:
             if fmt.name != "safetensors":
                 raise FormatError(f"tensors=... selects tensors of a safetensors model; "

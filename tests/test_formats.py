@@ -243,7 +243,7 @@ def test_trust_sources_tighten_never_loosen(folder_repo, tmp_path, monkeypatch):
         with pytest.raises(TrustError, match="set by RORO_TRUST"):
             image.get_model()
     monkeypatch.setenv("RORO_TRUST", "pickle=signed")
-    with pytest.raises(TrustError, match="signed versions are not available"):
+    with pytest.raises(TrustError, match="the version is not signed"):
         image.get_model()
     monkeypatch.delenv("RORO_TRUST")
     (tmp_path / "roro.yml").write_text("trust:\n  pickle: deny\n")

@@ -329,3 +329,20 @@ def test_without_cryptography_reads_warn_and_checks_fail_naming_the_extra(signed
     assert {(p["kind"], p["seq"]) for p in fsck["problems"]} == {
         ("bad-signature", 1), ("bad-signature", 3), ("bad-signature", 4)}
     assert "cannot be checked" in fsck["problems"][0]["message"]
+
+
+def test_trust_pickle_signed_loads_only_signed_versions(signed, keys, monkeypatch):
+    """trust: pickle: signed (issue 15's gate, issue 16's signatures): an unsigned version's
+    pickle is refused before a byte of it is read; a signed one loads; with trust: keys only
+    the listed fingerprints pass."""
+    from roro.errors import TrustError
+    repo = fresh(signed.store.url)
+    monkeypatch.setenv("RORO_TRUST", "pickle=signed")
+    assert repo.get_model(1) == {"w": 1} and repo.get_model(3) == {"w": 3}
+    with pytest.raises(TrustError, match="the version is not signed"):
+        repo.get_model(2)
+    monkeypatch.setenv("RORO_TRUST", json.dumps({"pickle": "signed", "keys": [keys["alice"]]}))
+    assert repo.get_model(1) == {"w": 1}
+    with pytest.raises(TrustError, match=r"signed by 'bob' .*not among trust: keys"):
+        repo.get_model(3)
+

@@ -15,7 +15,7 @@ intersect). Nothing stored with a model is ever read as a trust setting.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from ..errors import ConfigError, TrustError
@@ -33,7 +33,7 @@ class Trust(NamedTuple):
     pickle_source: str = "the default"
     skops_types: frozenset[str] | None = None  # None: no source listed any
     skops_source: str | None = None
-    keys: tuple[str, ...] | None = None  # for signatures (not used yet)
+    keys: tuple[str, ...] | None = None  # key fingerprints whose signatures pass `signed`
 
     def tighten(self, settings: Mapping[str, Any] | None, source: str) -> Trust:
         """These settings with ``settings`` (from ``source``) applied on top: a stricter pickle
@@ -61,19 +61,29 @@ class Trust(NamedTuple):
                 "skops_source": self.skops_source}
 
     def gate_pickle(self, what: str, fmt: str, repository: str | None = None,
-                    version: int | None = None) -> None:
-        """Raise :class:`TrustError` unless a pickle of ``what`` may be loaded."""
+                    version: int | None = None,
+                    signature: Callable[[], dict[str, Any] | None] | None = None) -> None:
+        """Raise :class:`TrustError` unless a pickle of ``what`` may be loaded. ``signature()``
+        checks the version's event and its signature (raising for a bad one) and returns who
+        signed it (None: unsigned); it is called only for ``signed``."""
         if self.pickle == DENY:
             raise TrustError(f"refusing to load {what}: its format is {fmt}, and loading a pickle "
                              f"runs code; trust: pickle is 'deny' (set by {self.pickle_source})",
                              setting="pickle", source=self.pickle_source, repository=repository,
                              version=version, format=fmt)
         if self.pickle == SIGNED:
-            raise TrustError(f"refusing to load {what}: its format is {fmt}, and trust: pickle is "
-                             f"'signed' (set by {self.pickle_source}), but signed versions are not "
-                             f"available in this roro yet, so no pickle can pass; use 'allow' or "
-                             f"'deny'", setting="pickle", source=self.pickle_source,
-                             repository=repository, version=version, format=fmt)
+            sig = signature() if signature is not None else None
+            why = None
+            if sig is None:
+                why = "the version is not signed"
+            elif self.keys is not None and sig["key"] not in self.keys:
+                why = (f"it is signed by {sig['signer']!r} ({sig['key']}), which is not among "
+                       f"trust: keys")
+            if why is not None:
+                raise TrustError(f"refusing to load {what}: its format is {fmt}, trust: pickle is "
+                                 f"'signed' (set by {self.pickle_source}), and {why}",
+                                 setting="pickle", source=self.pickle_source,
+                                 repository=repository, version=version, format=fmt)
 
 
 def _replace(trust: Trust, **changes: Any) -> Trust:
