@@ -80,11 +80,22 @@ def visit(browser, url: str, origin: str) -> None:
 
 def follow(browser, element) -> None:
     """Click ``element`` and wait until the browser has left the page (a link or a submit)."""
-    from selenium.webdriver.support import expected_conditions
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.support.ui import WebDriverWait
     old = browser.find_element(By.TAG_NAME, "html")
     element.click()
-    WebDriverWait(browser, 20).until(expected_conditions.staleness_of(old))
+
+    def left(_driver) -> bool:
+        # selenium's staleness_of catches only StaleElementReferenceException; during the
+        # navigation chromedriver sometimes answers "unhandled inspector error" instead: the old
+        # page is gone either way (the next steps find what the new page shows)
+        try:
+            old.is_enabled()
+        except WebDriverException:
+            return True
+        return False
+
+    WebDriverWait(browser, 20).until(left)
     assert open_dialog(browser) is None
 
 
