@@ -161,6 +161,8 @@ def named_blobs(manifest: dict[str, Any]) -> list[tuple[str, int, str]]:
 def blob_sizes(manifest: dict[str, Any]) -> dict[str, int]:
     """``{digest: size}`` of the blobs a manifest names (see :func:`named_blobs`)."""
     return {d: size for d, size, _ in named_blobs(manifest)}
+
+
 def read_manifest_or_damage(objects: ObjectStore, digest: str,
                             known: bytes | None = None) -> tuple[dict[str, Any], bytes] | str:
     """:func:`read_manifest`, or why a version's manifest is damaged: missing, corrupt (after a

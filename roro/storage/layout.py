@@ -124,6 +124,8 @@ def is_key_path(key: str) -> bool:
     parts = key.split("/")
     return (len(parts) == 5 and parts[0] == REFS_PREFIX.rstrip("/") and parts[3] == "log"
             and seq_from_log_key(key) is not None)
+
+
 def keep_key(name: str) -> str:
     """The key of keep marker ``name`` (``<UTC time>-<uuid>``, see ``roro.objects.keep``)."""
     if not _GC_NAME.fullmatch(name):

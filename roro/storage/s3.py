@@ -654,6 +654,8 @@ def _seconds(option: str, value: float | None, default: float) -> float:
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
         raise StoreError(f"{option} must be a positive number of seconds, not {value!r}")
     return float(value)
+
+
 def _etag(value: Any) -> str | None:
     """An ETag as S3 sends it (``"<hex>"``, quotes included), without the quotes."""
     return value.strip('"') if isinstance(value, str) and value else None
