@@ -183,6 +183,8 @@ def test_verify_and_fsck_check_every_signature(signed, store_url, keys):
     assert only_alice.exit_code == 4
     assert json.loads(only_alice.stdout)["failures"] == [3, 4]
     assert run("verify", "m", "--key", "alice", "--key", keys["bob"], store=store_url).exit_code == 0
+    missing = run("verify", "nope", store=store_url, ok=None)
+    assert missing.exit_code == 3 and "'nope' does not exist" in missing.output
     fsck = json.loads(run("fsck", "--json", store=store_url).stdout)
     assert fsck["ok"] and fsck["signed_events"] == 3
 

@@ -15,7 +15,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..errors import InvalidArgumentError, SignatureError
+from ..errors import NotFoundError, SignatureError
 from ..refs import Event, RepoState
 from ..refs.events import verify_event
 from ..refspec import Ref
@@ -94,11 +94,11 @@ def verify_repository(repo: ModelRepository, ref: Ref | None = None, *,
                       require_signed: bool = False, keys: set[str] | None = None) -> VerifyReport:
     """Check the signatures of ``repo``'s log (every event, or those serving ``ref``)."""
     started = time.monotonic()
-    repo.exists()  # a missing repository raises NotFoundError with its usual message
     store, project = repo.store, repo.project.name
     events = store.reflog(project, repo.name).read_all()
-    if not events:
-        raise InvalidArgumentError(f"model repository {repo.name!r} has no log")
+    if not events:  # not found (exit 3), named as every other command names it
+        raise NotFoundError(f"model repository {repo.name!r} does not exist in project "
+                            f"{project!r}", repository=repo.name)
     wanted: set[int] | None = None
     if ref is not None:
         version = repo.resolve_ref(ref)
