@@ -11,6 +11,7 @@ from collections.abc import KeysView
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, NamedTuple, Protocol
 
 from . import writer
+from .bundle import EXTENSIONS as _EXTENSIONS
 from .config import trust_settings
 from .digests import digest_bytes
 from .environment import cloudpickle_version, python_version
@@ -60,8 +61,6 @@ if TYPE_CHECKING:
 
 CHUNK = 1 << 20
 #: The file name extension a download of each format gets by default.
-_EXTENSIONS = {"cloudpickle": ".pkl", "safetensors": ".safetensors", "onnx": ".onnx",
-               "skops": ".skops", "file": ".bin"}
 
 
 def _minor(version: str) -> str:
@@ -686,9 +685,24 @@ class ModelImage:
         self.authenticate()
         return self._repository.project.store.objects.open_verified(self._manifest["model"]["digest"])
 
+    def signature_bundle(self) -> bytes | None:
+        """This version's OpenSSF Model Signing bundle (verified bytes; :mod:`roro.bundle`), or
+        None: it was not saved with a ``p256`` key. Its event is read and its signature checked
+        first (one read, memoised per process)."""
+        if self._manifest is None or self._version is None:
+            return None
+        self.authenticate()
+        event = self._repository.version_event(self)
+        digest = event.payload.get("bundle") if event is not None else None
+        if digest is None:
+            return None
+        from .bundle import MAX_BUNDLE_SIZE
+        return self._repository.project.store.objects.read(digest, MAX_BUNDLE_SIZE)
+
     def download(self, to: str | os.PathLike[str] | IO[bytes] | None = None, *,
                  attachments: str | os.PathLike[str] | None = None, force: bool = False,
-                 progress: DownloadProgress | None = None) -> Downloaded:
+                 progress: DownloadProgress | None = None,
+                 signature: bool = False) -> Downloaded:
         """Write the saved model's bytes (the pickle; nothing is unpickled) and, with
         ``attachments``, every attachment below that directory. What ``roro models:download`` does.
 
@@ -700,10 +714,23 @@ class ModelImage:
         ``force``), an attachment name that is invalid, collides with another on a
         case-insensitive filesystem, or leads outside the directory (symbolic links included) is
         refused with :class:`~roro.errors.DownloadError`.
+
+        ``signature``: also write the version's OpenSSF Model Signing bundle as
+        ``model.sig`` in the ``attachments`` directory, with the model beside it as ``model``
+        plus its format's extension (``model.pkl``…; ``to`` must be None): the directory the
+        bundle signs, which ``model_signing`` verifies (README "Signatures"). A version saved
+        without a ``p256`` key has no bundle: :class:`~roro.errors.NotFoundError`, before any
+        byte is written.
         """
         if self._manifest is None:
             raise RoroError(f"{self!r} is not saved yet: it has nothing to download")
         self.authenticate()
+        bundle = self._bundle_for_download(to, attachments, force) if signature else None
+        if bundle is not None:
+            from .bundle import model_file_name
+            os.makedirs(os.fspath(attachments), exist_ok=True)  # type: ignore[arg-type]
+            to = os.path.join(os.fspath(attachments),  # type: ignore[arg-type]
+                              model_file_name(self.model_format or ""))
         progress = progress or _Silent()
         stream = None if to is None or isinstance(to, (str, os.PathLike)) else to
         target = None
@@ -739,7 +766,36 @@ class ModelImage:
                 progress.advance(att.size)
                 continue
             self._download_attachment(att, directory, path, force, progress)
+        if bundle is not None:
+            assert directory is not None
+            self._write_bundle(bundle, directory, force, unchanged)
         return Downloaded(target, planned, unchanged)
+
+    def _bundle_for_download(self, to: Any, attachments: Any, force: bool) -> bytes:
+        """The bundle a ``signature`` download writes; refused before anything is written."""
+        if attachments is None or to is not None:
+            raise InvalidArgumentError("a download with the signature bundle writes the model "
+                                       "and the attachments into one directory: give the "
+                                       "attachments directory and no other destination")
+        bundle = self.signature_bundle()
+        if bundle is None:
+            raise NotFoundError(f"{self!r} has no OpenSSF Model Signing bundle: only a save "
+                                f"signed with a p256 key stores one (roro keys:generate --type "
+                                f"p256)", repository=self._repository.name)
+        from .bundle import BUNDLE_FILE
+        refuse_existing(os.path.join(os.fspath(attachments), BUNDLE_FILE), force,
+                        digest_bytes(bundle), len(bundle))
+        return bundle
+
+    @staticmethod
+    def _write_bundle(bundle: bytes, directory: str, force: bool, unchanged: list[str]) -> None:
+        from .bundle import BUNDLE_FILE
+        path = os.path.join(directory, BUNDLE_FILE)
+        if refuse_existing(path, force, digest_bytes(bundle), len(bundle)):
+            unchanged.append(path)
+            return
+        write_verified(io.BytesIO(bundle), path, digest_bytes(bundle), "the signature bundle",
+                       replace=force)
 
     @staticmethod
     def _download_attachment(att: Attachment, directory: str, path: str, force: bool,

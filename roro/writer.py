@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from . import bundle as bundles
 from .config import find_config, load_config
 from .digests import digest_bytes
 from .environment import cloudpickle_version, current_author, now_utc, python_version
@@ -282,6 +283,8 @@ def publish(store: Store, project: str, repository: str, manifest: dict[str, Any
             f"the manifest would be {len(data)} bytes, more than the {MAX_MANIFEST_SIZE} a "
             f"manifest may hold ({len(manifest['attachments'])} attachments); put many small "
             f"files into one archive and attach that")
+    signer = configured_signer(sign)
+    bundle = _put_bundle(store, repository, manifest, signer, guard)
     digest = guard.put_bytes(data)
     store.remember_manifest(digest, data)
     crash_point("after-manifest")
@@ -296,14 +299,31 @@ def publish(store: Store, project: str, repository: str, manifest: dict[str, Any
             if latest_row is not None and latest_row["image"] == digest:
                 existing.append(latest_row["version"])
                 return None
-        return "version", {"version": (row["max_version"] if row else 0) + 1, "image": digest,
-                           "comment": manifest["comment"]}
+        payload = {"version": (row["max_version"] if row else 0) + 1, "image": digest,
+                   "comment": manifest["comment"]}
+        return "version", ({**payload, "bundle": bundle} if bundle else payload)
 
     event = append(store, project, repository, decide, before_write=guard.before_publish,
-                   sign=sign)
+                   sign=signer or False)
     if event is None:
         return Published(json.loads(data), digest, existing[-1], False)
     return Published(json.loads(data), digest, event["version"], True, event.sig)
+
+
+def _put_bundle(store: Store, repository: str, manifest: dict[str, Any],
+                signer: SigningKey | None, guard: ReuseGuard) -> str | None:
+    """With a p256 ``signer``, store the version's OpenSSF Model Signing bundle (recording the
+    store feature ``model-bundles`` first; :mod:`roro.bundle`); its digest, or None (no p256
+    key; or an attachment takes a name the bundle needs: a warning says so)."""
+    if signer is None or signer.type != "p256":
+        return None
+    files = bundles.bundle_files(manifest)
+    if isinstance(files, str):
+        warnings.warn(f"the new version of {repository!r} gets no OpenSSF Model Signing bundle: "
+                      f"{files} (its event is signed as usual)", RoroWarning, stacklevel=4)
+        return None
+    store.require_feature(bundles.BUNDLE_FEATURE)
+    return guard.put_bytes(bundles.make_bundle(files, signer, repository))
 
 
 def save_model(store: Store, project: str, repository: str, model: Any,

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import click
 
+from ..bundle import BUNDLE_FILE
 from ..errors import IntegrityError, NotFoundError
 from ..names import LATEST, validate_name, validate_tag
 from ..query import parse
@@ -595,10 +597,16 @@ def lineage_rows(lineage: dict[str, Any]) -> list[tuple[str, str]]:
 @click.option("--attachments", "attachments_dir", metavar="DIR",
               help="Also write the attachments below DIR (created if missing).")
 @click.option("--force", is_flag=True, help="Overwrite files that exist with other bytes.")
+@click.option("--signature", is_flag=True,
+              help="Also write the version's OpenSSF Model Signing bundle as DIR/model.sig, with "
+                   "the model beside it as DIR/model.EXT (needs --attachments DIR, not -o): "
+                   "'model_signing verify key DIR --signature DIR/model.sig --public_key KEY.pub' "
+                   "checks it. Only versions saved with a p256 key have one.")
 @json_option
 @click.pass_obj
 def models_download(state: CliState, spec: str, output: str | None,
-                    attachments_dir: str | None, force: bool, as_json: bool) -> None:
+                    attachments_dir: str | None, force: bool, signature: bool,
+                    as_json: bool) -> None:
     """Download a version's model bytes (a cloudpickle), verified, and its attachments.
 
     Nothing is unpickled. Every file is checked against its sha256 digest while it is written and
@@ -607,6 +615,9 @@ def models_download(state: CliState, spec: str, output: str | None,
     with other bytes is refused unless --force.
     """
     ref = parse_refspec(spec)  # a bad name is reported before the store is looked at
+    if signature and (attachments_dir is None or output is not None):
+        raise click.UsageError("--signature writes the model, the attachments and the bundle "
+                               "into one directory: give --attachments DIR and no -o")
     image = state.project.get_model_image(ref)
     to_stdout = output == "-"
     if to_stdout and render.stdout_is_terminal():
@@ -619,7 +630,8 @@ def models_download(state: CliState, spec: str, output: str | None,
     label = render.ref(image.repository.name, image.version)
     with _progress(total, label) as progress:
         done = image.download(sys.stdout.buffer if to_stdout else output,
-                              attachments=attachments_dir, force=force, progress=progress)
+                              attachments=attachments_dir, force=force, progress=progress,
+                              signature=signature)
     unchanged = set(done.unchanged)
     if as_json:
         model = image.to_dict()["model"]
@@ -630,7 +642,10 @@ def models_download(state: CliState, spec: str, output: str | None,
                       "written": done.model not in unchanged},
             "attachments": [{"name": a.name, "path": path, "size": a.size, "digest": a.digest,
                              "written": path not in unchanged}
-                            for a, path in zip(attachments, done.attachments, strict=True)]})
+                            for a, path in zip(attachments, done.attachments, strict=True)],
+            **({"signature": {"path": os.path.join(attachments_dir or "", BUNDLE_FILE),
+                              "format": "OpenSSF Model Signing v1.0 (Sigstore bundle)"}}
+               if signature else {})})
         return
     status = render.console(stderr=to_stdout)
     model_what = (render.safe_line(image.model_type), ", ", render.human_size(image.model_size))
@@ -651,6 +666,10 @@ def models_download(state: CliState, spec: str, output: str | None,
         if same:
             line.append(f"; {len(same)} already held the same bytes")
         status.print(line)
+    if signature:
+        status.print(render.text("Wrote the OpenSSF Model Signing bundle to ",
+                                 (render.safe_line(os.path.join(attachments_dir or "",
+                                                                BUNDLE_FILE)), "bold")))
 
 
 class _Quiet:

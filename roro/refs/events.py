@@ -8,7 +8,9 @@ Each event is one canonical JSON object stored create-only at ``log/<seq>.json``
 Types and their payloads:
 
 - ``create``: none (only at seq 1, written by ``create_model_repository``)
-- ``version``: ``version`` (int), ``image`` (manifest digest), ``comment`` (str)
+- ``version``: ``version`` (int), ``image`` (manifest digest), ``comment`` (str), and in a
+  signed event (version 2) optionally ``bundle``: the digest of the version's OpenSSF Model
+  Signing bundle (:mod:`roro.bundle`; store feature ``model-bundles``)
 - ``tag``: ``tag``, ``version`` (int, or null when the tag is removed), ``previous`` (int or null)
 - ``delete``: ``version`` (int)
 - ``destroy``: none: the repository is retired (hidden, read-only) until a ``restore``
@@ -50,6 +52,9 @@ EVENT_TYPES: dict[str, FieldTypes] = {
     "restore": {},
     "rename": {"from": str, "to": str},
 }
+#: Optional payload fields of event version 2, by event type: a version's OpenSSF Model Signing
+#: bundle (an object; :mod:`roro.bundle`, store feature ``model-bundles``), in signed events only.
+OPTIONAL_FIELDS: dict[str, FieldTypes] = {"version": {"bundle": str}}
 #: The event types of the ``repository-lifecycle`` format feature.
 LIFECYCLE_EVENTS = frozenset({"destroy", "restore", "rename"})
 LIFECYCLE_FEATURE = "repository-lifecycle"
@@ -191,6 +196,7 @@ def parse_event(raw: bytes, *, repository: str, seq: int) -> Event:
         spec["v"] = int
         if "sig" in body:
             spec["sig"] = dict
+            spec.update({k: t for k, t in OPTIONAL_FIELDS.get(type_, {}).items() if k in body})
     if set(body) != set(spec):
         raise broken(f"unexpected fields {sorted(set(body) ^ set(spec))}")
     for key, typ in spec.items():
@@ -206,6 +212,8 @@ def parse_event(raw: bytes, *, repository: str, seq: int) -> Event:
             parse_digest(body["prev"])
         if type_ == "version":
             parse_digest(body["image"])
+            if "bundle" in body:
+                parse_digest(body["bundle"])
         if type_ == "rename":
             validate_name(body["from"])
             validate_name(body["to"])
@@ -218,4 +226,5 @@ def parse_event(raw: bytes, *, repository: str, seq: int) -> Event:
         if problem is not None:
             raise broken(problem)
     payload = {k: body[k] for k in EVENT_TYPES[type_]}
+    payload.update({k: body[k] for k in OPTIONAL_FIELDS.get(type_, {}) if k in body})
     return Event(seq, body["prev"], type_, body["author"], body["time"], payload, raw, v, sig)
