@@ -29,7 +29,7 @@ import hashlib
 import json
 from typing import Any
 
-from .digests import hex_of
+from .digests import hex_of, parse_digest
 from .objects.canonical import canonical_json
 from .objects.manifest import model_format
 from .signing import PublicKey, SigningKey, _crypto, _public_from_der
@@ -68,6 +68,25 @@ def bundle_files(manifest: dict[str, Any]) -> list[tuple[str, str]] | str:
                    f"{BUNDLE_FILE} or a git path)"
         files.append((a["name"], a["digest"]))
     return files
+
+
+def source_bundles(manifest: dict[str, Any]) -> list[str]:
+    """The bundles of the versions a copy was made from: ``bundle`` of each source event its
+    ``lineage.copied_from`` (and their ``previous``) records. A copy brings them along, so the
+    sources' signatures stay verifiable where the copy is; gc keeps them with the copy."""
+    out: list[str] = []
+    lineage = manifest.get("lineage")
+    origin = lineage.get("copied_from") if isinstance(lineage, dict) else None
+    while isinstance(origin, dict) and len(out) < 100:
+        event = origin.get("event")
+        digest = event.get("bundle") if isinstance(event, dict) else None
+        if isinstance(digest, str):
+            try:
+                out.append(parse_digest(digest))
+            except ValueError:
+                pass  # a hand-edited lineage: nothing to keep
+        origin = origin.get("previous")
+    return out
 
 
 def _pae(payload: bytes) -> bytes:
@@ -139,8 +158,13 @@ def bundle_problem(data: bytes, files: list[tuple[str, str]], pub_der: bytes) ->
         return f"it cannot be read as a model signing bundle ({type(e).__name__}: {e})"
     if kind != (STATEMENT_TYPE, PREDICATE_TYPE):
         return f"its statement is not a model signing v1.0 statement ({kind[1]!r})"
-    wanted = _resources(files)
-    if not isinstance(resources, list) or sorted(map(str, resources)) != sorted(map(str, wanted)):
+    def entries(rs: Any) -> list[tuple[Any, ...]] | None:
+        if not isinstance(rs, list) or not all(isinstance(r, dict) for r in rs):
+            return None
+        return sorted((str(r.get("name")), str(r.get("algorithm")), str(r.get("digest")))
+                      for r in rs)
+
+    if entries(resources) is None or entries(resources) != entries(_resources(files)):
         return "its file digests are not those of the version's manifest"
     try:
         root = subject[0]["digest"]["sha256"]

@@ -133,6 +133,18 @@ class _Silent:
         pass
 
 
+class SignatureBundle(NamedTuple):
+    """A version's OpenSSF Model Signing bundle (:meth:`ModelImage.signature_bundle`): its
+    bytes and digest, the signer's name and key fingerprint, and whether it is the bundle of
+    the version this one was copied from (``source``)."""
+
+    data: bytes
+    digest: str
+    signer: str
+    key: str
+    source: bool
+
+
 class Downloaded(NamedTuple):
     """What :meth:`ModelImage.download` wrote: the model's file (None: it went to a stream) and
     the attachments' files, in name order; ``unchanged`` lists those of them that already held
@@ -141,6 +153,8 @@ class Downloaded(NamedTuple):
     model: str | None
     attachments: list[str]
     unchanged: list[str] = []
+    #: the OpenSSF Model Signing bundle written beside them (``signature=True``), else None
+    signature: SignatureBundle | None = None
 
 
 class ModelImage:
@@ -685,19 +699,31 @@ class ModelImage:
         self.authenticate()
         return self._repository.project.store.objects.open_verified(self._manifest["model"]["digest"])
 
-    def signature_bundle(self) -> bytes | None:
-        """This version's OpenSSF Model Signing bundle (verified bytes; :mod:`roro.bundle`), or
-        None: it was not saved with a ``p256`` key. Its event is read and its signature checked
-        first (one read, memoised per process)."""
+    def signature_bundle(self) -> SignatureBundle | None:
+        """This version's OpenSSF Model Signing bundle (:mod:`roro.bundle`): the verified bytes
+        and who signed it. A version saved with a ``p256`` key has its own; a copy made without
+        one has its source's (``lineage.copied_from``: the same files under the same names, so
+        the source's signature verifies them). None: neither. The version's event is read and
+        its signature checked first (one read, memoised per process)."""
         if self._manifest is None or self._version is None:
             return None
         self.authenticate()
         event = self._repository.version_event(self)
         digest = event.payload.get("bundle") if event is not None else None
-        if digest is None:
-            return None
+        if event is not None and event.sig is not None and digest is not None:
+            signer, key, source = event.sig["name"], event.sig["key"], False
+        else:
+            from .bundle import source_bundles
+            found = source_bundles(self._manifest)
+            origin = (self.lineage or {}).get("copied_from")
+            if not found or not isinstance(origin, dict) or \
+                    not isinstance(origin.get("signer"), dict):
+                return None
+            digest, source = found[0], True
+            signer, key = str(origin["signer"].get("name")), str(origin["signer"].get("key"))
         from .bundle import MAX_BUNDLE_SIZE
-        return self._repository.project.store.objects.read(digest, MAX_BUNDLE_SIZE)
+        data = self._repository.project.store.objects.read(digest, MAX_BUNDLE_SIZE)
+        return SignatureBundle(data, digest, signer, key, source)
 
     def download(self, to: str | os.PathLike[str] | IO[bytes] | None = None, *,
                  attachments: str | os.PathLike[str] | None = None, force: bool = False,
@@ -769,9 +795,9 @@ class ModelImage:
         if bundle is not None:
             assert directory is not None
             self._write_bundle(bundle, directory, force, unchanged)
-        return Downloaded(target, planned, unchanged)
+        return Downloaded(target, planned, unchanged, bundle)
 
-    def _bundle_for_download(self, to: Any, attachments: Any, force: bool) -> bytes:
+    def _bundle_for_download(self, to: Any, attachments: Any, force: bool) -> SignatureBundle:
         """The bundle a ``signature`` download writes; refused before anything is written."""
         if attachments is None or to is not None:
             raise InvalidArgumentError("a download with the signature bundle writes the model "
@@ -784,17 +810,18 @@ class ModelImage:
                                 f"p256)", repository=self._repository.name)
         from .bundle import BUNDLE_FILE
         refuse_existing(os.path.join(os.fspath(attachments), BUNDLE_FILE), force,
-                        digest_bytes(bundle), len(bundle))
+                        bundle.digest, len(bundle.data))
         return bundle
 
     @staticmethod
-    def _write_bundle(bundle: bytes, directory: str, force: bool, unchanged: list[str]) -> None:
+    def _write_bundle(bundle: SignatureBundle, directory: str, force: bool,
+                      unchanged: list[str]) -> None:
         from .bundle import BUNDLE_FILE
         path = os.path.join(directory, BUNDLE_FILE)
-        if refuse_existing(path, force, digest_bytes(bundle), len(bundle)):
+        if refuse_existing(path, force, bundle.digest, len(bundle.data)):
             unchanged.append(path)
             return
-        write_verified(io.BytesIO(bundle), path, digest_bytes(bundle), "the signature bundle",
+        write_verified(io.BytesIO(bundle.data), path, bundle.digest, "the signature bundle",
                        replace=force)
 
     @staticmethod

@@ -53,7 +53,6 @@ from .objects.manifest import (
     MAX_MANIFEST_SIZE,
     blob_sizes,
     read_manifest_or_damage,
-    referenced_digests,
 )
 from .objects.transfer import ObjectTransfer
 from .refs import Event, RefLog, list_repositories
@@ -444,11 +443,15 @@ def copy_image(src: Store, manifest: dict[str, Any], origin: dict[str, Any], dst
     published, unless the latest version already is that very copy.
     """
     transfer = ObjectTransfer(src.objects, dst.objects, pool)
+    copied = {**manifest, "lineage": copied_lineage(manifest, origin)}
     sizes = blob_sizes(manifest)
+    # the sources' OpenSSF bundles come along: their signatures stay verifiable in DST
+    sizes.update({d: len(src.objects.read(d, bundles.MAX_BUNDLE_SIZE))
+                  for d in bundles.source_bundles(copied)})
     dst.require_features(src.features())  # DESIGN §14: before what may need them
     guard = reuse_guard(dst)
     guard.start()  # before anything is looked at or copied: the gc rule's deadline counts from here
-    missing, found, known = transfer.classify(referenced_digests(manifest))
+    missing, found, known = transfer.classify(sizes)
     def again(digest: str) -> Callable[[], None]:
         return lambda: None if transfer.copy(digest) else None
 
@@ -464,7 +467,6 @@ def copy_image(src: Store, manifest: dict[str, Any], origin: dict[str, Any], dst
     transfer.copy_all(missing, done)
     for d in missing:
         guard.written(d, sizes[d], again(d))
-    copied = {**manifest, "lineage": copied_lineage(manifest, origin)}
     return publish(dst, project, repository, copied, unless_latest=True, guard=guard), stats
 
 

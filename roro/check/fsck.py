@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from ..bundle import source_bundles
 from ..digests import digest_bytes
 from ..errors import IntegrityError, InvalidNameError, NotFoundError, SignatureError
 from ..names import attachment_collision, attachment_name_warning, name_warning, validate_name
@@ -35,6 +36,9 @@ from ..storage.layout import (
     seq_from_log_key,
 )
 from ..store import Store
+from .bundles import ROLE as BUNDLE_ROLE
+from .bundles import SOURCE_ROLE as SOURCE_BUNDLE_ROLE
+from .bundles import check_bundles
 from .checkpoints import scan_checkpoints
 from .index_rows import LogFacts, check_rows, freeze
 from .report import (
@@ -73,6 +77,7 @@ def fsck(store: Store, read_data: bool = False) -> FsckReport:
         stored = _list_objects(store.backend, report) - special
         report.objects = len(stored)
         report_missing_blobs(store.backend, refs, manifests, stored, report, special)
+        check_bundles(store.backend, refs, manifests, report, pool)
         if read_data:
             _read_data(store, sorted(stored - set(manifests)), refs, report, pool)
         _check_gc_keys(store.backend, report)
@@ -178,7 +183,9 @@ def _check_logs(store: Store, report: FsckReport, pool: ThreadPoolExecutor
         if state.status == DESTROYED:
             report.destroyed_repositories += 1
             for ref in state.versions.values():
-                destroyed[ref.image] = max(destroyed.get(ref.image, ""), state.closed_time or "")
+                # a bundle read as a manifest is no manifest: it is retained alone, as it should
+                for d in (ref.image, *([ref.bundle] if ref.bundle else [])):
+                    destroyed[d] = max(destroyed.get(d, ""), state.closed_time or "")
             continue
         if state.status == RENAMED:
             assert state.renamed_to is not None and state.closed_seq is not None
@@ -203,6 +210,8 @@ def _check_logs(store: Store, report: FsckReport, pool: ThreadPoolExecutor
                     blocks_gc=False))
         for v, ref in sorted(state.versions.items()):
             refs.setdefault(ref.image, []).append((project, name, v, "manifest"))
+            if ref.bundle is not None:
+                refs.setdefault(ref.bundle, []).append((project, name, v, BUNDLE_ROLE))
     return refs, destroyed, facts, snapshot
 
 
@@ -245,8 +254,8 @@ def _check_manifests(backend: Backend, refs: Refs, report: FsckReport,
     """Read and verify every manifest in ``refs``, adding the blobs each names to ``refs``;
     returns ``digest -> (manifest, its text)`` (None: missing or unusable, reported)."""
     uncached = ObjectStore(backend)  # fsck reads the store itself, never a local cache
-    read = list(pool.map(lambda d: (d, *_read_manifest(uncached, d, refs[d], report)),
-                         sorted(refs)))
+    images = sorted(d for d, who in refs.items() if any(r == "manifest" for *_, r in who))
+    read = list(pool.map(lambda d: (d, *_read_manifest(uncached, d, refs[d], report)), images))
     manifests = {d: found for d, found, _ in read}
     report.verified += sum(hashed for _, _, hashed in read)
     for mdigest, found in manifests.items():
@@ -254,9 +263,12 @@ def _check_manifests(backend: Backend, refs: Refs, report: FsckReport,
             continue
         manifest = found[0]
         _warn_attachment_names(mdigest, manifest, refs[mdigest], report)
+        sources = source_bundles(manifest)
         for project, name, v, _ in refs[mdigest]:
             for digest, _size, role in named_blobs(manifest):
                 refs.setdefault(digest, []).append((project, name, v, role))
+            for digest in sources:
+                refs.setdefault(digest, []).append((project, name, v, SOURCE_BUNDLE_ROLE))
     return manifests
 
 
@@ -419,6 +431,8 @@ def _check_log(backend: Backend, project: str, name: str, items: list[tuple[int,
         if event.type == "version":
             version_events[event["version"]] = event
             report.images.add(event["image"])
+            if "bundle" in event.payload and event.sig is not None:
+                report.bundle_keys[event["bundle"]] = event.sig["pub"]
         why = event_problem(state, event, name)
         if why is not None:
             problem(why, seq=seq, version=_version_of(event),

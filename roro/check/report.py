@@ -17,6 +17,7 @@ SPECIAL_FILE = "special-file"        # a symlink, FIFO, device, or a directory w
 BAD_CHECKPOINT = "bad-checkpoint"    # the newest checkpoint of a repository is wrong or unreadable
 UNREADABLE_MARKER = "unreadable-marker"  # gc: a young keep marker that cannot be read intact
 BAD_SIGNATURE = "bad-signature"      # a signed event whose signature does not verify (or cannot be checked)
+BAD_BUNDLE = "bad-bundle"            # a version's OpenSSF Model Signing bundle does not fit it (or cannot be checked)
 # Warning kinds (FsckReport.warnings: reported, never errors, never blocking gc).
 VERSION_LIKE_TAG = "version-like-tag"  # a tag such as v2 (from before tags could not look so)
 NAME_WARNING = "name-warning"        # a stored name a new write would refuse (e.g. a Windows device name)
@@ -95,6 +96,8 @@ class FsckReport:
     #: objects of the newest checkpoint of each repository (kept by gc) and those older
     #: pointers name (gc deletes them): not unreferenced
     checkpoint_objects: set[str] = field(default_factory=set, repr=False)
+    #: bundle digest -> the public key (base64 DER) of the signed version event naming it
+    bundle_keys: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -102,7 +105,7 @@ class FsckReport:
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in asdict(self).items()
-               if k not in ("reachable", "images", "checkpoint_objects")}
+               if k not in ("reachable", "images", "checkpoint_objects", "bundle_keys")}
         out["ok"] = self.ok
         return out
 

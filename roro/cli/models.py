@@ -643,9 +643,8 @@ def models_download(state: CliState, spec: str, output: str | None,
             "attachments": [{"name": a.name, "path": path, "size": a.size, "digest": a.digest,
                              "written": path not in unchanged}
                             for a, path in zip(attachments, done.attachments, strict=True)],
-            **({"signature": {"path": os.path.join(attachments_dir or "", BUNDLE_FILE),
-                              "format": "OpenSSF Model Signing v1.0 (Sigstore bundle)"}}
-               if signature else {})})
+            **({"signature": _bundle_json(done.signature, attachments_dir or "")}
+               if done.signature is not None else {})})
         return
     status = render.console(stderr=to_stdout)
     model_what = (render.safe_line(image.model_type), ", ", render.human_size(image.model_size))
@@ -666,10 +665,19 @@ def models_download(state: CliState, spec: str, output: str | None,
         if same:
             line.append(f"; {len(same)} already held the same bytes")
         status.print(line)
-    if signature:
-        status.print(render.text("Wrote the OpenSSF Model Signing bundle to ",
-                                 (render.safe_line(os.path.join(attachments_dir or "",
-                                                                BUNDLE_FILE)), "bold")))
+    if done.signature is not None:
+        b = done.signature
+        status.print(render.text(
+            "Wrote the OpenSSF Model Signing bundle ",
+            "of the version it was copied from " if b.source else "", "(signed by ",
+            (render.safe_line(b.signer), "bold"), f" {render.safe_line(b.key)}) to ",
+            (render.safe_line(os.path.join(attachments_dir or "", BUNDLE_FILE)), "bold")))
+
+
+def _bundle_json(bundle: Any, directory: str) -> dict[str, Any]:
+    return {"path": os.path.join(directory, BUNDLE_FILE), "digest": bundle.digest,
+            "signer": bundle.signer, "key": bundle.key, "source": bundle.source,
+            "format": "OpenSSF Model Signing v1.0 (Sigstore bundle)"}
 
 
 class _Quiet:

@@ -151,6 +151,7 @@ class VersionRef:
     seq: int
     signer: str | None = None
     signer_key: str | None = None
+    bundle: str | None = None  # the digest of its OpenSSF Model Signing bundle (roro.bundle)
 
 
 @dataclass
@@ -200,7 +201,8 @@ class RepoState:
     def add_version(self, event: Event) -> None:
         v = event["version"]
         self.versions[v] = VersionRef(v, event["image"], event["comment"], event.author,
-                                      event.time, event.seq, event.signer, event.signer_key)
+                                      event.time, event.seq, event.signer, event.signer_key,
+                                      event.payload.get("bundle"))
 
     def set_tag(self, event: Event) -> None:
         if event["version"] is None:

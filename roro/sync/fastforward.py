@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from ..bundle import MAX_BUNDLE_SIZE, source_bundles
 from ..errors import IntegrityError, InvalidNameError, NotFoundError, RoroError
 from ..names import validate_name
 from ..objects.manifest import blob_sizes as sizes_of_blobs
@@ -336,6 +337,7 @@ class _Syncer:
             blob_sizes.update(blobs)
             if image in live:
                 required.update(blobs)
+        self._plan_bundles(new, manifests, live, blob_sizes, required)
         optional = [d for d in blob_sizes if d not in required]
         if optional:  # of deleted versions or a destroyed repository: copied while they last
             present = dict(zip(optional, self.pool.map(self.src.objects.has, optional),
@@ -350,6 +352,31 @@ class _Syncer:
         res.bytes_skipped = sum(sizes[d] for d in found)
         return _Plan(manifests, missing_blobs, missing_mans, found, sizes,
                      sum(sizes[d] for d in missing_blobs + missing_mans))
+
+    def _plan_bundles(self, new: list[Event], manifests: dict[str, Any], live: set[str],
+                      sizes: dict[str, int], required: set[str]) -> None:
+        """Add the OpenSSF bundles the new version events name (and those of the sources of
+        copies) to ``sizes`` (read from SRC, verified: they are small), required when their
+        version stays live; a bundle gc took with its deleted version is skipped."""
+        named = {e["bundle"]: e["image"] for e in new
+                 if e.type == "version" and "bundle" in e.payload}
+        for image, (_, manifest) in manifests.items():
+            named.update(dict.fromkeys(source_bundles(manifest), image))
+        todo = [d for d in named if d not in sizes]
+
+        def size(digest: str) -> int | None:
+            try:
+                return len(self.src.objects.read(digest, MAX_BUNDLE_SIZE))
+            except NotFoundError:
+                if named[digest] in live:
+                    raise missing_in(digest, self.src.url) from None
+                return None
+
+        for digest, n in zip(todo, self.pool.map(size, todo), strict=True):
+            if n is not None:
+                sizes[digest] = n
+                if named[digest] in live:
+                    required.add(digest)
 
     def _again(self, digest: str, plan: _Plan) -> Callable[[], None]:
         """How to write one of the plan's objects into DST again (the gc rule's repair)."""
