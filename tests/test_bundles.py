@@ -16,9 +16,10 @@ import warnings
 
 import model_signing
 import pytest
+import test_signatures
 from support.trust_helpers import flip_byte, rewrite
 from test_cli import run
-from test_signatures import event_body, fresh, keys, store_url  # noqa: F401 - fixtures
+from test_signatures import event_body, fresh
 
 import roro
 from roro import Store
@@ -30,9 +31,12 @@ from roro.signing import load_signing_key
 from roro.storage import layout
 from roro.storage.layout import log_key, object_key
 
+store_url = test_signatures.store_url  # a folder store and SeaweedFS
+keys = test_signatures.keys  # alice (ed25519) and bob (p256)
+
 
 @pytest.fixture
-def bundled(store_url, keys, monkeypatch) -> roro.ModelRepository:  # noqa: F811
+def bundled(store_url, keys, monkeypatch) -> roro.ModelRepository:
     """m: v1 saved by bob (p256: a bundle) with two attachments, v2 by alice (ed25519: none)."""
     repo = roro.Project("default", store_url).get_model_repository("m")
     monkeypatch.setenv("RORO_SIGNING_KEY", "bob")
@@ -137,7 +141,7 @@ def test_fsck_checks_bundles_and_gc_keeps_them_with_their_version(bundled, store
     assert not store.backend.exists(object_key(bundle))
 
 
-def test_fsck_reports_a_bundle_that_does_not_fit_its_version(bundled, store_url, keys):  # noqa: F811
+def test_fsck_reports_a_bundle_that_does_not_fit_its_version(bundled, store_url, keys):
     """bob (who holds the key) re-signs v2's event naming v1's bundle: the event verifies, the
     bundle does not fit v2's files."""
     store = Store(store_url)
@@ -235,7 +239,7 @@ def test_only_signed_version_events_may_name_a_bundle():
             parse_event(canonical_json(body), repository="m", seq=2)
 
 
-def test_attachments_taking_the_bundles_names_get_no_bundle(store_url, keys, monkeypatch):  # noqa: F811
+def test_attachments_taking_the_bundles_names_get_no_bundle(store_url, keys, monkeypatch):
     repo = roro.Project("default", store_url).get_model_repository("m")
     monkeypatch.setenv("RORO_SIGNING_KEY", "bob")
     for name in ("model.pkl", "model.sig", ".gitignore", ".github/ci.yml"):
