@@ -29,10 +29,11 @@ import hashlib
 import json
 from typing import Any
 
+from . import signing
 from .digests import hex_of, parse_digest
 from .objects.canonical import canonical_json
 from .objects.manifest import model_format
-from .signing import PublicKey, SigningKey, _crypto, _public_from_der
+from .signing import PublicKey, SigningKey
 
 BUNDLE_FEATURE = "model-bundles"
 #: The bundle's file name beside the downloaded files (model_signing's default signature name).
@@ -173,9 +174,9 @@ def bundle_problem(data: bytes, files: list[tuple[str, str]], pub_der: bytes) ->
         consistent = False
     if not consistent:
         return "its subject digest does not match its file digests"
-    prims = _crypto()
+    prims = signing._crypto()
     from cryptography.exceptions import InvalidSignature  # loaded by _crypto() above
-    public = _public_from_der("signer", pub_der)
+    public = signing._public_from_der("signer", pub_der)
     if public.type != "p256" or hint != _key_hint(public):
         return "it names another key than the one that signed the version's event"
     try:

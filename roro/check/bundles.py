@@ -72,5 +72,7 @@ def _problem(data: bytes, manifest: dict[str, Any], pub: str | None) -> str | No
         return bundle_problem(data, files, base64.b64decode(pub, validate=True))
     except (binascii.Error, ValueError):
         return "the event naming it has a malformed public key"
-    except (SignatureError, SigningUnavailableError) as e:
+    except SigningUnavailableError as e:
+        return f"it cannot be checked here: {e}"
+    except SignatureError as e:
         return str(e)
