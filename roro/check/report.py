@@ -16,8 +16,8 @@ INCOMPLETE_RENAME = "incomplete-rename"  # renamed, but the new name lacks the r
 SPECIAL_FILE = "special-file"        # a symlink, FIFO, device, or a directory where a key's file goes
 BAD_CHECKPOINT = "bad-checkpoint"    # the newest checkpoint of a repository is wrong or unreadable
 UNREADABLE_MARKER = "unreadable-marker"  # gc: a young keep marker that cannot be read intact
-BAD_SIGNATURE = "bad-signature"      # a signed event whose signature does not verify (or cannot be checked)
 BAD_BUNDLE = "bad-bundle"            # a version's OpenSSF Model Signing bundle does not fit it (or cannot be checked)
+BAD_SIGNATURE = "bad-signature"      # a signed event whose signature does not verify (or cannot be checked)
 # Warning kinds (FsckReport.warnings: reported, never errors, never blocking gc).
 VERSION_LIKE_TAG = "version-like-tag"  # a tag such as v2 (from before tags could not look so)
 NAME_WARNING = "name-warning"        # a stored name a new write would refuse (e.g. a Windows device name)

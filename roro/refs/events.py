@@ -189,6 +189,8 @@ def parse_event(raw: bytes, *, repository: str, seq: int) -> Event:
     if type_ not in EVENT_TYPES:
         raise broken(f"unknown event type {type_!r}")
     spec = {**_COMMON, **EVENT_TYPES[type_]}
+    if "v" in body and "sig" in body:  # the optional fields of signed events (version 2)
+        spec.update({k: t for k, t in OPTIONAL_FIELDS.get(type_, {}).items() if k in body})
     v = body.get("v", 1)
     if "v" in body:
         if v != EVENT_V2 or isinstance(v, bool):
@@ -196,7 +198,6 @@ def parse_event(raw: bytes, *, repository: str, seq: int) -> Event:
         spec["v"] = int
         if "sig" in body:
             spec["sig"] = dict
-            spec.update({k: t for k, t in OPTIONAL_FIELDS.get(type_, {}).items() if k in body})
     if set(body) != set(spec):
         raise broken(f"unexpected fields {sorted(set(body) ^ set(spec))}")
     for key, typ in spec.items():

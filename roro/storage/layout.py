@@ -37,9 +37,9 @@ KNOWN_FEATURES: frozenset[str] = frozenset({
     "repository-lifecycle",  # destroy, restore and rename events in ref logs (issue 14)
     "gc-keep",  # gc keep markers under gc/keep/ (issue 13.3)
     "manifest-v2",  # version 2 manifests: model formats, summaries, contracts (issue 15)
+    "model-bundles",  # a version event's 'bundle': its OpenSSF Model Signing bundle (issue 16)
     "signed-events",  # event version 2: ref events with a signature (issue 16)
     "checkpoints",  # checkpoint pointers under checkpoints/ and their objects (issue 18)
-    "model-bundles",  # a version event's 'bundle': its OpenSSF Model Signing bundle (issue 16)
 })
 #: The feature the first checkpoint records (before its object and pointer are written).
 CHECKPOINT_FEATURE = "checkpoints"

@@ -27,7 +27,6 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ..bundle import MAX_BUNDLE_SIZE, source_bundles
 from ..errors import IntegrityError, InvalidNameError, NotFoundError, RoroError
 from ..names import validate_name
 from ..objects.manifest import blob_sizes as sizes_of_blobs
@@ -358,6 +357,7 @@ class _Syncer:
         """Add the OpenSSF bundles the new version events name (and those of the sources of
         copies) to ``sizes`` (read from SRC, verified: they are small), required when their
         version stays live; a bundle gc took with its deleted version is skipped."""
+        from ..bundle import MAX_BUNDLE_SIZE, source_bundles  # beside roro.signing: light
         named = {e["bundle"]: e["image"] for e in new
                  if e.type == "version" and "bundle" in e.payload}
         for image, (_, manifest) in manifests.items():
