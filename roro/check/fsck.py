@@ -243,7 +243,7 @@ def _destroyed_objects(backend: Backend, destroyed: dict[str, str], refs: Refs,
         when = destroyed[digest]
         names = [digest]
         if manifest is not None:
-            names += referenced_digests(manifest)
+            names += referenced_digests(manifest) + source_bundles(manifest)
         for d in names:
             if d not in refs:
                 retained[d] = max(retained.get(d, ""), when)
