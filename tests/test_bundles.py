@@ -252,3 +252,10 @@ def test_attachments_taking_the_bundles_names_get_no_bundle(store_url, keys, mon
                    in str(w.message) and name in str(w.message) for w in caught), name
         assert image.signature["signer"] == "bob"
         assert image.signature_bundle() is None
+
+
+def test_a_destroyed_repository_retains_its_bundles_for_a_restore(bundled, store_url):
+    bundle = event_body(Store(store_url), 1)["bundle"]
+    bundled.destroy()
+    fsck = json.loads(run("fsck", "--json", store=store_url).stdout)
+    assert bundle in fsck["retained"] and bundle not in fsck["unreferenced"]
