@@ -283,21 +283,30 @@ def publish(store: Store, project: str, repository: str, manifest: dict[str, Any
             f"manifest may hold ({len(manifest['attachments'])} attachments); put many small "
             f"files into one archive and attach that")
     signer = configured_signer(sign)
-    bundle = _put_bundle(store, repository, manifest, signer, guard)
+    index = store.index
+    existing: list[int] = []
+
+    def latest_is(digest: str) -> bool:
+        latest = index.latest_version(project, repository)
+        latest_row = index.version(project, repository, latest) if latest else None
+        if latest_row is not None and latest_row["image"] == digest:
+            existing.append(latest_row["version"])
+            return True
+        return False
+
+    # a copy that will append nothing (its latest version is this manifest already) makes no
+    # bundle; the decision below is the one that counts
+    again = unless_latest and store.refresh(project, repository) is not None \
+        and latest_is(digest_bytes(data))
+    bundle = None if again else _put_bundle(store, repository, manifest, signer, guard)
     digest = guard.put_bytes(data)
     store.remember_manifest(digest, data)
     crash_point("after-manifest")
     guard.protect()
-    index = store.index
-    existing: list[int] = []
 
     def decide(row: Row) -> Decision:
-        if unless_latest and row is not None:
-            latest = index.latest_version(project, repository)
-            latest_row = index.version(project, repository, latest) if latest else None
-            if latest_row is not None and latest_row["image"] == digest:
-                existing.append(latest_row["version"])
-                return None
+        if unless_latest and row is not None and latest_is(digest):
+            return None
         payload = {"version": (row["max_version"] if row else 0) + 1, "image": digest,
                    "comment": manifest["comment"]}
         return "version", ({**payload, "bundle": bundle} if bundle else payload)

@@ -259,3 +259,12 @@ def test_a_destroyed_repository_retains_its_bundles_for_a_restore(bundled, store
     bundled.destroy()
     fsck = json.loads(run("fsck", "--json", store=store_url).stdout)
     assert bundle in fsck["retained"] and bundle not in fsck["unreferenced"]
+
+
+def test_a_copy_that_appends_nothing_writes_no_bundle(bundled, store_url, tmp_path, monkeypatch):
+    monkeypatch.setenv("RORO_SIGNING_KEY", "bob")
+    dst = str(tmp_path / "other")
+    roro.copy_image(store_url, "m:1", dst)
+    before = set(Store(dst).backend.list("objects/"))
+    again = roro.copy_image(store_url, "m:1", dst)
+    assert not again.created and set(Store(dst).backend.list("objects/")) == before
