@@ -48,6 +48,7 @@ GIT_PATHS = (".git", ".gitattributes", ".github", ".gitignore")
 #: each in the statement, base64 adds a third).
 MAX_BUNDLE_SIZE = 4 << 20
 MODEL_STEM = "model"
+#: The file name extension a download of each format gets (``NAME-vN.pkl``, ``model.pkl``).
 EXTENSIONS = {"cloudpickle": ".pkl", "safetensors": ".safetensors", "onnx": ".onnx",
               "skops": ".skops", "file": ".bin"}
 

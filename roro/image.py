@@ -60,7 +60,6 @@ if TYPE_CHECKING:
     from .repository import ModelRepository
 
 CHUNK = 1 << 20
-#: The file name extension a download of each format gets by default.
 
 
 def _minor(version: str) -> str:

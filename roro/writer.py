@@ -272,7 +272,8 @@ def publish(store: Store, project: str, repository: str, manifest: dict[str, Any
 
     With ``unless_latest``, nothing is appended when the latest version already is this very
     manifest (so re-running a copy does not stack identical versions). ``sign``: see
-    :func:`append`.
+    :func:`append`; a p256 key also stores the version's OpenSSF Model Signing bundle, which the
+    event names (:mod:`roro.bundle`).
     """
     store.ensure_initialized()
     guard = guard or reuse_guard(store)
