@@ -268,3 +268,21 @@ def test_a_copy_that_appends_nothing_writes_no_bundle(bundled, store_url, tmp_pa
     before = set(Store(dst).backend.list("objects/"))
     again = roro.copy_image(store_url, "m:1", dst)
     assert not again.created and set(Store(dst).backend.list("objects/")) == before
+
+
+def test_the_event_signature_covers_its_bundle_field(bundled, store_url, tmp_path,
+                                                     monkeypatch):
+    """A bucket writer pointing a version's event at another bundle breaks its signature: the
+    download stops naming the event, before a byte is written."""
+    monkeypatch.setenv("RORO_SIGNING_KEY", "bob")
+    bundled.new_image({"w": 3}).save("three")  # event 3, the last: no successor to break
+    store = Store(store_url)
+    body = event_body(store, 3)
+    body["bundle"] = event_body(store, 1)["bundle"]
+    rewrite(store, log_key("default", "m", 3), canonical_json(body))
+    out = tmp_path / "dl"
+    fresh(store_url)
+    result = run("models:download", "m:3", "--attachments", str(out), "--signature",
+                 store=store_url, ok=False)
+    assert result.exit_code == 4 and "event 3" in result.stderr and not out.exists()
+    assert "bad signature" in result.stderr
