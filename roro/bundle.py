@@ -18,7 +18,8 @@ the bundle is made), then each attachment by its name. A version whose attachmen
 bundle needs (the model's, ``model.sig``, or a git path the verifier always ignores: ``.git``,
 ``.gitattributes``, ``.github``, ``.gitignore``) gets no bundle; its event is signed as usual.
 
-Only ``cryptography`` is used (the ``roro[sign]`` extra); ``model_signing`` is a test dependency.
+Only ``cryptography`` is used, through :mod:`roro.signing` (the ``roro[sign]`` extra);
+``model_signing`` is a test dependency.
 """
 
 from __future__ import annotations
@@ -175,14 +176,9 @@ def bundle_problem(data: bytes, files: list[tuple[str, str]], pub_der: bytes) ->
         consistent = False
     if not consistent:
         return "its subject digest does not match its file digests"
-    prims = signing._crypto()
-    from cryptography.exceptions import InvalidSignature  # loaded by _crypto() above
-    public = signing._public_from_der("signer", pub_der)
+    public = signing.public_key_from_der(pub_der)
     if public.type != "p256" or hint != _key_hint(public):
         return "it names another key than the one that signed the version's event"
-    try:
-        prims.serialization.load_der_public_key(pub_der).verify(
-            sig, _pae(payload), prims.asymmetric.ec.ECDSA(prims.hashes.SHA256()))
-    except InvalidSignature:
+    if not public.verifies(sig, _pae(payload)):
         return "its signature does not verify with the key that signed the version's event"
     return None

@@ -11,6 +11,7 @@ from collections.abc import KeysView
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, NamedTuple, Protocol
 
 from . import writer
+from .bundle import BUNDLE_FILE, MAX_BUNDLE_SIZE, model_file_name, source_bundles
 from .bundle import EXTENSIONS as _EXTENSIONS
 from .config import trust_settings
 from .digests import digest_bytes
@@ -712,7 +713,6 @@ class ModelImage:
         if event is not None and event.sig is not None and digest is not None:
             signer, key, source = event.sig["name"], event.sig["key"], False
         else:
-            from .bundle import source_bundles
             found = source_bundles(self._manifest)
             origin = (self.lineage or {}).get("copied_from")
             if not found or not isinstance(origin, dict) or \
@@ -720,7 +720,6 @@ class ModelImage:
                 return None
             digest, source = found[0], True
             signer, key = str(origin["signer"].get("name")), str(origin["signer"].get("key"))
-        from .bundle import MAX_BUNDLE_SIZE
         data = self._repository.project.store.objects.read(digest, MAX_BUNDLE_SIZE)
         return SignatureBundle(data, digest, signer, key, source)
 
@@ -752,7 +751,6 @@ class ModelImage:
         self.authenticate()
         bundle = self._bundle_for_download(to, attachments, force) if signature else None
         if bundle is not None:
-            from .bundle import model_file_name
             os.makedirs(os.fspath(attachments), exist_ok=True)  # type: ignore[arg-type]
             to = os.path.join(os.fspath(attachments),  # type: ignore[arg-type]
                               model_file_name(self.model_format or ""))
@@ -807,7 +805,6 @@ class ModelImage:
             raise NotFoundError(f"{self!r} has no OpenSSF Model Signing bundle: only a save "
                                 f"signed with a p256 key stores one (roro keys:generate --type "
                                 f"p256)", repository=self._repository.name)
-        from .bundle import BUNDLE_FILE
         refuse_existing(os.path.join(os.fspath(attachments), BUNDLE_FILE), force,
                         bundle.digest, len(bundle.data))
         return bundle
@@ -815,7 +812,6 @@ class ModelImage:
     @staticmethod
     def _write_bundle(bundle: SignatureBundle, directory: str, force: bool,
                       unchanged: list[str]) -> None:
-        from .bundle import BUNDLE_FILE
         path = os.path.join(directory, BUNDLE_FILE)
         if refuse_existing(path, force, bundle.digest, len(bundle.data)):
             unchanged.append(path)

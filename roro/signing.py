@@ -116,6 +116,21 @@ class PublicKey:
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "type": self.type, "fingerprint": self.fingerprint}
 
+    def verifies(self, signature: bytes, data: bytes) -> bool:
+        """Whether ``signature`` is this key's signature of ``data`` (ECDSA with SHA-256 for a
+        p256 key): what an OpenSSF bundle's DSSE signature is checked with."""
+        prims = _crypto()
+        from cryptography.exceptions import InvalidSignature  # loaded by _crypto() above
+        key = prims.serialization.load_der_public_key(self.der)
+        try:
+            if self.type == "ed25519":
+                key.verify(signature, data)
+            else:
+                key.verify(signature, data, prims.asymmetric.ec.ECDSA(prims.hashes.SHA256()))
+        except InvalidSignature:
+            return False
+        return True
+
 
 class SigningKey:
     """A private key loaded from the keys directory: :meth:`sign` an event body."""
@@ -182,6 +197,12 @@ def generate_key(name: str, key_type: str = "ed25519") -> PublicKey:
     with open(public_path, "x", encoding="ascii") as f:
         f.write(public.pem())
     return public
+
+
+def public_key_from_der(der: bytes, name: str = "signer") -> PublicKey:
+    """The :class:`PublicKey` of DER bytes (SubjectPublicKeyInfo); SignatureError if they are
+    not a key of a type roro signs with."""
+    return _public_from_der(name, der)
 
 
 def _public_from_der(name: str, der: bytes) -> PublicKey:

@@ -25,7 +25,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("storage", ["roro.storage.*"]),
     ("objects", ["roro.objects.*"]),
     ("formats", ["roro.formats.*"]),
-    ("refs", ["roro.refs.*", "roro.signing"]),
+    ("refs", ["roro.refs.*", "roro.signing", "roro.bundle"]),
     ("store, query", ["roro.store", "roro.config", "roro.query.*"]),
     ("writer", ["roro.writer"]),
     ("image", ["roro.image", "roro.diff", "roro.notebook"]),
