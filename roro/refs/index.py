@@ -275,11 +275,13 @@ class Index:
                 return row
             manifests = _fetch_manifests(_needing_manifests(events, name), objects, known)
             with self.transaction() as conn:
-                view = _SqlView(conn, project, name, manifests)
+                view = _view(conn, project, name, manifests)
                 if view.last_seq >= seq:
                     for event in events:
                         if event.seq > view.last_seq:  # else applied meanwhile by another process
                             apply_event(view, event, name)
+                    if isinstance(view, _FreshView):
+                        view.flush()
                     crash_point("during-index-update")
             if view.last_seq >= seq:
                 if any(e.type == "restore" for e in events) and self._lacks_manifests(project,
@@ -312,9 +314,10 @@ class Index:
                     manifests.update(_fetch_manifests(
                         [e for e in _needing_manifests(events, name) if e.seq >= tail[0].seq],
                         objects, {}))
-                view = _SqlView(conn, project, name, manifests)
+                view = _FreshView(conn, project, name, manifests)
                 for event in events:
                     apply_event(view, event, name)
+                view.flush()
         except IntegrityError:
             with self.transaction():
                 self._delete_repository(project, name)
@@ -860,6 +863,14 @@ def _fetch_manifests(events: list[Event], objects: ObjectStore,
         return {**found, **dict(pool.map(fetch, to_read))}
 
 
+def _view(conn: sqlite3.Connection, project: str, name: str,
+          manifests: Manifests) -> _SqlView | _FreshView:
+    """The reducer's view of a repository's rows: in memory while it has none (a cold refresh),
+    else statement by statement."""
+    view = _SqlView(conn, project, name, manifests)
+    return view if view.exists else _FreshView(conn, project, name, manifests)
+
+
 class _SqlView:
     """The index rows of one repository as the reducer's :class:`~roro.refs.state.RepoMutator`:
     each mutator is a statement, inside the caller's transaction. ``manifests`` describe the
@@ -995,6 +1006,139 @@ class _SqlView:
             "UPDATE repositories SET status = ?, renamed_to = ?, closed_seq = ?, closed_time = ?, "
             "closed_by = ? WHERE project = ? AND name = ?",
             [status, renamed_to, *closed, self.project, self.name])
+
+
+class _FreshView:
+    """The rows of a repository the index has none of (a cold refresh, a rebuild), folded in
+    memory and written at the end with one ``executemany`` per table: a cold refresh of 100,000
+    events costs one statement per table instead of two or three per event. It answers the
+    reducer's questions and writes exactly the rows :class:`_SqlView` would (tests compare)."""
+
+    # positions in a ``versions`` row (the table's column order)
+    _DELETED, _DERIVED, _DAMAGED = 8, 9, 9 + len(DERIVED)
+
+    def __init__(self, conn: sqlite3.Connection, project: str, name: str,
+                 manifests: Manifests):
+        self.conn, self.project, self.name, self.manifests = conn, project, name, manifests
+        self.exists = False
+        self.last_seq = 0
+        self.last_hash: str | None = None
+        self.max_version = 0
+        self.status: str | None = None
+        self.rows: dict[int, list[Any]] = {}
+        self.keys: dict[int, list[tuple[str, Any]]] = {}  # of each live described version
+        self.tags: dict[str, int] = {}
+        self.tag_events: list[tuple[Any, ...]] = []
+        self.repo: list[Any] = []  # the repositories row, once advanced
+        self.closed: list[Any] = [None, None, None, None, None]  # status … closed_by
+
+    def is_live(self, version: int) -> bool:
+        row = self.rows.get(version)
+        return row is not None and row[self._DELETED] == 0
+
+    def tag_target(self, tag: str) -> int | None:
+        return self.tags.get(tag)
+
+    def tags_of(self, version: int) -> list[str]:
+        return sorted(t for t, v in self.tags.items() if v == version)
+
+    def _describe(self, version: int, image: str) -> tuple[list[Any], str | None]:
+        found = self.manifests.get(image)
+        if isinstance(found, str):
+            return [None] * len(DERIVED), found
+        if found is None:
+            return [None] * len(DERIVED), None
+        columns, keys = _described_with_keys(*found)
+        self.keys[version] = keys
+        return columns, None
+
+    def add_version(self, event: Event) -> None:
+        v = event["version"]
+        described, damaged = self._describe(v, event["image"])
+        self.rows[v] = [self.project, self.name, v, event["image"], event.seq, event.author,
+                        event.time, event["comment"], 0, *described, damaged, event.signer,
+                        event.signer_key]
+
+    def set_tag(self, event: Event) -> None:
+        if event["version"] is None:
+            self.tags.pop(event["tag"], None)
+        else:
+            self.tags[event["tag"]] = event["version"]
+        self.tag_events.append((self.project, self.name, event.seq, event["tag"],
+                                event["version"], event["previous"], event.author, event.time,
+                                event.signer, event.signer_key))
+
+    def _undescribe(self, row: list[Any]) -> None:
+        row[self._DERIVED:self._DAMAGED] = [None] * len(DERIVED)
+        self.keys.pop(row[2], None)
+
+    def delete_version(self, event: Event) -> None:
+        row = self.rows.get(event["version"])
+        if row is not None:
+            row[self._DELETED] = 1
+            self._undescribe(row)
+            row[self._DAMAGED] = None
+
+    def advance(self, event: Event, max_version: int) -> None:
+        self.last_seq, self.last_hash, self.max_version = event.seq, event.hash, max_version
+        created = self.repo[-1] if self.repo else event.time
+        self.repo = [self.last_seq, self.last_hash, self.max_version, event.time, event.md5,
+                     created]
+        self.exists = True
+
+    def close(self, event: Event) -> None:
+        self.status = "renamed" if event.type == "rename" else "destroyed"
+        for row in self.rows.values():
+            if row[self._DELETED] == 0:
+                row[self._DELETED] = 2
+                self._undescribe(row)
+        self.closed = [self.status, event["to"] if event.type == "rename" else None, event.seq,
+                       event.time, event.author]
+
+    def reopen(self, event: Event) -> None:
+        self.status = None
+        for version, row in self.rows.items():
+            if row[self._DELETED] == 2:
+                row[self._DELETED] = 0
+            if row[self._DELETED] == 0 and row[self._DERIVED + DERIVED.index("manifest")] is None \
+                    and row[3] in self.manifests:
+                described, damaged = self._describe(version, row[3])
+                row[self._DERIVED:self._DAMAGED + 1] = [*described, damaged]
+        self.closed = [None, None, None, None, None]
+
+    def flush(self) -> None:
+        """Write the rows (inside the caller's transaction)."""
+        if not self.repo:
+            return
+        p, n = self.project, self.name
+        self.conn.execute(
+            "INSERT INTO repositories (project, name, last_seq, last_hash, max_version, updated, "
+            "last_md5, created, status, renamed_to, closed_seq, closed_time, closed_by) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [p, n, *self.repo, *self.closed])
+        self.conn.executemany(
+            f"INSERT INTO versions (project, repository, version, image, seq, author, time, "
+            f"comment, deleted, {', '.join(DERIVED)}, damaged, signer, signer_key) "
+            f"VALUES ({', '.join('?' * (12 + len(DERIVED)))})", self.rows.values())
+        self.conn.executemany("INSERT INTO version_keys VALUES (?, ?, ?, ?, ?)",
+                              ((p, n, key, value, version)
+                               for version, keys in self.keys.items() for key, value in keys))
+        self.conn.executemany("INSERT INTO tags VALUES (?, ?, ?, ?)",
+                              ((p, n, tag, v) for tag, v in self.tags.items()))
+        self.conn.executemany("INSERT INTO tag_events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                              self.tag_events)
+
+
+def _described_with_keys(manifest: dict[str, Any],
+                         text: str) -> tuple[list[Any], list[tuple[str, Any]]]:
+    """:func:`derived_columns` and the version's :func:`key_values`, without parsing the
+    ``metadata`` column back."""
+    keys: list[tuple[str, Any]] = []
+    for key, value in manifest["metadata"].items():
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)) or (
+                isinstance(value, str) and "\x00" in value):
+            value = UNSORTABLE
+        keys.append((key, value))
+    return derived_columns(manifest, text), keys
 
 
 def derived_columns(manifest: dict[str, Any], text: str) -> list[Any]:
