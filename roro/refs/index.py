@@ -58,6 +58,10 @@ TABLES = ("repositories", "versions", "tags", "tag_events", "version_keys")
 #: object): a BLOB, which SQLite orders after every number and string, so ``value < x''`` selects
 #: exactly the sortable rows, numbers (numerically) before strings (by code point).
 UNSORTABLE = b""
+#: The JSON of the ``metadata`` and ``attachments`` columns: ``json.dumps(value,
+#: ensure_ascii=False)``, with one encoder for every call (``dumps`` with an option builds a new
+#: one each time) and no cycle check (values parsed from JSON have no cycles).
+_COLUMN_JSON = json.JSONEncoder(ensure_ascii=False, check_circular=False)
 Row = dict[str, Any]
 #: A manifest as the index stores it: the parsed manifest and its JSON text.
 Described = tuple[dict[str, Any], str]
@@ -1146,7 +1150,7 @@ def derived_columns(manifest: dict[str, Any], text: str) -> list[Any]:
     size = manifest["model"]["size"] + sum(a["size"] for a in manifest["attachments"])
     return [queryable_metadata(manifest["metadata"]), manifest["model"].get("type"),
             manifest["model"]["size"], size,
-            json.dumps(manifest["attachments"], ensure_ascii=False), text,
+            _COLUMN_JSON.encode(manifest["attachments"]), text,
             model_format(manifest)]
 
 
@@ -1173,4 +1177,4 @@ def queryable_metadata(metadata: dict[str, Any]) -> str:
     if any(isinstance(v, str) and "\x00" in v for v in metadata.values()):
         metadata = {k: NUL_STRING_PLACEHOLDER if isinstance(v, str) and "\x00" in v else v
                     for k, v in metadata.items()}
-    return json.dumps(metadata, ensure_ascii=False)
+    return _COLUMN_JSON.encode(metadata)
