@@ -107,6 +107,7 @@ class Store:
         self._features: frozenset[str] | None = None
         self.recent_manifests: dict[str, bytes] = {}
         self._confirmed: dict[tuple[str, str, int], Event] = {}  # see confirm_event
+        self._read_rows: dict[tuple[str, str], dict[str, Any] | None] | None = None
 
     def __repr__(self) -> str:
         return f"Store({self.url!r})"
@@ -328,6 +329,25 @@ class Store:
         ``appended``: an event this process has just written (applied without a read).
         If the index file cannot be written (a full disk), this handle goes on with a copy of
         it in memory, so that reading still works."""
+        reads = self._read_rows
+        if reads is not None and not check_tail and appended is None \
+                and (project, repository) in reads:
+            return reads[(project, repository)]
+        row = self._refresh(project, repository, check_tail=check_tail, appended=appended)
+        if reads is not None:
+            reads[(project, repository)] = row
+        return row
+
+    def read_once(self) -> None:
+        """From now on, a read's refresh of a repository this handle has already refreshed
+        answers from the index without looking at the log (a writer's refresh still does):
+        for one command that asks about a repository several times (``models:log`` resolves
+        it, lists it, then reads its tags), one listing instead of one per question. Not
+        for a long-lived handle: it would not see others' writes."""
+        self._read_rows = {}
+
+    def _refresh(self, project: str, repository: str, *, check_tail: bool,
+                 appended: Event | None) -> dict[str, Any] | None:
         if not self.is_initialized():
             return None
         from .refs.index import IN_MEMORY, IndexUnavailableError  # loaded with self.index

@@ -334,3 +334,47 @@ def test_cli_checkpoint_json(tmp_path, monkeypatch):
     out = CliRunner().invoke(main, ["checkpoint", "r"])
     assert "already there" in out.output
     assert roro.__name__ == "roro"
+
+
+def test_a_warm_read_command_lists_the_log_once(s3_endpoint, tmp_path, monkeypatch):
+    """``models:log`` and ``models:show`` on a warm S3 store: the marker, and one listing of
+    the log's tail however many times the command asks about the repository (resolve, list,
+    tags); ``show`` also reads the events it serves, to confirm them."""
+    from click.testing import CliRunner
+
+    import roro.store
+    from roro.cli import main
+    url = make_store_url("seaweedfs", tmp_path, s3_endpoint)
+    monkeypatch.setenv("RORO_CACHE_DIR", str(tmp_path / "cache"))
+    fill(Store(url), "p", "r", 30, tag_every=10)
+    seen: list[tuple[str, str]] = []
+
+    class Recording(CountingBackend):
+        def get(self, key, *args, **kwargs):
+            seen.append(("get", key.rsplit("/", 1)[-1] if "/log/" in key else key))
+            return super().get(key, *args, **kwargs)
+
+        def list(self, prefix="", *args, **kwargs):
+            seen.append(("list", prefix))
+            return super().list(prefix, *args, **kwargs)
+
+    def run(*argv: str) -> list[tuple[str, str]]:
+        seen.clear()
+        result = CliRunner().invoke(main, ["--store", url, "--project", "p", *argv],
+                                    catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return [(op, key.rpartition(layout.REFS_PREFIX)[2] if op == "list" else key)
+                for op, key in seen]
+
+    monkeypatch.setattr(roro.store, "open_backend",
+                        lambda location, **o: Recording(open_backend(location, **o)))
+    run("models:log", "r", "-n", "20")  # the first read indexes the store (cold)
+    tail = ("list", "p/r/log/")
+    assert run("models:log", "r", "-n", "20") == [("get", "roro.json"), tail]
+    fill(Store(url), "p", "r", 2, start=33, first_version=31)  # another machine's saves
+    after = run("models:log", "r", "-n", "20")  # and the new events and their manifests
+    assert after[:4] == [("get", "roro.json"), tail, ("get", "0000000034.json"),
+                         ("get", "0000000035.json")]
+    assert len(after) == 6 and all(k.startswith(layout.OBJECTS_PREFIX) for _, k in after[4:])
+    shown = run("models:show", "r:best", "--no-scan")
+    assert shown[:2] == [("get", "roro.json"), tail] and tail not in shown[2:]
