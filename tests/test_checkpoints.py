@@ -221,8 +221,9 @@ def test_writers_make_checkpoints_as_history_grows_and_never_fail_for_them(
     assert [p.seq for p in ck.pointers(backend, "p", "r")] == [68, 64]
 
 
-def test_kill_9_while_a_checkpoint_is_written_leaves_only_orphans(tmp_path, no_gc_floor):
-    url = str(tmp_path / "store")
+def test_kill_9_while_a_checkpoint_is_written_leaves_only_orphans(url, tmp_path, monkeypatch,
+                                                                  no_gc_floor):
+    monkeypatch.setenv("RORO_CACHE_DIR", str(tmp_path / "cache"))
     store = Store(url)
     fill(store, "p", "r", 100)
     store.close()
