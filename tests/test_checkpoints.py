@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import warnings
 import zlib
 
@@ -379,3 +380,66 @@ def test_a_warm_read_command_lists_the_log_once(s3_endpoint, tmp_path, monkeypat
     assert len(after) == 6 and all(k.startswith(layout.OBJECTS_PREFIX) for _, k in after[4:])
     shown = run("models:show", "r:best", "--no-scan")
     assert shown[:2] == [("get", "roro.json"), tail] and tail not in shown[2:]
+
+
+def test_a_checkpoint_over_three_levels_reuses_the_two_below(tmp_path, monkeypatch):
+    """Past 4,096 + 128 events a chain has three objects; the next checkpoint (here a writer's,
+    after its save) writes only the small one over the two it reuses (it used to fail with a
+    KeyError, from the save, looking for the events of the object it reuses)."""
+    url = str(tmp_path / "store")
+    fill(Store(url), "p", "r", 4300)
+    repo = Project("p", url).get_model_repository("r")
+    assert repo.checkpoint()["objects_written"] == 3
+    fill(Store(url), "p", "r", 3, start=4300, first_version=4301)
+    repo = Project("p", url).get_model_repository("r")
+    image = repo.new_model_image(b"the 4,304th event")
+    image.save("a writer's checkpoint at 4304")
+    backend = open_backend(parse_store_url(url))
+    newest = ck.newest_pointer(backend, "p", "r")
+    assert newest is not None and newest.seq == 4304
+    chain = ck.load_chain(Store(url).objects, "p", "r", newest.digest, newest.seq)
+    assert [(cp.start, cp.end) for _, cp in chain] == [(4224, 4304), (4096, 4224), (0, 4096)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got, _, store = cold_log(url, tmp_path, monkeypatch)
+        by_checkpoint = whole_index(store)
+    _, _, store = cold_log_without_checkpoints(url, tmp_path, monkeypatch)
+    assert by_checkpoint == whole_index(store) and got[0][0] == 4304
+    assert fsck(Store(url)).ok
+
+
+def test_gc_keeps_young_pointers_and_an_old_one_is_built_on_under_a_keep_marker(
+        tmp_path, monkeypatch):
+    """The gc rule for checkpoints: gc keeps the chain of every pointer younger than its grace
+    period (and the pointer), so a writer builds on a young pointer's chain writing nothing
+    more; building on an old one, it writes a keep marker for the objects it reuses."""
+    monkeypatch.setenv("RORO_GC_MIN_GRACE", "60")  # H = 30 s
+    url = str(tmp_path / "store")
+    backend = open_backend(parse_store_url(url))
+    fill(Store(url), "p", "r", 200)
+    repo = Project("p", url).get_model_repository("r")
+    repo.checkpoint()
+    first = ck.newest_pointer(backend, "p", "r")
+    assert first is not None
+    fill(Store(url), "p", "r", 4, start=200, first_version=201)
+    repo.checkpoint()  # on a young pointer: no marker
+    assert list(backend.list(layout.KEEP_PREFIX)) == []
+    old = time.time() - 3600
+    for top in ("checkpoints", "objects"):  # everything so far is an hour old
+        for folder, _, files in os.walk(os.path.join(url, top)):
+            for name in files:
+                os.utime(os.path.join(folder, name), (old, old))
+    fill(Store(url), "p", "r", 4, start=204, first_version=205)
+    repo.checkpoint()  # on an old pointer: the objects it reuses are protected
+    markers = list(backend.list(layout.KEEP_PREFIX))
+    assert len(markers) == 1
+    reused = set(loads(backend.get(markers[0]))["digests"])
+    assert first.digest not in reused and len(reused) == 1  # the object of events 1..128
+    # a pointer younger than the grace period is not deleted, nor its chain
+    fill(Store(url), "p", "r", 4, start=208, first_version=209)
+    repo.checkpoint()
+    collected = gc(Store(url), grace_seconds=60)
+    left = [p.seq for p in ck.pointers(backend, "p", "r")]
+    assert left == [212, 208], left  # 204 and 200 were old; 208 is young
+    assert collected.checkpoints_deleted == 2
+    assert fsck(Store(url)).ok
