@@ -32,7 +32,6 @@ from __future__ import annotations
 import hashlib
 import warnings
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any
 
 from ..digests import digest_bytes, parse_digest
@@ -76,9 +75,15 @@ class Event:
     v: int = 1
     sig: dict[str, str] | None = None
 
-    @cached_property
-    def hash(self) -> str:  # computed once: a cold refresh of 100,000 events asks twice each
-        return digest_bytes(self.raw)
+    @property
+    def hash(self) -> str:
+        # computed once (a cold refresh of 100,000 events asks twice each), without
+        # functools.cached_property's lock
+        found: str | None = self.__dict__.get("_hash")
+        if found is None:
+            found = digest_bytes(self.raw)
+            object.__setattr__(self, "_hash", found)
+        return found
 
     @property
     def md5(self) -> str:

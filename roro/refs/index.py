@@ -1162,15 +1162,24 @@ class _FreshView:
 
 def _described_with_keys(manifest: dict[str, Any],
                          text: str) -> tuple[list[Any], list[tuple[str, Any]]]:
-    """:func:`derived_columns` and the version's :func:`key_values`, without parsing the
-    ``metadata`` column back."""
+    """:func:`derived_columns` and the version's :func:`key_values`, in one pass over the
+    metadata (without parsing the ``metadata`` column back)."""
+    metadata = manifest["metadata"]
     keys: list[tuple[str, Any]] = []
-    for key, value in manifest["metadata"].items():
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)) or (
-                isinstance(value, str) and "\x00" in value):
+    nul = False
+    for key, value in metadata.items():
+        if isinstance(value, str):
+            if "\x00" in value:
+                nul, value = True, UNSORTABLE
+        elif isinstance(value, bool) or not isinstance(value, (int, float)):
             value = UNSORTABLE
         keys.append((key, value))
-    return derived_columns(manifest, text), keys
+    model, attachments = manifest["model"], manifest["attachments"]
+    size = model["size"] + sum(a["size"] for a in attachments)
+    return [queryable_metadata(metadata) if nul else _COLUMN_JSON.encode(metadata),
+            model.get("type"), model["size"], size,
+            _COLUMN_JSON.encode(attachments) if attachments else "[]", text,
+            model_format(manifest)], keys
 
 
 def derived_columns(manifest: dict[str, Any], text: str) -> list[Any]:
