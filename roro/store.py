@@ -108,6 +108,10 @@ class Store:
         self.recent_manifests: dict[str, bytes] = {}
         self._confirmed: dict[tuple[str, str, int], Event] = {}  # see confirm_event
         self._read_rows: dict[tuple[str, str], dict[str, Any] | None] | None = None
+        #: What a writer's next small checkpoint needs without a read: the events this handle
+        #: appended lately (their bytes) and the last small checkpoint object it wrote.
+        self.recent_events: dict[tuple[str, str, int], bytes] = {}
+        self.recent_checkpoints: dict[str, Any] = {}
 
     def __repr__(self) -> str:
         return f"Store({self.url!r})"
@@ -470,6 +474,11 @@ class Store:
             f"the local index says {what} of {repository!r}, but the log does not ({why}): the "
             f"index was edited or damaged; refusing to serve it. Run 'roro index --rebuild' "
             f"(and 'roro fsck' to see what else differs)", repository=repository, seq=seq)
+
+    def remember_event(self, project: str, repository: str, event: Event) -> None:
+        if len(self.recent_events) >= _EVENT_MEMO:
+            self.recent_events.clear()
+        self.recent_events[(project, repository, event.seq)] = event.raw
 
     def remember_manifest(self, digest: str, data: bytes) -> None:
         if len(self.recent_manifests) >= _MANIFEST_MEMO:

@@ -157,6 +157,7 @@ def append(store: Store, project: str, repository: str,
         event = log.append(seq, row["last_hash"] if row else None, type_, current_author(),
                            now_utc(), signer=signer, **payload)
         if event is not None:
+            store.remember_event(project, repository, event)
             crash_point("after-ref-event")
             after_commit(partial(store.refresh, project, repository, appended=event),
                          committed(project, repository, event))
@@ -195,9 +196,11 @@ def checkpoint(store: Store, project: str, repository: str, *,
         return data
 
     reliance = _ChainReliance(store, project, repository)
+    recent = {seq: raw for (p, r, seq), raw in store.recent_events.items()
+              if (p, r) == (project, repository) and head - checkpoints.PERIODS[0] < seq <= head}
     return checkpoints.build(
         store.reflog(project, repository), objects, head, manifest=manifest,
-        known={e.seq: e.raw for e in events},
+        known={**recent, **{e.seq: e.raw for e in events}}, cached=store.recent_checkpoints,
         max_log_reads=checkpoints.AUTO_MAX_LOG_READS if auto else None,
         before_first_write=lambda: store.require_feature(CHECKPOINT_FEATURE),
         rely=reliance.rely, before_pointer=reliance.before_pointer, crash=crash_point)

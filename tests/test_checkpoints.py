@@ -443,3 +443,30 @@ def test_gc_keeps_young_pointers_and_an_old_one_is_built_on_under_a_keep_marker(
     assert left == [212, 208], left  # 204 and 200 were old; 208 is young
     assert collected.checkpoints_deleted == 2
     assert fsck(Store(url)).ok
+
+
+def test_a_writers_checkpoint_costs_three_requests_on_s3(s3_endpoint, tmp_path, monkeypatch):
+    """Every 4th save from event 64 makes a checkpoint: on a handle that wrote the events since
+    its last one, the pointers' listing, the new small object and its pointer; nothing read
+    (the events are the handle's own, the object below it the one it wrote last)."""
+    url = make_store_url("seaweedfs", tmp_path, s3_endpoint)
+    monkeypatch.setenv("RORO_CACHE_DIR", str(tmp_path / "cache"))
+    fill(Store(url), "p", "r", 60)
+    counting = CountingBackend(open_backend(parse_store_url(url)))
+    repo = Project("p", store=Store(counting)).get_model_repository("r")
+    costs = {}
+    for i in range(61, 77):
+        counting.counts.clear()
+        image = repo.new_model_image(b"model %d" % i)
+        image["i"] = i
+        image.save(f"v{i}")
+        costs[i] = {k: v for k, v in counting.counts.items() if v}
+    plain = costs[65]
+    assert plain == costs[66] == costs[75], costs
+    extra = {"list": 1, "put_bytes_if_absent": 1, "put_if_absent": 1}
+    for i in (68, 72, 76):
+        assert costs[i] == {k: plain.get(k, 0) + extra.get(k, 0)
+                            for k in {*plain, *extra}}, (i, costs[i], plain)
+    newest = ck.newest_pointer(counting, "p", "r")
+    assert newest is not None and newest.seq == 76
+    assert fsck(Store(url)).ok

@@ -257,10 +257,12 @@ def read_object(objects: ObjectStore, digest: str, project: str,
 
 
 def load_chain(objects: ObjectStore, project: str, repository: str, digest: str, end: int,
-               down_to: int = 0) -> list[tuple[str, Checkpoint]]:
+               down_to: int = 0,
+               cached: dict[str, Checkpoint] | None = None) -> list[tuple[str, Checkpoint]]:
     """The checkpoint objects from ``digest`` (which must end at ``end``) back to the one that
     starts at or below ``down_to``, newest first, each read verified and decoded; their ranges
-    must join. :class:`CheckpointError` otherwise."""
+    must join. :class:`CheckpointError` otherwise. ``cached``: objects this process wrote
+    itself, by digest (not read again)."""
     chain: list[tuple[str, Checkpoint]] = []
     expected_end: int = end
     current: str | None = digest
@@ -269,7 +271,9 @@ def load_chain(objects: ObjectStore, project: str, repository: str, digest: str,
             raise CheckpointError(f"checkpoint {digest} of {project}/{repository} has a chain "
                                   f"longer than {len(PERIODS) + 1} objects", digest=digest,
                                   repository=repository)
-        cp = read_object(objects, current, project, repository)
+        found = cached.get(current) if cached is not None else None
+        cp = found if found is not None and (found.project, found.repository) == (
+            project, repository) else read_object(objects, current, project, repository)
         if cp.end != expected_end:
             raise CheckpointError(f"checkpoint {current} of {project}/{repository} ends at event "
                                   f"{cp.end}, not at event {expected_end}", digest=current,
@@ -384,6 +388,7 @@ def build(log: RefLog, objects: ObjectStore, head: int, *, manifest: ManifestSou
           before_first_write: Callable[[], None] | None = None,
           rely: Callable[[Pointer, Pointer], None] | None = None,
           before_pointer: Callable[[], None] | None = None,
+          cached: dict[str, Checkpoint] | None = None,
           crash: Callable[[str], None] | None = None) -> Written:
     """Make the checkpoint of events 1..``head`` (the caller's view of the log's end) unless a
     pointer at ``head`` or later exists: reuse what the newest checkpoint's chain holds, read
@@ -397,7 +402,9 @@ def build(log: RefLog, objects: ObjectStore, head: int, *, manifest: ManifestSou
     pointer's chain: ``reused`` names the newest reused object and where it ends (a pointer
     without a key; its chain is what is reused); the caller protects them from gc as a save
     protects the objects it reuses. ``before_pointer()`` runs right before the pointer is
-    written (the caller's deadline)."""
+    written (the caller's deadline). ``cached`` (the caller's, kept between calls): small
+    objects this process wrote, by digest; the newest one written is put there, replacing the
+    rest (a writer's next small checkpoint then reads no object)."""
     project, repository = log.project, log.repository
     backend = log.backend
     newest = newest_pointer(backend, project, repository)
@@ -422,7 +429,7 @@ def build(log: RefLog, objects: ObjectStore, head: int, *, manifest: ManifestSou
         try:
             if newest.seq > low:
                 chain = load_chain(objects, project, repository, newest.digest, newest.seq,
-                                   low)
+                                   low, cached)
                 for e in verified_events(chain, project, repository, low):
                     events[e.seq] = e
                 manifests = chain_manifests(chain)
@@ -475,6 +482,9 @@ def build(log: RefLog, objects: ObjectStore, head: int, *, manifest: ManifestSou
         written.append(digest)
         size += len(data)
         parent, parent_start = digest, start
+        if cached is not None and end - start <= PERIODS[1]:
+            cached.clear()
+            cached[digest] = body
     assert parent is not None
     if crash is not None:
         crash("checkpoint:before-pointer")
