@@ -20,7 +20,7 @@ from ..objects.canonical import canonical_json, loads
 from ..objects.manifest import named_blobs, read_manifest, referenced_digests
 from ..refs import Event, RepoState
 from ..refs.events import MAX_EVENT_SIZE, parse_event, verify_event
-from ..refs.state import DESTROYED, RENAMED, event_problem
+from ..refs.state import DESTROYED, RENAMED, Judge, event_problem
 from ..refspec import looks_like_version
 from ..signing import SigningUnavailableError
 from ..storage import Backend, KeyNotFoundError
@@ -38,6 +38,7 @@ from ..store import Store
 from .checkpoints import scan_checkpoints
 from .index_rows import LogFacts, check_rows, freeze
 from .report import (
+    BAD_POLICY,
     BAD_SIGNATURE,
     BROKEN_LOG,
     CORRUPT_OBJECT,
@@ -46,6 +47,7 @@ from .report import (
     INVALID_MANIFEST,
     MISSING_OBJECT,
     NAME_WARNING,
+    REJECTED_EVENT,
     SPECIAL_FILE,
     STRAY_FILE,
     VERSION_LIKE_TAG,
@@ -155,6 +157,7 @@ def _check_logs(store: Store, report: FsckReport, pool: ThreadPoolExecutor
                 INDEX_MISMATCH, "the local index has rows of a repository it has never read "
                 "the log of: the index was edited or damaged (run 'roro index --rebuild')",
                 project=project, repository=name, blocks_gc=False))
+    policy = _read_policy(store, report)
     logs = _group_log_keys(store.backend.list(REFS_PREFIX), report)
     report.projects = len({p for p, _ in logs})
     report.repositories = len(logs)
@@ -169,7 +172,8 @@ def _check_logs(store: Store, report: FsckReport, pool: ThreadPoolExecutor
         position = positions.get((project, name))
         before = len(report.problems)
         state, seen, at = _check_log(store.backend, project, name, items, report, pool,
-                                     position[0] if position else 0)
+                                     position[0] if position else 0,
+                                     policy.judge(project, name) if policy else None)
         whole = len(report.problems) == before  # a broken log is no yardstick for the index
         if _check_against_index(position, project, name, state, seen, report) and at and whole:
             if state.status is None:  # a closed repository's rows are hidden (deleted = 2)
@@ -357,9 +361,29 @@ def _group_log_keys(keys: Iterable[str], report: FsckReport) -> dict[tuple[str, 
     return logs
 
 
+def _read_policy(store: Store, report: FsckReport) -> Any:
+    """The store policy the logs are judged by (None: none); a broken policy log, or an entry
+    the owner did not sign, is a ``bad-policy`` problem. A reader's pins that refuse the policy
+    raise :class:`~roro.errors.TrustError` (the CLI's exit 6)."""
+    try:
+        found = store.policy()
+    except IntegrityError as e:
+        report.problems.append(Problem(BAD_POLICY, str(e), key="policy/log/", blocks_gc=False))
+        return None
+    if found is None:
+        return None
+    report.policy_head = found.head
+    for entry, why in found.policy.rejected:
+        report.problems.append(Problem(
+            BAD_POLICY, f"policy entry {entry.seq} is skipped: {why}", seq=entry.seq,
+            key=f"policy/log/{entry.seq:010d}.json", blocks_gc=False))
+    return found
+
+
 def _check_log(backend: Backend, project: str, name: str, items: list[tuple[int, str]],
                report: FsckReport, pool: ThreadPoolExecutor,
-               watch_seq: int) -> tuple[RepoState, str | None, LogFacts | None]:
+               watch_seq: int, judge: Judge | None = None
+               ) -> tuple[RepoState, str | None, LogFacts | None]:
     """Fold one log, reporting every problem and reading on past it. Returns the state, the
     hash of event ``watch_seq`` and what the log says at that event (None if there is no such
     event)."""
@@ -377,7 +401,7 @@ def _check_log(backend: Backend, project: str, name: str, items: list[tuple[int,
             unreadable[item[0]] = str(e)
             return None
 
-    state = RepoState(name)
+    state = RepoState(name, policy=judge)
     seen = None
     at: LogFacts | None = None
     version_events: dict[int, Event] = {}
@@ -420,12 +444,20 @@ def _check_log(backend: Backend, project: str, name: str, items: list[tuple[int,
             version_events[event["version"]] = event
             report.images.add(event["image"])
         why = event_problem(state, event, name)
-        if why is not None:
+        rejected = state.rejected_count
+        if why is not None and not (judge is not None and (rejected or judge(event))):
             problem(why, seq=seq, version=_version_of(event),
                     digest=event["image"] if event.type == "version" else event.hash)
             state.apply(event, checked=False)
         else:
-            state.apply(event)
+            state.apply(event)  # the policy may reject it: skipped, and reported below
+        if state.rejected_count > rejected:
+            report.rejected_events += 1
+            r = state.rejected[-1]
+            report.problems.append(Problem(
+                REJECTED_EVENT, f"event {seq} ({r.describe()}) breaks the store policy and is "
+                f"skipped by every reader: {r.reason}", project=project, repository=name, seq=seq,
+                version=_version_of(event), digest=event.hash, blocks_gc=False))
     if at is None and seen is not None:
         at = freeze(state, version_events)
     return state, seen, at

@@ -74,6 +74,7 @@ class Event:
     raw: bytes = b""
     v: int = 1
     sig: dict[str, str] | None = None
+    policy: str | None = None  # the policy head it was written under (``<seq>:<hash>``)
 
     @property
     def hash(self) -> str:
@@ -99,6 +100,8 @@ class Event:
         body = self.to_dict()
         if self.v != 1:
             body["v"] = self.v
+        if self.policy is not None:
+            body["policy"] = self.policy
         return body
 
     @property
@@ -114,12 +117,16 @@ class Event:
 
 
 def make_event(seq: int, prev: str | None, type_: str, author: str, time: str, *,
-               signer: Any = None, **payload: Any) -> Event:
+               signer: Any = None, policy: str | None = None, **payload: Any) -> Event:
     """A new event; with ``signer`` (a :class:`roro.signing.SigningKey`), a signed event of
-    version 2 (the caller records the store feature ``signed-events`` first)."""
+    version 2 (the caller records the store feature ``signed-events`` first); with ``policy``
+    (the store policy's head), an event of version 2 that names it (feature ``policy``)."""
     body: dict[str, Any] = {"seq": seq, "prev": prev, "type": type_, "author": author,
                             "time": time, **payload}
     sig = None
+    if policy is not None:
+        body["v"] = EVENT_V2
+        body["policy"] = policy
     if signer is not None:
         body["v"] = EVENT_V2
         sig = signer.signature_for(body)
@@ -131,7 +138,7 @@ def make_event(seq: int, prev: str | None, type_: str, author: str, time: str, *
                                    f"{MAX_EVENT_SIZE} an event may hold (is the author name, "
                                    f"$RORO_AUTHOR, that long?)")
     return Event(seq, prev, type_, author, time, payload, raw,
-                 EVENT_V2 if signer is not None else 1, sig)
+                 EVENT_V2 if signer is not None or policy is not None else 1, sig, policy)
 
 
 _warned_unverified = False
@@ -191,6 +198,8 @@ def parse_event(raw: bytes, *, repository: str, seq: int) -> Event:
         spec["v"] = int
         if "sig" in body:
             spec["sig"] = dict
+        if "policy" in body:
+            spec["policy"] = str
     if set(body) != set(spec):
         raise broken(f"unexpected fields {sorted(set(body) ^ set(spec))}")
     for key, typ in spec.items():
@@ -217,5 +226,9 @@ def parse_event(raw: bytes, *, repository: str, seq: int) -> Event:
         problem = sig_shape_problem(sig)
         if problem is not None:
             raise broken(problem)
+    policy = body.get("policy")
+    if policy is not None and (len(policy) > 200 or not policy.partition(":")[0].isdigit()):
+        raise broken("'policy' is not a policy head")
     payload = {k: body[k] for k in EVENT_TYPES[type_]}
-    return Event(seq, body["prev"], type_, body["author"], body["time"], payload, raw, v, sig)
+    return Event(seq, body["prev"], type_, body["author"], body["time"], payload, raw, v, sig,
+                 policy)
