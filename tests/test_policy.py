@@ -10,8 +10,9 @@ import re
 import warnings
 
 import pytest
+import test_signatures
 from test_cli import run
-from test_signatures import fresh, keys, store_url  # noqa: F401 - fixtures
+from test_signatures import fresh
 
 import roro
 from roro import Store
@@ -24,9 +25,12 @@ from roro.signing import load_signing_key
 from roro.storage import layout
 from roro.storage.layout import log_key, policy_key
 
+store_url = test_signatures.store_url  # the folder store and SeaweedFS
+keys = test_signatures.keys  # alice (ed25519) and bob (p256)
+
 
 @pytest.fixture
-def team(store_url, keys, monkeypatch):  # noqa: F811 - fixtures
+def team(store_url, keys, monkeypatch):
     """m: v1, v2 (unsigned); production -> v1; a policy owned by alice protecting production
     (alice and bob may move it); the reader pins alice."""
     repo = roro.Project("default", store_url).get_model_repository("m")
@@ -232,7 +236,7 @@ def test_pinned_readers_refuse_a_policy_log_that_got_shorter_or_another_owner(te
         fresh(store_url).resolve("production")
 
 
-def test_an_unpinned_reader_warns_once_showing_the_owner(store_url, keys):  # noqa: F811
+def test_an_unpinned_reader_warns_once_showing_the_owner(store_url, keys):
     repo = roro.Project("default", store_url).get_model_repository("m")
     repo.new_image({"w": 1}).save()
     append_entry(Store(store_url), load_signing_key("alice"), "init", {"owner": keys["alice"]})
