@@ -175,6 +175,12 @@ def test_require_signed_refuses_unsigned_saves_and_skips_forged_versions(team, s
     with pytest.raises(TrustError, match=f"version 3 .*rejected: event {seq}"):
         repo.get_model_image(3)
     assert run("models:show", "m:3", store=store_url, ok=False).exit_code == 6
+    r = run("verify", "m", "--json", store=store_url, ok=None)
+    doc = json.loads(r.stdout)
+    assert r.exit_code == 4 and doc["failures"] == [seq]
+    assert doc["events"][-1]["status"] == "rejected" and "requires signatures" in \
+        doc["events"][-1]["error"]
+    run("verify", "m:2", store=store_url)  # what serves version 2 is from before the rule
     monkeypatch.setenv("RORO_SIGNING_KEY", "bob")
     run("policy:allow", "bob", store=store_url, env={"RORO_SIGNING_KEY": ""})
     image = fresh(store_url).new_image({"w": 4}).save("honest")
