@@ -271,3 +271,20 @@ def test_a_rebuilt_index_equals_the_incremental_one_with_rejected_events(team, s
     store.rebuild_index()
     assert store.index.dump() == incremental
     assert len(incremental["rejected_events"]) == 1
+
+
+def test_pickle_signed_loads_what_a_pinned_or_allowed_key_signed(team, store_url, monkeypatch):
+    run("keys:generate", "--name", "carol")
+    for who, w in (("alice", 3), ("bob", 4), ("carol", 5)):
+        monkeypatch.setenv("RORO_SIGNING_KEY", who)
+        fresh(store_url).new_image({"w": w}).save()
+    monkeypatch.delenv("RORO_SIGNING_KEY")
+    run("policy:allow", "bob", store=store_url)
+    monkeypatch.setenv("RORO_TRUST", "pickle=signed")
+    repo = fresh(store_url)
+    assert repo.get_model(3) == {"w": 3}  # the pinned owner
+    assert repo.get_model(4) == {"w": 4}  # a key the pinned policy allows
+    with pytest.raises(TrustError, match=r"signed by 'carol'"):
+        repo.get_model(5)  # a valid signature by a key nobody trusts here
+    with pytest.raises(TrustError, match="not signed"):
+        repo.get_model(2)
