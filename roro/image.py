@@ -667,7 +667,7 @@ class ModelImage:
             return settings
         rules = found.policy.rules()
         accepted = (pins | set(rules.allowed)) - rules.revoked - found.policy.compromised()
-        return settings._replace(keys=tuple(sorted(accepted | set(settings.keys or ()))))
+        return settings.with_keys(tuple(sorted(accepted | set(settings.keys or ()))))
 
     def _warn_versions(self, fmt: ModelFormat) -> None:
         assert self._manifest is not None

@@ -77,7 +77,16 @@ _COMMON: dict[str, Any] = {"seq": int, "prev": (str, type(None)), "type": str, "
                            "time": str, "v": int, "since": dict, "sig": dict}
 #: How long a store handle trusts the policy it read before listing the log again (an event
 #: naming a head it does not know makes it look at once).
-POLICY_TTL = 30.0
+POLICY_TTL = 10.0
+
+
+class PolicyBehind(RoroError):
+    """An event names a policy head newer than the one this handle read: read it again."""
+
+
+def _head_seq(head: str) -> int:
+    text = head.partition(":")[0]
+    return int(text) if text.isdigit() and len(text) <= 10 else 0
 
 
 class PolicyWarning(RoroWarning):
@@ -161,7 +170,7 @@ def parse_entry(raw: bytes, seq: int) -> Entry:
             parse_digest(body["prev"])
         except ValueError as e:
             raise _broken(seq, str(e)) from None
-    from .signing import sig_shape_problem
+    from .signing import sig_shape_problem  # signing: only where a policy is read
     problem = sig_shape_problem(body["sig"])
     if problem is not None:
         raise _broken(seq, problem)
@@ -305,7 +314,7 @@ class Policy:
                             f"allow")
                 relevant = True
             if relevant:
-                from .refs.events import verify_event
+                from .refs.events import verify_event  # only where a verdict needs it
                 try:
                     verify_event(event, repository)
                 except SignatureError as e:
@@ -338,7 +347,7 @@ def read_policy(backend: Any) -> Policy:
         keys.append((seq, key))
     keys.sort()
     policy = Policy()
-    from .signing import verify_signature
+    from .signing import verify_signature  # cryptography: only where a policy is read
     for i, (seq, key) in enumerate(keys):
         if seq != i + 1:
             raise _broken(i + 1, "it is missing")
@@ -399,52 +408,24 @@ def remember_head(url: str, policy: Policy) -> None:
     os.replace(tmp, path)
 
 
+def _no_pins(url: str) -> set[str]:
+    return set()
+
+
+_pins_of: Callable[[str], set[str]] = _no_pins
+
+
+def use_pins(provider: Callable[[str], set[str]]) -> None:
+    """Install what says which owner keys the reader pinned for a store URL
+    (:func:`roro.config.pinned_keys`: the configuration layer sits above the store's, so it
+    hands its reader over instead of being imported from here)."""
+    global _pins_of
+    _pins_of = provider
+
+
 def pinned_keys(url: str) -> set[str]:
-    """The owner keys this user pinned for the store at ``url``: ``pins:`` in the user
-    configuration (``roro trust:pin``), plus ``trust: keys`` of the user configuration and of
-    the nearest roro.yml (pins for every store)."""
-    from .config import find_config, load_config, load_user_config
-    user = load_user_config()
-    out: set[str] = set()
-    pins = user.get("pins") or {}
-    if isinstance(pins, dict):
-        for found in (pins.get(url) or []):
-            if isinstance(found, str):
-                out.add(found)
-    sources = [user]
-    path = find_config()
-    if path is not None:
-        sources.append(load_config(path))
-    for data in sources:
-        trust = data.get("trust")
-        if isinstance(trust, dict) and isinstance(trust.get("keys"), list):
-            out.update(k for k in trust["keys"] if isinstance(k, str))
-    return out
-
-
-def add_pin(url: str, fingerprint: str) -> str:
-    """Pin ``fingerprint`` for the store at ``url`` in the user configuration; its path."""
-    import yaml
-
-    from .config import load_user_config, user_config_path
-    from .signing import is_fingerprint
-    if not is_fingerprint(fingerprint):
-        raise ConfigError(f"{fingerprint!r} is not a key fingerprint (SHA256:… as 'roro "
-                          f"keys:list' and 'roro policy:show' print it)")
-    data = load_user_config()
-    pins = data.setdefault("pins", {})
-    if not isinstance(pins, dict):
-        raise ConfigError(f"{user_config_path()}: 'pins' must be a mapping of store URLs")
-    keys = pins.setdefault(url, [])
-    if fingerprint not in keys:
-        keys.append(fingerprint)
-    path = user_config_path()
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        yaml.safe_dump(data, f, sort_keys=False)
-    os.replace(tmp, path)
-    return path
+    """The owner keys this user pinned for the store at ``url`` (see :func:`use_pins`)."""
+    return _pins_of(url)
 
 
 _warned: set[str] = set()
@@ -518,7 +499,7 @@ def check_remembered_prefix(url: str, policy: Policy, backend: Any) -> None:
 
 # -- the owner's side: writing entries -------------------------------------------------------
 def _repositories(store: Store, project: str) -> list[str]:
-    from .refs import list_repositories
+    from .refs import list_repositories  # only for a policy change
     return [r for r in list_repositories(store.backend, project)]
 
 
@@ -548,7 +529,6 @@ def watermarks(store: Store, before: Rules, after: Rules,
 def append_entry(store: Store, key: SigningKey, type_: str, payload: dict[str, Any],
                  extra: Iterable[tuple[str, str]] = ()) -> Entry:
     """Sign and append one policy entry as the owner (``init`` makes ``key`` the owner)."""
-    from .storage.layout import FEATURES_PREFIX  # noqa: F401  (the store records the feature)
     store.ensure_initialized()
     store.require_feature(POLICY_FEATURE)
     for _ in range(100):
@@ -597,13 +577,24 @@ class StorePolicy:
         self.policy = policy
         self.head = policy.head
         self.read_at = time.monotonic()
+        #: Raise :class:`PolicyBehind` for an event naming a head after this one (the store
+        #: then reads the policy again, once, and judges by what it finds).
+        self.check_heads = True
         self._judges: dict[tuple[str, str], Callable[[Event], str | None] | None] = {}
 
     def judge(self, project: str, repository: str) -> Callable[[Event], str | None] | None:
         key = (project, repository)
         if key not in self._judges:
             self._judges[key] = self.policy.judge(project, repository)
-        return self._judges[key]
+        inner = self._judges[key]
+
+        def verdict(event: Event) -> str | None:
+            if self.check_heads and event.policy is not None and \
+                    _head_seq(event.policy) > self.policy.head_seq:
+                raise PolicyBehind(f"event {event.seq} of {repository!r} names policy head "
+                                   f"{event.policy}, newer than the one read")
+            return inner(event) if inner is not None else None
+        return verdict
 
     def stale(self, head: str | None, project: str, repository: str) -> bool:
         entries = self.policy.entries
@@ -614,6 +605,10 @@ class StorePolicy:
             seq = int(seq_text)
         except ValueError:
             return True
+        if self.check_heads and seq > self.policy.head_seq:
+            # another process judged the rows under a newer policy: read it, never downgrade
+            raise PolicyBehind(f"{project}/{repository} was indexed under policy head {head}, "
+                               f"newer than the one read")
         if self.head is None or seq > self.policy.head_seq:
             return True  # the policy the rows were judged under is gone, or got shorter
         known = {e.seq: e.hash for e in entries} | {e.seq: e.hash for e, _ in self.policy.rejected}
@@ -638,7 +633,7 @@ def load_store_policy(store: Store) -> StorePolicy | None:
 def resolve_key(ref: str) -> tuple[str, str]:
     """``(fingerprint, name)`` of a key named in a command: a fingerprint, or the name of a key
     in this user's keys directory."""
-    from .signing import is_fingerprint, list_keys, public_key
+    from .signing import is_fingerprint, list_keys, public_key  # only for a policy change
     if is_fingerprint(ref):
         for k in list_keys():
             if k.fingerprint == ref:
@@ -651,7 +646,7 @@ def resolve_key(ref: str) -> tuple[str, str]:
 def owner_key(store: Store, name: str | None = None) -> SigningKey:
     """The key that signs a policy change: ``name``, else this user's key whose fingerprint is
     the policy owner's (NotFoundError when this user holds none)."""
-    from .signing import list_keys, load_signing_key
+    from .signing import list_keys, load_signing_key  # only for a policy change
     if name is not None:
         return load_signing_key(name)
     policy = read_policy(store.backend)
@@ -667,12 +662,10 @@ def owner_key(store: Store, name: str | None = None) -> SigningKey:
 
 
 def init(store: Store, owner: str) -> Entry:
-    """Start the store's policy, owned by this user's key ``owner``, and pin that key for this
-    store in the user configuration (the owner trusts its own key)."""
+    """Start the store's policy, owned by this user's key ``owner`` (``roro policy:init`` also
+    pins it for this store: :func:`roro.config.add_pin`)."""
     key = owner_key(store, owner)
-    entry = append_entry(store, key, "init", {"owner": key.fingerprint})
-    add_pin(store.url, key.fingerprint)
-    return entry
+    return append_entry(store, key, "init", {"owner": key.fingerprint})
 
 
 def allow(store: Store, ref: str, as_key: str | None = None) -> Entry:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -34,7 +35,7 @@ from .suggest import did_you_mean
 
 def rejected_text(row: dict[str, Any]) -> str:
     """What a rejected event (an index row) tried, in words."""
-    from .refs.state import Rejected
+    from .refs.state import Rejected  # only when a log has rejected events
     return Rejected(row["seq"], row["type"], row["reason"], row.get("author") or "?",
                     row.get("time") or "", row.get("version"), row.get("tag"),
                     row.get("signer"), row.get("signer_key")).describe()
@@ -408,7 +409,6 @@ class ModelRepository:
         later = self.store.index.rejected_tag_move(self.project.name, self.name, tag,
                                                    move["seq"])
         if later is not None:
-            import warnings
             warnings.warn(f"tag {tag!r} of {self.name!r}: event {later['seq']} "
                           f"({rejected_text(later)}) breaks the store policy and was rejected "
                           f"({later['reason']}); serving version {target}, where the last "

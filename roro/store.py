@@ -339,17 +339,29 @@ class Store:
         start = (lambda: self._checkpoint_start(log)) \
             if layout.CHECKPOINT_FEATURE in self.features() else None
         try:
-            return index.refresh(log, self.objects, self.recent_manifests,
-                                 check_tail=check_tail, appended=appended, checkpoint=start,
-                                 policy=self.policy())
+            return self._refresh_judged(index, log, check_tail, appended, start)
         except IndexUnavailableError as e:
             if e.reason == "other" or index.path == IN_MEMORY:
                 raise
             index.close()
             self._local.index = self._bound(self._index_in_memory(index.path, None, e))
-            return self._local.index.refresh(log, self.objects, self.recent_manifests,
-                                             check_tail=check_tail, appended=appended,
-                                             checkpoint=start, policy=self.policy())
+            return self._refresh_judged(self._local.index, log, check_tail, appended, start)
+
+    def _refresh_judged(self, index: Index, log: RefLog, check_tail: bool,
+                        appended: Event | None, start: Any) -> dict[str, Any] | None:
+        """``index.refresh`` with the store policy; an event naming a policy head newer than
+        the one this handle read makes it read the policy again (once) and refresh again."""
+        from .policy import PolicyBehind  # a light module; its checks run only with a policy
+        try:
+            return index.refresh(log, self.objects, self.recent_manifests, check_tail=check_tail,
+                                 appended=appended, checkpoint=start, policy=self.policy())
+        except PolicyBehind:
+            self._policy = None
+            policy = self.policy()
+            if policy is not None:
+                policy.check_heads = False  # still unknown: a forged head, judged by this one
+            return index.refresh(log, self.objects, self.recent_manifests, check_tail=check_tail,
+                                 appended=appended, checkpoint=start, policy=policy)
 
     def policy(self) -> StorePolicy | None:
         """The store's policy as this reader accepts it (None: the store has none), read once

@@ -288,3 +288,13 @@ def test_pickle_signed_loads_what_a_pinned_or_allowed_key_signed(team, store_url
         repo.get_model(5)  # a valid signature by a key nobody trusts here
     with pytest.raises(TrustError, match="not signed"):
         repo.get_model(2)
+
+
+def test_a_reader_behind_the_writers_policy_reads_it_again(team, store_url):
+    reader = roro.Project("default", Store(store_url)).get_model_repository("m")
+    assert reader.resolve("production") == 1  # this handle read the policy: production protected
+    run("policy:unprotect", "production", store=store_url)  # another process changes it
+    run("models:tag", "m:2", "production", store=store_url)  # and moves the tag unsigned
+    # the move names the newer policy head: the reader reads the policy again, and accepts it
+    assert reader.resolve("production") == 2
+    assert reader.rejected_events() == []

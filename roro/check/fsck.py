@@ -372,6 +372,7 @@ def _read_policy(store: Store, report: FsckReport) -> Any:
         return None
     if found is None:
         return None
+    found.check_heads = False  # fsck judges by the policy it read, whatever events name
     report.policy_head = found.head
     for entry, why in found.policy.rejected:
         report.problems.append(Problem(

@@ -106,6 +106,8 @@ def verify_repository(repo: ModelRepository, ref: Ref | None = None, *,
                             f"{project!r}", repository=repo.name)
     wanted: set[int] | None = None
     policy = store.policy()
+    if policy is not None:
+        policy.check_heads = False  # judged by the policy read now, whatever events name
     judge = policy.judge(project, repo.name) if policy is not None else None
     if ref is not None:
         version = repo.resolve_ref(ref)

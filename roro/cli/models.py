@@ -259,7 +259,7 @@ def models_log(state: CliState, name: str | None, limit: int | None, before: int
 
 def _print_rejected(out: render.Output, rejected: list[dict[str, Any]]) -> None:
     """The events the store policy rejected (skipped by every reader), each named."""
-    from ..repository import rejected_text
+    from ..repository import rejected_text  # only when a log has rejected events
     for r in rejected:
         out.print(render.text(("rejected", "bold red"), f" event {r['seq']}: ",
                               render.safe_line(rejected_text(r)), ": ",

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ..config import add_pin, resolve_store
+from ..errors import ConfigError, NotFoundError
 from . import render
 from .render import json_option
 
@@ -49,9 +51,10 @@ def _done(entry: Entry, store: Store, as_json: bool) -> None:
 def policy_init(ctx: click.Context, owner: str, as_json: bool) -> None:
     """Start the store's policy, owned by your key OWNER (pinned for this store in your user
     configuration). Other readers then pin the owner's fingerprint: roro trust:pin FINGERPRINT."""
-    from .. import policy
+    from .. import policy  # the policy module: only for its commands
     store, _ = _store(ctx, write=True)
     entry = policy.init(store, owner)
+    add_pin(store.url, entry.signer_key)  # the owner trusts its own key
     _done(entry, store, as_json)
     if not as_json:
         render.console().print(f"Readers pin it with: roro trust:pin {entry.signer_key}")
@@ -64,7 +67,7 @@ def policy_init(ctx: click.Context, owner: str, as_json: bool) -> None:
 @click.pass_context
 def policy_allow(ctx: click.Context, key: str, as_key: str | None, as_json: bool) -> None:
     """Allow KEY: its signatures count where a repository requires signed events."""
-    from .. import policy
+    from .. import policy  # the policy module: only for its commands
     store, _ = _store(ctx)
     _done(policy.allow(store, key, as_key), store, as_json)
 
@@ -80,7 +83,7 @@ def policy_revoke(ctx: click.Context, key: str, compromised: bool, as_key: str |
                   as_json: bool) -> None:
     """Revoke KEY: it no longer counts (what it signed while allowed stays valid, unless
     --compromised)."""
-    from .. import policy
+    from .. import policy  # the policy module: only for its commands
     store, _ = _store(ctx)
     _done(policy.revoke(store, key, compromised, as_key), store, as_json)
 
@@ -95,7 +98,7 @@ def policy_revoke(ctx: click.Context, key: str, compromised: bool, as_key: str |
 def policy_protect(ctx: click.Context, spec: str, keys: tuple[str, ...], as_key: str | None,
                    as_json: bool) -> None:
     """Only the given keys may move TAG (in REPO, or in every repository of the project)."""
-    from .. import policy
+    from .. import policy  # the policy module: only for its commands
     store, project = _store(ctx)
     repo, tag = _split(spec)
     _done(policy.protect(store, project, repo, tag, list(keys), as_key), store, as_json)
@@ -108,7 +111,7 @@ def policy_protect(ctx: click.Context, spec: str, keys: tuple[str, ...], as_key:
 @click.pass_context
 def policy_unprotect(ctx: click.Context, spec: str, as_key: str | None, as_json: bool) -> None:
     """Lift a protection policy:protect set (the same [REPO:]TAG)."""
-    from .. import policy
+    from .. import policy  # the policy module: only for its commands
     store, project = _store(ctx)
     repo, tag = _split(spec)
     _done(policy.unprotect(store, project, repo, tag, as_key), store, as_json)
@@ -122,7 +125,7 @@ def policy_unprotect(ctx: click.Context, spec: str, as_key: str | None, as_json:
 def policy_require_signed(ctx: click.Context, repository: str, as_key: str | None,
                           as_json: bool) -> None:
     """From now on every event of REPO must be signed by an allowed key."""
-    from .. import policy
+    from .. import policy  # the policy module: only for its commands
     store, project = _store(ctx)
     _done(policy.require_signed(store, project, repository, as_key), store, as_json)
 
@@ -133,8 +136,7 @@ def policy_require_signed(ctx: click.Context, repository: str, as_key: str | Non
 def policy_show(ctx: click.Context, as_json: bool) -> None:
     """Show the store's policy: owner, allowed and revoked keys, protected tags, repositories
     that require signatures, and the entries of its log. Exit 3 when the store has none."""
-    from .. import policy
-    from ..errors import NotFoundError
+    from .. import policy  # the policy module: only for its commands
     store, _ = _store(ctx)
     store.policy()  # the reader's checks: pins, a log that got shorter (exit 6)
     found = policy.read_policy(store.backend)
@@ -178,18 +180,14 @@ def trust_pin(ctx: click.Context, fingerprint: str, remote: str | None, as_json:
     """Trust FINGERPRINT as an owner of the store's policy (in your user configuration, per
     store URL). A pinned reader refuses a policy another key owns, and one that went missing
     or got shorter since it last read it."""
-    from ..policy import add_pin
-    from ..store import Store
     state: CliState = ctx.obj
     if remote is not None:
-        from ..config import resolve_store
-        from ..errors import ConfigError
         if remote not in state.settings.remotes:
             raise ConfigError(f"no remote named {remote!r} in roro.yml (remotes: "
                               f"{', '.join(sorted(state.settings.remotes)) or 'none'})")
         url = resolve_store(remote).url
     else:
-        url = Store(state.settings.store, **state.settings.options).url
+        url = state.writable_project.store.url
     path = add_pin(url, fingerprint)
     if as_json:
         render.emit_json({"store": url, "pinned": fingerprint, "config": path})

@@ -37,7 +37,7 @@ from ..refs import checkpoint as checkpoints
 from ..refs.events import MAX_EVENT_SIZE, check_signature
 from ..refs.log import Tail
 from ..storage import KeyInfo, KeyNotFoundError
-from ..storage.layout import CHECKPOINT_FEATURE, log_key
+from ..storage.layout import CHECKPOINT_FEATURE, POLICY_FEATURE, POLICY_PREFIX, log_key
 from ..store import Store
 from ..writer import after_commit, reuse_guard
 from ..writer import checkpoint as writer_checkpoint
@@ -168,9 +168,10 @@ class _Syncer:
         if not self.src.is_initialized():
             return
         self.policy = self.src.policy()
+        if self.policy is not None:
+            self.policy.check_heads = False  # judged by the policy read now, whatever events name
         if self.policy is None or self.dry_run:
             return
-        from ..storage.layout import POLICY_FEATURE, POLICY_PREFIX
         self.dst.ensure_initialized()
         self.dst.require_feature(POLICY_FEATURE)
         for key in sorted(self.src.backend.list(POLICY_PREFIX)):
