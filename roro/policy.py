@@ -241,6 +241,8 @@ class Policy:
     rejected: list[tuple[Entry, str]] = field(default_factory=list)
     head_seq: int = 0
     head_hash: str | None = None
+    broken: str | None = None  # why the log ends early (a missing entry, a broken chain)
+    stray: list[str] = field(default_factory=list)  # keys under policy/log/ roro never writes
 
     @property
     def head(self) -> str | None:
@@ -331,34 +333,54 @@ class Policy:
                     and p["project"] == project))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"head": self.head, "owner": self.owner, "entries": [e.to_dict() for e in self.entries],
+        return {"head": self.head, "owner": self.owner,
+                "entries": [e.to_dict() for e in self.entries],
                 "rejected": [{"seq": e.seq, "reason": why} for e, why in self.rejected],
-                "rules": self.rules().to_dict()}
+                "broken": self.broken, "stray": self.stray, "rules": self.rules().to_dict()}
 
 
 def read_policy(backend: Any) -> Policy:
     """Read and check the policy log of a store (``backend``): each entry's hash chain and
-    signature; an entry not signed by the owner is skipped and listed in ``rejected``."""
+    signature. An entry that cannot be read, or that the owner did not sign (or that comes
+    before a valid ``init``), is skipped and listed in ``rejected``: a bucket writer cannot
+    block the owner, who appends after it. A missing entry or a broken chain ends the policy
+    there (``broken`` says why; a pinned reader refuses it); a stray key is listed in
+    ``stray`` and ignored."""
     keys = []
+    policy = Policy()
     for key in backend.list(POLICY_PREFIX):
         seq = seq_from_log_key(key)
         if seq is None or key != policy_key(seq):
-            raise _broken(0, f"a stray key {key!r}")
+            policy.stray.append(key)
+            continue
         keys.append((seq, key))
     keys.sort()
-    policy = Policy()
     from .signing import verify_signature  # cryptography: only where a policy is read
     for i, (seq, key) in enumerate(keys):
         if seq != i + 1:
-            raise _broken(i + 1, "it is missing")
-        entry = parse_entry(backend.get(key, MAX_ENTRY_SIZE + 1), seq)
+            policy.broken = f"entry {i + 1} is missing (the log was cut or edited)"
+            break
+        raw = backend.get(key, MAX_ENTRY_SIZE + 1)
+        try:
+            entry = parse_entry(raw, seq)
+        except IntegrityError as e:
+            if loads_prev(raw) != policy.head_hash:
+                policy.broken = f"entry {seq} is not chained to entry {seq - 1}"
+                break
+            unread = Entry(seq, policy.head_hash, "unreadable", "", "", {}, {},
+                           {"key": "", "name": ""}, raw)
+            policy.rejected.append((unread, str(e)))
+            policy.head_seq, policy.head_hash = seq, unread.hash
+            continue
         if entry.prev != policy.head_hash:
-            raise _broken(seq, "hash chain broken: 'prev' does not match the previous entry")
+            policy.broken = (f"hash chain broken at entry {seq}: 'prev' does not match the "
+                             f"previous entry")
+            break
         policy.head_seq, policy.head_hash = seq, entry.hash
         why = None
-        if seq == 1:
+        if not policy.entries:
             if entry.type != "init" or entry.payload["owner"] != entry.signer_key:
-                why = "the first entry must be an 'init' signed by the owner it names"
+                why = "the first valid entry must be an 'init' signed by the owner it names"
         elif entry.type == "init":
             why = "a second 'init'"
         elif entry.signer_key != policy.owner:
@@ -368,15 +390,21 @@ def read_policy(backend: Any) -> Policy:
                 verify_signature(entry.body(), entry.sig)
             except SignatureError as e:
                 why = str(e)
-        if why is None and not policy.entries and seq != 1:
-            why = "no valid 'init' before it"
         if why is not None:
-            if seq == 1:
-                raise _broken(1, why)
             policy.rejected.append((entry, why))
         else:
             policy.entries.append(entry)
     return policy
+
+
+def loads_prev(raw: bytes) -> str | None:
+    """The ``prev`` an unreadable entry claims, if it can be read at all (else None)."""
+    try:
+        body = loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    prev = body.get("prev") if isinstance(body, dict) else None
+    return prev if isinstance(prev, str) else None
 
 
 # -- pins and the remembered head (the reader's side) -----------------------------------------
@@ -464,6 +492,9 @@ def check_reader(url: str, policy: Policy) -> None:
                               f"the policy. Pin the owner: roro trust:pin {policy.owner}",
                               PolicyWarning, stacklevel=4)
         return
+    if policy.broken is not None:
+        raise TrustError(f"the policy log of {url} is broken ({policy.broken}); refusing the "
+                         f"store", setting="pins")
     seen = remembered_head(url)
     if seen is not None:
         if policy.head_seq < seen[0]:
@@ -533,6 +564,9 @@ def append_entry(store: Store, key: SigningKey, type_: str, payload: dict[str, A
     store.require_feature(POLICY_FEATURE)
     for _ in range(100):
         policy = read_policy(store.backend)
+        if policy.broken is not None:
+            raise IntegrityError(f"the policy log of {store.url} is broken ({policy.broken}): "
+                                 f"nothing can be appended after it; run 'roro fsck'")
         if type_ == "init":
             if policy.entries:
                 raise TrustError(f"store {store.url} has a policy already (owner "

@@ -298,3 +298,24 @@ def test_a_reader_behind_the_writers_policy_reads_it_again(team, store_url):
     # the move names the newer policy head: the reader reads the policy again, and accepts it
     assert reader.resolve("production") == 2
     assert reader.rejected_events() == []
+
+
+def test_garbage_in_the_policy_log_blocks_nobody(store_url, keys):
+    """Bytes a bucket writer puts under policy/log/ (before an init, after it, a stray key) are
+    skipped and reported; the owner appends after them; readers go on."""
+    store = Store(store_url)
+    roro.Project("default", store).get_model_repository("m").new_image({"w": 1}).save()
+    store.backend.put_if_absent(policy_key(1), b"not json")
+    store.backend.put_if_absent("policy/log/notes.txt", b"hello")
+    run("policy:init", "--owner", "alice", store=store_url)  # goes after the garbage
+    garbage = canonical_json({"seq": 3, "prev": read_policy(store.backend).head_hash,
+                              "type": "protect"})
+    store.backend.put_if_absent(policy_key(3), garbage)
+    run("policy:protect", "m:production", "--key", "alice", store=store_url)
+    policy = read_policy(Store(store_url).backend)
+    assert [e.type for e in policy.entries] == ["init", "protect"]
+    assert [e.seq for e, _ in policy.rejected] == [1, 3] and policy.broken is None
+    assert fresh(store_url).resolve("latest") == 1
+    assert run("models:tag", "m:1", "production", store=store_url, ok=False).exit_code == 6
+    kinds = sorted(p.kind for p in fsck(Store(store_url)).problems)
+    assert kinds == ["bad-policy", "bad-policy", "stray-file"]

@@ -18,6 +18,7 @@ from ..names import attachment_collision, attachment_name_warning, name_warning,
 from ..objects import ObjectStore
 from ..objects.canonical import canonical_json, loads
 from ..objects.manifest import named_blobs, read_manifest, referenced_digests
+from ..policy import read_policy
 from ..refs import Event, RepoState
 from ..refs.events import MAX_EVENT_SIZE, parse_event, verify_event
 from ..refs.state import DESTROYED, RENAMED, Judge, event_problem
@@ -27,11 +28,14 @@ from ..storage import Backend, KeyNotFoundError
 from ..storage.layout import (
     GC_PREFIX,
     OBJECTS_PREFIX,
+    POLICY_FEATURE,
+    POLICY_PREFIX,
     REFS_PREFIX,
     digest_from_object_key,
     is_gc_key,
     log_key,
     object_key,
+    policy_key,
     seq_from_log_key,
 )
 from ..store import Store
@@ -362,22 +366,31 @@ def _group_log_keys(keys: Iterable[str], report: FsckReport) -> dict[tuple[str, 
 
 
 def _read_policy(store: Store, report: FsckReport) -> Any:
-    """The store policy the logs are judged by (None: none); a broken policy log, or an entry
-    the owner did not sign, is a ``bad-policy`` problem. A reader's pins that refuse the policy
-    raise :class:`~roro.errors.TrustError` (the CLI's exit 6)."""
-    try:
-        found = store.policy()
-    except IntegrityError as e:
-        report.problems.append(Problem(BAD_POLICY, str(e), key="policy/log/", blocks_gc=False))
+    """The store policy the logs are judged by (None: none); a broken policy log, an entry the
+    owner did not sign or that cannot be read is a ``bad-policy`` problem, a stray key under
+    ``policy/log/`` a ``stray-file``. A reader's pins that refuse the policy raise
+    :class:`~roro.errors.TrustError` (the CLI's exit 6)."""
+    found = store.policy()
+    if found is not None:
+        found.check_heads = False  # fsck judges by the policy it read, whatever events name
+        report.policy_head = found.head
+        log = found.policy
+    elif POLICY_FEATURE in store.features():
+        log = read_policy(store.backend)
+    else:
         return None
-    if found is None:
-        return None
-    found.check_heads = False  # fsck judges by the policy it read, whatever events name
-    report.policy_head = found.head
-    for entry, why in found.policy.rejected:
+    if log.broken is not None:
+        report.problems.append(Problem(
+            BAD_POLICY, f"the policy log is broken: {log.broken}; the entries after it are "
+            f"ignored", key=POLICY_PREFIX, blocks_gc=False))
+    for key in log.stray:
+        report.problems.append(Problem(
+            STRAY_FILE, "not a policy entry roro writes (policy/log/<10 digits>.json); move it "
+            "out of the store", key=key, blocks_gc=False))
+    for entry, why in log.rejected:
         report.problems.append(Problem(
             BAD_POLICY, f"policy entry {entry.seq} is skipped: {why}", seq=entry.seq,
-            key=f"policy/log/{entry.seq:010d}.json", blocks_gc=False))
+            key=policy_key(entry.seq), blocks_gc=False))
     return found
 
 
