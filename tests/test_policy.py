@@ -319,3 +319,25 @@ def test_garbage_in_the_policy_log_blocks_nobody(store_url, keys):
     assert run("models:tag", "m:1", "production", store=store_url, ok=False).exit_code == 6
     kinds = sorted(p.kind for p in fsck(Store(store_url)).problems)
     assert kinds == ["bad-policy", "bad-policy", "stray-file"]
+
+
+def test_pins_per_remote_and_in_roro_yml(store_url, keys, tmp_path, monkeypatch):
+    import yaml
+
+    from roro.config import pinned_keys
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "roro.yml").write_text(yaml.safe_dump({"remotes": {"prod": {"store": store_url}}}))
+    monkeypatch.chdir(work)
+    r = run("trust:pin", keys["bob"], "--remote", "prod", "--json")
+    assert json.loads(r.stdout)["store"] == Store(store_url).url
+    assert pinned_keys(Store(store_url).url) == {keys["bob"]}
+    assert run("trust:pin", keys["bob"], "--remote", "nope", ok=False).exit_code == 1
+    assert run("trust:pin", "not-a-fingerprint", ok=False).exit_code == 1
+    (work / "roro.yml").write_text(yaml.safe_dump({"trust": {"keys": [keys["alice"]]}}))
+    assert pinned_keys("s3://elsewhere/x") == {keys["alice"]}  # trust: keys pins every store
+    roro.Project("default", store_url).get_model_repository("m").new_image({"w": 1}).save()
+    append_entry(Store(store_url), load_signing_key("alice"), "init", {"owner": keys["alice"]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # pinned through roro.yml: no warning
+        assert fresh(store_url).resolve("latest") == 1
