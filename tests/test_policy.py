@@ -49,14 +49,15 @@ def fingerprint_of_owner(url: str) -> str:
     return owner
 
 
-def forge(url: str, type_: str, *, key: str | None = None, repo: str = "m", **payload) -> int:
+def forge(url: str, type_: str, *, key: str | None = None, repo: str = "m",
+          policy: str | None = None, **payload) -> int:
     """Write an event by hand at the end of ``repo``'s log (unsigned, or signed by ``key``)."""
     store = Store(url)
     events = store.reflog("default", repo).read_all()
     last = events[-1]
     signer = load_signing_key(key) if key else None
     event = make_event(last.seq + 1, last.hash, type_, "mallory", "2026-01-01T00:00:00.000000Z",
-                       signer=signer, **payload)
+                       signer=signer, policy=policy, **payload)
     assert store.backend.put_if_absent(log_key("default", repo, event.seq), event.raw)
     return event.seq
 
@@ -341,3 +342,15 @@ def test_pins_per_remote_and_in_roro_yml(store_url, keys, tmp_path, monkeypatch)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # pinned through roro.yml: no warning
         assert fresh(store_url).resolve("latest") == 1
+
+
+def test_an_event_cannot_be_backdated_to_an_older_policy(team, store_url):
+    """The watermark: moves written before the protection stay valid (production -> 1 was an
+    unsigned move); a move written after it is judged by it, whatever policy head it names."""
+    first = read_policy(Store(store_url).backend).entries[0]
+    seq = forge(store_url, "tag", policy=f"1:{first.hash}", tag="production", version=2,
+                previous=1)
+    repo = fresh(store_url)
+    assert repo.resolve("production") == 1
+    assert [r["seq"] for r in repo.rejected_events()] == [seq]
+    assert [m["seq"] for m in repo.get_tag_history("production")] == [3]  # the unsigned move
