@@ -55,7 +55,7 @@ from .errors import (
     SignatureError,
     TrustError,
 )
-from .names import validate_name
+from .names import validate_name, validate_tag
 from .objects.canonical import canonical_json, loads
 from .storage.layout import POLICY_FEATURE, POLICY_PREFIX, policy_key, seq_from_log_key
 
@@ -165,11 +165,20 @@ def parse_entry(raw: bytes, seq: int) -> Entry:
     if not all(isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
                for k, v in body["since"].items()):
         raise _broken(seq, "'since' must map repositories to sequence numbers")
-    if body["prev"] is not None:
-        try:
+    try:
+        if body["prev"] is not None:
             parse_digest(body["prev"])
-        except ValueError as e:
-            raise _broken(seq, str(e)) from None
+        for name in ("project", "repository"):
+            if body.get(name) is not None:
+                validate_name(body[name], name if name == "project" else "repository")
+        if body.get("tag") is not None:
+            validate_name(body["tag"], "tag")
+    except ValueError as e:
+        raise _broken(seq, str(e)) from None
+    from .signing import is_fingerprint  # signing: only where a policy is read
+    if not all(isinstance(k, str) and is_fingerprint(k)
+               for k in [*body.get("keys", []), *[body[f] for f in ("owner", "key") if f in body]]):
+        raise _broken(seq, "a key that is not a fingerprint")
     from .signing import sig_shape_problem  # signing: only where a policy is read
     problem = sig_shape_problem(body["sig"])
     if problem is not None:
@@ -583,10 +592,11 @@ def append_entry(store: Store, key: SigningKey, type_: str, payload: dict[str, A
         body: dict[str, Any] = {"seq": seq, "prev": policy.head_hash, "type": type_,
                                 "author": current_author(), "time": now_utc(), "v": 2,
                                 "since": {}, **payload}
-        probe = Entry(seq, None, type_, "", "", {}, payload, {"key": "", "name": ""}, b"")
-        after = before.copy()
-        after.apply(probe) if type_ != "init" else None
-        body["since"] = {} if type_ == "init" else watermarks(store, before, after, extra)
+        if type_ != "init":
+            after = before.copy()
+            after.apply(Entry(seq, None, type_, "", "", {}, payload, {"key": "", "name": ""},
+                              b""))
+            body["since"] = watermarks(store, before, after, extra)
         sig = key.signature_for(body)
         raw = canonical_json({**body, "sig": sig})
         if store.backend.put_if_absent(policy_key(seq), raw):
@@ -601,7 +611,7 @@ def validate_rule_names(project: str, repository: str | None, tag: str | None = 
     if repository is not None:
         validate_name(repository)
     if tag is not None:
-        validate_name(tag, "tag")
+        validate_tag(tag)
 
 
 class StorePolicy:

@@ -354,3 +354,15 @@ def test_an_event_cannot_be_backdated_to_an_older_policy(team, store_url):
     assert repo.resolve("production") == 1
     assert [r["seq"] for r in repo.rejected_events()] == [seq]
     assert [m["seq"] for m in repo.get_tag_history("production")] == [3]  # the unsigned move
+
+
+def test_policy_commands_refuse_bad_input_in_one_line(team, store_url):
+    assert run("policy:protect", "latest", "--key", "alice", store=store_url,
+               ok=False).exit_code == 2
+    assert run("policy:protect", "../x:prod", "--key", "alice", store=store_url,
+               ok=False).exit_code == 2
+    assert run("policy:protect", "prod", store=store_url, ok=None).exit_code == 2  # no --key
+    assert run("policy:require-signed", "no/such", store=store_url, ok=False).exit_code == 2
+    assert [e["type"] for e in json.loads(run("policy:show", "--json",
+                                              store=store_url).stdout)["entries"]] == \
+        ["init", "protect"]
