@@ -163,6 +163,24 @@ def test_a_revoked_key_counts_for_what_it_signed_before_unless_compromised(team,
     assert len(repo.rejected_events()) == 2
 
 
+def test_a_move_made_after_a_compromised_one_still_counts(team, store_url, monkeypatch):
+    """alice moved production from the version bob's move had set; once bob's key is revoked
+    as compromised, bob's move is rejected and alice's move still counts (its 'previous' is
+    the rejected move's target)."""
+    monkeypatch.setenv("RORO_SIGNING_KEY", "bob")
+    fresh(store_url).add_tag("production", 2)
+    monkeypatch.setenv("RORO_SIGNING_KEY", "alice")
+    repo = fresh(store_url)
+    repo.new_image({"w": 3}).save()
+    repo.add_tag("production", 3)
+    monkeypatch.delenv("RORO_SIGNING_KEY")
+    run("policy:revoke", "bob", "--compromised", store=store_url)
+    repo = fresh(store_url)
+    assert repo.resolve("production") == 3
+    assert [r["signer"] for r in repo.rejected_events()] == ["bob"]
+    assert fsck(Store(store_url)).rejected_events == 1
+
+
 def test_require_signed_refuses_unsigned_saves_and_skips_forged_versions(team, store_url,
                                                                          monkeypatch):
     run("policy:require-signed", "m", store=store_url)

@@ -74,7 +74,9 @@ class RepoMutator(RepoView, Protocol):
 def event_problem(view: RepoView, event: Event, repository: str | None = None) -> str | None:
     """Why ``event`` cannot follow ``view``'s state, or None if it can. ``repository`` is the
     name of the log (a ``rename`` from it closes it; one from another name is history that
-    this log continues)."""
+    this log continues). Once the policy rejected an event of the log, a tag move's
+    ``previous`` is not checked: a move decided while a later rejected event (a revoked
+    ``--compromised`` key's) stood is still the move its signer made."""
     if event.seq != view.last_seq + 1:
         return f"expected event {view.last_seq + 1}, found {event.seq}"
     if event.prev != view.last_hash:
@@ -101,7 +103,7 @@ def event_problem(view: RepoView, event: Event, repository: str | None = None) -
         return None
     if event.type == "tag":
         new, previous = event["version"], event["previous"]
-        if previous != view.tag_target(event["tag"]):
+        if previous != view.tag_target(event["tag"]) and not view.rejected_count:
             return (f"tag {event['tag']!r} moved from {previous}, but it pointed at "
                     f"{view.tag_target(event['tag'])}")
         if new is not None and not view.is_live(new):
