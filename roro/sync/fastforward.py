@@ -275,7 +275,7 @@ class _Syncer:
         self._append_events(res, new, plan, src_log, dst_log, guard.before_publish)
         known = {d: data for d, (data, _) in plan.manifests.items()}
         def update() -> None:
-            self.dst.index.refresh(dst_log, self.dst.objects, known)
+            self.dst.index.refresh(dst_log, self.dst.objects, known, policy=self.dst.policy())
 
         if res.events_appended:  # committed: an index failure is only a warning now
             after_commit(update, f"{res.events_appended} events of {res.name} were synced")
