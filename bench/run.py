@@ -7,7 +7,7 @@ JSON to ``bench/results/<timestamp>.json``. ``ratio`` is baseline time / roro ti
 as the baseline, 0.8 = 80 % of its throughput). Starts and stops its own SeaweedFS.
 
 Benchmarks (``--only`` takes one of these names, or several separated by commas):
-``startup``, ``big_folder``, ``small_saves``, ``dedup``, ``browse``, ``ui``, ``signing``, ``big_s3``,
+``startup``, ``big_folder``, ``small_saves``, ``dedup``, ``browse``, ``ui``, ``signing``, ``policy``, ``big_s3``,
 ``sync``, ``cold``.
 """
 
@@ -412,6 +412,65 @@ def roro_signer(name: str) -> Any:
     return roro.writer.configured_signer(name)
 
 
+# -- the store policy ------------------------------------------------------------------------------
+def bench_policy(ctx: dict[str, Any], res: Results) -> None:
+    """What a store policy costs a cold read (a fresh index built from the log): nothing for a
+    repository no rule concerns; one verification per event the verdict depends on (here every
+    event moves a protected tag). Medians of 3."""
+    import roro
+    from roro import policy, signing
+    from roro.refs.events import make_event
+    from roro.storage.layout import log_key
+    os.environ["XDG_CONFIG_HOME"] = os.path.join(ctx["tmp"], "config-policy")
+    signing.generate_key("owner")
+    key = signing.load_signing_key("owner")
+    n = 2000
+
+    def build(name: str, rule: str | None) -> str:
+        url = os.path.join(ctx["tmp"], f"policy-{name}")
+        repo = roro.Project(PROJECT, url).get_model_repository("m")
+        for w in (1, 2):
+            repo.new_model_image({"w": w}).save(sign=key)
+        store = roro.Store(url)
+        if rule is not None:
+            policy.init(store, "owner")
+            if rule == "protect":
+                policy.protect(store, PROJECT, "m", "prod", ["owner"])
+        head = store.policy().head if rule is not None else None
+        last = store.reflog(PROJECT, "m").read_all()[-1]
+        prev, seq, target = last.hash, last.seq, None
+        for i in range(n):
+            seq += 1
+            e = make_event(seq, prev, "tag", "bench", "2026-11-27T00:00:00.000000Z", signer=key,
+                           policy=head, tag="prod", version=1 + i % 2, previous=target)
+            store.backend.put_if_absent(log_key(PROJECT, "m", seq), e.raw)
+            prev, target = e.hash, 1 + i % 2
+        return url
+
+    def cold(url: str) -> float:
+        def read() -> None:
+            for suffix in ("", "-wal", "-shm"):
+                path = os.path.join(url, "index.sqlite3" + suffix)
+                if os.path.exists(path):
+                    os.remove(path)
+            roro.Project(PROJECT, roro.Store(url)).get_model_repository("m").resolve("prod")
+        return statistics.median(timed(read, 3))
+
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the unpinned-policy warning
+        base = cold(build("none", None))
+        unruled = cold(build("unruled", "init"))
+        protected = cold(build("protect", "protect"))
+    res.add(f"cold read of {n} signed events, store policy without a rule for them", unruled,
+            base, "s", target="no cost", met=unruled < base * 1.25,
+            note="baseline: the same log in a store without a policy")
+    res.add(f"cold read of {n} moves of a protected tag (each verified)", protected, base, "s",
+            target="< 0.3 ms per event added", met=(protected - base) / n < 0.0003,
+            note="baseline: the same log without a policy; once per index (refreshes are "
+                 "incremental)")
+
+
 # -- browsing at scale -----------------------------------------------------------------------------
 def build_history(root: str, name: str, n: int,
                   metadata: Callable[[int], dict[str, Any]] | None = None) -> None:
@@ -789,6 +848,7 @@ BENCHMARKS: dict[str, Callable[[dict[str, Any], Results], None]] = {
     "browse": bench_browse,
     "ui": bench_ui,
     "signing": bench_signing,
+    "policy": bench_policy,
     # Last: SeaweedFS starts with the first of these and keeps a core busy now and then.
     "big_s3": bench_big_s3,
     "sync": bench_sync,

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 from .environment import config_dir, roro_home
 from .errors import ConfigError
 from .names import validate_name
+from .policy import use_pins
+from .signing import is_fingerprint
 from .store import Store
 from .suggest import close_matches
 
@@ -241,3 +243,50 @@ def resolve_store(name_or_url: Store | str | os.PathLike[str]) -> Store:
             options = {k: v for k, v in spec.items() if k != "store"}
             return Store(spec["store"], **options)
     return Store(text)
+
+
+def pinned_keys(url: str) -> set[str]:
+    """The owner keys this user pinned for the store at ``url``: ``pins:`` in the user
+    configuration (``roro trust:pin``), plus ``trust: keys`` of the user configuration and of
+    the nearest roro.yml (pins for every store)."""
+    user = load_user_config()
+    out: set[str] = set()
+    pins = user.get("pins") or {}
+    if isinstance(pins, dict):
+        for found in (pins.get(url) or []):
+            if isinstance(found, str):
+                out.add(found)
+    sources = [user]
+    path = find_config()
+    if path is not None:
+        sources.append(load_config(path))
+    for data in sources:
+        trust = data.get("trust")
+        if isinstance(trust, dict) and isinstance(trust.get("keys"), list):
+            out.update(k for k in trust["keys"] if isinstance(k, str))
+    return out
+
+
+def add_pin(url: str, fingerprint: str) -> str:
+    """Pin ``fingerprint`` for the store at ``url`` in the user configuration; its path."""
+    import yaml  # PyYAML: only when a pin is written
+    if not is_fingerprint(fingerprint):
+        raise ConfigError(f"{fingerprint!r} is not a key fingerprint (SHA256:… as 'roro "
+                          f"keys:list' and 'roro policy:show' print it)")
+    data = load_user_config()
+    pins = data.setdefault("pins", {})
+    if not isinstance(pins, dict):
+        raise ConfigError(f"{user_config_path()}: 'pins' must be a mapping of store URLs")
+    keys = pins.setdefault(url, [])
+    if fingerprint not in keys:
+        keys.append(fingerprint)
+    path = user_config_path()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        yaml.safe_dump(data, f, sort_keys=False)
+    os.replace(tmp, path)
+    return path
+
+
+use_pins(pinned_keys)  # the store layer asks which owner keys the reader pinned (roro/policy.py)

@@ -644,6 +644,8 @@ class ModelImage:
         settings = trust_settings(trust)
         what = f"{self._repository.name}:{self._version}"
         if fmt.pickled:
+            if settings.pickle == "signed":
+                settings = self._with_policy_keys(settings)
             settings.gate_pickle(what, fmt.name, self._repository.name, self._version,
                                  signature=self.verify)
         if tensors is not None:
@@ -663,6 +665,22 @@ class ModelImage:
                 raise TrustError(f"refusing to load {what} ({fmt.name}): {e}", setting=e.setting,
                                  source=settings.skops_source, repository=self._repository.name,
                                  version=self._version, format=fmt.name) from None
+
+    def _with_policy_keys(self, settings: Any) -> Any:
+        """``trust: pickle: signed`` on a store whose policy this reader pinned: the keys whose
+        signatures pass are the pinned and the allowed ones (plus ``trust: keys``); a policy the
+        reader did not pin adds nothing (a bucket writer could have written it)."""
+        store = self._repository.project.store
+        found = store.policy()
+        if found is None:
+            return settings
+        from .policy import pinned_keys  # loaded by store.policy() above
+        pins = pinned_keys(store.url)
+        if found.policy.owner not in pins:
+            return settings
+        rules = found.policy.rules()
+        accepted = (pins | set(rules.allowed)) - rules.revoked - found.policy.compromised()
+        return settings.with_keys(tuple(sorted(accepted | set(settings.keys or ()))))
 
     def _warn_versions(self, fmt: ModelFormat) -> None:
         assert self._manifest is not None

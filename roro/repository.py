@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -16,6 +17,8 @@ from .errors import (
     IntegrityError,
     InvalidArgumentError,
     NotFoundError,
+    RoroWarning,
+    TrustError,
 )
 from .image import ImageList, ModelImage, verified_signature
 from .names import LATEST, validate_name, validate_new_name, validate_tag, validate_version
@@ -28,6 +31,14 @@ from .refs.events import check_signature
 from .refspec import Ref, parse_ref, validate_new_tag
 from .store import Store
 from .suggest import did_you_mean
+
+
+def rejected_text(row: dict[str, Any]) -> str:
+    """What a rejected event (an index row) tried, in words."""
+    from .refs.state import Rejected  # only when a log has rejected events
+    return Rejected(row["seq"], row["type"], row["reason"], row.get("author") or "?",
+                    row.get("time") or "", row.get("version"), row.get("tag"),
+                    row.get("signer"), row.get("signer_key")).describe()
 
 if TYPE_CHECKING:
     from .objects.keep import ReuseGuard
@@ -307,6 +318,11 @@ class ModelRepository:
                     f"tag to another name", name=ref.text,
                     candidates=[f"{n}:{v}", f"tag {ref.version_word}"])
         row = index.version(p, n, v)
+        if row is None and (rejected := index.rejected_version(p, n, v)) is not None:
+            raise TrustError(f"version {v} of model repository {n!r} was rejected: event "
+                             f"{rejected['seq']} ({rejected_text(rejected)}) breaks the store "
+                             f"policy: {rejected['reason']}", setting="policy", repository=n,
+                             version=v)
         if row is None or row["deleted"]:
             what = "was deleted" if row else "does not exist"
             latest = index.latest_version(p, n)
@@ -390,6 +406,21 @@ class ModelRepository:
                                  f"'roro index --rebuild'", repository=self.name)
         self.store.confirm_event(self.project.name, self.name, move["seq"], what, type="tag",
                                  tag=tag, version=target)
+        later = self.store.index.rejected_tag_move(self.project.name, self.name, tag,
+                                                   move["seq"])
+        if later is not None:
+            warnings.warn(f"tag {tag!r} of {self.name!r}: event {later['seq']} "
+                          f"({rejected_text(later)}) breaks the store policy and was rejected "
+                          f"({later['reason']}); serving version {target}, where the last "
+                          f"accepted move (event {move['seq']}) put it", RoroWarning,
+                          stacklevel=4)
+
+    def rejected_events(self) -> list[dict[str, Any]]:
+        """The events of this repository's log the store policy rejected (skipped by every
+        reader), oldest first: ``{seq, type, version, tag, author, time, signer, signer_key,
+        reason}``."""
+        self._require()
+        return self.store.index.rejected(self.project.name, self.name)
 
     def damaged_versions(self) -> dict[int, str]:
         """``{version: why}`` of the live versions whose manifest is missing or unreadable

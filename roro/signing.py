@@ -318,6 +318,22 @@ def _b64(text: str) -> bytes:
         raise SignatureError("its signature is not valid base64") from None
 
 
+_verifiers: dict[bytes, tuple[str, Any]] = {}
+
+
+def _verifier(name: str, der: bytes) -> tuple[PublicKey, Any]:
+    """The public key (named ``name``) and its loaded ``cryptography`` object, parsed once per
+    process per key (a log signed by few keys verifies without re-parsing each one)."""
+    found = _verifiers.get(der)
+    if found is None:
+        public = _public_from_der(name, der)
+        found = (public.type, _crypto().serialization.load_der_public_key(der))
+        if len(_verifiers) >= 256:
+            _verifiers.clear()
+        _verifiers[der] = found
+    return PublicKey(name, found[0], der), found[1]
+
+
 def verify_signature(body: dict[str, Any], sig: dict[str, str]) -> PublicKey:
     """Check ``sig`` over the event ``body`` (without ``sig``); the signer's public key, or
     :class:`~roro.errors.SignatureError` saying what is wrong (the caller names the event)."""
@@ -328,13 +344,12 @@ def verify_signature(body: dict[str, Any], sig: dict[str, str]) -> PublicKey:
     if fingerprint_of(der) != sig["key"]:
         raise SignatureError(f"its public key does not have the fingerprint {sig['key']} it "
                              f"claims")
-    public = _public_from_der(sig["name"], der)
+    public, key = _verifier(sig["name"], der)
     if public.alg != sig["alg"]:
         raise SignatureError(f"its key is a {public.type} key, not one for {sig['alg']}")
     value = _b64(sig["value"])
     prims = _crypto()
     from cryptography.exceptions import InvalidSignature  # loaded by _crypto() above
-    key = prims.serialization.load_der_public_key(der)
     data = signed_bytes(body, sig)
     try:
         if public.type == "ed25519":

@@ -12,10 +12,11 @@ import hashlib
 import json
 import os
 import threading
+import time
 import uuid
 import warnings
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .environment import cache_dir, now_utc
 from .errors import IntegrityError, InvalidNameError, RoroWarning, StoreError
@@ -39,6 +40,7 @@ from .storage.layout import (
 from .storage.url import check_options
 
 if TYPE_CHECKING:
+    from .policy import StorePolicy
     from .refs.index import Index
 
 INDEX_FILE = INDEX_KEY
@@ -107,6 +109,7 @@ class Store:
         self._features: frozenset[str] | None = None
         self.recent_manifests: dict[str, bytes] = {}
         self._confirmed: dict[tuple[str, str, int], Event] = {}  # see confirm_event
+        self._policy: Any = None  # a roro.policy.StorePolicy, or False: none (see policy())
         self._read_rows: dict[tuple[str, str], dict[str, Any] | None] | None = None
         #: What a writer's next small checkpoint needs without a read: the events this handle
         #: appended lately (their bytes) and the last small checkpoint object it wrote.
@@ -360,16 +363,50 @@ class Store:
         start = (lambda: self._checkpoint_start(log)) \
             if layout.CHECKPOINT_FEATURE in self.features() else None
         try:
-            return index.refresh(log, self.objects, self.recent_manifests,
-                                 check_tail=check_tail, appended=appended, checkpoint=start)
+            return self._refresh_judged(index, log, check_tail, appended, start)
         except IndexUnavailableError as e:
             if e.reason == "other" or index.path == IN_MEMORY:
                 raise
             index.close()
             self._local.index = self._bound(self._index_in_memory(index.path, None, e))
-            return self._local.index.refresh(log, self.objects, self.recent_manifests,
-                                             check_tail=check_tail, appended=appended,
-                                             checkpoint=start)
+            return self._refresh_judged(self._local.index, log, check_tail, appended, start)
+
+    def _refresh_judged(self, index: Index, log: RefLog, check_tail: bool,
+                        appended: Event | None, start: Any) -> dict[str, Any] | None:
+        """``index.refresh`` with the store policy; an event naming a policy head newer than
+        the one this handle read makes it read the policy again (once) and refresh again."""
+        from .policy import PolicyBehind  # a light module; its checks run only with a policy
+        try:
+            return index.refresh(log, self.objects, self.recent_manifests, check_tail=check_tail,
+                                 appended=appended, checkpoint=start, policy=self.policy())
+        except PolicyBehind:
+            self._policy = None
+            policy = self.policy()
+            if policy is not None:
+                policy.check_heads = False  # still unknown: a forged head, judged by this one
+            return index.refresh(log, self.objects, self.recent_manifests, check_tail=check_tail,
+                                 appended=appended, checkpoint=start, policy=policy)
+
+    def policy(self) -> StorePolicy | None:
+        """The store's policy as this reader accepts it (None: the store has none), read once
+        and again after ``roro.policy.POLICY_TTL`` seconds; :class:`~roro.errors.TrustError`
+        where the reader's pins refuse it (docs/architecture.md, "Store policy")."""
+        if not self.is_initialized():
+            return None
+        from . import policy as policy_module  # only for a store with a policy (or pins)
+        cached = self._policy
+        if cached is False and layout.POLICY_FEATURE not in self.features():
+            return None
+        if cached is not None and cached is not False and \
+                time.monotonic() - cached.read_at < policy_module.POLICY_TTL:
+            return cast("StorePolicy", cached)
+        found = policy_module.load_store_policy(self)
+        self._policy = found if found is not None else False
+        return found
+
+    def forget_policy(self) -> None:
+        """Read the policy again at the next refresh (after this process changed it)."""
+        self._policy = None
 
     def _checkpoint_start(self, log: RefLog) -> tuple[list[Event], dict[str, bytes]] | None:
         """A cold refresh's start: the newest checkpoint, verified (None: read the log). A
@@ -405,7 +442,8 @@ class Store:
                         continue
                     seen.add((project, name))
                     try:
-                        row = index.rebuild_repository(self.reflog(project, name), self.objects)
+                        row = index.rebuild_repository(self.reflog(project, name), self.objects,
+                                                       policy=self.policy())
                     except IntegrityError as e:
                         report.failed[f"{project}/{name}"] = str(e)
                         continue

@@ -39,6 +39,7 @@ from .errors import (
     NotFoundError,
     RoroError,
     RoroWarning,
+    TrustError,
 )
 from .faults import crash_point
 from .lineage import collect_lineage
@@ -65,6 +66,7 @@ from .store import Store
 
 if TYPE_CHECKING:
     from .formats import ModelFormat
+    from .policy import StorePolicy
 
 MAX_APPEND_ATTEMPTS = 10_000
 SIGNING_KEY_ENV = "RORO_SIGNING_KEY"
@@ -105,6 +107,24 @@ def configured_signer(sign: bool | str | SigningKey = True) -> SigningKey | None
     return load_signing_key(name) if name else None
 
 
+def policy_check(policy: StorePolicy | None, project: str,
+                 repository: str) -> Callable[[Event], None] | None:
+    """What refuses an event the store policy forbids, before it is written: a
+    :class:`~roro.errors.TrustError` (exit 6) saying why (DESIGN §11)."""
+    judge = policy.judge(project, repository) if policy is not None else None
+    if judge is None:
+        return None
+
+    def check(event: Event) -> None:
+        why = judge(event)
+        if why is not None:
+            raise TrustError(f"the store policy forbids this {event.type} event in "
+                             f"{repository!r}: {why} (see 'roro policy:show'; sign with a key "
+                             f"the policy allows: $RORO_SIGNING_KEY)", setting="policy",
+                             repository=repository)
+    return check
+
+
 def closed_error(repository: str, row: dict[str, Any]) -> ConflictError:
     """Why nothing but a restore may be written to a closed repository (``row``: its index row)."""
     if row["status"] == "renamed":
@@ -143,6 +163,7 @@ def append(store: Store, project: str, repository: str,
     log = store.reflog(project, repository)
     for attempt in range(MAX_APPEND_ATTEMPTS):
         row = store.refresh(project, repository, check_tail=True)
+        policy = store.policy()
         if row is not None and row["status"] is not None and not lifecycle:
             raise closed_error(repository, row)
         decision = decide(row)
@@ -155,7 +176,9 @@ def append(store: Store, project: str, repository: str,
         if before_write is not None:
             before_write()
         event = log.append(seq, row["last_hash"] if row else None, type_, current_author(),
-                           now_utc(), signer=signer, **payload)
+                           now_utc(), signer=signer,
+                           policy=policy.head if policy is not None else None,
+                           check=policy_check(policy, project, repository), **payload)
         if event is not None:
             store.remember_event(project, repository, event)
             crash_point("after-ref-event")

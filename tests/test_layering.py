@@ -26,7 +26,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("objects", ["roro.objects.*"]),
     ("formats", ["roro.formats.*"]),
     ("refs", ["roro.refs.*", "roro.signing", "roro.bundle"]),
-    ("store, query", ["roro.store", "roro.config", "roro.query.*"]),
+    ("store, query", ["roro.store", "roro.policy", "roro.config", "roro.query.*"]),
     ("writer", ["roro.writer"]),
     ("image", ["roro.image", "roro.diff", "roro.notebook"]),
     ("repository", ["roro.repository"]),

@@ -174,7 +174,7 @@ def test_the_cli_shows_who_signed(signed, store_url, keys):
 def test_verify_and_fsck_check_every_signature(signed, store_url, keys):
     doc = json.loads(run("verify", "m", "--json", store=store_url).stdout)
     assert doc["ok"] and doc["counts"] == {"verified": 3, "unsigned": 1, "invalid": 0,
-                                           "untrusted": 0}
+                                           "untrusted": 0, "rejected": 0}
     assert run("verify", "m", store=store_url).stdout.startswith("ok: m: 4 events checked")
     strict = run("verify", "m", "--require-signed", store=store_url, ok=None)
     assert strict.exit_code == 4 and "event 2 (version) is not signed" in strict.stdout

@@ -19,20 +19,24 @@ from ..names import attachment_collision, attachment_name_warning, name_warning,
 from ..objects import ObjectStore
 from ..objects.canonical import canonical_json, loads
 from ..objects.manifest import named_blobs, read_manifest, referenced_digests
+from ..policy import read_policy
 from ..refs import Event, RepoState
 from ..refs.events import MAX_EVENT_SIZE, parse_event, verify_event
-from ..refs.state import DESTROYED, RENAMED, event_problem
+from ..refs.state import DESTROYED, RENAMED, Judge, event_problem
 from ..refspec import looks_like_version
 from ..signing import SigningUnavailableError
 from ..storage import Backend, KeyNotFoundError
 from ..storage.layout import (
     GC_PREFIX,
     OBJECTS_PREFIX,
+    POLICY_FEATURE,
+    POLICY_PREFIX,
     REFS_PREFIX,
     digest_from_object_key,
     is_gc_key,
     log_key,
     object_key,
+    policy_key,
     seq_from_log_key,
 )
 from ..store import Store
@@ -42,6 +46,7 @@ from .bundles import check_bundles
 from .checkpoints import scan_checkpoints
 from .index_rows import LogFacts, check_rows, freeze
 from .report import (
+    BAD_POLICY,
     BAD_SIGNATURE,
     BROKEN_LOG,
     CORRUPT_OBJECT,
@@ -50,6 +55,7 @@ from .report import (
     INVALID_MANIFEST,
     MISSING_OBJECT,
     NAME_WARNING,
+    REJECTED_EVENT,
     SPECIAL_FILE,
     STRAY_FILE,
     VERSION_LIKE_TAG,
@@ -160,6 +166,7 @@ def _check_logs(store: Store, report: FsckReport, pool: ThreadPoolExecutor
                 INDEX_MISMATCH, "the local index has rows of a repository it has never read "
                 "the log of: the index was edited or damaged (run 'roro index --rebuild')",
                 project=project, repository=name, blocks_gc=False))
+    policy = _read_policy(store, report)
     logs = _group_log_keys(store.backend.list(REFS_PREFIX), report)
     report.projects = len({p for p, _ in logs})
     report.repositories = len(logs)
@@ -174,7 +181,8 @@ def _check_logs(store: Store, report: FsckReport, pool: ThreadPoolExecutor
         position = positions.get((project, name))
         before = len(report.problems)
         state, seen, at = _check_log(store.backend, project, name, items, report, pool,
-                                     position[0] if position else 0)
+                                     position[0] if position else 0,
+                                     policy.judge(project, name) if policy else None)
         whole = len(report.problems) == before  # a broken log is no yardstick for the index
         if _check_against_index(position, project, name, state, seen, report) and at and whole:
             if state.status is None:  # a closed repository's rows are hidden (deleted = 2)
@@ -369,9 +377,39 @@ def _group_log_keys(keys: Iterable[str], report: FsckReport) -> dict[tuple[str, 
     return logs
 
 
+def _read_policy(store: Store, report: FsckReport) -> Any:
+    """The store policy the logs are judged by (None: none); a broken policy log, an entry the
+    owner did not sign or that cannot be read is a ``bad-policy`` problem, a stray key under
+    ``policy/log/`` a ``stray-file``. A reader's pins that refuse the policy raise
+    :class:`~roro.errors.TrustError` (the CLI's exit 6)."""
+    found = store.policy()
+    if found is not None:
+        found.check_heads = False  # fsck judges by the policy it read, whatever events name
+        report.policy_head = found.head
+        log = found.policy
+    elif POLICY_FEATURE in store.features():
+        log = read_policy(store.backend)
+    else:
+        return None
+    if log.broken is not None:
+        report.problems.append(Problem(
+            BAD_POLICY, f"the policy log is broken: {log.broken}; the entries after it are "
+            f"ignored", key=POLICY_PREFIX, blocks_gc=False))
+    for key in log.stray:
+        report.problems.append(Problem(
+            STRAY_FILE, "not a policy entry roro writes (policy/log/<10 digits>.json); move it "
+            "out of the store", key=key, blocks_gc=False))
+    for entry, why in log.rejected:
+        report.problems.append(Problem(
+            BAD_POLICY, f"policy entry {entry.seq} is skipped: {why}", seq=entry.seq,
+            key=policy_key(entry.seq), blocks_gc=False))
+    return found
+
+
 def _check_log(backend: Backend, project: str, name: str, items: list[tuple[int, str]],
                report: FsckReport, pool: ThreadPoolExecutor,
-               watch_seq: int) -> tuple[RepoState, str | None, LogFacts | None]:
+               watch_seq: int, judge: Judge | None = None
+               ) -> tuple[RepoState, str | None, LogFacts | None]:
     """Fold one log, reporting every problem and reading on past it. Returns the state, the
     hash of event ``watch_seq`` and what the log says at that event (None if there is no such
     event)."""
@@ -389,7 +427,7 @@ def _check_log(backend: Backend, project: str, name: str, items: list[tuple[int,
             unreadable[item[0]] = str(e)
             return None
 
-    state = RepoState(name)
+    state = RepoState(name, policy=judge)
     seen = None
     at: LogFacts | None = None
     version_events: dict[int, Event] = {}
@@ -434,12 +472,20 @@ def _check_log(backend: Backend, project: str, name: str, items: list[tuple[int,
             if "bundle" in event.payload and event.sig is not None:
                 report.bundle_keys[event["bundle"]] = event.sig["pub"]
         why = event_problem(state, event, name)
-        if why is not None:
+        rejected = state.rejected_count
+        if why is not None and not (judge is not None and (rejected or judge(event))):
             problem(why, seq=seq, version=_version_of(event),
                     digest=event["image"] if event.type == "version" else event.hash)
             state.apply(event, checked=False)
         else:
-            state.apply(event)
+            state.apply(event)  # the policy may reject it: skipped, and reported below
+        if state.rejected_count > rejected:
+            report.rejected_events += 1
+            r = state.rejected[-1]
+            report.problems.append(Problem(
+                REJECTED_EVENT, f"event {seq} ({r.describe()}) breaks the store policy and is "
+                f"skipped by every reader: {r.reason}", project=project, repository=name, seq=seq,
+                version=_version_of(event), digest=event.hash, blocks_gc=False))
     if at is None and seen is not None:
         at = freeze(state, version_events)
     return state, seen, at

@@ -18,6 +18,8 @@ BAD_CHECKPOINT = "bad-checkpoint"    # the newest checkpoint of a repository is 
 UNREADABLE_MARKER = "unreadable-marker"  # gc: a young keep marker that cannot be read intact
 BAD_BUNDLE = "bad-bundle"            # a version's OpenSSF Model Signing bundle does not fit it (or cannot be checked)
 BAD_SIGNATURE = "bad-signature"      # a signed event whose signature does not verify (or cannot be checked)
+REJECTED_EVENT = "rejected-event"    # an event the store policy rejects (skipped by every reader)
+BAD_POLICY = "bad-policy"            # the policy log is broken, or holds an entry the owner did not sign
 # Warning kinds (FsckReport.warnings: reported, never errors, never blocking gc).
 VERSION_LIKE_TAG = "version-like-tag"  # a tag such as v2 (from before tags could not look so)
 NAME_WARNING = "name-warning"        # a stored name a new write would refuse (e.g. a Windows device name)
@@ -82,6 +84,8 @@ class FsckReport:
     referenced: int = 0           # distinct objects that live versions reach
     verified: int = 0             # objects re-hashed (manifests always; everything with read_data)
     signed_events: int = 0        # signed events whose signature was checked (and verified)
+    rejected_events: int = 0      # events the store policy rejects (each also a problem)
+    policy_head: str | None = None  # the policy head the logs were judged under
     problems: list[Problem] = field(default_factory=list)
     #: What a new write would refuse but reading handles (DESIGN.md §14): not problems.
     warnings: list[Problem] = field(default_factory=list)

@@ -6,7 +6,9 @@ current tag pointing at it) and checks every signature, ~0.1 ms each. Each event
 ``verified`` (its signature checks out, by a key ``keys`` accepts when given), ``unsigned``,
 ``invalid`` (changed or forged: the error names the event) or ``untrusted`` (a valid signature by a
 key ``keys`` does not list). The report is ``ok`` when no event is invalid or untrusted and, with
-``require_signed``, none of the checked ``version`` and ``tag`` events is unsigned.
+``require_signed``, none of the checked ``version`` and ``tag`` events is unsigned. An event the
+store policy rejects is ``rejected`` (a failure): ``roro verify`` fails wherever the policy
+requires a signature that is missing or by a key it does not allow.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from ..refspec import Ref
 from ..repository import ModelRepository
 
 VERIFIED, UNSIGNED, INVALID, UNTRUSTED = "verified", "unsigned", "invalid", "untrusted"
+#: An event the store policy rejects (unsigned where it requires a signature, a protected tag
+#: moved by another key, a revoked or compromised key): a failure, whatever its signature.
+REJECTED = "rejected"
 #: The event types a signature matters for: ``require_signed`` fails on these unsigned.
 SIGNABLE = ("version", "tag")
 
@@ -49,7 +54,7 @@ class VerifyReport:
     seconds: float = 0.0
 
     def failures(self) -> list[EventCheck]:
-        return [e for e in self.events if e.status in (INVALID, UNTRUSTED) or (
+        return [e for e in self.events if e.status in (INVALID, UNTRUSTED, REJECTED) or (
             self.require_signed and e.status == UNSIGNED and e.type in SIGNABLE)]
 
     @property
@@ -57,7 +62,7 @@ class VerifyReport:
         return not self.failures()
 
     def counts(self) -> dict[str, int]:
-        out = {VERIFIED: 0, UNSIGNED: 0, INVALID: 0, UNTRUSTED: 0}
+        out = {VERIFIED: 0, UNSIGNED: 0, INVALID: 0, UNTRUSTED: 0, REJECTED: 0}
         for e in self.events:
             out[e.status] += 1
         return out
@@ -100,9 +105,13 @@ def verify_repository(repo: ModelRepository, ref: Ref | None = None, *,
         raise NotFoundError(f"model repository {repo.name!r} does not exist in project "
                             f"{project!r}", repository=repo.name)
     wanted: set[int] | None = None
+    policy = store.policy()
+    if policy is not None:
+        policy.check_heads = False  # judged by the policy read now, whatever events name
+    judge = policy.judge(project, repo.name) if policy is not None else None
     if ref is not None:
         version = repo.resolve_ref(ref)
-        state = RepoState(repo.name)
+        state = RepoState(repo.name, policy=judge)
         last_move: dict[str, int] = {}
         for e in events:
             state.apply(e)
@@ -114,6 +123,12 @@ def verify_repository(repo: ModelRepository, ref: Ref | None = None, *,
                           require_signed, sorted(keys) if keys is not None else [])
     for e in events:
         if wanted is None or e.seq in wanted:
-            report.events.append(check_event(e, repo.name, keys))
+            checked = check_event(e, repo.name, keys)
+            why = judge(e) if judge is not None else None
+            if why is not None and checked.status != INVALID:
+                checked.status = REJECTED
+                checked.error = (f"event {e.seq} of the ref log of {repo.name!r} breaks the "
+                                 f"store policy: {why}")
+            report.events.append(checked)
     report.seconds = round(time.monotonic() - started, 3)
     return report

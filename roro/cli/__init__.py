@@ -36,9 +36,9 @@ def main(ctx: click.Context, store: str | None, project: str | None) -> None:
     ctx.obj = CliState(project, store)
 
 
-from . import formats, init, keys, lifecycle, models, query, sync, trust, ui  # noqa: E402 - they need CliState, defined above
+from . import formats, init, keys, lifecycle, models, policy, query, sync, trust, ui  # noqa: E402 - they need CliState, defined above
 
 main.add_command(init.init)
-for _module in (models, formats, query, trust, lifecycle, sync, keys, ui):
+for _module in (models, formats, query, trust, lifecycle, sync, keys, policy, ui):
     for _command in _module.COMMANDS:
         main.add_command(_command)

@@ -83,7 +83,9 @@ def verify(ctx: click.Context, spec: str, require_signed: bool, keys: tuple[str,
     serve that version (its version event and the moves of the tags pointing at it).
 
     Exits 0 when every signature verifies (and, with --require-signed, every version and tag
-    event is signed; with --key, by one of those keys), 4 otherwise, naming each bad event.
+    event is signed; with --key, by one of those keys) and the store policy rejects none of the
+    events (unsigned where it requires signatures, a protected tag moved by another key), 4
+    otherwise, naming each bad event.
     """
     from ..check.verify import verify_repository  # the check package: only for its commands
     from ..signing import is_fingerprint, public_key  # cryptography: only to verify
@@ -106,7 +108,8 @@ def verify(ctx: click.Context, spec: str, require_signed: bool, keys: tuple[str,
         verdict = ("ok", "bold green") if report.ok else ("FAILED", "bold red")
         out.print(render.text(verdict, f": {repo.name}: {len(report.events)} events checked, "
                               f"{c['verified']} verified, {c['unsigned']} unsigned, "
-                              f"{c['invalid']} invalid, {c['untrusted']} by other keys "
+                              f"{c['invalid']} invalid, {c['untrusted']} by other keys, "
+                              f"{c['rejected']} rejected by the store policy "
                               f"in {report.seconds:.3f} s"))
     if not report.ok:
         ctx.exit(EXIT_INTEGRITY)

@@ -238,12 +238,14 @@ def models_log(state: CliState, name: str | None, limit: int | None, before: int
             for t in image_tags:
                 if t != LATEST:
                     image.repository.resolve(tag=t)
+    rejected = repo.rejected_events() if ref is not None else []
     if as_json:
         render.emit_json({"project": project.name, "repository": name,
-                          "versions": [image_document(i, t) for i, t in entries]})
+                          "versions": [image_document(i, t) for i, t in entries],
+                          "rejected": rejected})
         return
     out = render.console()
-    if not entries:
+    if not entries and not rejected:
         what = f"model repository {name!r}" if name else f"project {project.name!r}"
         out.print(f"No saved versions in {what}.")
         return
@@ -255,6 +257,16 @@ def models_log(state: CliState, name: str | None, limit: int | None, before: int
                 if n:
                     out.print()
                 _print_log_entry(out, image, image_tags, columns, not absolute)
+        _print_rejected(out, rejected)
+
+
+def _print_rejected(out: render.Output, rejected: list[dict[str, Any]]) -> None:
+    """The events the store policy rejected (skipped by every reader), each named."""
+    from ..repository import rejected_text  # only when a log has rejected events
+    for r in rejected:
+        out.print(render.text(("rejected", "bold red"), f" event {r['seq']}: ",
+                              render.safe_line(rejected_text(r)), ": ",
+                              render.safe_line(r["reason"])))
 
 
 def _print_log_entry(out: render.Output, image: ModelImage, image_tags: list[str],
@@ -790,11 +802,16 @@ def models_history(state: CliState, spec: str, absolute: bool, as_json: bool) ->
               "author": m["author"], "time": m["time"], "signer": m["signer"],
               "signer_key": m["signer_key"]}
              for m in repo.get_tag_history(tag if sep else None)]
+    rejected = [r for r in repo.rejected_events()
+                if r["type"] == "tag" and (not sep or r["tag"] == tag)]
     if as_json:
         render.emit_json({"project": state.project.name, "repository": name,
-                          "tag": tag if sep else None, "moves": moves})
+                          "tag": tag if sep else None, "moves": moves, "rejected": rejected})
         return
     out = render.console()
+    if rejected and not moves:
+        _print_rejected(out, rejected)
+        return
     if not moves:
         what = f"tag {tag!r} of {name}" if sep else f"the tags of {name}"
         out.print(f"No moves of {what}.")
@@ -816,6 +833,7 @@ def models_history(state: CliState, spec: str, absolute: bool, as_json: bool) ->
         table.add_row(render.when(m["time"], not absolute), render.safe_line(m["tag"]),
                       f"{v(m['from'])} → {v(m['to'])}", render.safe_line(m["author"]), signed)
     out.print(table)
+    _print_rejected(out, rejected)
 
 
 COMMANDS = [models, models_create, models_log, models_show, models_download, models_tag,

@@ -105,6 +105,9 @@ def _render_sync(report: SyncReport) -> None:
         for r in changed:
             if r.status in ("conflict", "failed") and r.message:
                 out.print(render.text((r.status, "bold red"), " ", render.safe_line(r.message)))
+            for why in r.rejected:
+                out.print(render.text(("rejected", "bold red"), f" {render.safe_line(r.name)}: ",
+                                      render.safe_line(why)))
     out.print(render.safe_line(report.summary()))
 
 

@@ -55,6 +55,11 @@ class Trust(NamedTuple):
                                                  if out.keys is not None else set(keys))))
         return out
 
+    def with_keys(self, keys: tuple[str, ...]) -> Trust:
+        """These settings with ``keys`` as the fingerprints whose signatures pass ``signed``
+        (a store policy the reader pinned adds its keys: ``ModelImage._with_policy_keys``)."""
+        return _replace(self, keys=keys)
+
     def to_dict(self) -> dict[str, Any]:
         return {"pickle": self.pickle, "pickle_source": self.pickle_source,
                 "skops_types": sorted(self.skops_types) if self.skops_types is not None else None,

@@ -79,6 +79,7 @@ class Event:
     raw: bytes = b""
     v: int = 1
     sig: dict[str, str] | None = None
+    policy: str | None = None  # the policy head it was written under (``<seq>:<hash>``)
 
     @property
     def hash(self) -> str:
@@ -110,6 +111,8 @@ class Event:
         body = self.to_dict()
         if self.v != 1:
             body["v"] = self.v
+        if self.policy is not None:
+            body["policy"] = self.policy
         return body
 
     @property
@@ -125,12 +128,16 @@ class Event:
 
 
 def make_event(seq: int, prev: str | None, type_: str, author: str, time: str, *,
-               signer: Any = None, **payload: Any) -> Event:
+               signer: Any = None, policy: str | None = None, **payload: Any) -> Event:
     """A new event; with ``signer`` (a :class:`roro.signing.SigningKey`), a signed event of
-    version 2 (the caller records the store feature ``signed-events`` first)."""
+    version 2 (the caller records the store feature ``signed-events`` first); with ``policy``
+    (the store policy's head), an event of version 2 that names it (feature ``policy``)."""
     body: dict[str, Any] = {"seq": seq, "prev": prev, "type": type_, "author": author,
                             "time": time, **payload}
     sig = None
+    if policy is not None:
+        body["v"] = EVENT_V2
+        body["policy"] = policy
     if signer is not None:
         body["v"] = EVENT_V2
         sig = signer.signature_for(body)
@@ -142,7 +149,7 @@ def make_event(seq: int, prev: str | None, type_: str, author: str, time: str, *
                                    f"{MAX_EVENT_SIZE} an event may hold (is the author name, "
                                    f"$RORO_AUTHOR, that long?)")
     return Event(seq, prev, type_, author, time, payload, raw,
-                 EVENT_V2 if signer is not None else 1, sig)
+                 EVENT_V2 if signer is not None or policy is not None else 1, sig, policy)
 
 
 _warned_unverified = False
@@ -208,6 +215,8 @@ def parse_event(raw: bytes, *, repository: str, seq: int) -> Event:
         spec = {**spec, "v": int}
         if "sig" in body:
             spec["sig"] = dict
+        if "policy" in body:
+            spec["policy"] = str
     if body.keys() != spec.keys():
         raise broken(f"unexpected fields {sorted(set(body) ^ set(spec))}")
     for key, typ in spec.items():
@@ -236,6 +245,10 @@ def parse_event(raw: bytes, *, repository: str, seq: int) -> Event:
         problem = sig_shape_problem(sig)
         if problem is not None:
             raise broken(problem)
+    policy = body.get("policy")
+    if policy is not None and (len(policy) > 200 or not policy.partition(":")[0].isdigit()):
+        raise broken("'policy' is not a policy head")
     payload = {k: body[k] for k in EVENT_TYPES[type_]}
     payload.update({k: body[k] for k in OPTIONAL_FIELDS.get(type_, {}) if k in body})
-    return Event(seq, body["prev"], type_, body["author"], body["time"], payload, raw, v, sig)
+    return Event(seq, body["prev"], type_, body["author"], body["time"], payload, raw, v, sig,
+                 policy)

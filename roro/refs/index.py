@@ -29,7 +29,7 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol
 
 from ..errors import IntegrityError, StoreError
 from ..faults import crash_point
@@ -38,14 +38,16 @@ from ..objects import ObjectStore
 from ..objects.manifest import model_format, read_manifest_or_damage
 from .events import Event
 from .log import RefLog, Tail
-from .state import apply_event
+from .state import Judge, apply_event
 
 #: 3: the lifecycle columns of ``repositories`` and ``versions.deleted = 2`` (issue 14).
 #: 4: ``repositories.last_md5`` and ``versions.damaged`` (issue 13).
 #: 5: ``version_keys`` and the partial index ``versions_deleted`` (the web UI's pages).
 #: 6: ``versions.model_format`` (issue 15: a format is a search field).
 #: 7: ``signer`` and ``signer_key`` of versions and tag moves (issue 16).
-SCHEMA_VERSION = 7
+#: 8: ``rejected_events`` (events the store policy rejected) and ``repositories.policy_head``
+#: (the policy head its rows were judged under), issue 16 part 2.
+SCHEMA_VERSION = 8
 BUSY_TIMEOUT_MS = 60_000
 REFRESH_ATTEMPTS = 20
 PARALLEL_READS = 16
@@ -54,7 +56,7 @@ PARALLEL_READS = 16
 #: query literal can match (see docs/query.md).
 NUL_STRING_PLACEHOLDER = {"roro:string-with-nul": True}
 #: Every table of indexed rows: what a store-id change or ``reset`` empties.
-TABLES = ("repositories", "versions", "tags", "tag_events", "version_keys")
+TABLES = ("repositories", "versions", "tags", "tag_events", "version_keys", "rejected_events")
 #: The ``value`` of a ``version_keys`` row whose JSON value cannot be sorted (boolean, null, array,
 #: object): a BLOB, which SQLite orders after every number and string, so ``value < x''`` selects
 #: exactly the sortable rows, numbers (numerically) before strings (by code point).
@@ -78,7 +80,7 @@ _SCHEMA = [
         project TEXT NOT NULL, name TEXT NOT NULL, last_seq INTEGER NOT NULL,
         last_hash TEXT, max_version INTEGER NOT NULL, created TEXT, updated TEXT,
         status TEXT, renamed_to TEXT, closed_seq INTEGER, closed_time TEXT, closed_by TEXT,
-        last_md5 TEXT, PRIMARY KEY (project, name))""",
+        last_md5 TEXT, policy_head TEXT, PRIMARY KEY (project, name))""",
     """CREATE TABLE versions (
         project TEXT NOT NULL, repository TEXT NOT NULL, version INTEGER NOT NULL,
         image TEXT NOT NULL, seq INTEGER NOT NULL, author TEXT, time TEXT, comment TEXT,
@@ -106,10 +108,26 @@ _SCHEMA = [
         project TEXT NOT NULL, repository TEXT NOT NULL, key TEXT NOT NULL,
         value NOT NULL, version INTEGER NOT NULL,
         PRIMARY KEY (project, repository, key, value, version)) WITHOUT ROWID""",
+    """CREATE TABLE rejected_events (
+        project TEXT NOT NULL, repository TEXT NOT NULL, seq INTEGER NOT NULL,
+        type TEXT NOT NULL, version INTEGER, tag TEXT, author TEXT, time TEXT, signer TEXT,
+        signer_key TEXT, reason TEXT NOT NULL, PRIMARY KEY (project, repository, seq))""",
 ]
 
 
 IN_MEMORY = ":memory:"
+
+
+class PolicyView(Protocol):
+    """What the index needs of the store policy (:class:`roro.store.StorePolicy`)."""
+
+    head: str | None
+
+    def judge(self, project: str, repository: str) -> Judge | None: ...
+
+    def stale(self, head: str | None, project: str, repository: str) -> bool:
+        """Whether rows judged under policy ``head`` may hold a verdict the current policy
+        would not give (then the repository is indexed again)."""
 
 
 class IndexUnavailableError(StoreError):
@@ -250,8 +268,8 @@ class Index:
     def refresh(self, log: RefLog, objects: ObjectStore,
                 known_manifests: dict[str, bytes] | None = None, *,
                 check_tail: bool = False, appended: Event | None = None,
-                checkpoint: Callable[[], tuple[list[Event], dict[str, bytes]] | None] | None = None
-                ) -> Row | None:
+                checkpoint: Callable[[], tuple[list[Event], dict[str, bytes]] | None] | None = None,
+                policy: PolicyView | None = None) -> Row | None:
         """Apply the events of ``log`` that are not indexed yet; return the repository row.
 
         With ``check_tail`` (a writer's refresh), first make sure that the event the index saw
@@ -262,18 +280,31 @@ class Index:
         events of others are read by the next refresh).
         ``checkpoint()``: for a repository the index has never seen, the events 1..N and the
         manifests of its newest checkpoint, verified against the log (or None: read the log);
-        only the events after N are then read from the log."""
+        only the events after N are then read from the log.
+        ``policy``: the store policy (:class:`PolicyView`): its verdict judges each new event,
+        and rows judged under a head the policy changed since (in a way that may concern this
+        repository) are indexed again from the log."""
         with _no_cyclic_gc():
-            return self._refresh(log, objects, known_manifests, check_tail, appended, checkpoint)
+            return self._refresh(log, objects, known_manifests, check_tail, appended, checkpoint,
+                                 policy)
 
     def _refresh(self, log: RefLog, objects: ObjectStore,
                  known_manifests: dict[str, bytes] | None, check_tail: bool,
                  appended: Event | None,
-                 checkpoint: Callable[[], tuple[list[Event], dict[str, bytes]] | None] | None
-                 ) -> Row | None:
+                 checkpoint: Callable[[], tuple[list[Event], dict[str, bytes]] | None] | None,
+                 policy: PolicyView | None) -> Row | None:
         project, name = log.project, log.repository
+        judge = policy.judge(project, name) if policy is not None else None
+        head = policy.head if policy is not None else None
         for _ in range(REFRESH_ATTEMPTS):
             row = self.repository(project, name)
+            if row is not None and row["policy_head"] != head:
+                if policy is None or policy.stale(row["policy_head"], project, name):
+                    return self.rebuild_repository(log, objects, policy=policy)
+                with self.transaction() as conn:
+                    conn.execute("UPDATE repositories SET policy_head = ? WHERE project = ? AND "
+                                 "name = ?", [head, project, name])
+                continue
             seq = row["last_seq"] if row else 0
             tail = Tail(seq, row["last_hash"], row["last_md5"]) if check_tail and row else None
             known = known_manifests or {}
@@ -288,11 +319,11 @@ class Index:
                 return row
             manifests = _fetch_manifests(_needing_manifests(events, name), objects, known)
             with self.transaction() as conn:
-                view = _view(conn, project, name, manifests)
+                view = _view(conn, project, name, manifests, head)
                 if view.last_seq >= seq:
                     for event in events:
                         if event.seq > view.last_seq:  # else applied meanwhile by another process
-                            apply_event(view, event, name)
+                            apply_event(view, event, name, policy=judge)
                     if isinstance(view, _FreshView):
                         view.flush()
                     crash_point("during-index-update")
@@ -300,14 +331,15 @@ class Index:
                 if any(e.type == "restore" for e in events) and self._lacks_manifests(project,
                                                                                     name):
                     # restored: its versions' manifests were dropped when it was closed
-                    return self.rebuild_repository(log, objects)
+                    return self.rebuild_repository(log, objects, policy=policy)
                 return self.repository(project, name)
             # The index lost rows since we looked (another process rebuilt it or bound it to a
             # recreated store): read the log again from where it now stands.
         raise StoreError(f"the index {self.path} kept changing under {project}/{name} while it was "
                          f"refreshed; try again")
 
-    def rebuild_repository(self, log: RefLog, objects: ObjectStore) -> Row | None:
+    def rebuild_repository(self, log: RefLog, objects: ObjectStore,
+                           policy: PolicyView | None = None) -> Row | None:
         """Index one repository again from its whole log, replacing its rows in one transaction.
 
         Readers (and writers deciding their next event) see the old rows or the new ones, never
@@ -318,13 +350,14 @@ class Index:
         project, name = log.project, log.repository
         try:
             with _no_cyclic_gc():
-                return self._rebuild_repository(log, objects)
+                return self._rebuild_repository(log, objects, policy)
         except IntegrityError:
             with self.transaction():
                 self._delete_repository(project, name)
             raise
 
-    def _rebuild_repository(self, log: RefLog, objects: ObjectStore) -> Row | None:
+    def _rebuild_repository(self, log: RefLog, objects: ObjectStore,
+                            policy: PolicyView | None) -> Row | None:
         project, name = log.project, log.repository
         events = log.read_after(0)
         manifests = _fetch_manifests(_needing_manifests(events, name), objects, {})
@@ -336,9 +369,11 @@ class Index:
                 manifests.update(_fetch_manifests(
                     [e for e in _needing_manifests(events, name) if e.seq >= tail[0].seq],
                     objects, {}))
-            view = _FreshView(conn, project, name, manifests)
+            view = _FreshView(conn, project, name, manifests,
+                              policy.head if policy is not None else None)
+            judge = policy.judge(project, name) if policy is not None else None
             for event in events:
-                apply_event(view, event, name)
+                apply_event(view, event, name, policy=judge)
             view.flush()
         return self.repository(project, name)
 
@@ -368,7 +403,7 @@ class Index:
     def _delete_repository(self, project: str, name: str) -> None:
         self.conn.execute("DELETE FROM repositories WHERE project = ? AND name = ?",
                           [project, name])
-        for t in ("versions", "tags", "tag_events", "version_keys"):
+        for t in ("versions", "tags", "tag_events", "version_keys", "rejected_events"):
             self.conn.execute(f"DELETE FROM [{t}] WHERE project = ? AND repository = ?",
                               [project, name])
 
@@ -457,6 +492,29 @@ class Index:
                 f"AND version IN ({marks}) ORDER BY tag", [project, repository, *versions]):
             out.setdefault(r["version"], []).append(r["tag"])
         return out
+
+    def rejected(self, project: str, repository: str) -> list[dict[str, Any]]:
+        """The events the store policy rejected, oldest first."""
+        return self._rows("SELECT seq, type, version, tag, author, time, signer, signer_key, "
+                          "reason FROM rejected_events WHERE project = ? AND repository = ? "
+                          "ORDER BY seq", [project, repository])
+
+    def rejected_version(self, project: str, repository: str,
+                         version: int) -> dict[str, Any] | None:
+        """The rejected event that claimed version ``version``, if one did."""
+        rows = self._rows("SELECT seq, type, version, author, signer, signer_key, reason FROM "
+                          "rejected_events WHERE project = ? AND repository = ? AND version = ? "
+                          "AND type = 'version' ORDER BY seq LIMIT 1",
+                          [project, repository, version])
+        return rows[0] if rows else None
+
+    def rejected_tag_move(self, project: str, repository: str, tag: str,
+                          after: int) -> dict[str, Any] | None:
+        """The newest rejected move of ``tag`` after event ``after``, if any."""
+        rows = self._rows("SELECT * FROM rejected_events WHERE project = ? AND repository = ? "
+                          "AND seq > ? AND type = 'tag' AND tag = ? ORDER BY seq DESC LIMIT 1",
+                          [project, repository, after, tag])
+        return rows[0] if rows else None
 
     def tag_history(self, project: str, repository: str,
                     tag: str | None = None) -> list[dict[str, Any]]:
@@ -775,7 +833,8 @@ class Index:
         """Every indexed row, in a stable order (tests compare rebuilt and incremental indexes)."""
         order = {"repositories": "project, name", "versions": "project, repository, version",
                  "tags": "project, repository, tag", "tag_events": "project, repository, seq",
-                 "version_keys": "project, repository, key, value, version"}
+                 "version_keys": "project, repository, key, value, version",
+                 "rejected_events": "project, repository, seq"}
         return {t: self._rows(f"SELECT * FROM [{t}] ORDER BY {o}") for t, o in order.items()}
 
 
@@ -896,11 +955,11 @@ def _fetch_manifests(events: list[Event], objects: ObjectStore,
 
 
 def _view(conn: sqlite3.Connection, project: str, name: str,
-          manifests: Manifests) -> _SqlView | _FreshView:
+          manifests: Manifests, policy_head: str | None = None) -> _SqlView | _FreshView:
     """The reducer's view of a repository's rows: in memory while it has none (a cold refresh),
-    else statement by statement."""
-    view = _SqlView(conn, project, name, manifests)
-    return view if view.exists else _FreshView(conn, project, name, manifests)
+    else statement by statement. ``policy_head``: the store policy the events are judged by."""
+    view = _SqlView(conn, project, name, manifests, policy_head)
+    return view if view.exists else _FreshView(conn, project, name, manifests, policy_head)
 
 
 class _SqlView:
@@ -909,8 +968,9 @@ class _SqlView:
     versions about to be added (a version deleted later in the same batch has none)."""
 
     def __init__(self, conn: sqlite3.Connection, project: str, name: str,
-                 manifests: Manifests):
+                 manifests: Manifests, policy_head: str | None = None):
         self.conn, self.project, self.name, self.manifests = conn, project, name, manifests
+        self.policy_head = policy_head
         row = conn.execute("SELECT last_seq, last_hash, max_version, status FROM repositories "
                            "WHERE project = ? AND name = ?", [project, name]).fetchone()
         self.exists = row is not None
@@ -918,6 +978,17 @@ class _SqlView:
         self.last_hash: str | None = row[1] if row else None
         self.max_version: int = row[2] if row else 0
         self.status: str | None = row[3] if row else None
+        self.rejected_count: int = conn.execute(
+            "SELECT count(*) FROM rejected_events WHERE project = ? AND repository = ?",
+            [project, name]).fetchone()[0] if row else 0
+
+    def reject(self, event: Event, reason: str) -> None:
+        self.rejected_count += 1
+        self.conn.execute(
+            "INSERT INTO rejected_events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [self.project, self.name, event.seq, event.type, event.payload.get("version"),
+             event.payload.get("tag"), event.author, event.time, event.signer,
+             event.signer_key, reason])
 
     def is_live(self, version: int) -> bool:
         return self.conn.execute(
@@ -991,16 +1062,17 @@ class _SqlView:
 
     def advance(self, event: Event, max_version: int) -> None:
         self.last_seq, self.last_hash, self.max_version = event.seq, event.hash, max_version
-        position = [self.last_seq, self.last_hash, self.max_version, event.time, event.md5]
+        position = [self.last_seq, self.last_hash, self.max_version, event.time, event.md5,
+                    self.policy_head]
         if self.exists:
             self.conn.execute(
                 "UPDATE repositories SET last_seq = ?, last_hash = ?, max_version = ?, "
-                "updated = ?, last_md5 = ? WHERE project = ? AND name = ?",
+                "updated = ?, last_md5 = ?, policy_head = ? WHERE project = ? AND name = ?",
                 [*position, self.project, self.name])
         else:
             self.conn.execute(
                 "INSERT INTO repositories (project, name, last_seq, last_hash, max_version, "
-                "updated, last_md5, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "updated, last_md5, policy_head, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [self.project, self.name, *position, event.time])
             self.exists = True
 
@@ -1050,8 +1122,10 @@ class _FreshView:
     _DELETED, _DERIVED, _DAMAGED = 8, 9, 9 + len(DERIVED)
 
     def __init__(self, conn: sqlite3.Connection, project: str, name: str,
-                 manifests: Manifests):
+                 manifests: Manifests, policy_head: str | None = None):
         self.conn, self.project, self.name, self.manifests = conn, project, name, manifests
+        self.policy_head = policy_head
+        self.rejected: list[tuple[Any, ...]] = []  # rejected_events rows
         self.exists = False
         self.last_seq = 0
         self.last_hash: str | None = None
@@ -1063,6 +1137,15 @@ class _FreshView:
         self.tag_events: list[tuple[Any, ...]] = []
         self.repo: list[Any] = []  # the repositories row, once advanced
         self.closed: list[Any] = [None, None, None, None, None]  # status … closed_by
+
+    @property
+    def rejected_count(self) -> int:
+        return len(self.rejected)
+
+    def reject(self, event: Event, reason: str) -> None:
+        self.rejected.append((self.project, self.name, event.seq, event.type,
+                              event.payload.get("version"), event.payload.get("tag"),
+                              event.author, event.time, event.signer, event.signer_key, reason))
 
     def is_live(self, version: int) -> bool:
         row = self.rows.get(version)
@@ -1145,8 +1228,9 @@ class _FreshView:
         p, n = self.project, self.name
         self.conn.execute(
             "INSERT INTO repositories (project, name, last_seq, last_hash, max_version, updated, "
-            "last_md5, created, status, renamed_to, closed_seq, closed_time, closed_by) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [p, n, *self.repo, *self.closed])
+            "last_md5, created, status, renamed_to, closed_seq, closed_time, closed_by, "
+            "policy_head) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [p, n, *self.repo, *self.closed, self.policy_head])
         self.conn.executemany(
             f"INSERT INTO versions (project, repository, version, image, seq, author, time, "
             f"comment, deleted, {', '.join(DERIVED)}, damaged, signer, signer_key) "
@@ -1158,6 +1242,8 @@ class _FreshView:
                               ((p, n, tag, v) for tag, v in self.tags.items()))
         self.conn.executemany("INSERT INTO tag_events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                               self.tag_events)
+        self.conn.executemany("INSERT INTO rejected_events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                              self.rejected)
 
 
 def _described_with_keys(manifest: dict[str, Any],

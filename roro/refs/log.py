@@ -174,10 +174,16 @@ class RefLog:
         return self.read_after(0)
 
     def append(self, seq: int, prev: str | None, type_: str, author: str, time: str, *,
-               signer: Any = None, **payload: Any) -> Event | None:
+               signer: Any = None, policy: str | None = None, check: Any = None,
+               **payload: Any) -> Event | None:
         """Write event ``seq`` if nobody has: the event, or None if another writer won the slot.
-        With ``signer`` (a :class:`roro.signing.SigningKey`) the event is signed."""
-        event = make_event(seq, prev, type_, author, time, signer=signer, **payload)
+        With ``signer`` (a :class:`roro.signing.SigningKey`) the event is signed; ``policy``
+        names the store policy's head; ``check(event)`` may refuse the event before it is
+        written (the store policy's verdict)."""
+        event = make_event(seq, prev, type_, author, time, signer=signer, policy=policy,
+                           **payload)
+        if check is not None:
+            check(event)
         key = log_key(self.project, self.repository, seq)
         try:
             created = self.backend.put_if_absent(key, event.raw)

@@ -10,7 +10,7 @@ a few small mutators. The in-memory :class:`RepoState` (fsck, sync, tests), the 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -19,6 +19,9 @@ from .events import Event
 
 #: What a closed repository's ``status`` is (a live one has None).
 DESTROYED, RENAMED = "destroyed", "renamed"
+#: The store policy's verdict on an event (``roro.policy.Policy.judge``): None (it passes) or
+#: why the event is rejected.
+Judge = Callable[[Event], "str | None"]
 
 
 class RepoView(Protocol):
@@ -28,6 +31,9 @@ class RepoView(Protocol):
     last_hash: str | None
     max_version: int
     status: str | None  # None (live), DESTROYED or RENAMED
+    @property
+    def rejected_count(self) -> int:
+        """How many events the policy rejected so far."""
 
     def is_live(self, version: int) -> bool: ...
     def tag_target(self, tag: str) -> int | None: ...
@@ -60,11 +66,17 @@ class RepoMutator(RepoView, Protocol):
     def reopen(self, event: Event) -> None:
         """A ``restore``: the closed repository is live again, as it was."""
 
+    def reject(self, event: Event, reason: str) -> None:
+        """``event`` breaks the store policy (``reason``): it changes nothing but is listed as
+        rejected (the hash chain runs through it)."""
+
 
 def event_problem(view: RepoView, event: Event, repository: str | None = None) -> str | None:
     """Why ``event`` cannot follow ``view``'s state, or None if it can. ``repository`` is the
     name of the log (a ``rename`` from it closes it; one from another name is history that
-    this log continues)."""
+    this log continues). Once the policy rejected an event of the log, a tag move's
+    ``previous`` is not checked: a move decided while a later rejected event (a revoked
+    ``--compromised`` key's) stood is still the move its signer made."""
     if event.seq != view.last_seq + 1:
         return f"expected event {view.last_seq + 1}, found {event.seq}"
     if event.prev != view.last_hash:
@@ -91,7 +103,7 @@ def event_problem(view: RepoView, event: Event, repository: str | None = None) -
         return None
     if event.type == "tag":
         new, previous = event["version"], event["previous"]
-        if previous != view.tag_target(event["tag"]):
+        if previous != view.tag_target(event["tag"]) and not view.rejected_count:
             return (f"tag {event['tag']!r} moved from {previous}, but it pointed at "
                     f"{view.tag_target(event['tag'])}")
         if new is not None and not view.is_live(new):
@@ -115,15 +127,39 @@ def check_event(view: RepoView, event: Event, repository: str) -> None:
                              f"run 'roro fsck'", repository=repository, seq=event.seq)
 
 
-def apply_event(state: RepoMutator, event: Event, repository: str, *, judge: bool = True) -> None:
+def _chain_problem(view: RepoView, event: Event) -> bool:
+    return event.seq != view.last_seq + 1 or event.prev != view.last_hash
+
+
+def apply_event(state: RepoMutator, event: Event, repository: str, *, judge: bool = True,
+                policy: Judge | None = None) -> None:
     """The reducer: apply ``event`` to ``state`` after :func:`check_event` accepts it.
+
+    ``policy`` (the store policy's verdict, :meth:`roro.policy.Policy.judge`): an event it
+    rejects is *skipped* (DESIGN §11): recorded with :meth:`RepoMutator.reject`, the log position
+    advanced past it (and a version number it took is never reused), nothing else changed. Once
+    a repository holds a rejected event, an event that no longer fits the fold rules (e.g. a move
+    from a version only a rejected event made) is rejected too instead of breaking the log; a
+    broken hash chain or sequence is always an error.
 
     ``judge=False`` applies it as well as it can without judging it: fsck uses it to read on
     past a problem it has reported.
     """
-    if judge:
+    problem = event_problem(state, event, repository) if judge else None
+    if problem is not None and _chain_problem(state, event):
         check_event(state, event, repository)
+    reason = policy(event) if policy is not None else None
+    if reason is None and problem is not None:
+        if state.rejected_count == 0:
+            check_event(state, event, repository)
+        reason = f"it follows a rejected event and {problem}"
     max_version = state.max_version
+    if reason is not None:
+        if event.type == "version" and event["version"] == max_version + 1:
+            max_version += 1  # its number is taken: honest writers go on after it
+        state.reject(event, reason)
+        state.advance(event, max_version)
+        return
     if event.type == "version":
         state.add_version(event)
         max_version = max(max_version, event["version"])
@@ -167,6 +203,42 @@ class TagMove:
 
 
 @dataclass
+class Rejected:
+    """An event the store policy rejected: skipped by the fold, listed by log, history, fsck."""
+
+    seq: int
+    type: str
+    reason: str
+    author: str
+    time: str
+    version: int | None = None
+    tag: str | None = None
+    signer: str | None = None
+    signer_key: str | None = None
+
+    @classmethod
+    def of(cls, event: Event, reason: str) -> Rejected:
+        return cls(event.seq, event.type, reason, event.author, event.time,
+                   event.payload.get("version"), event.payload.get("tag"), event.signer,
+                   event.signer_key)
+
+    def to_dict(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+    def describe(self) -> str:
+        """What the event tried, e.g. "a move of tag 'production' to version 3 by mallory"."""
+        if self.type == "tag":
+            what = (f"a move of tag {self.tag!r} to version {self.version}"
+                    if self.version is not None else f"the removal of tag {self.tag!r}")
+        elif self.type in ("version", "delete"):
+            what = f"{'version' if self.type == 'version' else 'a delete of version'} {self.version}"
+        else:
+            what = f"a {self.type} event"
+        signed = f", signed by {self.signer} ({self.signer_key})" if self.signer else ", unsigned"
+        return f"{what} by {self.author}{signed}"
+
+
+@dataclass
 class RepoState:
     """The whole state of one repository, folded in memory."""
 
@@ -183,6 +255,12 @@ class RepoState:
     renamed_to: str | None = None
     closed_seq: int | None = None   # the event that closed it
     closed_time: str | None = None
+    rejected: list[Rejected] = field(default_factory=list)
+    policy: Judge | None = None
+
+    @property
+    def rejected_count(self) -> int:
+        return len(self.rejected)
 
     def is_live(self, version: int) -> bool:
         return version in self.versions
@@ -229,15 +307,19 @@ class RepoState:
     def reopen(self, event: Event) -> None:
         self.status = self.renamed_to = self.closed_seq = self.closed_time = None
 
+    def reject(self, event: Event, reason: str) -> None:
+        self.rejected.append(Rejected.of(event, reason))
+
     def apply(self, event: Event, *, checked: bool = True) -> None:
-        """Apply ``event`` through the reducer (:func:`apply_event`); ``checked=False`` applies
-        it without judging it (fsck reads on past a reported problem)."""
-        apply_event(self, event, self.name, judge=checked)
+        """Apply ``event`` through the reducer (:func:`apply_event`) with this state's
+        ``policy``; ``checked=False`` applies it without judging it (fsck reads on past a
+        reported problem)."""
+        apply_event(self, event, self.name, judge=checked, policy=self.policy)
 
 
-def fold(name: str, events: Iterable[Event]) -> RepoState:
+def fold(name: str, events: Iterable[Event], policy: Judge | None = None) -> RepoState:
     """The state of repository ``name`` after ``events``; IntegrityError at the first bad one."""
-    state = RepoState(name)
+    state = RepoState(name, policy=policy)
     for e in events:
         apply_event(state, e, name)
     return state

@@ -12,6 +12,8 @@ gc/keep/<time>-<uuid>.json                         a save's keep marker: old obj
 checkpoints/<project>/<repo>/<inv seq>-<hex>.json  checkpoint pointers (create-only; feature
                                                    "checkpoints"): <inv seq> = 9999999999 - N,
                                                    so a listing names the newest first
+policy/log/<seq, 10 digits>.json                   the store policy's entries (create-only,
+                                                   hash-chained, owner-signed; feature "policy")
 ```
 """
 
@@ -40,7 +42,11 @@ KNOWN_FEATURES: frozenset[str] = frozenset({
     "model-bundles",  # a version event's 'bundle': its OpenSSF Model Signing bundle (issue 16)
     "signed-events",  # event version 2: ref events with a signature (issue 16)
     "checkpoints",  # checkpoint pointers under checkpoints/ and their objects (issue 18)
+    "policy",  # the store policy's log under policy/log/, events naming a policy head (issue 16)
 })
+#: The feature the first policy entry records (roro/policy.py).
+POLICY_FEATURE = "policy"
+POLICY_PREFIX = "policy/log/"
 #: The feature the first checkpoint records (before its object and pointer are written).
 CHECKPOINT_FEATURE = "checkpoints"
 CHECKPOINTS_PREFIX = "checkpoints/"
@@ -120,11 +126,26 @@ def is_key_path(key: str) -> bool:
     a feature key, a gc key (a directory there is damage that fsck reports)."""
     if key == FORMAT_KEY or digest_from_object_key(key) is not None \
             or feature_from_key(key) is not None or is_gc_key(key) \
-            or parse_checkpoint_key(key) is not None:
+            or parse_checkpoint_key(key) is not None or is_policy_key(key):
         return True
     parts = key.split("/")
     return (len(parts) == 5 and parts[0] == REFS_PREFIX.rstrip("/") and parts[3] == "log"
             and seq_from_log_key(key) is not None)
+
+
+def policy_key(seq: int) -> str:
+    """The key of entry ``seq`` of the store's policy log."""
+    if not isinstance(seq, int) or seq < 1 or seq >= 10**SEQ_DIGITS:
+        raise ValueError(f"invalid sequence number {seq!r}")
+    return f"{POLICY_PREFIX}{seq:0{SEQ_DIGITS}d}.json"
+
+
+def is_policy_key(key: str) -> bool:
+    """True for a well-formed key of a policy log entry."""
+    if not key.startswith(POLICY_PREFIX):
+        return False
+    seq = seq_from_log_key(key)
+    return seq is not None and seq >= 1 and key == policy_key(seq)
 
 
 def keep_key(name: str) -> str:

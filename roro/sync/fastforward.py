@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ..errors import IntegrityError, InvalidNameError, NotFoundError, RoroError
+from ..errors import ConflictError, IntegrityError, InvalidNameError, NotFoundError, RoroError
 from ..names import validate_name
 from ..objects.manifest import blob_sizes as sizes_of_blobs
 from ..objects.manifest import read_manifest
@@ -37,7 +37,7 @@ from ..refs import checkpoint as checkpoints
 from ..refs.events import MAX_EVENT_SIZE, check_signature
 from ..refs.log import Tail
 from ..storage import KeyInfo, KeyNotFoundError
-from ..storage.layout import CHECKPOINT_FEATURE, log_key
+from ..storage.layout import CHECKPOINT_FEATURE, POLICY_FEATURE, POLICY_PREFIX, log_key
 from ..store import Store
 from ..writer import after_commit, reuse_guard
 from ..writer import checkpoint as writer_checkpoint
@@ -73,6 +73,12 @@ class _AppendView:
         self.status: str | None = row["status"] if row else None
         self._tags: dict[str, int] = index.tags(project, name) if index and row else {}
         self._live: dict[int, bool] = {}
+        self.rejected_count = len(index.rejected(project, name)) if index and row else 0
+        self.rejected: list[str] = []  # the new events the policy rejects (copied all the same)
+
+    def reject(self, event: Event, reason: str) -> None:
+        self.rejected_count += 1
+        self.rejected.append(f"event {event.seq} was rejected by the store policy: {reason}")
 
     def is_live(self, version: int) -> bool:
         if version not in self._live:
@@ -153,6 +159,29 @@ class _Syncer:
         self.dry_run = dry_run
         self.progress = progress
         self.transfer = ObjectTransfer(src.objects, dst.objects, pool)
+        self.policy: Any = None  # SRC's store policy (roro.policy.StorePolicy), see copy_policy
+
+    def copy_policy(self) -> None:
+        """Copy SRC's policy log to DST byte for byte (entries DST lacks, create-only) before any
+        event, so that DST's readers judge the events by the same policy; SRC's policy is what
+        the new events are judged by here (a reader's pins on SRC refuse it: TrustError)."""
+        if not self.src.is_initialized():
+            return
+        self.policy = self.src.policy()
+        if self.policy is not None:
+            self.policy.check_heads = False  # judged by the policy read now, whatever events name
+        if self.policy is None or self.dry_run:
+            return
+        self.dst.ensure_initialized()
+        self.dst.require_feature(POLICY_FEATURE)
+        for key in sorted(self.src.backend.list(POLICY_PREFIX)):
+            data = self.src.backend.get(key)
+            if not self.dst.backend.put_if_absent(key, data) and \
+                    self.dst.backend.get(key) != data:
+                raise ConflictError(f"the policy logs of {self.src.url} and {self.dst.url} "
+                                    f"differ at {key}: they are different policies; nothing was "
+                                    f"synced")
+        self.dst.forget_policy()
 
     def select(self, project: str | None,
                repositories: Iterable[str] | None) -> list[tuple[str, str]]:
@@ -246,7 +275,7 @@ class _Syncer:
         self._append_events(res, new, plan, src_log, dst_log, guard.before_publish)
         known = {d: data for d, (data, _) in plan.manifests.items()}
         def update() -> None:
-            self.dst.index.refresh(dst_log, self.dst.objects, known)
+            self.dst.index.refresh(dst_log, self.dst.objects, known, policy=self.dst.policy())
 
         if res.events_appended:  # committed: an index failure is only a warning now
             after_commit(update, f"{res.events_appended} events of {res.name} were synced")
@@ -314,12 +343,14 @@ class _Syncer:
         # Never copy a broken log: judge every new event on top of DST's state, and check the
         # signature of each signed one (~0.1 ms each: sync reads O(new events) anyway).
         view = _AppendView(self.dst.index if dst_row else None, p, r, dst_row)
+        judge = self.policy.judge(p, r) if self.policy is not None else None
         try:
             for event in new:
                 check_signature(event, r)
-                apply_event(view, event, r)
+                apply_event(view, event, r, policy=judge)
         except IntegrityError as e:
             raise IntegrityError(f"in SRC {self.src.url}: {e}", repository=r) from None
+        res.rejected = view.rejected
         return new
 
     def _plan_objects(self, res: RepositorySync, new: list[Event]) -> _Plan:
@@ -512,6 +543,7 @@ def sync(src: StoreSpec, dst: StoreSpec, repositories: Iterable[str] | None = No
             ThreadPoolExecutor(max(1, workers), thread_name_prefix="roro-sync") as pool:
         syncer = _Syncer(src_c, dst_c, pool, dry_run, progress)
         pairs = syncer.select(project, repositories)
+        syncer.copy_policy()
         results = syncer.run(pairs)
         return SyncReport(src_c.url, dst_c.url, dry_run, results, requests_dict(src_n, dst_n),
                           time.monotonic() - start, syncer.transfer.server_side)

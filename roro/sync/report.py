@@ -48,6 +48,7 @@ class RepositorySync:
     common_seq: int | None = None       # conflicts: how many events both logs share
     src_last: dict[str, Any] | None = None  # conflicts: SRC's last event and latest version
     dst_last: dict[str, Any] | None = None  # conflicts: DST's last event and latest version
+    rejected: list[str] = field(default_factory=list)  # new events the store policy rejects
 
     @property
     def name(self) -> str:
@@ -60,7 +61,7 @@ class RepositorySync:
                 "bytes_transferred": self.bytes_transferred,
                 "objects_skipped": self.objects_skipped, "bytes_skipped": self.bytes_skipped,
                 "message": self.message, "common_seq": self.common_seq,
-                "src_last": self.src_last, "dst_last": self.dst_last}
+                "src_last": self.src_last, "dst_last": self.dst_last, "rejected": self.rejected}
 
 
 def requests_dict(src: CountingBackend, dst: CountingBackend) -> dict[str, dict[str, int]]:
