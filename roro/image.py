@@ -176,6 +176,7 @@ class ModelImage:
         s(self, "_unconfirmed", None)
         s(self, "_damaged", None)
         s(self, "_signature", signature)  # {signer, key, verified} of a signed version's event
+        s(self, "_transfer", None)  # (bytes sent, bytes newly stored) of a save by this object
         s(self, "_metadata", dict(manifest["metadata"]) if manifest else {})
         s(self, "_budget", None)  # MetadataBudget of a draft, made on the first __setitem__
         s(self, "_attachments", {})  # name -> Attachment (drafts only)
@@ -640,7 +641,7 @@ class ModelImage:
             if isinstance(tensors, str) or not all(isinstance(t, str) for t in tensors):
                 raise TypeError("tensors must be a list of tensor names")
         self._warn_versions(fmt)
-        f = self._repository.project.store.objects.open_verified(self._manifest["model"]["digest"])
+        f = self._open_model_bytes()
         if fmt.name == "file":
             return f
         with f:
@@ -684,7 +685,15 @@ class ModelImage:
             raise RoroError(f"{self!r} is not saved yet: it has no stored bytes to open; "
                             f"use get_model() for the object")
         self.authenticate()
-        return self._repository.project.store.objects.open_verified(self._manifest["model"]["digest"])
+        return self._open_model_bytes()
+
+    def _open_model_bytes(self) -> BinaryIO:
+        """The model's bytes, verified: a single object hashed before it is handed out, or a
+        chunked one streamed chunk by chunk, each verified before its bytes are handed out."""
+        assert self._manifest is not None
+        model = self._manifest["model"]
+        return self._repository.project.store.objects.open_blob(
+            model, f"the model of {self._repository.name}:{self._version}")
 
     def download(self, to: str | os.PathLike[str] | IO[bytes] | None = None, *,
                  attachments: str | os.PathLike[str] | None = None, force: bool = False,
@@ -767,6 +776,7 @@ class ModelImage:
                                       comment, self._format, self._input_schema, sign=sign)
         self._mark_saved(published.manifest, published.digest, published.version)
         self._set_signature(published.sig)
+        object.__setattr__(self, "_transfer", (published.bytes_sent, published.bytes_stored))
         return self
 
     def save_file(self, path: str | os.PathLike[str], comment: str = "", *,
@@ -784,7 +794,20 @@ class ModelImage:
                                      self._spooled_attachments(), comment, sign=sign)
         self._mark_saved(published.manifest, published.digest, published.version)
         self._set_signature(published.sig)
+        object.__setattr__(self, "_transfer", (published.bytes_sent, published.bytes_stored))
         return self
+
+    @property
+    def bytes_sent(self) -> int | None:
+        """Bytes this object's :meth:`save` sent to the store (objects only: chunks the store
+        already held are not sent again); None if it was not saved by this object."""
+        return self._transfer[0] if self._transfer is not None else None
+
+    @property
+    def bytes_stored(self) -> int | None:
+        """Bytes of objects the store did not hold before this object's :meth:`save` (a
+        re-save of an unchanged model stores only its manifest); None if not saved here."""
+        return self._transfer[1] if self._transfer is not None else None
 
     def _check_comment(self, comment: object) -> None:
         self._check_mutable()

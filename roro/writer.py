@@ -45,14 +45,14 @@ from .metadata import check_total
 from .names import validate_new_name
 from .objects import SpooledObject
 from .objects.canonical import canonical_json
+from .objects.chunks import CHUNKED_FEATURE, chunk_params, put_chunked
 from .objects.keep import ReuseGuard
 from .objects.manifest import (
     FORMAT,
     MANIFEST_FEATURE,
     MAX_MANIFEST_SIZE,
-    blob_sizes,
+    blob_sizes_with_chunks,
     read_manifest_or_damage,
-    referenced_digests,
 )
 from .objects.transfer import ObjectTransfer
 from .refs import Event, RefLog, list_repositories
@@ -256,6 +256,8 @@ class Published(NamedTuple):
     version: int
     created: bool
     sig: dict[str, str] | None = None  # the signature of the event appended, if signed
+    bytes_sent: int = 0  # bytes of objects sent to the store (ReuseGuard.sent)
+    bytes_stored: int = 0  # bytes of objects the store did not hold before (ReuseGuard.stored)
 
 
 def reuse_guard(store: Store) -> ReuseGuard:
@@ -302,8 +304,10 @@ def publish(store: Store, project: str, repository: str, manifest: dict[str, Any
     event = append(store, project, repository, decide, before_write=guard.before_publish,
                    sign=sign)
     if event is None:
-        return Published(json.loads(data), digest, existing[-1], False)
-    return Published(json.loads(data), digest, event["version"], True, event.sig)
+        return Published(json.loads(data), digest, existing[-1], False, None, guard.sent,
+                         guard.stored)
+    return Published(json.loads(data), digest, event["version"], True, event.sig, guard.sent,
+                     guard.stored)
 
 
 def save_model(store: Store, project: str, repository: str, model: Any,
@@ -378,9 +382,15 @@ def _publish_model(store: Store, project: str, repository: str, fmt: ModelFormat
     ``manifest-v2`` feature before anything is written)."""
     summary = fmt.summarize(spooled.path)
     store.require_feature(MANIFEST_FEATURE)
-    guard.put_spooled(spooled)
     entry: dict[str, Any] = {"format": fmt.name, "digest": spooled.digest, "size": spooled.size,
                              **model_entry}
+    params = chunk_params()
+    if spooled.size >= params.threshold:
+        store.require_feature(CHUNKED_FEATURE)
+        index, index_size = put_chunked(guard, spooled.path, params)
+        entry["chunks"] = {"digest": index, "size": index_size}
+    else:
+        guard.put_spooled(spooled)
     if summary is not None:
         data = canonical_json(summary)
         entry["summary"] = {"digest": guard.put_bytes(data), "size": len(data)}
@@ -424,11 +434,11 @@ def copy_image(src: Store, manifest: dict[str, Any], origin: dict[str, Any], dst
     published, unless the latest version already is that very copy.
     """
     transfer = ObjectTransfer(src.objects, dst.objects, pool)
-    sizes = blob_sizes(manifest)
+    sizes = blob_sizes_with_chunks(src.objects, manifest)
     dst.require_features(src.features())  # DESIGN §14: before what may need them
     guard = reuse_guard(dst)
     guard.start()  # before anything is looked at or copied: the gc rule's deadline counts from here
-    missing, found, known = transfer.classify(referenced_digests(manifest))
+    missing, found, known = transfer.classify(sizes)
     def again(digest: str) -> Callable[[], None]:
         return lambda: None if transfer.copy(digest) else None
 

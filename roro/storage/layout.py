@@ -39,6 +39,7 @@ KNOWN_FEATURES: frozenset[str] = frozenset({
     "manifest-v2",  # version 2 manifests: model formats, summaries, contracts (issue 15)
     "signed-events",  # event version 2: ref events with a signature (issue 16)
     "checkpoints",  # checkpoint pointers under checkpoints/ and their objects (issue 18)
+    "chunked-blobs",  # big blobs as content-defined chunks listed by a chunk index (issue 17)
 })
 #: The feature the first checkpoint records (before its object and pointer are written).
 CHECKPOINT_FEATURE = "checkpoints"
