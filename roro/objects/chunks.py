@@ -223,7 +223,7 @@ def put_chunked(guard: ReuseGuard, path: str, params: ChunkParams) -> tuple[str,
                 future.cancel()
             raise
     data = ChunkIndex(chunks, size, params.chunker()).data()
-    return guard.put_bytes(data), len(data)
+    return guard.put_bytes(data, look_first=True), len(data)
 
 
 # -- the verified streaming reader ----------------------------------------------------------------

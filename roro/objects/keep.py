@@ -319,14 +319,22 @@ class ReuseGuard:
         else:
             self._count(obj.size, sent=True, stored=True)
 
-    def put_bytes(self, data: bytes) -> str:
-        """Write small bytes (a manifest) unless present; rely on them either way."""
+    def put_bytes(self, data: bytes, look_first: bool = False) -> str:
+        """Write small bytes (a manifest) unless present; rely on them either way.
+        ``look_first``: look for the object before sending it (a chunk index: a re-save of an
+        unchanged model sends nothing but its manifest and event)."""
         self.start()
-        digest, created = self.objects.create_bytes(data)
+        digest = digest_bytes(data)
         key = object_key(digest)
         self._again[digest] = lambda: self._repair(key, len(data),
                                                    lambda: self.backend.put(key, data))
         self._sizes[digest] = len(data)
+        if look_first:
+            info = self.objects.info(digest)
+            if info is not None and info.size == len(data):
+                self._judge(digest, info)
+                return digest
+        created = self.objects.create_bytes(data)[1]
         if not created:
             self._judge(digest, self.objects.info(digest))
         self._count(len(data), sent=created or self.backend.remote, stored=created)
