@@ -80,19 +80,25 @@ class Attachment:
     """A file attached to a model image."""
 
     def __init__(self, image: ModelImage, name: str, digest: str, size: int,
-                 spooled: SpooledObject | None = None):
+                 spooled: SpooledObject | None = None, chunks: dict[str, Any] | None = None):
         self._image = image
         self.name = name
         self.digest = digest
         self.size = size
         self._spooled = spooled
+        self._chunks = chunks  # the chunk index of a chunked attachment
 
     def open(self) -> BinaryIO:
         """A binary file of the attachment's (verified) bytes; close it when done."""
         if self._spooled is not None:
             return open(self._spooled.path, "rb")
         self._image.authenticate()
-        return self._image._repository.project.store.objects.open_verified(self.digest)
+        entry = {"digest": self.digest, "size": self.size}
+        if self._chunks is not None:
+            entry["chunks"] = self._chunks
+        image = self._image
+        return image._repository.project.store.objects.open_blob(
+            entry, f"attachment {self.name!r} of {image._repository.name}:{image._version}")
 
     def read(self) -> bytes:
         """The attachment's bytes, verified against its digest."""
@@ -596,7 +602,7 @@ class ModelImage:
         """The attachments, sorted by name."""
         if self._manifest is None:
             return [self._attachments[n] for n in sorted(self._attachments)]
-        return [Attachment(self, a["name"], a["digest"], a["size"])
+        return [Attachment(self, a["name"], a["digest"], a["size"], chunks=a.get("chunks"))
                 for a in self._manifest["attachments"]]
 
     def download_attachments(self, directory: str | os.PathLike) -> list[str]:

@@ -384,24 +384,19 @@ def _publish_model(store: Store, project: str, repository: str, fmt: ModelFormat
     store.require_feature(MANIFEST_FEATURE)
     entry: dict[str, Any] = {"format": fmt.name, "digest": spooled.digest, "size": spooled.size,
                              **model_entry}
-    params = chunk_params()
-    if spooled.size >= params.threshold:
-        store.require_feature(CHUNKED_FEATURE)
-        index, index_size = put_chunked(guard, spooled.path, params)
-        entry["chunks"] = {"digest": index, "size": index_size}
-    else:
-        guard.put_spooled(spooled)
+    store_blob(store, guard, spooled, entry)
     if summary is not None:
         data = canonical_json(summary)
         entry["summary"] = {"digest": guard.put_bytes(data), "size": len(data)}
-    for _, attachment in attachments:
-        guard.put_spooled(attachment)
+    entries = []
+    for name, attachment in attachments:
+        entries.append({"name": name, "digest": attachment.digest, "size": attachment.size})
+        store_blob(store, guard, attachment, entries[-1])
     crash_point("after-blobs")
     manifest: dict[str, Any] = {
         "format": FORMAT,
         "model": entry,
-        "attachments": [{"name": name, "digest": a.digest, "size": a.size}
-                        for name, a in attachments],
+        "attachments": entries,
         "metadata": metadata,
         "timestamp": now_utc(),
         "author": current_author(),
@@ -411,6 +406,20 @@ def _publish_model(store: Store, project: str, repository: str, fmt: ModelFormat
     if contract is not None:
         manifest["contract"] = contract
     return publish(store, project, repository, manifest, guard=guard, sign=sign)
+
+
+def store_blob(store: Store, guard: ReuseGuard, spooled: SpooledObject,
+               entry: dict[str, Any]) -> None:
+    """Store a spooled blob through ``guard``: one object, or (at the chunking threshold and
+    above) its chunks and chunk index, named in ``entry["chunks"]`` (the store records the
+    ``chunked-blobs`` feature first)."""
+    params = chunk_params()
+    if spooled.size >= params.threshold:
+        store.require_feature(CHUNKED_FEATURE)
+        index, index_size = put_chunked(guard, spooled.path, params)
+        entry["chunks"] = {"digest": index, "size": index_size}
+    else:
+        guard.put_spooled(spooled)
 
 
 class CopyStats:

@@ -356,3 +356,27 @@ def test_a_load_killed_midway_resumes_fetching_only_the_missing_chunks(tmp_path,
     assert (model["w"] == w).all()
     # the chunks the killed load fetched and verified are in the cache: not fetched again
     assert counting.bytes_read <= size - 0.3 * size, counting.bytes_read
+
+
+def test_a_big_attachment_is_chunked_too(project, tmp_path):
+    data = np.random.default_rng(3).bytes(MiB)
+    repo = project.get_model_repository("m")
+    image = repo.new_image({"w": weights(n=100)})
+    image.attach("data/train.bin", data)
+    image.attach("small.txt", b"small")
+    image.save()
+    big, small = image.manifest["attachments"]
+    assert "chunks" in big and "chunks" not in small
+    assert "chunks" not in image.manifest["model"]
+    fresh = Project("p", store=project.store.url).get_model_repository("m").get_model_image(1)
+    assert fresh.get_attachment("data/train.bin").read() == data
+    [path, _] = fresh.download_attachments(tmp_path / "out")
+    assert pathlib.Path(path).read_bytes() == data
+    chunks = read_index(project.store.objects, big["chunks"]["digest"], big["size"]).chunks
+    corrupt_object_uncached(project.store, chunks[1][0])
+    with pytest.raises(IntegrityError, match="chunk 1 .* of attachment 'data/train.bin' of m:1"):
+        Project("p", store=project.store.url).get_model_repository("m").get_model_image(1) \
+            .get_attachment("data/train.bin").read()
+    report = fsck(project.store, read_data=True)
+    assert [(p.kind, p.object) for p in report.problems] == \
+        [(CORRUPT_OBJECT, "attachment data/train.bin chunk 1")]

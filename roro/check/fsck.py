@@ -17,7 +17,14 @@ from ..errors import IntegrityError, InvalidNameError, NotFoundError, SignatureE
 from ..names import attachment_collision, attachment_name_warning, name_warning, validate_name
 from ..objects import ObjectStore
 from ..objects.canonical import canonical_json, loads
-from ..objects.manifest import chunk_blobs, named_blobs, read_manifest, referenced_digests
+from ..objects.chunks import read_index
+from ..objects.manifest import (
+    chunk_blobs,
+    chunked_entries,
+    named_blobs,
+    read_manifest,
+    referenced_digests,
+)
 from ..refs import Event, RepoState
 from ..refs.events import MAX_EVENT_SIZE, parse_event, verify_event
 from ..refs.state import DESTROYED, RENAMED, event_problem
@@ -253,8 +260,8 @@ def _check_manifests(backend: Backend, refs: Refs, report: FsckReport,
                          sorted(refs)))
     manifests = {d: found for d, found, _ in read}
     report.verified += sum(hashed for _, _, hashed in read)
-    chunked = [d for d, found in manifests.items() if found is not None
-               and any(role == "model chunk index" for _, _, role in named_blobs(found[0]))]
+    chunked = [d for d, found in manifests.items()
+               if found is not None and chunked_entries(found[0])]
     chunks = dict(zip(chunked, pool.map(
         lambda d: _read_chunks(uncached, manifests[d][0], refs[d], report),  # type: ignore[index]
         chunked), strict=True))
@@ -275,19 +282,22 @@ def _read_chunks(objects: ObjectStore, manifest: dict[str, Any],
     """The chunks a manifest's chunk indexes name (read verified from the store itself); a
     corrupt or malformed index is a problem that stops gc (its chunks cannot be known); a
     missing one is reported with the other missing objects."""
-    try:
-        return chunk_blobs(objects, manifest)
-    except NotFoundError:
-        return []
-    except IntegrityError as e:
-        digest = e.digest or "?"
-        what = (f"is corrupted: its bytes hash to {e.actual}" if e.actual is not None else
-                f"is not a valid chunk index: {_reason(str(e))}")
-        report.problems.append(_object_problem(
-            CORRUPT_OBJECT if e.actual is not None else INVALID_MANIFEST, digest,
-            [(p, n, v, "model chunk index") for p, n, v, _ in who], what,
-            expected=digest if e.actual is not None else None, actual=e.actual))
-        return []
+    out: list[tuple[str, int, str]] = []
+    for digest, _, size, role in chunked_entries(manifest):
+        try:
+            index = read_index(objects, digest, size)
+        except NotFoundError:
+            continue
+        except IntegrityError as e:
+            what = (f"is corrupted: its bytes hash to {e.actual}" if e.actual is not None else
+                    f"is not a valid chunk index: {_reason(str(e))}")
+            report.problems.append(_object_problem(
+                CORRUPT_OBJECT if e.actual is not None else INVALID_MANIFEST, digest,
+                [(p, n, v, f"{role} chunk index") for p, n, v, _ in who], what,
+                expected=digest if e.actual is not None else None, actual=e.actual))
+            continue
+        out.extend((d, n, f"{role} chunk {i}") for i, (d, n) in enumerate(index.chunks))
+    return out
 
 
 def _check_special_files(backend: Backend, report: FsckReport) -> set[str]:

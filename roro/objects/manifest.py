@@ -93,9 +93,7 @@ def check_manifest(manifest: Any, digest: str) -> dict[str, Any]:
                                     and 0 <= summary["size"] <= MAX_SUMMARY):
         raise bad("field 'model.summary' is malformed")
     chunks = model.get("chunks") if version == FORMAT else None
-    if chunks is not None and not (isinstance(chunks.get("size"), int)
-                                   and not isinstance(chunks.get("size"), bool)
-                                   and 0 <= chunks["size"] <= MAX_INDEX_SIZE):
+    if chunks is not None and not _chunks_entry(chunks):
         raise bad("field 'model.chunks' is malformed")
     if "contract" in manifest and not isinstance(manifest["contract"], dict):
         raise bad("field 'contract' has the wrong type")
@@ -111,9 +109,19 @@ def check_manifest(manifest: Any, digest: str) -> dict[str, Any]:
                 raise bad("malformed attachment entry")
             parse_digest(a.get("digest"))
             check_attachment_path(a["name"])  # what reading needs; fsck warns of the rest
+            if version == FORMAT and "chunks" in a:
+                if not _chunks_entry(a["chunks"]):
+                    raise bad("malformed attachment entry")
+                parse_digest(a["chunks"].get("digest"))
     except ValueError as e:
         raise bad(str(e)) from None
     return manifest
+
+
+def _chunks_entry(value: Any) -> bool:
+    """Has ``value`` the shape of a blob entry's ``chunks`` (``{digest, size}`` of an index)?"""
+    return (isinstance(value, dict) and isinstance(value.get("size"), int)
+            and not isinstance(value.get("size"), bool) and 0 <= value["size"] <= MAX_INDEX_SIZE)
 
 
 def parse_manifest(data: bytes, digest: str) -> dict[str, Any]:
@@ -156,17 +164,21 @@ def model_format(manifest: dict[str, Any]) -> str:
 
 
 def named_blobs(manifest: dict[str, Any]) -> list[tuple[str, int, str]]:
-    """``(digest, size, role)`` of every object a manifest names: the model (or, for a chunked
-    model, its chunk index: ``model chunk index``; its chunks are in :func:`chunk_blobs`), its
-    summary object (``model summary``), then each attachment (``attachment NAME``)."""
+    """``(digest, size, role)`` of every object a manifest names: the model, its summary object
+    (``model summary``), then each attachment (``attachment NAME``); for a chunked blob, its
+    chunk index instead (``model chunk index``; its chunks are in :func:`chunk_blobs`)."""
+    v2 = manifest["format"] != FORMAT_V1
     model = manifest["model"]
-    chunked = index_of(model) if manifest["format"] != FORMAT_V1 else None
-    out = [(*chunked, "model chunk index") if chunked else (model["digest"], model["size"], "model")]
+
+    def blob(entry: dict[str, Any], role: str) -> tuple[str, int, str]:
+        found = index_of(entry) if v2 else None
+        return (*found, f"{role} chunk index") if found else (entry["digest"], entry["size"], role)
+
+    out = [blob(model, "model")]
     summary = model.get("summary")
     if isinstance(summary, dict):
         out.append((summary["digest"], summary["size"], "model summary"))
-    out.extend((a["digest"], a["size"], f"attachment {a['name']}")
-               for a in manifest["attachments"])
+    out.extend(blob(a, f"attachment {a['name']}") for a in manifest["attachments"])
     return out
 
 
@@ -174,9 +186,10 @@ def chunked_entries(manifest: dict[str, Any]) -> list[tuple[str, int, int, str]]
     """``(index digest, index size, blob size, role)`` of each chunked blob a manifest names."""
     if manifest["format"] == FORMAT_V1:
         return []
-    model = manifest["model"]
-    found = index_of(model)
-    return [(*found, model["size"], "model")] if found else []
+    named = [(manifest["model"], "model")]
+    named += [(a, f"attachment {a['name']}") for a in manifest["attachments"]]
+    return [(*found, entry["size"], role) for entry, role in named
+            if (found := index_of(entry)) is not None]
 
 
 def chunk_blobs(objects: ObjectStore, manifest: dict[str, Any]) -> list[tuple[str, int, str]]:
