@@ -20,7 +20,14 @@ from ..localfs import quiet_unlink, write_failure
 from ..storage import Backend, IrregularKeyError, KeyInfo, KeyNotFoundError
 from ..storage.layout import OBJECTS_PREFIX, digest_from_object_key, object_key
 from .canonical import canonical_json, loads
-from .chunks import READ_THREADS_LOCAL, READ_THREADS_REMOTE, ChunkedReader, index_of, read_index
+from .chunks import (
+    READ_THREADS_LOCAL,
+    READ_THREADS_REMOTE,
+    ChunkedReader,
+    chunk_params,
+    index_of,
+    read_index,
+)
 
 CHUNK = 1 << 20
 #: What HashingWriter.write takes: anything with the buffer protocol (bytes, memoryview, the
@@ -82,7 +89,9 @@ class HashingWriter:
         everything written."""
         with self._failing(self.path):
             self._file.flush()
-            if self._durable:
+            # A blob that will be chunked is never linked into place: its chunks are written
+            # (and fsynced) on their own, so its spool needs no fsync.
+            if self._durable and self.size < chunk_params().threshold:
                 os.fsync(self._file.fileno())
             self._file.close()
         return digest_of_hasher(self._hasher)
