@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 
-from .errors import ConfigError, InvalidDurationError
+from .errors import ConfigError, InvalidDurationError, StoreError
 
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -34,6 +35,22 @@ def parse_duration(text: str | float | int) -> float:
         return total
     if value < 0 or value != value or value == float("inf"):
         raise InvalidDurationError(f"invalid duration {text!r}: it must be a finite number >= 0")
+    return value
+
+
+def env_seconds(variable: str, default: float, *, zero: bool = False) -> float:
+    """Seconds in environment variable ``variable`` (a plain number), ``default`` when it is unset
+    or empty; a :class:`~roro.errors.StoreError` naming the variable for anything but a finite
+    number above 0 (at or above 0 when ``zero``)."""
+    raw = os.environ.get(variable)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not (value >= 0 if zero else value > 0) or value == float("inf"):
+        raise StoreError(f"{variable}={raw!r} is not a number of seconds {'>=' if zero else '>'} 0")
     return value
 
 

@@ -34,6 +34,7 @@ from ..errors import ConflictError, DiskFullError, RoroError, StoreError
 from ..faults import delay_point
 from ..storage import Backend, KeyInfo, KeyNotFoundError
 from ..storage.layout import GC_LOCK_KEY, keep_key, object_key, takeover_key
+from ..units import env_seconds
 from .canonical import canonical_json, loads
 from .store import ObjectStore, SpooledObject
 
@@ -55,28 +56,12 @@ REDO_ATTEMPTS = 5
 def min_grace() -> float:
     """G_min: the smallest grace period gc accepts, in seconds (``RORO_GC_MIN_GRACE``; every
     process sharing a store must see the same value)."""
-    raw = os.environ.get(GC_MIN_GRACE_ENV)
-    if not raw:
-        return DEFAULT_GC_MIN_GRACE
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not value >= 0 or value == float("inf"):
-        raise StoreError(f"{GC_MIN_GRACE_ENV}={raw!r} is not a number of seconds >= 0")
-    return value
+    return env_seconds(GC_MIN_GRACE_ENV, DEFAULT_GC_MIN_GRACE, zero=True)
 
 
 def lock_stale() -> float:
     """How old a gc lock's time must be for the lock to count as a dead gc's."""
-    raw = os.environ.get(LOCK_STALE_ENV)
-    try:
-        value = float(raw) if raw else LOCK_STALE_SECONDS
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise StoreError(f"{LOCK_STALE_ENV}={raw!r} is not a number of seconds > 0")
-    return value
+    return env_seconds(LOCK_STALE_ENV, LOCK_STALE_SECONDS)
 
 
 def reuse_horizon() -> float:

@@ -34,6 +34,7 @@ from typing import Any, BinaryIO
 
 from ..environment import cache_dir
 from ..errors import ConflictError, RoroError, StoreError
+from ..units import env_seconds
 from .base import Backend, KeyInfo, KeyInfos, KeyNotFoundError, Names, check_key, refuse_too_large
 from .url import parse_s3_url
 
@@ -642,15 +643,8 @@ class _BodyReader(io.RawIOBase):
 
 def _seconds(option: str, value: float | None, default: float) -> float:
     """A deadline: the option if given, else its environment variable, else ``default``."""
-    variable = DEADLINE_VARIABLES[option]
     if value is None:
-        text = os.environ.get(variable)
-        if not text:
-            return default
-        try:
-            value = float(text)
-        except ValueError:
-            raise StoreError(f"{variable}={text!r} is not a number of seconds") from None
+        return env_seconds(DEADLINE_VARIABLES[option], default)
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
         raise StoreError(f"{option} must be a positive number of seconds, not {value!r}")
     return float(value)
