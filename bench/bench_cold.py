@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -27,7 +28,9 @@ from support.history import fill  # noqa: E402
 from support.s3servers import DUMMY_CREDENTIALS, create_bucket, start_seaweedfs  # noqa: E402
 
 from roro.project import Project  # noqa: E402
+from roro.refs import checkpoint as checkpoints  # noqa: E402
 from roro.storage import open_backend, parse_store_url  # noqa: E402
+from roro.storage.layout import CHECKPOINT_FEATURE  # noqa: E402
 from roro.storage.wrappers import CountingBackend  # noqa: E402
 from roro.store import Store  # noqa: E402
 
@@ -41,15 +44,24 @@ def cold_requests(url: str, limit: int) -> int:
     return sum(counted.counts.values())
 
 
+#: CPU seconds (user + system) of the last :func:`cold_seconds`' processes, median: on a
+#: machine shared with other work the wall time says more about the others.
+last_cpu: list[float] = []
+
+
 def cold_seconds(url: str, limit: int, runs: int) -> float:
-    times = []
+    times, cpu = [], []
     for _ in range(runs):
         env = {**os.environ, "RORO_CACHE_DIR": tempfile.mkdtemp(prefix="cold-"),
                "RORO_STORE": url, "RORO_PROJECT": "p"}
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t = time.perf_counter()
         subprocess.run([sys.executable, "-m", "roro", "models:log", "r", "-n", str(limit)],
                        env=env, check=True, capture_output=True)
         times.append(time.perf_counter() - t)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    last_cpu[:] = [statistics.median(cpu)]
     return statistics.median(times)
 
 
@@ -59,18 +71,38 @@ def measure(endpoint: str, n: int, limit: int, runs: int,
     with one at the head, and with one 3 events behind: (requests, seconds) each."""
     url = f"s3://{create_bucket(endpoint)}/cold-{n}"
     t = time.perf_counter()
-    fill(Store(url), "p", "r", n)
+    manifests: dict[str, bytes] = {}
+    events = fill(Store(url), "p", "r", n, manifests=manifests)
     out: dict[str, object] = {"versions": n, "build_seconds": round(time.perf_counter() - t, 1)}
     if without:
         out["none"] = (cold_requests(url, limit), cold_seconds(url, limit, runs))
+        out["none_cpu"] = last_cpu[0]
     t = time.perf_counter()
-    made = Project("p", url).get_model_repository("r").checkpoint()
+    made = checkpoint_from(url, events, manifests)
     out["checkpoint_seconds"] = round(time.perf_counter() - t, 2)
-    out["checkpoint_bytes"] = made["size"]
+    out["checkpoint_bytes"] = made.size
     out["at_head"] = (cold_requests(url, limit), cold_seconds(url, limit, runs))
-    fill(Store(url), "p", "r", 3, start=n)  # the worst case writers leave: 3 events behind
+    out["at_head_cpu"] = last_cpu[0]
+    # the worst case writers leave: 3 events behind the newest checkpoint
+    fill(Store(url), "p", "r", 3, start=n, first_version=n + 1)
     out["worst"] = (cold_requests(url, limit), cold_seconds(url, limit, runs))
+    out["worst_cpu"] = last_cpu[0]
     return out
+
+
+def checkpoint_from(url: str, events: list[bytes],
+                    manifests: dict[str, bytes]) -> checkpoints.Written:
+    """The checkpoint at the end of a history :func:`fill` just wrote, from the bytes it
+    returned (``roro checkpoint`` would first index the whole log: two GETs a version)."""
+    store = Store(url)
+    try:
+        return checkpoints.build(
+            store.reflog("p", "r"), store.objects, len(events),
+            manifest=lambda digest, version: manifests.get(digest),
+            known={seq: raw for seq, raw in enumerate(events, 1)},
+            before_first_write=lambda: store.require_feature(CHECKPOINT_FEATURE))
+    finally:
+        store.close()
 
 
 def main() -> None:
@@ -79,6 +111,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--limit", type=int, default=5)
     parser.add_argument("--endpoint")
+    parser.add_argument("--without-up-to", type=int, default=10_000,
+                        help="measure the read without checkpoints up to this many versions")
     args = parser.parse_args()
     os.environ.update(DUMMY_CREDENTIALS)
     stop = None
@@ -88,14 +122,15 @@ def main() -> None:
     os.environ["AWS_ENDPOINT_URL"] = endpoint
     try:
         for n in args.versions:
-            r = measure(endpoint, n, args.limit, args.runs)
+            r = measure(endpoint, n, args.limit, args.runs, without=n <= args.without_up_to)
             print(json.dumps(r))
             for what in ("none", "at_head", "worst"):
                 if what not in r:
                     continue
                 req, sec = r[what]  # type: ignore[misc]
                 print(f"{n:>7} versions, cold models:log -n {args.limit}, checkpoint {what:8}: "
-                      f"{req:>6} requests, {sec:6.2f} s (median of {args.runs})")
+                      f"{req:>6} requests, {sec:6.2f} s, CPU {r[what + '_cpu']:5.2f} s "
+                      f"(medians of {args.runs})")
     finally:
         if stop is not None:
             stop()

@@ -107,6 +107,11 @@ class Store:
         self._features: frozenset[str] | None = None
         self.recent_manifests: dict[str, bytes] = {}
         self._confirmed: dict[tuple[str, str, int], Event] = {}  # see confirm_event
+        self._read_rows: dict[tuple[str, str], dict[str, Any] | None] | None = None
+        #: What a writer's next small checkpoint needs without a read: the events this handle
+        #: appended lately (their bytes) and the last small checkpoint object it wrote.
+        self.recent_events: dict[tuple[str, str, int], bytes] = {}
+        self.recent_checkpoints: dict[str, Any] = {}
 
     def __repr__(self) -> str:
         return f"Store({self.url!r})"
@@ -328,6 +333,25 @@ class Store:
         ``appended``: an event this process has just written (applied without a read).
         If the index file cannot be written (a full disk), this handle goes on with a copy of
         it in memory, so that reading still works."""
+        reads = self._read_rows
+        if reads is not None and not check_tail and appended is None \
+                and (project, repository) in reads:
+            return reads[(project, repository)]
+        row = self._refresh(project, repository, check_tail=check_tail, appended=appended)
+        if reads is not None:
+            reads[(project, repository)] = row
+        return row
+
+    def read_once(self) -> None:
+        """From now on, a read's refresh of a repository this handle has already refreshed
+        answers from the index without looking at the log (a writer's refresh still does):
+        for one command that asks about a repository several times (``models:log`` resolves
+        it, lists it, then reads its tags), one listing instead of one per question. Not
+        for a long-lived handle: it would not see others' writes."""
+        self._read_rows = {}
+
+    def _refresh(self, project: str, repository: str, *, check_tail: bool,
+                 appended: Event | None) -> dict[str, Any] | None:
         if not self.is_initialized():
             return None
         from .refs.index import IN_MEMORY, IndexUnavailableError  # loaded with self.index
@@ -450,6 +474,11 @@ class Store:
             f"the local index says {what} of {repository!r}, but the log does not ({why}): the "
             f"index was edited or damaged; refusing to serve it. Run 'roro index --rebuild' "
             f"(and 'roro fsck' to see what else differs)", repository=repository, seq=seq)
+
+    def remember_event(self, project: str, repository: str, event: Event) -> None:
+        if len(self.recent_events) >= _EVENT_MEMO:
+            self.recent_events.clear()
+        self.recent_events[(project, repository, event.seq)] = event.raw
 
     def remember_manifest(self, digest: str, data: bytes) -> None:
         if len(self.recent_manifests) >= _MANIFEST_MEMO:

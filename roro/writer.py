@@ -46,7 +46,7 @@ from .names import validate_new_name
 from .objects import SpooledObject
 from .objects.canonical import canonical_json
 from .objects.chunks import CHUNKED_FEATURE, chunk_params, put_chunked
-from .objects.keep import ReuseGuard
+from .objects.keep import MTIME_SLACK, ReuseGuard, reuse_horizon
 from .objects.manifest import (
     FORMAT,
     MANIFEST_FEATURE,
@@ -157,6 +157,7 @@ def append(store: Store, project: str, repository: str,
         event = log.append(seq, row["last_hash"] if row else None, type_, current_author(),
                            now_utc(), signer=signer, **payload)
         if event is not None:
+            store.remember_event(project, repository, event)
             crash_point("after-ref-event")
             after_commit(partial(store.refresh, project, repository, appended=event),
                          committed(project, repository, event))
@@ -194,12 +195,62 @@ def checkpoint(store: Store, project: str, repository: str, *,
             data = None if isinstance(found, str) else found[1]
         return data
 
+    reliance = _ChainReliance(store, project, repository)
+    recent = {seq: raw for (p, r, seq), raw in store.recent_events.items()
+              if (p, r) == (project, repository) and head - checkpoints.PERIODS[0] < seq <= head}
     return checkpoints.build(
         store.reflog(project, repository), objects, head, manifest=manifest,
-        known={e.seq: e.raw for e in events},
+        known={**recent, **{e.seq: e.raw for e in events}}, cached=store.recent_checkpoints,
         max_log_reads=checkpoints.AUTO_MAX_LOG_READS if auto else None,
         before_first_write=lambda: store.require_feature(CHECKPOINT_FEATURE),
-        crash=crash_point)
+        rely=reliance.rely, before_pointer=reliance.before_pointer, crash=crash_point)
+
+
+class _ChainReliance:
+    """The gc rule (docs/trust.md) for a checkpoint that reuses the objects of the newest
+    chain: gc keeps the chain of every pointer younger than its grace period, so building on
+    a pointer younger than the reuse horizon H needs nothing written, if the new pointer is
+    written within H / 2 (else, and for an older pointer, the reused objects are protected as
+    a save protects old objects: one keep marker, a look at the gc lock)."""
+
+    def __init__(self, store: Store, project: str, repository: str):
+        self.store, self.project, self.repository = store, project, repository
+        self.started = time.time()  # before the pointers were listed
+        self.reused: checkpoints.Pointer | None = None
+        self.guard: ReuseGuard | None = None
+
+    def rely(self, newest: checkpoints.Pointer, reused: checkpoints.Pointer) -> None:
+        self.reused = reused
+        young = newest.mtime is not None and \
+            self.started - newest.mtime < reuse_horizon() - MTIME_SLACK
+        if not young:
+            self._protect()
+
+    def _protect(self) -> None:
+        assert self.reused is not None
+        objects = self.store.objects
+        guard = self.guard = reuse_guard(self.store)
+        digests = checkpoints.chain_digests(objects, self.reused, self.project, self.repository)
+
+        def gone(digest: str) -> Callable[[], None]:
+            def fail() -> None:
+                raise checkpoints.CheckpointError(f"gc collected checkpoint object {digest} "
+                                                  f"while a checkpoint was built on it",
+                                                  digest=digest)
+            return fail
+
+        for digest in digests:
+            info = objects.info(digest)
+            guard.rely_on(digest, info.size if info else -1, info, gone(digest))
+        guard.protect()
+
+    def before_pointer(self) -> None:
+        if self.reused is None:
+            return
+        if self.guard is None and time.time() - self.started > reuse_horizon() / 2:
+            self._protect()  # too slow for the horizon: protect after all
+        if self.guard is not None:
+            self.guard.before_publish()
 
 
 def auto_checkpoint(store: Store, project: str, repository: str, event: Event) -> None:
@@ -207,7 +258,7 @@ def auto_checkpoint(store: Store, project: str, repository: str, event: Event) -
     committed write (a later writer, or ``roro checkpoint``, makes it instead)."""
     try:
         checkpoint(store, project, repository, known=event, auto=True)
-    except (checkpoints.TooFarBehind, RoroError, OSError, ValueError):
+    except Exception:  # noqa: BLE001 - derived data: even a bug here must not fail the save
         pass
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import warnings
 import zlib
 
@@ -221,8 +222,9 @@ def test_writers_make_checkpoints_as_history_grows_and_never_fail_for_them(
     assert [p.seq for p in ck.pointers(backend, "p", "r")] == [68, 64]
 
 
-def test_kill_9_while_a_checkpoint_is_written_leaves_only_orphans(tmp_path, no_gc_floor):
-    url = str(tmp_path / "store")
+def test_kill_9_while_a_checkpoint_is_written_leaves_only_orphans(url, tmp_path, monkeypatch,
+                                                                  no_gc_floor):
+    monkeypatch.setenv("RORO_CACHE_DIR", str(tmp_path / "cache"))
     store = Store(url)
     fill(store, "p", "r", 100)
     store.close()
@@ -334,3 +336,137 @@ def test_cli_checkpoint_json(tmp_path, monkeypatch):
     out = CliRunner().invoke(main, ["checkpoint", "r"])
     assert "already there" in out.output
     assert roro.__name__ == "roro"
+
+
+def test_a_warm_read_command_lists_the_log_once(s3_endpoint, tmp_path, monkeypatch):
+    """``models:log`` and ``models:show`` on a warm S3 store: the marker, and one listing of
+    the log's tail however many times the command asks about the repository (resolve, list,
+    tags); ``show`` also reads the events it serves, to confirm them."""
+    from click.testing import CliRunner
+
+    import roro.store
+    from roro.cli import main
+    url = make_store_url("seaweedfs", tmp_path, s3_endpoint)
+    monkeypatch.setenv("RORO_CACHE_DIR", str(tmp_path / "cache"))
+    fill(Store(url), "p", "r", 30, tag_every=10)
+    seen: list[tuple[str, str]] = []
+
+    class Recording(CountingBackend):
+        def get(self, key, *args, **kwargs):
+            seen.append(("get", key.rsplit("/", 1)[-1] if "/log/" in key else key))
+            return super().get(key, *args, **kwargs)
+
+        def list(self, prefix="", *args, **kwargs):
+            seen.append(("list", prefix))
+            return super().list(prefix, *args, **kwargs)
+
+    def run(*argv: str) -> list[tuple[str, str]]:
+        seen.clear()
+        result = CliRunner().invoke(main, ["--store", url, "--project", "p", *argv],
+                                    catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return [(op, key.rpartition(layout.REFS_PREFIX)[2] if op == "list" else key)
+                for op, key in seen]
+
+    monkeypatch.setattr(roro.store, "open_backend",
+                        lambda location, **o: Recording(open_backend(location, **o)))
+    run("models:log", "r", "-n", "20")  # the first read indexes the store (cold)
+    tail = ("list", "p/r/log/")
+    assert run("models:log", "r", "-n", "20") == [("get", "roro.json"), tail]
+    fill(Store(url), "p", "r", 2, start=33, first_version=31)  # another machine's saves
+    after = run("models:log", "r", "-n", "20")  # and the new events and their manifests
+    assert after[:4] == [("get", "roro.json"), tail, ("get", "0000000034.json"),
+                         ("get", "0000000035.json")]
+    assert len(after) == 6 and all(k.startswith(layout.OBJECTS_PREFIX) for _, k in after[4:])
+    shown = run("models:show", "r:best", "--no-scan")
+    assert shown[:2] == [("get", "roro.json"), tail] and tail not in shown[2:]
+
+
+def test_a_checkpoint_over_three_levels_reuses_the_two_below(tmp_path, monkeypatch):
+    """Past 4,096 + 128 events a chain has three objects; the next checkpoint (here a writer's,
+    after its save) writes only the small one over the two it reuses (it used to fail with a
+    KeyError, from the save, looking for the events of the object it reuses)."""
+    url = str(tmp_path / "store")
+    fill(Store(url), "p", "r", 4300)
+    repo = Project("p", url).get_model_repository("r")
+    assert repo.checkpoint()["objects_written"] == 3
+    fill(Store(url), "p", "r", 3, start=4300, first_version=4301)
+    repo = Project("p", url).get_model_repository("r")
+    image = repo.new_model_image(b"the 4,304th event")
+    image.save("a writer's checkpoint at 4304")
+    backend = open_backend(parse_store_url(url))
+    newest = ck.newest_pointer(backend, "p", "r")
+    assert newest is not None and newest.seq == 4304
+    chain = ck.load_chain(Store(url).objects, "p", "r", newest.digest, newest.seq)
+    assert [(cp.start, cp.end) for _, cp in chain] == [(4224, 4304), (4096, 4224), (0, 4096)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got, _, store = cold_log(url, tmp_path, monkeypatch)
+        by_checkpoint = whole_index(store)
+    _, _, store = cold_log_without_checkpoints(url, tmp_path, monkeypatch)
+    assert by_checkpoint == whole_index(store) and got[0][0] == 4304
+    assert fsck(Store(url)).ok
+
+
+def test_gc_keeps_young_pointers_and_an_old_one_is_built_on_under_a_keep_marker(
+        tmp_path, monkeypatch):
+    """The gc rule for checkpoints: gc keeps the chain of every pointer younger than its grace
+    period (and the pointer), so a writer builds on a young pointer's chain writing nothing
+    more; building on an old one, it writes a keep marker for the objects it reuses."""
+    monkeypatch.setenv("RORO_GC_MIN_GRACE", "60")  # H = 30 s
+    url = str(tmp_path / "store")
+    backend = open_backend(parse_store_url(url))
+    fill(Store(url), "p", "r", 200)
+    repo = Project("p", url).get_model_repository("r")
+    repo.checkpoint()
+    first = ck.newest_pointer(backend, "p", "r")
+    assert first is not None
+    fill(Store(url), "p", "r", 4, start=200, first_version=201)
+    repo.checkpoint()  # on a young pointer: no marker
+    assert list(backend.list(layout.KEEP_PREFIX)) == []
+    old = time.time() - 3600
+    for top in ("checkpoints", "objects"):  # everything so far is an hour old
+        for folder, _, files in os.walk(os.path.join(url, top)):
+            for name in files:
+                os.utime(os.path.join(folder, name), (old, old))
+    fill(Store(url), "p", "r", 4, start=204, first_version=205)
+    repo.checkpoint()  # on an old pointer: the objects it reuses are protected
+    markers = list(backend.list(layout.KEEP_PREFIX))
+    assert len(markers) == 1
+    reused = set(loads(backend.get(markers[0]))["digests"])
+    assert first.digest not in reused and len(reused) == 1  # the object of events 1..128
+    # a pointer younger than the grace period is not deleted, nor its chain
+    fill(Store(url), "p", "r", 4, start=208, first_version=209)
+    repo.checkpoint()
+    collected = gc(Store(url), grace_seconds=60)
+    left = [p.seq for p in ck.pointers(backend, "p", "r")]
+    assert left == [212, 208], left  # 204 and 200 were old; 208 is young
+    assert collected.checkpoints_deleted == 2
+    assert fsck(Store(url)).ok
+
+
+def test_a_writers_checkpoint_costs_three_requests_on_s3(s3_endpoint, tmp_path, monkeypatch):
+    """Every 4th save from event 64 makes a checkpoint: on a handle that wrote the events since
+    its last one, the pointers' listing, the new small object and its pointer; nothing read
+    (the events are the handle's own, the object below it the one it wrote last)."""
+    url = make_store_url("seaweedfs", tmp_path, s3_endpoint)
+    monkeypatch.setenv("RORO_CACHE_DIR", str(tmp_path / "cache"))
+    fill(Store(url), "p", "r", 60)
+    counting = CountingBackend(open_backend(parse_store_url(url)))
+    repo = Project("p", store=Store(counting)).get_model_repository("r")
+    costs = {}
+    for i in range(61, 77):
+        counting.counts.clear()
+        image = repo.new_model_image(b"model %d" % i)
+        image["i"] = i
+        image.save(f"v{i}")
+        costs[i] = {k: v for k, v in counting.counts.items() if v}
+    plain = costs[65]
+    assert plain == costs[66] == costs[75], costs
+    extra = {"list": 1, "put_bytes_if_absent": 1, "put_if_absent": 1}
+    for i in (68, 72, 76):
+        assert costs[i] == {k: plain.get(k, 0) + extra.get(k, 0)
+                            for k in {*plain, *extra}}, (i, costs[i], plain)
+    newest = ck.newest_pointer(counting, "p", "r")
+    assert newest is not None and newest.seq == 76
+    assert fsck(Store(url)).ok

@@ -9,6 +9,7 @@ pointer are ordinary unreferenced objects.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..errors import IntegrityError
@@ -26,6 +27,7 @@ class CheckpointScan:
 
     pointers: dict[tuple[str, str], list[ck.Pointer]] = field(default_factory=dict)
     kept: set[str] = field(default_factory=set)
+    young: set[str] = field(default_factory=set)  # keys of pointers gc must not delete yet
 
     def named(self) -> set[str]:
         """The objects of the newest chains, and every object a pointer names (fsck does not
@@ -33,16 +35,23 @@ class CheckpointScan:
         return self.kept | {p.digest for found in self.pointers.values() for p in found}
 
     def older_pointers(self) -> list[str]:
-        """Keys of every pointer but the newest of its repository (what gc deletes)."""
-        return [p.key for found in self.pointers.values() for p in found[1:]]
+        """Keys of every pointer but the newest of its repository and the young ones (what
+        gc deletes)."""
+        return [p.key for found in self.pointers.values() for p in found[1:]
+                if p.key not in self.young]
 
 
-def scan_checkpoints(backend: Backend, objects: ObjectStore, report: FsckReport) -> CheckpointScan:
+def scan_checkpoints(backend: Backend, objects: ObjectStore, report: FsckReport,
+                     young: Callable[[float], bool] | None = None) -> CheckpointScan:
     """List the pointers (a stray key under ``checkpoints/`` is reported), verify the newest of
     each repository (its chain, its events by hash, its event N against the log) and note the
-    objects its chain holds."""
+    objects its chain holds. ``young(mtime)`` (gc): the chains of the pointers it calls young
+    are kept too, and those pointers are not deleted: a writer may be building on one without
+    protecting its objects (docs/trust.md, "Checkpoints and gc")."""
     scan = CheckpointScan()
-    for key in backend.list(CHECKPOINTS_PREFIX):
+    parents: dict[str, str | None] = {}
+    for info in backend.list_info(CHECKPOINTS_PREFIX):
+        key = info.key
         parsed = parse_checkpoint_key(key)
         if parsed is None:
             report.problems.append(Problem(
@@ -51,11 +60,16 @@ def scan_checkpoints(backend: Backend, objects: ObjectStore, report: FsckReport)
                 "the store", key=key, blocks_gc=False))
             continue
         project, repository, seq, digest = parsed
-        scan.pointers.setdefault((project, repository), []).append(ck.Pointer(key, seq, digest))
+        scan.pointers.setdefault((project, repository), []).append(
+            ck.Pointer(key, seq, digest, info.mtime))
     for (project, repository), found in sorted(scan.pointers.items()):
         found.sort(key=lambda p: (-p.seq, p.key))
         newest = found[0]
         scan.kept.update(ck.chain_digests(objects, newest, project, repository))
+        for p in found[1:]:
+            if young is not None and p.mtime is not None and young(p.mtime):
+                scan.young.add(p.key)
+                scan.kept.update(_chain(objects, p, project, repository, parents))
         why = verify(backend, objects, project, repository, newest)
         if why is not None:
             report.problems.append(Problem(
@@ -65,6 +79,23 @@ def scan_checkpoints(backend: Backend, objects: ObjectStore, report: FsckReport)
                 key=newest.key, blocks_gc=False))
     report.checkpoints = sum(len(v) for v in scan.pointers.values())
     return scan
+
+
+def _chain(objects: ObjectStore, pointer: ck.Pointer, project: str, repository: str,
+           parents: dict[str, str | None]) -> list[str]:
+    """The objects of ``pointer``'s chain as far as they can be read (``parents``: each
+    object's parent, read once for every chain that shares it)."""
+    out: list[str] = []
+    digest: str | None = pointer.digest
+    while digest is not None and len(out) <= len(ck.PERIODS):
+        out.append(digest)
+        if digest not in parents:
+            try:
+                parents[digest] = ck.read_object(objects, digest, project, repository).parent
+            except IntegrityError:
+                break
+        digest = parents[digest]
+    return out
 
 
 def verify(backend: Backend, objects: ObjectStore, project: str, repository: str,

@@ -95,7 +95,8 @@ def _collect(store: Store, report: GcReport, grace: float, lock: GcLockHolder | 
     delay_point("gc:after-markers")
     with ThreadPoolExecutor(WORKERS) as pool:
         refs, manifests = scan_refs(store, checked, pool)
-    checkpoints = scan_checkpoints(backend, ObjectStore(backend), checked)
+    checkpoints = scan_checkpoints(backend, ObjectStore(backend), checked,
+                                   young=lambda mtime: listed_at - mtime < grace + _slack(grace))
     for key in unreadable:
         checked.problems.append(Problem(
             UNREADABLE_MARKER, "a keep marker of a save in flight that cannot be read intact: "

@@ -207,6 +207,7 @@ def models_log(state: CliState, name: str | None, limit: int | None, before: int
         parse(where)  # a syntax error is reported before anything is read
     ref = parse_refspec(name) if name is not None else None  # so is a bad name
     project = state.project
+    project.store.read_once()
     if ref is not None:
         assert ref.name is not None
         repo = project.resolve_repository(ref.name)  # an old name leads to the new one
@@ -327,7 +328,9 @@ def models_show(state: CliState, spec: str, no_scan: bool, as_json: bool) -> Non
     'roro models:scan').
     """
     ref = parse_refspec(spec)  # a bad name is reported before the store is looked at
-    image = state.project.get_model_image(ref)
+    project = state.project
+    project.store.read_once()
+    image = project.get_model_image(ref)
     tags = image.repository.get_tags_by_version([_version(image)]).get(_version(image), [])
     doc = image_document(image, tags)
     try:

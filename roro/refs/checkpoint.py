@@ -196,20 +196,23 @@ def decode(data: bytes, digest: str, project: str, repository: str) -> Checkpoin
 
 class Pointer(NamedTuple):
     """A checkpoint pointer, from its key: events 1..``seq`` are in the chain ending at
-    object ``digest``."""
+    object ``digest``; ``mtime``: when it was written, where a listing said (gc keeps the
+    chain of every pointer younger than its grace period, so a writer may build on a young
+    pointer's chain without protecting it: docs/trust.md)."""
 
     key: str
     seq: int
     digest: str
+    mtime: float | None = None
 
 
 def pointers(backend: Backend, project: str, repository: str) -> Iterator[Pointer]:
     """The checkpoint pointers of a repository, newest first (one listing; a key that is not a
     pointer is skipped: fsck reports it)."""
-    for key in backend.list(checkpoint_prefix(project, repository)):
-        parsed = parse_checkpoint_key(key)
+    for info in backend.list_info(checkpoint_prefix(project, repository)):
+        parsed = parse_checkpoint_key(info.key)
         if parsed is not None and parsed[:2] == (project, repository):
-            yield Pointer(key, parsed[2], parsed[3])
+            yield Pointer(info.key, parsed[2], parsed[3], info.mtime)
 
 
 def newest_pointer(backend: Backend, project: str, repository: str) -> Pointer | None:
@@ -238,8 +241,10 @@ def chain_digests(objects: ObjectStore, pointer: Pointer, project: str,
     return out
 
 
-def _read_object(objects: ObjectStore, digest: str, project: str,
-                 repository: str) -> Checkpoint:
+def read_object(objects: ObjectStore, digest: str, project: str,
+                repository: str) -> Checkpoint:
+    """The checkpoint object ``digest``, read verified and decoded (:class:`CheckpointError`
+    if it is missing or not a checkpoint of that repository)."""
     try:
         data = objects.read(digest, MAX_CHECKPOINT_SIZE)
     except NotFoundError:
@@ -252,10 +257,12 @@ def _read_object(objects: ObjectStore, digest: str, project: str,
 
 
 def load_chain(objects: ObjectStore, project: str, repository: str, digest: str, end: int,
-               down_to: int = 0) -> list[tuple[str, Checkpoint]]:
+               down_to: int = 0,
+               cached: dict[str, Checkpoint] | None = None) -> list[tuple[str, Checkpoint]]:
     """The checkpoint objects from ``digest`` (which must end at ``end``) back to the one that
     starts at or below ``down_to``, newest first, each read verified and decoded; their ranges
-    must join. :class:`CheckpointError` otherwise."""
+    must join. :class:`CheckpointError` otherwise. ``cached``: objects this process wrote
+    itself, by digest (not read again)."""
     chain: list[tuple[str, Checkpoint]] = []
     expected_end: int = end
     current: str | None = digest
@@ -264,7 +271,9 @@ def load_chain(objects: ObjectStore, project: str, repository: str, digest: str,
             raise CheckpointError(f"checkpoint {digest} of {project}/{repository} has a chain "
                                   f"longer than {len(PERIODS) + 1} objects", digest=digest,
                                   repository=repository)
-        cp = _read_object(objects, current, project, repository)
+        found = cached.get(current) if cached is not None else None
+        cp = found if found is not None and (found.project, found.repository) == (
+            project, repository) else read_object(objects, current, project, repository)
         if cp.end != expected_end:
             raise CheckpointError(f"checkpoint {current} of {project}/{repository} ends at event "
                                   f"{cp.end}, not at event {expected_end}", digest=current,
@@ -377,6 +386,9 @@ class TooFarBehind(Exception):
 def build(log: RefLog, objects: ObjectStore, head: int, *, manifest: ManifestSource,
           known: dict[int, bytes] | None = None, max_log_reads: int | None = None,
           before_first_write: Callable[[], None] | None = None,
+          rely: Callable[[Pointer, Pointer], None] | None = None,
+          before_pointer: Callable[[], None] | None = None,
+          cached: dict[str, Checkpoint] | None = None,
           crash: Callable[[str], None] | None = None) -> Written:
     """Make the checkpoint of events 1..``head`` (the caller's view of the log's end) unless a
     pointer at ``head`` or later exists: reuse what the newest checkpoint's chain holds, read
@@ -385,7 +397,14 @@ def build(log: RefLog, objects: ObjectStore, head: int, *, manifest: ManifestSou
 
     ``manifest(digest, version)`` gives a manifest's bytes (checked against the digest here) or None to
     leave it out. ``max_log_reads``: raise :class:`TooFarBehind` rather than read more events.
-    ``before_first_write()`` runs before anything is written (the format feature)."""
+    ``before_first_write()`` runs before anything is written (the format feature);
+    ``rely(newest, reused)`` before that, when the new chain reuses objects of the newest
+    pointer's chain: ``reused`` names the newest reused object and where it ends (a pointer
+    without a key; its chain is what is reused); the caller protects them from gc as a save
+    protects the objects it reuses. ``before_pointer()`` runs right before the pointer is
+    written (the caller's deadline). ``cached`` (the caller's, kept between calls): small
+    objects this process wrote, by digest; the newest one written is put there, replacing the
+    rest (a writer's next small checkpoint then reads no object)."""
     project, repository = log.project, log.repository
     backend = log.backend
     newest = newest_pointer(backend, project, repository)
@@ -410,7 +429,7 @@ def build(log: RefLog, objects: ObjectStore, head: int, *, manifest: ManifestSou
         try:
             if newest.seq > low:
                 chain = load_chain(objects, project, repository, newest.digest, newest.seq,
-                                   low)
+                                   low, cached)
                 for e in verified_events(chain, project, repository, low):
                     events[e.seq] = e
                 manifests = chain_manifests(chain)
@@ -440,27 +459,37 @@ def build(log: RefLog, objects: ObjectStore, head: int, *, manifest: ManifestSou
             raise CheckpointError(f"the log of {project}/{repository} and its newest "
                                   f"checkpoint disagree at event {b.seq}; run 'roro fsck'",
                                   repository=repository, seq=b.seq)
+    # The reused part of the chain is the object of ranges[reuse - 1] (its parents are named
+    # inside it): the new objects start above it.
+    parent: str | None = None
+    parent_start: int | None = None
+    if reuse:
+        parent, parent_start = have[ranges[reuse - 1]], ranges[reuse - 1][0]
+        if rely is not None:
+            assert newest is not None
+            rely(newest, Pointer("", ranges[reuse - 1][1], parent))
     if before_first_write is not None:
         before_first_write()
     written: list[str] = []
     size = 0
-    parent: str | None = None
-    parent_start: int | None = None
-    for i, (start, end) in enumerate(ranges):  # oldest first: a parent before its child
-        digest = have.get((start, end)) if i < reuse else None
-        if digest is None:
-            body = Checkpoint(project, repository, start, end, parent, parent_start,
-                              [events[s].raw for s in range(start + 1, end + 1)],
-                              _manifests_of([events[s] for s in range(start + 1, end + 1)],
-                                            manifests, manifest))
-            data = body.encode()
-            digest, _ = objects.create_bytes(data)
-            written.append(digest)
-            size += len(data)
+    for start, end in ranges[reuse:]:  # oldest first: a parent before its child
+        body = Checkpoint(project, repository, start, end, parent, parent_start,
+                          [events[s].raw for s in range(start + 1, end + 1)],
+                          _manifests_of([events[s] for s in range(start + 1, end + 1)],
+                                        manifests, manifest))
+        data = body.encode()
+        digest, _ = objects.create_bytes(data)
+        written.append(digest)
+        size += len(data)
         parent, parent_start = digest, start
+        if cached is not None and end - start <= PERIODS[1]:
+            cached.clear()
+            cached[digest] = body
     assert parent is not None
     if crash is not None:
         crash("checkpoint:before-pointer")
+    if before_pointer is not None:
+        before_pointer()
     key = checkpoint_key(project, repository, head, parent)
     created = backend.put_if_absent(key, pointer_body(head, parent, events[head].hash,
                                                        parent_of(head)))

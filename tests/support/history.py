@@ -25,10 +25,13 @@ def manifest(i: int, blob: str) -> bytes:
 
 
 def fill(store: Store, project: str, repository: str, versions: int, *, start: int = 0,
-         tag_every: int = 0, workers: int = 16) -> list[bytes]:
+         tag_every: int = 0, workers: int = 16, first_version: int | None = None,
+         manifests: dict[str, bytes] | None = None) -> list[bytes]:
     """Append ``versions`` version events (and a tag move every ``tag_every`` versions) after
     event ``start`` of a log that holds ``start`` events written by this function (or none);
-    returns the bytes of every event written."""
+    returns the bytes of every event written. ``first_version``: the number of the first new
+    version when the caller knows it (else the log is read to count them); ``manifests``
+    receives the manifests written, by digest."""
     store.ensure_initialized()
     backend = store.backend
     blob = digest_bytes(MODEL)
@@ -39,7 +42,9 @@ def fill(store: Store, project: str, repository: str, versions: int, *, start: i
     events, objects = [], []
     seq = start
     version = sum(1 for _ in range(0))  # versions before ``start``: counted below
-    if start:
+    if first_version is not None:
+        version = first_version - 1
+    elif start:
         from roro.refs.log import RefLog
         version = sum(1 for e in RefLog(backend, project, repository).read_after(0)
                       if e.type == "version")
@@ -50,6 +55,8 @@ def fill(store: Store, project: str, repository: str, versions: int, *, start: i
         m = manifest(version, blob)
         d = digest_bytes(m)
         objects.append((object_key(d), m))
+        if manifests is not None:
+            manifests[d] = m
         e = make_event(seq, prev, "version", "bench", f"2026-11-27T10:00:00.{seq:06d}Z",
                        version=version, image=d, comment=f"v{version}")
         events.append((log_key(project, repository, seq), e.raw))
