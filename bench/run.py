@@ -214,6 +214,10 @@ def bench_big_s3(ctx: dict[str, Any], res: Results) -> None:
     down = os.path.join(tmp, "big-s3-down.pkl")
     base_down = median_run(runs, "s3-download", endpoint=endpoint, bucket=bucket,
                            key="baseline/big.pkl", path=down)
+    # Issue 17's baselines: what a user would do without roro, pickling and unpickling included.
+    base_dump = median_run(runs, "pickle-save", each=lambda i: {"size": size, "path": pkl,
+                                                                "seed": i})
+    base_unpickle = median_run(runs, "pickle-load", size=size, path=pkl)
     # A fresh cache each time: the load downloads, verifies and unpickles.
     roro_load = median_run(runs, "roro-load", each=lambda i: {
         "size": size, "store": url, "env": {"RORO_CACHE_DIR": os.path.join(tmp, f"cache-load-{i}")}})
@@ -227,13 +231,24 @@ def bench_big_s3(ctx: dict[str, Any], res: Results) -> None:
     res.add(f"big load, SeaweedFS ({label})", mb / roro_load["seconds"],
             mb / base_down["seconds"], "MiB/s", ratio=r_load, target=">= 0.8x", met=r_load >= 0.8,
             note="baseline: download_file (no unpickling)")
+    full_up = base_dump["seconds"] + base_up["seconds"]
+    full_down = base_down["seconds"] + base_unpickle["seconds"]
+    r_save_full, r_load_full = full_up / roro_save["seconds"], full_down / roro_load["seconds"]
+    res.add(f"big save, SeaweedFS vs dump + upload ({label})", mb / roro_save["seconds"],
+            mb / full_up, "MiB/s", ratio=r_save_full, target=">= 0.9x", met=r_save_full >= 0.9,
+            note="baseline: cloudpickle.dump to a file + fsync, then upload_file (medians)")
+    res.add(f"big load, SeaweedFS vs download + load ({label})", mb / roro_load["seconds"],
+            mb / full_down, "MiB/s", ratio=r_load_full, target=">= 1.2x",
+            met=r_load_full >= 1.2,
+            note="baseline: download_file, then cloudpickle.load (medians); roro verifies")
     res.add("peak RSS added by S3 save", roro_save["hwm"] - roro_save["rss_before"],
             base_up["hwm"] - base_up["rss_before"], "B", target="", met=None)
     res.add("peak RSS added by S3 load (beyond model)",
             roro_load["hwm"] - roro_load["rss_before"] - size,
             base_down["hwm"] - base_down["rss_before"], "B", target="", met=None)
     res.details["big_s3"] = {"size": size, "upload": base_up, "roro_save": roro_save,
-                             "download": base_down, "roro_load": roro_load}
+                             "download": base_down, "roro_load": roro_load,
+                             "pickle_save": base_dump, "pickle_load": base_unpickle}
     for path in (pkl, down):
         os.unlink(path)
     for i in range(runs):
@@ -313,6 +328,38 @@ def bench_dedup(ctx: dict[str, Any], res: Results) -> None:
             ratio=10 * blob / on_disk, target="blob stored once",
             met=len(digests) == 1 and on_disk < 2 * blob,
             note="baseline: 10 pickle files")
+    shutil.rmtree(store_path)
+
+
+def bench_finetunes(ctx: dict[str, Any], res: Results) -> None:
+    """Issue 17's dedup target: 10 fine-tunes of a model, each changing a different contiguous
+    10 % of its weights, stored in at most size x (1 + 10 x 0.15) bytes (chunks shared)."""
+    import numpy as np
+
+    import roro
+    size = ctx["sizes"]["big"]
+    store_path = os.path.join(ctx["tmp"], "finetune-store")
+    repo = roro.Project(PROJECT, roro.Store(store_path)).get_model_repository("tuned")
+    weights = np.random.default_rng(5).integers(0, 255, size, dtype=np.uint8)
+    started = time.monotonic()
+    repo.new_image({"weights": weights}).save()
+    new_bytes = []
+    for i in range(10):
+        a, b = i * size // 10, (i + 1) * size // 10
+        weights[a:b] = np.random.default_rng(100 + i).integers(0, 255, b - a, dtype=np.uint8)
+        image = repo.new_image({"weights": weights})
+        image.save()
+        new_bytes.append(image.bytes_stored)
+    seconds = time.monotonic() - started
+    on_disk = du(os.path.join(store_path, "objects"))
+    limit = size * (1 + 10 * 0.15)
+    res.add(f"dedup: 10 fine-tunes x 10 % of {size // MiB} MiB, bytes stored", on_disk,
+            11 * size, "B", ratio=11 * size / on_disk, target="<= size x 2.5",
+            met=on_disk <= limit,
+            note=f"new bytes per fine-tune {min(new_bytes) / size:.1%}-{max(new_bytes) / size:.1%}"
+                 f" of the model; 11 saves in {seconds:.0f} s; baseline: 11 pickle files")
+    res.details["finetunes"] = {"size": size, "on_disk": on_disk, "new_bytes": new_bytes,
+                                "seconds": seconds}
     shutil.rmtree(store_path)
 
 
@@ -845,6 +892,7 @@ BENCHMARKS: dict[str, Callable[[dict[str, Any], Results], None]] = {
     "big_folder": bench_big_folder,
     "small_saves": bench_small_saves,
     "dedup": bench_dedup,
+    "finetunes": bench_finetunes,
     "browse": bench_browse,
     "ui": bench_ui,
     "signing": bench_signing,

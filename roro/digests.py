@@ -27,7 +27,7 @@ def hex_of(digest: str) -> str:
     return parse_digest(digest)[len(ALGORITHM) + 1:]
 
 
-def digest_bytes(data: bytes) -> str:
+def digest_bytes(data: bytes | bytearray | memoryview) -> str:
     """The digest of ``data``."""
     return f"{ALGORITHM}:{hashlib.sha256(data).hexdigest()}"
 

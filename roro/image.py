@@ -79,19 +79,25 @@ class Attachment:
     """A file attached to a model image."""
 
     def __init__(self, image: ModelImage, name: str, digest: str, size: int,
-                 spooled: SpooledObject | None = None):
+                 spooled: SpooledObject | None = None, chunks: dict[str, Any] | None = None):
         self._image = image
         self.name = name
         self.digest = digest
         self.size = size
         self._spooled = spooled
+        self._chunks = chunks  # the chunk index of a chunked attachment
 
     def open(self) -> BinaryIO:
         """A binary file of the attachment's (verified) bytes; close it when done."""
         if self._spooled is not None:
             return open(self._spooled.path, "rb")
         self._image.authenticate()
-        return self._image._repository.project.store.objects.open_verified(self.digest)
+        entry = {"digest": self.digest, "size": self.size}
+        if self._chunks is not None:
+            entry["chunks"] = self._chunks
+        image = self._image
+        return image._repository.project.store.objects.open_blob(
+            entry, f"attachment {self.name!r} of {image._repository.name}:{image._version}")
 
     def read(self) -> bytes:
         """The attachment's bytes, verified against its digest."""
@@ -189,6 +195,7 @@ class ModelImage:
         s(self, "_unconfirmed", None)
         s(self, "_damaged", None)
         s(self, "_signature", signature)  # {signer, key, verified} of a signed version's event
+        s(self, "_transfer", None)  # (bytes sent, bytes newly stored) of a save by this object
         s(self, "_metadata", dict(manifest["metadata"]) if manifest else {})
         s(self, "_budget", None)  # MetadataBudget of a draft, made on the first __setitem__
         s(self, "_attachments", {})  # name -> Attachment (drafts only)
@@ -608,7 +615,7 @@ class ModelImage:
         """The attachments, sorted by name."""
         if self._manifest is None:
             return [self._attachments[n] for n in sorted(self._attachments)]
-        return [Attachment(self, a["name"], a["digest"], a["size"])
+        return [Attachment(self, a["name"], a["digest"], a["size"], chunks=a.get("chunks"))
                 for a in self._manifest["attachments"]]
 
     def download_attachments(self, directory: str | os.PathLike) -> list[str]:
@@ -655,7 +662,7 @@ class ModelImage:
             if isinstance(tensors, str) or not all(isinstance(t, str) for t in tensors):
                 raise TypeError("tensors must be a list of tensor names")
         self._warn_versions(fmt)
-        f = self._repository.project.store.objects.open_verified(self._manifest["model"]["digest"])
+        f = self._open_model_bytes()
         if fmt.name == "file":
             return f
         with f:
@@ -715,7 +722,15 @@ class ModelImage:
             raise RoroError(f"{self!r} is not saved yet: it has no stored bytes to open; "
                             f"use get_model() for the object")
         self.authenticate()
-        return self._repository.project.store.objects.open_verified(self._manifest["model"]["digest"])
+        return self._open_model_bytes()
+
+    def _open_model_bytes(self) -> BinaryIO:
+        """The model's bytes, verified: a single object hashed before it is handed out, or a
+        chunked one streamed chunk by chunk, each verified before its bytes are handed out."""
+        assert self._manifest is not None
+        model = self._manifest["model"]
+        return self._repository.project.store.objects.open_blob(
+            model, f"the model of {self._repository.name}:{self._version}")
 
     def signature_bundle(self) -> SignatureBundle | None:
         """This version's OpenSSF Model Signing bundle (:mod:`roro.bundle`): the verified bytes
@@ -863,6 +878,7 @@ class ModelImage:
                                       comment, self._format, self._input_schema, sign=sign)
         self._mark_saved(published.manifest, published.digest, published.version)
         self._set_signature(published.sig)
+        object.__setattr__(self, "_transfer", (published.bytes_sent, published.bytes_stored))
         return self
 
     def save_file(self, path: str | os.PathLike[str], comment: str = "", *,
@@ -880,7 +896,20 @@ class ModelImage:
                                      self._spooled_attachments(), comment, sign=sign)
         self._mark_saved(published.manifest, published.digest, published.version)
         self._set_signature(published.sig)
+        object.__setattr__(self, "_transfer", (published.bytes_sent, published.bytes_stored))
         return self
+
+    @property
+    def bytes_sent(self) -> int | None:
+        """Bytes this object's :meth:`save` sent to the store (objects only: chunks the store
+        already held are not sent again); None if it was not saved by this object."""
+        return self._transfer[0] if self._transfer is not None else None
+
+    @property
+    def bytes_stored(self) -> int | None:
+        """Bytes of objects the store did not hold before this object's :meth:`save` (a
+        re-save of an unchanged model stores only its manifest); None if not saved here."""
+        return self._transfer[1] if self._transfer is not None else None
 
     def _check_comment(self, comment: object) -> None:
         self._check_mutable()

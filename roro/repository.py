@@ -23,7 +23,7 @@ from .errors import (
 from .image import ImageList, ModelImage, verified_signature
 from .names import LATEST, validate_name, validate_new_name, validate_tag, validate_version
 from .notebook import repository_html
-from .objects.manifest import named_blobs, read_manifest, read_manifest_or_damage
+from .objects.manifest import chunk_blobs, named_blobs, read_manifest, read_manifest_or_damage
 from .query import Query
 from .query import parse as parse_query
 from .refs import Event
@@ -215,7 +215,12 @@ class ModelRepository:
                 gone(f"the objects (manifest {image})", v, image)()
             guard.rely_on(image, len(text), objects.info(image),
                           gone(f"manifest {image}", v, image))
-            for digest, size, _ in named_blobs(manifest):  # the model, its summary, attachments
+            try:
+                chunks = chunk_blobs(objects, manifest)
+            except NotFoundError:
+                chunks = []  # its chunk index is among the named blobs: gone() says so
+            # the model (or its chunk index), its summary, attachments, the model's chunks
+            for digest, size, _ in [*named_blobs(manifest), *chunks]:
                 guard.rely_on(digest, size, objects.info(digest),
                               gone(f"object {digest}", v, digest))
         guard.protect()

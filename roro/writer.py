@@ -47,12 +47,13 @@ from .metadata import check_total
 from .names import validate_new_name
 from .objects import SpooledObject
 from .objects.canonical import canonical_json
+from .objects.chunks import CHUNKED_FEATURE, chunk_params, put_chunked
 from .objects.keep import MTIME_SLACK, ReuseGuard, reuse_horizon
 from .objects.manifest import (
     FORMAT,
     MANIFEST_FEATURE,
     MAX_MANIFEST_SIZE,
-    blob_sizes,
+    blob_sizes_with_chunks,
     read_manifest_or_damage,
 )
 from .objects.transfer import ObjectTransfer
@@ -330,6 +331,8 @@ class Published(NamedTuple):
     version: int
     created: bool
     sig: dict[str, str] | None = None  # the signature of the event appended, if signed
+    bytes_sent: int = 0  # bytes of objects sent to the store (ReuseGuard.sent)
+    bytes_stored: int = 0  # bytes of objects the store did not hold before (ReuseGuard.stored)
 
 
 def reuse_guard(store: Store) -> ReuseGuard:
@@ -389,8 +392,10 @@ def publish(store: Store, project: str, repository: str, manifest: dict[str, Any
     event = append(store, project, repository, decide, before_write=guard.before_publish,
                    sign=signer or False)
     if event is None:
-        return Published(json.loads(data), digest, existing[-1], False)
-    return Published(json.loads(data), digest, event["version"], True, event.sig)
+        return Published(json.loads(data), digest, existing[-1], False, None, guard.sent,
+                         guard.stored)
+    return Published(json.loads(data), digest, event["version"], True, event.sig, guard.sent,
+                     guard.stored)
 
 
 def _put_bundle(store: Store, repository: str, manifest: dict[str, Any],
@@ -481,20 +486,21 @@ def _publish_model(store: Store, project: str, repository: str, fmt: ModelFormat
     ``manifest-v2`` feature before anything is written)."""
     summary = fmt.summarize(spooled.path)
     store.require_feature(MANIFEST_FEATURE)
-    guard.put_spooled(spooled)
     entry: dict[str, Any] = {"format": fmt.name, "digest": spooled.digest, "size": spooled.size,
                              **model_entry}
+    store_blob(store, guard, spooled, entry)
     if summary is not None:
         data = canonical_json(summary)
         entry["summary"] = {"digest": guard.put_bytes(data), "size": len(data)}
-    for _, attachment in attachments:
-        guard.put_spooled(attachment)
+    entries = []
+    for name, attachment in attachments:
+        entries.append({"name": name, "digest": attachment.digest, "size": attachment.size})
+        store_blob(store, guard, attachment, entries[-1])
     crash_point("after-blobs")
     manifest: dict[str, Any] = {
         "format": FORMAT,
         "model": entry,
-        "attachments": [{"name": name, "digest": a.digest, "size": a.size}
-                        for name, a in attachments],
+        "attachments": entries,
         "metadata": metadata,
         "timestamp": now_utc(),
         "author": current_author(),
@@ -504,6 +510,20 @@ def _publish_model(store: Store, project: str, repository: str, fmt: ModelFormat
     if contract is not None:
         manifest["contract"] = contract
     return publish(store, project, repository, manifest, guard=guard, sign=sign)
+
+
+def store_blob(store: Store, guard: ReuseGuard, spooled: SpooledObject,
+               entry: dict[str, Any]) -> None:
+    """Store a spooled blob through ``guard``: one object, or (at the chunking threshold and
+    above) its chunks and chunk index, named in ``entry["chunks"]`` (the store records the
+    ``chunked-blobs`` feature first)."""
+    params = chunk_params()
+    if spooled.size >= params.threshold:
+        store.require_feature(CHUNKED_FEATURE)
+        index, index_size = put_chunked(guard, spooled.path, params)
+        entry["chunks"] = {"digest": index, "size": index_size}
+    else:
+        guard.put_spooled(spooled)
 
 
 class CopyStats:
@@ -528,7 +548,7 @@ def copy_image(src: Store, manifest: dict[str, Any], origin: dict[str, Any], dst
     """
     transfer = ObjectTransfer(src.objects, dst.objects, pool)
     copied = {**manifest, "lineage": copied_lineage(manifest, origin)}
-    sizes = blob_sizes(manifest)
+    sizes = blob_sizes_with_chunks(src.objects, manifest)
     # the sources' OpenSSF bundles come along: their signatures stay verifiable in DST
     sizes.update({d: len(src.objects.read(d, bundles.MAX_BUNDLE_SIZE))
                   for d in bundles.source_bundles(copied)})

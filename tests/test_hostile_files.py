@@ -284,7 +284,8 @@ def test_a_huge_forged_event_costs_bounded_memory_and_fails_clearly(store_url):
                for p in report.problems)
 
 
-def test_an_event_naming_a_huge_blob_as_its_image_costs_bounded_memory(store_url):
+def test_an_event_naming_a_huge_blob_as_its_image_costs_bounded_memory(store_url, monkeypatch):
+    monkeypatch.setenv("RORO_CHUNKS", f"{1 << 30},1048576,4194304,16777216")  # one 20 MB object
     repo = Project("p", store=store_url).get_model_repository("m")
     blob = save_image(repo, os.urandom(20_000_000)).manifest["model"]["digest"]
     log = Store(store_url).reflog("p", "m")

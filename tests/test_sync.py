@@ -19,6 +19,7 @@ from support.trust_helpers import corrupt_object_uncached
 import roro
 from roro import ConflictError, IntegrityError, NotFoundError, Project, Store
 from roro.config import resolve_store
+from roro.objects.chunks import read_index
 from roro.objects.manifest import check_manifest, referenced_digests
 from roro.refs import checkpoint as checkpoints
 from roro.refs.log import list_projects, list_repositories
@@ -27,6 +28,7 @@ from roro.storage.layout import log_key, log_prefix, object_key
 from roro.storage.memory import MemoryBackend
 from roro.storage.wrappers import CountingBackend
 from roro.sync import SyncProgress
+from roro.sync.fastforward import DEFAULT_WORKERS
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 HISTORY = 200
@@ -318,16 +320,20 @@ def test_32_mib_model(tmp_path, pair):
     src, dst = (make_store_url(k, tmp_path) for k in pair)
     payload = os.urandom(32 * MIB)
     repo = Project("p", src).get_model_repository("big")
-    save(repo, payload, comment="big")
+    image = save(repo, payload, comment="big")
+    # above 16 MiB a model is chunked (issue 17): its chunks, its chunk index, the manifest
+    chunks = len(read_index(repo.project.store.objects,
+                            image.manifest["model"]["chunks"]["digest"]).chunks)
+    assert chunks >= 2
     report = roro.sync(src, dst)
-    assert report.ok and report.objects_transferred == 2
+    assert report.ok and report.objects_transferred == chunks + 2
     assert report.bytes_transferred > 32 * MIB
     assert Project("p", dst).get_model_repository("big").get_model() == payload
     # the same model saved again: only the new manifest travels
     save(repo, payload, comment="same bytes")
     again = roro.sync(src, dst)
     assert again.objects_transferred == 1 and again.bytes_transferred < 4096
-    assert again.objects_skipped == 1 and again.bytes_skipped > 32 * MIB
+    assert again.objects_skipped == chunks + 1 and again.bytes_skipped > 32 * MIB
     fsck(dst)
 
 
@@ -346,7 +352,9 @@ def test_256_mib_model_streams(tmp_path):
     finally:
         tracemalloc.stop()
     assert report.ok and report.bytes_transferred > 256 * MIB
-    assert peak < 32 * MIB, f"sync allocated {peak / MIB:.0f} MiB"
+    # The model is chunked (issue 17): its ~60 chunks stream on the sync's workers at once, each
+    # through its own copy buffers (~8 MiB measured); the bound is theirs, far below the model's size.
+    assert peak < DEFAULT_WORKERS * 10 * MIB < 256 * MIB, f"sync allocated {peak / MIB:.0f} MiB"
     fsck(dst)
 
 

@@ -18,7 +18,14 @@ from ..errors import IntegrityError, InvalidNameError, NotFoundError, SignatureE
 from ..names import attachment_collision, attachment_name_warning, name_warning, validate_name
 from ..objects import ObjectStore
 from ..objects.canonical import canonical_json, loads
-from ..objects.manifest import named_blobs, read_manifest, referenced_digests
+from ..objects.chunks import read_index
+from ..objects.manifest import (
+    chunk_blobs,
+    chunked_entries,
+    named_blobs,
+    read_manifest,
+    referenced_digests,
+)
 from ..policy import read_policy
 from ..refs import Event, RepoState
 from ..refs.events import MAX_EVENT_SIZE, parse_event, verify_event
@@ -252,6 +259,10 @@ def _destroyed_objects(backend: Backend, destroyed: dict[str, str], refs: Refs,
         names = [digest]
         if manifest is not None:
             names += referenced_digests(manifest) + source_bundles(manifest)
+            try:
+                names += [d for d, _, _ in chunk_blobs(uncached, manifest)]
+            except (NotFoundError, IntegrityError):
+                pass
         for d in names:
             if d not in refs:
                 retained[d] = max(retained.get(d, ""), when)
@@ -266,6 +277,11 @@ def _check_manifests(backend: Backend, refs: Refs, report: FsckReport,
     read = list(pool.map(lambda d: (d, *_read_manifest(uncached, d, refs[d], report)), images))
     manifests = {d: found for d, found, _ in read}
     report.verified += sum(hashed for _, _, hashed in read)
+    chunked = [d for d, found in manifests.items()
+               if found is not None and chunked_entries(found[0])]
+    chunks = dict(zip(chunked, pool.map(
+        lambda d: _read_chunks(uncached, manifests[d][0], refs[d], report),  # type: ignore[index]
+        chunked), strict=True))
     for mdigest, found in manifests.items():
         if found is None:
             continue
@@ -273,11 +289,35 @@ def _check_manifests(backend: Backend, refs: Refs, report: FsckReport,
         _warn_attachment_names(mdigest, manifest, refs[mdigest], report)
         sources = source_bundles(manifest)
         for project, name, v, _ in refs[mdigest]:
-            for digest, _size, role in named_blobs(manifest):
+            for digest, _size, role in [*named_blobs(manifest), *chunks.get(mdigest, [])]:
                 refs.setdefault(digest, []).append((project, name, v, role))
             for digest in sources:
                 refs.setdefault(digest, []).append((project, name, v, SOURCE_BUNDLE_ROLE))
     return manifests
+
+
+def _read_chunks(objects: ObjectStore, manifest: dict[str, Any],
+                 who: list[tuple[str, str, int, str]],
+                 report: FsckReport) -> list[tuple[str, int, str]]:
+    """The chunks a manifest's chunk indexes name (read verified from the store itself); a
+    corrupt or malformed index is a problem that stops gc (its chunks cannot be known); a
+    missing one is reported with the other missing objects."""
+    out: list[tuple[str, int, str]] = []
+    for digest, _, size, role in chunked_entries(manifest):
+        try:
+            index = read_index(objects, digest, size)
+        except NotFoundError:
+            continue
+        except IntegrityError as e:
+            what = (f"is corrupted: its bytes hash to {e.actual}" if e.actual is not None else
+                    f"is not a valid chunk index: {_reason(str(e))}")
+            report.problems.append(_object_problem(
+                CORRUPT_OBJECT if e.actual is not None else INVALID_MANIFEST, digest,
+                [(p, n, v, f"{role} chunk index") for p, n, v, _ in who], what,
+                expected=digest if e.actual is not None else None, actual=e.actual))
+            continue
+        out.extend((d, n, f"{role} chunk {i}") for i, (d, n) in enumerate(index.chunks))
+    return out
 
 
 def _check_special_files(backend: Backend, report: FsckReport) -> set[str]:

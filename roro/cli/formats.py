@@ -76,12 +76,15 @@ def models_save(state: CliState, name: str, file: str, fmt: str, meta: tuple[str
     if as_json:
         render.emit_json({"project": state.writable_project.name, "repository": name,
                           "version": image.version, "image": image.digest,
-                          "format": fmt, "size": image.model_size})
+                          "format": fmt, "size": image.model_size,
+                          "bytes_sent": image.bytes_sent, "bytes_stored": image.bytes_stored})
         return
     render.console(stderr=True).print(render.text(
         "Saved ", (render.ref(name, image.version), "bold yellow"), " (",
         fmt, ", ", render.human_size(image.model_size), ") ",
-        (render.short_digest(image.digest), "yellow")))
+        (render.short_digest(image.digest), "yellow"),
+        f"; sent {render.human_size(image.bytes_sent or 0)}, newly stored "
+        f"{render.human_size(image.bytes_stored or 0)}"))
     click.echo(f"{name}:{image.version}")  # alone on stdout, for scripts: V=$(roro models:save …)
 
 

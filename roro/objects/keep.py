@@ -279,6 +279,10 @@ class ReuseGuard:
         self._old: set[str] = set()  # present and old: to protect before publishing
         self.reused = 0  # objects found present
         self.markers = 0  # keep markers written
+        #: Bytes of the objects this write created (newly stored), and bytes it sent: those,
+        #: plus small objects offered to a remote store's conditional write that found them.
+        self.stored = 0
+        self.sent = 0
 
     def start(self) -> None:
         """Start the clock (the first reliance decision) now, if it has not started: before
@@ -297,18 +301,55 @@ class ReuseGuard:
         self._sizes[obj.digest] = obj.size
         if not self.objects.put_spooled(obj):
             self._judge(obj.digest, self.objects.info(obj.digest))
+        else:
+            self._count(obj.size, sent=True, stored=True)
 
-    def put_bytes(self, data: bytes) -> str:
-        """Write small bytes (a manifest) unless present; rely on them either way."""
+    def put_bytes(self, data: bytes, look_first: bool = False) -> str:
+        """Write small bytes (a manifest) unless present; rely on them either way.
+        ``look_first``: look for the object before sending it (a chunk index: a re-save of an
+        unchanged model sends nothing but its manifest and event)."""
         self.start()
-        digest, created = self.objects.create_bytes(data)
+        digest = digest_bytes(data)
         key = object_key(digest)
         self._again[digest] = lambda: self._repair(key, len(data),
                                                    lambda: self.backend.put(key, data))
         self._sizes[digest] = len(data)
+        if look_first:
+            info = self.objects.info(digest)
+            if info is not None and info.size == len(data):
+                self._judge(digest, info)
+                return digest
+        created = self.objects.create_bytes(data)[1]
         if not created:
             self._judge(digest, self.objects.info(digest))
+        self._count(len(data), sent=created or self.backend.remote, stored=created)
         return digest
+
+    def put_range(self, digest: str, size: int, path: str, offset: int, created: bool,
+                  info: KeyInfo | None) -> None:
+        """A chunk: bytes ``offset .. offset + size`` of the local file ``path`` (which must
+        live until the version is published), just stored (``created``) or found present
+        (``info``: what a stat said). Its bytes are read again from ``path`` if it must be
+        written again."""
+        self.start()
+        key = object_key(digest)
+
+        def write() -> None:
+            with open(path, "rb") as f:
+                self.backend.put(key, os.pread(f.fileno(), size, offset))
+
+        self._again[digest] = lambda: self._repair(key, size, write)
+        self._sizes[digest] = size
+        if created:
+            self._count(size, sent=True, stored=True)
+        else:
+            self._judge(digest, info)
+
+    def _count(self, size: int, *, sent: bool, stored: bool) -> None:
+        if stored:
+            self.stored += size
+        if sent:
+            self.sent += size
 
     def rely_on(self, digest: str, size: int, info: KeyInfo | None, again: Again) -> None:
         """An object the caller found present (``info``: what a stat just said; None if it
@@ -321,6 +362,7 @@ class ReuseGuard:
     def written(self, digest: str, size: int, again: Again) -> None:
         """An object the caller has just written (young by construction)."""
         self.start()
+        self._count(size, sent=True, stored=True)
         self._again[digest] = again
         self._sizes[digest] = size
 

@@ -13,8 +13,10 @@ Version 2 (``roro.image/2``), written by every save since formats (DESIGN §12, 
      "timestamp": "2026-11-26T15:13:29.123456Z", "author": "ana", "comment": "…",
      "lineage": {…}}                                                       (optional)
 
-``model.digest`` names the model's bytes and ``model.size`` their length; nothing here assumes
-that the object behind the digest is a single blob (chunked blobs will name a chunk index there).
+``model.digest`` names the model's bytes and ``model.size`` their length. A chunked model
+(issue 17, :mod:`roro.objects.chunks`) also has ``"chunks": {"digest": "sha256:…", "size": 812}``,
+its chunk index: then no object is stored under ``model.digest`` (it is the sha256 of the whole
+blob, what a download hashes to), and the store records the ``chunked-blobs`` feature first.
 Version 1 (``roro.image/1``) manifests stay readable unchanged: their ``model`` has
 ``serializer`` (always ``cloudpickle``), ``type``, ``python`` and ``cloudpickle``. A store that
 holds a version 2 manifest records the ``manifest-v2`` format feature first, so an older roro
@@ -31,6 +33,7 @@ from ..errors import IntegrityError, NotFoundError
 from ..names import check_attachment_path
 from ..storage import TooLargeError
 from .canonical import loads
+from .chunks import MAX_INDEX_SIZE, index_of, read_index
 
 if TYPE_CHECKING:
     from .store import ObjectStore
@@ -53,7 +56,7 @@ _MODEL: dict[str, type] = {"digest": str, "size": int, "serializer": str, "type"
           "cloudpickle": str}
 _MODEL_V2: dict[str, type] = {"format": str, "digest": str, "size": int}
 _MODEL_V2_OPTIONAL: dict[str, type] = {"type": str, "python": str, "cloudpickle": str,
-                                       "summary": dict}
+                                       "summary": dict, "chunks": dict}
 _FORMAT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 
 
@@ -89,21 +92,36 @@ def check_manifest(manifest: Any, digest: str) -> dict[str, Any]:
                                     and not isinstance(summary.get("size"), bool)
                                     and 0 <= summary["size"] <= MAX_SUMMARY):
         raise bad("field 'model.summary' is malformed")
+    chunks = model.get("chunks") if version == FORMAT else None
+    if chunks is not None and not _chunks_entry(chunks):
+        raise bad("field 'model.chunks' is malformed")
     if "contract" in manifest and not isinstance(manifest["contract"], dict):
         raise bad("field 'contract' has the wrong type")
     try:
         parse_digest(model["digest"])
         if summary is not None:
             parse_digest(summary.get("digest"))
+        if chunks is not None:
+            parse_digest(chunks.get("digest"))
         for a in manifest["attachments"]:
             if not (isinstance(a, dict) and isinstance(a.get("name"), str)
                     and isinstance(a.get("size"), int)):
                 raise bad("malformed attachment entry")
             parse_digest(a.get("digest"))
             check_attachment_path(a["name"])  # what reading needs; fsck warns of the rest
+            if version == FORMAT and "chunks" in a:
+                if not _chunks_entry(a["chunks"]):
+                    raise bad("malformed attachment entry")
+                parse_digest(a["chunks"].get("digest"))
     except ValueError as e:
         raise bad(str(e)) from None
     return manifest
+
+
+def _chunks_entry(value: Any) -> bool:
+    """Has ``value`` the shape of a blob entry's ``chunks`` (``{digest, size}`` of an index)?"""
+    return (isinstance(value, dict) and isinstance(value.get("size"), int)
+            and not isinstance(value.get("size"), bool) and 0 <= value["size"] <= MAX_INDEX_SIZE)
 
 
 def parse_manifest(data: bytes, digest: str) -> dict[str, Any]:
@@ -146,21 +164,62 @@ def model_format(manifest: dict[str, Any]) -> str:
 
 
 def named_blobs(manifest: dict[str, Any]) -> list[tuple[str, int, str]]:
-    """``(digest, size, role)`` of every blob a manifest names: the model, its summary object
-    (``model summary``), then each attachment (``attachment NAME``)."""
+    """``(digest, size, role)`` of every object a manifest names: the model, its summary object
+    (``model summary``), then each attachment (``attachment NAME``); for a chunked blob, its
+    chunk index instead (``model chunk index``; its chunks are in :func:`chunk_blobs`)."""
+    v2 = manifest["format"] != FORMAT_V1
     model = manifest["model"]
-    out = [(model["digest"], model["size"], "model")]
+
+    def blob(entry: dict[str, Any], role: str) -> tuple[str, int, str]:
+        found = index_of(entry) if v2 else None
+        return (*found, f"{role} chunk index") if found else (entry["digest"], entry["size"], role)
+
+    out = [blob(model, "model")]
     summary = model.get("summary")
     if isinstance(summary, dict):
         out.append((summary["digest"], summary["size"], "model summary"))
-    out.extend((a["digest"], a["size"], f"attachment {a['name']}")
-               for a in manifest["attachments"])
+    out.extend(blob(a, f"attachment {a['name']}") for a in manifest["attachments"])
+    return out
+
+
+def chunked_entries(manifest: dict[str, Any]) -> list[tuple[str, int, int, str]]:
+    """``(index digest, index size, blob size, role)`` of each chunked blob a manifest names."""
+    if manifest["format"] == FORMAT_V1:
+        return []
+    named = [(manifest["model"], "model")]
+    named += [(a, f"attachment {a['name']}") for a in manifest["attachments"]]
+    return [(*found, entry["size"], role) for entry, role in named
+            if (found := index_of(entry)) is not None]
+
+
+def chunk_blobs(objects: ObjectStore, manifest: dict[str, Any]) -> list[tuple[str, int, str]]:
+    """``(digest, size, role)`` of every chunk of the chunked blobs a manifest names, read from
+    their (verified) chunk indexes in ``objects``: ``model chunk 3``. NotFoundError or
+    IntegrityError if an index is missing, corrupt or malformed."""
+    out: list[tuple[str, int, str]] = []
+    for digest, _, size, role in chunked_entries(manifest):
+        index = read_index(objects, digest, size)
+        out.extend((d, n, f"{role} chunk {i}") for i, (d, n) in enumerate(index.chunks))
     return out
 
 
 def blob_sizes(manifest: dict[str, Any]) -> dict[str, int]:
     """``{digest: size}`` of the blobs a manifest names (see :func:`named_blobs`)."""
     return {d: size for d, size, _ in named_blobs(manifest)}
+
+
+def blob_sizes_with_chunks(objects: ObjectStore, manifest: dict[str, Any],
+                           required: bool = True) -> dict[str, int]:
+    """:func:`blob_sizes` plus the chunks of its chunked blobs (their indexes read verified from
+    ``objects``): every object a copy of the image needs. A missing index is NotFoundError,
+    unless not ``required`` (a deleted version's, copied while it lasts: its chunks are left)."""
+    sizes = blob_sizes(manifest)
+    try:
+        sizes.update({d: n for d, n, _ in chunk_blobs(objects, manifest)})
+    except NotFoundError:
+        if required:
+            raise
+    return sizes
 
 
 def read_manifest_or_damage(objects: ObjectStore, digest: str,

@@ -6,12 +6,13 @@ Every object is stored under the key of its sha256 digest; every read re-hashes 
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from ..digests import digest_bytes, digest_of_hasher, digest_stream, new_hasher, parse_digest
 from ..errors import IntegrityError, NotFoundError
@@ -19,6 +20,14 @@ from ..localfs import quiet_unlink, write_failure
 from ..storage import Backend, IrregularKeyError, KeyInfo, KeyNotFoundError
 from ..storage.layout import OBJECTS_PREFIX, digest_from_object_key, object_key
 from .canonical import canonical_json, loads
+from .chunks import (
+    READ_THREADS_LOCAL,
+    READ_THREADS_REMOTE,
+    ChunkedReader,
+    chunk_params,
+    index_of,
+    read_index,
+)
 
 CHUNK = 1 << 20
 #: What HashingWriter.write takes: anything with the buffer protocol (bytes, memoryview, the
@@ -80,7 +89,9 @@ class HashingWriter:
         everything written."""
         with self._failing(self.path):
             self._file.flush()
-            if self._durable:
+            # A blob that will be chunked is never linked into place: its chunks are written
+            # (and fsynced) on their own, so its spool needs no fsync.
+            if self._durable and self.size < chunk_params().threshold:
                 os.fsync(self._file.fileno())
             self._file.close()
         return digest_of_hasher(self._hasher)
@@ -232,6 +243,19 @@ class ObjectStore:
             return open(tmp, "rb")
         finally:
             os.unlink(tmp)  # the open file lives on until closed
+
+    def open_blob(self, entry: dict[str, Any], what: str) -> BinaryIO:
+        """A manifest's blob entry (``digest``, ``size``, maybe ``chunks``), opened verified: a
+        single object as :meth:`open_verified`; a chunked blob streamed through a
+        :class:`~roro.objects.chunks.ChunkedReader` (each chunk verified before any of its
+        bytes is handed out; errors name the chunk and ``what``, e.g. the version)."""
+        found = index_of(entry)
+        if found is None:
+            return self.open_verified(entry["digest"])
+        index = read_index(self, found[0], entry["size"])
+        threads = READ_THREADS_REMOTE if self.backend.remote else READ_THREADS_LOCAL
+        return cast(BinaryIO, io.BufferedReader(ChunkedReader(self, index, what, threads),
+                                                 buffer_size=CHUNK))
 
     def _download_verified(self, digest: str, path: str) -> None:
         try:

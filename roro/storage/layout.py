@@ -43,6 +43,7 @@ KNOWN_FEATURES: frozenset[str] = frozenset({
     "signed-events",  # event version 2: ref events with a signature (issue 16)
     "checkpoints",  # checkpoint pointers under checkpoints/ and their objects (issue 18)
     "policy",  # the store policy's log under policy/log/, events naming a policy head (issue 16)
+    "chunked-blobs",  # big blobs as content-defined chunks listed by a chunk index (issue 17)
 })
 #: The feature the first policy entry records (roro/policy.py).
 POLICY_FEATURE = "policy"

@@ -29,8 +29,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import ConflictError, IntegrityError, InvalidNameError, NotFoundError, RoroError
 from ..names import validate_name
-from ..objects.manifest import blob_sizes as sizes_of_blobs
-from ..objects.manifest import read_manifest
+from ..objects.manifest import blob_sizes_with_chunks, read_manifest
 from ..objects.transfer import ObjectTransfer, missing_in
 from ..refs import Event, RefLog, apply_event, fold, list_projects, list_repositories
 from ..refs import checkpoint as checkpoints
@@ -363,7 +362,7 @@ class _Syncer:
         blob_sizes: dict[str, int] = {}
         required: set[str] = set()
         for image, (_, manifest) in manifests.items():
-            blobs = sizes_of_blobs(manifest)
+            blobs = blob_sizes_with_chunks(self.src.objects, manifest, required=image in live)
             blob_sizes.update(blobs)
             if image in live:
                 required.update(blobs)

@@ -232,7 +232,8 @@ class Views:
         v = pages.positive_int(request.path_params["version"], "the version")
         att_name = pages.attachment_name(request.path_params["name"])
         att = repo.get_model_image(version=v).get_attachment(att_name)
-        # verified: the whole object was hashed before open() returns
+        # verified: the whole object was hashed before open() returns (a chunked one: each chunk
+        # before any of its bytes is read; a bad one ends the download short, never sends it)
         return download(request, att.open(), att_name, att.size, content_type(att_name))
 
     def model(self, request: Request) -> Response:
@@ -258,7 +259,9 @@ def _param(request: Request, name: str) -> str | None:
 
 
 def download(request: Request, f: BinaryIO, name: str, size: int, media_type: str) -> Response:
-    """``f``'s bytes (already verified whole) as a download that never renders here."""
+    """``f``'s bytes (verified whole, or chunk by chunk for a chunked blob: a bad chunk ends
+    the body short, so the client sees fewer bytes than announced) as a download that never
+    renders here."""
     def body() -> Iterator[bytes]:
         with f:
             while True:

@@ -60,7 +60,8 @@ def main() -> None:
         started = time.monotonic()
         image = repo.new_image(model).save()
         result.update(seconds=time.monotonic() - started, version=image.version,
-                      digest=image.manifest["model"]["digest"])
+                      digest=image.manifest["model"]["digest"],
+                      chunks=image.manifest["model"].get("chunks"))
     else:
         expected = sys.argv[4]
         baseline = with_model = peak_rss()
