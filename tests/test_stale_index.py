@@ -18,9 +18,11 @@ from support.trust_helpers import event_key, rewrite
 import roro
 from roro import IntegrityError, Project, Store
 from roro.check import INDEX_MISMATCH, fsck
+from roro.environment import now_utc
 from roro.objects.canonical import canonical_json, loads
 from roro.refs.state import fold
-from roro.storage.wrappers import CountingBackend
+from roro.storage import open_backend
+from roro.storage.wrappers import CountingBackend, WrappingBackend
 from roro.sync.report import FAILED
 
 
@@ -147,3 +149,60 @@ def test_the_check_costs_no_extra_request_on_s3(s3_endpoint, tmp_path):
     # the refresh before (which also checks the tail); the event (applied to the index as it
     # was written: no read after)
     assert dict(counting.counts) == {"list": 1, "put_if_absent": 1}
+
+
+class _FlipsOneRead(WrappingBackend):
+    """Hands out event ``key`` once with one bit of its time flipped ('2026' -> '2027'): bytes
+    that still parse as a valid event, as the torture test's bit-flipping reads sometimes do."""
+
+    def __init__(self, inner, key: str):
+        super().__init__(inner)
+        self.key, self.flipped = key, 0
+
+    def get(self, key: str, max_size: int | None = None) -> bytes:
+        data = super().get(key, max_size)
+        if key == self.key and not self.flipped:
+            self.flipped += 1
+            i = data.index(b'"time":"') + len(b'"time":"') + 3
+            data = data[:i] + bytes([data[i] ^ 1]) + data[i + 1:]
+        return data
+
+
+def test_a_writer_never_chains_onto_a_misread_last_event(store_url):
+    """A writer's refresh reads the events others appended and then writes after the last one.
+    The hash chain vouches for every event read but that last one: a read of it that changed a
+    bit and still parsed must not become the ``prev`` of the new event (it did: fsck's
+    ``broken-log``, 'prev does not match', seen once in the torture test). The writer notices
+    (ETag or a second read), writes nothing, says to try again; the retry is clean."""
+    project = Project("p", store=store_url)
+    history(project)
+    store = project.store
+    row = store.refresh("p", "m")
+    seq = row["last_seq"] + 1  # another writer's event, not in the index yet
+    store.reflog("p", "m").append(seq, row["last_hash"], "tag", "other", now_utc(),
+                                  tag="staging", version=1, previous=None)
+    backend = _FlipsOneRead(open_backend(store_url), event_key(store, "p", "m", seq))
+    writer = Project("p", store=Store(backend)).get_model_repository("m")
+    with pytest.raises(IntegrityError, match=f"event {seq} .* read differently twice"):
+        save_image(writer, {"new": True})
+    assert backend.flipped == 1
+    assert len(store.reflog("p", "m").read_all()) == seq, "something was appended"
+    save_image(writer, {"new": True})
+    fold("m", store.reflog("p", "m").read_all())  # the log is whole
+    assert fsck(store).ok
+
+
+def test_sync_never_copies_a_misread_last_event(tmp_path):
+    """Sync copies SRC's new events byte for byte; the last one must be SRC's bytes, not a
+    read of them that changed a bit and still parsed (DST's next sync would find the logs
+    diverged, and DST would hold an event SRC never had)."""
+    src, dst = make_store_url("folder", tmp_path), make_store_url("folder", tmp_path)
+    project = Project("p", store=src)
+    history(project)
+    last = project.store.refresh("p", "m")["last_seq"]
+    backend = _FlipsOneRead(open_backend(src), event_key(project.store, "p", "m", last))
+    report = roro.sync(Store(backend), dst)
+    assert not report.ok and "read differently twice" in report.repositories[0].message
+    assert roro.sync(Store(backend), dst).ok
+    raw = [e.raw for e in Store(dst).reflog("p", "m").read_all()]
+    assert raw == [e.raw for e in project.store.reflog("p", "m").read_all()]

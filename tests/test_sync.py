@@ -271,8 +271,9 @@ def test_sync_200_versions_then_nothing_then_one(history_template, tmp_path, pai
     assert inc.objects_skipped == 1      # shared.txt was already there
     # nothing present is written again or refreshed (no touch: docs/trust.md, gc and reuse)
     assert dst_writes(inc) == {"put": 1, "put_file": 2, "put_if_absent": 1}
-    # SRC reads: roro.json, one tail event per repository, the new event, its manifest
-    assert inc.requests["src"]["get"] == 1 + 4 + 1 + 1
+    # SRC reads: roro.json, one tail event per repository, the new event, its manifest, the
+    # new event again (the last event copied is confirmed: the chain vouches for no other)
+    assert inc.requests["src"]["get"] == 1 + 4 + 1 + 1 + 1
     assert inc.request_count <= 40
     assert_same(src, dst)
     fsck(dst)

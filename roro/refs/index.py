@@ -311,10 +311,10 @@ class Index:
             if appended is not None and appended.seq == seq + 1:
                 events = [appended]
             elif row is None and checkpoint is not None and (start := checkpoint()) is not None:
-                events = start[0] + log.read_after(start[0][-1].seq)
+                events = start[0] + log.read_after(start[0][-1].seq, confirm=check_tail)
                 known = {**known, **start[1]}
             else:
-                events = log.read_after(seq, tail)
+                events = log.read_after(seq, tail, confirm=check_tail)
             if not events:
                 return row
             manifests = _fetch_manifests(_needing_manifests(events, name), objects, known)

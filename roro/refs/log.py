@@ -44,15 +44,19 @@ class RefLog:
         With ``tail`` (``tail.seq == seq``), first makes sure that event ``seq`` is still there,
         unchanged (:meth:`check_tail`): what a writer must know before it appends after it.
         """
+        return [(n, key) for n, key, _ in self._listed(seq, tail)]
+
+    def _listed(self, seq: int, tail: Tail | None) -> list[tuple[int, str, KeyInfo | None]]:
+        """:meth:`keys_after`, with what a listing said of each key (None: not listed)."""
         if tail is not None and tail.seq != seq:
             raise ValueError(f"tail {tail} is not at event {seq}")
         if seq > 0 and self.backend.cheap_exists:
             if tail is not None:
                 self.check_tail(tail)
-            out = []
+            out: list[tuple[int, str, KeyInfo | None]] = []
             while self.backend.exists(key := log_key(self.project, self.repository, seq + 1)):
                 seq += 1
-                out.append((seq, key))
+                out.append((seq, key, None))
             return out
         if tail is not None and seq > 0:
             # One listing, started one key earlier, shows event `seq` (with its ETag) and the
@@ -62,9 +66,9 @@ class RefLog:
             if not infos or infos[0][0] != seq:
                 raise self._behind(tail, "is missing")
             self.check_tail(tail, infos[0][2])
-            return [(n, key) for n, key, _ in infos[1:]]
+            return list(infos[1:])
         start = log_key(self.project, self.repository, seq) if seq > 0 else None
-        return [(n, key) for n, key, _ in self._checked(
+        return [(n, key, None) for n, key, _ in self._checked(
             KeyInfo(k, 0, 0) for k in self.backend.list(self.prefix, start_after=start))]
 
     def _checked(self, infos: Any) -> list[tuple[int, str, KeyInfo]]:
@@ -116,10 +120,15 @@ class RefLog:
             f"accept the log as it now is (after restoring an older backup, for instance)",
             repository=self.repository, seq=tail.seq, expected=tail.hash)
 
-    def read_after(self, seq: int = 0, tail: Tail | None = None) -> list[Event]:
+    def read_after(self, seq: int = 0, tail: Tail | None = None, *,
+                   confirm: bool = False) -> list[Event]:
         """Every event after ``seq``, parsed, contiguous (a gap is an IntegrityError); with
-        ``tail``, only once event ``seq`` is known to be still there (see :meth:`keys_after`)."""
-        keys = self.keys_after(seq, tail)
+        ``tail``, only once event ``seq`` is known to be still there (see :meth:`keys_after`).
+
+        ``confirm`` (a writer's refresh, which appends after the last event read): the last
+        event is confirmed as stored (:meth:`confirm`; free where the listing gave its ETag)."""
+        listed = self._listed(seq, tail)
+        keys = [(n, key) for n, key, _ in listed]
         for expected, (n, _) in enumerate(keys, start=seq + 1):
             if n != expected:
                 raise IntegrityError(f"ref log of {self.repository!r} is broken: event {expected} is "
@@ -140,9 +149,27 @@ class RefLog:
             return parse_event(raw, repository=self.repository, seq=n)
 
         if len(keys) <= 4:
-            return [fetch(k) for k in keys]
-        with ThreadPoolExecutor(min(PARALLEL_READS, len(keys))) as pool:
-            return list(pool.map(fetch, keys))
+            events = [fetch(k) for k in keys]
+        else:
+            with ThreadPoolExecutor(min(PARALLEL_READS, len(keys))) as pool:
+                events = list(pool.map(fetch, keys))
+        if confirm and events:
+            self.confirm(events[-1], listed[-1][2])
+        return events
+
+    def confirm(self, event: Event, listed: KeyInfo | None = None) -> None:
+        """Make sure ``event``, as read, is the stored event (:meth:`check_tail`: its listed
+        ETag, else a second read): before writing after it or copying it. The hash chain
+        vouches for every event read but the last (the next one names its hash); a read that
+        changed a bit of the last and still parsed (in a date or a digest) would otherwise have
+        a writer chain its event to bytes that are not in the log, or sync copy them."""
+        try:
+            self.check_tail(Tail(event.seq, event.hash, event.md5), listed)
+        except IntegrityError:
+            raise IntegrityError(
+                f"event {event.seq} of the ref log of {self.repository!r} read differently "
+                f"twice (a faulty read?); nothing was written after it; try again",
+                repository=self.repository, seq=event.seq) from None
 
     def read_range(self, seqs: list[int]) -> list[Event]:
         """Events ``seqs`` (known to exist), read in parallel and parsed; IntegrityError if one

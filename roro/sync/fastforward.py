@@ -331,6 +331,10 @@ class _Syncer:
         if not new:
             res.status = UP_TO_DATE
             return []
+        try:
+            src_log.confirm(new[-1])  # the chain vouches for the others: DST gets SRC's bytes
+        except IntegrityError as e:
+            raise IntegrityError(f"in SRC {self.src.url}: {e}", repository=r) from None
         if dst_row is not None:
             # The events go after DST's last event: it must still be there, unchanged (a log
             # cut behind DST's index would get a hole). Only now: an up-to-date repository
