@@ -48,8 +48,8 @@ def test_refresh_survives_an_index_that_lost_rows_meanwhile(tmp_path):
     Project("p", url).get_model_repository("m").new_image(9).save()  # event 3, not indexed here
 
     class ForgetfulLog(RefLog):
-        def read_after(self, seq, tail=None):
-            events = super().read_after(seq, tail)
+        def read_after(self, seq, tail=None, *, confirm=False):
+            events = super().read_after(seq, tail, confirm=confirm)
             if seq:  # after reading from seq 2, the rows vanish
                 index.reset()
             return events
