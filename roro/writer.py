@@ -650,8 +650,10 @@ def rename_repository(store: Store, project: str, old: str, new: str) -> tuple[E
 def _copy_log(src: RefLog, dst: RefLog, done: int, new: str, upto: int | None = None) -> int:
     """Copy events ``done+1 ..`` (up to ``upto``) of log ``src`` into log ``dst`` byte for byte;
     returns the last sequence number ``dst`` holds. Slots ``dst`` already has must hold the same
-    bytes (an interrupted rename), else ``new`` is another repository: ConflictError."""
-    events = [e for e in src.read_after(done) if upto is None or e.seq <= upto]
+    bytes (an interrupted rename), else ``new`` is another repository: ConflictError. The last
+    event read is confirmed as stored (the chain vouches for the others): a misread copy of it
+    would break ``new``'s log once the rename event is chained to the real one."""
+    events = [e for e in src.read_after(done, confirm=True) if upto is None or e.seq <= upto]
     for event in events:
         key = log_key(dst.project, dst.repository, event.seq)
         if not dst.backend.put_if_absent(key, event.raw) and dst.backend.get(key) != event.raw:

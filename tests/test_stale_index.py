@@ -206,3 +206,25 @@ def test_sync_never_copies_a_misread_last_event(tmp_path):
     assert roro.sync(Store(backend), dst).ok
     raw = [e.raw for e in Store(dst).reflog("p", "m").read_all()]
     assert raw == [e.raw for e in project.store.reflog("p", "m").read_all()]
+
+
+def test_a_rename_never_copies_a_misread_last_event(tmp_path):
+    """A rename copies the old log's events byte for byte under the new name, then appends the
+    rename event (chained to the real last event) to both: a copy of a misread last event that
+    still parsed would leave the new log broken for good. The rename notices, copies nothing
+    wrong, and running it again completes it."""
+    url = make_store_url("folder", tmp_path)
+    project = Project("p", store=url)
+    history(project)
+    last = project.store.refresh("p", "m")["last_seq"]
+    backend = _FlipsOneRead(open_backend(url), event_key(project.store, "p", "m", last))
+    renaming = Project("p", store=Store(backend))
+    with pytest.raises(IntegrityError, match=f"event {last} .* read differently twice"):
+        renaming.rename_model_repository("m", "n")
+    assert backend.flipped == 1
+    renaming.rename_model_repository("m", "n")
+    store = Store(url)
+    old = [e.raw for e in store.reflog("p", "m").read_all()]
+    assert [e.raw for e in store.reflog("p", "n").read_all()] == old
+    fold("n", store.reflog("p", "n").read_all())  # the new log is whole
+    assert fsck(store).ok
