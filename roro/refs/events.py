@@ -220,19 +220,19 @@ def _parse_fast(raw: bytes, seq: int) -> Event | None:
     m = _FAST_VERSION.fullmatch(text)
     if m is not None:
         author, comment, image, prev, at, time, version = m.groups()
-        if int(at) != seq:
+        type_ = "version"
+        payload: dict[str, Any] = {"version": int(version), "image": image, "comment": comment}
+    else:
+        m = _FAST_TAG.fullmatch(text)
+        if m is None:
             return None
-        return Event(seq, prev, "version", author, time,
-                     {"version": int(version), "image": image, "comment": comment}, raw)
-    m = _FAST_TAG.fullmatch(text)
-    if m is not None:
         author, prev, previous, at, tag, time, version = m.groups()
-        if int(at) != seq:
-            return None
-        return Event(seq, prev, "tag", author, time,
-                     {"tag": tag, "version": None if version is None else int(version),
-                      "previous": None if previous is None else int(previous)}, raw)
-    return None
+        type_ = "tag"
+        payload = {"tag": tag, "version": None if version is None else int(version),
+                   "previous": None if previous is None else int(previous)}
+    if int(at) != seq:
+        return None  # the full parser says why
+    return Event(seq, prev, type_, author, time, payload, raw)
 
 
 def parse_event(raw: bytes, *, repository: str, seq: int) -> Event:
