@@ -1,6 +1,6 @@
 """roro's benchmark suite: roro and the raw baseline for the same work, in the same run.
 
-    python bench/run.py [--quick|--full] [--only NAME] [--keep]
+    python bench/run.py [--quick|--full] [--only NAME] [--keep] [--big MIB] [--big-runs N]
 
 Prints one table (benchmark, roro, baseline, ratio, target, met/missed) and writes the same rows as
 JSON to ``bench/results/<timestamp>.json``. ``ratio`` is baseline time / roro time (1.0 = as fast
@@ -1013,6 +1013,10 @@ def main() -> int:
     mode.add_argument("--full", dest="mode", action="store_const", const="full")
     parser.add_argument("--only", help="comma-separated benchmark names: " + ", ".join(BENCHMARKS))
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument("--big", metavar="MIB", type=int,
+                        help="the big model's size in MiB (e.g. 10240 for issue 17's 10 GiB run)")
+    parser.add_argument("--big-runs", metavar="N", type=int,
+                        help="runs of each big save and load (medians of N; 1 for 10 GiB)")
     opts = parser.parse_args()
     opts.mode = opts.mode or "quick"
     names = opts.only.split(",") if opts.only else list(BENCHMARKS)
@@ -1049,7 +1053,12 @@ def main() -> int:
     subprocess.run([sys.executable, "-m", "compileall", "-q", os.path.join(ROOT, "roro")],
                    check=True, env={k: v for k, v in ENV.items()
                                     if k != "PYTHONDONTWRITEBYTECODE"})
-    ctx: dict[str, Any] = {"sizes": SIZES[opts.mode], "tmp": tmp, "endpoint": endpoint}
+    sizes = dict(SIZES[opts.mode])
+    if opts.big:
+        sizes["big"] = opts.big * MiB
+    if opts.big_runs:
+        sizes["big_runs"] = opts.big_runs
+    ctx: dict[str, Any] = {"sizes": sizes, "tmp": tmp, "endpoint": endpoint}
     results = Results()
     started = time.perf_counter()
     info = machine()
