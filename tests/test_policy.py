@@ -352,7 +352,7 @@ def test_pins_per_remote_and_in_roro_yml(store_url, keys, tmp_path, monkeypatch)
     assert json.loads(r.stdout)["store"] == Store(store_url).url
     assert pinned_keys(Store(store_url).url) == {keys["bob"]}
     assert run("trust:pin", keys["bob"], "--remote", "nope", ok=False).exit_code == 1
-    assert run("trust:pin", "not-a-fingerprint", ok=False).exit_code == 1
+    assert run("trust:pin", "not-a-fingerprint", ok=False).exit_code == 2  # a bad value
     (work / "roro.yml").write_text(yaml.safe_dump({"trust": {"keys": [keys["alice"]]}}))
     assert pinned_keys("s3://elsewhere/x") == {keys["alice"]}  # trust: keys pins every store
     roro.Project("default", store_url).get_model_repository("m").new_image({"w": 1}).save()
