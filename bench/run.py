@@ -876,6 +876,10 @@ def bench_cold(ctx: dict[str, Any], res: Results) -> None:
                     note="baseline: the same read without checkpoints")
             res.add(f"cold models:log -n 20, {n:,} versions, {label} (s)", sec, sec_none, "s",
                     target="<= 3 s" if largest else "", met=(sec <= 3) if largest else None)
+        for what in ("log", "show"):
+            res.add(f"warm models:{what}, {n:,} versions (s)", r["warm"][what], None, "s",
+                    target="<= 0.5 s", met=r["warm"][what] <= 0.5,
+                    note=f"whole process, index in the cache; CPU {r['warm'][what + '_cpu']:.2f} s")
         res.add(f"checkpoint of {n:,} versions (size)", r["checkpoint_bytes"], None, "B",
                 note=f"made by 'roro checkpoint' in {r['checkpoint_seconds']} s")
     sizes = sorted(found)
