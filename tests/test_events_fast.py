@@ -168,3 +168,10 @@ def test_index_rows_are_the_same_with_and_without_the_fast_path(tmp_path, monkey
     assert len(fast["versions"]) == 24 and len(fast["tag_events"]) == 6
     assert fast["versions"][1]["deleted"] == 1
     assert {r["comment"] for r in fast["versions"]} >= {'a "quoted"\ncomment', "back\\slash"}
+
+
+def test_the_column_json_is_the_encoders():
+    from roro.refs.index import _COLUMN_JSON, _column_json
+    for value in ({"a": [1, 2.5, None, True, {"x": "é\n\u2028\x00\"\\"}], "b": 1e300, "c": -0.0,
+                   "d": 10 ** 40, "ключ": "значение"}, {}, [], [{"name": "a", "size": 3}]):
+        assert _column_json(value) == _COLUMN_JSON.encode(value)
