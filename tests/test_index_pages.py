@@ -202,3 +202,34 @@ def test_an_index_of_the_previous_schema_is_rebuilt_with_version_keys(tmp_path):
     assert reopened.index.dump() == fresh
     assert all_pages(reopened.index, "score", True, 7) == expected
     reopened.close()
+
+
+def test_a_cold_refresh_leaves_version_keys_to_the_first_read_that_needs_them(repo):
+    """A repository indexed in one piece (a cold read, a rebuild) writes no ``version_keys``
+    rows: the first sorted page or key list builds them (issue 18: a cold ``models:log`` of a
+    long history skips one row per key per version). A save while they are pending, and a
+    delete, are in the rows built afterwards."""
+    index = repo.project.store.index
+
+    def pending() -> int:
+        return index.conn.execute("SELECT keys_pending FROM repositories WHERE project = 'p' "
+                                  "AND name = 'r'").fetchone()[0]
+
+    def rows() -> int:
+        return index.conn.execute("SELECT count(*) FROM version_keys WHERE project = 'p' AND "
+                                  "repository = 'r'").fetchone()[0]
+
+    assert pending() == 1 and rows() == 0  # the fixture's first read was a cold refresh
+    image = repo.new_model_image({"w": 1})
+    image["score"], image["group"] = 99.5, "new"
+    image.save()
+    repo.delete_version(7)
+    assert pending() == 1
+    assert all_pages(index, "score", True, 11) == reference(repo.list_model_images(), "score",
+                                                            True)
+    assert pending() == 0 and rows() > 0
+    assert ("score", True) in index.indexed_keys("p", "r")
+    repo.project.store.refresh("p", "other")
+    built = index.dump()
+    repo.project.store.rebuild_index()
+    assert index.dump() == built  # the same rows, whichever way they were built

@@ -47,7 +47,7 @@ from .state import Judge, apply_event
 #: 7: ``signer`` and ``signer_key`` of versions and tag moves (issue 16).
 #: 8: ``rejected_events`` (events the store policy rejected) and ``repositories.policy_head``
 #: (the policy head its rows were judged under), issue 16 part 2.
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 BUSY_TIMEOUT_MS = 60_000
 REFRESH_ATTEMPTS = 20
 PARALLEL_READS = 16
@@ -107,7 +107,8 @@ _SCHEMA = [
         project TEXT NOT NULL, name TEXT NOT NULL, last_seq INTEGER NOT NULL,
         last_hash TEXT, max_version INTEGER NOT NULL, created TEXT, updated TEXT,
         status TEXT, renamed_to TEXT, closed_seq INTEGER, closed_time TEXT, closed_by TEXT,
-        last_md5 TEXT, policy_head TEXT, PRIMARY KEY (project, name))""",
+        last_md5 TEXT, policy_head TEXT, keys_pending INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (project, name))""",
     """CREATE TABLE versions (
         project TEXT NOT NULL, repository TEXT NOT NULL, version INTEGER NOT NULL,
         image TEXT NOT NULL, seq INTEGER NOT NULL, author TEXT, time TEXT, comment TEXT,
@@ -627,6 +628,7 @@ class Index:
                      limit: int) -> tuple[list[Row], tuple[Any, ...] | None]:
         """:meth:`page` sorted by ``key``: first the ``version_keys`` rows with a sortable value
         (cursor ``("k", value, version)``), then the versions without one (``("m", version)``)."""
+        self.ensure_keys(project, repository)
         cols = self._PAGE_COLUMNS
         rows: list[Row] = []
         if after is None or after[0] == "k":
@@ -665,11 +667,36 @@ class Index:
             return rows[:limit], ("k", last["sort_value"], last["version"])
         return rows[:limit], ("m", last["version"])
 
+    def ensure_keys(self, project: str, repository: str) -> None:
+        """Build the repository's ``version_keys`` rows if a cold refresh or a rebuild left
+        them to be built (``keys_pending``): one row per top-level metadata key of each live
+        version, from the ``metadata`` column, in one transaction. What reads ``version_keys``
+        calls this first; writers keep the rows up to date either way (a rebuild deletes what
+        they added and starts over)."""
+        pending = "SELECT keys_pending FROM repositories WHERE project = ? AND name = ?"
+        if not self._one(pending, [project, repository]):
+            return
+        with self.transaction() as conn:
+            if not conn.execute(pending, [project, repository]).fetchone()[0]:
+                return  # another process built them while this one waited for the lock
+            conn.execute("DELETE FROM version_keys WHERE project = ? AND repository = ?",
+                         [project, repository])
+            rows = conn.execute(
+                "SELECT version, metadata FROM versions WHERE project = ? AND repository = ? "
+                "AND deleted = 0 AND metadata IS NOT NULL", [project, repository]).fetchall()
+            conn.executemany("INSERT INTO version_keys VALUES (?, ?, ?, ?, ?)",
+                             ((project, repository, key, value, version)
+                              for version, metadata in rows
+                              for key, value in key_values(metadata)))
+            conn.execute("UPDATE repositories SET keys_pending = 0 WHERE project = ? AND "
+                         "name = ?", [project, repository])
+
     def indexed_keys(self, project: str, repository: str,
                      limit: int = 500) -> list[tuple[str, bool]]:
         """The distinct top-level metadata keys of a repository's live versions, in code point
         order, each with whether some value of it is a number: ``limit`` index seeks (a loose
         index scan of ``version_keys``), whatever the number of versions."""
+        self.ensure_keys(project, repository)
         sql = """WITH RECURSIVE k(key) AS (
                 SELECT (SELECT min(key) FROM version_keys WHERE project = ?1 AND repository = ?2)
                 UNION ALL
@@ -857,7 +884,11 @@ class Index:
         return out
 
     def dump(self) -> dict[str, list[dict[str, Any]]]:
-        """Every indexed row, in a stable order (tests compare rebuilt and incremental indexes)."""
+        """Every indexed row, in a stable order (tests compare rebuilt and incremental indexes):
+        ``version_keys`` built first where they are pending."""
+        for project, name in self.conn.execute(
+                "SELECT project, name FROM repositories WHERE keys_pending = 1").fetchall():
+            self.ensure_keys(project, name)
         order = {"repositories": "project, name", "versions": "project, repository, version",
                  "tags": "project, repository, tag", "tag_events": "project, repository, seq",
                  "version_keys": "project, repository, key, value, version",
@@ -1173,7 +1204,6 @@ class _FreshView:
         self.max_version = 0
         self.status: str | None = None
         self.rows: dict[int, list[Any]] = {}
-        self.keys: dict[int, list[tuple[str, Any]]] = {}  # of each live described version
         self.tags: dict[str, int] = {}
         self.tag_events: list[tuple[Any, ...]] = []
         self.last: Event | None = None  # the event last advanced to
@@ -1205,9 +1235,7 @@ class _FreshView:
             return [None] * len(DERIVED), found
         if found is None:
             return [None] * len(DERIVED), None
-        columns, keys = _described_with_keys(*found)
-        self.keys[version] = keys
-        return columns, None
+        return derived_columns(*found), None
 
     def add_version(self, event: Event) -> None:
         v = event["version"]
@@ -1227,7 +1255,6 @@ class _FreshView:
 
     def _undescribe(self, row: list[Any]) -> None:
         row[self._DERIVED:self._DAMAGED] = [None] * len(DERIVED)
-        self.keys.pop(row[2], None)
 
     def delete_version(self, event: Event) -> None:
         row = self.rows.get(event["version"])
@@ -1272,44 +1299,21 @@ class _FreshView:
         self.conn.execute(
             "INSERT INTO repositories (project, name, last_seq, last_hash, max_version, updated, "
             "last_md5, created, status, renamed_to, closed_seq, closed_time, closed_by, "
-            "policy_head) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "policy_head, keys_pending) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
             [p, n, self.last_seq, self.last_hash, self.max_version, last.time, last.md5,
              self.created, *self.closed, self.policy_head])
         self.conn.executemany(
             f"INSERT INTO versions (project, repository, version, image, seq, author, time, "
             f"comment, deleted, {', '.join(DERIVED)}, damaged, signer, signer_key) "
             f"VALUES ({', '.join('?' * (12 + len(DERIVED)))})", self.rows.values())
-        self.conn.executemany("INSERT INTO version_keys VALUES (?, ?, ?, ?, ?)",
-                              ((p, n, key, value, version)
-                               for version, keys in self.keys.items() for key, value in keys))
+        # No version_keys rows: they are built when first asked for (Index.ensure_keys), so a
+        # cold read of a long history does not write one row per metadata key of every version.
         self.conn.executemany("INSERT INTO tags VALUES (?, ?, ?, ?)",
                               ((p, n, tag, v) for tag, v in self.tags.items()))
         self.conn.executemany("INSERT INTO tag_events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                               self.tag_events)
         self.conn.executemany("INSERT INTO rejected_events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                               self.rejected)
-
-
-def _described_with_keys(manifest: dict[str, Any],
-                         text: str) -> tuple[list[Any], list[tuple[str, Any]]]:
-    """:func:`derived_columns` and the version's :func:`key_values`, in one pass over the
-    metadata (without parsing the ``metadata`` column back)."""
-    metadata = manifest["metadata"]
-    keys: list[tuple[str, Any]] = []
-    nul = False
-    for key, value in metadata.items():
-        if isinstance(value, str):
-            if "\x00" in value:
-                nul, value = True, UNSORTABLE
-        elif isinstance(value, bool) or not isinstance(value, (int, float)):
-            value = UNSORTABLE
-        keys.append((key, value))
-    model, attachments = manifest["model"], manifest["attachments"]
-    size = model["size"] + sum(a["size"] for a in attachments)
-    return [queryable_metadata(metadata) if nul else _column_json(metadata),
-            model.get("type"), model["size"], size,
-            _column_json(attachments) if attachments else "[]", text,
-            model_format(manifest)], keys
 
 
 def derived_columns(manifest: dict[str, Any], text: str) -> list[Any]:
