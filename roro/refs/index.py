@@ -1318,10 +1318,11 @@ class _FreshView:
 
 def derived_columns(manifest: dict[str, Any], text: str) -> list[Any]:
     """The values of :data:`DERIVED` for a manifest (and its exact JSON text)."""
-    size = manifest["model"]["size"] + sum(a["size"] for a in manifest["attachments"])
+    attachments = manifest["attachments"]
+    size = manifest["model"]["size"] + sum(a["size"] for a in attachments)
     return [queryable_metadata(manifest["metadata"]), manifest["model"].get("type"),
             manifest["model"]["size"], size,
-            _column_json(manifest["attachments"]), text,
+            _column_json(attachments) if attachments else "[]", text,
             model_format(manifest)]
 
 
@@ -1344,7 +1345,12 @@ def key_values(metadata_column: str) -> list[tuple[str, Any]]:
 
 def queryable_metadata(metadata: dict[str, Any]) -> str:
     """The ``metadata`` column: the metadata as JSON, except that a top-level string containing
-    U+0000 becomes :data:`NUL_STRING_PLACEHOLDER` (only what queries see; the manifest is intact)."""
+    U+0000 becomes :data:`NUL_STRING_PLACEHOLDER` (only what queries see; the manifest is intact).
+    JSON writes U+0000 as ``\\u0000``: text without that sequence has no such string to replace
+    (one substring search instead of a look at every value)."""
+    text = _column_json(metadata)
+    if "\\u0000" not in text:
+        return text
     if any(isinstance(v, str) and "\x00" in v for v in metadata.values()):
         metadata = {k: NUL_STRING_PLACEHOLDER if isinstance(v, str) and "\x00" in v else v
                     for k, v in metadata.items()}
