@@ -192,9 +192,10 @@ class ObjectStore:
         except KeyNotFoundError:
             raise _missing(digest) from None
 
-    def read(self, digest: str, max_size: int | None = None) -> bytes:
+    def read(self, digest: str, max_size: int | None = None, keep: bool = True) -> bytes:
         """The verified bytes of a (small) object; :class:`~roro.storage.TooLargeError` (an
-        IntegrityError) without reading it if it holds more than ``max_size`` bytes."""
+        IntegrityError) without reading it if it holds more than ``max_size`` bytes. Bytes
+        fetched from a remote store go into the local cache, unless ``keep`` is False."""
         parse_digest(digest)
         if self.cache is not None:
             data = self.cache.read(digest, max_size)
@@ -207,7 +208,7 @@ class ObjectStore:
         actual = digest_bytes(data)
         if actual != digest:
             raise _mismatch(digest, actual)
-        if self.cache is not None:
+        if keep and self.cache is not None:
             self.cache.write(digest, data)
         return data
 
@@ -218,11 +219,12 @@ class ObjectStore:
         except ValueError as e:
             raise IntegrityError(f"object {digest} is not valid JSON: {e}", digest=digest) from None
 
-    def open_verified(self, digest: str) -> BinaryIO:
+    def open_verified(self, digest: str, keep: bool = True) -> BinaryIO:
         """A binary file of the object's bytes, fully re-hashed before it is handed out.
 
         A folder store hands out its own (read-only) file; a remote store downloads into the local
-        cache (or an anonymous temporary file) first. Either way the caller only sees verified bytes.
+        cache (or an anonymous temporary file: with ``keep`` False, for an object larger than the
+        cache may hold) first. Either way the caller only sees verified bytes.
         """
         parse_digest(digest)
         if self._local_path(digest) is not None:
@@ -234,7 +236,7 @@ class ObjectStore:
                 f.close()
                 raise
             return f
-        if self.cache is not None:
+        if self.cache is not None and keep:
             return self.cache.open(digest, self._download_verified)
         fd, tmp = tempfile.mkstemp(prefix="roro-get-")
         os.close(fd)
@@ -251,10 +253,12 @@ class ObjectStore:
         bytes is handed out; errors name the chunk and ``what``, e.g. the version)."""
         found = index_of(entry)
         if found is None:
-            return self.open_verified(entry["digest"])
+            return self.open_verified(entry["digest"], keep=self.cache is None
+                                      or self.cache.fits(entry["size"]))
         index = read_index(self, found[0], entry["size"])
         threads = READ_THREADS_REMOTE if self.backend.remote else READ_THREADS_LOCAL
-        return cast(BinaryIO, io.BufferedReader(ChunkedReader(self, index, what, threads),
+        keep = self.cache is not None and self.cache.fits(entry["size"])
+        return cast(BinaryIO, io.BufferedReader(ChunkedReader(self, index, what, threads, keep),
                                                  buffer_size=CHUNK))
 
     def _download_verified(self, digest: str, path: str) -> None:
