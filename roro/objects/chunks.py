@@ -368,9 +368,21 @@ class ChunkedReader(io.RawIOBase):
             i += 1
         if not jobs:
             return 0
-        self._drop_pending()
+        # Chunks already fetched ahead (verified bytes, or on their way) are copied in, not
+        # fetched again; the others of the read-ahead are dropped.
+        ahead = dict(self._pending)
+        self._pending.clear()
         self._current, self._at = None, -1
-        futures = [self._pool.submit(self._fill, j, view) for j, view in jobs]
+        parts: list[tuple[memoryview | None, Future[Any]]] = []
+        for j, view in jobs:
+            if j in ahead:
+                parts.append((view, ahead.pop(j)))
+            else:
+                parts.append((None, self._pool.submit(self._fill, j, view)))
+        dropped = list(ahead.values())
+        for future in dropped:
+            future.cancel()
+        futures = [future for _, future in parts] + dropped
         try:
             wait(futures)  # every job has ended before an error is raised: none writes on after
         except BaseException:  # interrupted: stop what has not started, let the rest end
@@ -378,8 +390,10 @@ class ChunkedReader(io.RawIOBase):
                 future.cancel()
             wait(futures)
             raise
-        for future in futures:
-            future.result()
+        for target, future in parts:
+            data = future.result()
+            if target is not None:
+                target[:] = data  # verified by _fetch, and of the chunk's size
         self._pos += at
         return at
 
