@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import shutil
 import socket
 import threading
 
@@ -232,3 +233,39 @@ def test_chunks_fetched_ahead_are_handed_over_not_fetched_again(s3_url):
     # 1 and 2 came from the read-ahead (without the hand-over: get_into 1, 2 and 3); 3's GET
     # ahead may have been cancelled before it started
     assert counting.counts["get"] in (3, 4) and counting.counts["get_into"] == 1, counting.counts
+
+
+def test_a_chunked_safetensors_model_loads_from_one_reassembled_cached_file(s3_url, tmp_path):
+    weights_ = {"a": np.arange(200_000, dtype=np.float64), "b": np.ones((300, 100), np.float32)}
+    repo = Project("p", store=s3_url).get_model_repository("m")
+    image = repo.new_image(weights_, format="safetensors").save()
+    model = image.manifest["model"]
+    chunks = chunks_of(Project("p", store=s3_url), image)
+    assert "chunks" in model and len(chunks) > 16
+    shutil.rmtree(tmp_path / "cache")
+    counting, project = counted(s3_url)
+    got = project.get_model_repository("m").get_model()
+    assert set(got) == {"a", "b"} and all((got[k] == weights_[k]).all() for k in got)
+    assert counting.counts["get_into"] >= len(chunks) - 8
+    cached = cached_objects(tmp_path / "cache")
+    # one file under the whole blob's digest, none of the chunks
+    assert cached.get(model["digest"].split(":")[1][2:]) == model["size"]
+    assert not any(d.split(":")[1][2:] in cached for d, _ in chunks)
+    again, project = counted(s3_url)
+    got = project.get_model_repository("m").get_model(tensors=["b"])
+    assert list(got) == ["b"] and (got["b"] == weights_["b"]).all()
+    assert again.counts["get_into"] == 0 and again.bytes_read < 64 * 1024, again.counts
+
+
+def test_a_flipped_chunk_of_a_safetensors_model_leaves_no_file_in_the_cache(s3_url, tmp_path):
+    repo = Project("p", store=s3_url).get_model_repository("m")
+    image = repo.new_image({"a": np.arange(300_000, dtype=np.float64)},
+                           format="safetensors").save()
+    chunks = chunks_of(Project("p", store=s3_url), image)
+    i = len(chunks) // 2
+    corrupt_object_uncached(Store(s3_url), chunks[i][0])
+    shutil.rmtree(tmp_path / "cache")
+    with pytest.raises(IntegrityError, match=f"chunk {i} .* of the model of m:1 is corrupted"):
+        Project("p", store=s3_url).get_model_repository("m").get_model()
+    assert image.manifest["model"]["digest"].split(":")[1][2:] not in \
+        cached_objects(tmp_path / "cache")

@@ -24,6 +24,7 @@ from .chunks import (
     READ_THREADS_LOCAL,
     READ_THREADS_REMOTE,
     ChunkedReader,
+    ChunkIndex,
     chunk_params,
     index_of,
     read_index,
@@ -257,11 +258,13 @@ class ObjectStore:
         finally:
             os.unlink(tmp)  # the open file lives on until closed
 
-    def open_blob(self, entry: dict[str, Any], what: str) -> BinaryIO:
+    def open_blob(self, entry: dict[str, Any], what: str, as_file: bool = False) -> BinaryIO:
         """A manifest's blob entry (``digest``, ``size``, maybe ``chunks``), opened verified: a
         single object as :meth:`open_verified`; a chunked blob streamed through a
         :class:`~roro.objects.chunks.ChunkedReader` (each chunk verified before any of its
-        bytes is handed out; errors name the chunk and ``what``, e.g. the version)."""
+        bytes is handed out; errors name the chunk and ``what``, e.g. the version). With
+        ``as_file``, a chunked blob of a remote store that the cache may hold comes back as one
+        local file instead (:meth:`_open_assembled`: for formats that memory-map it)."""
         found = index_of(entry)
         if found is None:
             return self.open_verified(entry["digest"], keep=self.cache is None
@@ -269,8 +272,42 @@ class ObjectStore:
         index = read_index(self, found[0], entry["size"])
         threads = READ_THREADS_REMOTE if self.backend.remote else READ_THREADS_LOCAL
         keep = self.cache is not None and self.cache.fits(entry["size"])
+        if as_file and keep and self.cache is not None:
+            def assemble(digest: str, path: str) -> None:
+                self._assemble(index, what, threads, path, digest)
+            return cast(BinaryIO, self.cache.open(entry["digest"], assemble))
         return cast(BinaryIO, io.BufferedReader(ChunkedReader(self, index, what, threads, keep),
                                                  buffer_size=CHUNK))
+
+    def _assemble(self, index: ChunkIndex, what: str, threads: int, path: str,
+                  digest: str) -> None:
+        """Write the blob of ``index`` into the file ``path``: its chunks read straight into
+        the file's pages (a shared memory map), each verified there; then the whole file is
+        hashed against ``digest`` (the name it is cached under). The chunks themselves are not
+        cached: the file is."""
+        import mmap  # only a load of a memory-mapped format needs it
+        import traceback
+        with open(path, "r+b") as f:
+            f.truncate(index.size)
+            if index.size:
+                mapped = mmap.mmap(f.fileno(), index.size)
+                view = memoryview(mapped)
+                try:
+                    with ChunkedReader(self, index, what, threads, keep=False) as reader:
+                        got = reader.readinto(view)
+                except BaseException as e:
+                    # the error's frames hold slices of the map: let go of them, so that it
+                    # can be closed (and the error, not a BufferError, is what the caller sees)
+                    traceback.clear_frames(e.__traceback__)
+                    raise
+                finally:
+                    view.release()
+                    mapped.close()
+                if got != index.size:
+                    raise IntegrityError(f"{what} ended after {got} of its {index.size} bytes",
+                                         digest=digest)
+            f.seek(0)
+            _verify_file(cast(BinaryIO, f), digest)
 
     def _download_verified(self, digest: str, path: str) -> None:
         try:
