@@ -2,8 +2,9 @@
 
     python bench/child.py OP ARGS_JSON
 
-Prints one JSON line: ``seconds`` (the operation only), ``rss_before`` (VmRSS just before it, bytes)
-and ``hwm`` (VmHWM just after, bytes). ``ru_maxrss`` is not used: it is inherited across
+Prints one JSON line: ``seconds`` (the operation only), ``cpu`` (the CPU seconds, user and system,
+of every thread of the process during it: what a loaded machine does not change much),
+``rss_before`` (VmRSS just before it, bytes) and ``hwm`` (VmHWM just after, bytes). ``ru_maxrss`` is not used: it is inherited across
 fork+exec, so a child of a big parent would report the parent's peak.
 """
 
@@ -59,6 +60,7 @@ def main() -> None:
         client.head_bucket(Bucket=args["bucket"])  # connection set up outside the measurement
     reset_peak()
     rss_before = status("VmRSS")
+    cpu = os.times()
     t = time.perf_counter()
     if op == "pickle-save":
         import cloudpickle
@@ -87,7 +89,10 @@ def main() -> None:
         import roro  # noqa: F401
     else:
         raise SystemExit(f"unknown op {op}")
-    result.update(seconds=time.perf_counter() - t, rss_before=rss_before, hwm=status("VmHWM"))
+    seconds = time.perf_counter() - t
+    done = os.times()
+    result.update(seconds=seconds, rss_before=rss_before, hwm=status("VmHWM"),
+                  cpu=done.user - cpu.user + done.system - cpu.system)
     print(json.dumps(result))
 
 

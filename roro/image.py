@@ -662,7 +662,8 @@ class ModelImage:
             if isinstance(tensors, str) or not all(isinstance(t, str) for t in tensors):
                 raise TypeError("tensors must be a list of tensor names")
         self._warn_versions(fmt)
-        f = self._open_model_bytes()
+        # safetensors memory-maps a file: a chunked one is reassembled in the cache first
+        f = self._open_model_bytes(as_file=fmt.name == "safetensors")
         if fmt.name == "file":
             return f
         with f:
@@ -724,13 +725,14 @@ class ModelImage:
         self.authenticate()
         return self._open_model_bytes()
 
-    def _open_model_bytes(self) -> BinaryIO:
+    def _open_model_bytes(self, as_file: bool = False) -> BinaryIO:
         """The model's bytes, verified: a single object hashed before it is handed out, or a
-        chunked one streamed chunk by chunk, each verified before its bytes are handed out."""
+        chunked one streamed chunk by chunk, each verified before its bytes are handed out
+        (with ``as_file``, on a remote store, reassembled into one verified cached file)."""
         assert self._manifest is not None
         model = self._manifest["model"]
         return self._repository.project.store.objects.open_blob(
-            model, f"the model of {self._repository.name}:{self._version}")
+            model, f"the model of {self._repository.name}:{self._version}", as_file=as_file)
 
     def signature_bundle(self) -> SignatureBundle | None:
         """This version's OpenSSF Model Signing bundle (:mod:`roro.bundle`): the verified bytes

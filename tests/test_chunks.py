@@ -350,7 +350,7 @@ def test_a_load_killed_midway_resumes_fetching_only_the_missing_chunks(tmp_path,
     repo = Project("p", store=url).get_model_repository("big")
     size = repo.new_image({"w": w}).save().manifest["model"]["size"]
     monkeypatch.setenv("RORO_CACHE_DIR", str(tmp_path / "another-machine"))
-    killed(tmp_path, "load", url, "get", "120")
+    killed(tmp_path, "load", url, "get_into", "120")  # each chunk: one GET into the buffer
     counting = CountingBackend(Store(url).backend)
     model = Project("p", store=Store(counting)).get_model_repository("big").get_model()
     assert (model["w"] == w).all()

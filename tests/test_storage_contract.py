@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from support.s3servers import S3_KINDS
 
 from roro.errors import InvalidNameError, StoreError
-from roro.storage import Backend, KeyNotFoundError, open_backend
+from roro.storage import Backend, KeyNotFoundError, TooLargeError, open_backend
 from roro.storage.faulty import FaultyBackend
 from roro.storage.wrappers import CountingBackend
 
@@ -71,6 +71,23 @@ def test_put_get_open_stat(backend):
     assert backend.exists("a/b/c")
     info = backend.stat("a/b/c")
     assert info.size == 5 and info.mtime > 0
+
+
+def test_get_into_fills_the_view_and_never_past_it(backend):
+    data = bytes(range(256)) * 300  # 76,800 bytes: more than one socket read
+    backend.put("a/into", data)
+    buffer = bytearray(len(data) + 10)
+    exact = memoryview(buffer)[:len(data)]
+    assert backend.get_into("a/into", exact) == len(data) and bytes(exact) == data
+    buffer[:] = b"\xee" * len(buffer)
+    assert backend.get_into("a/into", memoryview(buffer)) == len(data)  # a shorter key
+    assert bytes(buffer[:len(data)]) == data and buffer[len(data):] == b"\xee" * 10
+    buffer[:] = b"\xee" * len(buffer)
+    with pytest.raises(TooLargeError):  # a longer key: refused, nothing written past the view
+        backend.get_into("a/into", memoryview(buffer)[:1000])
+    assert buffer[1000:] == b"\xee" * (len(buffer) - 1000)
+    with pytest.raises(KeyNotFoundError):
+        backend.get_into("a/missing", memoryview(buffer))
 
 
 def test_put_file_and_download(backend, tmp_path):

@@ -12,6 +12,7 @@ import pytest
 from roro.digests import digest_bytes
 from roro.errors import IntegrityError, StoreError
 from roro.objects import ObjectStore
+from roro.objects.chunks import ChunkedReader, ChunkIndex
 from roro.storage import open_backend
 from roro.storage.faulty import READS, FaultyBackend
 from roro.storage.layout import object_key
@@ -94,6 +95,10 @@ def test_flipped_bits_are_caught_by_the_object_layer(tmp_path, op):
     faulty.flip_bits(op, times=None)
     if op == "get":
         seen = faulty.get(object_key(digest))
+    elif op == "get_into":
+        buffer = bytearray(len(data))
+        assert faulty.get_into(object_key(digest), memoryview(buffer)) == len(data)
+        seen = bytes(buffer)
     elif op == "open":
         with faulty.open(object_key(digest)) as f:
             seen = f.read()
@@ -111,6 +116,10 @@ def test_flipped_bits_are_caught_by_the_object_layer(tmp_path, op):
             spooled.discard()
             if spooled.digest != digest:
                 raise IntegrityError("corrupted")
+        elif op == "get_into":  # a chunk read straight into the reader's buffer
+            index = ChunkIndex([(digest, len(data))], len(data), {})
+            with ChunkedReader(objects, index, "the model") as reader:
+                reader.read()
         else:  # get: read(); download: open_verified() downloads a store without local paths
             (objects.read if op == "get" else objects.open_verified)(digest)
 

@@ -91,7 +91,35 @@ class ObjectCache:
         quiet_unlink(path)
         return None
 
-    def write(self, digest: str, data: bytes) -> None:
+    def read_into(self, digest: str, buffer: memoryview) -> bool:
+        """Fill ``buffer`` (exactly the object's size) with the cached entry and verify it there:
+        True if it matched; False if absent or corrupted (then deleted, and what ``buffer``
+        holds is garbage)."""
+        path = self.path(digest)
+        try:
+            f = open(path, "rb", buffering=0)
+        except FileNotFoundError:
+            return False
+        with f:
+            if os.fstat(f.fileno()).st_size == len(buffer):
+                got = 0
+                while got < len(buffer):
+                    n = f.readinto(buffer[got:])
+                    if not n:
+                        break
+                    got += n
+                if got == len(buffer) and digest_bytes(buffer) == digest:
+                    _used(path)
+                    return True
+        quiet_unlink(path)
+        return False
+
+    def fits(self, size: int) -> bool:
+        """May a blob of ``size`` bytes be cached? Not if it is larger than the size limit: it
+        would only evict everything else, then itself (it streams through instead)."""
+        return self.max_bytes is None or size <= self.max_bytes
+
+    def write(self, digest: str, data: bytes | memoryview) -> None:
         path = self.path(digest)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")

@@ -236,9 +236,12 @@ class ChunkedReader(io.RawIOBase):
     digest) and ``what`` (the version). Seekable: a seek restarts the fetches at that chunk."""
 
     def __init__(self, objects: ObjectStore, index: ChunkIndex, what: str,
-                 threads: int = READ_AHEAD):
+                 threads: int = READ_AHEAD, keep: bool = True):
         super().__init__()
         self._objects, self._index, self._what = objects, index, what
+        #: Verified chunks go into the objects' cache (a remote store's), unless the blob is
+        #: larger than the cache may hold: then they stream through.
+        self._keep = keep and objects.cache is not None
         self._offsets = index.offsets()
         self._pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="roro-chunks")
         self._ahead = max(1, threads)
@@ -253,7 +256,7 @@ class ChunkedReader(io.RawIOBase):
         digest, size = self._index.chunks[i]
         name = f"chunk {i} ({digest}) of {self._what}"
         try:
-            data = self._objects.read(digest, size)
+            data = self._objects.read(digest, size, keep=self._keep)
         except NotFoundError:
             raise NotFoundError(f"{name} is missing from the store; run 'roro fsck' to check "
                                 f"it", digest=digest) from None
@@ -271,14 +274,15 @@ class ChunkedReader(io.RawIOBase):
                                  f"{size}", digest=digest, expected=digest)
         return data
 
-    def _chunk(self, i: int) -> memoryview:
-        """Chunk i, verified (fetches restart when the reader jumped elsewhere)."""
+    def _chunk(self, i: int, ahead: bool = True) -> memoryview:
+        """Chunk i, verified (fetches restart when the reader jumped elsewhere); with
+        ``ahead``, the next chunks are fetched meanwhile."""
         if self._pending and self._pending[0][0] != i:
             self._drop_pending()
         if not self._pending:
             self._next = i
         n = len(self._index.chunks)
-        while self._next < n and len(self._pending) < self._ahead:
+        while self._next < n and len(self._pending) < (self._ahead if ahead else 1):
             self._pending.append((self._next, self._pool.submit(self._fetch, self._next)))
             self._next += 1
         _, future = self._pending.popleft()
@@ -321,37 +325,39 @@ class ChunkedReader(io.RawIOBase):
         return self._pos
 
     def _fill(self, i: int, target: memoryview) -> None:
-        """Read chunk i straight into ``target`` (the caller's buffer: a local store's file,
-        no copy in between) and hash it there; IntegrityError or NotFoundError as
-        :meth:`_fetch`, before :meth:`readinto` returns (the caller never sees the bytes)."""
+        """Read chunk i straight into ``target`` (the caller's buffer, exactly the chunk's
+        size: no copy in between) and hash it there; IntegrityError or NotFoundError as
+        :meth:`_fetch`, before :meth:`readinto` returns (the caller never sees the bytes).
+        From the local cache if it holds the chunk (no request), else from the backend (a
+        folder's file, or S3's GET body read from the socket); a chunk fetched from a remote
+        store then goes into the cache, from ``target`` (no fsync: it is a cache)."""
         digest, size = self._index.chunks[i]
+        cache = self._objects.cache
+        if cache is not None and cache.read_into(digest, target):
+            return
         name = f"chunk {i} ({digest}) of {self._what}"
         try:
-            f = self._objects.backend.open(object_key(digest))
+            got = self._objects.backend.get_into(object_key(digest), target)
         except KeyNotFoundError:
             raise NotFoundError(f"{name} is missing from the store; run 'roro fsck' to check "
                                 f"it", digest=digest) from None
-        with f:
-            got = 0
-            while got < size:
-                n = f.readinto(target[got:])  # type: ignore[attr-defined]
-                if not n:
-                    break
-                got += n
-            extra = f.read(1)
+        except TooLargeError:
+            raise IntegrityError(f"{name} is corrupted: it holds more than its {size} bytes; "
+                                 f"nothing of it was handed out; run 'roro fsck --read-data'",
+                                 digest=digest, expected=digest) from None
         actual = digest_bytes(target[:got])
-        if got != size or extra or actual != digest:
+        if got != size or actual != digest:
             raise IntegrityError(f"{name} is corrupted: its bytes hash to {actual}"
-                                 f"{'' if got == size and not extra else ' (wrong size)'}; "
+                                 f"{'' if got == size else f' ({got} bytes, not {size})'}; "
                                  f"nothing of it was handed out; run 'roro fsck --read-data'",
                                  digest=digest, expected=digest, actual=actual)
+        if self._keep and cache is not None:
+            cache.write(digest, target)
 
     def _fill_whole_chunks(self, out: memoryview) -> int:
-        """On a local store, when the read starts at a chunk's start: every whole chunk the
-        read covers goes straight into ``out`` (in parallel), each verified before this
+        """When the read starts at a chunk's start: every whole chunk the read covers goes
+        straight into ``out``, all of them at once on the pool, each verified before this
         returns; returns the bytes filled (0: none, the read goes through the chunk buffers)."""
-        if self._objects.backend.local_path(object_key(self._index.chunks[0][0])) is None:
-            return 0
         i = self._locate(self._pos)
         if self._offsets[i] != self._pos:
             return 0
@@ -360,14 +366,34 @@ class ChunkedReader(io.RawIOBase):
             jobs.append((i, out[at:at + self._index.chunks[i][1]]))
             at += self._index.chunks[i][1]
             i += 1
-        if len(jobs) < 1:
+        if not jobs:
             return 0
-        self._drop_pending()
+        # Chunks already fetched ahead (verified bytes, or on their way) are copied in, not
+        # fetched again; the others of the read-ahead are dropped.
+        ahead = dict(self._pending)
+        self._pending.clear()
         self._current, self._at = None, -1
-        futures = [self._pool.submit(self._fill, j, view) for j, view in jobs]
-        wait(futures)  # every job has ended before an error is raised: none writes on after it
-        for future in futures:
-            future.result()
+        parts: list[tuple[memoryview | None, Future[Any]]] = []
+        for j, view in jobs:
+            if j in ahead:
+                parts.append((view, ahead.pop(j)))
+            else:
+                parts.append((None, self._pool.submit(self._fill, j, view)))
+        dropped = list(ahead.values())
+        for future in dropped:
+            future.cancel()
+        futures = [future for _, future in parts] + dropped
+        try:
+            wait(futures)  # every job has ended before an error is raised: none writes on after
+        except BaseException:  # interrupted: stop what has not started, let the rest end
+            for future in futures:
+                future.cancel()
+            wait(futures)
+            raise
+        for target, future in parts:
+            data = future.result()
+            if target is not None:
+                target[:] = data  # verified by _fetch, and of the chunk's size
         self._pos += at
         return at
 
@@ -382,7 +408,10 @@ class ChunkedReader(io.RawIOBase):
             i = self._locate(self._pos)
             if i != self._at:
                 self._current = None
-                self._current = self._chunk(i)
+                # A read that goes on past this chunk takes the next ones whole (above): no
+                # read-ahead, whose chunks it would drop.
+                beyond = self._offsets[i] + self._index.chunks[i][1] - self._pos < len(out) - done
+                self._current = self._chunk(i, ahead=not beyond)
                 self._at = i
             assert self._current is not None
             start = self._pos - self._offsets[i]

@@ -24,6 +24,7 @@ from .chunks import (
     READ_THREADS_LOCAL,
     READ_THREADS_REMOTE,
     ChunkedReader,
+    ChunkIndex,
     chunk_params,
     index_of,
     read_index,
@@ -192,9 +193,10 @@ class ObjectStore:
         except KeyNotFoundError:
             raise _missing(digest) from None
 
-    def read(self, digest: str, max_size: int | None = None) -> bytes:
+    def read(self, digest: str, max_size: int | None = None, keep: bool = True) -> bytes:
         """The verified bytes of a (small) object; :class:`~roro.storage.TooLargeError` (an
-        IntegrityError) without reading it if it holds more than ``max_size`` bytes."""
+        IntegrityError) without reading it if it holds more than ``max_size`` bytes. Bytes
+        fetched from a remote store go into the local cache, unless ``keep`` is False."""
         parse_digest(digest)
         if self.cache is not None:
             data = self.cache.read(digest, max_size)
@@ -207,7 +209,7 @@ class ObjectStore:
         actual = digest_bytes(data)
         if actual != digest:
             raise _mismatch(digest, actual)
-        if self.cache is not None:
+        if keep and self.cache is not None:
             self.cache.write(digest, data)
         return data
 
@@ -229,11 +231,12 @@ class ObjectStore:
         except ValueError as e:
             raise IntegrityError(f"object {digest} is not valid JSON: {e}", digest=digest) from None
 
-    def open_verified(self, digest: str) -> BinaryIO:
+    def open_verified(self, digest: str, keep: bool = True) -> BinaryIO:
         """A binary file of the object's bytes, fully re-hashed before it is handed out.
 
         A folder store hands out its own (read-only) file; a remote store downloads into the local
-        cache (or an anonymous temporary file) first. Either way the caller only sees verified bytes.
+        cache (or an anonymous temporary file: with ``keep`` False, for an object larger than the
+        cache may hold) first. Either way the caller only sees verified bytes.
         """
         parse_digest(digest)
         if self._local_path(digest) is not None:
@@ -245,7 +248,7 @@ class ObjectStore:
                 f.close()
                 raise
             return f
-        if self.cache is not None:
+        if self.cache is not None and keep:
             return self.cache.open(digest, self._download_verified)
         fd, tmp = tempfile.mkstemp(prefix="roro-get-")
         os.close(fd)
@@ -255,18 +258,56 @@ class ObjectStore:
         finally:
             os.unlink(tmp)  # the open file lives on until closed
 
-    def open_blob(self, entry: dict[str, Any], what: str) -> BinaryIO:
+    def open_blob(self, entry: dict[str, Any], what: str, as_file: bool = False) -> BinaryIO:
         """A manifest's blob entry (``digest``, ``size``, maybe ``chunks``), opened verified: a
         single object as :meth:`open_verified`; a chunked blob streamed through a
         :class:`~roro.objects.chunks.ChunkedReader` (each chunk verified before any of its
-        bytes is handed out; errors name the chunk and ``what``, e.g. the version)."""
+        bytes is handed out; errors name the chunk and ``what``, e.g. the version). With
+        ``as_file``, a chunked blob of a remote store that the cache may hold comes back as one
+        local file instead (:meth:`_open_assembled`: for formats that memory-map it)."""
         found = index_of(entry)
         if found is None:
-            return self.open_verified(entry["digest"])
+            return self.open_verified(entry["digest"], keep=self.cache is None
+                                      or self.cache.fits(entry["size"]))
         index = read_index(self, found[0], entry["size"])
         threads = READ_THREADS_REMOTE if self.backend.remote else READ_THREADS_LOCAL
-        return cast(BinaryIO, io.BufferedReader(ChunkedReader(self, index, what, threads),
+        keep = self.cache is not None and self.cache.fits(entry["size"])
+        if as_file and keep and self.cache is not None:
+            def assemble(digest: str, path: str) -> None:
+                self._assemble(index, what, threads, path, digest)
+            return cast(BinaryIO, self.cache.open(entry["digest"], assemble))
+        return cast(BinaryIO, io.BufferedReader(ChunkedReader(self, index, what, threads, keep),
                                                  buffer_size=CHUNK))
+
+    def _assemble(self, index: ChunkIndex, what: str, threads: int, path: str,
+                  digest: str) -> None:
+        """Write the blob of ``index`` into the file ``path``: its chunks read straight into
+        the file's pages (a shared memory map), each verified there; then the whole file is
+        hashed against ``digest`` (the name it is cached under). The chunks themselves are not
+        cached: the file is."""
+        import mmap  # only a load of a memory-mapped format needs it
+        import traceback
+        with open(path, "r+b") as f:
+            f.truncate(index.size)
+            if index.size:
+                mapped = mmap.mmap(f.fileno(), index.size)
+                view = memoryview(mapped)
+                try:
+                    with ChunkedReader(self, index, what, threads, keep=False) as reader:
+                        got = reader.readinto(view)
+                except BaseException as e:
+                    # the error's frames hold slices of the map: let go of them, so that it
+                    # can be closed (and the error, not a BufferError, is what the caller sees)
+                    traceback.clear_frames(e.__traceback__)
+                    raise
+                finally:
+                    view.release()
+                    mapped.close()
+                if got != index.size:
+                    raise IntegrityError(f"{what} ended after {got} of its {index.size} bytes",
+                                         digest=digest)
+            f.seek(0)
+            _verify_file(cast(BinaryIO, f), digest)
 
     def _download_verified(self, digest: str, path: str) -> None:
         try:

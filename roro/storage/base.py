@@ -7,7 +7,7 @@ whole or not at all. Keys are ``/``-separated relative paths made by :mod:`roro.
 Every capability a layer above may use is a method here, with a safe default where one exists, so
 nothing above this package asks ``getattr(backend, ...)`` or tests for a concrete class:
 
-- data: ``get``, ``open``, ``download``, ``put``, ``put_file``, ``put_if_absent``, ``exists``,
+- data: ``get``, ``get_into``, ``open``, ``download``, ``put``, ``put_file``, ``put_if_absent``, ``exists``,
   ``stat``, ``list``, ``list_info``, ``list_dirs``, ``delete``, ``put_bytes_if_absent``,
   ``put_file_if_absent``, ``copy_from``;
 - local files: ``local_path`` (read a key in place), ``tempdir`` (where to spool for ``put_file``),
@@ -110,6 +110,19 @@ class Backend(ABC):
     @abstractmethod
     def open(self, key: str) -> BinaryIO:
         """A readable binary stream of ``key``; raises :class:`KeyNotFoundError`."""
+
+    def get_into(self, key: str, buffer: memoryview) -> int:
+        """Read ``key`` straight into ``buffer`` (a writable byte view, e.g. a slice of an
+        unpickler's own buffer): returns the bytes read, fewer than ``len(buffer)`` if the key
+        holds fewer. Never writes past the view: a key that holds more raises
+        :class:`TooLargeError` (what was written into the view is then garbage). Raises
+        :class:`KeyNotFoundError` as :meth:`get`. The default reads :meth:`open`'s stream with
+        ``readinto`` (a folder's file: no copy in between)."""
+        with self.open(key) as f:
+            got = _readinto_all(f, buffer)
+            if got == len(buffer) and f.read(1):
+                raise TooLargeError(key, got + 1, len(buffer), self.url)
+        return got
 
     def download(self, key: str, path: str) -> None:
         """Write the bytes of ``key`` to the local file ``path`` (replaced if present)."""
@@ -247,6 +260,17 @@ class Backend(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.url}>"
+
+
+def _readinto_all(f: BinaryIO, buffer: memoryview) -> int:
+    """Fill ``buffer`` from ``f`` until it is full or ``f`` ends; the bytes read."""
+    got = 0
+    while got < len(buffer):
+        n = f.readinto(buffer[got:])  # type: ignore[attr-defined]
+        if not n:
+            break
+        got += n
+    return got
 
 
 def fsync_dir(path: str) -> None:

@@ -20,7 +20,7 @@ from .wrappers import WrappingBackend
 __all__ = ["READS", "WRITES", "Fault", "FaultyBackend", "Injected"]
 
 
-READS = ("get", "open", "download")
+READS = ("get", "get_into", "open", "download")
 WRITES = ("put", "put_file", "put_if_absent")
 FAIL, SLOW, FLIP, TEAR = "fail", "slow", "flip", "tear"
 KeyFilter = Callable[[str], bool] | None
@@ -113,7 +113,8 @@ class FaultyBackend(WrappingBackend):
 
     def flip_bits(self, *ops: str, where: KeyFilter = None, after: int = 0,
                   times: int | None = 1, probability: float = 1.0) -> Fault:
-        """Reads (``get``, ``open``, ``download``) see one bit of the bytes flipped."""
+        """Reads (``get``, ``get_into``, ``open``, ``download``) see one bit of the bytes
+        flipped."""
         return self.inject(Fault(FLIP, _ops(ops, READS, READS), where, after, times, probability))
 
     def tear(self, *ops: str, where: KeyFilter = None, after: int = 0, times: int | None = 1,
@@ -196,6 +197,14 @@ class FaultyBackend(WrappingBackend):
         data = super().get(key, max_size)
         self._after(later, "get", key)
         return self._flipped(later, "get", key, data)
+
+    def get_into(self, key: str, buffer: memoryview) -> int:
+        later = self._before("get_into", key)
+        n = super().get_into(key, buffer)
+        self._after(later, "get_into", key)
+        flipped = self._flipped(later, "get_into", key, bytes(buffer[:n]))
+        buffer[:n] = flipped
+        return n
 
     def open(self, key: str) -> BinaryIO:
         later = self._before("open", key)

@@ -35,7 +35,16 @@ from typing import Any, BinaryIO
 from ..environment import cache_dir
 from ..errors import ConflictError, RoroError, StoreError
 from ..units import env_seconds
-from .base import Backend, KeyInfo, KeyInfos, KeyNotFoundError, Names, check_key, refuse_too_large
+from .base import (
+    Backend,
+    KeyInfo,
+    KeyInfos,
+    KeyNotFoundError,
+    Names,
+    TooLargeError,
+    check_key,
+    refuse_too_large,
+)
 from .url import parse_s3_url
 
 __all__ = ["S3Backend", "parse_s3_url"]
@@ -47,6 +56,8 @@ MAX_CONCURRENCY = 8
 #: Objects up to this size are written with one conditional PUT (the bytes in one request, a
 #: 412 if present); larger ones are looked for (HEAD) before their bytes are sent.
 CONDITIONAL_PUT_MAX = 8 * MiB
+#: Attempts of a chunk's GET whose body ended early (botocore retries the request, not the body).
+GET_INTO_ATTEMPTS = 2
 CONFLICT_RETRIES = 5  # attempts of a conditional put answered 409 ConditionalRequestConflict
 PROBE_PREFIX = "roro-probe/"
 FIRST_CONTACT_TIMEOUT = 10.0  # seconds a request waits for an endpoint that never answered yet
@@ -345,6 +356,65 @@ class S3Backend(Backend):
         finally:
             body.close()
 
+    def get_into(self, key: str, buffer: memoryview) -> int:
+        """GetObject, its body read straight from the socket into ``buffer`` (no copy in
+        between: http.client's ``readinto`` under urllib3). An object longer than the view is
+        :class:`TooLargeError` before a byte is read (its Content-Length) or as soon as a byte
+        too many arrives; a body that ends before its Content-Length (a dropped connection) is
+        fetched once more, then a StoreError."""
+        for attempt in range(GET_INTO_ATTEMPTS):
+            try:
+                return self._get_into(key, buffer)
+            except _Truncated as e:
+                if attempt + 1 == GET_INTO_ATTEMPTS:
+                    raise StoreError(f"the connection to endpoint {self._endpoint()} broke "
+                                     f"during GetObject {key!r} on store {self.url}: {e} "
+                                     f"({GET_INTO_ATTEMPTS} attempts); try again") from None
+        raise AssertionError("unreachable")
+
+    def _get_into(self, key: str, buffer: memoryview) -> int:
+        import http.client  # with boto3, at the first S3 request
+        full = self._full(key)
+        with self._boto("GetObject", key):
+            response = self.client.get_object(Bucket=self.bucket, Key=full)
+        body = response["Body"]
+        limit = len(buffer)
+        try:
+            length = response.get("ContentLength")
+            if length is not None:
+                refuse_too_large(key, int(length), limit, self.url)
+            raw: Any = getattr(body, "_raw_stream", None)
+            fp: Any = getattr(raw, "_fp", None)
+            direct = isinstance(fp, http.client.HTTPResponse) \
+                and not raw.headers.get("content-encoding")
+            got = 0
+            try:
+                with self._boto("GetObject", key):
+                    while got < limit:
+                        view = buffer[got:]
+                        if direct:
+                            n = fp.readinto(view)
+                        else:  # bounded pieces through botocore: no chunk-sized copy
+                            data = body.read(min(len(view), MiB))
+                            n = len(data)
+                            view[:n] = data
+                        if not n:
+                            break
+                        got += n
+                    extra = (fp.read(1) if direct else body.read(1)) \
+                        if got == limit and length is None else b""
+            except (OSError, http.client.HTTPException) as e:
+                raise _Truncated(f"{type(e).__name__} after {got} bytes") from None
+            if extra:
+                raise TooLargeError(key, limit + 1, limit, self.url)
+            if length is not None and got < int(length):
+                raise _Truncated(f"the body ended after {got} of its {length} bytes")
+            if direct and fp.isclosed():
+                raw.release_conn()  # read to its end: the connection serves the next GET
+            return got
+        finally:
+            body.close()
+
     def open(self, key: str) -> BinaryIO:
         full = self._full(key)
         with self._boto("GetObject", key):
@@ -613,6 +683,10 @@ def _write_probe(path: str, identity: dict[str, Any]) -> None:
         os.replace(tmp, path)
     except OSError:
         pass
+
+
+class _Truncated(Exception):
+    """A GetObject body that ended before its Content-Length (the connection broke)."""
 
 
 class _BodyReader(io.RawIOBase):

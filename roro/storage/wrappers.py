@@ -75,6 +75,9 @@ class WrappingBackend(Backend):
     def get(self, key: str, max_size: int | None = None) -> bytes:
         return self.inner.get(key, max_size)
 
+    def get_into(self, key: str, buffer: memoryview) -> int:
+        return self.inner.get_into(key, buffer)
+
     def open(self, key: str) -> BinaryIO:
         return self.inner.open(key)
 
@@ -163,8 +166,8 @@ class CountingBackend(WrappingBackend):
     def __init__(self, inner: Backend):
         super().__init__(inner)
         self.counts: Counter[str] = Counter()
-        #: Bytes read from the inner backend (``get``, ``download``, and ``open`` streams as
-        #: they are read).
+        #: Bytes read from the inner backend (``get``, ``get_into``, ``download``, and ``open``
+        #: streams as they are read).
         self.bytes_read = 0
         self._lock = threading.Lock()
 
@@ -181,6 +184,12 @@ class CountingBackend(WrappingBackend):
         data = super().get(key, max_size)
         self.add_bytes_read(len(data))
         return data
+
+    def get_into(self, key: str, buffer: memoryview) -> int:
+        self._count("get_into")
+        n = super().get_into(key, buffer)
+        self.add_bytes_read(n)
+        return n
 
     def open(self, key: str) -> BinaryIO:
         self._count("open")
