@@ -171,24 +171,25 @@ class ChunkSink:
         if self._window:
             # The unfinished chunk starts in the window: it ends within one max chunk of there,
             # so within the window plus the write's first max chunk (a copy of that much).
-            held = len(self._window)
+            kept = len(self._window)
             window, self._window = self._window + view[:self._params.max], bytearray()
             whole = memoryview(window)
             first = next(iter(self._cdc.cut_buf(whole)))
-            if first.length < held:  # the first window, never cut yet: cut it, then go on
-                self._window = window[:held]
+            if first.length < kept:  # the first window, never cut yet: cut it, then go on
+                self._window = window[:kept]
                 self._cut_window(final=False)
                 self._cut_in_place(view)
                 return
             self._submit(whole[:first.length], len(window))
-            start = first.length - held
+            start = first.length - kept
         rest = view[start:]
-        if rest:
-            cuts = [(c.offset, c.length) for c in self._cdc.cut_buf(rest)]
-            last_at, _ = cuts.pop()
-            for at, length in cuts:
-                self._submit(rest[at:at + length], 0)
-            self._window = bytearray(rest[last_at:])
+        held: tuple[int, int] | None = None  # the latest cut: final once another follows it
+        for c in self._cdc.cut_buf(rest):  # lazily: chunk 1 is stored while chunk 2 is cut
+            if held is not None:
+                self._submit(rest[held[0]:held[0] + held[1]], 0)
+            held = (c.offset, c.length)
+        if held is not None:
+            self._window = bytearray(rest[held[0]:])
         self._settle_all()  # nobody reads the caller's memory once this returns
 
     def _submit(self, chunk: memoryview, frees: int) -> None:
