@@ -436,9 +436,12 @@ def save_model(store: Store, project: str, repository: str, model: Any,
     sink = ChunkSink(guard, chunk_params(), spool=fmt.summary_from_file,
                      spool_dir=store.objects.spool_dir(),
                      on_chunked=lambda: store.require_feature(CHUNKED_FEATURE))
+    small: SpooledObject | None = None
     try:
         fmt.dump(model, sink)
         sink.finish()
+        if not sink.chunked:  # below the threshold: one object, spooled and put as before
+            small = store.objects.spool_writer(lambda w: w.write(sink.small()))
     except BaseException:
         sink.abort()  # no thread left; chunks already stored are orphans gc removes
         raise
@@ -450,11 +453,14 @@ def save_model(store: Store, project: str, repository: str, model: Any,
                                                                     fmt.pickled)}
         if input_schema is not None:
             contract["input"] = input_schema
-        return _publish_model(store, project, repository, fmt, Blob.of_sink(sink), model_entry,
+        blob = Blob.of_sink(sink) if small is None else Blob.of_spool(small)
+        return _publish_model(store, project, repository, fmt, blob, model_entry,
                               metadata, attachments, comment, contract,
                               collect_lineage(model, exclude=store.local_paths()), guard, sign)
-    finally:  # the spool lives until the version is published: the gc rule may write again
+    finally:  # the spools live until the version is published: the gc rule may write again
         sink.discard()
+        if small is not None:
+            small.discard()
 
 
 def save_file(store: Store, project: str, repository: str, path: str, format: str,
@@ -504,13 +510,11 @@ class Blob:
 
     @classmethod
     def of_sink(cls, sink: ChunkSink) -> Blob:
+        """A chunked blob whose chunks the sink stored: what is left is its chunk index."""
         def put(store: Store, guard: ReuseGuard, entry: dict[str, Any]) -> None:
-            if sink.chunked:  # its chunks are stored: the chunk index names them
-                data = sink.index().data()
-                entry["chunks"] = {"digest": guard.put_bytes(data, look_first=True),
-                                   "size": len(data)}
-            else:
-                guard.put_bytes(sink.small_bytes())
+            data = sink.index().data()
+            entry["chunks"] = {"digest": guard.put_bytes(data, look_first=True),
+                               "size": len(data)}
         return cls(sink.digest, sink.size, sink.spool_path, put)
 
 

@@ -238,9 +238,8 @@ def test_a_fresh_save_costs_no_extra_request_on_s3(s3_endpoint, tmp_path, monkey
     repo.get_tags()
     counting.counts.clear()
     save_image(repo, {"new": 1}, attachments={"a.txt": b"new attachment"})
-    # model (held in memory: below the chunking threshold) and manifest, attachment (spooled),
-    # event: one conditional PUT each; the refresh: one LIST
-    writes = {"put_bytes_if_absent": 2, "put_file_if_absent": 1, "put_if_absent": 1}
+    # model and attachment, manifest, event: one conditional PUT each; the refresh: one LIST
+    writes = {"put_file_if_absent": 2, "put_bytes_if_absent": 1, "put_if_absent": 1}
     assert dict(counting.counts) == {**writes, "list": 1}
     counting.counts.clear()
     save_image(repo, {"new": 2}, attachments={"a.txt": b"new attachment"})  # attachment reused

@@ -268,20 +268,20 @@ class ChunkSink:
     def chunked(self) -> bool:
         return self._small is None
 
-    def small_bytes(self) -> bytes:
-        """The whole blob, when it turned out smaller than the threshold."""
+    def small(self) -> memoryview:
+        """The whole blob, when it turned out smaller than the threshold (held in memory)."""
         assert self._small is not None
-        return bytes(self._small)
+        return memoryview(self._small)
 
     def finish(self) -> str:
-        """Cut and store what is left, wait for every chunk; the whole blob's digest. Then
-        :meth:`index` (chunked) or :meth:`small_bytes` (not)."""
+        """Cut and store what is left, wait for every chunk: the whole blob's digest, and then
+        :meth:`index`. A blob that turned out small (not :attr:`chunked`) is only held: the
+        caller stores :meth:`small` as one object (its digest is "")."""
         self._close_spool()
         if self._small is not None and self.size >= self._params.threshold:
             self._start()  # exactly at the threshold (or 0 bytes with a threshold of 0)
         if self._small is not None:
-            self.digest = digest_bytes(self._small)
-            return self.digest
+            return ""
         if self._window:
             self._cut_window(final=True)
         self._settle_all()
