@@ -226,3 +226,40 @@ def test_a_chunk_gc_collects_before_publish_fails_the_save_cleanly_and_a_rerun_w
     assert (Project("p", store=url).get_model_repository("m").get_model(3)["w"]
             == model["w"]).all()
     assert fsck(Store(url), read_data=True).ok
+
+
+def test_a_format_read_from_its_file_keeps_a_spool_and_a_lost_chunk_is_written_again(
+        tmp_path, monkeypatch):
+    """safetensors' summary is read from the stored file: the sink also writes a spool (never
+    read back otherwise). It is the source the gc rule writes a collected chunk again from:
+    the save succeeds, and the spool is gone afterwards."""
+    monkeypatch.setenv("RORO_GC_MIN_GRACE", str(G_MIN))
+    url = make_store_url("folder", tmp_path)
+    repo = Project("p", store=url).get_model_repository("m")
+    tensors = {"a": np.random.default_rng(4).random(MiB // 4), "b": np.arange(10.0)}
+    repo.new_image({"v": 1}).save()
+    repo.new_image(tensors, format="safetensors").save()
+    repo.delete_version(2)
+    age_all_objects(Store(url), 3 * G_MIN)
+    ran = []
+
+    def handler(name: str) -> None:
+        if name == "reuse:after-check" and not ran:
+            ran.append(gc(Store(url), grace_seconds=G_MIN))
+
+    previous = set_crash_handler(handler)
+    try:
+        image = Project("p", store=url).get_model_repository("m").new_image(
+            tensors, format="safetensors")
+        image.save()
+    finally:
+        set_crash_handler(previous)
+    assert len(ran) == 1 and len(ran[0].deleted) > 100
+    assert image.version == 3 and "chunks" in image.manifest["model"]
+    assert "summary" in image.manifest["model"]
+    assert not sink_threads()
+    tmp = Store(url).backend.tempdir()
+    assert [n for n in os.listdir(tmp) if n.startswith("obj-")] == []  # the spool is gone
+    loaded = Project("p", store=url).get_model_repository("m").get_model(3)
+    assert (loaded["a"] == tensors["a"]).all() and (loaded["b"] == tensors["b"]).all()
+    assert fsck(Store(url), read_data=True).ok
