@@ -87,6 +87,7 @@ class ChunkSink:
         # (offset, length, store future, hash future, bytes of window memory it frees)
         self._pending: deque[tuple[int, int, Future[Stored], Future[Any], int]] = deque()
         self._window_bytes = 0
+        self._threads = 0
         self._pool: ThreadPoolExecutor | None = None
         self._hash: ThreadPoolExecutor | None = None
         self._spool: Any = None
@@ -133,8 +134,9 @@ class ChunkSink:
             self._on_chunked()  # e.g. record the store feature, before any chunk is written
         self._window, self._small = self._small, None
         self._guard.start()  # before the first chunk is looked at: the deadline counts from here
-        threads = WRITE_THREADS_REMOTE if self._objects.backend.remote else WRITE_THREADS_LOCAL
-        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="roro-chunks")
+        self._threads = WRITE_THREADS_REMOTE if self._objects.backend.remote \
+            else WRITE_THREADS_LOCAL
+        self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="roro-chunks")
         self._hash = ThreadPoolExecutor(1, thread_name_prefix="roro-hash")
 
     def _feed(self, view: memoryview) -> None:
@@ -194,8 +196,8 @@ class ChunkSink:
 
     def _submit(self, chunk: memoryview, frees: int) -> None:
         assert self._pool is not None and self._hash is not None
-        limit = 2 * (self._pool._max_workers)  # noqa: SLF001 -- the pool's own bound
-        while self._pending and (self._window_bytes > IN_FLIGHT or len(self._pending) >= limit):
+        while self._pending and (self._window_bytes > IN_FLIGHT
+                                 or len(self._pending) >= 2 * self._threads):
             self._settle()
         hashed = self._hash.submit(self._hasher.update, chunk)
         stored = self._pool.submit(self._store, chunk)
