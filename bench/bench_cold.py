@@ -65,6 +65,31 @@ def cold_seconds(url: str, limit: int, runs: int) -> float:
     return statistics.median(times)
 
 
+def warm_seconds(url: str, limit: int, runs: int) -> dict[str, float]:
+    """Issue 18's warm reads: ``models:log r -n LIMIT`` and ``models:show r`` as whole processes
+    on a machine whose cache already holds the store's index (one cold read first): median wall
+    seconds of each, and their CPU under ``*_cpu``."""
+    env = {**os.environ, "RORO_CACHE_DIR": tempfile.mkdtemp(prefix="warm-"),
+           "RORO_STORE": url, "RORO_PROJECT": "p"}
+    commands = {"log": ["models:log", "r", "-n", str(limit)], "show": ["models:show", "r"]}
+    for argv in commands.values():  # the cold read, and the bytecode of each command's path
+        subprocess.run([sys.executable, "-m", "roro", *argv], env=env, check=True,
+                       capture_output=True)
+    out: dict[str, float] = {}
+    for name, argv in commands.items():
+        times, cpu = [], []
+        for _ in range(runs):
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            t = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "roro", *argv], env=env, check=True,
+                           capture_output=True)
+            times.append(time.perf_counter() - t)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+        out[name], out[name + "_cpu"] = statistics.median(times), statistics.median(cpu)
+    return out
+
+
 def measure(endpoint: str, n: int, limit: int, runs: int,
             without: bool = True) -> dict[str, object]:
     """Cold reads of an ``n``-version history: without checkpoints (unless not ``without``),
@@ -87,6 +112,7 @@ def measure(endpoint: str, n: int, limit: int, runs: int,
     fill(Store(url), "p", "r", 3, start=n, first_version=n + 1)
     out["worst"] = (cold_requests(url, limit), cold_seconds(url, limit, runs))
     out["worst_cpu"] = last_cpu[0]
+    out["warm"] = warm_seconds(url, limit, runs)
     return out
 
 
@@ -131,6 +157,9 @@ def main() -> None:
                 print(f"{n:>7} versions, cold models:log -n {args.limit}, checkpoint {what:8}: "
                       f"{req:>6} requests, {sec:6.2f} s, CPU {r[what + '_cpu']:5.2f} s "
                       f"(medians of {args.runs})")
+            for what in ("log", "show"):
+                print(f"{n:>7} versions, warm models:{what}: {r['warm'][what]:.2f} s, "
+                      f"CPU {r['warm'][what + '_cpu']:.2f} s")
     finally:
         if stop is not None:
             stop()

@@ -1,6 +1,6 @@
 """roro's benchmark suite: roro and the raw baseline for the same work, in the same run.
 
-    python bench/run.py [--quick|--full] [--only NAME] [--keep]
+    python bench/run.py [--quick|--full] [--only NAME] [--keep] [--big MIB] [--big-runs N]
 
 Prints one table (benchmark, roro, baseline, ratio, target, met/missed) and writes the same rows as
 JSON to ``bench/results/<timestamp>.json``. ``ratio`` is baseline time / roro time (1.0 = as fast
@@ -8,7 +8,7 @@ as the baseline, 0.8 = 80 % of its throughput). Starts and stops its own Seaweed
 
 Benchmarks (``--only`` takes one of these names, or several separated by commas):
 ``startup``, ``big_folder``, ``small_saves``, ``dedup``, ``browse``, ``ui``, ``signing``, ``policy``, ``big_s3``,
-``sync``, ``cold``.
+``sync``, ``cold``, ``mlflow`` (creates MLflow's own venv on first use: needs PyPI).
 """
 
 from __future__ import annotations
@@ -878,6 +878,10 @@ def bench_cold(ctx: dict[str, Any], res: Results) -> None:
                     note="baseline: the same read without checkpoints")
             res.add(f"cold models:log -n 20, {n:,} versions, {label} (s)", sec, sec_none, "s",
                     target="<= 3 s" if largest else "", met=(sec <= 3) if largest else None)
+        for what in ("log", "show"):
+            res.add(f"warm models:{what}, {n:,} versions (s)", r["warm"][what], None, "s",
+                    target="<= 0.5 s", met=r["warm"][what] <= 0.5,
+                    note=f"whole process, index in the cache; CPU {r['warm'][what + '_cpu']:.2f} s")
         res.add(f"checkpoint of {n:,} versions (size)", r["checkpoint_bytes"], None, "B",
                 note=f"made by 'roro checkpoint' in {r['checkpoint_seconds']} s")
     sizes = sorted(found)
@@ -887,6 +891,87 @@ def bench_cold(ctx: dict[str, Any], res: Results) -> None:
                 "s", target="<= 2x the smaller", met=large / small <= 2,
                 note="baseline: the smallest size")
     res.details["cold"] = found
+
+
+#: MLflow for issue 17's comparison, in its own virtual environment (created on first use;
+#: ``RORO_BENCH_MLFLOW_VENV`` names another). mlflow-skinny holds the tracking client and the
+#: artifact stores, which is all the comparison uses.
+MLFLOW_VERSION = "3.17.2"
+MLFLOW_VENV = os.environ.get("RORO_BENCH_MLFLOW_VENV") or os.path.join(
+    os.path.expanduser("~"), ".cache", "roro-bench", f"mlflow-{MLFLOW_VERSION}")
+
+
+def mlflow_python() -> str:
+    python = os.path.join(MLFLOW_VENV, "bin", "python")
+    if not os.path.exists(python):
+        print(f"  (creating MLflow {MLFLOW_VERSION}'s venv in {MLFLOW_VENV})", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", MLFLOW_VENV], check=True)
+        subprocess.run([python, "-m", "pip", "install", "-q", f"mlflow-skinny=={MLFLOW_VERSION}",
+                        "cloudpickle", "numpy", "boto3"], check=True)
+    return python
+
+
+def mlflow_child(op: str, **args: Any) -> dict[str, Any]:
+    env = {**ENV, **args.pop("env", {})}
+    env.pop("PYTHONPATH", None)  # MLflow's venv sees nothing of roro
+    out = subprocess.run([mlflow_python(), os.path.join(HERE, "mlflow_child.py"), op,
+                          json.dumps(args)], env=env, check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_args(runs: int, size: int, store: str, seed: int | None = None,
+             cache: str | None = None) -> Callable[[int], dict[str, Any]]:
+    """Arguments of run i of a roro child: seeds ``seed + i``; with ``cache``, a new cache
+    ``cache-i`` each run (so a load from S3 downloads)."""
+    args = [{"size": size, "store": store, **({"seed": seed + i} if seed else {}),
+             "env": {"RORO_CACHE_DIR": f"{cache}-{i}"} if cache else {}} for i in range(runs)]
+    return args.__getitem__
+
+
+def bench_mlflow(ctx: dict[str, Any], res: Results) -> None:
+    """roro against MLflow's artifact store on the same model, a folder and SeaweedFS: save =
+    cloudpickle.dump to a file + ``log_artifact`` in a new run; load = ``download_artifacts`` +
+    cloudpickle.load (MLflow verifies nothing; roro verifies every byte). Medians of
+    ``big_runs``; ratios are MLflow's time / roro's (> 1: roro is faster)."""
+    from support.s3servers import create_bucket
+    size, tmp, runs = ctx["sizes"]["big"], ctx["tmp"], ctx["sizes"]["big_runs"]
+    mb = size / MiB
+    label = f"{mb:.0f} MiB"
+    out: dict[str, Any] = {}
+    endpoint = ctx["endpoint"]()
+    bucket = create_bucket(endpoint)
+    places = {
+        "folder": ({"artifacts": "file://" + os.path.join(tmp, "mlflow-artifacts")},
+                   os.path.join(tmp, "mlflow-roro-store"), False),
+        "SeaweedFS": ({"artifacts": f"s3://{bucket}/mlflow",
+                       "env": {"MLFLOW_S3_ENDPOINT_URL": endpoint}},
+                      f"s3://{bucket}/roro", True),
+    }
+    for place, (where, store, remote) in places.items():
+        tracking = "file://" + os.path.join(tmp, f"mlruns-{place}")
+        base = {**where, "tracking": tracking, "size": size, "tmp": tmp,
+                "env": {"MLFLOW_ALLOW_FILE_STORE": "true", **where.get("env", {})}}
+        saves = [mlflow_child("mlflow-save", **{**base, "seed": 200 + i}) for i in range(runs)]
+        loads = [mlflow_child("mlflow-load", **{**base, "run_id": saves[-1]["run_id"]})
+                 for _ in range(runs)]
+        ml_save, ml_load = (sorted(r, key=lambda x: x["seconds"])[runs // 2]
+                            for r in (saves, loads))
+
+        cache = os.path.join(tmp, "cache-mlflow") if remote else None
+        roro_save = median_run(runs, "roro-save", each=run_args(
+            runs, size, store, seed=300, cache=cache and cache + "-save"))
+        roro_load = median_run(runs, "roro-load", each=run_args(
+            runs, size, store, cache=cache and cache + "-load"))
+        for what, ml, ro in (("save", ml_save, roro_save), ("load", ml_load, roro_load)):
+            ratio = ml["seconds"] / ro["seconds"]
+            res.add(f"big {what}, {place}, vs MLflow {MLFLOW_VERSION} ({label})",
+                    mb / ro["seconds"], mb / ml["seconds"], "MiB/s", ratio=ratio,
+                    target="> 1x", met=ratio > 1,
+                    note="baseline: MLflow's artifact store (log_artifact / download_artifacts"
+                         " + cloudpickle); roro verifies what it loads, MLflow does not")
+        out[place] = {"mlflow_save": ml_save, "mlflow_load": ml_load, "roro_save": roro_save,
+                      "roro_load": roro_load}
+    res.details["mlflow"] = out
 
 
 BENCHMARKS: dict[str, Callable[[dict[str, Any], Results], None]] = {
@@ -903,6 +988,7 @@ BENCHMARKS: dict[str, Callable[[dict[str, Any], Results], None]] = {
     "big_s3": bench_big_s3,
     "sync": bench_sync,
     "cold": bench_cold,
+    "mlflow": bench_mlflow,
 }
 
 
@@ -933,6 +1019,10 @@ def main() -> int:
     mode.add_argument("--full", dest="mode", action="store_const", const="full")
     parser.add_argument("--only", help="comma-separated benchmark names: " + ", ".join(BENCHMARKS))
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument("--big", metavar="MIB", type=int,
+                        help="the big model's size in MiB (e.g. 10240 for issue 17's 10 GiB run)")
+    parser.add_argument("--big-runs", metavar="N", type=int,
+                        help="runs of each big save and load (medians of N; 1 for 10 GiB)")
     opts = parser.parse_args()
     opts.mode = opts.mode or "quick"
     names = opts.only.split(",") if opts.only else list(BENCHMARKS)
@@ -969,7 +1059,12 @@ def main() -> int:
     subprocess.run([sys.executable, "-m", "compileall", "-q", os.path.join(ROOT, "roro")],
                    check=True, env={k: v for k, v in ENV.items()
                                     if k != "PYTHONDONTWRITEBYTECODE"})
-    ctx: dict[str, Any] = {"sizes": SIZES[opts.mode], "tmp": tmp, "endpoint": endpoint}
+    sizes = dict(SIZES[opts.mode])
+    if opts.big:
+        sizes["big"] = opts.big * MiB
+    if opts.big_runs:
+        sizes["big_runs"] = opts.big_runs
+    ctx: dict[str, Any] = {"sizes": sizes, "tmp": tmp, "endpoint": endpoint}
     results = Results()
     started = time.perf_counter()
     info = machine()

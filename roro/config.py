@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .environment import config_dir, roro_home
-from .errors import ConfigError
+from .errors import ConfigError, InvalidArgumentError
 from .names import validate_name
 from .policy import use_pins
 from .signing import is_fingerprint
@@ -267,12 +267,17 @@ def pinned_keys(url: str) -> set[str]:
     return out
 
 
+def check_fingerprint(fingerprint: str) -> None:
+    """InvalidArgumentError unless ``fingerprint`` is a key fingerprint."""
+    if not is_fingerprint(fingerprint):
+        raise InvalidArgumentError(f"{fingerprint!r} is not a key fingerprint (SHA256:… as "
+                                   f"'roro keys:list' and 'roro policy:show' print it)")
+
+
 def add_pin(url: str, fingerprint: str) -> str:
     """Pin ``fingerprint`` for the store at ``url`` in the user configuration; its path."""
     import yaml  # PyYAML: only when a pin is written
-    if not is_fingerprint(fingerprint):
-        raise ConfigError(f"{fingerprint!r} is not a key fingerprint (SHA256:… as 'roro "
-                          f"keys:list' and 'roro policy:show' print it)")
+    check_fingerprint(fingerprint)
     data = load_user_config()
     pins = data.setdefault("pins", {})
     if not isinstance(pins, dict):

@@ -35,6 +35,21 @@ MAX_KEYS = 10_000
 _INT_LIMIT = 2**63
 
 
+def json_kind(value: Any) -> str:
+    """The JSON type of a value: ``null``, ``bool``, ``number``, ``string``, ``list`` or
+    ``object`` (a bool is no number, though Python's bool is an int). The web UI, the query
+    compiler and its hints each name these in their own words."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "list" if isinstance(value, list) else "object"
+
+
 def validate_key(key: object) -> str:
     if not isinstance(key, str) or not key:
         raise InvalidMetadataError(f"invalid metadata key {key!r}: expected a non-empty string")

@@ -92,6 +92,14 @@ def test_a_forged_move_is_rejected_by_every_reader_naming_the_event(team, store_
     doc = json.loads(run("models:history", "m:production", "--json", store=store_url).stdout)
     assert [r["seq"] for r in doc["rejected"]] == [seq]
     assert "unsigned move of the protected tag" in doc["rejected"][0]["reason"]
+    # the web UI's repository page lists it too
+    from starlette.testclient import TestClient
+
+    from roro.ui.app import create_app
+    page = TestClient(create_app(roro.Project("default", store_url)),
+                      base_url="http://127.0.0.1:8765").get("/p/default/r/m/").text
+    assert "Rejected by the store policy" in page and f"event {seq}:" in page
+    assert "unsigned move of the protected tag" in page
     # fsck
     report = fsck(Store(store_url))
     found = [p for p in report.problems if p.kind == "rejected-event"]
@@ -352,7 +360,7 @@ def test_pins_per_remote_and_in_roro_yml(store_url, keys, tmp_path, monkeypatch)
     assert json.loads(r.stdout)["store"] == Store(store_url).url
     assert pinned_keys(Store(store_url).url) == {keys["bob"]}
     assert run("trust:pin", keys["bob"], "--remote", "nope", ok=False).exit_code == 1
-    assert run("trust:pin", "not-a-fingerprint", ok=False).exit_code == 1
+    assert run("trust:pin", "not-a-fingerprint", ok=False).exit_code == 2  # a bad value
     (work / "roro.yml").write_text(yaml.safe_dump({"trust": {"keys": [keys["alice"]]}}))
     assert pinned_keys("s3://elsewhere/x") == {keys["alice"]}  # trust: keys pins every store
     roro.Project("default", store_url).get_model_repository("m").new_image({"w": 1}).save()

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..config import add_pin, resolve_store
+from ..config import add_pin, check_fingerprint, resolve_store
 from ..errors import ConfigError, NotFoundError
 from . import render
 from .render import json_option
@@ -181,6 +181,7 @@ def trust_pin(ctx: click.Context, fingerprint: str, remote: str | None, as_json:
     store URL). A pinned reader refuses a policy another key owns, and one that went missing
     or got shorter since it last read it."""
     state: CliState = ctx.obj
+    check_fingerprint(fingerprint)  # bad input first, before the store is looked for
     if remote is not None:
         if remote not in state.settings.remotes:
             raise ConfigError(f"no remote named {remote!r} in roro.yml (remotes: "

@@ -145,13 +145,7 @@ def parse_index(data: bytes, digest: str, size: int | None = None) -> ChunkIndex
 def read_index(objects: ObjectStore, digest: str, size: int | None = None) -> ChunkIndex:
     """The chunk index ``digest`` of a blob of ``size`` bytes, verified (NotFoundError if missing,
     IntegrityError if corrupt or malformed)."""
-    try:
-        data = objects.read(digest, MAX_INDEX_SIZE)
-    except TooLargeError as e:
-        raise IntegrityError(f"object {digest} is not a valid chunk index: it is {e.size} bytes, "
-                             f"more than the {MAX_INDEX_SIZE} an index may hold",
-                             digest=digest) from None
-    return parse_index(data, digest, size)
+    return parse_index(objects.read_as(digest, MAX_INDEX_SIZE, "chunk index"), digest, size)
 
 
 def index_of(entry: dict[str, Any]) -> tuple[str, int] | None:

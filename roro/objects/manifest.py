@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING, Any
 from ..digests import parse_digest
 from ..errors import IntegrityError, NotFoundError
 from ..names import check_attachment_path
-from ..storage import TooLargeError
 from .canonical import loads
 from .chunks import MAX_INDEX_SIZE, index_of, read_index
 
@@ -148,12 +147,7 @@ def read_manifest(objects: ObjectStore, digest: str,
     if known is not None:
         data = known
     else:
-        try:
-            data = objects.read(digest, MAX_MANIFEST_SIZE)
-        except TooLargeError as e:
-            raise IntegrityError(f"object {digest} is not a valid image manifest: it is {e.size} "
-                                 f"bytes, more than the {MAX_MANIFEST_SIZE} a manifest may hold",
-                                 digest=digest) from None
+        data = objects.read_as(digest, MAX_MANIFEST_SIZE, "image manifest")
     return parse_manifest(data, digest), data
 
 

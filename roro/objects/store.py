@@ -17,7 +17,7 @@ from typing import Any, BinaryIO, cast
 from ..digests import digest_bytes, digest_of_hasher, digest_stream, new_hasher, parse_digest
 from ..errors import IntegrityError, NotFoundError
 from ..localfs import quiet_unlink, write_failure
-from ..storage import Backend, IrregularKeyError, KeyInfo, KeyNotFoundError
+from ..storage import Backend, IrregularKeyError, KeyInfo, KeyNotFoundError, TooLargeError
 from ..storage.layout import OBJECTS_PREFIX, digest_from_object_key, object_key
 from .canonical import canonical_json, loads
 from .chunks import (
@@ -210,6 +210,17 @@ class ObjectStore:
         if self.cache is not None:
             self.cache.write(digest, data)
         return data
+
+    def read_as(self, digest: str, max_size: int, what: str) -> bytes:
+        """:meth:`read` of an object that must be a ``what`` (``image manifest``, ``chunk
+        index``) of at most ``max_size`` bytes: a bigger one is an IntegrityError saying it is
+        no valid ``what``, without reading it."""
+        try:
+            return self.read(digest, max_size)
+        except TooLargeError as e:
+            raise IntegrityError(f"object {digest} is not a valid {what}: it is {e.size} bytes, "
+                                 f"more than the {max_size} bytes allowed",
+                                 digest=digest) from None
 
     def read_json(self, digest: str) -> Any:
         data = self.read(digest)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ..metadata import json_kind
 from ..suggest import did_you_mean
 from . import Query, Value
 
@@ -14,14 +15,11 @@ _KIND = {"integer": "numbers", "real": "numbers", "text": "strings", "true": "bo
          "false": "booleans", "null": "nulls", "object": "objects", "array": "lists"}
 
 
+_PLURAL = {"null": "nulls", "bool": "booleans", "number": "numbers", "string": "strings"}
+
+
 def _kind_of(value: Value) -> str:
-    if value is None:
-        return "nulls"
-    if isinstance(value, bool):
-        return "booleans"
-    if isinstance(value, (int, float)):
-        return "numbers"
-    return "strings"
+    return _PLURAL[json_kind(value)]
 
 
 def _literal(value: Value) -> str:

@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..metadata import json_kind
 from ..names import LATEST
 from .evaluate import Record, evaluate
 from .patterns import GLOB_MAX_PATTERN, LIKE_FUNCTION, glob_pattern, sql_like
@@ -36,13 +37,9 @@ _META_KEY = "SELECT 1 FROM json_each(v.metadata) AS j WHERE j.key = ?"
 
 
 def _literal_kind(value: Value) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, (int, float)):
-        return "number"
-    return "text"
+    """A literal's kind in SQLite's words (``text``, not ``string``)."""
+    found = json_kind(value)
+    return "text" if found == "string" else found
 
 
 def _path_safe(key: str) -> bool:

@@ -20,6 +20,7 @@ from ..names import LATEST, validate_attachment_name, validate_name, validate_ta
 from ..objects.canonical import canonical_json
 from ..query import parse
 from ..refs import list_projects
+from ..repository import rejected_text
 from ..storage import TooLargeError
 from .links import Links
 from .render import markdown, plot_svg
@@ -233,11 +234,13 @@ def repository(project: Project, links: Links, name: str, *, q: str | None = Non
     state = {"q": q, "sort": sort, "order": "asc" if not descending else "desc", "cols": cols,
              "custom_cols": custom}
     summary = index.repository_summary(project.name, repo.name)
+    rejected = [{"seq": r["seq"], "what": rejected_text(r), "reason": r["reason"]}
+                for r in repo.rejected_events()]
     return Page("repository.html", _base(
         project, links, repo.name, repo=repo.name, rows=table, cols=cols, keys=keys, state=state,
         error=error, next_cursor=next_cursor, page_no=page_no, summary=summary,
         numeric_keys=[k for k, numeric in keys if numeric],
-        tags=index.tags(project.name, repo.name), first_page=cursor is None))
+        tags=index.tags(project.name, repo.name), first_page=cursor is None, rejected=rejected))
 
 
 # -- one version -----------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from urllib.parse import unquote
 import jinja2
 from markupsafe import Markup, escape
 
+from ..metadata import json_kind
 from ..units import format_bytes
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -88,17 +89,14 @@ def short(value: Any, width: int = 60) -> str:
     return text if len(text) <= width else text[:width - 1] + "…"
 
 
+#: CSS classes of the JSON kinds (roro/ui/static's colours).
+_CSS_CLASS = {"number": "num", "string": "str", "object": "obj"}
+
+
 def kind(value: Any) -> str:
     """The JSON type of a value, as a CSS class."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, (int, float)):
-        return "num"
-    if isinstance(value, str):
-        return "str"
-    return "list" if isinstance(value, list) else "obj"
+    found = json_kind(value)
+    return _CSS_CLASS.get(found, found)
 
 
 def human_time(ts: str | None) -> str:
