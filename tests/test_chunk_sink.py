@@ -67,6 +67,11 @@ PATTERNS = {
     "window then big": [1000] * 300 + [6 * MiB] + [999] * 50 + [4 * MiB],
     "threshold then big": [65536, 4 * MiB + 1],
     "odd": [1, 65535, 1, 70001, 4 * MiB, 1, 4 * MiB, 12345],
+    "empty writes": [0, 70000, 0, 4 * MiB, 0, 0, 10],
+    # a seeded mix of every kind: empty, tiny, frame-sized, and in-place writes
+    "random": [int(n) for n in np.random.default_rng(17).choice(
+        [0, 1, 99, 4096, 65536, 200_000, 4 * MiB, 5 * MiB + 3], size=40,
+        p=[.05, .15, .15, .2, .2, .15, .05, .05])],
 }
 
 
