@@ -10,6 +10,7 @@ is published fails the save cleanly (its bytes were not kept), and a rerun write
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import warnings
@@ -188,6 +189,32 @@ def test_a_full_disk_mid_save_fails_in_one_line_and_leaves_no_thread(tmp_path):
 G_MIN = 6.0
 
 
+def deleted_and_old(url: str, model, fmt: str = "cloudpickle") -> None:
+    """p/m: v1 small, v2 ``model`` (chunked) deleted, every object older than the grace period:
+    v2's chunks are gc candidates a new save of ``model`` finds stored and old."""
+    repo = Project("p", store=url).get_model_repository("m")
+    repo.new_image({"v": 1}).save()
+    repo.new_image(model, format=fmt).save()
+    repo.delete_version(2)
+    age_all_objects(Store(url), 3 * G_MIN)
+
+
+@contextlib.contextmanager
+def gc_at_first_check(url: str):
+    """A whole gc runs when the save has looked at its first present object (no marker yet)."""
+    ran: list = []
+
+    def handler(name: str) -> None:
+        if name == "reuse:after-check" and not ran:
+            ran.append(gc(Store(url), grace_seconds=G_MIN))
+
+    previous = set_crash_handler(handler)
+    try:
+        yield ran
+    finally:
+        set_crash_handler(previous)
+
+
 def test_a_chunk_gc_collects_before_publish_fails_the_save_cleanly_and_a_rerun_writes_it(
         tmp_path, monkeypatch):
     """The save finds the chunks of a deleted version stored and old; a gc runs right after it
@@ -196,24 +223,10 @@ def test_a_chunk_gc_collects_before_publish_fails_the_save_cleanly_and_a_rerun_w
     next save writes the chunks again."""
     monkeypatch.setenv("RORO_GC_MIN_GRACE", str(G_MIN))
     url = make_store_url("folder", tmp_path)
-    repo = Project("p", store=url).get_model_repository("m")
     model = {"w": np.random.default_rng(3).random(MiB // 4)}  # 2 MiB: ~128 chunks
-    repo.new_image({"v": 1}).save()
-    repo.new_image(model).save()
-    repo.delete_version(2)
-    age_all_objects(Store(url), 3 * G_MIN)
-    ran = []
-
-    def handler(name: str) -> None:
-        if name == "reuse:after-check" and not ran:
-            ran.append(gc(Store(url), grace_seconds=G_MIN))
-
-    previous = set_crash_handler(handler)
-    try:
-        with pytest.raises(ChunkLostError) as e:
-            Project("p", store=url).get_model_repository("m").new_image(model).save()
-    finally:
-        set_crash_handler(previous)
+    deleted_and_old(url, model)
+    with gc_at_first_check(url) as ran, pytest.raises(ChunkLostError) as e:
+        Project("p", store=url).get_model_repository("m").new_image(model).save()
     assert len(ran) == 1 and len(ran[0].deleted) > 100
     message = str(e.value)
     assert "\n" not in message and "nothing was published" in message and "chunk sha256:" in message
@@ -240,25 +253,12 @@ def test_a_format_read_from_its_file_keeps_a_spool_and_a_lost_chunk_is_written_a
     the save succeeds, and the spool is gone afterwards."""
     monkeypatch.setenv("RORO_GC_MIN_GRACE", str(G_MIN))
     url = make_store_url("folder", tmp_path)
-    repo = Project("p", store=url).get_model_repository("m")
     tensors = {"a": np.random.default_rng(4).random(MiB // 4), "b": np.arange(10.0)}
-    repo.new_image({"v": 1}).save()
-    repo.new_image(tensors, format="safetensors").save()
-    repo.delete_version(2)
-    age_all_objects(Store(url), 3 * G_MIN)
-    ran = []
-
-    def handler(name: str) -> None:
-        if name == "reuse:after-check" and not ran:
-            ran.append(gc(Store(url), grace_seconds=G_MIN))
-
-    previous = set_crash_handler(handler)
-    try:
+    deleted_and_old(url, tensors, "safetensors")
+    with gc_at_first_check(url) as ran:
         image = Project("p", store=url).get_model_repository("m").new_image(
             tensors, format="safetensors")
         image.save()
-    finally:
-        set_crash_handler(previous)
     assert len(ran) == 1 and len(ran[0].deleted) > 100
     assert image.version == 3 and "chunks" in image.manifest["model"]
     assert "summary" in image.manifest["model"]
