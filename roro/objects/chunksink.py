@@ -143,23 +143,37 @@ class ChunkSink:
         if len(view) >= self._in_place:
             self._cut_in_place(view)
             return
+        size = max(WINDOW, 2 * self._params.max)
         at = 0
         while at < len(view):
-            take = min(len(view) - at, WINDOW - len(self._window))
+            take = min(len(view) - at, size - len(self._window))
             self._window += view[at:at + take]
             at += take
-            if len(self._window) >= WINDOW:
+            if len(self._window) >= size:
                 self._cut_window(final=False)
 
+    def _final_cuts(self, buf: memoryview, final: bool) -> tuple[list[tuple[int, int]], int]:
+        """The chunks of ``buf`` that are cut exactly where a cut of the whole blob would cut
+        them, and the offset where the rest (the unfinished chunk, less than one max chunk)
+        starts. FastCDC's cut of a chunk depends on the bytes up to one max chunk past its
+        start (fewer change its masks), so a chunk starting less than one max chunk before the
+        end of ``buf`` is final only at the end of the blob (``final``)."""
+        cuts, at = [], 0
+        for c in self._cdc.cut_buf(buf):  # lazily: stops at the first unfinished chunk
+            if not final and len(buf) - c.offset < self._params.max:
+                break
+            cuts.append((c.offset, c.length))
+            at = c.offset + c.length
+        return cuts, at
+
     def _cut_window(self, final: bool) -> None:
-        """Cut the window; store its final chunks (all of them if ``final``); its last chunk
-        starts a fresh window (the old one lives on in the chunks being stored)."""
+        """Cut the window; store its final chunks (all of them if ``final``); the rest starts
+        a fresh window (the old one lives on in the chunks being stored)."""
         window, self._window = self._window, bytearray()
         whole = memoryview(window)
-        cuts = [(c.offset, c.length) for c in self._cdc.cut_buf(whole)]
-        if not final and cuts:
-            last_at, _ = cuts.pop()
-            self._window = bytearray(whole[last_at:])
+        cuts, rest = self._final_cuts(whole, final)
+        if rest < len(window):
+            self._window = bytearray(whole[rest:])
         for i, (at, length) in enumerate(cuts):
             # The window's memory is counted with its last chunk: freed when that one settles.
             self._submit(whole[at:at + length], len(window) if i == len(cuts) - 1 else 0)
@@ -168,31 +182,36 @@ class ChunkSink:
         """Cut a big write (at least one max chunk) where it lies; every store and hash that
         reads its memory has finished before this returns (the caller may reuse that memory)."""
         start = 0
-        if len(self._window) > self._params.max:
-            self._cut_window(final=False)  # leaves one unfinished chunk (at most one max chunk)
+        if len(self._window) >= self._params.max:
+            self._cut_window(final=False)  # leaves less than one max chunk
         if self._window:
-            # The unfinished chunk starts in the window: it ends within one max chunk of there,
-            # so within the window plus the write's first max chunk (a copy of that much).
+            # The chunks that start in the window end within one max chunk of their start:
+            # they are cut from a copy of the window and the write's first max chunk.
+            self._settle_all()  # the windows in flight first: at most ~2 max chunks held
             kept = len(self._window)
             window, self._window = self._window + view[:self._params.max], bytearray()
             whole = memoryview(window)
-            first = next(iter(self._cdc.cut_buf(whole)))
-            if first.length < kept:  # the first window, never cut yet: cut it, then go on
-                self._window = window[:kept]
-                self._cut_window(final=False)
-                self._cut_in_place(view)
-                return
-            self._submit(whole[:first.length], len(window))
-            start = first.length - kept
+            for c in self._cdc.cut_buf(whole):  # every chunk starting in the window is final
+                if c.offset >= kept:
+                    break
+                self._submit(whole[c.offset:c.offset + c.length], 0)
+                start = c.offset + c.length - kept
+            self._window_bytes += len(window)  # freed when every chunk has settled (below)
         rest = view[start:]
-        held: tuple[int, int] | None = None  # the latest cut: final once another follows it
+        held: tuple[int, int] | None = None  # the latest final cut: stored once the next is cut
+        tail = 0
         for c in self._cdc.cut_buf(rest):  # lazily: chunk 1 is stored while chunk 2 is cut
+            if len(rest) - c.offset < self._params.max:
+                break  # unfinished: it goes on in the next write
             if held is not None:
                 self._submit(rest[held[0]:held[0] + held[1]], 0)
             held = (c.offset, c.length)
+            tail = c.offset + c.length
         if held is not None:
-            self._window = bytearray(rest[held[0]:])
+            self._submit(rest[held[0]:held[0] + held[1]], 0)
+        self._window = bytearray(rest[tail:])
         self._settle_all()  # nobody reads the caller's memory once this returns
+        self._window_bytes = 0
 
     def _submit(self, chunk: memoryview, frees: int) -> None:
         assert self._pool is not None and self._hash is not None
