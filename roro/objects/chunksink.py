@@ -154,13 +154,14 @@ class ChunkSink:
 
     def _final_cuts(self, buf: memoryview, final: bool) -> tuple[list[tuple[int, int]], int]:
         """The chunks of ``buf`` that are cut exactly where a cut of the whole blob would cut
-        them, and the offset where the rest (the unfinished chunk, less than one max chunk)
-        starts. FastCDC's cut of a chunk depends on the bytes up to one max chunk past its
-        start (fewer change its masks), so a chunk starting less than one max chunk before the
-        end of ``buf`` is final only at the end of the blob (``final``)."""
+        them, and the offset where the rest (the unfinished chunk, at most one max chunk)
+        starts. FastCDC scans a chunk's bytes in order with masks that more bytes after the
+        buffer's end never change before the point where it cuts, so every chunk that ends
+        before the end of ``buf`` (a cut point, or one max chunk) is final; the one that ends
+        at its end is final only at the end of the blob (``final``)."""
         cuts, at = [], 0
-        for c in self._cdc.cut_buf(buf):  # lazily: stops at the first unfinished chunk
-            if not final and len(buf) - c.offset < self._params.max:
+        for c in self._cdc.cut_buf(buf):
+            if not final and c.offset + c.length == len(buf):
                 break
             cuts.append((c.offset, c.length))
             at = c.offset + c.length
@@ -185,8 +186,8 @@ class ChunkSink:
         if len(self._window) >= self._params.max:
             self._cut_window(final=False)  # leaves less than one max chunk
         if self._window:
-            # The chunks that start in the window end within one max chunk of their start:
-            # they are cut from a copy of the window and the write's first max chunk.
+            # A chunk that starts in the window ends within one max chunk of its start, so
+            # before the end of a copy of the window and the write's first max chunk: final.
             self._settle_all()  # the windows in flight first: at most ~2 max chunks held
             kept = len(self._window)
             window, self._window = self._window + view[:self._params.max], bytearray()
@@ -201,8 +202,8 @@ class ChunkSink:
         held: tuple[int, int] | None = None  # the latest final cut: stored once the next is cut
         tail = 0
         for c in self._cdc.cut_buf(rest):  # lazily: chunk 1 is stored while chunk 2 is cut
-            if len(rest) - c.offset < self._params.max:
-                break  # unfinished: it goes on in the next write
+            if c.offset + c.length == len(rest):
+                break  # unfinished (see _final_cuts): it goes on with the next write
             if held is not None:
                 self._submit(rest[held[0]:held[0] + held[1]], 0)
             held = (c.offset, c.length)
