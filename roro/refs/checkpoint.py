@@ -174,24 +174,28 @@ def decode(data: bytes, digest: str, project: str, repository: str) -> Checkpoin
             raise bad("its parent is not a digest") from None
         if not 0 <= header["parent_start"] < start:
             raise bad("its parent's range does not end where it starts")
-    records: list[bytes] = []
     pos = end + 1
-    count = header["events"] + header["manifests"]
-    for i in range(count):
-        if pos + 4 > len(raw):
-            raise bad("it is truncated")
-        (n,) = _LEN.unpack_from(raw, pos)
-        pos += 4
-        if n > (MAX_EVENT_SIZE if i < header["events"] else MAX_MANIFEST_SIZE) \
-                or pos + n > len(raw):
-            raise bad(f"record {i} is too large or truncated")
-        records.append(raw[pos:pos + n])
-        pos += n
-    if pos != len(raw):
+    size = len(raw)
+    unpack = _LEN.unpack_from
+    parts: list[list[bytes]] = []
+    for first, count, most in ((0, header["events"], MAX_EVENT_SIZE),
+                               (header["events"], header["manifests"], MAX_MANIFEST_SIZE)):
+        records: list[bytes] = []
+        append = records.append
+        for i in range(first, first + count):
+            if pos + 4 > size:
+                raise bad("it is truncated")
+            (n,) = unpack(raw, pos)
+            pos += 4
+            if n > most or pos + n > size:
+                raise bad(f"record {i} is too large or truncated")
+            append(raw[pos:pos + n])
+            pos += n
+        parts.append(records)
+    if pos != size:
         raise bad("it holds more than its header says")
-    events = records[:header["events"]]
     return Checkpoint(project, repository, start, stop, parent, header["parent_start"],
-                      events, records[header["events"]:])
+                      parts[0], parts[1])
 
 
 class Pointer(NamedTuple):

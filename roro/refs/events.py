@@ -32,6 +32,7 @@ only for the events they serve, and ``roro verify`` and fsck for all.
 from __future__ import annotations
 
 import hashlib
+import re
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -189,8 +190,65 @@ def verify_event(event: Event, repository: str) -> Any:
 _SPECS: dict[str, FieldTypes] = {t: {**_COMMON, **fields} for t, fields in EVENT_TYPES.items()}
 
 
+# The fast path of parse_event: the exact canonical bytes of the unsigned ``version`` and ``tag``
+# events roro writes (version 1), for strings without any JSON escape (an unescaped string with
+# no '"', '\\' or control character is canonical as it stands) and small non-negative numbers.
+# What matches is an event the full parser accepts, with the same fields; anything else, valid or
+# not, is left to the full parser (tests/test_events_fast.py compares both on valid, unusual and
+# corrupted events).
+_STR = r'"([^"\\\x00-\x1f]*)"'
+_DIGEST = r'sha256:[0-9a-f]{64}'
+_INT = r'(0|[1-9][0-9]{0,17})'
+_PREV = r'(?:null|"(' + _DIGEST + r')")'
+_FAST_VERSION = re.compile(
+    r'\{"author":' + _STR + r',"comment":' + _STR + r',"image":"(' + _DIGEST + r')","prev":'
+    + _PREV + r',"seq":' + _INT + r',"time":' + _STR + r',"type":"version","version":' + _INT
+    + r'\}')
+_FAST_TAG = re.compile(
+    r'\{"author":' + _STR + r',"prev":' + _PREV + r',"previous":(?:null|' + _INT + r'),"seq":'
+    + _INT + r',"tag":' + _STR + r',"time":' + _STR + r',"type":"tag","version":(?:null|'
+    + _INT + r')\}')
+
+
+def _parse_fast(raw: bytes, seq: int) -> Event | None:
+    """:func:`parse_event` for the common shapes (see ``_FAST_VERSION``), or None: not one of
+    them (the caller then runs the full parser, which accepts it or says why not)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    m = _FAST_VERSION.fullmatch(text)
+    if m is not None:
+        author, comment, image, prev, at, time, version = m.groups()
+        type_ = "version"
+        payload: dict[str, Any] = {"version": int(version), "image": image, "comment": comment}
+    else:
+        m = _FAST_TAG.fullmatch(text)
+        if m is None:
+            return None
+        author, prev, previous, at, tag, time, version = m.groups()
+        type_ = "tag"
+        payload = {"tag": tag, "version": None if version is None else int(version),
+                   "previous": None if previous is None else int(previous)}
+    if int(at) != seq:
+        return None  # the full parser says why
+    return Event(seq, prev, type_, author, time, payload, raw)
+
+
 def parse_event(raw: bytes, *, repository: str, seq: int) -> Event:
-    """Parse and type-check the bytes of an event stored at ``seq``; IntegrityError if malformed."""
+    """Parse and type-check the bytes of an event stored at ``seq``; IntegrityError if malformed.
+    The common shapes take a fast path (one regular expression); everything else, and every
+    error, the full parser."""
+    if len(raw) <= MAX_EVENT_SIZE:
+        fast = _parse_fast(raw, seq)
+        if fast is not None:
+            return fast
+    return parse_event_fully(raw, repository=repository, seq=seq)
+
+
+def parse_event_fully(raw: bytes, *, repository: str, seq: int) -> Event:
+    """:func:`parse_event` without its fast path: parse the JSON, check every field's type and
+    that the bytes are the canonical form of what they hold."""
     def broken(why: str) -> IntegrityError:
         return IntegrityError(f"ref log of {repository!r} is broken at event {seq}: {why}; "
                               f"run 'roro fsck'", repository=repository, seq=seq)

@@ -65,11 +65,38 @@ UNSORTABLE = b""
 #: ensure_ascii=False)``, with one encoder for every call (``dumps`` with an option builds a new
 #: one each time) and no cycle check (values parsed from JSON have no cycles).
 _COLUMN_JSON = json.JSONEncoder(ensure_ascii=False, check_circular=False)
+# ``encode`` builds a new C encoder at each call (a third of its time for a small dict): the one
+# ``_COLUMN_JSON.encode`` would build, made once (none where the C accelerator is missing).
+_make_c_encoder: Any = getattr(json.encoder, "c_make_encoder", None)
+_C_ENCODER: Any = None if _make_c_encoder is None else _make_c_encoder(
+    None, _COLUMN_JSON.default, json.encoder.encode_basestring, None,
+    _COLUMN_JSON.key_separator, _COLUMN_JSON.item_separator, False, False, True)
+
+
+def _column_json(value: dict[str, Any] | list[Any]) -> str:
+    """``_COLUMN_JSON.encode(value)`` for a dict or a list, faster."""
+    if _C_ENCODER is None:
+        return _COLUMN_JSON.encode(value)
+    return "".join(_C_ENCODER(value, 0))
 Row = dict[str, Any]
 #: A manifest as the index stores it: the parsed manifest and its JSON text.
 Described = tuple[dict[str, Any], str]
-#: What a refresh learnt of each manifest it needed: described, or why it is damaged (a str).
-Manifests = dict[str, "Described | str"]
+
+
+class Manifests(dict[str, "Described | str | bytes"]):
+    """What a refresh learnt of each manifest it needed, by digest: described, or why it is
+    damaged (a str). A manifest the refresh was handed (a writer's own, a checkpoint's) is kept
+    as its bytes until :meth:`get` parses it (read_manifest_or_damage, as when it is read), and
+    is not kept parsed: a cold refresh of 100,000 versions never holds them all parsed at once."""
+
+    objects: ObjectStore | None = None
+
+    def get(self, digest: str, default: Any = None) -> Described | str | None:  # type: ignore[override]
+        found = dict.get(self, digest, default)
+        if isinstance(found, bytes):
+            assert self.objects is not None
+            return _described_or_damage(self.objects, digest, found)
+        return found
 #: The columns of a ``versions`` row that the index derives from the manifest.
 DERIVED = ("metadata", "model_type", "model_size", "size", "attachments", "manifest",
            "model_format")
@@ -939,19 +966,33 @@ def _fetch_manifests(events: list[Event], objects: ObjectStore,
     repository: its value is then the reason (a str), and the index lists the version as
     damaged while every other version stays readable. A failure to read at all (the store
     unreachable) still raises."""
-    digests = sorted({e["image"] for e in events if e.type == "version"})
+    digests = {e["image"] for e in events if e.type == "version"}
 
     def fetch(digest: str) -> tuple[str, Described | str]:
-        found = read_manifest_or_damage(objects, digest, known.get(digest))
-        return digest, found if isinstance(found, str) else (found[0], found[1].decode("utf-8"))
+        return digest, _described_or_damage(objects, digest, None)
 
-    at_hand = [d for d in digests if d in known]  # no read: parsed here, without threads
-    to_read = [d for d in digests if d not in known]
-    found = dict(map(fetch, at_hand))
+    out = Manifests()
+    out.objects = objects
+    to_read = []
+    for digest in digests:
+        data = known.get(digest)
+        if data is None:
+            to_read.append(digest)
+        else:
+            out[digest] = data  # no read: parsed when the fold asks for it (Manifests.get)
     if len(to_read) <= 4:
-        return {**found, **dict(map(fetch, to_read))}
-    with ThreadPoolExecutor(PARALLEL_READS) as pool:
-        return {**found, **dict(pool.map(fetch, to_read))}
+        out.update(map(fetch, to_read))
+    else:
+        with ThreadPoolExecutor(PARALLEL_READS) as pool:
+            out.update(pool.map(fetch, to_read))
+    return out
+
+
+def _described_or_damage(objects: ObjectStore, digest: str,
+                         known: bytes | None) -> Described | str:
+    """:func:`read_manifest_or_damage`, the manifest's bytes as text."""
+    found = read_manifest_or_damage(objects, digest, known)
+    return found if isinstance(found, str) else (found[0], found[1].decode("utf-8"))
 
 
 def _view(conn: sqlite3.Connection, project: str, name: str,
@@ -1135,7 +1176,8 @@ class _FreshView:
         self.keys: dict[int, list[tuple[str, Any]]] = {}  # of each live described version
         self.tags: dict[str, int] = {}
         self.tag_events: list[tuple[Any, ...]] = []
-        self.repo: list[Any] = []  # the repositories row, once advanced
+        self.last: Event | None = None  # the event last advanced to
+        self.created: str | None = None  # the time of the first event
         self.closed: list[Any] = [None, None, None, None, None]  # status … closed_by
 
     @property
@@ -1196,9 +1238,9 @@ class _FreshView:
 
     def advance(self, event: Event, max_version: int) -> None:
         self.last_seq, self.last_hash, self.max_version = event.seq, event.hash, max_version
-        created = self.repo[-1] if self.repo else event.time
-        self.repo = [self.last_seq, self.last_hash, self.max_version, event.time, event.md5,
-                     created]
+        if self.last is None:
+            self.created = event.time
+        self.last = event  # the row is made by flush (one MD5, not one per event)
         self.exists = True
 
     def close(self, event: Event) -> None:
@@ -1223,14 +1265,16 @@ class _FreshView:
 
     def flush(self) -> None:
         """Write the rows (inside the caller's transaction)."""
-        if not self.repo:
+        last = self.last
+        if last is None:
             return
         p, n = self.project, self.name
         self.conn.execute(
             "INSERT INTO repositories (project, name, last_seq, last_hash, max_version, updated, "
             "last_md5, created, status, renamed_to, closed_seq, closed_time, closed_by, "
             "policy_head) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [p, n, *self.repo, *self.closed, self.policy_head])
+            [p, n, self.last_seq, self.last_hash, self.max_version, last.time, last.md5,
+             self.created, *self.closed, self.policy_head])
         self.conn.executemany(
             f"INSERT INTO versions (project, repository, version, image, seq, author, time, "
             f"comment, deleted, {', '.join(DERIVED)}, damaged, signer, signer_key) "
@@ -1262,9 +1306,9 @@ def _described_with_keys(manifest: dict[str, Any],
         keys.append((key, value))
     model, attachments = manifest["model"], manifest["attachments"]
     size = model["size"] + sum(a["size"] for a in attachments)
-    return [queryable_metadata(metadata) if nul else _COLUMN_JSON.encode(metadata),
+    return [queryable_metadata(metadata) if nul else _column_json(metadata),
             model.get("type"), model["size"], size,
-            _COLUMN_JSON.encode(attachments) if attachments else "[]", text,
+            _column_json(attachments) if attachments else "[]", text,
             model_format(manifest)], keys
 
 
@@ -1273,7 +1317,7 @@ def derived_columns(manifest: dict[str, Any], text: str) -> list[Any]:
     size = manifest["model"]["size"] + sum(a["size"] for a in manifest["attachments"])
     return [queryable_metadata(manifest["metadata"]), manifest["model"].get("type"),
             manifest["model"]["size"], size,
-            _COLUMN_JSON.encode(manifest["attachments"]), text,
+            _column_json(manifest["attachments"]), text,
             model_format(manifest)]
 
 
@@ -1300,4 +1344,4 @@ def queryable_metadata(metadata: dict[str, Any]) -> str:
     if any(isinstance(v, str) and "\x00" in v for v in metadata.values()):
         metadata = {k: NUL_STRING_PLACEHOLDER if isinstance(v, str) and "\x00" in v else v
                     for k, v in metadata.items()}
-    return _COLUMN_JSON.encode(metadata)
+    return _column_json(metadata)
