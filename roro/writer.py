@@ -25,6 +25,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -48,6 +49,7 @@ from .names import validate_new_name
 from .objects import SpooledObject
 from .objects.canonical import canonical_json
 from .objects.chunks import CHUNKED_FEATURE, chunk_params, put_chunked
+from .objects.chunksink import ChunkSink
 from .objects.keep import MTIME_SLACK, ReuseGuard, reuse_horizon
 from .objects.manifest import (
     FORMAT,
@@ -430,7 +432,19 @@ def save_model(store: Store, project: str, repository: str, model: Any,
     fmt = choose(model, format)
     store.ensure_initialized()
     guard = reuse_guard(store)
-    spooled = store.objects.spool_writer(lambda w: fmt.dump(model, w))
+    # Cut while pickling: chunks are hashed and stored while the pickler runs (objects/chunksink).
+    sink = ChunkSink(guard, chunk_params(), spool=fmt.summary_from_file,
+                     spool_dir=store.objects.spool_dir(),
+                     on_chunked=lambda: store.require_feature(CHUNKED_FEATURE))
+    small: SpooledObject | None = None
+    try:
+        fmt.dump(model, sink)
+        sink.finish()
+        if not sink.chunked:  # below the threshold: one object, spooled and put as before
+            small = store.objects.spool_writer(lambda w: w.write(sink.small()))
+    except BaseException:
+        sink.abort()  # no thread left; chunks already stored are orphans gc removes
+        raise
     try:
         model_entry: dict[str, Any] = {"type": fmt.model_type(model)}
         if fmt.pickled:
@@ -439,11 +453,14 @@ def save_model(store: Store, project: str, repository: str, model: Any,
                                                                     fmt.pickled)}
         if input_schema is not None:
             contract["input"] = input_schema
-        return _publish_model(store, project, repository, fmt, spooled, model_entry, metadata,
-                              attachments, comment, contract,
+        blob = Blob.of_sink(sink) if small is None else Blob.of_spool(small)
+        return _publish_model(store, project, repository, fmt, blob, model_entry,
+                              metadata, attachments, comment, contract,
                               collect_lineage(model, exclude=store.local_paths()), guard, sign)
     finally:  # the spools live until the version is published: the gc rule may write again
-        spooled.discard()
+        sink.discard()
+        if small is not None:
+            small.discard()
 
 
 def save_file(store: Store, project: str, repository: str, path: str, format: str,
@@ -468,27 +485,53 @@ def save_file(store: Store, project: str, repository: str, path: str, format: st
         raise RoroError(f"cannot read {path!r}: {e.strerror}") from None
     try:
         fmt.check_file(spooled.path)
-        return _publish_model(store, project, repository, fmt, spooled, {}, metadata,
+        return _publish_model(store, project, repository, fmt, Blob.of_spool(spooled), {},
+                              metadata,
                               attachments, comment, None,
                               collect_lineage(None, exclude=store.local_paths()), guard, sign)
     finally:  # the spools live until the version is published: the gc rule may write again
         spooled.discard()
 
 
+@dataclass
+class Blob:
+    """The model's bytes, ready to store: their ``digest`` and ``size``, the file a format's
+    summary is read from (None: no spool was kept), and how to store them into an entry."""
+
+    digest: str
+    size: int
+    path: str | None
+    put: Callable[[Store, ReuseGuard, dict[str, Any]], None]
+
+    @classmethod
+    def of_spool(cls, spooled: SpooledObject) -> Blob:
+        return cls(spooled.digest, spooled.size, spooled.path,
+                   lambda store, guard, entry: store_blob(store, guard, spooled, entry))
+
+    @classmethod
+    def of_sink(cls, sink: ChunkSink) -> Blob:
+        """A chunked blob whose chunks the sink stored: what is left is its chunk index."""
+        def put(store: Store, guard: ReuseGuard, entry: dict[str, Any]) -> None:
+            data = sink.index().data()
+            entry["chunks"] = {"digest": guard.put_bytes(data, look_first=True),
+                               "size": len(data)}
+        return cls(sink.digest, sink.size, sink.spool_path, put)
+
+
 def _publish_model(store: Store, project: str, repository: str, fmt: ModelFormat,
-                   spooled: SpooledObject, model_entry: dict[str, Any],
+                   blob: Blob, model_entry: dict[str, Any],
                    metadata: dict[str, Any], attachments: Sequence[tuple[str, SpooledObject]],
                    comment: str, contract: dict[str, Any] | None,
                    lineage: dict[str, Any], guard: ReuseGuard,
                    sign: bool | str | SigningKey) -> Published:
-    """Store the spooled model, its summary object and the attachments through ``guard`` (the
+    """Store the model, its summary object and the attachments through ``guard`` (the
     gc rule covers each of them), then publish a version 2 manifest (the store records the
     ``manifest-v2`` feature before anything is written)."""
-    summary = fmt.summarize(spooled.path)
+    summary = fmt.summarize(blob.path) if blob.path is not None else None
     store.require_feature(MANIFEST_FEATURE)
-    entry: dict[str, Any] = {"format": fmt.name, "digest": spooled.digest, "size": spooled.size,
+    entry: dict[str, Any] = {"format": fmt.name, "digest": blob.digest, "size": blob.size,
                              **model_entry}
-    store_blob(store, guard, spooled, entry)
+    blob.put(store, guard, entry)
     if summary is not None:
         data = canonical_json(summary)
         entry["summary"] = {"digest": guard.put_bytes(data), "size": len(data)}

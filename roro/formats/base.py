@@ -41,6 +41,8 @@ class ModelFormat:
     pickled: bool = False
     #: The libraries (distribution names) whose versions a model in this format depends on.
     libraries: tuple[str, ...] = ()
+    #: True when ``summarize`` reads the stored file (a save then keeps a spool file of it).
+    summary_from_file: bool = True
 
     def detect(self, obj: Any) -> bool:
         raise NotImplementedError

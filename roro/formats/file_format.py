@@ -12,6 +12,7 @@ class FileFormat(ModelFormat):
     name = "file"
     holds = "bytes, a path or a binary file object"
     pickled = False
+    summary_from_file = False  # summarize() is None: a save keeps no spool file
     libraries: tuple[str, ...] = ()
 
     def detect(self, obj: Any) -> bool:

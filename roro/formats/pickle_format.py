@@ -11,6 +11,7 @@ class CloudpickleFormat(ModelFormat):
     name = "cloudpickle"
     holds = "any Python object"
     pickled = True
+    summary_from_file = False  # summarize() is None: a save keeps no spool file
     libraries: tuple[str, ...] = ()  # the model's own packages: see roro.formats.contract
 
     def detect(self, obj: Any) -> bool:
