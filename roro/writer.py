@@ -49,7 +49,7 @@ from .names import validate_new_name
 from .objects import SpooledObject
 from .objects.canonical import canonical_json
 from .objects.chunks import CHUNKED_FEATURE, chunk_params, put_chunked
-from .objects.chunksink import ChunkSink
+from .objects.chunksink import ChunkLostError, ChunkSink
 from .objects.keep import MTIME_SLACK, ReuseGuard, reuse_horizon
 from .objects.manifest import (
     FORMAT,
@@ -421,10 +421,27 @@ def save_model(store: Store, project: str, repository: str, model: Any,
                comment: str, format: str = "cloudpickle",
                input_schema: dict[str, Any] | None = None,
                sign: bool | str | SigningKey = True) -> Published:
-    """Save ``model`` in ``format`` (a name from :mod:`roro.formats`, or ``auto``; streamed into
-    a hashing spool) with ``metadata`` and already spooled ``attachments`` (``(name, spool)``,
-    sorted by name) as the next version; ``input_schema`` goes into the contract. Signed as
-    :func:`append` says."""
+    """Save ``model`` in ``format`` (a name from :mod:`roro.formats`, or ``auto``; cut into
+    chunks while it is pickled) with ``metadata`` and already spooled ``attachments`` (``(name,
+    spool)``, sorted by name) as the next version; ``input_schema`` goes into the contract.
+    Signed as :func:`append` says. A chunk lost to a concurrent gc before the version was
+    published (:class:`ChunkLostError`: its bytes were not kept) costs one more pass: the model
+    is still in memory, so it is pickled again and the chunk written anew."""
+    for attempt in (1, 2):
+        try:
+            return _save_model_once(store, project, repository, model, metadata, attachments,
+                                    comment, format, input_schema, sign)
+        except ChunkLostError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _save_model_once(store: Store, project: str, repository: str, model: Any,
+                     metadata: dict[str, Any], attachments: Sequence[tuple[str, SpooledObject]],
+                     comment: str, format: str, input_schema: dict[str, Any] | None,
+                     sign: bool | str | SigningKey) -> Published:
+    """One attempt of :func:`save_model`."""
     from .formats import choose  # the format table: only by a save (`import roro` stays cheap)
     from .formats.contract import collect_libraries  # likewise: only by a save
     check_total(metadata)
