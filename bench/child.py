@@ -56,7 +56,13 @@ def main() -> None:
 
         from roro.storage.s3 import S3Backend
         client = s3_client(args["endpoint"])
-        config = S3Backend(f"s3://{args['bucket']}")._transfer_config()
+        # Issue 17's baseline: boto3's default transfer settings (8 MiB parts, 10 threads);
+        # ``"tuned": true`` takes roro's own (64 MiB threshold, 32 MiB parts, 8 threads).
+        if args.get("tuned"):
+            config = S3Backend(f"s3://{args['bucket']}")._transfer_config()
+        else:
+            from boto3.s3.transfer import TransferConfig
+            config = TransferConfig()
         client.head_bucket(Bucket=args["bucket"])  # connection set up outside the measurement
     reset_peak()
     rss_before = status("VmRSS")

@@ -222,12 +222,12 @@ def bench_big_s3(ctx: dict[str, Any], res: Results) -> None:
     r_save = base_up["seconds"] / roro_save["seconds"]
     res.add(f"big save, SeaweedFS ({label})", mb / roro_save["seconds"], mb / base_up["seconds"],
             "MiB/s", ratio=r_save, target=">= 0.8x", met=r_save >= 0.8,
-            note="baseline: upload_file of the pickle (no pickling)")
+            note="baseline: upload_file of the pickle (no pickling), boto3's default TransferConfig")
     full_up = base_dump["seconds"] + base_up["seconds"]
     r_save_full = full_up / roro_save["seconds"]
     res.add(f"big save, SeaweedFS vs dump + upload ({label})", mb / roro_save["seconds"],
             mb / full_up, "MiB/s", ratio=r_save_full, target=">= 0.9x", met=r_save_full >= 0.9,
-            note="baseline: cloudpickle.dump to a file + fsync, then upload_file (medians)")
+            note="baseline: cloudpickle.dump to a file + fsync, then upload_file (boto3 defaults)")
     s3_save_added = roro_save["hwm"] - roro_save["rss_before"]
     res.add("peak RSS added by S3 save", s3_save_added,
             base_up["hwm"] - base_up["rss_before"], "B", target="<= 64 MiB",
@@ -264,13 +264,13 @@ def s3_loads(ctx: dict[str, Any], res: Results, url: str, endpoint: str, bucket:
     r_load = base_down["seconds"] / roro_load["seconds"]
     res.add(f"big load, SeaweedFS ({label})", mb / roro_load["seconds"],
             mb / base_down["seconds"], "MiB/s", ratio=r_load, target=">= 0.8x", met=r_load >= 0.8,
-            note="baseline: download_file (no unpickling)")
+            note="baseline: download_file (no unpickling), boto3's default TransferConfig")
     full_down = base_down["seconds"] + base_unpickle["seconds"]
     r_load_full = full_down / roro_load["seconds"]
     res.add(f"big load, SeaweedFS vs download + load ({label})", mb / roro_load["seconds"],
             mb / full_down, "MiB/s", ratio=r_load_full, target=">= 1.2x",
             met=r_load_full >= 1.2,
-            note="baseline: download_file, then cloudpickle.load (medians); roro verifies")
+            note="baseline: download_file (boto3 defaults), then cloudpickle.load; roro verifies")
     r_streamed = full_down / streamed["seconds"]
     res.add(f"big load, SeaweedFS, not cached, vs download + load ({label})",
             mb / streamed["seconds"], mb / full_down, "MiB/s", ratio=r_streamed, target="",
