@@ -286,7 +286,7 @@ class ObjectStore:
         hashed against ``digest`` (the name it is cached under). The chunks themselves are not
         cached: the file is."""
         import mmap  # only a load of a memory-mapped format needs it
-        import traceback
+        import traceback  # likewise (clear_frames of an error that holds slices of the map)
         with open(path, "r+b") as f:
             f.truncate(index.size)
             if index.size:
