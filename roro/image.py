@@ -663,7 +663,8 @@ class ModelImage:
                 raise TypeError("tensors must be a list of tensor names")
         self._warn_versions(fmt)
         # safetensors memory-maps a file: a chunked one is reassembled in the cache first
-        f = self._open_model_bytes(as_file=fmt.name == "safetensors")
+        # a safetensors model is memory-mapped from one file; a subset reads only its ranges
+        f = self._open_model_bytes(as_file=fmt.name == "safetensors" and tensors is None)
         if fmt.name == "file":
             return f
         with f:

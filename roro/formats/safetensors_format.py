@@ -76,6 +76,9 @@ class SafetensorsFormat(ModelFormat):
         wanted = options.get("tensors")
         safetensors = require("safetensors", EXTRA)
         require("numpy", EXTRA)
+        subset = wanted is not None and not _has_proc_fd(f) and f.seekable()
+        if subset:  # no read-ahead buffer: each read fetches only the chunks it covers
+            f = getattr(f, "raw", f)
         header = read_header(f)
         if wanted is not None:
             missing = sorted(set(wanted) - set(tensor_names(header)))
@@ -90,9 +93,37 @@ class SafetensorsFormat(ModelFormat):
                 for name in (wanted if wanted is not None else st.keys()):
                     out[name] = st.get_tensor(name)
             return out
+        if subset:
+            assert wanted is not None
+            return self._load_subset(f, header, wanted)
         f.seek(0)
         tensors = require("safetensors.numpy", EXTRA).load(f.read())
         return tensors if wanted is None else {k: tensors[k] for k in wanted}
+
+    def _load_subset(self, f: BinaryIO, header: dict[str, Any], wanted: list[str]) -> Any:
+        """Only the ``wanted`` tensors of a file that is no plain file (a chunked blob's
+        verified stream): each one's byte range is read by a seek, so only the chunks that
+        cover the header and those ranges are fetched (issue 17); they are packed into a
+        small safetensors buffer that the library then loads, with its own dtype rules."""
+        base = f.tell()  # just past the header: read_header read nothing more
+        check_layout(header, f.seek(0, os.SEEK_END) - base, "the model")
+        entries, parts, at = {}, [], 0
+        for name in dict.fromkeys(wanted):
+            start, stop = header[name]["data_offsets"]
+            f.seek(base + start)
+            data = f.read(stop - start)
+            if len(data) != stop - start:
+                raise FormatError(f"the model is not a valid safetensors file: tensor "
+                                  f"{name[:100]!r} is cut short")
+            entries[name] = {"dtype": header[name]["dtype"], "shape": header[name]["shape"],
+                             "data_offsets": [at, at + len(data)]}
+            parts.append(data)
+            at += len(data)
+        text = json.dumps(entries, separators=(",", ":")).encode()
+        text += b" " * (-len(text) % 8)
+        packed = b"".join([struct.pack("<Q", len(text)), text, *parts])
+        loaded = require("safetensors.numpy", EXTRA).load(packed)
+        return {name: loaded[name] for name in entries}  # in the order asked for
 
     def check_file(self, path: str) -> None:
         with open(path, "rb") as f:

@@ -91,6 +91,11 @@ class ObjectCache:
         quiet_unlink(path)
         return None
 
+    def open_if_present(self, digest: str) -> BinaryIO | None:
+        """The cached entry, opened and re-hashed (:meth:`open` without the fill); None if it is
+        absent or was corrupted (then deleted)."""
+        return self._open_valid(self.path(digest), digest)
+
     def read_into(self, digest: str, buffer: memoryview) -> bool:
         """Fill ``buffer`` (exactly the object's size) with the cached entry and verify it there:
         True if it matched; False if absent or corrupted (then deleted, and what ``buffer``

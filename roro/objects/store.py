@@ -272,6 +272,10 @@ class ObjectStore:
         index = read_index(self, found[0], entry["size"])
         threads = READ_THREADS_REMOTE if self.backend.remote else READ_THREADS_LOCAL
         keep = self.cache is not None and self.cache.fits(entry["size"])
+        if not as_file and self.cache is not None:
+            whole = self.cache.open_if_present(entry["digest"])  # reassembled by an as_file open
+            if whole is not None:
+                return whole
         if as_file and keep and self.cache is not None:
             def assemble(digest: str, path: str) -> None:
                 self._assemble(index, what, threads, path, digest)
