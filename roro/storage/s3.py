@@ -515,9 +515,10 @@ class S3Backend(Backend):
 
     def _put_conditional(self, key: str, data: bytes, lost_answer_is_ours: bool) -> bool:
         full = self._full(key)
-        # A bytearray, not bytes: botocore's connection glues a bytes body to the headers before
-        # sending (one more copy of every chunk in flight: ~30 MiB of a big save's peak RSS).
-        body = bytearray(data)
+        # A read-only file over the caller's bytes, not bytes: botocore's connection glues a
+        # bytes body to the headers before sending, and a bytearray would be a copy of its own
+        # (either: one more copy of every chunk in flight, up to 16 MiB each).
+        body = _ViewFile(data)
         for attempt in range(CONFLICT_RETRIES):
             try:
                 with self._boto("PutObject", key, expect=frozenset({
@@ -529,7 +530,7 @@ class S3Backend(Backend):
                     # After a retried attempt our own first try may have landed and only its
                     # answer was lost: then the key holds exactly our bytes, and we created it.
                     return (lost_answer_is_ours and e.retry_attempts > 0
-                            and self.get(key) == body)
+                            and self.get(key) == bytes(data))
                 # 409: a concurrent conditional write to this key is in flight; try again.
                 time.sleep(random.uniform(0, min(2.0, 0.05 * 2 ** attempt)))
         raise ConflictError(f"conditional writes to {key!r} on store {self.url} kept conflicting "
@@ -744,3 +745,38 @@ def _retry_attempts(exc: BaseException) -> int:
     if isinstance(response, dict):
         return int(response.get("ResponseMetadata", {}).get("RetryAttempts", 0) or 0)
     return 0
+
+
+class _ViewFile(io.RawIOBase):
+    """A seekable, read-only binary file over a bytes-like object, without a copy of it (each
+    read copies only what it returns): a PUT body botocore can hash, sign, send in blocks and
+    rewind for a retry."""
+
+    def __init__(self, data: Any) -> None:
+        super().__init__()
+        self._view = memoryview(data).cast("B")
+        self._pos = 0
+
+    def __len__(self) -> int:
+        return len(self._view)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._view)}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        out = memoryview(buffer).cast("B")
+        n = max(0, min(len(out), len(self._view) - self._pos))
+        out[:n] = self._view[self._pos:self._pos + n]
+        self._pos += n
+        return n
