@@ -22,9 +22,19 @@ def canonical_json(value: Any) -> bytes:
     return _ENCODER.encode(value).encode("utf-8")
 
 
+_SCAN = _DECODER.scan_once  # the C scanner JSONDecoder.decode calls, without its wrapper
+
+
 def loads(data: bytes) -> Any:
     """Parse roro JSON; ValueError for anything else (NaN, invalid UTF-8, hostile nesting)."""
     try:
-        return _DECODER.decode(data.decode("utf-8"))
+        text = data.decode("utf-8")
+        try:  # the common case, one C call: a value that starts at 0 and ends at the end
+            value, end = _SCAN(text, 0)
+            if end == len(text):
+                return value
+        except StopIteration:
+            pass
+        return _DECODER.decode(text)  # white space around it, or the error message
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
