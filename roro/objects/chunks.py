@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..digests import digest_bytes, parse_digest
-from ..errors import ConfigError, IntegrityError, NotFoundError
+from ..errors import ConfigError, IntegrityError, NotFoundError, RoroError
 from ..storage import KeyNotFoundError, TooLargeError
 from ..storage.layout import object_key
 from .canonical import canonical_json, loads
@@ -252,26 +252,35 @@ class ChunkedReader(io.RawIOBase):
         self._pos = 0
 
     # -- fetching --------------------------------------------------------------------------------
+    def _name(self, i: int) -> str:
+        return f"chunk {i} ({self._index.chunks[i][0]}) of {self._what}"
+
+    def _fetch_error(self, i: int, e: Exception) -> RoroError:
+        """What a failed read of chunk i (missing, larger than its index says, or not hashing
+        to its name) tells the caller: the chunk and the version named, nothing handed out."""
+        digest, size = self._index.chunks[i]
+        name = self._name(i)
+        if isinstance(e, NotFoundError):  # KeyNotFoundError too
+            return NotFoundError(f"{name} is missing from the store; run 'roro fsck' to check "
+                                 f"it", digest=digest)
+        if isinstance(e, TooLargeError):
+            return IntegrityError(f"{name} is corrupted: it holds more than its {size} bytes; "
+                                  f"nothing of it was handed out; run 'roro fsck --read-data'",
+                                  digest=digest, expected=digest)
+        actual = getattr(e, "actual", None)
+        return IntegrityError(f"{name} is corrupted: its bytes hash to {actual}; nothing "
+                              f"of it was handed out; run 'roro fsck --read-data' to check "
+                              f"the store", digest=digest, expected=digest, actual=actual)
+
     def _fetch(self, i: int) -> bytes:
         digest, size = self._index.chunks[i]
-        name = f"chunk {i} ({digest}) of {self._what}"
         try:
             data = self._objects.read(digest, size, keep=self._keep)
-        except NotFoundError:
-            raise NotFoundError(f"{name} is missing from the store; run 'roro fsck' to check "
-                                f"it", digest=digest) from None
-        except TooLargeError:
-            raise IntegrityError(f"{name} is corrupted: it holds more than its {size} bytes; "
-                                 f"nothing of it was handed out; run 'roro fsck --read-data'",
-                                 digest=digest, expected=digest) from None
-        except IntegrityError as e:
-            raise IntegrityError(f"{name} is corrupted: its bytes hash to {e.actual}; nothing "
-                                 f"of it was handed out; run 'roro fsck --read-data' to check "
-                                 f"the store", digest=digest, expected=digest,
-                                 actual=e.actual) from None
+        except (NotFoundError, IntegrityError) as e:
+            raise self._fetch_error(i, e) from None
         if len(data) != size:
-            raise IntegrityError(f"{name} holds {len(data)} bytes, but its chunk index says "
-                                 f"{size}", digest=digest, expected=digest)
+            raise IntegrityError(f"{self._name(i)} holds {len(data)} bytes, but its chunk index "
+                                 f"says {size}", digest=digest, expected=digest)
         return data
 
     def _chunk(self, i: int, ahead: bool = True) -> memoryview:
@@ -335,19 +344,13 @@ class ChunkedReader(io.RawIOBase):
         cache = self._objects.cache
         if cache is not None and cache.read_into(digest, target):
             return
-        name = f"chunk {i} ({digest}) of {self._what}"
         try:
             got = self._objects.backend.get_into(object_key(digest), target)
-        except KeyNotFoundError:
-            raise NotFoundError(f"{name} is missing from the store; run 'roro fsck' to check "
-                                f"it", digest=digest) from None
-        except TooLargeError:
-            raise IntegrityError(f"{name} is corrupted: it holds more than its {size} bytes; "
-                                 f"nothing of it was handed out; run 'roro fsck --read-data'",
-                                 digest=digest, expected=digest) from None
+        except (KeyNotFoundError, TooLargeError) as e:
+            raise self._fetch_error(i, e) from None
         actual = digest_bytes(target[:got])
         if got != size or actual != digest:
-            raise IntegrityError(f"{name} is corrupted: its bytes hash to {actual}"
+            raise IntegrityError(f"{self._name(i)} is corrupted: its bytes hash to {actual}"
                                  f"{'' if got == size else f' ({got} bytes, not {size})'}; "
                                  f"nothing of it was handed out; run 'roro fsck --read-data'",
                                  digest=digest, expected=digest, actual=actual)
