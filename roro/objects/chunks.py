@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..digests import digest_bytes, parse_digest
 from ..errors import ConfigError, IntegrityError, NotFoundError, RoroError
-from ..storage import KeyNotFoundError, TooLargeError
+from ..storage import KeyNotFoundError, SizedReader, TooLargeError
 from ..storage.layout import object_key
 from .canonical import canonical_json, loads
 
@@ -229,7 +229,7 @@ READ_THREADS_REMOTE = 4
 READ_AHEAD = READ_THREADS_LOCAL
 
 
-class ChunkedReader(io.RawIOBase):
+class ChunkedReader(SizedReader):
     """A binary file over a chunked blob: chunk i is read whole from ``objects`` and hashed (on
     a pool, up to :data:`READ_AHEAD` chunks ahead) before any of its bytes is handed out; a
     chunk that does not hash to its name is an IntegrityError naming the chunk (its number and
@@ -316,22 +316,9 @@ class ChunkedReader(io.RawIOBase):
                 hi = mid - 1
         return lo
 
-    # -- io.RawIOBase ----------------------------------------------------------------------------
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._index.size}[whence]
-        if base + offset < 0:
-            raise ValueError("negative seek position")
-        self._pos = base + offset
-        return self._pos
+    # -- io.RawIOBase (readable, seekable, tell, seek: SizedReader) ------------------------------
+    def _size(self) -> int:
+        return self._index.size
 
     def _fill(self, i: int, target: memoryview) -> None:
         """Read chunk i straight into ``target`` (the caller's buffer, exactly the chunk's

@@ -5,13 +5,21 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .base import Backend, IrregularKeyError, KeyInfo, KeyNotFoundError, TooLargeError
+from .base import (
+    Backend,
+    IrregularKeyError,
+    KeyInfo,
+    KeyNotFoundError,
+    SizedReader,
+    TooLargeError,
+)
 from .folder import FolderBackend
 from .memory import MemoryBackend
 from .url import FOLDER, MEMORY, StoreLocation, check_options, parse_store_url
 
 __all__ = ["Backend", "FolderBackend", "IrregularKeyError", "KeyInfo", "KeyNotFoundError",
-           "MemoryBackend", "StoreLocation", "TooLargeError", "open_backend", "parse_store_url"]
+           "MemoryBackend", "SizedReader", "StoreLocation", "TooLargeError", "open_backend",
+           "parse_store_url"]
 
 
 def open_backend(url: str | os.PathLike[str] | StoreLocation, **options: Any) -> Backend:

@@ -19,6 +19,7 @@ nothing above this package asks ``getattr(backend, ...)`` or tests for a concret
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -28,6 +29,33 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from ..errors import IntegrityError, InvalidNameError, NotFoundError
+
+
+class SizedReader(io.RawIOBase):
+    """A readable raw stream of a known size that can seek anywhere in it: the position
+    bookkeeping (``_pos``) that a chunked blob's verified reader and an S3 PUT body share.
+    Subclasses give :meth:`_size` and ``readinto``."""
+
+    _pos = 0
+
+    def _size(self) -> int:
+        raise NotImplementedError
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size()}[whence]
+        if base + offset < 0:
+            raise ValueError("negative seek position")
+        self._pos = base + offset
+        return self._pos
 
 
 class KeyNotFoundError(NotFoundError):

@@ -41,6 +41,7 @@ from .base import (
     KeyInfos,
     KeyNotFoundError,
     Names,
+    SizedReader,
     TooLargeError,
     check_key,
     refuse_too_large,
@@ -747,7 +748,7 @@ def _retry_attempts(exc: BaseException) -> int:
     return 0
 
 
-class _ViewFile(io.RawIOBase):
+class _ViewFile(SizedReader):
     """A seekable, read-only binary file over a bytes-like object, without a copy of it (each
     read copies only what it returns): a PUT body botocore can hash, sign, send in blocks and
     rewind for a retry."""
@@ -755,24 +756,12 @@ class _ViewFile(io.RawIOBase):
     def __init__(self, data: Any) -> None:
         super().__init__()
         self._view = memoryview(data).cast("B")
-        self._pos = 0
 
     def __len__(self) -> int:
         return len(self._view)
 
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._view)}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
+    def _size(self) -> int:
+        return len(self._view)
 
     def readinto(self, buffer: Any) -> int:
         out = memoryview(buffer).cast("B")
