@@ -427,14 +427,12 @@ def save_model(store: Store, project: str, repository: str, model: Any,
     Signed as :func:`append` says. A chunk lost to a concurrent gc before the version was
     published (:class:`ChunkLostError`: its bytes were not kept) costs one more pass: the model
     is still in memory, so it is pickled again and the chunk written anew."""
-    for attempt in (1, 2):
-        try:
-            return _save_model_once(store, project, repository, model, metadata, attachments,
-                                    comment, format, input_schema, sign)
-        except ChunkLostError:
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
+    args = (store, project, repository, model, metadata, attachments, comment, format,
+            input_schema, sign)
+    try:
+        return _save_model_once(*args)
+    except ChunkLostError:
+        return _save_model_once(*args)  # a second loss is the caller's error
 
 
 def _save_model_once(store: Store, project: str, repository: str, model: Any,
