@@ -25,6 +25,7 @@ from typing import BinaryIO
 
 from ..digests import digest_bytes, digest_stream
 from ..localfs import quiet_unlink
+from ..storage.base import readinto_all
 from ..storage.layout import OBJECTS_PREFIX, object_key
 from ..units import parse_size
 
@@ -106,16 +107,10 @@ class ObjectCache:
         except FileNotFoundError:
             return False
         with f:
-            if os.fstat(f.fileno()).st_size == len(buffer):
-                got = 0
-                while got < len(buffer):
-                    n = f.readinto(buffer[got:])
-                    if not n:
-                        break
-                    got += n
-                if got == len(buffer) and digest_bytes(buffer) == digest:
-                    _used(path)
-                    return True
+            if os.fstat(f.fileno()).st_size == len(buffer) \
+                    and readinto_all(f, buffer) == len(buffer) and digest_bytes(buffer) == digest:
+                _used(path)
+                return True
         quiet_unlink(path)
         return False
 

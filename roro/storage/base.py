@@ -147,7 +147,7 @@ class Backend(ABC):
         :class:`KeyNotFoundError` as :meth:`get`. The default reads :meth:`open`'s stream with
         ``readinto`` (a folder's file: no copy in between)."""
         with self.open(key) as f:
-            got = _readinto_all(f, buffer)
+            got = readinto_all(f, buffer)
             if got == len(buffer) and f.read(1):
                 raise TooLargeError(key, got + 1, len(buffer), self.url)
         return got
@@ -290,7 +290,7 @@ class Backend(ABC):
         return f"<{type(self).__name__} {self.url}>"
 
 
-def _readinto_all(f: BinaryIO, buffer: memoryview) -> int:
+def readinto_all(f: BinaryIO, buffer: memoryview) -> int:
     """Fill ``buffer`` from ``f`` until it is full or ``f`` ends; the bytes read."""
     got = 0
     while got < len(buffer):
