@@ -119,17 +119,8 @@ class PublicKey:
     def verifies(self, signature: bytes, data: bytes) -> bool:
         """Whether ``signature`` is this key's signature of ``data`` (ECDSA with SHA-256 for a
         p256 key): what an OpenSSF bundle's DSSE signature is checked with."""
-        prims = _crypto()
-        from cryptography.exceptions import InvalidSignature  # loaded by _crypto() above
-        key = prims.serialization.load_der_public_key(self.der)
-        try:
-            if self.type == "ed25519":
-                key.verify(signature, data)
-            else:
-                key.verify(signature, data, prims.asymmetric.ec.ECDSA(prims.hashes.SHA256()))
-        except InvalidSignature:
-            return False
-        return True
+        return _verifies(self.type, _crypto().serialization.load_der_public_key(self.der),
+                         signature, data)
 
 
 class SigningKey:
@@ -347,16 +338,22 @@ def verify_signature(body: dict[str, Any], sig: dict[str, str]) -> PublicKey:
     public, key = _verifier(sig["name"], der)
     if public.alg != sig["alg"]:
         raise SignatureError(f"its key is a {public.type} key, not one for {sig['alg']}")
-    value = _b64(sig["value"])
+    if not _verifies(public.type, key, _b64(sig["value"]), signed_bytes(body, sig)):
+        raise SignatureError(f"its signature by {sig['name']} ({sig['key']}) does not verify: "
+                             f"the event was changed after it was signed, or forged")
+    return public
+
+
+def _verifies(key_type: str, key: Any, signature: bytes, data: bytes) -> bool:
+    """Whether ``signature`` is the loaded public ``key``'s (of ``key_type``) signature of
+    ``data``: Ed25519, or ECDSA with SHA-256 for a p256 key."""
     prims = _crypto()
     from cryptography.exceptions import InvalidSignature  # loaded by _crypto() above
-    data = signed_bytes(body, sig)
     try:
-        if public.type == "ed25519":
-            key.verify(value, data)
+        if key_type == "ed25519":
+            key.verify(signature, data)
         else:
-            key.verify(value, data, prims.asymmetric.ec.ECDSA(prims.hashes.SHA256()))
+            key.verify(signature, data, prims.asymmetric.ec.ECDSA(prims.hashes.SHA256()))
     except InvalidSignature:
-        raise SignatureError(f"its signature by {sig['name']} ({sig['key']}) does not verify: "
-                             f"the event was changed after it was signed, or forged") from None
-    return public
+        return False
+    return True
