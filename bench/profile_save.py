@@ -273,6 +273,8 @@ def main() -> None:
                     help="before each save, write and delete a scratch file of the model's size, so "
                          "both saves write into page-cache pages the guest just freed (see "
                          "recycle_pages)")
+    ap.add_argument("--cold", action="store_true",
+                    help="no small save first: the save pays the store's first-save set-up")
     ap.add_argument("--threads", type=int, default=None, help="chunk store threads (folder)")
     args = ap.parse_args()
     if args.threads:
@@ -309,7 +311,8 @@ def main() -> None:
             project = roro.Project("bench", roro.Store(store))
             repo = project.get_model_repository("big")
             project.store.ensure_initialized()
-            repo.new_model_image({"x": 1}).save()  # first-save set-up outside the measurement
+            if not args.cold:
+                repo.new_model_image({"x": 1}).save()  # first-save set-up outside the measurement
             if args.recycle:
                 recycle_pages(top, size)
             if rec is not None:

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import BinaryIO
 
 from ..digests import digest_bytes, digest_stream
-from ..localfs import quiet_unlink
+from ..localfs import quiet_unlink, write_pieces
 from ..storage.base import readinto_all
 from ..storage.layout import OBJECTS_PREFIX, object_key
 from ..units import parse_size
@@ -125,7 +125,7 @@ class ObjectCache:
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as f:
-                f.write(data)
+                write_pieces(f, data)
             os.replace(tmp, path)
         except BaseException:
             quiet_unlink(tmp)

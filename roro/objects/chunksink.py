@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..digests import digest_bytes, digest_of_hasher, new_hasher
 from ..errors import StoreError
-from ..localfs import quiet_unlink, write_failure
+from ..localfs import quiet_unlink, write_failure, write_pieces
 from ..storage.layout import object_key
 from .chunks import WRITE_THREADS_LOCAL, WRITE_THREADS_REMOTE, ChunkIndex, ChunkParams
 
@@ -114,7 +114,7 @@ class ChunkSink:
         n = view.nbytes
         if self._spool is not None:
             try:
-                self._spool.write(view)
+                write_pieces(self._spool, view)
             except OSError as e:
                 self._raise_write_failure(e, self.spool_path or "", n)
         self.size += n

@@ -16,7 +16,7 @@ from typing import Any, BinaryIO, cast
 
 from ..digests import digest_bytes, digest_of_hasher, digest_stream, new_hasher, parse_digest
 from ..errors import IntegrityError, NotFoundError
-from ..localfs import quiet_unlink, write_failure
+from ..localfs import quiet_unlink, write_failure, write_pieces
 from ..storage import Backend, IrregularKeyError, KeyInfo, KeyNotFoundError, TooLargeError
 from ..storage.layout import OBJECTS_PREFIX, digest_from_object_key, object_key
 from .canonical import canonical_json, loads
@@ -75,7 +75,7 @@ class HashingWriter:
             view = view.cast("B") if view.c_contiguous else memoryview(view.tobytes())
         self._hasher.update(view)
         with self._failing(self.path, view.nbytes):
-            self._file.write(view)
+            write_pieces(self._file, view)
         self.size += view.nbytes
         return view.nbytes
 

@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from typing import BinaryIO
 
 from ..errors import StoreError
-from ..localfs import quiet_unlink, write_failure
+from ..localfs import quiet_unlink, write_failure, write_pieces
 from .base import (
     Backend,
     IrregularKeyError,
@@ -318,7 +318,7 @@ class FolderBackend(Backend):
             fd, tmp = tempfile.mkstemp(dir=directory, prefix="put-")
             try:
                 with os.fdopen(fd, "wb") as f:
-                    f.write(data)
+                    write_pieces(f, data)
                     f.flush()
                     os.fsync(f.fileno())
             except BaseException:
