@@ -28,6 +28,7 @@ from typing import Any
 
 MiB = 1 << 20
 TICK = os.sysconf("SC_CLK_TCK")
+REAL_FSYNC = os.fsync  # the baseline's, whatever --no-fsync does to roro's
 
 
 def recycle_pages(directory: str, size: int) -> None:
@@ -131,10 +132,15 @@ class Recorder:
 
 def instrument(rec: Recorder) -> None:
     """Wrap roro's save stages (the module attributes the code looks up at call time)."""
-    from roro.objects import chunksink
+    from roro.objects import chunks, chunksink
     from roro.objects.store import ObjectStore
     from roro.storage import folder
-
+    reader = chunks.ChunkedReader
+    rec.wrap(reader, "_fill", "load: fill chunk")
+    rec.wrap(reader, "_fetch", "load: fetch chunk (copied)")
+    rec.wrap(reader, "readinto", "load: readinto")
+    rec.wrap(chunks, "digest_bytes", "load: chunk sha256")
+    rec.wrap(folder.FolderBackend, "get_into", "load: read into buffer")
     sink = chunksink.ChunkSink
     rec.wrap(sink, "_store", "store chunk")
     rec.wrap(sink, "_settle", "pickler waits (settle)")
@@ -187,6 +193,8 @@ def instrument(rec: Recorder) -> None:
 
 # -- reporting ------------------------------------------------------------------------------------
 def kind(name: str) -> str:
+    if name.startswith("roro-chunks-hash"):
+        return "chunkhash"
     if name.startswith("roro-chunks"):
         return "pool"
     if name.startswith("roro-hash"):
@@ -235,7 +243,7 @@ def report(title: str, wall: float, sampler: Sampler, rec: Recorder | None, t0: 
             print(f"   {k:8} {stage:28} {w:6.3f}  {c:6.3f}  {n:6d}")
     # timeline: 100 ms steps
     step = 0.1
-    print("   t(s)   cores: ours  others | pickler hash  pool(sum)")
+    print("   t(s)   cores: ours  others | pickler hash  chunkhash pool(sum)")
     marks = [s for s in sampler.samples]
     at = 0
     while at < len(marks) - 1:
@@ -257,6 +265,7 @@ def report(title: str, wall: float, sampler: Sampler, rec: Recorder | None, t0: 
         mach = (b[1][0] - a[1][0]) / max(dt, 1e-9)
         print(f"   {a[0] - t0:5.2f}  {ours / dt:10.2f} {max(mach - ours / dt, 0):6.2f} | "
               f"{per.get('pickler', 0) / dt:7.2f} {per.get('hash', 0) / dt:5.2f} "
+              f"{per.get('chunkhash', 0) / dt:9.2f} "
               f"{per.get('pool', 0) / dt:6.2f}")
         at = j
 
@@ -276,10 +285,15 @@ def main() -> None:
     ap.add_argument("--cold", action="store_true",
                     help="no small save first: the save pays the store's first-save set-up")
     ap.add_argument("--threads", type=int, default=None, help="chunk store threads (folder)")
+    ap.add_argument("--no-fsync", action="store_true",
+                    help="an upper bound, never a mode of roro: chunk files not fsynced")
     args = ap.parse_args()
+    if args.no_fsync:
+        from roro.storage import folder
+        folder.os.fsync = lambda fd: None  # type: ignore[assignment]
     if args.threads:
         from roro.objects import chunksink
-        chunksink.WRITE_THREADS_LOCAL = args.threads
+        chunksink.STORE_THREADS_LOCAL = args.threads
     import cloudpickle
     import numpy as np
 
@@ -302,7 +316,7 @@ def main() -> None:
                 with open(pkl, "wb") as f:
                     cloudpickle.dump(model, f)
                     f.flush()
-                    os.fsync(f.fileno())
+                    REAL_FSYNC(f.fileno())
                 wall = time.perf_counter() - t
             walls["dump + fsync"].append(wall)
             print(f"\n-- run {i}, load average {os.getloadavg()[0]:.2f}")
@@ -333,13 +347,15 @@ def main() -> None:
                 walls["cloudpickle.load"].append(wall)
                 del back
                 report("cloudpickle.load", wall, s, None, t)
+                if rec is not None:
+                    rec.spans.clear()
                 with Sampler() as s:
                     t = time.perf_counter()
                     back = repo.get_model()
                     wall = time.perf_counter() - t
                 walls["roro load"].append(wall)
                 del back
-                report("roro load", wall, s, None, t)
+                report("roro load", wall, s, None if args.quiet else rec, t)
             if os.path.exists(pkl):
                 os.unlink(pkl)
             shutil.rmtree(store)

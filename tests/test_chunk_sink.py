@@ -11,8 +11,10 @@ is published fails the save cleanly (its bytes were not kept), and a rerun write
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import threading
+import time
 import warnings
 
 import cloudpickle
@@ -32,6 +34,7 @@ from roro.objects.chunks import CHUNKED_FEATURE, ChunkParams, read_index
 from roro.objects.chunksink import ChunkSink
 from roro.objects.keep import ReuseGuard
 from roro.storage.layout import feature_key
+from roro.storage.wrappers import WrappingBackend
 
 MiB = 1 << 20
 #: threshold, min, avg, max: blobs of 64 KiB and up, chunks of 16 KiB on average
@@ -183,6 +186,72 @@ def test_a_full_disk_mid_save_fails_in_one_line_and_leaves_no_thread(tmp_path):
         fresh = Project("p", store=root).get_model_repository("m")
         assert sorted(i.version for i in fresh.list_model_images()) == [1]
         assert fresh.get_model() == {"v": 1}
+
+
+class SlowPuts(WrappingBackend):
+    """A folder store whose chunk writes take 50 ms each (a slow fsync): counts how many run at
+    once, and how many chunk hashes were done meanwhile."""
+
+    def __init__(self, inner):
+        super().__init__(inner)
+        self.running = self.most = 0
+        self._lock = threading.Lock()
+
+    def put_bytes_if_absent(self, key: str, data: bytes) -> bool:
+        with self._lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            time.sleep(0.05)
+            return super().put_bytes_if_absent(key, data)
+        finally:
+            with self._lock:
+                self.running -= 1
+
+
+def test_chunk_stores_wait_for_the_disk_on_threads_of_their_own(tmp_path):
+    """Storing a chunk on a folder store is mostly waiting (fsync of the file, then of its
+    directory): more stores are in flight than there are hashing threads (the cores), so the
+    waits overlap each other while chunks are hashed (issue 17, fifth session)."""
+    backend = SlowPuts(Store(str(tmp_path / "store")).backend)
+    repo = Project("p", store=Store(backend)).get_model_repository("m")
+    w = np.random.default_rng(3).random(MiB // 2)  # 4 MiB: ~256 chunks of 16 KiB
+    repo.new_image({"w": w}).save()
+    assert backend.most >= chunksink.HASH_THREADS + 2
+    assert backend.most <= chunksink.STORE_THREADS_LOCAL
+    assert not sink_threads()
+    assert np.array_equal(repo.get_model()["w"], w)
+
+
+def test_a_chunk_whose_fsync_fails_fails_the_save_in_one_line_and_publishes_nothing(
+        tmp_path, monkeypatch):
+    """Each chunk file is fsynced before it is linked into place, and the save waits for every
+    chunk before it writes the index, the manifest and the event: a failing fsync (EIO from the
+    disk) fails the save in one line, naming the store, and publishes nothing."""
+    root = str(tmp_path / "store")
+    repo = Project("p", store=root).get_model_repository("m")
+    repo.new_image({"v": 1}).save()
+    real_fsync = os.fsync
+    failed: list[int] = []
+
+    def fsync(fd: int) -> None:
+        target = os.readlink(f"/proc/self/fd/{fd}")
+        if target.startswith(os.path.join(root, "tmp", "put-")) and len(failed) < 1000:
+            failed.append(fd)
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(StoreError) as e:
+        repo.new_image({"w": np.random.default_rng(4).random(MiB // 2)}).save()
+    monkeypatch.undo()
+    message = str(e.value)
+    assert failed and "\n" not in message and root in message and "Input/output" in message
+    assert not sink_threads()
+    fresh = Project("p", store=root).get_model_repository("m")
+    assert sorted(i.version for i in fresh.list_model_images()) == [1]
+    assert not [n for n in os.listdir(os.path.join(root, "tmp")) if n.startswith("put-")]
+    assert fresh.get_model() == {"v": 1}
 
 
 # -- the gc rule --------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ from ..digests import digest_bytes, digest_of_hasher, new_hasher
 from ..errors import StoreError
 from ..localfs import quiet_unlink, write_failure, write_pieces
 from ..storage.layout import object_key
-from .chunks import WRITE_THREADS_LOCAL, WRITE_THREADS_REMOTE, ChunkIndex, ChunkParams
+from .chunks import WRITE_THREADS_REMOTE, ChunkIndex, ChunkParams
 
 if TYPE_CHECKING:
     from ..storage import KeyInfo
@@ -54,6 +54,14 @@ IN_FLIGHT = 32 * MiB
 IN_PLACE = 4 * MiB
 #: Attempts at storing a chunk whose key holds a torn copy or vanished between two looks.
 STORE_ATTEMPTS = 3
+#: Threads that hash chunks (CPU work: no more than the cores the benchmarks run on) ...
+HASH_THREADS = 2
+#: ... and threads that store them, each waiting for its chunk's hash first. A folder store's
+#: time there is mostly fsync (the file, then its directory, RELIABILITY.md rule 2): waits that
+#: use no CPU, so more of them than cores keep the cores busy while they wait (issue 17, fifth
+#: session: bench/README.md). S3 ingests at its own pace (4; 8 was no faster and cost 16 MiB).
+STORE_THREADS_LOCAL = 6
+STORE_THREADS_REMOTE = WRITE_THREADS_REMOTE
 
 
 class ChunkLostError(StoreError):
@@ -84,10 +92,13 @@ class ChunkSink:
         self._window = bytearray()
         self._chunks: list[tuple[str, int]] = []
         self._offset = 0  # bytes of the blob handed to the pool as chunks so far
-        # (offset, length, store future, hash future, bytes of window memory it frees)
-        self._pending: deque[tuple[int, int, Future[Stored], Future[Any], int]] = deque()
+        # (offset, length, store future, whole-blob hash future, bytes of window memory it
+        # frees, chunk hash future)
+        self._pending: deque[tuple[int, int, Future[Stored], Future[Any], int, Future[str]]] = \
+            deque()
         self._window_bytes = 0
         self._threads = 0
+        self._digests: ThreadPoolExecutor | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._hash: ThreadPoolExecutor | None = None
         self._spool: Any = None
@@ -134,8 +145,9 @@ class ChunkSink:
             self._on_chunked()  # e.g. record the store feature, before any chunk is written
         self._window, self._small = self._small, None
         self._guard.start()  # before the first chunk is looked at: the deadline counts from here
-        self._threads = WRITE_THREADS_REMOTE if self._objects.backend.remote \
-            else WRITE_THREADS_LOCAL
+        self._threads = STORE_THREADS_REMOTE if self._objects.backend.remote \
+            else STORE_THREADS_LOCAL
+        self._digests = ThreadPoolExecutor(HASH_THREADS, thread_name_prefix="roro-chunks-hash")
         self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="roro-chunks")
         self._hash = ThreadPoolExecutor(1, thread_name_prefix="roro-hash")
 
@@ -215,21 +227,22 @@ class ChunkSink:
         self._window_bytes = 0
 
     def _submit(self, chunk: memoryview, frees: int) -> None:
-        assert self._pool is not None and self._hash is not None
+        assert self._pool is not None and self._hash is not None and self._digests is not None
         while self._pending and (self._window_bytes > IN_FLIGHT
                                  or len(self._pending) >= 2 * self._threads):
             self._settle()
         hashed = self._hash.submit(self._hasher.update, chunk)
-        stored = self._pool.submit(self._store, chunk)
-        self._pending.append((self._offset, len(chunk), stored, hashed, frees))
+        digest = self._digests.submit(digest_bytes, chunk)
+        stored = self._pool.submit(self._store, digest, chunk)
+        self._pending.append((self._offset, len(chunk), stored, hashed, frees, digest))
         self._window_bytes += frees
         self._offset += len(chunk)
 
-    def _store(self, data: memoryview) -> Stored:
-        """Hash and store one chunk (on the pool); ``(digest, created, info)``. A key that holds
-        something of the wrong size, or vanished between two looks, is written (again) from the
-        bytes in hand: a chunk leaves here present with its size."""
-        digest = digest_bytes(data)
+    def _store(self, hashed: Future[str], data: memoryview) -> Stored:
+        """Store one chunk once its hash is known (on the pool); ``(digest, created, info)``. A
+        key that holds something of the wrong size, or vanished between two looks, is written
+        (again) from the bytes in hand: a chunk leaves here present with its size."""
+        digest = hashed.result()
         objects = self._objects
         for _ in range(STORE_ATTEMPTS):
             info = objects.info(digest)
@@ -243,7 +256,7 @@ class ChunkSink:
                          f"(store {self._guard.url}); nothing was published: try again")
 
     def _settle(self) -> None:
-        offset, length, stored, hashed, frees = self._pending.popleft()
+        offset, length, stored, hashed, frees, _ = self._pending.popleft()
         hashed.result()
         digest, created, info = stored.result()
         self._window_bytes -= frees
@@ -318,10 +331,11 @@ class ChunkSink:
         """After an error (the pickler raised, a disk filled): cancel what has not started,
         wait for what has, stop the threads, remove the spool. Chunks already stored are
         orphans that gc removes."""
-        for _, _, stored, hashed, _ in self._pending:
+        for _, _, stored, hashed, _, digest in self._pending:
             stored.cancel()
             hashed.cancel()
-        wait([f for p in self._pending for f in (p[2], p[3])])
+            digest.cancel()
+        wait([f for p in self._pending for f in (p[2], p[3], p[5])])
         self._pending.clear()
         self._shutdown()
         self._window = bytearray()
@@ -337,7 +351,7 @@ class ChunkSink:
             quiet_unlink(self.spool_path)
 
     def _shutdown(self) -> None:
-        for pool in (self._pool, self._hash):
+        for pool in (self._digests, self._pool, self._hash):
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
 
