@@ -255,7 +255,7 @@ def report(title: str, wall: float, sampler: Sampler, rec: Recorder | None, t0: 
         dt = b[0] - a[0]
         per: dict[str, float] = collections.Counter()
         for tid, (r1, _) in b[2].items():
-            r0 = a[2].get(tid, (r1, 0))[0]
+            r0 = a[2].get(tid, (0, 0))[0]  # a thread born in the step: from 0
             per[kind(names.get(tid, str(tid)))] += (r1 - r0) / 1e9
         for tid, (r0, _) in a[2].items():  # threads that ended in the step
             if tid not in b[2]:

@@ -62,17 +62,18 @@ def write_failure(error: OSError, path: str, where: str, needed: int | None = No
 
 
 #: The most bytes handed to one ``write`` of a big buffer into a file (:func:`write_pieces`).
-WRITE_PIECE = 1 << 20
+WRITE_PIECE = 256 * 1024
 
 
 def write_pieces(f: IO[bytes], data: bytes | bytearray | memoryview) -> None:
     """Write ``data`` (bytes-like, one byte per item) to the binary file ``f`` in pieces of at
-    most :data:`WRITE_PIECE` bytes. A write of 2 MiB or more lets the kernel fill the page
-    cache with 2 MiB folios; on a VM that hands free memory back to its host (free page
-    reporting, as on the machine roro is benchmarked on) each of those is a fresh host page:
-    512 MiB written in 4 MiB writes cost 1.1-1.3 s of CPU there, in 1 MiB writes 0.13 s
-    (bench/README.md, "Where the folder save's time went"). Elsewhere it costs a few more
-    system calls per chunk."""
+    most :data:`WRITE_PIECE` bytes. The page cache takes folios as large as a write (up to
+    2 MiB); on a VM that hands free memory back to its host (free page reporting, as on the
+    machine roro is benchmarked on) large folios come from memory the host must fault in again:
+    512 MiB written into new files in 2 MiB or larger writes cost 1.1-1.3 s of CPU there, in
+    64 KiB-1 MiB writes 0.10-0.18 s, and in a save 256 KiB pieces kept the page-cache cost low
+    longest (bench/README.md, "Issue 17, fifth session"). Elsewhere it costs a few more system
+    calls per chunk."""
     view = memoryview(data)
     for at in range(0, view.nbytes, WRITE_PIECE):
         f.write(view[at:at + WRITE_PIECE])
