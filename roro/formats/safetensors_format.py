@@ -14,6 +14,7 @@ import os
 import struct
 from typing import Any, BinaryIO
 
+from ..storage.base import readinto_all
 from .base import FormatError, ModelFormat, Writer, is_ndarray, require
 
 EXTRA = "safetensors"
@@ -124,7 +125,7 @@ class SafetensorsFormat(ModelFormat):
             start, stop = entry["data_offsets"]
             array = np.empty(entry["shape"], dtype=np.dtype(dtype).newbyteorder("<"))
             f.seek(base + start)
-            if _read_exactly(f, memoryview(array.reshape(-1).view(np.uint8))) != stop - start:
+            if readinto_all(f, memoryview(array.reshape(-1).view(np.uint8))) != stop - start:
                 raise FormatError(f"the model is not a valid safetensors file: tensor "
                                   f"{name[:100]!r} is cut short")
             out[name] = array
@@ -140,17 +141,6 @@ class SafetensorsFormat(ModelFormat):
         with open(path, "rb") as f:
             header = read_header(f)
         return summary_of(header)
-
-
-def _read_exactly(f: BinaryIO, view: memoryview) -> int:
-    """Fill ``view`` from ``f``: the bytes read (fewer only at the end of the stream)."""
-    done = 0
-    while done < len(view):
-        got = f.readinto(view[done:])  # type: ignore[attr-defined]
-        if not got:
-            break
-        done += got
-    return done
 
 
 def _has_proc_fd(f: BinaryIO) -> bool:
