@@ -470,3 +470,50 @@ def test_a_writers_checkpoint_costs_three_requests_on_s3(s3_endpoint, tmp_path, 
     newest = ck.newest_pointer(counting, "p", "r")
     assert newest is not None and newest.seq == 76
     assert fsck(Store(url)).ok
+
+
+def test_rows_from_a_checkpoint_are_described_when_first_asked_for(history, tmp_path,
+                                                                    monkeypatch):
+    """Issue 18: a cold read from a checkpoint keeps each manifest's (verified) text in its row
+    and parses it only when something asks: what a listing hands out is complete, a search or
+    fsck sees exactly the rows the log's reader writes, and a manifest that hashes right but is
+    not a manifest is a damaged version either way."""
+    url, seq = history, VERSIONS + VERSIONS // 10
+    backend = open_backend(parse_store_url(url))
+    bogus = canonical_json({"format": "roro.image/2", "model": "not a model"})
+    backend.put_bytes_if_absent(object_key(digest_bytes(bogus)), bogus)
+    prev = digest_bytes(backend.get(log_key("p", "r", seq)))
+    bad = make_event(seq + 1, prev, "version", "x", "2026-11-27T11:00:00.000000Z",
+                     version=VERSIONS + 1, image=digest_bytes(bogus), comment="bad")
+    backend.put_if_absent(log_key("p", "r", seq + 1), bad.raw)
+    fill(Store(url), "p", "r", 2, start=seq + 1, first_version=VERSIONS + 2)
+    store = Store(url)
+    made = ck.build(store.reflog("p", "r"), store.objects, seq + 3,
+                    manifest=lambda digest, version: backend.get(object_key(digest)),
+                    before_first_write=lambda: store.require_feature(layout.CHECKPOINT_FEATURE))
+    assert bogus in ck.read_object(store.objects, made.pointer.digest, "p", "r").manifests
+    store.close()
+
+    store, _ = cold(url, tmp_path, monkeypatch)
+    repo = Project("p", store).get_model_repository("r")
+    images = repo.list_model_images(limit=4)
+
+    def column(sql: str) -> int:
+        return store.index.conn.execute(sql).fetchone()[0]
+
+    assert column("SELECT describe_pending FROM repositories") == 1
+    assert column("SELECT count(*) FROM versions WHERE metadata IS NULL") == VERSIONS + 3
+    assert [i.version for i in images] == [VERSIONS + 3, VERSIONS + 2, VERSIONS + 1, VERSIONS]
+    assert images[0].get_metadata()["i"] == VERSIONS + 3 and images[0].damaged is None
+    assert "is not a valid image manifest" in images[2].damaged
+    assert repo.get_model_image(version=VERSIONS + 2).get_metadata()["name"] == \
+        f"run-{VERSIONS + 2}"
+    assert fsck(store).ok is False  # the damaged version, found through the pending row
+    assert column("SELECT describe_pending FROM repositories") == 1  # fsck only read
+    assert [i.version for i in repo.search("i >= 149")] == [VERSIONS + 3, VERSIONS + 2,
+                                                             VERSIONS, VERSIONS - 1]
+    assert column("SELECT describe_pending FROM repositories") == 0
+    assert column("SELECT count(*) FROM versions WHERE metadata IS NULL") == 1  # the bogus one
+    by_checkpoint = whole_index(store)
+    _, _, store = cold_log_without_checkpoints(url, tmp_path, monkeypatch)
+    assert whole_index(store) == by_checkpoint

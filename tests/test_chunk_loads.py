@@ -298,3 +298,45 @@ def test_a_subset_of_a_chunked_safetensors_model_fetches_only_its_chunks(where, 
     got = project.get_model_repository("m").get_model(tensors=["c", "a"])
     assert list(got) == ["c", "a"] and all((got[k] == weights_[k]).all() for k in got)
     assert counting.bytes_read <= weights_["a"].nbytes + weights_["c"].nbytes + 8 * 65536
+
+
+@pytest.mark.parametrize("where", ["folder", "seaweedfs-uncached"])
+def test_a_chunked_safetensors_model_streams_into_its_arrays(where, s3_url, tmp_path,
+                                                             monkeypatch):
+    """Where no reassembled file can be mapped (a folder store; on S3 a model larger than the
+    cache may hold) a chunked safetensors model is read tensor by tensor straight into arrays
+    made for them, through the verified reader: the same arrays, dtypes and key order as a
+    plain file gives, the model held once (it was read whole, then handed to the library,
+    which copied it), and a flipped chunk still refused before any array is returned."""
+    url = s3_url if where != "folder" else str(tmp_path / "store")
+    if where != "folder":
+        monkeypatch.setenv("RORO_CACHE_MAX", "1M")
+    weights_ = {"z": np.arange(300_000, dtype=np.float64).reshape(1000, 300),
+                "b": np.linspace(0, 1, 60_000).astype(np.float16),
+                "m": np.array([True, False] * 5_000),
+                "s": np.array(3.5, dtype=np.float32), "e": np.zeros((0, 4), np.int32)}
+    repo = Project("p", store=url).get_model_repository("m")
+    image = repo.new_image(weights_, format="safetensors").save()
+    assert "chunks" in image.manifest["model"]
+    read: list[int] = []
+    real = ChunkedReader.readinto
+
+    def readinto(self, b):  # the sizes the loader asks for
+        read.append(len(b))
+        return real(self, b)
+
+    monkeypatch.setattr(ChunkedReader, "readinto", readinto)
+    got = Project("p", store=url).get_model_repository("m").get_model()
+    assert list(got) == sorted(weights_)  # the order safe_open gives for a plain file
+    for k, v in weights_.items():
+        assert got[k].dtype == v.dtype and got[k].shape == v.shape and (got[k] == v).all()
+        assert got[k].flags.writeable and got[k].flags.c_contiguous
+    # at most one tensor's bytes at a time (the largest is read straight into its array)
+    assert max(read) <= weights_["z"].nbytes < image.manifest["model"]["size"]
+    assert not (tmp_path / "cache").exists() or not any(
+        d.split(":")[1][2:] in cached_objects(tmp_path / "cache")
+        for d in [image.manifest["model"]["digest"]])
+    chunks = chunks_of(Project("p", store=url), image)
+    corrupt_object_uncached(Store(url), chunks[len(chunks) // 2][0])
+    with pytest.raises(IntegrityError, match=r"chunk \d+ .* of the model of m:1 is corrupted"):
+        Project("p", store=url).get_model_repository("m").get_model()

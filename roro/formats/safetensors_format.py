@@ -14,6 +14,7 @@ import os
 import struct
 from typing import Any, BinaryIO
 
+from ..storage.base import readinto_all
 from .base import FormatError, ModelFormat, Writer, is_ndarray, require
 
 EXTRA = "safetensors"
@@ -23,6 +24,12 @@ MAX_HEADER = 100_000_000
 DTYPES = {"bool": "BOOL", "uint8": "U8", "int8": "I8", "int16": "I16", "uint16": "U16",
           "float16": "F16", "int32": "I32", "uint32": "U32", "float32": "F32", "float64": "F64",
           "int64": "I64", "uint64": "U64"}
+#: safetensors dtype -> numpy dtype name: what the safetensors library's numpy loader maps
+#: (``safetensors.numpy._TYPES``); the others (BF16, F8…) have no numpy dtype.
+NUMPY_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "I64": "int64",
+                "U64": "uint64", "I32": "int32", "U32": "uint32", "I16": "int16",
+                "U16": "uint16", "I8": "int8", "U8": "uint8", "BOOL": "bool",
+                "C64": "complex64"}
 SIZES = {"BOOL": 1, "U8": 1, "I8": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2, "I32": 4,
          "U32": 4, "F32": 4, "F64": 8, "I64": 8, "U64": 8, "F8_E4M3": 1, "F8_E5M2": 1,
          "C64": 8, "F4": 1, "F6_E2M3": 1, "F6_E3M2": 1, "F8_E8M0": 1}
@@ -93,37 +100,36 @@ class SafetensorsFormat(ModelFormat):
                 for name in (wanted if wanted is not None else st.keys()):
                     out[name] = st.get_tensor(name)
             return out
-        if subset:
-            assert wanted is not None
-            return self._load_subset(f, header, wanted)
-        f.seek(0)
-        tensors = require("safetensors.numpy", EXTRA).load(f.read())
-        return tensors if wanted is None else {k: tensors[k] for k in wanted}
+        # A stream that is no plain file (a chunked blob's verified reader): each tensor's
+        # bytes are read straight into its own array; a subset seeks to each wanted tensor,
+        # so only the chunks covering the header and those tensors are fetched (issue 17).
+        return self._read_tensors(f, header, list(dict.fromkeys(wanted)) if wanted is not None
+                                  else sorted(tensor_names(header)))
 
-    def _load_subset(self, f: BinaryIO, header: dict[str, Any], wanted: list[str]) -> Any:
-        """Only the ``wanted`` tensors of a file that is no plain file (a chunked blob's
-        verified stream): each one's byte range is read by a seek, so only the chunks that
-        cover the header and those ranges are fetched (issue 17); they are packed into a
-        small safetensors buffer that the library then loads, with its own dtype rules."""
-        base = f.tell()  # just past the header: read_header read nothing more
+    def _read_tensors(self, f: BinaryIO, header: dict[str, Any], names: list[str]) -> Any:
+        """The tensors ``names`` of the safetensors stream ``f`` (positioned just past its
+        header), in that order (the library's ``safe_open`` lists a file's in name order), as
+        the library's numpy loader makes them, each read (in file order) by ``readinto`` into
+        an array made for it: a load holds the model once, plus the reader's buffer (reading
+        the stream whole and handing the bytes to the library held it twice)."""
+        np = require("numpy", EXTRA)
+        base = f.tell()
         check_layout(header, f.seek(0, os.SEEK_END) - base, "the model")
-        entries, parts, at = {}, [], 0
-        for name in dict.fromkeys(wanted):
-            start, stop = header[name]["data_offsets"]
+        out = {}
+        for name in sorted(names, key=lambda n: header[n]["data_offsets"][0]):
+            entry = header[name]
+            dtype = NUMPY_DTYPES.get(entry["dtype"])
+            if dtype is None:
+                raise FormatError(f"tensor {name[:100]!r} has dtype {entry['dtype']}, which "
+                                  f"numpy cannot hold")
+            start, stop = entry["data_offsets"]
+            array = np.empty(entry["shape"], dtype=np.dtype(dtype).newbyteorder("<"))
             f.seek(base + start)
-            data = f.read(stop - start)
-            if len(data) != stop - start:
+            if readinto_all(f, memoryview(array.reshape(-1).view(np.uint8))) != stop - start:
                 raise FormatError(f"the model is not a valid safetensors file: tensor "
                                   f"{name[:100]!r} is cut short")
-            entries[name] = {"dtype": header[name]["dtype"], "shape": header[name]["shape"],
-                             "data_offsets": [at, at + len(data)]}
-            parts.append(data)
-            at += len(data)
-        text = json.dumps(entries, separators=(",", ":")).encode()
-        text += b" " * (-len(text) % 8)
-        packed = b"".join([struct.pack("<Q", len(text)), text, *parts])
-        loaded = require("safetensors.numpy", EXTRA).load(packed)
-        return {name: loaded[name] for name in entries}  # in the order asked for
+            out[name] = array
+        return {name: out[name] for name in names}
 
     def check_file(self, path: str) -> None:
         with open(path, "rb") as f:

@@ -228,12 +228,25 @@ def read_manifest_or_damage(objects: ObjectStore, digest: str,
             return f"its manifest {digest} is missing from the store"
         except IntegrityError as e:
             if e.actual is None:
-                why = str(e).removeprefix(f"object {digest} is not a valid image manifest: ")
-                return f"its manifest {digest} is not a valid image manifest ({why})"
+                return _not_a_manifest(digest, e)
             if attempt == 2:
                 return f"its manifest {digest} is corrupted (its bytes hash to {e.actual})"
             known = None
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def parse_manifest_or_damage(data: bytes, digest: str) -> dict[str, Any] | str:
+    """:func:`parse_manifest` of bytes already verified to be object ``digest``, or why they are
+    not a manifest, worded as :func:`read_manifest_or_damage` words it."""
+    try:
+        return parse_manifest(data, digest)
+    except IntegrityError as e:
+        return _not_a_manifest(digest, e)
+
+
+def _not_a_manifest(digest: str, error: IntegrityError) -> str:
+    why = str(error).removeprefix(f"object {digest} is not a valid image manifest: ")
+    return f"its manifest {digest} is not a valid image manifest ({why})"
 
 
 def referenced_digests(manifest: dict[str, Any]) -> list[str]:

@@ -35,7 +35,7 @@ from ..errors import IntegrityError, StoreError
 from ..faults import crash_point
 from ..localfs import free_bytes
 from ..objects import ObjectStore
-from ..objects.manifest import model_format, read_manifest_or_damage
+from ..objects.manifest import model_format, parse_manifest_or_damage, read_manifest_or_damage
 from .events import Event
 from .log import RefLog, Tail
 from .state import Judge, apply_event
@@ -47,7 +47,9 @@ from .state import Judge, apply_event
 #: 7: ``signer`` and ``signer_key`` of versions and tag moves (issue 16).
 #: 8: ``rejected_events`` (events the store policy rejected) and ``repositories.policy_head``
 #: (the policy head its rows were judged under), issue 16 part 2.
-SCHEMA_VERSION = 9
+#: 9: ``repositories.keys_pending`` (``version_keys`` built when first asked for).
+#: 10: ``repositories.describe_pending`` (rows from a checkpoint described when first asked for).
+SCHEMA_VERSION = 10
 BUSY_TIMEOUT_MS = 60_000
 REFRESH_ATTEMPTS = 20
 PARALLEL_READS = 16
@@ -108,6 +110,7 @@ _SCHEMA = [
         last_hash TEXT, max_version INTEGER NOT NULL, created TEXT, updated TEXT,
         status TEXT, renamed_to TEXT, closed_seq INTEGER, closed_time TEXT, closed_by TEXT,
         last_md5 TEXT, policy_head TEXT, keys_pending INTEGER NOT NULL DEFAULT 0,
+        describe_pending INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (project, name))""",
     """CREATE TABLE versions (
         project TEXT NOT NULL, repository TEXT NOT NULL, version INTEGER NOT NULL,
@@ -336,18 +339,20 @@ class Index:
             seq = row["last_seq"] if row else 0
             tail = Tail(seq, row["last_hash"], row["last_md5"]) if check_tail and row else None
             known = known_manifests or {}
+            lazy = False
             if appended is not None and appended.seq == seq + 1:
                 events = [appended]
             elif row is None and checkpoint is not None and (start := checkpoint()) is not None:
                 events = start[0] + log.read_after(start[0][-1].seq, confirm=check_tail)
                 known = {**known, **start[1]}
+                lazy = True
             else:
                 events = log.read_after(seq, tail, confirm=check_tail)
             if not events:
                 return row
             manifests = _fetch_manifests(_needing_manifests(events, name), objects, known)
             with self.transaction() as conn:
-                view = _view(conn, project, name, manifests, head)
+                view = _view(conn, project, name, manifests, head, lazy)
                 if view.last_seq >= seq:
                     for event in events:
                         if event.seq > view.last_seq:  # else applied meanwhile by another process
@@ -452,7 +457,7 @@ class Index:
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
-        return self._rows(sql, params)
+        return _completed(self._rows(sql, params))
 
     def project_versions(self, project: str, limit: int | None = None) -> list[dict[str, Any]]:
         """Live versions of every repository of ``project``, newest save first."""
@@ -462,20 +467,19 @@ class Index:
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
-        return self._rows(sql, params)
+        return _completed(self._rows(sql, params))
 
     def version(self, project: str, repository: str, version: int) -> dict[str, Any] | None:
         rows = self._rows(
             "SELECT * FROM versions WHERE project = ? AND repository = ? AND version = ?",
             [project, repository, version])
-        return rows[0] if rows else None
+        return _completed(rows)[0] if rows else None
 
     def manifest_text(self, project: str, repository: str, version: int) -> str | None:
         """The manifest text the index keeps for a version (None: not kept: deleted,
         damaged, closed); one primary-key lookup."""
-        rows = self._rows("SELECT manifest FROM versions WHERE project = ? AND repository = ? "
-                          "AND version = ?", [project, repository, version])
-        return rows[0]["manifest"] if rows else None
+        row = self.version(project, repository, version)
+        return row["manifest"] if row else None
 
     def versions_by_image_prefix(self, project: str, repository: str,
                                  prefix: str) -> list[dict[str, Any]]:
@@ -563,6 +567,7 @@ class Index:
         built from user text here. ``repository`` None searches the whole project (newest save
         first); ``functions`` are SQLite functions it calls (name → (arity, callable)).
         """
+        self.ensure_described(project, repository)
         for name, (arity, fn) in (functions or {}).items():
             self.conn.create_function(name, arity, fn, deterministic=True)
         sql = "SELECT v.* FROM versions AS v WHERE v.project = ? AND v.deleted = 0"
@@ -602,6 +607,7 @@ class Index:
         a cursor this method returned; each page costs O(limit) index steps (plus the rows a
         ``where_sql`` filters out).
         """
+        self.ensure_described(project, repository)
         for name, (arity, fn) in (functions or {}).items():
             self.conn.create_function(name, arity, fn, deterministic=True)
         filt = f" AND ({where_sql})" if where_sql else ""
@@ -676,6 +682,7 @@ class Index:
         pending = "SELECT keys_pending FROM repositories WHERE project = ? AND name = ?"
         if not self._one(pending, [project, repository]):
             return
+        self.ensure_described(project, repository)
         with self.transaction() as conn:
             if not conn.execute(pending, [project, repository]).fetchone()[0]:
                 return  # another process built them while this one waited for the lock
@@ -690,6 +697,30 @@ class Index:
                               for key, value in key_values(metadata)))
             conn.execute("UPDATE repositories SET keys_pending = 0 WHERE project = ? AND "
                          "name = ?", [project, repository])
+
+    def ensure_described(self, project: str, repository: str | None) -> None:
+        """Describe the pending rows a cold refresh from a checkpoint left (``describe_pending``,
+        see :class:`_FreshView`) of one repository, or of every repository of ``project``
+        (``repository`` None): parse each manifest and write its columns, or why it is damaged,
+        in one transaction per repository. What reads the manifest columns with SQL calls this
+        first; rows handed out are described on the way (:func:`_completed`)."""
+        sql = "SELECT name FROM repositories WHERE project = ? AND describe_pending = 1"
+        args = [project]
+        if repository is not None:
+            sql += " AND name = ?"
+            args.append(repository)
+        for (name,) in self.conn.execute(sql, args).fetchall():
+            with self.transaction() as conn:
+                rows = conn.execute(
+                    f"SELECT version, image, manifest FROM versions WHERE project = ? AND "
+                    f"repository = ? AND {PENDING_ROW}", [project, name]).fetchall()
+                conn.executemany(
+                    f"UPDATE versions SET {', '.join(f'{c} = ?' for c in DERIVED)}, damaged = ? "
+                    f"WHERE project = ? AND repository = ? AND version = ? AND {PENDING_ROW}",
+                    ([*derived, damaged, project, name, version] for version, image, text in rows
+                     for derived, damaged in [_describe_text(image, text)]))
+                conn.execute("UPDATE repositories SET describe_pending = 0 WHERE project = ? AND "
+                             "name = ?", [project, name])
 
     def indexed_keys(self, project: str, repository: str,
                      limit: int = 500) -> list[tuple[str, bool]]:
@@ -713,6 +744,7 @@ class Index:
                        versions: list[int] | None = None) -> list[tuple[int, int | float]]:
         """``(version, value)`` of the live versions whose top-level ``key`` is a number, oldest
         first, among the ``newest`` highest versions or among ``versions``; never more rows."""
+        self.ensure_described(project, repository)
         if newest is not None and versions is None:
             source = ("(SELECT version, metadata FROM versions WHERE project = ? AND repository = ? "
                       "AND deleted = 0 ORDER BY version DESC LIMIT ?)")
@@ -786,6 +818,7 @@ class Index:
         """The metadata keys equal to ``key`` ignoring case, each with the JSON types its values
         have (``integer``, ``real``, ``text``, ``true``…), over the ``scan`` newest live versions
         (of one repository or the project): what a search that matched nothing is told."""
+        self.ensure_described(project, repository)
         recent, params = self._recent_metadata(project, repository, scan)
         out: dict[str, set[str]] = {}
         for r in self._rows(f"SELECT j.key AS key, j.type AS type FROM {recent} AS v, "
@@ -797,6 +830,7 @@ class Index:
     def metadata_keys(self, project: str, repository: str | None,
                       scan: int = 10_000) -> list[str]:
         """Every metadata key of the ``scan`` newest live versions, sorted."""
+        self.ensure_described(project, repository)
         recent, params = self._recent_metadata(project, repository, scan)
         return [r["key"] for r in self._rows(
             f"SELECT DISTINCT j.key AS key FROM {recent} AS v, json_each(v.metadata) AS j "
@@ -828,6 +862,7 @@ class Index:
     def damaged_versions(self, project: str, repository: str) -> dict[int, str]:
         """``{version: why}`` of the live versions whose manifest could not be read when they
         were indexed (missing, corrupt, not a manifest)."""
+        self.ensure_described(project, repository)
         return {r["version"]: r["damaged"] for r in self._rows(
             "SELECT version, damaged FROM versions WHERE project = ? AND repository = ? AND "
             "deleted = 0 AND damaged IS NOT NULL ORDER BY version", [project, repository])}
@@ -873,7 +908,7 @@ class Index:
                     out[key] = {"row": None, "versions": {}, "tags": {}, "tag_events": []}
                 return out[key]
 
-            for r in self._rows("SELECT * FROM versions"):
+            for r in _completed(self._rows("SELECT * FROM versions")):
                 of(r)["versions"][r["version"]] = r
             for r in self._rows("SELECT * FROM tags"):
                 of(r)["tags"][r["tag"]] = r["version"]
@@ -885,9 +920,11 @@ class Index:
 
     def dump(self) -> dict[str, list[dict[str, Any]]]:
         """Every indexed row, in a stable order (tests compare rebuilt and incremental indexes):
-        ``version_keys`` built first where they are pending."""
+        ``version_keys`` built and rows described first where they are pending."""
         for project, name in self.conn.execute(
-                "SELECT project, name FROM repositories WHERE keys_pending = 1").fetchall():
+                "SELECT project, name FROM repositories WHERE keys_pending = 1 OR "
+                "describe_pending = 1").fetchall():
+            self.ensure_described(project, name)
             self.ensure_keys(project, name)
         order = {"repositories": "project, name", "versions": "project, repository, version",
                  "tags": "project, repository, tag", "tag_events": "project, repository, seq",
@@ -1026,12 +1063,13 @@ def _described_or_damage(objects: ObjectStore, digest: str,
     return found if isinstance(found, str) else (found[0], found[1].decode("utf-8"))
 
 
-def _view(conn: sqlite3.Connection, project: str, name: str,
-          manifests: Manifests, policy_head: str | None = None) -> _SqlView | _FreshView:
+def _view(conn: sqlite3.Connection, project: str, name: str, manifests: Manifests,
+          policy_head: str | None = None, lazy: bool = False) -> _SqlView | _FreshView:
     """The reducer's view of a repository's rows: in memory while it has none (a cold refresh),
-    else statement by statement. ``policy_head``: the store policy the events are judged by."""
+    else statement by statement. ``policy_head``: the store policy the events are judged by;
+    ``lazy``: see :class:`_FreshView`."""
     view = _SqlView(conn, project, name, manifests, policy_head)
-    return view if view.exists else _FreshView(conn, project, name, manifests, policy_head)
+    return view if view.exists else _FreshView(conn, project, name, manifests, policy_head, lazy)
 
 
 class _SqlView:
@@ -1188,15 +1226,24 @@ class _FreshView:
     """The rows of a repository the index has none of (a cold refresh, a rebuild), folded in
     memory and written at the end with one ``executemany`` per table: a cold refresh of 100,000
     events costs one statement per table instead of two or three per event. It answers the
-    reducer's questions and writes exactly the rows :class:`_SqlView` would (tests compare)."""
+    reducer's questions and writes exactly the rows :class:`_SqlView` would (tests compare).
+
+    ``lazy`` (a cold refresh from a checkpoint): a version whose manifest the refresh holds as
+    bytes (verified against its digest, not parsed) gets a row with the manifest's text and no
+    other manifest column yet (*pending*); the repository is marked ``describe_pending`` and
+    :meth:`Index.ensure_described` parses and describes the rows when something first asks for
+    them (a row handed out is described on the way: :func:`_completed`). A cold ``models:log``
+    of 100,000 versions so parses the 20 manifests it shows, not 100,000."""
 
     # positions in a ``versions`` row (the table's column order)
     _DELETED, _DERIVED, _DAMAGED = 8, 9, 9 + len(DERIVED)
 
     def __init__(self, conn: sqlite3.Connection, project: str, name: str,
-                 manifests: Manifests, policy_head: str | None = None):
+                 manifests: Manifests, policy_head: str | None = None, lazy: bool = False):
         self.conn, self.project, self.name, self.manifests = conn, project, name, manifests
         self.policy_head = policy_head
+        self.lazy = lazy
+        self.pending = False  # a row was left to describe (lazy)
         self.rejected: list[tuple[Any, ...]] = []  # rejected_events rows
         self.exists = False
         self.last_seq = 0
@@ -1230,6 +1277,14 @@ class _FreshView:
         return sorted(t for t, v in self.tags.items() if v == version)
 
     def _describe(self, version: int, image: str) -> tuple[list[Any], str | None]:
+        if self.lazy and isinstance(raw := dict.get(self.manifests, image), bytes):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                pass  # not a manifest: described (as damaged) now
+            else:
+                self.pending = True
+                return _pending(text), None
         found = self.manifests.get(image)
         if isinstance(found, str):
             return [None] * len(DERIVED), found
@@ -1299,9 +1354,10 @@ class _FreshView:
         self.conn.execute(
             "INSERT INTO repositories (project, name, last_seq, last_hash, max_version, updated, "
             "last_md5, created, status, renamed_to, closed_seq, closed_time, closed_by, "
-            "policy_head, keys_pending) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
+            "policy_head, keys_pending, describe_pending) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?)",
             [p, n, self.last_seq, self.last_hash, self.max_version, last.time, last.md5,
-             self.created, *self.closed, self.policy_head])
+             self.created, *self.closed, self.policy_head, int(self.pending)])
         self.conn.executemany(
             f"INSERT INTO versions (project, repository, version, image, seq, author, time, "
             f"comment, deleted, {', '.join(DERIVED)}, damaged, signer, signer_key) "
@@ -1324,6 +1380,39 @@ def derived_columns(manifest: dict[str, Any], text: str) -> list[Any]:
             manifest["model"]["size"], size,
             _column_json(attachments) if attachments else "[]", text,
             model_format(manifest)]
+
+
+_MANIFEST = DERIVED.index("manifest")
+#: A pending row (see :class:`_FreshView`): its manifest's text and no other manifest column
+#: (a described row always has a ``model_format``; a deleted, closed or damaged one no manifest).
+PENDING_ROW = "manifest IS NOT NULL AND model_format IS NULL"
+
+
+def _pending(text: str) -> list[Any]:
+    """The :data:`DERIVED` values of a pending row."""
+    out: list[Any] = [None] * len(DERIVED)
+    out[_MANIFEST] = text
+    return out
+
+
+def _describe_text(image: str, text: str) -> tuple[list[Any], str | None]:
+    """The :data:`DERIVED` values of a pending row's manifest (text already verified to hash to
+    ``image``) and why it is damaged (None: it is not), as a refresh that parsed it would have
+    written them."""
+    found = parse_manifest_or_damage(text.encode("utf-8"), image)
+    if isinstance(found, str):
+        return [None] * len(DERIVED), found
+    return derived_columns(found, text), None
+
+
+def _completed(rows: list[Row]) -> list[Row]:
+    """``rows`` (``SELECT *`` of ``versions``) with every pending row described."""
+    for row in rows:
+        if row["model_format"] is None and row["manifest"] is not None:
+            derived, damaged = _describe_text(row["image"], row["manifest"])
+            row.update(zip(DERIVED, derived, strict=True))
+            row["damaged"] = damaged
+    return rows
 
 
 #: ``column = NULL`` for each of :data:`DERIVED`: a deleted version, or one of a closed
