@@ -175,18 +175,20 @@ def bench_big_folder(ctx: dict[str, Any], res: Results) -> None:
                                                                 "seed": i})
     roro_save = median_run(runs, "roro-save", each=lambda i: {"size": size, "store": store,
                                                               "seed": i})
-    # The baseline above overwrites its own file, so its writes reuse the pages the old copy
+    base_load = median_run(runs, "pickle-load", size=size, path=pkl)
+    roro_load = median_run(runs, "roro-load", size=size, store=store)
+    # The save's baseline above overwrites its own file, so its writes reuse the pages the old copy
     # just freed; roro's store keeps every version, so a save fills new page-cache pages, which
     # on this VM (free page reporting) cost up to ~1 s of CPU per 512 MiB more (bench/README.md,
     # "Issue 17, fifth session"). The same dump into a new file each run, the older kept as
-    # roro's versions are, pays what roro pays; shown beside the target row, not instead of it.
+    # roro's versions are, pays what roro pays; shown beside the target row, not instead of it,
+    # and measured last: the new files use up the guest's spare memory, which would make every
+    # later baseline (and roro) slower.
     fresh = [os.path.join(tmp, f"big-new-{i}.pkl") for i in range(runs)]
     base_new = median_run(runs, "pickle-save", each=lambda i: {"size": size, "path": fresh[i],
                                                                "seed": i})
     for path in fresh:
         os.unlink(path)
-    base_load = median_run(runs, "pickle-load", size=size, path=pkl)
-    roro_load = median_run(runs, "roro-load", size=size, store=store)
     mb = size / MiB
     label = f"{mb:.0f} MiB"
     res.add(f"big save, folder ({label})", mb / roro_save["seconds"], mb / base_save["seconds"],
