@@ -66,7 +66,7 @@ WRITE_PIECE = 256 * 1024
 
 
 def write_pieces(f: IO[bytes], data: bytes | bytearray | memoryview) -> None:
-    """Write ``data`` (bytes-like, one byte per item) to the binary file ``f`` in pieces of at
+    """Write ``data`` (a C-contiguous bytes-like object) to the binary file ``f`` in pieces of at
     most :data:`WRITE_PIECE` bytes. The page cache takes folios as large as a write (up to
     2 MiB); on a VM that hands free memory back to its host (free page reporting, as on the
     machine roro is benchmarked on) large folios come from memory the host must fault in again:
@@ -75,6 +75,8 @@ def write_pieces(f: IO[bytes], data: bytes | bytearray | memoryview) -> None:
     longest (bench/README.md, "Issue 17, fifth session"). Elsewhere it costs a few more system
     calls per chunk."""
     view = memoryview(data)
+    if view.ndim != 1 or view.itemsize != 1:
+        view = view.cast("B")  # slices below count bytes, not items
     for at in range(0, view.nbytes, WRITE_PIECE):
         f.write(view[at:at + WRITE_PIECE])
 

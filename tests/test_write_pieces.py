@@ -45,6 +45,11 @@ def test_write_pieces_hands_the_file_at_most_a_piece_at_a_time():
     assert [len(p) for p in f.pieces] == [WRITE_PIECE, WRITE_PIECE, 12345]
     assert b"".join(f.pieces) == data.tobytes()
     f = Recorder()
+    floats = data[:2 * WRITE_PIECE + 8000].view(np.float64)  # 8-byte items: counted in bytes
+    write_pieces(f, memoryview(floats))
+    assert b"".join(f.pieces) == floats.tobytes()
+    assert max(len(p) for p in f.pieces) == WRITE_PIECE
+    f = Recorder()
     write_pieces(f, b"")
     assert f.pieces == []
 
