@@ -81,6 +81,49 @@ def test_a_folder_load_reads_chunks_in_place(tmp_path):
     assert counting.counts["get_into"] > 16, counting.counts
 
 
+class ChunkGets(CountingBackend):
+    """Which chunk keys were read whole (``get``: through a copy) and which into the caller's
+    buffer (``get_into``), in order."""
+
+    def __init__(self, inner, chunk_keys):
+        super().__init__(inner)
+        self.chunk_keys, self.whole, self.into, self.order = chunk_keys, [], [], []
+
+    def get(self, key, max_size=None):
+        if key in self.chunk_keys:
+            with self._lock:
+                self.whole.append(self.chunk_keys[key])
+                self.order.append(("whole", self.chunk_keys[key]))
+        return super().get(key, max_size)
+
+    def get_into(self, key, buffer):
+        if key in self.chunk_keys:
+            with self._lock:
+                self.into.append(self.chunk_keys[key])
+                self.order.append(("into", self.chunk_keys[key]))
+        return super().get_into(key, buffer)
+
+
+def test_a_folder_load_copies_only_the_chunks_the_array_starts_and_ends_in(tmp_path):
+    """A pickled array's load on a folder store: every chunk is read once, and only two of them
+    whole (verified, then copied out): the one the unpickler's buffered reads end in (read
+    first of its fill, with no chunk read ahead after it: the next read, the array's, takes
+    the chunks it covers straight into its buffer, all at once) and the one the array ends in
+    (again read first of that fill, not alone after it)."""
+    url = str(tmp_path / "store")
+    w = weights()
+    image = Project("p", store=url).get_model_repository("m").new_image({"w": w}).save()
+    chunks = chunks_of(Project("p", store=url), image)
+    keys = {object_key(d): i for i, (d, _) in enumerate(chunks)}
+    counting = ChunkGets(Store(url).backend, keys)
+    project = Project("p", store=Store(counting))
+    assert (project.get_model_repository("m").get_model()["w"] == w).all()
+    assert len(counting.whole) == 2 and counting.whole[1] == len(chunks) - 1, counting.whole
+    assert sorted(counting.whole + counting.into) == list(range(len(chunks))), counting.into
+    # the array's last chunk was started before the last of the chunks that went into it
+    assert counting.order.index(("whole", len(chunks) - 1)) < len(counting.order) - 2
+
+
 def test_a_blob_larger_than_the_cache_limit_streams_through(s3_url, tmp_path, monkeypatch):
     repo = Project("p", store=s3_url).get_model_repository("m")
     w = weights()  # 2 MiB

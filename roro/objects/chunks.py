@@ -247,6 +247,10 @@ class ChunkedReader(SizedReader):
         self._ahead = max(1, threads)
         self._pending: deque[tuple[int, Future[bytes]]] = deque()
         self._next = 0  # the next chunk to submit
+        #: No read-ahead for the first chunk read from a local store: the unpickler's next read
+        #: is as likely the big ``readinto`` of an array (whose chunks then go straight into its
+        #: buffer, in parallel) as a small one, and a local fetch is quick.
+        self._read_ahead = objects.backend.remote
         self._current: memoryview | None = None  # the verified bytes of chunk self._at
         self._at = -1
         self._pos = 0
@@ -291,6 +295,8 @@ class ChunkedReader(SizedReader):
         if not self._pending:
             self._next = i
         n = len(self._index.chunks)
+        ahead = ahead and self._read_ahead
+        self._read_ahead = True
         while self._next < n and len(self._pending) < (self._ahead if ahead else 1):
             self._pending.append((self._next, self._pool.submit(self._fetch, self._next)))
             self._next += 1
@@ -363,6 +369,12 @@ class ChunkedReader(SizedReader):
         ahead = dict(self._pending)
         self._pending.clear()
         self._current, self._at = None, -1
+        # The chunk the read ends in (a pickle's last array ends a few bytes before the blob)
+        # is fetched first, so that it is ready for the chunk-by-chunk read that follows
+        # instead of being read alone after every whole chunk.
+        last: tuple[int, Future[bytes]] | None = None
+        if i < len(self._index.chunks) and at < len(out):
+            last = (i, ahead.pop(i) if i in ahead else self._pool.submit(self._fetch, i))
         parts: list[tuple[memoryview | None, Future[Any]]] = []
         for j, view in jobs:
             if j in ahead:
@@ -376,10 +388,13 @@ class ChunkedReader(SizedReader):
         try:
             wait(futures)  # every job has ended before an error is raised: none writes on after
         except BaseException:  # interrupted: stop what has not started, let the rest end
-            for future in futures:
+            for future in futures + ([last[1]] if last else []):
                 future.cancel()
-            wait(futures)
+            wait(futures + ([last[1]] if last else []))
             raise
+        if last is not None:  # dropped by close() or a seek if an error comes first
+            self._pending.append(last)
+            self._next = last[0] + 1
         for target, future in parts:
             data = future.result()
             if target is not None:
