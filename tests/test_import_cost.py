@@ -49,3 +49,20 @@ def test_formats_import_their_libraries_only_when_used(tmp_path):
     env = {**os.environ, "PYTHONPATH": ROOT}
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_numpy_model_is_saved_and_loaded_without_importlib_metadata(tmp_path):
+    """The contract's version of an imported watched library (numpy here) is its module's
+    ``__version__``: importing ``importlib.metadata`` and scanning the installed distributions
+    cost a fresh process's first save and first load 10-15 ms each (15 % of a 128 MiB load)."""
+    code = (
+        "import sys, numpy as np, roro\n"
+        f"repo = roro.Project('p', {str(tmp_path / 'store')!r}).get_model_repository('m')\n"
+        "image = repo.new_image({'w': np.arange(10)}).save()\n"
+        "assert image.manifest['contract']['libraries'] == {'numpy': np.__version__}\n"
+        "assert (repo.get_model()['w'] == np.arange(10)).all()\n"
+        "assert 'importlib.metadata' not in sys.modules\n"
+    )
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

@@ -32,12 +32,20 @@ MAX_EXAMPLE = 16 * 1024
 MAX_CHECKED = 64
 #: Libraries recorded when the saving process has imported them: top-level module -> distribution.
 WATCHED = {"numpy": "numpy", "sklearn": "scikit-learn", "pandas": "pandas", "torch": "torch"}
+_MODULE_OF = {dist: module for module, dist in WATCHED.items()}
 
 
 @functools.lru_cache(maxsize=256)
 def installed_version(distribution: str) -> str | None:
     """The installed version of ``distribution`` (None if it is not installed); looked up once
-    per process (a lookup scans the installed distributions)."""
+    per process (a lookup scans the installed distributions). A watched library this process
+    has imported answers with its module's ``__version__`` (the version actually loaded):
+    importing ``importlib.metadata`` and scanning cost the first load (and save) of a fresh
+    process 10-15 ms, 15 % of a 128 MiB load (bench/README.md, issue 17 fifth session)."""
+    module = sys.modules.get(_MODULE_OF.get(distribution, ""))
+    version = getattr(module, "__version__", None)
+    if isinstance(version, str) and version:
+        return version
     from importlib import metadata  # importlib.metadata: only when a contract is made or checked
     try:
         return metadata.version(distribution)
