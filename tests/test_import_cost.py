@@ -11,6 +11,13 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def run_fresh(code: str) -> None:
+    """Run ``code`` in a fresh interpreter importing this checkout's roro; its asserts must hold."""
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
 def test_reading_the_index_does_not_import_numpy(tmp_path):
     code = (
         "import sys, roro\n"
@@ -24,9 +31,7 @@ def test_reading_the_index_does_not_import_numpy(tmp_path):
         "import numpy\n"  # still importable afterwards
         "assert numpy.zeros(3).sum() == 0\n"
     )
-    env = {**os.environ, "PYTHONPATH": ROOT}
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
+    run_fresh(code)
 
 
 def test_formats_import_their_libraries_only_when_used(tmp_path):
@@ -46,9 +51,7 @@ def test_formats_import_their_libraries_only_when_used(tmp_path):
         "                     'torch', 'google.protobuf') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
-    env = {**os.environ, "PYTHONPATH": ROOT}
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
+    run_fresh(code)
 
 
 def test_a_numpy_model_is_saved_and_loaded_without_importlib_metadata(tmp_path):
@@ -63,6 +66,4 @@ def test_a_numpy_model_is_saved_and_loaded_without_importlib_metadata(tmp_path):
         "assert (repo.get_model()['w'] == np.arange(10)).all()\n"
         "assert 'importlib.metadata' not in sys.modules\n"
     )
-    env = {**os.environ, "PYTHONPATH": ROOT}
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
+    run_fresh(code)
