@@ -222,9 +222,12 @@ def put_chunked(guard: ReuseGuard, path: str, params: ChunkParams) -> tuple[str,
 
 # -- the verified streaming reader ----------------------------------------------------------------
 #: Chunks fetched and hashed at once, ahead of the reader (each at most 16 MiB, 4 MiB on average:
-#: at most 4 x 16 MiB beside the model): a folder's reads are the disk's and the hash's, 2 threads
-#: (2 cores); S3's wait on the network.
-READ_THREADS_LOCAL = 2
+#: at most 4 x 16 MiB beside the model). S3's wait on the network. A folder's are the hash's
+#: when the chunks are in the page cache (2 threads or 4: the same on 2 cores, 0.264 s for
+#: 512 MiB) and the disk's when they are not: a 10 GiB load from a cold page cache read at
+#: 600-731 MiB/s with 2 threads, 845-857 with 4 (more reads in flight; `cloudpickle.load` of
+#: one file 944), bench/README.md "Issue 17 and 18 after the fifth session".
+READ_THREADS_LOCAL = 4
 READ_THREADS_REMOTE = 4
 READ_AHEAD = READ_THREADS_LOCAL
 
