@@ -48,7 +48,7 @@ from .metadata import check_total
 from .names import validate_new_name
 from .objects import SpooledObject
 from .objects.canonical import canonical_json
-from .objects.chunks import CHUNKED_FEATURE, chunk_params, put_chunked
+from .objects.chunks import CHUNKED_FEATURE, chunk_params, put_chunked, put_index
 from .objects.chunksink import ChunkLostError, ChunkSink
 from .objects.keep import MTIME_SLACK, ReuseGuard, reuse_horizon
 from .objects.manifest import (
@@ -527,9 +527,7 @@ class Blob:
     def of_sink(cls, sink: ChunkSink) -> Blob:
         """A chunked blob whose chunks the sink stored: what is left is its chunk index."""
         def put(store: Store, guard: ReuseGuard, entry: dict[str, Any]) -> None:
-            data = sink.index().data()
-            entry["chunks"] = {"digest": guard.put_bytes(data, look_first=True),
-                               "size": len(data)}
+            entry["chunks"] = put_index(guard, sink.index())
         return cls(sink.digest, sink.size, sink.spool_path, put)
 
 
@@ -578,8 +576,7 @@ def store_blob(store: Store, guard: ReuseGuard, spooled: SpooledObject,
     params = chunk_params()
     if spooled.size >= params.threshold:
         store.require_feature(CHUNKED_FEATURE)
-        index, index_size = put_chunked(guard, spooled.path, params)
-        entry["chunks"] = {"digest": index, "size": index_size}
+        entry["chunks"] = put_chunked(guard, spooled.path, params)
     else:
         guard.put_spooled(spooled)
 

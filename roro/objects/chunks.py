@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..digests import digest_bytes, parse_digest
-from ..errors import ConfigError, IntegrityError, NotFoundError, RoroError
+from ..errors import ConfigError, IntegrityError, NotFoundError, RoroError, StoreError
 from ..storage import KeyNotFoundError, SizedReader, TooLargeError
 from ..storage.layout import object_key
 from .canonical import canonical_json, loads
@@ -165,13 +165,41 @@ WRITE_THREADS_REMOTE = 4
 
 #: Bytes of chunks read from the spool and not yet stored, at most (plus one chunk).
 WRITE_IN_FLIGHT = 16 * MiB
+#: Attempts at storing a chunk whose key holds a torn copy or vanished between two looks.
+STORE_ATTEMPTS = 3
 
 
-def put_chunked(guard: ReuseGuard, path: str, params: ChunkParams) -> tuple[str, int]:
+def store_chunk(objects: ObjectStore, digest: str, data: bytes | memoryview,
+                url: str) -> tuple[bool, KeyInfo | None]:
+    """Store chunk ``digest`` (``data``, already hashed) unless it is present: ``(created,
+    info)``, ``info`` being what the look found of a present chunk. It is looked for first (a
+    HEAD on S3): a present chunk's bytes are never sent. A key that holds something of the
+    wrong size (a torn copy), or vanished between two looks, is written (again) from ``data``:
+    the chunk leaves here present with its size. ``url`` names the store in the error."""
+    for _ in range(STORE_ATTEMPTS):
+        info = objects.info(digest)
+        if info is not None and info.size == len(data):
+            return False, info
+        if info is not None:
+            objects.delete(digest)  # a torn copy: garbage, replaced by the right bytes
+        if objects.backend.put_bytes_if_absent(object_key(digest), data):  # type: ignore[arg-type]
+            return True, None
+    raise StoreError(f"could not store chunk {digest}: its key kept changing under this save "
+                     f"(store {url}); nothing was published: try again")
+
+
+def put_index(guard: ReuseGuard, index: ChunkIndex) -> dict[str, Any]:
+    """Write a blob's chunk index through ``guard`` (looked for first: a re-save of an unchanged
+    blob sends nothing) once all its chunks are stored: the blob entry's ``chunks`` value."""
+    data = index.data()
+    return {"digest": guard.put_bytes(data, look_first=True), "size": len(data)}
+
+
+def put_chunked(guard: ReuseGuard, path: str, params: ChunkParams) -> dict[str, Any]:
     """Store the local file ``path`` (a spool, which must live until the version is published)
     as chunks through ``guard`` (the gc rule covers each chunk), then its chunk index; returns
-    the index's ``(digest, size)``. Each chunk is looked for first (a HEAD on S3): a present
-    chunk's bytes are never sent. The file is cut as it is read; chunks are hashed and stored
+    the blob entry's ``chunks`` (:func:`put_index`). Each chunk is stored by
+    :func:`store_chunk`. The file is cut as it is read; chunks are hashed and stored
     on a small pool, at most :data:`WRITE_IN_FLIGHT` bytes of them at a time."""
     import pyfastcdc  # only by a save of a big blob: `import roro` stays cheap
     objects = guard.objects
@@ -179,11 +207,7 @@ def put_chunked(guard: ReuseGuard, path: str, params: ChunkParams) -> tuple[str,
 
     def store(data: bytes) -> tuple[str, bool, KeyInfo | None]:
         digest = digest_bytes(data)
-        info = objects.info(digest)
-        if info is not None and info.size == len(data):
-            return digest, False, info
-        created = objects.backend.put_bytes_if_absent(object_key(digest), data)
-        return digest, created, None if created else objects.info(digest)
+        return (digest, *store_chunk(objects, digest, data, guard.url))
 
     cdc = pyfastcdc.FastCDC(params.avg, min_size=params.min, max_size=params.max)
     threads = WRITE_THREADS_REMOTE if objects.backend.remote else WRITE_THREADS_LOCAL
@@ -216,8 +240,7 @@ def put_chunked(guard: ReuseGuard, path: str, params: ChunkParams) -> tuple[str,
             for _, _, future in pending:
                 future.cancel()
             raise
-    data = ChunkIndex(chunks, size, params.chunker()).data()
-    return guard.put_bytes(data, look_first=True), len(data)
+    return put_index(guard, ChunkIndex(chunks, size, params.chunker()))
 
 
 # -- the verified streaming reader ----------------------------------------------------------------

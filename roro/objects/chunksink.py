@@ -37,7 +37,7 @@ from ..digests import digest_bytes, digest_of_hasher, new_hasher
 from ..errors import StoreError
 from ..localfs import quiet_unlink, write_failure, write_pieces
 from ..storage.layout import object_key
-from .chunks import WRITE_THREADS_REMOTE, ChunkIndex, ChunkParams
+from .chunks import WRITE_THREADS_REMOTE, ChunkIndex, ChunkParams, store_chunk
 
 if TYPE_CHECKING:
     from ..storage import KeyInfo
@@ -52,8 +52,6 @@ WINDOW = 32 * MiB
 IN_FLIGHT = 32 * MiB
 #: A write at least this big is cut in place (no copy into a window).
 IN_PLACE = 4 * MiB
-#: Attempts at storing a chunk whose key holds a torn copy or vanished between two looks.
-STORE_ATTEMPTS = 3
 #: Threads that hash chunks (CPU work: no more than the cores the benchmarks run on) ...
 HASH_THREADS = 2
 #: ... and threads that store them, each waiting for its chunk's hash first. A folder store's
@@ -239,21 +237,10 @@ class ChunkSink:
         self._offset += len(chunk)
 
     def _store(self, hashed: Future[str], data: memoryview) -> Stored:
-        """Store one chunk once its hash is known (on the pool); ``(digest, created, info)``. A
-        key that holds something of the wrong size, or vanished between two looks, is written
-        (again) from the bytes in hand: a chunk leaves here present with its size."""
+        """Store one chunk once its hash is known (on the pool, :func:`store_chunk`);
+        ``(digest, created, info)``."""
         digest = hashed.result()
-        objects = self._objects
-        for _ in range(STORE_ATTEMPTS):
-            info = objects.info(digest)
-            if info is not None and info.size == len(data):
-                return digest, False, info
-            if info is not None:
-                objects.delete(digest)  # a torn copy: garbage, replaced by the right bytes
-            if objects.backend.put_bytes_if_absent(object_key(digest), data):  # type: ignore[arg-type]
-                return digest, True, None
-        raise StoreError(f"could not store chunk {digest}: its key kept changing under this save "
-                         f"(store {self._guard.url}); nothing was published: try again")
+        return (digest, *store_chunk(self._objects, digest, data, self._guard.url))
 
     def _settle(self) -> None:
         offset, length, stored, hashed, frees, _ = self._pending.popleft()
