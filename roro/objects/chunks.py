@@ -297,10 +297,14 @@ class ChunkedReader(SizedReader):
             return IntegrityError(f"{name} is corrupted: it holds more than its {size} bytes; "
                                   f"nothing of it was handed out; run 'roro fsck --read-data'",
                                   digest=digest, expected=digest)
-        actual = getattr(e, "actual", None)
-        return IntegrityError(f"{name} is corrupted: its bytes hash to {actual}; nothing "
-                              f"of it was handed out; run 'roro fsck --read-data' to check "
-                              f"the store", digest=digest, expected=digest, actual=actual)
+        return self._corrupted(i, getattr(e, "actual", None))
+
+    def _corrupted(self, i: int, actual: str | None, note: str = "") -> IntegrityError:
+        """Chunk i's bytes hash to ``actual`` (``note``: what else was wrong with them)."""
+        digest = self._index.chunks[i][0]
+        return IntegrityError(f"{self._name(i)} is corrupted: its bytes hash to {actual}{note}; "
+                              f"nothing of it was handed out; run 'roro fsck --read-data' to "
+                              f"check the store", digest=digest, expected=digest, actual=actual)
 
     def _fetch(self, i: int) -> bytes:
         digest, size = self._index.chunks[i]
@@ -369,10 +373,7 @@ class ChunkedReader(SizedReader):
             raise self._fetch_error(i, e) from None
         actual = digest_bytes(target[:got])
         if got != size or actual != digest:
-            raise IntegrityError(f"{self._name(i)} is corrupted: its bytes hash to {actual}"
-                                 f"{'' if got == size else f' ({got} bytes, not {size})'}; "
-                                 f"nothing of it was handed out; run 'roro fsck --read-data'",
-                                 digest=digest, expected=digest, actual=actual)
+            raise self._corrupted(i, actual, "" if got == size else f" ({got} bytes, not {size})")
         if self._keep and cache is not None:
             cache.write(digest, target)
 
@@ -414,9 +415,10 @@ class ChunkedReader(SizedReader):
         try:
             wait(futures)  # every job has ended before an error is raised: none writes on after
         except BaseException:  # interrupted: stop what has not started, let the rest end
-            for future in futures + ([last[1]] if last else []):
+            started = futures + ([last[1]] if last else [])
+            for future in started:
                 future.cancel()
-            wait(futures + ([last[1]] if last else []))
+            wait(started)
             raise
         if last is not None:  # dropped by close() or a seek if an error comes first
             self._pending.append(last)
