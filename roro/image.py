@@ -662,8 +662,8 @@ class ModelImage:
             if isinstance(tensors, str) or not all(isinstance(t, str) for t in tensors):
                 raise TypeError("tensors must be a list of tensor names")
         self._warn_versions(fmt)
-        # safetensors memory-maps a file: a chunked one is reassembled in the cache first
-        # a safetensors model is memory-mapped from one file; a subset reads only its ranges
+        # A whole safetensors model is memory-mapped from one file (a chunked one on a remote
+        # store is reassembled in the cache first); a subset reads only its tensors' ranges.
         f = self._open_model_bytes(as_file=fmt.name == "safetensors" and tensors is None)
         if fmt.name == "file":
             return f
