@@ -330,3 +330,24 @@ def test_a_format_read_from_its_file_keeps_a_spool_and_a_lost_chunk_is_written_a
     loaded = Project("p", store=url).get_model_repository("m").get_model(3)
     assert (loaded["a"] == tensors["a"]).all() and (loaded["b"] == tensors["b"]).all()
     assert fsck(Store(url), read_data=True).ok
+
+
+def test_a_small_model_read_from_its_file_is_spooled_once(tmp_path, monkeypatch):
+    """A safetensors model below the chunking threshold is held by the sink and spooled once,
+    by the single-object path: the sink opens its own spool only once the blob turns out
+    chunked (it wrote every small model into a second spool it then threw away)."""
+    import tempfile
+    spools = []
+    real = tempfile.mkstemp
+
+    def mkstemp(*args, **kwargs):
+        if kwargs.get("prefix") == "obj-":
+            spools.append(kwargs.get("dir"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    repo = Project("p", store=make_store_url("folder", tmp_path)).get_model_repository("m")
+    image = repo.new_image({"w": np.arange(1000.0)}, format="safetensors").save()
+    assert "chunks" not in image.manifest["model"] and "summary" in image.manifest["model"]
+    assert len(spools) == 1
+    assert (repo.get_model()["w"] == np.arange(1000.0)).all()

@@ -19,9 +19,11 @@ The gc rule (docs/trust.md): a chunk this save created is young; a chunk found p
 on through the :class:`~roro.objects.keep.ReuseGuard`. Its bytes are gone once stored, so if the
 guard ever needs to write one again (a concurrent gc collected an old chunk before the keep marker
 protected it, or the save outlived its deadline) the save fails cleanly with
-:class:`ChunkLostError` and publishes nothing, unless ``spool_dir`` was given: then every byte is
-also written (sequentially, never read back, never fsynced) to a spool file, the source a format
-reads its summary from and the guard writes a chunk again from (docs/architecture.md, "Chunks").
+:class:`ChunkLostError` and publishes nothing, unless the sink keeps a spool (``spool``): then,
+once the blob turns out chunked, every byte is also written (sequentially, never read back, never
+fsynced) to a spool file, the source a format reads its summary from and the guard writes a chunk
+again from (docs/architecture.md, "Chunks"). A blob that stays small needs none: the caller
+spools the held bytes itself.
 """
 
 from __future__ import annotations
@@ -99,15 +101,9 @@ class ChunkSink:
         self._digests: ThreadPoolExecutor | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._hash: ThreadPoolExecutor | None = None
-        self._spool: Any = None
+        self._spool_dir = (spool_dir or tempfile.gettempdir()) if spool else None
+        self._spool: Any = None  # opened when the blob turns out chunked (_start)
         self.spool_path: str | None = None
-        if spool:
-            where = spool_dir or tempfile.gettempdir()
-            try:
-                fd, self.spool_path = tempfile.mkstemp(dir=where, prefix="obj-", suffix=".tmp")
-            except OSError as e:
-                self._raise_write_failure(e, where)
-            self._spool = os.fdopen(fd, "wb")
 
     # -- the file interface ----------------------------------------------------------------------
     def writable(self) -> bool:
@@ -121,19 +117,25 @@ class ChunkSink:
         if view.ndim != 1 or view.itemsize != 1:
             view = view.cast("B") if view.c_contiguous else memoryview(view.tobytes())
         n = view.nbytes
+        if self._small is not None:
+            if n < self._params.threshold - len(self._small):
+                self.size += n
+                self._small += view
+                return n
+            self._start()  # the blob reaches the threshold: it is chunked
+        self._write_spool(view, n)
+        self.size += n
+        self._feed(view)
+        return n
+
+    def _write_spool(self, view: memoryview, more: int) -> None:
+        """Append ``view`` to the spool, if one is kept (``more``: the bytes of it that
+        :attr:`size` does not count yet, for the message of a full disk)."""
         if self._spool is not None:
             try:
                 write_pieces(self._spool, view)
             except OSError as e:
-                self._raise_write_failure(e, self.spool_path or "", n)
-        self.size += n
-        if self._small is not None:
-            if n < self._params.threshold - len(self._small):
-                self._small += view
-                return n
-            self._start()  # the blob reaches the threshold: it is chunked
-        self._feed(view)
-        return n
+                self._raise_write_failure(e, self.spool_path or "", more)
 
     # -- cutting ---------------------------------------------------------------------------------
     def _start(self) -> None:
@@ -141,6 +143,14 @@ class ChunkSink:
         assert self._small is not None
         if self._on_chunked is not None:
             self._on_chunked()  # e.g. record the store feature, before any chunk is written
+        if self._spool_dir is not None:  # the spool starts with the bytes held so far
+            try:
+                fd, self.spool_path = tempfile.mkstemp(dir=self._spool_dir, prefix="obj-",
+                                                       suffix=".tmp")
+            except OSError as e:
+                self._raise_write_failure(e, self._spool_dir)
+            self._spool = os.fdopen(fd, "wb")
+            self._write_spool(memoryview(self._small), 0)
         self._window, self._small = self._small, None
         self._guard.start()  # before the first chunk is looked at: the deadline counts from here
         self._threads = STORE_THREADS_REMOTE if self._objects.backend.remote \
@@ -299,9 +309,9 @@ class ChunkSink:
         """Cut and store what is left, wait for every chunk: the whole blob's digest, and then
         :meth:`index`. A blob that turned out small (not :attr:`chunked`) is only held: the
         caller stores :meth:`small` as one object (its digest is "")."""
-        self._close_spool()
         if self._small is not None and self.size >= self._params.threshold:
             self._start()  # exactly at the threshold (or 0 bytes with a threshold of 0)
+        self._close_spool()
         if self._small is not None:
             return ""
         if self._window:
