@@ -1119,12 +1119,7 @@ class _SqlView:
         """The manifest columns of a version of ``image`` and why it is damaged (None: it is
         not). The columns are None each when the manifest was not fetched (the version is
         deleted, or its repository closed, later in the same batch) or is damaged."""
-        found = self.manifests.get(image)
-        if isinstance(found, str):
-            return [None] * len(DERIVED), found
-        if found is None:
-            return [None] * len(DERIVED), None
-        return derived_columns(*found), None
+        return _columns_of(self.manifests.get(image))
 
     def add_version(self, event: Event) -> None:
         described, damaged = self._described(event["image"])
@@ -1285,12 +1280,7 @@ class _FreshView:
             else:
                 self.pending = True
                 return _pending(text), None
-        found = self.manifests.get(image)
-        if isinstance(found, str):
-            return [None] * len(DERIVED), found
-        if found is None:
-            return [None] * len(DERIVED), None
-        return derived_columns(*found), None
+        return _columns_of(self.manifests.get(image))
 
     def add_version(self, event: Event) -> None:
         v = event["version"]
@@ -1400,9 +1390,17 @@ def _describe_text(image: str, text: str) -> tuple[list[Any], str | None]:
     ``image``) and why it is damaged (None: it is not), as a refresh that parsed it would have
     written them."""
     found = parse_manifest_or_damage(text.encode("utf-8"), image)
-    if isinstance(found, str):
+    return _columns_of(found if isinstance(found, str) else (found, text))
+
+
+def _columns_of(found: Described | str | None) -> tuple[list[Any], str | None]:
+    """The :data:`DERIVED` values of a version and why it is damaged (None: it is not), from
+    its described manifest, the reason it is damaged (a str), or nothing (None: the manifest
+    was not fetched: the version is deleted, or its repository closed, later in the batch).
+    A damaged or unfetched version has None in every column."""
+    if found is None or isinstance(found, str):
         return [None] * len(DERIVED), found
-    return derived_columns(found, text), None
+    return derived_columns(*found), None
 
 
 def _completed(rows: list[Row]) -> list[Row]:
