@@ -41,6 +41,7 @@ from .storage.url import check_options
 
 if TYPE_CHECKING:
     from .policy import StorePolicy
+    from .refs.checkpoint import History
     from .refs.index import Index
 
 INDEX_FILE = INDEX_KEY
@@ -115,6 +116,9 @@ class Store:
         #: appended lately (their bytes) and the last small checkpoint object it wrote.
         self.recent_events: dict[tuple[str, str, int], bytes] = {}
         self.recent_checkpoints: dict[str, Any] = {}
+        #: The history this handle's last cold refresh read: what its index's deferred rows
+        #: are written from in this process, without reading it again.
+        self._last_history: History | None = None
 
     def __repr__(self) -> str:
         return f"Store({self.url!r})"
@@ -183,6 +187,7 @@ class Store:
         return index
 
     def _bound(self, index: Index) -> Index:
+        index.history = self._history
         if self.is_initialized():  # an index is bound to a store id only once there is one
             index.bind_store(self.store_id())
         return index
@@ -408,12 +413,24 @@ class Store:
         """Read the policy again at the next refresh (after this process changed it)."""
         self._policy = None
 
-    def _checkpoint_start(self, log: RefLog) -> tuple[list[Event], dict[str, bytes]] | None:
+    def _checkpoint_start(self, log: RefLog) -> History | None:
         """A cold refresh's start: the newest checkpoint, verified (None: read the log). A
         wrong one is ignored with one :class:`~roro.refs.checkpoint.CheckpointWarning`."""
         from .refs import checkpoint  # zlib and struct: only for a repository never indexed
-        return checkpoint.read_verified(log, self.objects, lambda message: warnings.warn(
-            message, checkpoint.CheckpointWarning, stacklevel=6))
+        self._last_history = checkpoint.read_verified(
+            log, self.objects, lambda message: warnings.warn(
+                message, checkpoint.CheckpointWarning, stacklevel=6))
+        return self._last_history
+
+    def _history(self, project: str, repository: str, source: str) -> tuple[History, ObjectStore]:
+        """What the index's deferred rows are written from (``Index.history``)."""
+        from .refs import checkpoint  # zlib and struct: only where rows were deferred
+        last = self._last_history
+        if last is not None and last.source == source and \
+                (last.project, last.repository) == (project, repository):
+            return last, self.objects
+        return checkpoint.history_again(self.reflog(project, repository), self.objects,
+                                        source), self.objects
 
     def rebuild_index(self) -> IndexRebuildReport:
         """Index every repository of every project again from the store alone (``roro index

@@ -21,6 +21,7 @@ from roro.check import fsck, gc
 from roro.digests import digest_bytes
 from roro.errors import StoreError
 from roro.objects.canonical import canonical_json, loads
+from roro.objects.manifest import MAX_MANIFEST_SIZE
 from roro.project import Project
 from roro.refs import checkpoint as ck
 from roro.refs.events import make_event
@@ -311,13 +312,29 @@ def test_a_roro_that_does_not_know_checkpoints_refuses_the_store(tmp_path, monke
         Store(url).is_initialized()
 
 
-def test_a_checkpoint_is_bounded_and_deterministic():
+def test_a_checkpoint_is_bounded_and_deterministic(monkeypatch):
     events = [make_event(1, None, "create", "a", "t").raw]
     cp = ck.Checkpoint("p", "r", 0, 1, None, None, events)
     assert cp.encode() == cp.encode()
     bomb = zlib.compress(ck.MAGIC + b"x" * (ck.MIN_RAW_LIMIT + 10), 9)
-    with pytest.raises(ck.CheckpointError, match="inflates to more"):
+    with pytest.raises(ck.CheckpointError, match="no header"):  # read no further than 2 MiB
         ck.decode(bomb, "sha256:" + "0" * 64, "p", "r")
+    record = MAX_MANIFEST_SIZE
+    count = ck.MIN_RAW_LIMIT // record + 2
+    header = canonical_json({"format": ck.FORMAT, "project": "p", "repository": "r", "start": 0,
+                             "end": 1, "parent": None, "parent_start": None, "events": 1,
+                             "manifests": count})
+    body = [ck.MAGIC, header, b"\n", len(events[0]).to_bytes(4, "big"), events[0]]
+    body += [record.to_bytes(4, "big") + b"\0" * record] * count
+    compressor = zlib.compressobj(9)
+    bomb = b"".join(compressor.compress(part) for part in body) + compressor.flush()
+    assert len(bomb) < ck.THREAD_FROM and ck.MIN_RAW_LIMIT < sum(map(len, body))
+    for thread_from in (ck.THREAD_FROM, 1):  # inflated here, then by a thread ahead
+        monkeypatch.setattr(ck, "THREAD_FROM", thread_from)
+        with pytest.raises(ck.CheckpointError, match="inflates to more"):
+            ck.decode(bomb, "sha256:" + "0" * 64, "p", "r")
+        with pytest.raises(ck.CheckpointError, match="truncated"):
+            ck.decode(cp.encode()[:-4], "sha256:" + "0" * 64, "p", "r")
     assert ck.boundaries(100_003) == [100_003, 99_968, 98_304]
     assert ck.boundaries(4096 * 3) == [4096 * 3]
 

@@ -31,10 +31,16 @@ bytes, so a swapped manifest is only a manifest nobody asks for. Anything wrong 
 
 from __future__ import annotations
 
+import hashlib
+import queue
+import re
 import struct
+import sys
+import threading
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any, NamedTuple
 
 from ..digests import digest_bytes, parse_digest
@@ -65,6 +71,10 @@ MAX_CHECKPOINT_SIZE = 1 << 30
 MIN_RAW_LIMIT = 64 << 20
 INFLATION = 64
 COMPRESS_LEVEL = 6
+#: A checkpoint object of this many bytes or more is inflated by a thread of its own, in pieces
+#: of PIECE bytes, while its records are split and hashed (see :class:`_Inflated`).
+THREAD_FROM = 1 << 20
+PIECE = 4 << 20
 _LEN = struct.Struct(">I")
 
 
@@ -116,6 +126,42 @@ class Checkpoint:
     parent_start: int | None
     events: list[bytes]
     manifests: list[bytes] = field(default_factory=list)
+    #: The digests of the events (what :func:`decode` hashed as it split them).
+    sums: list[str] | None = field(default=None, compare=False, repr=False)
+    #: The manifests not split yet (decode(defer_manifests=True)): the inflated bytes from
+    #: where they start, how many there are, and the object's error.
+    _unsplit: tuple[list[bytes], int, Callable[[str], CheckpointError]] | None = field(
+        default=None, compare=False, repr=False)
+
+    def split_manifests(self, more: Callable[[], bytes | None] | None = None) -> list[bytes]:
+        """The manifests, split and hashed now if :func:`decode` left them (a
+        :class:`CheckpointError` if they are not what the header says); ``more()``: bytes of
+        the object still to be inflated after those held."""
+        if self._unsplit is not None:
+            held, count, bad = self._unsplit
+            queued = iter(held[1:])
+
+            def pending() -> bytes | None:
+                piece = next(queued, None)
+                return piece if piece is not None or more is None else more()
+            raw, pos = _split(held[0], 0, pending, len(self.events), count, MAX_MANIFEST_SIZE,
+                              bad, self.manifests)
+            if pos != len(raw) or pending() is not None:
+                raise bad("it holds more than its header says")
+            self._unsplit = None
+        return self.manifests
+
+    def first_manifests(self, count: int) -> list[bytes]:
+        """The first ``count`` manifests (or all, if fewer), splitting no more of those
+        :func:`decode` left than that."""
+        if self._unsplit is None:
+            return self.manifests[:count]
+        held, total, bad = self._unsplit
+        queued = iter(held[1:])
+        records: list[bytes] = []
+        _split(held[0], 0, lambda: next(queued, None), len(self.events), min(count, total),
+               MAX_MANIFEST_SIZE, bad, records)
+        return records
 
     def encode(self) -> bytes:
         header = canonical_json({
@@ -129,21 +175,32 @@ class Checkpoint:
         return zlib.compress(b"".join(parts), COMPRESS_LEVEL)
 
 
-def decode(data: bytes, digest: str, project: str, repository: str) -> Checkpoint:
+def decode(data: bytes, digest: str, project: str, repository: str, *,
+           defer_manifests: bool = False) -> Checkpoint:
     """The checkpoint in ``data`` (the verified bytes of object ``digest``), with every shape
-    check a reader needs; :class:`CheckpointError` for anything else."""
+    check a reader needs; :class:`CheckpointError` for anything else. Each event's sha256 is
+    taken as it is split (``Checkpoint.sums``, the events'): while a large object is inflated by
+    a thread of its own (zlib lets go of the GIL), the split and the hashes of the pieces already
+    inflated use the other core. ``defer_manifests``: the manifests are split when first asked for (:meth:`Checkpoint.split_manifests`), not now."""
     def bad(why: str) -> CheckpointError:
         return CheckpointError(f"checkpoint {digest} of {project}/{repository} is not valid: "
                                f"{why}", digest=digest, repository=repository)
-    limit = max(MIN_RAW_LIMIT, INFLATION * len(data))
-    inflater = zlib.decompressobj()
+    pieces = _Inflated(data, max(MIN_RAW_LIMIT, INFLATION * len(data)), bad)
     try:
-        raw = inflater.decompress(data, limit)
-    except zlib.error as e:
-        raise bad(f"not zlib data ({e})") from None
-    if inflater.unconsumed_tail or not inflater.eof or inflater.unused_data:
-        raise bad(f"it inflates to more than {limit} bytes, or does not end where it should")
-    if not raw.startswith(MAGIC):
+        return _decode(pieces, project, repository, bad, defer_manifests)
+    finally:
+        pieces.close()
+
+
+def _decode(pieces: _Inflated, project: str, repository: str,
+            bad: Callable[[str], CheckpointError], defer_manifests: bool) -> Checkpoint:
+    raw = pieces.next()
+    while raw is not None and b"\n" not in raw[len(MAGIC):] and len(raw) < 2 * MAX_EVENT_SIZE:
+        more = pieces.next()
+        if more is None:
+            break
+        raw += more
+    if raw is None or not raw.startswith(MAGIC):
         raise bad("not a checkpoint")
     end = raw.find(b"\n", len(MAGIC))
     if end < 0:
@@ -174,28 +231,125 @@ def decode(data: bytes, digest: str, project: str, repository: str) -> Checkpoin
             raise bad("its parent is not a digest") from None
         if not 0 <= header["parent_start"] < start:
             raise bad("its parent's range does not end where it starts")
-    pos = end + 1
+    events: list[bytes] = []
+    sums: list[str] = []
+    raw, pos = _split(raw, end + 1, pieces.next, 0, header["events"], MAX_EVENT_SIZE, bad,
+                      events, sums)
+    cp = Checkpoint(project, repository, start, stop, parent, header["parent_start"], events,
+                    [], sums)
+    rest = [raw[pos:]]
+    if defer_manifests:
+        while (more := pieces.next()) is not None:
+            rest.append(more)
+    cp._unsplit = (rest, header["manifests"], bad)
+    if not defer_manifests:
+        cp.split_manifests(pieces.next)
+    return cp
+
+
+def _split(raw: bytes, pos: int, more: Callable[[], bytes | None], first: int, count: int,
+           most: int, bad: Callable[[str], CheckpointError], records: list[bytes],
+           sums: list[str] | None = None) -> tuple[bytes, int]:
+    """Split ``count`` records (numbered from ``first``) from ``raw`` at ``pos`` and what
+    ``more()`` gives after it into ``records`` (and their digests into ``sums``); where the
+    next record starts."""
     size = len(raw)
     unpack = _LEN.unpack_from
-    parts: list[list[bytes]] = []
-    for first, count, most in ((0, header["events"], MAX_EVENT_SIZE),
-                               (header["events"], header["manifests"], MAX_MANIFEST_SIZE)):
-        records: list[bytes] = []
-        append = records.append
-        for i in range(first, first + count):
-            if pos + 4 > size:
-                raise bad("it is truncated")
+    sha = hashlib.sha256
+    append = records.append
+    add_sum = sums.append if sums is not None else None
+    i = first
+    while i < first + count:
+        if pos + 4 <= size:
             (n,) = unpack(raw, pos)
-            pos += 4
-            if n > most or pos + n > size:
+            if n > most:
                 raise bad(f"record {i} is too large or truncated")
-            append(raw[pos:pos + n])
-            pos += n
-        parts.append(records)
-    if pos != size:
-        raise bad("it holds more than its header says")
-    return Checkpoint(project, repository, start, stop, parent, header["parent_start"],
-                      parts[0], parts[1])
+            if pos + 4 + n <= size:
+                record = raw[pos + 4:pos + 4 + n]
+                append(record)
+                if add_sum is not None:
+                    add_sum("sha256:" + sha(record).hexdigest())
+                pos += 4 + n
+                i += 1
+                continue
+        piece = more()  # the record goes on in the next piece
+        if piece is None:
+            raise bad("it is truncated" if pos + 4 > size else
+                      f"record {i} is too large or truncated")
+        raw = raw[pos:] + piece
+        pos, size = 0, len(raw)
+    return raw, pos
+
+
+class _Inflated:
+    """The pieces ``data`` inflates to, at most ``limit`` bytes in all, each ``next()`` (None
+    after the last); a :class:`CheckpointError` (``bad``) if it is not one whole zlib stream.
+    Objects of more than :data:`THREAD_FROM` bytes are inflated ahead by a thread (and the
+    interpreter switches threads every millisecond meanwhile, so that the inflater gets the GIL
+    back as soon as zlib returns): the caller splits and hashes one piece while the next is
+    inflated."""
+
+    def __init__(self, data: bytes, limit: int, bad: Callable[[str], CheckpointError]):
+        self.bad, self.limit = bad, limit
+        self._inflater = zlib.decompressobj()
+        self._tail = data
+        self._total = 0
+        self._done = False
+        self._queue: queue.SimpleQueue[bytes | BaseException | None] | None = None
+        self._stop = threading.Event()
+        self._switch: float | None = None
+        if len(data) >= THREAD_FROM:
+            self._queue = queue.SimpleQueue()
+            self._switch = sys.getswitchinterval()
+            sys.setswitchinterval(0.001)
+            threading.Thread(target=self._ahead, daemon=True, name="roro-inflate").start()
+
+    def _piece(self) -> bytes | None:
+        """The next piece (None: the stream ended where the data does)."""
+        if self._done:
+            return None
+        try:
+            out = self._inflater.decompress(self._tail, PIECE)
+        except zlib.error as e:
+            raise self.bad(f"not zlib data ({e})") from None
+        self._tail = self._inflater.unconsumed_tail
+        self._total += len(out)
+        if self._total > self.limit:
+            raise self.bad(f"it inflates to more than {self.limit} bytes")
+        if self._inflater.eof:
+            if self._inflater.unused_data:
+                raise self.bad("it does not end where it should")
+            self._done = True
+        elif not out and not self._tail:
+            raise self.bad("it is truncated")
+        return out if out or not self._done else None
+
+    def _ahead(self) -> None:
+        assert self._queue is not None
+        try:
+            while not self._stop.is_set():
+                out = self._piece()
+                self._queue.put(out)
+                if out is None:
+                    return
+        except BaseException as e:  # a CheckpointError: raised by next()
+            self._queue.put(e)
+
+    def next(self) -> bytes | None:
+        if self._queue is None:
+            return self._piece()
+        found = self._queue.get()
+        if isinstance(found, BaseException):
+            raise found
+        if found is None:
+            self._queue.put(None)  # every later next() is None too
+        return found
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._switch is not None:
+            sys.setswitchinterval(self._switch)
+            self._switch = None
 
 
 class Pointer(NamedTuple):
@@ -246,7 +400,7 @@ def chain_digests(objects: ObjectStore, pointer: Pointer, project: str,
 
 
 def read_object(objects: ObjectStore, digest: str, project: str,
-                repository: str) -> Checkpoint:
+                repository: str, defer_manifests: bool = False) -> Checkpoint:
     """The checkpoint object ``digest``, read verified and decoded (:class:`CheckpointError`
     if it is missing or not a checkpoint of that repository)."""
     try:
@@ -257,16 +411,16 @@ def read_object(objects: ObjectStore, digest: str, project: str,
     except IntegrityError as e:
         raise CheckpointError(f"checkpoint {digest} of {project}/{repository} is unreadable: {e}",
                               digest=digest, repository=repository) from None
-    return decode(data, digest, project, repository)
+    return decode(data, digest, project, repository, defer_manifests=defer_manifests)
 
 
 def load_chain(objects: ObjectStore, project: str, repository: str, digest: str, end: int,
-               down_to: int = 0,
-               cached: dict[str, Checkpoint] | None = None) -> list[tuple[str, Checkpoint]]:
+               down_to: int = 0, cached: dict[str, Checkpoint] | None = None,
+               defer_manifests: bool = False) -> list[tuple[str, Checkpoint]]:
     """The checkpoint objects from ``digest`` (which must end at ``end``) back to the one that
     starts at or below ``down_to``, newest first, each read verified and decoded; their ranges
     must join. :class:`CheckpointError` otherwise. ``cached``: objects this process wrote
-    itself, by digest (not read again)."""
+    itself, by digest (not read again); ``defer_manifests``: see :func:`decode`."""
     chain: list[tuple[str, Checkpoint]] = []
     expected_end: int = end
     current: str | None = digest
@@ -277,7 +431,8 @@ def load_chain(objects: ObjectStore, project: str, repository: str, digest: str,
                                   repository=repository)
         found = cached.get(current) if cached is not None else None
         cp = found if found is not None and (found.project, found.repository) == (
-            project, repository) else read_object(objects, current, project, repository)
+            project, repository) else read_object(objects, current, project, repository,
+                                                  defer_manifests)
         if cp.end != expected_end:
             raise CheckpointError(f"checkpoint {current} of {project}/{repository} ends at event "
                                   f"{cp.end}, not at event {expected_end}", digest=current,
@@ -332,8 +487,145 @@ def chain_manifests(chain: list[tuple[str, Checkpoint]],
     return found
 
 
+# What a reader checks of every event of a history it does not parse (see History): each
+# holds the key "prev" exactly once (a JSON string cannot hold an unescaped '"', so the bytes
+# '"prev":' are that key or no valid event), with a value of this shape; likewise "type".
+# (Each pattern starts with its literal key: re then looks for the key, not at every byte.)
+_PREV_KEY, _TYPE_KEY = b'"prev":', b'"type":'
+_PREV = re.compile(r'"prev":(?:null|"(sha256:[0-9a-f]{64})")')
+_TYPE = re.compile(r'"type":"([a-z]+)"')
+_IMAGE = re.compile(r'"image":"(sha256:[0-9a-f]{64})"')
+
+
+@dataclass
+class History:
+    """Events 1..``seq`` of a repository as a checkpoint (or the log) holds them, verified: the
+    events chain by hash and event ``seq`` hashes to ``event_hash`` (the real log's). The events
+    are not parsed here: :meth:`event` parses one as the log's reader does (an
+    :class:`~roro.errors.IntegrityError` names a malformed one).
+
+    The manifests (in ``chain``, its objects oldest first) are checked against their digests
+    before they are used: :meth:`manifests_for` hashes the newest until it has those asked for
+    (a cold read asks for its newest versions'), :meth:`manifest_map` all of them, and refuses
+    a checkpoint holding one that none of its events names (:class:`CheckpointError`).
+
+    ``types`` (each event's type, from its bytes) is set when the history may be folded
+    without parsing its ``version`` events (see ``refs/index.py``, deferred rows): every event
+    holds the keys ``prev`` and ``type`` once."""
+
+    digest: str | None  # the newest checkpoint object of the chain (None: read from the log)
+    events: list[bytes]
+    hashes: list[str]
+    chain: list[Checkpoint] = field(default_factory=list)
+    types: list[str] | None = None
+    project: str = ""
+    repository: str = ""
+    #: Says (once) that the checkpoint was found wrong after it was read (the caller then
+    #: reads the log, or the store, instead).
+    warn: Callable[[str], None] | None = None
+    _map: dict[str, bytes] | None = None
+
+    @property
+    def seq(self) -> int:
+        return len(self.events)
+
+    @property
+    def event_hash(self) -> str:
+        return self.hashes[-1]
+
+    @property
+    def source(self) -> str:
+        """Where to find these events again (``Index`` keeps it with the deferred rows)."""
+        return f"{self.seq} {self.event_hash} {self.digest or ''}"
+
+    def event(self, seq: int) -> Event:
+        return parse_event(self.events[seq - 1], repository=self.repository, seq=seq)
+
+    def manifests_for(self, wanted: set[str]) -> dict[str, bytes]:
+        """The manifests of the ``wanted`` digests that the chain holds. A checkpoint holds its
+        manifests in the order of their events, so those of a cold read's newest versions are
+        the last, and its first version's the first: they are hashed from the newest back,
+        then from the oldest on, each way until one is not wanted (a version whose manifest
+        the checkpoint lacks, a manifest saved twice, one no event names), and once all are
+        found. Whatever is still missing then makes every manifest checked
+        (:meth:`manifest_map`)."""
+        if self._map is not None:
+            return {d: self._map[d] for d in wanted if d in self._map}
+        found: dict[str, bytes] = {}
+        for backwards in (True, False):
+            for cp in (reversed(self.chain) if backwards else self.chain):
+                if backwards:
+                    manifests = cp.split_manifests()
+                    order: Iterable[int] = range(len(manifests) - 1, -1, -1)
+                else:  # (the oldest object's first manifests: split no more than those)
+                    manifests = cp.first_manifests(len(wanted) - len(found))
+                    order = range(len(manifests))
+                for i in order:
+                    if len(found) == len(wanted):
+                        return found
+                    digest = digest_bytes(manifests[i])
+                    if digest not in wanted:
+                        break
+                    found[digest] = manifests[i]
+                else:
+                    continue
+                break
+        if len(found) == len(wanted):
+            return found
+        full = self.manifest_map()
+        return {d: full[d] for d in wanted if d in full}
+
+    def manifest_map(self) -> dict[str, bytes]:
+        """Every manifest of the chain by its digest (the hash of its own bytes, so none can be
+        wrong); a :class:`CheckpointError` if one is not named by any of the events."""
+        if self._map is None:
+            found: dict[str, bytes] = {}
+            for cp in self.chain:
+                found.update((digest_bytes(m), m) for m in cp.split_manifests())
+            if found:
+                text = b"\n".join(e for cp in self.chain for e in cp.events).decode(
+                    "utf-8", "replace")
+                stray = set(found) - set(_IMAGE.findall(text))
+                if stray:
+                    raise CheckpointError(f"it holds manifest {min(stray)}, which none of its "
+                                          f"events names", digest=min(stray))
+            self._map = found
+        return self._map
+
+
+def history_of(chain: list[tuple[str, Checkpoint]], project: str,
+               repository: str) -> History:
+    """The events 1..N the chain holds (``chain[0]`` ends at N, the last starts at 0), checked
+    to chain by hash from a first event with no predecessor, without parsing them (when every
+    event holds ``prev`` once, the checks are a few passes in C over all of them; anything
+    unusual is left to :func:`verified_events`, which parses each and names what is wrong).
+    The manifests are checked when first looked up (see :class:`History`)."""
+    if chain[-1][1].start != 0:
+        raise CheckpointError("its chain does not start at event 1")
+    raws = [e for _, cp in reversed(chain) for e in cp.events]
+    hashes = [h for _, cp in reversed(chain)
+              for h in (cp.sums[:len(cp.events)] if cp.sums is not None else
+                        [digest_bytes(e) for e in cp.events])]
+    types = None
+    try:
+        text = b"\n".join(raws).decode("utf-8")
+    except UnicodeDecodeError:
+        text = ""
+    prevs = _PREV.findall(text)
+    one = [1] * len(raws)
+    if text and len(prevs) == len(raws) and prevs[0] == "" and prevs[1:] == hashes[:-1] and \
+            list(map(bytes.count, raws, repeat(_PREV_KEY))) == one:
+        if list(map(bytes.count, raws, repeat(_TYPE_KEY))) == one:
+            found_types = _TYPE.findall(text)
+            types = found_types if len(found_types) == len(raws) else None
+    else:
+        verified_events(chain, project, repository)  # raises, naming the event
+    return History(chain[0][0], raws, hashes, [cp for _, cp in reversed(chain)], types, project,
+                   repository)
+
+
 def read_verified(log: RefLog, objects: ObjectStore,
-                  warn: Callable[[str], None]) -> tuple[list[Event], dict[str, bytes]] | None:
+                  warn: Callable[[str], None]) -> History | None:
     """A cold reader's start: events 1..N and the manifests of the newest checkpoint, verified
     against the real log (one read of event N), or None when there is no checkpoint or it is
     wrong (``warn`` says why, once; the caller reads the log instead)."""
@@ -341,23 +633,59 @@ def read_verified(log: RefLog, objects: ObjectStore,
     pointer = newest_pointer(log.backend, project, repository)
     if pointer is None:
         return None
+    def ignored(e: Exception) -> None:
+        warn(f"the checkpoint {pointer.key} of {project}/{repository} was ignored ({e}); the "
+             f"log was read instead (run 'roro fsck', then 'roro checkpoint {repository}')")
     try:
-        chain = load_chain(objects, project, repository, pointer.digest, pointer.seq)
-        events = verified_events(chain, project, repository)
-        if len(events) != pointer.seq:
+        chain = load_chain(objects, project, repository, pointer.digest, pointer.seq,
+                           defer_manifests=True)
+        history = history_of(chain, project, repository)
+        history.warn = lambda why: ignored(CheckpointError(why))
+        if history.seq != pointer.seq:
             raise CheckpointError("its chain does not start at event 1")
         try:
             real = log.backend.get(log_key(project, repository, pointer.seq), MAX_EVENT_SIZE)
         except KeyNotFoundError:
             raise CheckpointError(f"the log has no event {pointer.seq}") from None
-        if real != events[-1].raw:
+        if real != history.events[-1]:
             raise CheckpointError(f"its event {pointer.seq} is not the log's event "
                                   f"{pointer.seq}")
-        return events, chain_manifests(chain, events)
+        return history
     except IntegrityError as e:  # CheckpointError, or an unreadable event of the log
-        warn(f"the checkpoint {pointer.key} of {project}/{repository} was ignored ({e}); the "
-             f"log was read instead (run 'roro fsck', then 'roro checkpoint {repository}')")
+        ignored(e)
         return None
+
+
+def history_again(log: RefLog, objects: ObjectStore, source: str) -> History:
+    """The history a cold read folded (``source``: :attr:`History.source`), read again: from
+    the checkpoint it came from, else from the newest checkpoint, else from the log; each
+    checked to end with the same event (its hash) at the same place. An
+    :class:`~roro.errors.IntegrityError` if none can be read."""
+    project, repository = log.project, log.repository
+    seq_text, event_hash, digest = source.split(" ")
+    seq = int(seq_text)
+    tries: list[tuple[str, int]] = [(digest, seq)] if digest else []
+    newest = newest_pointer(log.backend, project, repository)
+    if newest is not None and newest.seq >= seq and newest.digest != digest:
+        tries.append((newest.digest, newest.seq))
+    for chain_digest, end in tries:
+        try:
+            history = history_of(load_chain(objects, project, repository, chain_digest, end,
+                                            defer_manifests=True), project, repository)
+        except CheckpointError:
+            continue
+        if history.seq >= seq and history.hashes[seq - 1] == event_hash:
+            history.events, history.hashes = history.events[:seq], history.hashes[:seq]
+            if history.types is not None:
+                history.types = history.types[:seq]
+            return history
+    events = log.read_after(0)[:seq]
+    if len(events) != seq or events[-1].hash != event_hash:
+        raise IntegrityError(f"the log of {project}/{repository} no longer holds the event "
+                             f"{seq} it held when indexed; run 'roro index --rebuild'",
+                             repository=repository)
+    return History(None, [e.raw for e in events], [e.hash for e in events],
+                   project=project, repository=repository)
 
 
 # -- writing ---------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import IntegrityError, StoreError
 from ..faults import crash_point
@@ -40,6 +40,14 @@ from .events import Event
 from .log import RefLog, Tail
 from .state import Judge, apply_event
 
+if TYPE_CHECKING:
+    from .checkpoint import History
+
+#: ``history(project, repository, source)``: the events a cold read deferred (``source``:
+#: :attr:`~roro.refs.checkpoint.History.source`), read again, and the store's objects (for the
+#: manifests a checkpoint lacks). Set by the store that owns the index.
+HistorySource = Callable[[str, str, str], "tuple[History, ObjectStore]"]
+
 #: 3: the lifecycle columns of ``repositories`` and ``versions.deleted = 2`` (issue 14).
 #: 4: ``repositories.last_md5`` and ``versions.damaged`` (issue 13).
 #: 5: ``version_keys`` and the partial index ``versions_deleted`` (the web UI's pages).
@@ -49,10 +57,15 @@ from .state import Judge, apply_event
 #: (the policy head its rows were judged under), issue 16 part 2.
 #: 9: ``repositories.keys_pending`` (``version_keys`` built when first asked for).
 #: 10: ``repositories.describe_pending`` (rows from a checkpoint described when first asked for).
-SCHEMA_VERSION = 10
+#: 11: ``repositories.deferred`` and ``deferred_from`` (rows of old versions from a checkpoint
+#: written when first needed).
+SCHEMA_VERSION = 11
 BUSY_TIMEOUT_MS = 60_000
 REFRESH_ATTEMPTS = 20
 PARALLEL_READS = 16
+#: A cold read from a checkpoint writes the rows of this many newest versions; the older ones'
+#: rows are *deferred* (see :class:`_FreshView`).
+EAGER_VERSIONS = 1000
 #: What the ``metadata`` column holds instead of a top-level string containing U+0000: SQLite's
 #: JSON functions (3.40) end such a string at the NUL, so it is indexed as an object, which no
 #: query literal can match (see docs/query.md).
@@ -111,6 +124,7 @@ _SCHEMA = [
         status TEXT, renamed_to TEXT, closed_seq INTEGER, closed_time TEXT, closed_by TEXT,
         last_md5 TEXT, policy_head TEXT, keys_pending INTEGER NOT NULL DEFAULT 0,
         describe_pending INTEGER NOT NULL DEFAULT 0,
+        deferred INTEGER NOT NULL DEFAULT 0, deferred_from TEXT,
         PRIMARY KEY (project, name))""",
     """CREATE TABLE versions (
         project TEXT NOT NULL, repository TEXT NOT NULL, version INTEGER NOT NULL,
@@ -193,6 +207,8 @@ class Index:
     def __init__(self, path: str, seed: str | None = None):
         self.path = path
         self._optimized = False
+        #: Where deferred rows come from (None: a cold read defers none).
+        self.history: HistorySource | None = None
         try:
             if path != IN_MEMORY:
                 os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -299,7 +315,7 @@ class Index:
     def refresh(self, log: RefLog, objects: ObjectStore,
                 known_manifests: dict[str, bytes] | None = None, *,
                 check_tail: bool = False, appended: Event | None = None,
-                checkpoint: Callable[[], tuple[list[Event], dict[str, bytes]] | None] | None = None,
+                checkpoint: Callable[[], History | None] | None = None,
                 policy: PolicyView | None = None) -> Row | None:
         """Apply the events of ``log`` that are not indexed yet; return the repository row.
 
@@ -311,7 +327,8 @@ class Index:
         events of others are read by the next refresh).
         ``checkpoint()``: for a repository the index has never seen, the events 1..N and the
         manifests of its newest checkpoint, verified against the log (or None: read the log);
-        only the events after N are then read from the log.
+        only the events after N are then read from the log, and the rows of all but the
+        newest :data:`EAGER_VERSIONS` versions may be deferred (see :class:`_FreshView`).
         ``policy``: the store policy (:class:`PolicyView`): its verdict judges each new event,
         and rows judged under a head the policy changed since (in a way that may concern this
         repository) are indexed again from the log."""
@@ -322,7 +339,7 @@ class Index:
     def _refresh(self, log: RefLog, objects: ObjectStore,
                  known_manifests: dict[str, bytes] | None, check_tail: bool,
                  appended: Event | None,
-                 checkpoint: Callable[[], tuple[list[Event], dict[str, bytes]] | None] | None,
+                 checkpoint: Callable[[], History | None] | None,
                  policy: PolicyView | None) -> Row | None:
         project, name = log.project, log.repository
         judge = policy.judge(project, name) if policy is not None else None
@@ -340,26 +357,46 @@ class Index:
             tail = Tail(seq, row["last_hash"], row["last_md5"]) if check_tail and row else None
             known = known_manifests or {}
             lazy = False
+            history: History | None = None
+            deferred = 0
             if appended is not None and appended.seq == seq + 1:
                 events = [appended]
-            elif row is None and checkpoint is not None and (start := checkpoint()) is not None:
-                events = start[0] + log.read_after(start[0][-1].seq, confirm=check_tail)
-                known = {**known, **start[1]}
-                lazy = True
+            elif row is None and checkpoint is not None and (history := checkpoint()) is not None:
+                deferred = _deferrable(history) if judge is None and self.history else 0
+                events = [history.event(s) for s in _parsed_seqs(history, deferred)]
+                try:
+                    known = {**known, **history.manifests_for({
+                        e["image"] for e in _needing_manifests(events, name)
+                        if e.type == "version"})}
+                except IntegrityError as e:  # a CheckpointError: a manifest no event names
+                    if history.warn is not None:
+                        history.warn(str(e))
+                    history, deferred = None, 0
+                    events = log.read_after(0, confirm=check_tail)
+                else:
+                    events += log.read_after(history.seq, confirm=check_tail)
+                    lazy = True
             else:
                 events = log.read_after(seq, tail, confirm=check_tail)
+            if row is not None and row["deferred"] and _needs_rows(events):
+                self._rows_for(project, name, events)
             if not events:
                 return row
             manifests = _fetch_manifests(_needing_manifests(events, name), objects, known)
             with self.transaction() as conn:
                 view = _view(conn, project, name, manifests, head, lazy)
-                if view.last_seq >= seq:
+                raced = deferred > 0 and not isinstance(view, _FreshView)
+                if view.last_seq >= seq and not raced:
+                    if deferred and isinstance(view, _FreshView) and history is not None:
+                        view.fold_deferred(history, deferred, events)
                     for event in events:
                         if event.seq > view.last_seq:  # else applied meanwhile by another process
                             apply_event(view, event, name, policy=judge)
                     if isinstance(view, _FreshView):
                         view.flush()
                     crash_point("during-index-update")
+            if raced:
+                continue  # another process indexed it meanwhile: read on from its rows
             if view.last_seq >= seq:
                 if any(e.type == "restore" for e in events) and self._lacks_manifests(project,
                                                                                     name):
@@ -410,6 +447,77 @@ class Index:
             view.flush()
         return self.repository(project, name)
 
+    def _undefer(self, project: str, name: str, only: int | None = None) -> None:
+        """Write the rows a cold refresh deferred (:meth:`_FreshView.fold_deferred`), if any:
+        the events are read again (``self.history``), each deferred one parsed and checked to
+        be the next version, and the rows written, pending description, in one transaction.
+        ``only``: just that version's row (the others stay deferred), its event found by its
+        place among the ``version`` events."""
+        sql = "SELECT deferred, deferred_from FROM repositories WHERE project = ? AND name = ?"
+        found = self.conn.execute(sql, [project, name]).fetchone()
+        if found is None or not found[0]:
+            return
+        deferred, source = found
+        if self.history is None:
+            raise StoreError(f"the index {self.path} holds rows of {project}/{name} only a store "
+                             f"can complete; run 'roro index --rebuild'")
+        with _no_cyclic_gc():
+            history, objects = self.history(project, name, source)
+            if only is not None and history.types is not None:
+                seq = _version_seqs(history.types)[only - 1]
+                events = [_deferred_event(history.event(seq), only, name)]
+                after = found  # the others stay deferred
+            else:
+                events = _deferred_events(history, deferred, name)
+                after = (0, None)
+            try:
+                known = history.manifests_for({e["image"] for e in events})
+            except IntegrityError as e:  # a CheckpointError: the store has them all the same
+                if history.warn is not None:
+                    history.warn(str(e))
+                known = {}
+            manifests = _fetch_manifests(events, objects, known)
+            with self.transaction() as conn:
+                if conn.execute(sql, [project, name]).fetchone() != found:
+                    return  # written meanwhile by another process
+                have = {v for (v,) in conn.execute(
+                    "SELECT version FROM versions WHERE project = ? AND repository = ? AND "
+                    "version <= ?", [project, name, deferred])}
+                view = _FreshView(conn, project, name, manifests, lazy=True)
+                for event in events:
+                    if event["version"] not in have:
+                        view.add_version(event)
+                _insert_versions(conn, view.rows.values())
+                conn.execute("UPDATE repositories SET deferred = ?, deferred_from = ?, "
+                             "keys_pending = 1, describe_pending = describe_pending | ? WHERE "
+                             "project = ? AND name = ?", [*after, int(view.pending), project, name])
+
+    def _rows_for(self, project: str, name: str, events: list[Event]) -> None:
+        """Write the deferred rows ``events`` change: each deleted version's, or every row
+        when one closes or reopens the repository."""
+        if any(e.type in _LIFECYCLE for e in events):
+            self._undefer(project, name)
+        for event in events:
+            if event.type == "delete":
+                self.version(project, name, event["version"])
+
+    def _whole(self, project: str, repository: str | None) -> None:
+        """Every row of one repository, or of every repository of ``project`` (None), written:
+        what a query over all of them calls first."""
+        sql = "SELECT name FROM repositories WHERE project = ? AND deferred > 0"
+        args = [project]
+        if repository is not None:
+            sql += " AND name = ?"
+            args.append(repository)
+        for (name,) in self.conn.execute(sql, args).fetchall():
+            self._undefer(project, name)
+
+    def _deferred(self, project: str, repository: str) -> int:
+        """Versions 1..N of the repository may have no row yet (0: none)."""
+        found: int | None = self._one("SELECT deferred FROM repositories WHERE project = ? AND "
+                                      "name = ?", [project, repository])
+        return found or 0
+
     def _lacks_manifests(self, project: str, name: str) -> bool:
         return self._one("SELECT count(*) FROM versions WHERE project = ? AND repository = ? AND "
                          "deleted = 0 AND manifest IS NULL", [project, name]) > 0
@@ -457,10 +565,16 @@ class Index:
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
-        return _completed(self._rows(sql, params))
+        rows = self._rows(sql, params)
+        deferred = self._deferred(project, repository)
+        if deferred and (limit is None or len(rows) < limit or rows[-1]["version"] <= deferred):
+            self._undefer(project, repository)  # the page reaches versions without a row
+            rows = self._rows(sql, params)
+        return _completed(rows)
 
     def project_versions(self, project: str, limit: int | None = None) -> list[dict[str, Any]]:
         """Live versions of every repository of ``project``, newest save first."""
+        self._whole(project, None)
         sql = ("SELECT * FROM versions WHERE project = ? AND deleted = 0 "
                "ORDER BY time DESC, repository, version DESC")
         params: list[Any] = [project]
@@ -470,9 +584,11 @@ class Index:
         return _completed(self._rows(sql, params))
 
     def version(self, project: str, repository: str, version: int) -> dict[str, Any] | None:
-        rows = self._rows(
-            "SELECT * FROM versions WHERE project = ? AND repository = ? AND version = ?",
-            [project, repository, version])
+        sql = "SELECT * FROM versions WHERE project = ? AND repository = ? AND version = ?"
+        rows = self._rows(sql, [project, repository, version])
+        if not rows and 0 < version <= self._deferred(project, repository):
+            self._undefer(project, repository, only=version)
+            rows = self._rows(sql, [project, repository, version])
         return _completed(rows)[0] if rows else None
 
     def manifest_text(self, project: str, repository: str, version: int) -> str | None:
@@ -485,18 +601,23 @@ class Index:
                                  prefix: str) -> list[dict[str, Any]]:
         """Live versions whose image digest starts with ``prefix`` (``sha256:`` and hex digits,
         validated by the caller), newest first, at most 100."""
+        self._whole(project, repository)
         return self._rows(
             "SELECT version, image FROM versions WHERE project = ? AND repository = ? "
             "AND deleted = 0 AND substr(image, 1, ?) = ? ORDER BY version DESC LIMIT 100",
             [project, repository, len(prefix), prefix])
 
     def latest_version(self, project: str, repository: str) -> int | None:
-        latest: int | None = self._one(
-            "SELECT max(version) FROM versions WHERE project = ? AND repository = ? AND deleted = 0",
-            [project, repository])
+        sql = "SELECT max(version) FROM versions WHERE project = ? AND repository = ? AND " \
+              "deleted = 0"
+        latest: int | None = self._one(sql, [project, repository])
+        if (latest or 0) <= self._deferred(project, repository) != 0:
+            self._undefer(project, repository)
+            latest = self._one(sql, [project, repository])
         return latest
 
     def count_versions(self, project: str, repository: str) -> int:
+        self._whole(project, repository)
         count: int = self._one(
             "SELECT count(*) FROM versions WHERE project = ? AND repository = ? AND deleted = 0",
             [project, repository])
@@ -703,7 +824,9 @@ class Index:
         see :class:`_FreshView`) of one repository, or of every repository of ``project``
         (``repository`` None): parse each manifest and write its columns, or why it is damaged,
         in one transaction per repository. What reads the manifest columns with SQL calls this
-        first; rows handed out are described on the way (:func:`_completed`)."""
+        first; rows handed out are described on the way (:func:`_completed`). Deferred rows
+        are written first (:meth:`_undefer`)."""
+        self._whole(project, repository)
         sql = "SELECT name FROM repositories WHERE project = ? AND describe_pending = 1"
         args = [project]
         if repository is not None:
@@ -763,6 +886,7 @@ class Index:
     def version_bounds(self, project: str, repository: str) -> tuple[int | None, int | None]:
         """The lowest and highest live version numbers (two seeks from the ends of the primary
         key: one ``min(), max()`` query would scan every row)."""
+        self._whole(project, repository)
         sql = ("SELECT version FROM versions WHERE project = ? AND repository = ? AND deleted = 0 "
                "ORDER BY version {} LIMIT 1")
         return (self._one(sql.format("ASC"), [project, repository]),
@@ -795,9 +919,12 @@ class Index:
             return {"versions": 0, "latest": None, "last_saved": None}
         deleted = self._one("SELECT count(*) FROM versions WHERE project = ? AND repository = ? "
                             "AND deleted = 1", [project, repository])
-        latest = self.conn.execute(
-            "SELECT version, time FROM versions WHERE project = ? AND repository = ? "
-            "AND deleted = 0 ORDER BY version DESC LIMIT 1", [project, repository]).fetchone()
+        latest_sql = ("SELECT version, time FROM versions WHERE project = ? AND repository = ? "
+                      "AND deleted = 0 ORDER BY version DESC LIMIT 1")
+        latest = self.conn.execute(latest_sql, [project, repository]).fetchone()
+        if (latest[0] if latest else 0) <= self._deferred(project, repository) != 0:
+            self._undefer(project, repository)
+            latest = self.conn.execute(latest_sql, [project, repository]).fetchone()
         return {"versions": max_version - deleted, "latest": latest[0] if latest else None,
                 "last_saved": latest[1] if latest else None}
 
@@ -894,6 +1021,10 @@ class Index:
         ``{(project, name): {"row": …, "versions": {v: row}, "tags": {tag: v},
         "tag_events": [row, …]}}``."""
         out: dict[tuple[str, str], dict[str, Any]] = {}
+        for project, name in self.conn.execute(
+                "SELECT project, name FROM repositories WHERE deferred > 0").fetchall():
+            with contextlib.suppress(IntegrityError):  # a broken log: fsck reports it
+                self._undefer(project, name)
         if self.conn.in_transaction:
             self.conn.commit()
         self.conn.execute("BEGIN")  # one read transaction: a snapshot, whatever writers do
@@ -923,7 +1054,7 @@ class Index:
         ``version_keys`` built and rows described first where they are pending."""
         for project, name in self.conn.execute(
                 "SELECT project, name FROM repositories WHERE keys_pending = 1 OR "
-                "describe_pending = 1").fetchall():
+                "describe_pending = 1 OR deferred > 0").fetchall():
             self.ensure_described(project, name)
             self.ensure_keys(project, name)
         order = {"repositories": "project, name", "versions": "project, repository, version",
@@ -1009,6 +1140,89 @@ def _no_cyclic_gc() -> Iterator[None]:
             gc.enable()
 
 
+#: The event types that close or reopen a repository (changing every version's row), and with
+#: ``delete`` those that need rows a repository may have deferred (Index._rows_for).
+_LIFECYCLE = frozenset({"destroy", "rename", "restore"})
+_ROW_CHANGING = _LIFECYCLE | {"delete"}
+
+
+def _needs_rows(events: list[Event]) -> bool:
+    return any(e.type in _ROW_CHANGING for e in events)
+
+
+def _deferrable(history: History) -> int:
+    """How many of the oldest versions of ``history`` a cold refresh may leave without a row
+    (:meth:`_FreshView.fold_deferred`): all but the newest :data:`EAGER_VERSIONS`, when every
+    event's type is known from its bytes and none closes or reopens the repository."""
+    types = history.types
+    if types is None or _LIFECYCLE.intersection(types):
+        return 0
+    return max(0, types.count("version") - EAGER_VERSIONS)
+
+
+def _parsed_seqs(history: History, deferred: int) -> list[int]:
+    """The events of ``history`` a cold refresh parses: all but the ``version`` events of
+    versions 2..``deferred`` (the first event is always parsed: its time is the
+    repository's)."""
+    if not deferred:
+        return list(range(1, history.seq + 1))
+    assert history.types is not None
+    out = []
+    version = 0
+    for i, kind in enumerate(history.types):
+        if kind == "version":
+            version += 1
+            if i and version <= deferred:
+                continue
+        out.append(i + 1)
+    return out
+
+
+def _version_seqs(types: list[str]) -> list[int]:
+    """Where each version's event is, by version number (a valid log's ``version`` events are
+    versions 1, 2, … in order)."""
+    return [i + 1 for i, kind in enumerate(types) if kind == "version"]
+
+
+def _deferred_events(history: History, deferred: int, repository: str) -> list[Event]:
+    """The ``version`` events of versions 1..``deferred`` in ``history``, parsed and checked
+    to number the versions from 1 as the fold would."""
+    events: list[Event] = []
+    types = history.types
+    for seq in range(1, history.seq + 1):
+        if types is not None and types[seq - 1] != "version":
+            continue
+        event = history.event(seq)
+        if types is None and event.type != "version":
+            continue  # (a history read from the log: its types are its events')
+        events.append(_deferred_event(event, len(events) + 1, repository))
+        if len(events) == deferred:
+            return events
+    raise IntegrityError(f"ref log of {repository!r} holds {len(events)} versions up to event "
+                         f"{history.seq}, not {deferred}; run 'roro fsck'",
+                         repository=repository)
+
+
+def _deferred_event(event: Event, version: int, repository: str) -> Event:
+    """``event``, which must be the ``version`` event of ``version`` (an
+    :class:`~roro.errors.IntegrityError` as the log's fold raises otherwise)."""
+    seq = event.seq
+    if event.type != "version" or event["version"] != version:
+        found = f"version {event['version']}" if event.type == "version" else \
+            f"a {event.type!r} event"
+        raise IntegrityError(f"ref log of {repository!r} is broken at event {seq}: {found} "
+                             f"where version {version} was next; run 'roro fsck'",
+                             repository=repository, seq=seq)
+    return event
+
+
+def _insert_versions(conn: sqlite3.Connection, rows: Any) -> None:
+    conn.executemany(
+        f"INSERT INTO versions (project, repository, version, image, seq, author, time, "
+        f"comment, deleted, {', '.join(DERIVED)}, damaged, signer, signer_key) "
+        f"VALUES ({', '.join('?' * (12 + len(DERIVED)))})", rows)
+
+
 def _needing_manifests(events: list[Event], repository: str) -> list[Event]:
     """The events whose manifest the index needs. A version deleted later in the same batch needs
     none, nor does any version of a repository the batch leaves closed (destroyed, renamed
@@ -1081,13 +1295,14 @@ class _SqlView:
                  manifests: Manifests, policy_head: str | None = None):
         self.conn, self.project, self.name, self.manifests = conn, project, name, manifests
         self.policy_head = policy_head
-        row = conn.execute("SELECT last_seq, last_hash, max_version, status FROM repositories "
-                           "WHERE project = ? AND name = ?", [project, name]).fetchone()
+        row = conn.execute("SELECT last_seq, last_hash, max_version, status, deferred FROM "
+                           "repositories WHERE project = ? AND name = ?", [project, name]).fetchone()
         self.exists = row is not None
         self.last_seq: int = row[0] if row else 0
         self.last_hash: str | None = row[1] if row else None
         self.max_version: int = row[2] if row else 0
         self.status: str | None = row[3] if row else None
+        self.deferred: int = row[4] if row else 0  # versions 1..deferred may have no row yet
         self.rejected_count: int = conn.execute(
             "SELECT count(*) FROM rejected_events WHERE project = ? AND repository = ?",
             [project, name]).fetchone()[0] if row else 0
@@ -1101,9 +1316,10 @@ class _SqlView:
              event.signer_key, reason])
 
     def is_live(self, version: int) -> bool:
-        return self.conn.execute(
-            "SELECT 1 FROM versions WHERE project = ? AND repository = ? AND version = ? "
-            "AND deleted = 0", [self.project, self.name, version]).fetchone() is not None
+        row = self.conn.execute(
+            "SELECT deleted FROM versions WHERE project = ? AND repository = ? AND version = ?",
+            [self.project, self.name, version]).fetchone()
+        return row[0] == 0 if row is not None else 0 < version <= self.deferred
 
     def tag_target(self, tag: str) -> int | None:
         row = self.conn.execute("SELECT version FROM tags WHERE project = ? AND repository = ? "
@@ -1228,7 +1444,17 @@ class _FreshView:
     other manifest column yet (*pending*); the repository is marked ``describe_pending`` and
     :meth:`Index.ensure_described` parses and describes the rows when something first asks for
     them (a row handed out is described on the way: :func:`_completed`). A cold ``models:log``
-    of 100,000 versions so parses the 20 manifests it shows, not 100,000."""
+    of 100,000 versions so parses the 20 manifests it shows, not 100,000.
+
+    :meth:`fold_deferred` (a cold refresh from a checkpoint of more than
+    :data:`EAGER_VERSIONS` versions, in a store without a policy) goes further: the ``version``
+    events of all but the newest :data:`EAGER_VERSIONS` versions are not even parsed (their
+    bytes are verified: the checkpoint's chain) and get no row; every other event is parsed and
+    applied as usual (a deleted version's row is written). The repository's ``deferred`` says
+    that versions 1..``deferred`` without a row are live and unwritten, ``deferred_from`` where
+    their events are; :meth:`Index._undefer` parses them and writes their rows when something
+    first needs them. A cold ``models:log`` of 100,000 versions so folds 100,000 events but
+    parses and writes ~1,000."""
 
     # positions in a ``versions`` row (the table's column order)
     _DELETED, _DERIVED, _DAMAGED = 8, 9, 9 + len(DERIVED)
@@ -1251,6 +1477,10 @@ class _FreshView:
         self.last: Event | None = None  # the event last advanced to
         self.created: str | None = None  # the time of the first event
         self.closed: list[Any] = [None, None, None, None, None]  # status … closed_by
+        self.deferred = 0  # versions 1..deferred without a row are live (fold_deferred)
+        self.deferred_from: str | None = None
+        self.history: History | None = None
+        self._version_seqs: list[int] | None = None
 
     @property
     def rejected_count(self) -> int:
@@ -1263,7 +1493,35 @@ class _FreshView:
 
     def is_live(self, version: int) -> bool:
         row = self.rows.get(version)
-        return row is not None and row[self._DELETED] == 0
+        return row[self._DELETED] == 0 if row is not None else 0 < version <= self.deferred
+
+    def fold_deferred(self, history: History, deferred: int, parsed: list[Event]) -> None:
+        """Apply events 1..N of ``history`` (verified, and free of lifecycle events: see
+        :func:`_deferrable`), leaving versions 1..``deferred`` without a row: their ``version``
+        events only advance the fold (a valid one is the next version, by the next event, and
+        changes nothing else); ``parsed`` holds every other event, parsed. That each deferred
+        event is such a version is checked when its row is written (:meth:`Index._undefer`)."""
+        assert history.types is not None
+        self.deferred, self.deferred_from, self.history = deferred, history.source, history
+        by_seq = {e.seq: e for e in parsed}
+        hashes = history.hashes
+        version = 0
+        for i, kind in enumerate(history.types):
+            if kind == "version":
+                version += 1
+                if i and version <= deferred:
+                    self.last_seq, self.last_hash, self.max_version = i + 1, hashes[i], version
+                    continue
+            apply_event(self, by_seq[i + 1], self.name)
+
+    def _add_deferred(self, version: int) -> None:
+        """Write the row of deferred ``version`` (to delete it)."""
+        assert self.history is not None and self.history.types is not None
+        if self._version_seqs is None:
+            self._version_seqs = _version_seqs(self.history.types)
+        event = _deferred_event(self.history.event(self._version_seqs[version - 1]), version,
+                                self.name)
+        self.add_version(event)
 
     def tag_target(self, tag: str) -> int | None:
         return self.tags.get(tag)
@@ -1302,6 +1560,8 @@ class _FreshView:
         row[self._DERIVED:self._DAMAGED] = [None] * len(DERIVED)
 
     def delete_version(self, event: Event) -> None:
+        if event["version"] not in self.rows and self.is_live(event["version"]):
+            self._add_deferred(event["version"])
         row = self.rows.get(event["version"])
         if row is not None:
             row[self._DELETED] = 1
@@ -1344,14 +1604,12 @@ class _FreshView:
         self.conn.execute(
             "INSERT INTO repositories (project, name, last_seq, last_hash, max_version, updated, "
             "last_md5, created, status, renamed_to, closed_seq, closed_time, closed_by, "
-            "policy_head, keys_pending, describe_pending) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?)",
+            "policy_head, keys_pending, describe_pending, deferred, deferred_from) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)",
             [p, n, self.last_seq, self.last_hash, self.max_version, last.time, last.md5,
-             self.created, *self.closed, self.policy_head, int(self.pending)])
-        self.conn.executemany(
-            f"INSERT INTO versions (project, repository, version, image, seq, author, time, "
-            f"comment, deleted, {', '.join(DERIVED)}, damaged, signer, signer_key) "
-            f"VALUES ({', '.join('?' * (12 + len(DERIVED)))})", self.rows.values())
+             self.created, *self.closed, self.policy_head, int(self.pending), self.deferred,
+             self.deferred_from])
+        _insert_versions(self.conn, self.rows.values())
         # No version_keys rows: they are built when first asked for (Index.ensure_keys), so a
         # cold read of a long history does not write one row per metadata key of every version.
         self.conn.executemany("INSERT INTO tags VALUES (?, ?, ?, ?)",
