@@ -1497,10 +1497,10 @@ class _FreshView:
 
     def fold_deferred(self, history: History, deferred: int, parsed: list[Event]) -> None:
         """Apply events 1..N of ``history`` (verified, and free of lifecycle events: see
-        :func:`_deferrable`), leaving versions 1..``deferred`` without a row: their ``version``
-        events only advance the fold (a valid one is the next version, by the next event, and
-        changes nothing else); ``parsed`` holds every other event, parsed. That each deferred
-        event is such a version is checked when its row is written (:meth:`Index._undefer`)."""
+        :func:`_deferrable`): ``parsed`` holds the events :func:`_parsed_seqs` chose, the others
+        are ``version`` events of versions 2..``deferred``, which get no row and only advance
+        the fold (a valid one is the next version, by the next event, and changes nothing else).
+        That each is such a version is checked when its row is written (:meth:`Index._undefer`)."""
         assert history.types is not None
         self.deferred, self.deferred_from, self.history = deferred, history.source, history
         by_seq = {e.seq: e for e in parsed}
@@ -1509,10 +1509,11 @@ class _FreshView:
         for i, kind in enumerate(history.types):
             if kind == "version":
                 version += 1
-                if i and version <= deferred:
-                    self.last_seq, self.last_hash, self.max_version = i + 1, hashes[i], version
-                    continue
-            apply_event(self, by_seq[i + 1], self.name)
+            event = by_seq.get(i + 1)
+            if event is None:
+                self.last_seq, self.last_hash, self.max_version = i + 1, hashes[i], version
+            else:
+                apply_event(self, event, self.name)
 
     def _add_deferred(self, version: int) -> None:
         """Write the row of deferred ``version`` (to delete it)."""
