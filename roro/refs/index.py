@@ -450,7 +450,9 @@ class Index:
     def _undefer(self, project: str, name: str, only: int | None = None) -> None:
         """Write the rows a cold refresh deferred (:meth:`_FreshView.fold_deferred`), if any:
         the events are read again (``self.history``), each deferred one parsed and checked to
-        be the next version, and the rows written, pending description, in one transaction.
+        be the next version, and the rows written, described (what asks for every row is
+        mostly about to read their columns: pending rows would be written twice), in one
+        transaction.
         ``only``: just that version's row (the others stay deferred), its event found by its
         place among the ``version`` events."""
         sql = "SELECT deferred, deferred_from FROM repositories WHERE project = ? AND name = ?"
@@ -483,14 +485,14 @@ class Index:
                 have = {v for (v,) in conn.execute(
                     "SELECT version FROM versions WHERE project = ? AND repository = ? AND "
                     "version <= ?", [project, name, deferred])}
-                view = _FreshView(conn, project, name, manifests, lazy=True)
+                view = _FreshView(conn, project, name, manifests)  # described: written once
                 for event in events:
                     if event["version"] not in have:
                         view.add_version(event)
                 _insert_versions(conn, view.rows.values())
                 conn.execute("UPDATE repositories SET deferred = ?, deferred_from = ?, "
-                             "keys_pending = 1, describe_pending = describe_pending | ? WHERE "
-                             "project = ? AND name = ?", [*after, int(view.pending), project, name])
+                             "keys_pending = 1 WHERE project = ? AND name = ?",
+                             [*after, project, name])
 
     def _rows_for(self, project: str, name: str, events: list[Event]) -> None:
         """Write the deferred rows ``events`` change: each deleted version's, or every row
