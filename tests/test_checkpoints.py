@@ -329,12 +329,15 @@ def test_a_checkpoint_is_bounded_and_deterministic(monkeypatch):
     compressor = zlib.compressobj(9)
     bomb = b"".join(compressor.compress(part) for part in body) + compressor.flush()
     assert len(bomb) < ck.THREAD_FROM and ck.MIN_RAW_LIMIT < sum(map(len, body))
+    switch = sys.getswitchinterval()
     for thread_from in (ck.THREAD_FROM, 1):  # inflated here, then by a thread ahead
         monkeypatch.setattr(ck, "THREAD_FROM", thread_from)
         with pytest.raises(ck.CheckpointError, match="inflates to more"):
             ck.decode(bomb, "sha256:" + "0" * 64, "p", "r")
         with pytest.raises(ck.CheckpointError, match="truncated"):
             ck.decode(cp.encode()[:-4], "sha256:" + "0" * 64, "p", "r")
+        assert ck.decode(cp.encode(), "sha256:" + "0" * 64, "p", "r").events == events
+    assert sys.getswitchinterval() == switch  # what the inflater's thread changed, restored
     assert ck.boundaries(100_003) == [100_003, 99_968, 98_304]
     assert ck.boundaries(4096 * 3) == [4096 * 3]
 

@@ -134,9 +134,9 @@ class Checkpoint:
         default=None, compare=False, repr=False)
 
     def split_manifests(self, more: Callable[[], bytes | None] | None = None) -> list[bytes]:
-        """The manifests, split and hashed now if :func:`decode` left them (a
-        :class:`CheckpointError` if they are not what the header says); ``more()``: bytes of
-        the object still to be inflated after those held."""
+        """The manifests, split now if :func:`decode` left them (a :class:`CheckpointError` if
+        they are not what the header says); ``more()``: bytes of the object still to be
+        inflated after those held."""
         if self._unsplit is not None:
             held, count, bad = self._unsplit
             queued = iter(held[1:])
@@ -181,7 +181,8 @@ def decode(data: bytes, digest: str, project: str, repository: str, *,
     check a reader needs; :class:`CheckpointError` for anything else. Each event's sha256 is
     taken as it is split (``Checkpoint.sums``, the events'): while a large object is inflated by
     a thread of its own (zlib lets go of the GIL), the split and the hashes of the pieces already
-    inflated use the other core. ``defer_manifests``: the manifests are split when first asked for (:meth:`Checkpoint.split_manifests`), not now."""
+    inflated use the other core. ``defer_manifests``: the manifests are split when first asked
+    for (:meth:`Checkpoint.split_manifests`), not now."""
     def bad(why: str) -> CheckpointError:
         return CheckpointError(f"checkpoint {digest} of {project}/{repository} is not valid: "
                                f"{why}", digest=digest, repository=repository)
@@ -297,11 +298,11 @@ class _Inflated:
         self._done = False
         self._queue: queue.SimpleQueue[bytes | BaseException | None] | None = None
         self._stop = threading.Event()
-        self._switch: float | None = None
+        self._switching = False
         if len(data) >= THREAD_FROM:
             self._queue = queue.SimpleQueue()
-            self._switch = sys.getswitchinterval()
-            sys.setswitchinterval(0.001)
+            _fast_switches(+1)
+            self._switching = True
             threading.Thread(target=self._ahead, daemon=True, name="roro-inflate").start()
 
     def _piece(self) -> bytes | None:
@@ -347,9 +348,25 @@ class _Inflated:
 
     def close(self) -> None:
         self._stop.set()
-        if self._switch is not None:
-            sys.setswitchinterval(self._switch)
-            self._switch = None
+        if self._switching:
+            _fast_switches(-1)
+            self._switching = False
+
+
+_switches_lock = threading.Lock()
+_switches = [0, 0.0]  # inflaters running, the switch interval before the first
+
+
+def _fast_switches(change: int) -> None:
+    """Switch threads every millisecond while any inflater runs (``change`` +1 when one
+    starts, -1 when it ends); the interval the process had before, once none does."""
+    with _switches_lock:
+        if change > 0 and _switches[0] == 0:
+            _switches[1] = sys.getswitchinterval()
+            sys.setswitchinterval(0.001)
+        _switches[0] += change
+        if change < 0 and _switches[0] == 0:
+            sys.setswitchinterval(_switches[1])
 
 
 class Pointer(NamedTuple):

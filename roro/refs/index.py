@@ -506,13 +506,19 @@ class Index:
     def _whole(self, project: str, repository: str | None) -> None:
         """Every row of one repository, or of every repository of ``project`` (None), written:
         what a query over all of them calls first."""
-        sql = "SELECT name FROM repositories WHERE project = ? AND deferred > 0"
+        for name in self._repositories_where(project, repository, "deferred > 0"):
+            self._undefer(project, name)
+
+    def _repositories_where(self, project: str, repository: str | None,
+                            condition: str) -> list[str]:
+        """The names of the repositories of ``project`` (or just ``repository``) whose row meets
+        ``condition`` (SQL over ``repositories``, written here, never from user text)."""
+        sql = f"SELECT name FROM repositories WHERE project = ? AND {condition}"
         args = [project]
         if repository is not None:
             sql += " AND name = ?"
             args.append(repository)
-        for (name,) in self.conn.execute(sql, args).fetchall():
-            self._undefer(project, name)
+        return [name for (name,) in self.conn.execute(sql, args).fetchall()]
 
     def _deferred(self, project: str, repository: str) -> int:
         """Versions 1..N of the repository may have no row yet (0: none)."""
@@ -829,12 +835,7 @@ class Index:
         first; rows handed out are described on the way (:func:`_completed`). Deferred rows
         are written first (:meth:`_undefer`)."""
         self._whole(project, repository)
-        sql = "SELECT name FROM repositories WHERE project = ? AND describe_pending = 1"
-        args = [project]
-        if repository is not None:
-            sql += " AND name = ?"
-            args.append(repository)
-        for (name,) in self.conn.execute(sql, args).fetchall():
+        for name in self._repositories_where(project, repository, "describe_pending = 1"):
             with self.transaction() as conn:
                 rows = conn.execute(
                     f"SELECT version, image, manifest FROM versions WHERE project = ? AND "
