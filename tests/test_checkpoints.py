@@ -342,6 +342,38 @@ def test_a_checkpoint_is_bounded_and_deterministic(monkeypatch):
     assert ck.boundaries(4096 * 3) == [4096 * 3]
 
 
+@pytest.mark.parametrize("thread_from", [1 << 30, 1])
+def test_manifests_left_by_decode_are_inflated_and_split_when_asked_for(monkeypatch,
+                                                                       thread_from):
+    """A cold reader's decode stops after the events (the manifests are inflated, split and
+    checked when first used), with or without its inflater thread, in pieces smaller than a
+    record."""
+    monkeypatch.setattr(ck, "THREAD_FROM", thread_from)
+    monkeypatch.setattr(ck, "PIECE", 1000)
+    events, prev = [], None
+    for seq in range(1, 41):
+        event = make_event(seq, prev, "create", "a", "t") if seq == 1 else \
+            make_event(seq, prev, "delete", "a", "t", version=seq)
+        events.append(event.raw)
+        prev = event.hash
+    manifests = [canonical_json({"n": i, "pad": "m" * (i * 37)}) for i in range(30)]
+    cp = ck.Checkpoint("p", "r", 0, 40, None, None, events, manifests)
+    data, digest = cp.encode(), "sha256:" + "0" * 64
+    whole = ck.decode(data, digest, "p", "r")
+    assert whole.manifests == manifests and whole.events == events
+    left = ck.decode(data, digest, "p", "r", defer_manifests=True)
+    assert left.events == events and left.sums == [digest_bytes(e) for e in events]
+    assert left.first_manifests(3) == manifests[:3]
+    assert left.split_manifests() == manifests and left.first_manifests(2) == manifests[:2]
+    bad = ck.Checkpoint("p", "r", 0, 40, None, None, events, manifests[:-1])
+    body = bad.encode()
+    inflated = zlib.decompress(body).replace(b'"manifests":29', b'"manifests":30')
+    short = ck.decode(zlib.compress(inflated), digest, "p", "r", defer_manifests=True)
+    assert short.events == events  # the events are whole: the manifests are found short later
+    with pytest.raises(ck.CheckpointError, match="truncated"):
+        short.split_manifests()
+
+
 def test_cli_checkpoint_json(tmp_path, monkeypatch):
     from click.testing import CliRunner
 

@@ -128,22 +128,19 @@ class Checkpoint:
     manifests: list[bytes] = field(default_factory=list)
     #: The digests of the events (what :func:`decode` hashed as it split them).
     sums: list[str] | None = field(default=None, compare=False, repr=False)
-    #: The manifests not split yet (decode(defer_manifests=True)): the inflated bytes from
-    #: where they start, how many there are, and the object's error.
-    _unsplit: tuple[list[bytes], int, Callable[[str], CheckpointError]] | None = field(
-        default=None, compare=False, repr=False)
+    #: The manifests not split yet (decode(defer_manifests=True)): the bytes inflated so far
+    #: from where they start, how many there are, the object's error, and what inflates the
+    #: rest of the object (the manifests are inflated when first asked for, too).
+    _unsplit: tuple[list[bytes], int, Callable[[str], CheckpointError],
+                    Callable[[], bytes | None]] | None = field(default=None, compare=False,
+                                                              repr=False)
 
-    def split_manifests(self, more: Callable[[], bytes | None] | None = None) -> list[bytes]:
+    def split_manifests(self) -> list[bytes]:
         """The manifests, split now if :func:`decode` left them (a :class:`CheckpointError` if
-        they are not what the header says); ``more()``: bytes of the object still to be
-        inflated after those held."""
+        they, or the rest of the object, are not what the header says)."""
         if self._unsplit is not None:
-            held, count, bad = self._unsplit
-            queued = iter(held[1:])
-
-            def pending() -> bytes | None:
-                piece = next(queued, None)
-                return piece if piece is not None or more is None else more()
+            held, count, bad, _ = self._unsplit
+            pending = self._pending()
             raw, pos = _split(held[0], 0, pending, len(self.events), count, MAX_MANIFEST_SIZE,
                               bad, self.manifests)
             if pos != len(raw) or pending() is not None:
@@ -152,16 +149,33 @@ class Checkpoint:
         return self.manifests
 
     def first_manifests(self, count: int) -> list[bytes]:
-        """The first ``count`` manifests (or all, if fewer), splitting no more of those
-        :func:`decode` left than that."""
+        """The first ``count`` manifests (or all, if fewer), inflating and splitting no more
+        of those :func:`decode` left than that."""
         if self._unsplit is None:
             return self.manifests[:count]
-        held, total, bad = self._unsplit
-        queued = iter(held[1:])
+        held, total, bad, _ = self._unsplit
         records: list[bytes] = []
-        _split(held[0], 0, lambda: next(queued, None), len(self.events), min(count, total),
+        _split(held[0], 0, self._pending(), len(self.events), min(count, total),
                MAX_MANIFEST_SIZE, bad, records)
         return records
+
+    def _pending(self) -> Callable[[], bytes | None]:
+        """The pieces after the first held one: those held, then newly inflated ones (held
+        too, for the next reader)."""
+        assert self._unsplit is not None
+        held, _, _, more = self._unsplit
+        at = 1
+
+        def pending() -> bytes | None:
+            nonlocal at
+            if at == len(held):
+                piece = more()
+                if piece is None:
+                    return None
+                held.append(piece)
+            at += 1
+            return held[at - 1]
+        return pending
 
     def encode(self) -> bytes:
         header = canonical_json({
@@ -238,13 +252,9 @@ def _decode(pieces: _Inflated, project: str, repository: str,
                       events, sums)
     cp = Checkpoint(project, repository, start, stop, parent, header["parent_start"], events,
                     [], sums)
-    rest = [raw[pos:]]
-    if defer_manifests:
-        while (more := pieces.next()) is not None:
-            rest.append(more)
-    cp._unsplit = (rest, header["manifests"], bad)
+    cp._unsplit = ([raw[pos:]], header["manifests"], bad, pieces.next)
     if not defer_manifests:
-        cp.split_manifests(pieces.next)
+        cp.split_manifests()
     return cp
 
 
@@ -288,7 +298,8 @@ class _Inflated:
     Objects of more than :data:`THREAD_FROM` bytes are inflated ahead by a thread (and the
     interpreter switches threads every millisecond meanwhile, so that the inflater gets the GIL
     back as soon as zlib returns): the caller splits and hashes one piece while the next is
-    inflated."""
+    inflated. After :meth:`close` the thread stops; ``next()`` then gives what it left, and
+    inflates the rest itself."""
 
     def __init__(self, data: bytes, limit: int, bad: Callable[[str], CheckpointError]):
         self.bad, self.limit = bad, limit
@@ -297,13 +308,17 @@ class _Inflated:
         self._total = 0
         self._done = False
         self._queue: queue.SimpleQueue[bytes | BaseException | None] | None = None
+        self._left: list[bytes | BaseException | None] = []  # by the thread, once stopped
         self._stop = threading.Event()
         self._switching = False
+        self._thread: threading.Thread | None = None
         if len(data) >= THREAD_FROM:
             self._queue = queue.SimpleQueue()
             _fast_switches(+1)
             self._switching = True
-            threading.Thread(target=self._ahead, daemon=True, name="roro-inflate").start()
+            self._thread = threading.Thread(target=self._ahead, daemon=True,
+                                            name="roro-inflate")
+            self._thread.start()
 
     def _piece(self) -> bytes | None:
         """The next piece (None: the stream ended where the data does)."""
@@ -337,13 +352,22 @@ class _Inflated:
             self._queue.put(e)
 
     def next(self) -> bytes | None:
-        if self._queue is None:
+        if self._queue is not None and self._stop.is_set():  # closed: take over from the thread
+            assert self._thread is not None
+            self._thread.join()
+            while not self._queue.empty():
+                self._left.append(self._queue.get())
+            self._queue = None
+        if self._queue is not None:
+            found = self._queue.get()
+            if found is None:
+                self._queue.put(None)  # every later next() is None too
+        elif self._left:
+            found = self._left.pop(0)
+        else:
             return self._piece()
-        found = self._queue.get()
         if isinstance(found, BaseException):
             raise found
-        if found is None:
-            self._queue.put(None)  # every later next() is None too
         return found
 
     def close(self) -> None:
