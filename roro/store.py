@@ -429,8 +429,13 @@ class Store:
         if last is not None and last.source == source and \
                 (last.project, last.repository) == (project, repository):
             return last, self.objects
-        return checkpoint.history_again(self.reflog(project, repository), self.objects,
-                                        source), self.objects
+        history = checkpoint.history_again(self.reflog(project, repository), self.objects,
+                                           source)
+        history.warn = lambda message: warnings.warn(
+            f"the checkpoint of {project}/{repository} holds a wrong manifest ({message}); the "
+            f"store's manifests were read instead (run 'roro fsck', then 'roro checkpoint "
+            f"{repository}')", checkpoint.CheckpointWarning, stacklevel=2)
+        return history, self.objects
 
     def rebuild_index(self) -> IndexRebuildReport:
         """Index every repository of every project again from the store alone (``roro index

@@ -5,6 +5,8 @@ the log's. On a folder store and on SeaweedFS."""
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 from conftest import _start_s3, make_store_url
 from support.history import fill
@@ -156,6 +158,44 @@ def test_old_rows_are_written_from_the_log_when_the_checkpoint_is_gone(
         backend.delete(object_key(digest))
     if gone == "everything":
         backend.delete(pointer.key)
+    assert whole_index(store) == expected
+
+
+def test_a_swapped_old_manifest_is_found_when_the_rows_are_written(long_history, tmp_path,
+                                                                     monkeypatch, eager):
+    """The cold read hashes only the manifests of the rows it writes: one of an old version,
+    swapped, is found when the old rows are written (a warning; the store's manifest is read
+    instead) and the answers stay the log's."""
+    url = long_history
+    _, _, store = cold_log_without_checkpoints(url, tmp_path, monkeypatch)
+    expected = whole_index(store)
+    store.close()
+    backend = open_backend(parse_store_url(url))
+    pointer = ck.newest_pointer(backend, "p", "r")
+    assert pointer is not None
+    store = Store(url)
+    chain = ck.load_chain(store.objects, "p", "r", pointer.digest, pointer.seq)
+    digest = None  # the base object (the old versions' manifests), then each above it
+    for _, cp in reversed(chain):
+        if digest is None:
+            body = loads(cp.manifests[5])
+            body["metadata"]["i"] = -1
+            cp.manifests[5] = canonical_json(body)
+        else:
+            cp.parent = digest
+        data = cp.encode()
+        digest = digest_bytes(data)
+        backend.put_bytes_if_absent(object_key(digest), data)
+    backend.delete(pointer.key)
+    backend.put_if_absent(checkpoint_key("p", "r", pointer.seq, digest), b"{}")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got, _, store = cold_log(url, tmp_path, monkeypatch, n=5)
+        assert not [w for w in caught if issubclass(w.category, ck.CheckpointWarning)]
+        store._last_history = None  # as in a later process
+        assert Project("p", store).get_model_repository("r").count() == VERSIONS - 1
+    wrong = [str(w.message) for w in caught if issubclass(w.category, ck.CheckpointWarning)]
+    assert len(wrong) == 1 and "holds a wrong manifest" in wrong[0], wrong
     assert whole_index(store) == expected
 
 
