@@ -565,6 +565,7 @@ class History:
     #: reads the log, or the store, instead).
     warn: Callable[[str], None] | None = None
     _map: dict[str, bytes] | None = None
+    _version_seqs: list[int] | None = None
 
     @property
     def seq(self) -> int:
@@ -581,6 +582,15 @@ class History:
 
     def event(self, seq: int) -> Event:
         return parse_event(self.events[seq - 1], repository=self.repository, seq=seq)
+
+    def version_seqs(self) -> list[int]:
+        """Where each version's event is, by version number (``types`` must be known): a
+        valid log's ``version`` events are versions 1, 2, … in order."""
+        if self._version_seqs is None:
+            assert self.types is not None
+            self._version_seqs = [i + 1 for i, kind in enumerate(self.types)
+                                  if kind == "version"]
+        return self._version_seqs
 
     def manifests_for(self, wanted: set[str]) -> dict[str, bytes]:
         """The manifests of the ``wanted`` digests that the chain holds. A checkpoint holds its

@@ -466,8 +466,7 @@ class Index:
         with _no_cyclic_gc():
             history, objects = self.history(project, name, source)
             if only is not None and history.types is not None:
-                seq = _version_seqs(history.types)[only - 1]
-                events = [_deferred_event(history.event(seq), only, name)]
+                events = [_version_event(history, only, name)]
                 after = found  # the others stay deferred
             else:
                 events = _deferred_events(history, deferred, name)
@@ -1181,29 +1180,32 @@ def _parsed_seqs(history: History, deferred: int) -> list[int]:
     return out
 
 
-def _version_seqs(types: list[str]) -> list[int]:
-    """Where each version's event is, by version number (a valid log's ``version`` events are
-    versions 1, 2, … in order)."""
-    return [i + 1 for i, kind in enumerate(types) if kind == "version"]
-
-
 def _deferred_events(history: History, deferred: int, repository: str) -> list[Event]:
     """The ``version`` events of versions 1..``deferred`` in ``history``, parsed and checked
     to number the versions from 1 as the fold would."""
     events: list[Event] = []
-    types = history.types
-    for seq in range(1, history.seq + 1):
-        if types is not None and types[seq - 1] != "version":
-            continue
-        event = history.event(seq)
-        if types is None and event.type != "version":
-            continue  # (a history read from the log: its types are its events')
-        events.append(_deferred_event(event, len(events) + 1, repository))
-        if len(events) == deferred:
-            return events
-    raise IntegrityError(f"ref log of {repository!r} holds {len(events)} versions up to event "
-                         f"{history.seq}, not {deferred}; run 'roro fsck'",
-                         repository=repository)
+    if history.types is not None:
+        known = min(len(history.version_seqs()), deferred)
+        events = [_version_event(history, v, repository) for v in range(1, known + 1)]
+    else:  # a history read from the log: its types are its events'
+        for seq in range(1, history.seq + 1):
+            event = history.event(seq)
+            if event.type == "version":
+                events.append(_deferred_event(event, len(events) + 1, repository))
+                if len(events) == deferred:
+                    break
+    if len(events) < deferred:
+        raise IntegrityError(f"ref log of {repository!r} holds {len(events)} versions up to "
+                             f"event {history.seq}, not {deferred}; run 'roro fsck'",
+                             repository=repository)
+    return events
+
+
+def _version_event(history: History, version: int, repository: str) -> Event:
+    """The event of deferred ``version`` in ``history`` (whose types are known), parsed and
+    checked (:func:`_deferred_event`)."""
+    return _deferred_event(history.event(history.version_seqs()[version - 1]), version,
+                           repository)
 
 
 def _deferred_event(event: Event, version: int, repository: str) -> Event:
@@ -1481,9 +1483,7 @@ class _FreshView:
         self.created: str | None = None  # the time of the first event
         self.closed: list[Any] = [None, None, None, None, None]  # status … closed_by
         self.deferred = 0  # versions 1..deferred without a row are live (fold_deferred)
-        self.deferred_from: str | None = None
-        self.history: History | None = None
-        self._version_seqs: list[int] | None = None
+        self.history: History | None = None  # where they are (fold_deferred)
 
     @property
     def rejected_count(self) -> int:
@@ -1505,7 +1505,7 @@ class _FreshView:
         the fold (a valid one is the next version, by the next event, and changes nothing else).
         That each is such a version is checked when its row is written (:meth:`Index._undefer`)."""
         assert history.types is not None
-        self.deferred, self.deferred_from, self.history = deferred, history.source, history
+        self.deferred, self.history = deferred, history
         by_seq = {e.seq: e for e in parsed}
         hashes = history.hashes
         version = 0
@@ -1520,12 +1520,8 @@ class _FreshView:
 
     def _add_deferred(self, version: int) -> None:
         """Write the row of deferred ``version`` (to delete it)."""
-        assert self.history is not None and self.history.types is not None
-        if self._version_seqs is None:
-            self._version_seqs = _version_seqs(self.history.types)
-        event = _deferred_event(self.history.event(self._version_seqs[version - 1]), version,
-                                self.name)
-        self.add_version(event)
+        assert self.history is not None
+        self.add_version(_version_event(self.history, version, self.name))
 
     def tag_target(self, tag: str) -> int | None:
         return self.tags.get(tag)
@@ -1612,7 +1608,7 @@ class _FreshView:
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)",
             [p, n, self.last_seq, self.last_hash, self.max_version, last.time, last.md5,
              self.created, *self.closed, self.policy_head, int(self.pending), self.deferred,
-             self.deferred_from])
+             self.history.source if self.history is not None else None])
         _insert_versions(self.conn, self.rows.values())
         # No version_keys rows: they are built when first asked for (Index.ensure_keys), so a
         # cold read of a long history does not write one row per metadata key of every version.
