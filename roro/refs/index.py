@@ -615,13 +615,21 @@ class Index:
             [project, repository, len(prefix), prefix])
 
     def latest_version(self, project: str, repository: str) -> int | None:
-        sql = "SELECT max(version) FROM versions WHERE project = ? AND repository = ? AND " \
-              "deleted = 0"
-        latest: int | None = self._one(sql, [project, repository])
-        if (latest or 0) <= self._deferred(project, repository) != 0:
+        newest = self._newest_live(project, repository)
+        return newest[0] if newest else None
+
+    def _newest_live(self, project: str, repository: str) -> tuple[int, str | None] | None:
+        """The newest live version and its save time (one seek from the end of the primary
+        key); if that is no newer than the versions a cold read deferred, their rows are
+        written first (one of them may be newer)."""
+        sql = ("SELECT version, time FROM versions WHERE project = ? AND repository = ? "
+               "AND deleted = 0 ORDER BY version DESC LIMIT 1")
+        newest = self.conn.execute(sql, [project, repository]).fetchone()
+        deferred = self._deferred(project, repository)
+        if deferred and (newest is None or newest[0] <= deferred):
             self._undefer(project, repository)
-            latest = self._one(sql, [project, repository])
-        return latest
+            newest = self.conn.execute(sql, [project, repository]).fetchone()
+        return newest
 
     def count_versions(self, project: str, repository: str) -> int:
         self._whole(project, repository)
@@ -921,12 +929,7 @@ class Index:
             return {"versions": 0, "latest": None, "last_saved": None}
         deleted = self._one("SELECT count(*) FROM versions WHERE project = ? AND repository = ? "
                             "AND deleted = 1", [project, repository])
-        latest_sql = ("SELECT version, time FROM versions WHERE project = ? AND repository = ? "
-                      "AND deleted = 0 ORDER BY version DESC LIMIT 1")
-        latest = self.conn.execute(latest_sql, [project, repository]).fetchone()
-        if (latest[0] if latest else 0) <= self._deferred(project, repository) != 0:
-            self._undefer(project, repository)
-            latest = self.conn.execute(latest_sql, [project, repository]).fetchone()
+        latest = self._newest_live(project, repository)
         return {"versions": max_version - deleted, "latest": latest[0] if latest else None,
                 "last_saved": latest[1] if latest else None}
 
