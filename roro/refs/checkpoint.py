@@ -520,12 +520,17 @@ def chain_manifests(chain: list[tuple[str, Checkpoint]],
     a manifest that no ``version`` event of them names is a :class:`CheckpointError`."""
     found = {digest_bytes(m): m for _, cp in chain for m in cp.manifests}
     if events is not None:
-        named = {e["image"] for e in events if e.type == "version"}
-        stray = sorted(set(found) - named)
-        if stray:
-            raise CheckpointError(f"it holds manifest {stray[0]}, which none of its events "
-                                  f"names", digest=stray[0])
+        _refuse_strays(found, {e["image"] for e in events if e.type == "version"})
     return found
+
+
+def _refuse_strays(manifests: dict[str, bytes], named: set[str]) -> None:
+    """A :class:`CheckpointError` if a checkpoint holds a manifest (by digest) that none of
+    its events names (``named``: the images its ``version`` events name)."""
+    stray = sorted(set(manifests) - named)
+    if stray:
+        raise CheckpointError(f"it holds manifest {stray[0]}, which none of its events names",
+                              digest=stray[0])
 
 
 # What a reader checks of every event of a history it does not parse (see History): each
@@ -636,10 +641,7 @@ class History:
             if found:
                 text = b"\n".join(e for cp in self.chain for e in cp.events).decode(
                     "utf-8", "replace")
-                stray = set(found) - set(_IMAGE.findall(text))
-                if stray:
-                    raise CheckpointError(f"it holds manifest {min(stray)}, which none of its "
-                                          f"events names", digest=min(stray))
+                _refuse_strays(found, set(_IMAGE.findall(text)))
             self._map = found
         return self._map
 
@@ -684,14 +686,14 @@ def read_verified(log: RefLog, objects: ObjectStore,
     pointer = newest_pointer(log.backend, project, repository)
     if pointer is None:
         return None
-    def ignored(e: Exception) -> None:
-        warn(f"the checkpoint {pointer.key} of {project}/{repository} was ignored ({e}); the "
+    def ignored(why: object) -> None:
+        warn(f"the checkpoint {pointer.key} of {project}/{repository} was ignored ({why}); the "
              f"log was read instead (run 'roro fsck', then 'roro checkpoint {repository}')")
     try:
         chain = load_chain(objects, project, repository, pointer.digest, pointer.seq,
                            defer_manifests=True)
         history = history_of(chain, project, repository)
-        history.warn = lambda why: ignored(CheckpointError(why))
+        history.warn = ignored
         if history.seq != pointer.seq:
             raise CheckpointError("its chain does not start at event 1")
         try:
